@@ -1,0 +1,165 @@
+//! Time as an input: the real clock for the running processes, a manual one for tests.
+//!
+//! Two kinds of time are kept apart on purpose. [`Instant`] is monotonic and drives every
+//! deadline, so a step of the wall clock cannot fake a missed heartbeat. [`WallMs`] is the wall
+//! clock in milliseconds since the Unix epoch and only stamps records.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A monotonic instant, in milliseconds since the clock's own origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(u64);
+
+impl Instant {
+    pub const fn from_millis(ms: u64) -> Self {
+        Instant(ms)
+    }
+
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// The instant `d` later, saturating rather than wrapping.
+    pub fn saturating_add(self, d: Duration) -> Instant {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_add(ms))
+    }
+
+    /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: Instant) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct WallMs(pub u64);
+
+/// Where the time comes from.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+    fn wall(&self) -> WallMs;
+}
+
+/// The system's clocks.
+#[derive(Debug)]
+pub struct RealClock {
+    origin: std::time::Instant,
+}
+
+impl RealClock {
+    pub fn new() -> Self {
+        RealClock {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for RealClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for RealClock {
+    fn now(&self) -> Instant {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Instant(ms)
+    }
+
+    fn wall(&self) -> WallMs {
+        // A clock set before 1970 is reported as the epoch rather than crashing the manager.
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        WallMs(ms)
+    }
+}
+
+/// A clock that moves only when a test moves it. Clones share the same time.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    mono_ms: Arc<AtomicU64>,
+    wall_ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at monotonic zero whose wall clock reads `wall`.
+    pub fn new(wall: WallMs) -> Self {
+        ManualClock {
+            mono_ms: Arc::new(AtomicU64::new(0)),
+            wall_ms: Arc::new(AtomicU64::new(wall.0)),
+        }
+    }
+
+    /// Let `d` pass: both clocks move forward together.
+    pub fn advance(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.mono_ms.fetch_add(ms, Ordering::SeqCst);
+        self.wall_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Step only the wall clock, as an administrator or NTP would; monotonic time is unmoved.
+    pub fn set_wall(&self, wall: WallMs) {
+        self.wall_ms.store(wall.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant(self.mono_ms.load(Ordering::SeqCst))
+    }
+
+    fn wall(&self) -> WallMs {
+        WallMs(self.wall_ms.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_advanced() {
+        let clock = ManualClock::new(WallMs(1_000));
+        let shared = clock.clone();
+        assert_eq!(clock.now(), Instant::from_millis(0));
+        shared.advance(Duration::from_secs(90));
+        assert_eq!(clock.now(), Instant::from_millis(90_000));
+        assert_eq!(clock.wall(), WallMs(91_000));
+    }
+
+    #[test]
+    fn wall_step_leaves_monotonic_time_alone() {
+        let clock = ManualClock::new(WallMs(5_000));
+        clock.advance(Duration::from_secs(1));
+        clock.set_wall(WallMs(0));
+        assert_eq!(clock.now(), Instant::from_millis(1_000));
+        assert_eq!(clock.wall(), WallMs(0));
+    }
+
+    #[test]
+    fn instant_arithmetic_saturates() {
+        let t = Instant::from_millis(10);
+        assert_eq!(t.saturating_since(Instant::from_millis(20)), Duration::ZERO);
+        assert_eq!(
+            Instant::from_millis(u64::MAX - 1).saturating_add(Duration::from_secs(1)),
+            Instant::from_millis(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn real_clock_is_monotonic() {
+        let clock = RealClock::new();
+        let a = clock.now();
+        let b = clock.now();
+        assert!(b >= a);
+        assert!(clock.wall().0 > 1_600_000_000_000);
+    }
+}

@@ -1,0 +1,14 @@
+//! Picket: an all-in-one security manager for small sites.
+//!
+//! One binary is both the **manager** (keeps computers, policies and events in an embedded store,
+//! serves the REST API) and the **agent** (runs on each protected computer). See `DESIGN.md` for
+//! the contracts and `schema/` for the formats that outlive a release.
+//!
+//! # Layout
+//! - [`clock`]: real and manual clocks; every decision takes the time as an argument.
+//! - [`files`]: atomic, permission-aware writes of data-dir files.
+//! - [`model`]: plain data: ids, settings, policies, computers, tokens.
+
+pub mod clock;
+pub mod files;
+pub mod model;
