@@ -1,0 +1,82 @@
+//! Hashes, hex and random secrets: the small primitives behind CA pins, API keys and tokens.
+
+use super::PkiError;
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::fmt::Write as _;
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // A SHA-256 digest is always 32 bytes, so the lengths match.
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// A new random secret (API key, token): 32 random bytes as lowercase hex.
+pub fn random_secret() -> Result<String, PkiError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Random)?;
+    Ok(hex(&bytes))
+}
+
+/// Constant-time equality for secret hashes: every byte is compared whatever the first
+/// difference, so the time taken does not tell an attacker how much of a guess was right.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_abc_matches_the_fips_vector() {
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_zero_padded() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn random_secrets_are_64_hex_digits_and_differ() {
+        let a = random_secret().unwrap();
+        let b = random_secret().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hashes_equal_notices_a_single_bit() {
+        let a = sha256(b"key");
+        assert!(hashes_equal(&a, &a.clone()));
+        for i in [0, 17, 31] {
+            let mut b = a;
+            b[i] ^= 0x01;
+            assert!(!hashes_equal(&a, &b), "byte {i}");
+        }
+    }
+}
