@@ -8,9 +8,11 @@
 //! - [`clock`]: real and manual clocks; every decision takes the time as an argument.
 //! - [`files`]: atomic, permission-aware writes of data-dir files.
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
+//! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
 
 pub mod clock;
 pub mod files;
 pub mod model;
 pub mod pki;
+pub mod store;

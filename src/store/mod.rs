@@ -1,0 +1,694 @@
+//! The manager's store: one redb file, its tables, typed transactions and schema migrations.
+//!
+//! [`Store::open`] opens or creates the file, checks its integrity, and brings its schema up to
+//! [`CURRENT_SCHEMA_VERSION`] before anyone reads it. Reads go through a [`ReadTxn`] (a
+//! consistent snapshot) or a [`WriteTxn`]; both implement [`Reads`], so code that only reads can
+//! take `&impl Reads`. Writes happen in a [`WriteTxn`] and are durable once
+//! [`WriteTxn::commit`] returns; dropping a `WriteTxn` without committing discards every change
+//! made in it, which is how a refused request leaves the store untouched.
+//!
+//! Only one `WriteTxn` exists at a time: [`Store::write`] waits for the current one to end, so a
+//! thread must not ask for a second while it holds one.
+//!
+//! Values are postcard-encoded versioned records (see `records.rs` and `schema/store.md`); a value
+//! that does not decode is reported as [`StoreError::Corrupt`], never a panic.
+
+mod error;
+mod records;
+
+pub use error::StoreError;
+
+use crate::model::{Computer, ComputerId, Policy, PolicyId, Token, TokenHash};
+use records::{
+    COMPUTERS, ComputerRecord, META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
+};
+use redb::{
+    Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
+/// row in `schema/store.md`.
+pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+
+/// The open store file.
+pub struct Store {
+    db: redb::Database,
+    path: PathBuf,
+}
+
+/// A consistent snapshot for reading; writes committed after it began are not seen.
+pub struct ReadTxn {
+    txn: redb::ReadTransaction,
+}
+
+/// The one write transaction; see [`Store::write`].
+pub struct WriteTxn {
+    txn: redb::WriteTransaction,
+}
+
+impl Store {
+    /// Opens or creates the store file at `path` (normally `DIR/picket.redb`) and runs the
+    /// migrations its schema needs.
+    ///
+    /// Every open verifies the checksums of the whole file, so a damaged file is refused here
+    /// with [`StoreError::Damaged`] rather than found later in the middle of a request.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = redb::Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|e| StoreError::from(e).at_open(path))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store
+            .bring_schema_up_to_date()
+            .map_err(|e| e.at_open(path))?;
+        Ok(store)
+    }
+
+    pub fn read(&self) -> Result<ReadTxn, StoreError> {
+        Ok(ReadTxn {
+            txn: self.db.begin_read()?,
+        })
+    }
+
+    /// Starts the write transaction, waiting while another one is alive.
+    pub fn write(&self) -> Result<WriteTxn, StoreError> {
+        Ok(WriteTxn {
+            txn: self.db.begin_write()?,
+        })
+    }
+
+    /// Closes the file and releases its lock, reporting what dropping the store would ignore.
+    /// Fails if a [`WriteTxn`] is still alive; the file then closes when that transaction ends.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.db.close()?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn bring_schema_up_to_date(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let found = {
+            let meta = txn.open_table(META)?;
+            records::get_meta::<u32>(&meta, meta_key::SCHEMA_VERSION)?
+        };
+        let mut version = match found {
+            Some(v) if v > CURRENT_SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    supported: CURRENT_SCHEMA_VERSION,
+                });
+            }
+            Some(CURRENT_SCHEMA_VERSION) => {
+                txn.abort()?;
+                return Ok(());
+            }
+            Some(v) => v,
+            None => {
+                self.check_fresh(&txn)?;
+                0
+            }
+        };
+        while version < CURRENT_SCHEMA_VERSION {
+            version = migrate(&txn, version)?;
+        }
+        txn.open_table(META)?.insert(
+            meta_key::SCHEMA_VERSION,
+            records::encode("meta", &version)?.as_slice(),
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A file without a schema version is only ours to initialise if it holds nothing at all;
+    /// otherwise it is some other program's redb database, which must not be written into.
+    fn check_fresh(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let meta_is_empty = txn.open_table(META)?.is_empty()?;
+        let other = txn
+            .list_tables()?
+            .map(|t| t.name().to_string())
+            .find(|name| name != META.name());
+        match (meta_is_empty, other) {
+            (true, None) => Ok(()),
+            (_, other) => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                detail: match other {
+                    Some(name) => format!("it has a table '{name}' but no schema version"),
+                    None => "its meta table has no schema version".to_string(),
+                },
+            }),
+        }
+    }
+}
+
+/// One migration step: brings the store from schema `from` to the version it returns, inside
+/// the open transaction, so a failed step leaves the file as it was.
+fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
+    match from {
+        // A fresh file. Every table is created now so that a read transaction, which cannot
+        // create tables, never meets a missing one.
+        0 => {
+            txn.open_table(META)?;
+            txn.open_table(POLICIES)?;
+            txn.open_table(COMPUTERS)?;
+            txn.open_table(TOKENS)?;
+            Ok(1)
+        }
+        _ => Err(StoreError::NoMigration { from }),
+    }
+}
+
+mod sealed {
+    use super::StoreError;
+    use redb::{Key, ReadableTable, TableDefinition};
+
+    /// Opens a table for reading in either kind of transaction. Sealed so that [`super::Reads`]
+    /// is implemented by the store's own transactions only.
+    pub trait Tables {
+        fn table<K: Key + 'static>(
+            &self,
+            def: TableDefinition<'static, K, &'static [u8]>,
+        ) -> Result<impl ReadableTable<K, &'static [u8]> + '_, StoreError>;
+    }
+}
+
+/// The reads offered by both [`ReadTxn`] and [`WriteTxn`]. A `WriteTxn` sees its own
+/// uncommitted writes.
+pub trait Reads: sealed::Tables {
+    /// Every policy, in id order.
+    fn policies(&self) -> Result<Vec<Policy>, StoreError> {
+        records::all_by_id::<PolicyRecord>(&self.table(POLICIES)?)
+    }
+
+    fn policy(&self, id: PolicyId) -> Result<Option<Policy>, StoreError> {
+        records::get::<u64, PolicyRecord>(&self.table(POLICIES)?, id.0, || id.to_string())
+    }
+
+    /// Every computer, in id order.
+    fn computers(&self) -> Result<Vec<Computer>, StoreError> {
+        records::all_by_id::<ComputerRecord>(&self.table(COMPUTERS)?)
+    }
+
+    fn computer(&self, id: ComputerId) -> Result<Option<Computer>, StoreError> {
+        records::get::<u64, ComputerRecord>(&self.table(COMPUTERS)?, id.0, || id.to_string())
+    }
+
+    fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
+        records::get::<&[u8], TokenRecord>(&self.table(TOKENS)?, &hash.0, || records::hex(&hash.0))
+    }
+
+    /// SHA-256 of the admin API key, once the data dir has been initialised.
+    fn admin_key_hash(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        records::get_meta(&self.table(META)?, meta_key::ADMIN_KEY_SHA256)
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        records::get_meta(&self.table(META)?, meta_key::SCHEMA_VERSION)?.ok_or(
+            StoreError::Corrupt {
+                table: "meta",
+                key: meta_key::SCHEMA_VERSION.to_string(),
+            },
+        )
+    }
+}
+
+impl sealed::Tables for ReadTxn {
+    fn table<K: Key + 'static>(
+        &self,
+        def: TableDefinition<'static, K, &'static [u8]>,
+    ) -> Result<impl ReadableTable<K, &'static [u8]> + '_, StoreError> {
+        Ok(self.txn.open_table(def)?)
+    }
+}
+
+impl sealed::Tables for WriteTxn {
+    fn table<K: Key + 'static>(
+        &self,
+        def: TableDefinition<'static, K, &'static [u8]>,
+    ) -> Result<impl ReadableTable<K, &'static [u8]> + '_, StoreError> {
+        Ok(self.txn.open_table(def)?)
+    }
+}
+
+impl Reads for ReadTxn {}
+impl Reads for WriteTxn {}
+
+impl WriteTxn {
+    /// Inserts or replaces the policy with `p.id`.
+    pub fn put_policy(&mut self, p: &Policy) -> Result<(), StoreError> {
+        let bytes = records::encode(PolicyRecord::TABLE, &PolicyRecord::current(p))?;
+        self.txn
+            .open_table(POLICIES)?
+            .insert(p.id.0, bytes.as_slice())?;
+        self.keep_counter_above(meta_key::NEXT_POLICY_ID, p.id.0)
+    }
+
+    /// Whether there was a policy to delete. Its id is not given out again.
+    pub fn delete_policy(&mut self, id: PolicyId) -> Result<bool, StoreError> {
+        let mut table = self.txn.open_table(POLICIES)?;
+        let existed = table.remove(id.0)?.is_some();
+        Ok(existed)
+    }
+
+    /// Inserts or replaces the computer with `c.id`.
+    pub fn put_computer(&mut self, c: &Computer) -> Result<(), StoreError> {
+        let bytes = records::encode(ComputerRecord::TABLE, &ComputerRecord::current(c))?;
+        self.txn
+            .open_table(COMPUTERS)?
+            .insert(c.id.0, bytes.as_slice())?;
+        self.keep_counter_above(meta_key::NEXT_COMPUTER_ID, c.id.0)
+    }
+
+    /// Whether there was a computer to delete. Its id is not given out again.
+    pub fn delete_computer(&mut self, id: ComputerId) -> Result<bool, StoreError> {
+        let mut table = self.txn.open_table(COMPUTERS)?;
+        let existed = table.remove(id.0)?.is_some();
+        Ok(existed)
+    }
+
+    /// Inserts or replaces the token with `t.hash`.
+    pub fn put_token(&mut self, t: &Token) -> Result<(), StoreError> {
+        let bytes = records::encode(TokenRecord::TABLE, &TokenRecord::current(t))?;
+        self.txn
+            .open_table(TOKENS)?
+            .insert(t.hash.0.as_slice(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_token(&mut self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let mut table = self.txn.open_table(TOKENS)?;
+        let existed = table.remove(hash.0.as_slice())?.is_some();
+        Ok(existed)
+    }
+
+    /// A policy id never given out before, starting at 1.
+    pub fn next_policy_id(&mut self) -> Result<PolicyId, StoreError> {
+        self.take_next(meta_key::NEXT_POLICY_ID).map(PolicyId)
+    }
+
+    /// A computer id never given out before, starting at 1.
+    pub fn next_computer_id(&mut self) -> Result<ComputerId, StoreError> {
+        self.take_next(meta_key::NEXT_COMPUTER_ID).map(ComputerId)
+    }
+
+    pub fn set_admin_key_hash(&mut self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.put_meta(meta_key::ADMIN_KEY_SHA256, hash)
+    }
+
+    /// Makes every change of this transaction durable (redb's `Durability::Immediate`: the
+    /// file is synced before this returns).
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+
+    /// The counter's value, which is then advanced. An absent counter is at 1.
+    fn take_next(&mut self, key: &'static str) -> Result<u64, StoreError> {
+        let next = self.counter(key)?;
+        // A counter at u64::MAX cannot have been reached by counting.
+        let after = next.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+            table: "meta",
+            key: key.to_string(),
+        })?;
+        self.put_meta(key, &after)?;
+        Ok(next)
+    }
+
+    /// Moves the counter past `id`, so a record stored under an id the counter did not give out
+    /// (the Base Policy's 1, say) is never overwritten by a later "new" record.
+    fn keep_counter_above(&mut self, key: &'static str, id: u64) -> Result<(), StoreError> {
+        if id >= self.counter(key)? {
+            // At u64::MAX the counter stays there and take_next refuses to go on.
+            self.put_meta(key, &id.saturating_add(1))?;
+        }
+        Ok(())
+    }
+
+    fn counter(&self, key: &'static str) -> Result<u64, StoreError> {
+        let meta = self.txn.open_table(META)?;
+        Ok(records::get_meta::<u64>(&meta, key)?.unwrap_or(1))
+    }
+
+    fn put_meta<T: serde::Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = records::encode("meta", value)?;
+        self.txn.open_table(META)?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ReadTxn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadTxn").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WriteTxn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteTxn").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::records::tests::{sample_computer, sample_policy, sample_token};
+    use super::*;
+    use crate::model::BASE_POLICY_NAME;
+
+    fn temp_store() -> (tempfile::TempDir, PathBuf, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("picket.redb");
+        let store = Store::open(&path).unwrap();
+        (dir, path, store)
+    }
+
+    fn base_policy() -> Policy {
+        Policy {
+            id: PolicyId(1),
+            name: BASE_POLICY_NAME.to_string(),
+            parent: None,
+            settings: Default::default(),
+        }
+    }
+
+    fn policy_count(r: &impl Reads) -> usize {
+        r.policies().unwrap().len()
+    }
+
+    #[test]
+    fn every_record_round_trips_through_a_commit_and_a_reopen() {
+        let (_dir, path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        // Put out of id order: the lists must come back in id order.
+        w.put_policy(&sample_policy()).unwrap();
+        w.put_policy(&base_policy()).unwrap();
+        w.put_computer(&sample_computer()).unwrap();
+        w.put_token(&sample_token()).unwrap();
+        w.set_admin_key_hash(&[0x5a; 32]).unwrap();
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.path(), path);
+        let r = store.read().unwrap();
+        assert_eq!(r.policies().unwrap(), vec![base_policy(), sample_policy()]);
+        assert_eq!(r.policy(PolicyId(2)).unwrap(), Some(sample_policy()));
+        assert_eq!(r.policy(PolicyId(3)).unwrap(), None);
+        assert_eq!(r.computers().unwrap(), vec![sample_computer()]);
+        assert_eq!(r.computer(ComputerId(7)).unwrap(), Some(sample_computer()));
+        assert_eq!(r.computer(ComputerId(1)).unwrap(), None);
+        assert_eq!(r.token(&sample_token().hash).unwrap(), Some(sample_token()));
+        assert_eq!(r.token(&TokenHash([0; 32])).unwrap(), None);
+        assert_eq!(r.admin_key_hash().unwrap(), Some([0x5a; 32]));
+        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_fresh_store_is_empty_at_the_current_schema() {
+        let (_dir, _path, store) = temp_store();
+        let r = store.read().unwrap();
+        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
+        assert!(r.policies().unwrap().is_empty());
+        assert!(r.computers().unwrap().is_empty());
+        assert_eq!(r.admin_key_hash().unwrap(), None);
+    }
+
+    #[test]
+    fn ids_are_never_reused_after_a_delete_and_a_reopen() {
+        let (_dir, path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        assert_eq!(w.next_policy_id().unwrap(), PolicyId(1));
+        assert_eq!(w.next_policy_id().unwrap(), PolicyId(2));
+        assert_eq!(w.next_computer_id().unwrap(), ComputerId(1));
+        w.put_computer(&Computer {
+            id: ComputerId(1),
+            ..sample_computer()
+        })
+        .unwrap();
+        w.commit().unwrap();
+
+        let mut w = store.write().unwrap();
+        assert!(w.delete_computer(ComputerId(1)).unwrap());
+        assert!(!w.delete_computer(ComputerId(1)).unwrap());
+        assert!(!w.delete_policy(PolicyId(2)).unwrap());
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open(&path).unwrap();
+        let mut w = store.write().unwrap();
+        assert_eq!(w.next_policy_id().unwrap(), PolicyId(3));
+        assert_eq!(w.next_computer_id().unwrap(), ComputerId(2));
+    }
+
+    #[test]
+    fn a_put_under_an_id_not_given_out_moves_the_counter_past_it() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        w.put_policy(&base_policy()).unwrap();
+        w.put_computer(&sample_computer()).unwrap();
+        assert_eq!(w.next_policy_id().unwrap(), PolicyId(2));
+        assert_eq!(w.next_computer_id().unwrap(), ComputerId(8));
+        // A put below the counter must not move it back.
+        w.put_policy(&base_policy()).unwrap();
+        assert_eq!(w.next_policy_id().unwrap(), PolicyId(3));
+    }
+
+    #[test]
+    fn a_dropped_write_leaves_nothing_behind() {
+        let (_dir, _path, store) = temp_store();
+        {
+            let mut w = store.write().unwrap();
+            w.next_policy_id().unwrap();
+            w.put_policy(&base_policy()).unwrap();
+            w.put_computer(&sample_computer()).unwrap();
+            w.put_token(&sample_token()).unwrap();
+            w.set_admin_key_hash(&[1; 32]).unwrap();
+            // A write sees its own changes before commit.
+            assert_eq!(policy_count(&w), 1);
+        }
+        let r = store.read().unwrap();
+        assert_eq!(policy_count(&r), 0);
+        assert!(r.computers().unwrap().is_empty());
+        assert_eq!(r.token(&sample_token().hash).unwrap(), None);
+        assert_eq!(r.admin_key_hash().unwrap(), None);
+        drop(r);
+        let mut w = store.write().unwrap();
+        assert_eq!(w.next_policy_id().unwrap(), PolicyId(1));
+    }
+
+    #[test]
+    fn a_read_is_a_snapshot() {
+        let (_dir, _path, store) = temp_store();
+        let before = store.read().unwrap();
+        let mut w = store.write().unwrap();
+        w.put_policy(&base_policy()).unwrap();
+        w.commit().unwrap();
+        assert_eq!(policy_count(&before), 0);
+        assert_eq!(policy_count(&store.read().unwrap()), 1);
+    }
+
+    #[test]
+    fn deleting_a_token_removes_it() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        w.put_token(&sample_token()).unwrap();
+        assert!(w.delete_token(&sample_token().hash).unwrap());
+        assert!(!w.delete_token(&sample_token().hash).unwrap());
+        assert_eq!(w.token(&sample_token().hash).unwrap(), None);
+    }
+
+    #[test]
+    fn a_corrupt_value_is_reported_with_its_table_and_key() {
+        let (_dir, _path, store) = temp_store();
+        let w = store.write().unwrap();
+        w.txn
+            .open_table(POLICIES)
+            .unwrap()
+            .insert(5, [0xff, 0xfe, 0x00].as_slice())
+            .unwrap();
+        w.commit().unwrap();
+
+        let r = store.read().unwrap();
+        let err = r.policy(PolicyId(5)).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { table: "policies", key } if key == "5"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the stored value for key 5 in table 'policies' is corrupt"
+        );
+        assert!(matches!(
+            r.policies().unwrap_err(),
+            StoreError::Corrupt {
+                table: "policies",
+                ..
+            }
+        ));
+        // The other tables still read.
+        assert!(r.computers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_untouched() {
+        let (_dir, path, store) = temp_store();
+        let w = store.write().unwrap();
+        w.txn
+            .open_table(META)
+            .unwrap()
+            .insert(
+                meta_key::SCHEMA_VERSION,
+                records::encode("meta", &(CURRENT_SCHEMA_VERSION + 1))
+                    .unwrap()
+                    .as_slice(),
+            )
+            .unwrap();
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        for _ in 0..2 {
+            let err = Store::open(&path).unwrap_err();
+            assert!(
+                matches!(err, StoreError::SchemaTooNew { found, supported }
+                    if found == CURRENT_SCHEMA_VERSION + 1 && supported == CURRENT_SCHEMA_VERSION),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_of_garbage_is_damaged_and_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("picket.redb");
+        // A fixed pseudo-random pattern, so a failure reproduces.
+        let mut x: u32 = 0x1234_5678;
+        let garbage: Vec<u8> = (0..65_536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        std::fs::write(&path, &garbage).unwrap();
+
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+        assert!(err.to_string().starts_with(&format!(
+            "{} is not a Picket store or is damaged",
+            path.display()
+        )));
+        assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    }
+
+    #[test]
+    fn another_programs_redb_file_is_damaged_and_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("picket.redb");
+        let other: TableDefinition<u64, u64> = TableDefinition::new("other");
+        let db = redb::Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(other).unwrap().insert(1, 2).unwrap();
+        w.commit().unwrap();
+        db.close().unwrap();
+
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+        let db = redb::Database::open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        assert!(r.open_table(META).is_err(), "the open wrote a meta table");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_record_is_damaged_at_open() {
+        let (_dir, path, store) = temp_store();
+        let marker = "flip-me-".repeat(64);
+        let mut w = store.write().unwrap();
+        w.put_policy(&Policy {
+            name: marker.clone(),
+            ..sample_policy()
+        })
+        .unwrap();
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut flipped = 0;
+        let mut i = 0;
+        while let Some(at) = find(&bytes[i..], marker.as_bytes()) {
+            bytes[i + at] ^= 0x20;
+            flipped += 1;
+            i += at + marker.len();
+        }
+        assert!(flipped > 0, "the record is not in the file as plain bytes");
+        std::fs::write(&path, &bytes).unwrap();
+
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[test]
+    fn a_second_open_in_the_same_process_is_locked() {
+        let (_dir, path, store) = temp_store();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .ends_with("is in use by another Picket manager: stop it first")
+        );
+        // Closing releases the lock.
+        store.close().unwrap();
+        Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn closing_with_a_live_write_fails() {
+        let (_dir, _path, store) = temp_store();
+        let w = store.write().unwrap();
+        assert!(store.close().is_err());
+        drop(w);
+    }
+
+    #[test]
+    fn handles_can_move_to_a_blocking_thread() {
+        // The manager runs commits through smol::unblock, which needs Send + 'static.
+        fn send_static<T: Send + 'static>() {}
+        fn shared<T: Send + Sync>() {}
+        send_static::<ReadTxn>();
+        send_static::<WriteTxn>();
+        shared::<Store>();
+        shared::<StoreError>();
+    }
+
+    #[test]
+    fn a_schema_without_a_migration_step_is_an_error() {
+        let (_dir, _path, store) = temp_store();
+        let txn = store.db.begin_write().unwrap();
+        assert!(matches!(
+            migrate(&txn, CURRENT_SCHEMA_VERSION),
+            Err(StoreError::NoMigration { from }) if from == CURRENT_SCHEMA_VERSION
+        ));
+    }
+}

@@ -1,0 +1,293 @@
+//! Versioned records as stored in redb values, and their typed reads over any readable table.
+//!
+//! Every value is a postcard-encoded enum whose variant is the record's version, so a later
+//! release can add `V2` and still read what this one wrote. A model struct that changes shape
+//! needs a new variant and a migration step; the golden vectors in `schema/store.md` fail the
+//! tests when it changes without one.
+
+use super::error::StoreError;
+use crate::model::{Computer, Policy, Token};
+use redb::{Key, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Small fixed values and counters, keyed by name; each value is postcard-encoded.
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const POLICIES: TableDefinition<u64, &[u8]> = TableDefinition::new("policies");
+pub(super) const COMPUTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("computers");
+/// Keyed by the 32-byte SHA-256 of the token.
+pub(super) const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+
+/// The keys of the `meta` table.
+pub(super) mod meta_key {
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    pub const NEXT_POLICY_ID: &str = "next_policy_id";
+    pub const NEXT_COMPUTER_ID: &str = "next_computer_id";
+    pub const ADMIN_KEY_SHA256: &str = "admin_key_sha256";
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum PolicyRecord {
+    V1(Policy),
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum ComputerRecord {
+    V1(Computer),
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum TokenRecord {
+    V1(Token),
+}
+
+/// A stored record: how the model value is wrapped in the current version, and unwrapped from
+/// any version this binary reads.
+pub(super) trait Record: Serialize + DeserializeOwned {
+    type Model;
+    /// The redb table that holds it, for error messages.
+    const TABLE: &'static str;
+
+    fn current(model: &Self::Model) -> Self;
+    fn into_model(self) -> Self::Model;
+}
+
+impl Record for PolicyRecord {
+    type Model = Policy;
+    const TABLE: &'static str = "policies";
+
+    fn current(model: &Policy) -> Self {
+        PolicyRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> Policy {
+        match self {
+            PolicyRecord::V1(p) => p,
+        }
+    }
+}
+
+impl Record for ComputerRecord {
+    type Model = Computer;
+    const TABLE: &'static str = "computers";
+
+    fn current(model: &Computer) -> Self {
+        ComputerRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> Computer {
+        match self {
+            ComputerRecord::V1(c) => c,
+        }
+    }
+}
+
+impl Record for TokenRecord {
+    type Model = Token;
+    const TABLE: &'static str = "tokens";
+
+    fn current(model: &Token) -> Self {
+        TokenRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> Token {
+        match self {
+            TokenRecord::V1(t) => t,
+        }
+    }
+}
+
+/// Encodes `value` for `table`.
+pub(super) fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(value).map_err(|source| StoreError::Encode { table, source })
+}
+
+/// Decodes a whole value. Trailing bytes make it corrupt too: they mean the value was not
+/// written as this type, and accepting them would hide that.
+pub(super) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    table: &'static str,
+    key: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        _ => Err(StoreError::Corrupt { table, key: key() }),
+    }
+}
+
+/// The model value stored under `key`, if any.
+pub(super) fn get<'k, K, R>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    key: K::SelfType<'k>,
+    show_key: impl FnOnce() -> String,
+) -> Result<Option<R::Model>, StoreError>
+where
+    K: Key + 'static,
+    R: Record,
+{
+    let Some(guard) = table.get(key)? else {
+        return Ok(None);
+    };
+    let record: R = decode(guard.value(), R::TABLE, show_key)?;
+    Ok(Some(record.into_model()))
+}
+
+/// Every model value of a table keyed by id, in id order.
+pub(super) fn all_by_id<R: Record>(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Vec<R::Model>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        let record: R = decode(value.value(), R::TABLE, || key.value().to_string())?;
+        out.push(record.into_model());
+    }
+    Ok(out)
+}
+
+/// A value of the `meta` table, decoded.
+pub(super) fn get_meta<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &'static str,
+) -> Result<Option<T>, StoreError> {
+    let Some(guard) = table.get(key)? else {
+        return Ok(None);
+    };
+    decode(guard.value(), "meta", || key.to_string()).map(Some)
+}
+
+/// Lower-case hex, for naming a binary key in an error.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::clock::WallMs;
+    use crate::model::{
+        ClockChangeLimit, ComputerId, ComputerKind, Direction, MissedLimit, PolicyId, Setting,
+        Settings, Status, TokenHash,
+    };
+    use redb::TableHandle;
+    use std::time::Duration;
+
+    const SCHEMA: &str = include_str!("../../schema/store.md");
+
+    pub(crate) fn sample_policy() -> Policy {
+        Policy {
+            id: PolicyId(2),
+            name: "Laptops".to_string(),
+            parent: Some(PolicyId(1)),
+            settings: Settings {
+                interval: Setting::Set(Duration::from_secs(300)),
+                missed_before_alert: Setting::Set(MissedLimit::Unlimited),
+                max_clock_change: Setting::Set(ClockChangeLimit::Max(Duration::from_secs(60))),
+                offline_errors_for_inactive_vms: Setting::Inherited,
+                direction: Setting::Set(Direction::AgentInitiated),
+            },
+        }
+    }
+
+    pub(crate) fn sample_computer() -> Computer {
+        Computer {
+            id: ComputerId(7),
+            hostname: "web-1".to_string(),
+            kind: ComputerKind::Vm,
+            policy: PolicyId(2),
+            settings: Settings {
+                offline_errors_for_inactive_vms: Setting::Set(true),
+                ..Settings::default()
+            },
+            status: Status::ActivationRequired,
+            created: WallMs(1_700_000_000_000),
+        }
+    }
+
+    pub(crate) fn sample_token() -> Token {
+        Token {
+            hash: TokenHash([0xab; 32]),
+            policy: PolicyId(1),
+            uses_left: Some(3),
+            expires: None,
+            created: WallMs(1_700_000_000_000),
+        }
+    }
+
+    /// The hex after `golden NAME ` in schema/store.md.
+    fn golden(name: &str) -> Vec<u8> {
+        let prefix = format!("golden {name} ");
+        let line = SCHEMA
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("schema/store.md has no line `golden {name} ...`"));
+        let hex: String = line.split_whitespace().collect();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn check_golden<R: Record>(name: &str, model: R::Model)
+    where
+        R::Model: PartialEq + std::fmt::Debug,
+    {
+        let bytes = golden(name);
+        assert_eq!(
+            hex(&encode(R::TABLE, &R::current(&model)).unwrap()),
+            hex(&bytes),
+            "the encoding of {name} changed: add a new record version and update schema/store.md"
+        );
+        let decoded: R = decode(&bytes, R::TABLE, || name.to_string()).unwrap();
+        assert_eq!(
+            decoded.into_model(),
+            model,
+            "stored {name} bytes no longer decode to the same value: add a new record version"
+        );
+    }
+
+    #[test]
+    fn golden_vectors_in_the_schema_still_decode_and_encode_the_same() {
+        check_golden::<PolicyRecord>("policy-v1", sample_policy());
+        check_golden::<ComputerRecord>("computer-v1", sample_computer());
+        check_golden::<TokenRecord>("token-v1", sample_token());
+    }
+
+    #[test]
+    fn schema_doc_names_every_table_and_meta_key() {
+        for name in [
+            META.name(),
+            POLICIES.name(),
+            COMPUTERS.name(),
+            TOKENS.name(),
+        ] {
+            assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
+        }
+        for key in [
+            meta_key::SCHEMA_VERSION,
+            meta_key::NEXT_POLICY_ID,
+            meta_key::NEXT_COMPUTER_ID,
+            meta_key::ADMIN_KEY_SHA256,
+        ] {
+            assert!(SCHEMA.contains(&format!("`{key}`")), "meta key {key}");
+        }
+        for record in ["PolicyRecord::V1", "ComputerRecord::V1", "TokenRecord::V1"] {
+            assert!(SCHEMA.contains(record), "record {record}");
+        }
+        assert_eq!(PolicyRecord::TABLE, POLICIES.name());
+        assert_eq!(ComputerRecord::TABLE, COMPUTERS.name());
+        assert_eq!(TokenRecord::TABLE, TOKENS.name());
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_versions_are_corrupt() {
+        let mut bytes = encode("policies", &PolicyRecord::current(&sample_policy())).unwrap();
+        bytes.push(0);
+        let err = decode::<PolicyRecord>(&bytes, "policies", || "2".into()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { table: "policies", ref key } if key == "2"));
+
+        // Variant index 1 would be a V2 this binary does not know.
+        bytes[0] = 1;
+        assert!(decode::<PolicyRecord>(&bytes, "policies", || "2".into()).is_err());
+    }
+}
