@@ -8,6 +8,7 @@
 //! - [`clock`]: real and manual clocks; every decision takes the time as an argument.
 //! - [`files`]: atomic, permission-aware writes of data-dir files.
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
+//! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
 //! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
 
@@ -15,4 +16,5 @@ pub mod clock;
 pub mod files;
 pub mod model;
 pub mod pki;
+pub mod policy;
 pub mod store;

@@ -1,0 +1,447 @@
+//! Checked changes: given the current tree and a requested change, the record to store or the
+//! reason it is refused. Nothing is stored here, so a refused change cannot leave a half-write.
+
+use super::error::PolicyError;
+use super::tree::PolicyTree;
+use crate::clock::WallMs;
+use crate::model::{
+    Computer, ComputerId, ComputerKind, Direction, Policy, PolicyId, Setting, SettingKey,
+    SettingValue, Settings, Status,
+};
+
+/// Setting changes in request order: `Some` sets a value, `None` makes the key inherited again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsPatch(pub Vec<(SettingKey, Option<SettingValue>)>);
+
+impl SettingsPatch {
+    /// Reads one `KEY=VALUE` pair as the CLI and API write it; `inherited` removes the override.
+    pub fn entry(key: &str, text: &str) -> Result<(SettingKey, Option<SettingValue>), PolicyError> {
+        let key = SettingKey::from_name(key)?;
+        if text == "inherited" {
+            return Ok((key, None));
+        }
+        Ok((key, Some(SettingValue::parse(key, text)?)))
+    }
+
+    pub fn apply(&self, settings: &mut Settings) {
+        for (key, value) in &self.0 {
+            match value {
+                Some(v) => settings.set(*v),
+                None => settings.inherit(*key),
+            }
+        }
+    }
+}
+
+/// A requested change to a policy; `None` fields are left as they are.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyChange {
+    pub name: Option<String>,
+    /// A parent by name or id.
+    pub parent: Option<String>,
+    pub settings: SettingsPatch,
+}
+
+/// A requested new computer or change to one; `None` fields are left as they are.
+#[derive(Clone, Debug, Default)]
+pub struct ComputerChange {
+    pub hostname: Option<String>,
+    /// A policy by name or id.
+    pub policy: Option<String>,
+    pub kind: Option<String>,
+    pub settings: SettingsPatch,
+}
+
+const MAX_NAME_LEN: usize = 100;
+const MAX_HOSTNAME_LEN: usize = 253;
+
+/// A new policy under `change.parent`, or under the Base Policy when no parent is given.
+pub fn create_policy(
+    tree: &PolicyTree,
+    id: PolicyId,
+    change: &PolicyChange,
+) -> Result<Policy, PolicyError> {
+    let name = change.name.as_deref().ok_or(PolicyError::InvalidName {
+        name: String::new(),
+        reason: "a name is required",
+    })?;
+    check_name(tree, name, None)?;
+    let parent = match change.parent.as_deref() {
+        Some(reference) => find_parent(tree, reference)?,
+        None => tree.base().ok_or(PolicyError::ParentRequired)?.id,
+    };
+    let mut policy = Policy {
+        id,
+        name: name.to_string(),
+        parent: Some(parent),
+        settings: Settings::default(),
+    };
+    change.settings.apply(&mut policy.settings);
+    Ok(policy)
+}
+
+/// `current` with `change` applied, if the tree stays a tree.
+pub fn update_policy(
+    tree: &PolicyTree,
+    current: &Policy,
+    change: &PolicyChange,
+) -> Result<Policy, PolicyError> {
+    let mut next = current.clone();
+    if let Some(name) = &change.name {
+        check_name(tree, name, Some(current.id))?;
+        next.name.clone_from(name);
+    }
+    if let Some(reference) = &change.parent {
+        if current.parent.is_none() {
+            return Err(PolicyError::BaseHasParent);
+        }
+        let parent = find_parent(tree, reference)?;
+        if tree.chain(parent).iter().any(|p| p.id == current.id) {
+            return Err(PolicyError::Cycle {
+                policy: current.name.clone(),
+                parent: reference.clone(),
+            });
+        }
+        next.parent = Some(parent);
+    }
+    change.settings.apply(&mut next.settings);
+    Ok(next)
+}
+
+/// Whether a policy may be deleted: not the Base Policy, no sub-policies, no computers.
+pub fn check_policy_delete(
+    tree: &PolicyTree,
+    policy: &Policy,
+    computers: usize,
+) -> Result<(), PolicyError> {
+    if policy.parent.is_none() {
+        return Err(PolicyError::BaseUndeletable);
+    }
+    let children: Vec<String> = tree.children(policy.id).map(|p| p.name.clone()).collect();
+    if !children.is_empty() {
+        return Err(PolicyError::HasChildren {
+            policy: policy.name.clone(),
+            children,
+        });
+    }
+    if computers > 0 {
+        return Err(PolicyError::HasComputers {
+            policy: policy.name.clone(),
+            count: computers,
+        });
+    }
+    Ok(())
+}
+
+/// A computer added by hostname, not yet activated. `taken` says whether a hostname is in use.
+pub fn create_computer(
+    tree: &PolicyTree,
+    taken: impl Fn(&str) -> bool,
+    id: ComputerId,
+    created: WallMs,
+    change: &ComputerChange,
+) -> Result<Computer, PolicyError> {
+    let base = tree.base().ok_or(PolicyError::ParentRequired)?;
+    let blank = Computer {
+        id,
+        hostname: String::new(),
+        kind: ComputerKind::Server,
+        policy: base.id,
+        settings: Settings::default(),
+        status: Status::ActivationRequired,
+        created,
+    };
+    if change.hostname.is_none() {
+        return Err(PolicyError::InvalidHostname {
+            hostname: String::new(),
+            reason: "a hostname is required",
+        });
+    }
+    apply_computer_change(tree, taken, &blank, change)
+}
+
+/// `current` with `change` applied. `taken` says whether another computer has a hostname.
+pub fn apply_computer_change(
+    tree: &PolicyTree,
+    taken: impl Fn(&str) -> bool,
+    current: &Computer,
+    change: &ComputerChange,
+) -> Result<Computer, PolicyError> {
+    let mut next = current.clone();
+    if let Some(hostname) = &change.hostname {
+        check_hostname(hostname)?;
+        if !hostname.eq_ignore_ascii_case(&current.hostname) && taken(hostname) {
+            return Err(PolicyError::HostnameTaken(hostname.clone()));
+        }
+        next.hostname.clone_from(hostname);
+    }
+    if let Some(reference) = &change.policy {
+        next.policy = tree
+            .find(reference)
+            .ok_or_else(|| PolicyError::UnknownPolicy(reference.clone()))?
+            .id;
+    }
+    if let Some(kind) = &change.kind {
+        next.kind =
+            ComputerKind::from_name(kind).ok_or_else(|| PolicyError::InvalidKind(kind.clone()))?;
+    }
+    change.settings.apply(&mut next.settings);
+    if let (ComputerKind::Appliance, Setting::Set(direction)) = (next.kind, next.settings.direction)
+        && direction != Direction::Bidirectional
+    {
+        let by_kind = change.kind.is_some() && current.kind != ComputerKind::Appliance;
+        return Err(PolicyError::ApplianceDirection {
+            field: if by_kind {
+                "kind"
+            } else {
+                "settings.communication.direction"
+            },
+            direction: direction.name().to_string(),
+        });
+    }
+    Ok(next)
+}
+
+fn find_parent(tree: &PolicyTree, reference: &str) -> Result<PolicyId, PolicyError> {
+    tree.find(reference)
+        .map(|p| p.id)
+        .ok_or_else(|| PolicyError::UnknownParent(reference.to_string()))
+}
+
+fn check_name(tree: &PolicyTree, name: &str, except: Option<PolicyId>) -> Result<(), PolicyError> {
+    let invalid = |reason| {
+        Err(PolicyError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.trim().is_empty() {
+        return invalid("a name is required");
+    }
+    if name.trim() != name {
+        return invalid("it must not start or end with spaces");
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return invalid("it is longer than 100 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return invalid("it contains control characters");
+    }
+    // Policies are addressed by id or name in one URL segment; an all-digit name would be ambiguous.
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid("it must not be only digits");
+    }
+    if name.contains('/') {
+        return invalid("it must not contain '/'");
+    }
+    if tree.name_clash(name, except).is_some() {
+        return Err(PolicyError::NameTaken(name.to_string()));
+    }
+    Ok(())
+}
+
+fn check_hostname(hostname: &str) -> Result<(), PolicyError> {
+    let invalid = |reason| {
+        Err(PolicyError::InvalidHostname {
+            hostname: hostname.to_string(),
+            reason,
+        })
+    };
+    if hostname.is_empty() {
+        return invalid("a hostname is required");
+    }
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        return invalid("it is longer than 253 characters");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
+    if !hostname.chars().all(allowed) {
+        return invalid("use letters, digits, '-', '.', '_' (or an IP address)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MissedLimit;
+
+    fn base_tree() -> PolicyTree {
+        PolicyTree::new([Policy {
+            id: PolicyId(1),
+            name: "Base Policy".into(),
+            parent: None,
+            settings: Settings::default(),
+        }])
+    }
+
+    fn named(name: &str, parent: Option<&str>) -> PolicyChange {
+        PolicyChange {
+            name: Some(name.into()),
+            parent: parent.map(str::to_string),
+            settings: SettingsPatch::default(),
+        }
+    }
+
+    fn tree_with_servers_and_laptops() -> PolicyTree {
+        let mut tree = base_tree();
+        let servers = create_policy(&tree, PolicyId(2), &named("Servers", None)).unwrap();
+        tree.upsert(servers);
+        let laptops =
+            create_policy(&tree, PolicyId(3), &named("Laptops", Some("Servers"))).unwrap();
+        tree.upsert(laptops);
+        tree
+    }
+
+    #[test]
+    fn new_policy_goes_under_base_unless_told() {
+        let tree = tree_with_servers_and_laptops();
+        assert_eq!(tree.find("Servers").unwrap().parent, Some(PolicyId(1)));
+        assert_eq!(tree.find("Laptops").unwrap().parent, Some(PolicyId(2)));
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        let tree = tree_with_servers_and_laptops();
+        for (name, field) in [
+            ("", "name"),
+            (" x", "name"),
+            ("123", "name"),
+            ("a/b", "name"),
+        ] {
+            let err = create_policy(&tree, PolicyId(9), &named(name, None)).unwrap_err();
+            assert_eq!(err.field(), field, "{name:?}");
+        }
+        let err = create_policy(&tree, PolicyId(9), &named("servers", None)).unwrap_err();
+        assert!(err.is_conflict());
+    }
+
+    #[test]
+    fn refuses_unknown_parent_and_cycles() {
+        let tree = tree_with_servers_and_laptops();
+        let err = create_policy(&tree, PolicyId(9), &named("X", Some("Nope"))).unwrap_err();
+        assert_eq!(err, PolicyError::UnknownParent("Nope".into()));
+
+        let servers = tree.find("Servers").unwrap();
+        for parent in ["Laptops", "Servers", "2"] {
+            let change = PolicyChange {
+                parent: Some(parent.into()),
+                ..Default::default()
+            };
+            let err = update_policy(&tree, servers, &change).unwrap_err();
+            assert!(
+                matches!(err, PolicyError::Cycle { .. }),
+                "{parent}: {err:?}"
+            );
+            assert_eq!(err.field(), "parent");
+        }
+        let base = tree.find("Base Policy").unwrap();
+        let change = PolicyChange {
+            parent: Some("Servers".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            update_policy(&tree, base, &change).unwrap_err(),
+            PolicyError::BaseHasParent
+        );
+    }
+
+    #[test]
+    fn delete_is_refused_for_base_parents_and_assigned_policies() {
+        let tree = tree_with_servers_and_laptops();
+        let base = tree.find("Base Policy").unwrap();
+        assert_eq!(
+            check_policy_delete(&tree, base, 0),
+            Err(PolicyError::BaseUndeletable)
+        );
+        let servers = tree.find("Servers").unwrap();
+        assert!(matches!(
+            check_policy_delete(&tree, servers, 0),
+            Err(PolicyError::HasChildren { .. })
+        ));
+        let laptops = tree.find("Laptops").unwrap();
+        assert!(matches!(
+            check_policy_delete(&tree, laptops, 3),
+            Err(PolicyError::HasComputers { count: 3, .. })
+        ));
+        assert_eq!(check_policy_delete(&tree, laptops, 0), Ok(()));
+    }
+
+    #[test]
+    fn settings_patch_sets_and_inherits() {
+        let mut settings = Settings::default();
+        let set = SettingsPatch(vec![
+            SettingsPatch::entry("heartbeat.missed-before-alert", "unlimited").unwrap(),
+        ]);
+        set.apply(&mut settings);
+        assert_eq!(
+            settings.missed_before_alert,
+            Setting::Set(MissedLimit::Unlimited)
+        );
+        let unset = SettingsPatch(vec![
+            SettingsPatch::entry("heartbeat.missed-before-alert", "inherited").unwrap(),
+        ]);
+        unset.apply(&mut settings);
+        assert_eq!(settings, Settings::default());
+        assert!(SettingsPatch::entry("heartbeat.nope", "1").is_err());
+    }
+
+    fn computer_change(hostname: &str, kind: &str, direction: Option<&str>) -> ComputerChange {
+        ComputerChange {
+            hostname: Some(hostname.into()),
+            policy: None,
+            kind: Some(kind.into()),
+            settings: SettingsPatch(
+                direction
+                    .map(|d| SettingsPatch::entry("communication.direction", d).unwrap())
+                    .into_iter()
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn appliance_refuses_another_direction() {
+        let tree = base_tree();
+        let free = |_: &str| false;
+        let change = computer_change("fw1", "appliance", Some("agent-initiated"));
+        let err = create_computer(&tree, free, ComputerId(1), WallMs(0), &change).unwrap_err();
+        assert_eq!(err.field(), "kind");
+
+        let server = computer_change("web1", "server", Some("agent-initiated"));
+        let web1 = create_computer(&tree, free, ComputerId(2), WallMs(0), &server).unwrap();
+        let to_appliance = ComputerChange {
+            kind: Some("appliance".into()),
+            ..Default::default()
+        };
+        let err = apply_computer_change(&tree, free, &web1, &to_appliance).unwrap_err();
+        assert_eq!(err.field(), "kind");
+
+        let ok = computer_change("fw2", "appliance", Some("bidirectional"));
+        assert!(create_computer(&tree, free, ComputerId(3), WallMs(0), &ok).is_ok());
+    }
+
+    #[test]
+    fn computer_needs_a_free_valid_hostname_and_known_policy() {
+        let tree = base_tree();
+        let taken = |h: &str| h.eq_ignore_ascii_case("web1");
+        let add = |change: &ComputerChange| {
+            create_computer(&tree, taken, ComputerId(1), WallMs(0), change).unwrap_err()
+        };
+        assert!(add(&computer_change("WEB1", "server", None)).is_conflict());
+        assert_eq!(
+            add(&computer_change("bad host", "server", None)).field(),
+            "hostname"
+        );
+        assert_eq!(
+            add(&computer_change("web2", "toaster", None)).field(),
+            "kind"
+        );
+        let missing = ComputerChange::default();
+        assert_eq!(add(&missing).field(), "hostname");
+        let unknown_policy = ComputerChange {
+            policy: Some("Nope".into()),
+            ..computer_change("web3", "server", None)
+        };
+        assert_eq!(add(&unknown_policy).field(), "policy");
+    }
+}

@@ -1,0 +1,20 @@
+//! Policies: the tree, inheritance resolution, validation of every change, and the fingerprint
+//! of the configuration an agent is sent.
+//!
+//! Everything here is pure: callers load the tree from the store, ask this module whether a
+//! change is allowed and what it yields, and write the result in the same transaction.
+
+mod edit;
+mod error;
+mod fingerprint;
+mod resolve;
+mod tree;
+
+pub use edit::{
+    ComputerChange, PolicyChange, SettingsPatch, apply_computer_change, check_policy_delete,
+    create_computer, create_policy, update_policy,
+};
+pub use error::PolicyError;
+pub use fingerprint::{AgentConfig, Fingerprint};
+pub use resolve::{Effective, EffectiveSettings, Source, resolve_computer, resolve_policy};
+pub use tree::PolicyTree;

@@ -1,0 +1,259 @@
+//! Inheritance: computer override, else the nearest policy up the chain that sets the key, else
+//! the built-in default; each effective value says where it came from.
+
+use super::tree::PolicyTree;
+use crate::model::{
+    ClockChangeLimit, Computer, ComputerKind, Direction, MissedLimit, PolicyId, Setting,
+    SettingKey, SettingValue, Settings, defaults,
+};
+use std::time::Duration;
+
+/// Where an effective value was set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// On the computer itself (or forced by its kind: an appliance is always bidirectional).
+    Computer,
+    Policy(PolicyId),
+    Default,
+}
+
+/// One resolved value and its origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Effective<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// Every setting, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EffectiveSettings {
+    pub interval: Effective<Duration>,
+    pub missed_before_alert: Effective<MissedLimit>,
+    pub max_clock_change: Effective<ClockChangeLimit>,
+    pub offline_errors_for_inactive_vms: Effective<bool>,
+    pub direction: Effective<Direction>,
+}
+
+impl EffectiveSettings {
+    /// The value and source of one key, for views that list every setting.
+    pub fn get(&self, key: SettingKey) -> (SettingValue, Source) {
+        match key {
+            SettingKey::Interval => (
+                SettingValue::Interval(self.interval.value),
+                self.interval.source,
+            ),
+            SettingKey::MissedBeforeAlert => (
+                SettingValue::MissedBeforeAlert(self.missed_before_alert.value),
+                self.missed_before_alert.source,
+            ),
+            SettingKey::MaxClockChange => (
+                SettingValue::MaxClockChange(self.max_clock_change.value),
+                self.max_clock_change.source,
+            ),
+            SettingKey::OfflineErrorsForInactiveVms => (
+                SettingValue::OfflineErrorsForInactiveVms(
+                    self.offline_errors_for_inactive_vms.value,
+                ),
+                self.offline_errors_for_inactive_vms.source,
+            ),
+            SettingKey::Direction => (
+                SettingValue::Direction(self.direction.value),
+                self.direction.source,
+            ),
+        }
+    }
+}
+
+/// The settings a policy hands down to its computers.
+pub fn resolve_policy(tree: &PolicyTree, id: PolicyId) -> EffectiveSettings {
+    resolve(None, tree, id)
+}
+
+/// The settings a computer runs with.
+pub fn resolve_computer(tree: &PolicyTree, computer: &Computer) -> EffectiveSettings {
+    let mut effective = resolve(Some(&computer.settings), tree, computer.policy);
+    if computer.kind == ComputerKind::Appliance {
+        // The reference: an appliance only works bidirectionally, whatever its policy says.
+        effective.direction = Effective {
+            value: Direction::Bidirectional,
+            source: Source::Computer,
+        };
+    }
+    effective
+}
+
+fn resolve(own: Option<&Settings>, tree: &PolicyTree, policy: PolicyId) -> EffectiveSettings {
+    let chain: Vec<(Source, &Settings)> = own
+        .map(|s| (Source::Computer, s))
+        .into_iter()
+        .chain(
+            tree.chain(policy)
+                .into_iter()
+                .map(|p| (Source::Policy(p.id), &p.settings)),
+        )
+        .collect();
+    EffectiveSettings {
+        interval: pick(&chain, |s| s.interval, defaults::INTERVAL),
+        missed_before_alert: pick(
+            &chain,
+            |s| s.missed_before_alert,
+            defaults::MISSED_BEFORE_ALERT,
+        ),
+        max_clock_change: pick(&chain, |s| s.max_clock_change, defaults::MAX_CLOCK_CHANGE),
+        offline_errors_for_inactive_vms: pick(
+            &chain,
+            |s| s.offline_errors_for_inactive_vms,
+            defaults::OFFLINE_ERRORS_FOR_INACTIVE_VMS,
+        ),
+        direction: pick(&chain, |s| s.direction, defaults::DIRECTION),
+    }
+}
+
+/// The first value set along the chain, else the built-in default.
+fn pick<T: Copy>(
+    chain: &[(Source, &Settings)],
+    field: impl Fn(&Settings) -> Setting<T>,
+    default: T,
+) -> Effective<T> {
+    chain
+        .iter()
+        .find_map(|(source, settings)| match field(settings) {
+            Setting::Set(value) => Some(Effective {
+                value,
+                source: *source,
+            }),
+            Setting::Inherited => None,
+        })
+        .unwrap_or(Effective {
+            value: default,
+            source: Source::Default,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallMs;
+    use crate::model::{ComputerId, Policy, Status};
+    use proptest::prelude::*;
+
+    #[test]
+    fn defaults_match_the_settings_table() {
+        let tree = PolicyTree::new([Policy {
+            id: PolicyId(1),
+            name: "Base Policy".into(),
+            parent: None,
+            settings: Settings::default(),
+        }]);
+        let effective = resolve_policy(&tree, PolicyId(1));
+        for key in SettingKey::ALL {
+            assert_eq!(effective.get(key), (key.default_value(), Source::Default));
+        }
+    }
+
+    #[test]
+    fn appliance_is_bidirectional_whatever_its_policy_says() {
+        let mut settings = Settings::default();
+        settings.set(SettingValue::Direction(Direction::AgentInitiated));
+        let tree = PolicyTree::new([Policy {
+            id: PolicyId(1),
+            name: "Base Policy".into(),
+            parent: None,
+            settings,
+        }]);
+        let mut computer = Computer {
+            id: ComputerId(1),
+            hostname: "fw1".into(),
+            kind: ComputerKind::Appliance,
+            policy: PolicyId(1),
+            settings: Settings::default(),
+            status: Status::ActivationRequired,
+            created: WallMs(0),
+        };
+        assert_eq!(
+            resolve_computer(&tree, &computer).direction.value,
+            Direction::Bidirectional
+        );
+        computer.kind = ComputerKind::Server;
+        assert_eq!(
+            resolve_computer(&tree, &computer).direction,
+            Effective {
+                value: Direction::AgentInitiated,
+                source: Source::Policy(PolicyId(1))
+            }
+        );
+    }
+
+    /// The obvious recursive definition the resolver must agree with.
+    fn naive(
+        policies: &[Policy],
+        own: &Settings,
+        policy: usize,
+        key: SettingKey,
+    ) -> (SettingValue, Source) {
+        if let Some(v) = own.get(key) {
+            return (v, Source::Computer);
+        }
+        let p = &policies[policy];
+        if let Some(v) = p.settings.get(key) {
+            return (v, Source::Policy(p.id));
+        }
+        match p.parent {
+            Some(parent) => naive(policies, &Settings::default(), parent.0 as usize, key),
+            None => (key.default_value(), Source::Default),
+        }
+    }
+
+    fn any_value() -> impl Strategy<Value = SettingValue> {
+        prop_oneof![
+            (1u64..=86_400).prop_map(|s| SettingValue::Interval(Duration::from_secs(s))),
+            (0u16..=1000).prop_map(|n| SettingValue::MissedBeforeAlert(MissedLimit::Count(n))),
+            Just(SettingValue::MissedBeforeAlert(MissedLimit::Unlimited)),
+            Just(SettingValue::MaxClockChange(ClockChangeLimit::Unlimited)),
+            any::<bool>().prop_map(SettingValue::OfflineErrorsForInactiveVms),
+            prop::sample::select(Direction::ALL.to_vec()).prop_map(SettingValue::Direction),
+        ]
+    }
+
+    fn any_settings() -> impl Strategy<Value = Settings> {
+        prop::collection::vec(any_value(), 0..6).prop_map(|values| {
+            let mut s = Settings::default();
+            values.into_iter().for_each(|v| s.set(v));
+            s
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn resolver_agrees_with_the_naive_model(
+            // Policy i's parent is some j < i, so every generated tree is acyclic with root 0.
+            shape in prop::collection::vec((any::<prop::sample::Index>(), any_settings()), 1..12),
+            own in any_settings(),
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let policies: Vec<Policy> = shape.iter().enumerate().map(|(i, (parent, settings))| Policy {
+                id: PolicyId(i as u64),
+                name: format!("p{i}"),
+                parent: (i > 0).then(|| PolicyId(parent.index(i) as u64)),
+                settings: *settings,
+            }).collect();
+            let tree = PolicyTree::new(policies.clone());
+            let start = pick.index(policies.len());
+            let computer = Computer {
+                id: ComputerId(1),
+                hostname: "h".into(),
+                kind: ComputerKind::Server,
+                policy: PolicyId(start as u64),
+                settings: own,
+                status: Status::ActivationRequired,
+                created: WallMs(0),
+            };
+            let by_computer = resolve_computer(&tree, &computer);
+            let by_policy = resolve_policy(&tree, PolicyId(start as u64));
+            for key in SettingKey::ALL {
+                prop_assert_eq!(by_computer.get(key), naive(&policies, &own, start, key));
+                prop_assert_eq!(by_policy.get(key), naive(&policies, &Settings::default(), start, key));
+            }
+        }
+    }
+}
