@@ -11,9 +11,17 @@
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
 //! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
+//! - [`api`]: the REST API over HTTPS: router, handlers, JSON views, errors.
+//! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown.
+//! - [`admin`]: the admin CLI verbs, each a client of the running manager's REST API.
+//! - [`cli`]: the argh definitions of every subcommand.
 
+pub mod admin;
+pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod files;
+pub mod manager;
 pub mod model;
 pub mod pki;
 pub mod policy;

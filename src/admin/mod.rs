@@ -1,0 +1,136 @@
+//! The admin verbs (`picket policies ...`, `picket computers ...`): each is a client of the
+//! running manager's REST API, printing a table or, with `--json`, the API's JSON.
+
+mod client;
+mod error;
+mod output;
+
+pub use client::{ApiClient, ClientOptions, RawResponse, percent_encode};
+pub use error::AdminError;
+
+use crate::cli::{ComputersVerb, PoliciesVerb};
+use hyper::Method;
+use serde_json::{Map, Value, json};
+
+/// Fields of a policy that `set` changes directly; every other key is a setting.
+const POLICY_FIELDS: [&str; 2] = ["name", "parent"];
+/// Fields of a computer that `set` changes directly; every other key is a setting.
+const COMPUTER_FIELDS: [&str; 3] = ["hostname", "policy", "kind"];
+
+pub fn policies(verb: PoliciesVerb) -> Result<(), AdminError> {
+    match verb {
+        PoliciesVerb::List(a) => {
+            let answer = connect(&a.client())?.call(Method::GET, "/api/v1/policies", None)?;
+            output::policy_list(&a.client(), &answer);
+        }
+        PoliciesVerb::Show(a) => {
+            let path = format!("/api/v1/policies/{}", percent_encode(&a.policy));
+            let answer = connect(&a.client())?.call(Method::GET, &path, None)?;
+            output::policy(&a.client(), &answer);
+        }
+        PoliciesVerb::Create(a) => {
+            let body = json!({"name": a.name, "parent": a.parent});
+            let answer =
+                connect(&a.client())?.call(Method::POST, "/api/v1/policies", Some(&body))?;
+            output::policy(&a.client(), &answer);
+        }
+        PoliciesVerb::Set(a) => {
+            let body = change_body(&a.pairs, &POLICY_FIELDS)?;
+            let path = format!("/api/v1/policies/{}", percent_encode(&a.policy));
+            let answer = connect(&a.client())?.call(Method::PATCH, &path, Some(&body))?;
+            output::policy(&a.client(), &answer);
+        }
+        PoliciesVerb::Delete(a) => {
+            let path = format!("/api/v1/policies/{}", percent_encode(&a.policy));
+            connect(&a.client())?.call(Method::DELETE, &path, None)?;
+            output::deleted(&a.client(), "policy", &a.policy);
+        }
+    }
+    Ok(())
+}
+
+pub fn computers(verb: ComputersVerb) -> Result<(), AdminError> {
+    match verb {
+        ComputersVerb::List(a) => {
+            let answer = connect(&a.client())?.call(Method::GET, "/api/v1/computers", None)?;
+            output::computer_list(&a.client(), &answer);
+        }
+        ComputersVerb::Show(a) => {
+            let path = format!("/api/v1/computers/{}", a.id);
+            let answer = connect(&a.client())?.call(Method::GET, &path, None)?;
+            output::computer(&a.client(), &answer);
+        }
+        ComputersVerb::Add(a) => {
+            let body = json!({"hostname": a.hostname, "policy": a.policy, "kind": a.kind});
+            let answer =
+                connect(&a.client())?.call(Method::POST, "/api/v1/computers", Some(&body))?;
+            output::computer(&a.client(), &answer);
+        }
+        ComputersVerb::Set(a) => {
+            let body = change_body(&a.pairs, &COMPUTER_FIELDS)?;
+            let path = format!("/api/v1/computers/{}", a.id);
+            let answer = connect(&a.client())?.call(Method::PATCH, &path, Some(&body))?;
+            output::computer(&a.client(), &answer);
+        }
+        ComputersVerb::Delete(a) => {
+            let path = format!("/api/v1/computers/{}", a.id);
+            connect(&a.client())?.call(Method::DELETE, &path, None)?;
+            output::deleted(&a.client(), "computer", &a.id.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn connect(options: &ClientOptions) -> Result<ApiClient, AdminError> {
+    ApiClient::new(options)
+}
+
+/// `KEY=VALUE` pairs into a PATCH body: `fields` go at the top level, the rest under
+/// `settings`. Values stay strings; the manager parses and range-checks them.
+fn change_body(pairs: &[String], fields: &[&str]) -> Result<Value, AdminError> {
+    if pairs.is_empty() {
+        return Err(AdminError::Usage(
+            "nothing to set: give KEY=VALUE pairs, e.g. heartbeat.interval=5m".into(),
+        ));
+    }
+    let mut body = Map::new();
+    let mut settings = Map::new();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            AdminError::Usage(format!(
+                "'{pair}' is not KEY=VALUE (e.g. heartbeat.interval=5m)"
+            ))
+        })?;
+        let target = if fields.contains(&key) {
+            &mut body
+        } else {
+            &mut settings
+        };
+        target.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    if !settings.is_empty() {
+        body.insert("settings".into(), Value::Object(settings));
+    }
+    Ok(Value::Object(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_pairs_split_into_fields_and_settings() {
+        let pairs = [
+            "parent=Servers".to_string(),
+            "heartbeat.interval=5m".to_string(),
+        ];
+        let body = change_body(&pairs, &POLICY_FIELDS).unwrap();
+        assert_eq!(
+            body,
+            json!({"parent": "Servers", "settings": {"heartbeat.interval": "5m"}})
+        );
+        let err = change_body(&["interval".to_string()], &POLICY_FIELDS).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(change_body(&[], &POLICY_FIELDS).unwrap_err().exit_code(), 2);
+    }
+}

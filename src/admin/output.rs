@@ -1,0 +1,122 @@
+//! What the admin verbs print: the API's JSON with `--json`, else aligned tables.
+
+use super::client::ClientOptions;
+use crate::model::SettingKey;
+use serde_json::Value;
+
+pub fn policy_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 3]> = items(answer, "policies")
+        .map(|p| [text(&p["id"]), text(&p["name"]), text(&p["parent"])])
+        .collect();
+    table(["ID", "NAME", "PARENT"], &rows);
+}
+
+pub fn computer_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 5]> = items(answer, "computers")
+        .map(|c| {
+            [
+                text(&c["id"]),
+                text(&c["hostname"]),
+                text(&c["kind"]),
+                text(&c["policy"]),
+                text(&c["status"]),
+            ]
+        })
+        .collect();
+    table(["ID", "HOSTNAME", "KIND", "POLICY", "STATUS"], &rows);
+}
+
+pub fn policy(options: &ClientOptions, p: &Value) {
+    if print_json(options, p) {
+        return;
+    }
+    println!("Policy:  {} (id {})", text(&p["name"]), text(&p["id"]));
+    println!("Parent:  {}", text(&p["parent"]));
+    println!();
+    settings(p);
+}
+
+pub fn computer(options: &ClientOptions, c: &Value) {
+    if print_json(options, c) {
+        return;
+    }
+    println!("Computer: {} (id {})", text(&c["hostname"]), text(&c["id"]));
+    println!("Kind:     {}", text(&c["kind"]));
+    println!("Policy:   {}", text(&c["policy"]));
+    println!("Status:   {}", text(&c["status"]));
+    println!();
+    settings(c);
+}
+
+pub fn deleted(options: &ClientOptions, what: &str, name: &str) {
+    if options.json {
+        println!(
+            "{}",
+            serde_json::json!({"deleted": {"kind": what, "ref": name}})
+        );
+    } else {
+        println!("Deleted {what} {name}.");
+    }
+}
+
+/// Effective settings in the order of the settings table, not JSON's alphabetical order.
+fn settings(v: &Value) {
+    let rows: Vec<[String; 3]> = SettingKey::ALL
+        .iter()
+        .map(|key| {
+            let e = &v["effective"][key.name()];
+            [
+                key.name().to_string(),
+                text(&e["value"]),
+                text(&e["source"]),
+            ]
+        })
+        .collect();
+    table(["SETTING", "VALUE", "FROM"], &rows);
+}
+
+fn print_json(options: &ClientOptions, v: &Value) -> bool {
+    if options.json {
+        println!("{v:#}");
+    }
+    options.json
+}
+
+fn items<'a>(answer: &'a Value, list: &str) -> impl Iterator<Item = &'a Value> {
+    answer[list].as_array().into_iter().flatten()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,99 @@
+//! `/api/v1/computers`: computers added by hostname, their policy, kind and overrides.
+
+use super::error::ApiError;
+use super::router::{ApiResponse, ApiState};
+use super::{input, views};
+use crate::model::{Computer, ComputerId};
+use crate::policy::{self, PolicyTree};
+use crate::store::Reads;
+use serde_json::{Value, json};
+
+type Handled = Result<ApiResponse, ApiError>;
+
+pub fn list(state: &ApiState) -> Handled {
+    let txn = state.store.read()?;
+    let tree = PolicyTree::new(txn.policies()?);
+    let all: Vec<Value> = txn
+        .computers()?
+        .iter()
+        .map(|c| views::computer(&tree, c))
+        .collect();
+    Ok(ApiResponse::ok(json!({ "computers": all })))
+}
+
+pub fn show(state: &ApiState, id: &str) -> Handled {
+    let txn = state.store.read()?;
+    let computer = find(&txn, id)?;
+    let tree = PolicyTree::new(txn.policies()?);
+    Ok(ApiResponse::ok(views::computer(&tree, &computer)))
+}
+
+pub fn create(state: &ApiState, body: &[u8]) -> Handled {
+    let change = input::computer_change(input::object(body)?)?;
+    let mut txn = state.store.write()?;
+    let tree = PolicyTree::new(txn.policies()?);
+    let others = txn.computers()?;
+    let id = txn.next_computer_id()?;
+    let computer = policy::create_computer(
+        &tree,
+        |h| hostname_taken(&others, h),
+        id,
+        state.clock.wall(),
+        &change,
+    )?;
+    txn.put_computer(&computer)?;
+    txn.commit()?;
+    log::info!(
+        "computer '{}' (id {}) added",
+        computer.hostname,
+        computer.id
+    );
+    let location = format!("/api/v1/computers/{}", computer.id);
+    Ok(ApiResponse::created(
+        location,
+        views::computer(&tree, &computer),
+    ))
+}
+
+pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
+    let change = input::computer_change(input::object(body)?)?;
+    let mut txn = state.store.write()?;
+    let current = find(&txn, id)?;
+    let tree = PolicyTree::new(txn.policies()?);
+    let others = txn.computers()?;
+    let updated =
+        policy::apply_computer_change(&tree, |h| hostname_taken(&others, h), &current, &change)?;
+    txn.put_computer(&updated)?;
+    txn.commit()?;
+    log::info!(
+        "computer '{}' (id {}) changed",
+        updated.hostname,
+        updated.id
+    );
+    Ok(ApiResponse::ok(views::computer(&tree, &updated)))
+}
+
+pub fn delete(state: &ApiState, id: &str) -> Handled {
+    let mut txn = state.store.write()?;
+    let computer = find(&txn, id)?;
+    txn.delete_computer(computer.id)?;
+    txn.commit()?;
+    log::info!(
+        "computer '{}' (id {}) deleted",
+        computer.hostname,
+        computer.id
+    );
+    Ok(ApiResponse::no_content())
+}
+
+fn find(txn: &impl Reads, id: &str) -> Result<Computer, ApiError> {
+    let not_found = || ApiError::not_found(format!("computer '{id}'"));
+    let id: u64 = id.parse().map_err(|_| not_found())?;
+    txn.computer(ComputerId(id))?.ok_or_else(not_found)
+}
+
+fn hostname_taken(computers: &[Computer], hostname: &str) -> bool {
+    computers
+        .iter()
+        .any(|c| c.hostname.eq_ignore_ascii_case(hostname))
+}

@@ -1,0 +1,82 @@
+//! API errors and their JSON form: `{"error":{"message","field"}}` with the matching status.
+
+use crate::policy::PolicyError;
+use crate::store::StoreError;
+use hyper::StatusCode;
+use serde_json::{Value, json};
+use std::fmt;
+
+/// A refused or failed request. `field` names what the caller should fix, when there is one.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "field": self.field}})
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{} ({field}): {}", self.status, self.message),
+            None => write!(f, "{}: {}", self.status, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        let status = if e.is_conflict() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            field: Some(e.field()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // The details go to the manager's log; the caller learns only that it was our fault.
+        log::error!("store error while serving a request: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the manager could not read or write its store; see the manager's log",
+        )
+    }
+}

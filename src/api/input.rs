@@ -1,0 +1,149 @@
+//! Request bodies: JSON objects read into checked changes. Unknown fields are refused so a typo
+//! such as `"setings"` is reported instead of silently ignored.
+
+use super::error::ApiError;
+use crate::policy::{ComputerChange, PolicyChange, SettingsPatch};
+use serde_json::{Map, Value};
+
+/// Parses a body that must be one JSON object.
+pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_field(
+            "body",
+            "the request body is empty; expected a JSON object",
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_field("body", "expected a JSON object")),
+        Err(e) => Err(ApiError::bad_field("body", format!("invalid JSON: {e}"))),
+    }
+}
+
+pub fn policy_change(mut map: Map<String, Value>) -> Result<PolicyChange, ApiError> {
+    let change = PolicyChange {
+        name: optional_string(&mut map, "name")?,
+        parent: optional_reference(&mut map, "parent")?,
+        settings: settings(&mut map)?,
+    };
+    refuse_leftovers(map)?;
+    Ok(change)
+}
+
+pub fn computer_change(mut map: Map<String, Value>) -> Result<ComputerChange, ApiError> {
+    let change = ComputerChange {
+        hostname: optional_string(&mut map, "hostname")?,
+        policy: optional_reference(&mut map, "policy")?,
+        kind: optional_string(&mut map, "kind")?,
+        settings: settings(&mut map)?,
+    };
+    refuse_leftovers(map)?;
+    Ok(change)
+}
+
+fn optional_string(map: &mut Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::bad_field(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// A policy named by its name (string) or id (number).
+fn optional_reference(
+    map: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
+        Some(_) => Err(ApiError::bad_field(
+            field,
+            format!("{field} must be a policy name or id"),
+        )),
+    }
+}
+
+/// `"settings": {KEY: value}`; a value is a string, a number, a bool, or `"inherited"`/null.
+fn settings(map: &mut Map<String, Value>) -> Result<SettingsPatch, ApiError> {
+    let entries = match map.remove("settings") {
+        None | Some(Value::Null) => return Ok(SettingsPatch::default()),
+        Some(Value::Object(entries)) => entries,
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "settings",
+                "settings must be an object of KEY: value",
+            ));
+        }
+    };
+    let mut patch = SettingsPatch::default();
+    for (key, value) in entries {
+        let text = match value {
+            Value::Null => "inherited".to_string(),
+            Value::String(s) => s,
+            // Numbers and booleans keep their JSON spelling, which the setting parser reads.
+            Value::Number(_) | Value::Bool(_) => value.to_string(),
+            Value::Array(_) | Value::Object(_) => {
+                return Err(ApiError::bad_field(
+                    format!("settings.{key}"),
+                    "a setting is a string, a number or a boolean",
+                ));
+            }
+        };
+        patch.0.push(SettingsPatch::entry(&key, &text)?);
+    }
+    Ok(patch)
+}
+
+fn refuse_leftovers(map: Map<String, Value>) -> Result<(), ApiError> {
+    match map.into_iter().next() {
+        None => Ok(()),
+        Some((field, _)) => Err(ApiError::bad_field(
+            field.clone(),
+            format!("unknown field '{field}'"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_policy_change() {
+        let map = object(
+            br#"{"name":"Laptops","parent":2,"settings":{"heartbeat.missed-before-alert":"unlimited","heartbeat.interval":null}}"#,
+        )
+        .unwrap();
+        let change = policy_change(map).unwrap();
+        assert_eq!(change.name.as_deref(), Some("Laptops"));
+        assert_eq!(change.parent.as_deref(), Some("2"));
+        assert_eq!(change.settings.0.len(), 2);
+    }
+
+    #[test]
+    fn refuses_bad_bodies_naming_the_field() {
+        assert_eq!(object(b"").unwrap_err().field.as_deref(), Some("body"));
+        assert_eq!(object(b"{").unwrap_err().field.as_deref(), Some("body"));
+        assert_eq!(object(b"[1]").unwrap_err().field.as_deref(), Some("body"));
+        let typo = object(br#"{"name":"x","setings":{}}"#).unwrap();
+        assert_eq!(
+            policy_change(typo).unwrap_err().field.as_deref(),
+            Some("setings")
+        );
+        let missed = object(br#"{"settings":{"heartbeat.missed-before-alert":-1}}"#).unwrap();
+        assert_eq!(
+            policy_change(missed).unwrap_err().field.as_deref(),
+            Some("settings.heartbeat.missed-before-alert")
+        );
+        let kind = object(br#"{"kind":3}"#).unwrap();
+        assert_eq!(
+            computer_change(kind).unwrap_err().field.as_deref(),
+            Some("kind")
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Routing and authentication: a request in, a response out, no sockets.
+
+use super::error::ApiError;
+use super::{computers, policies};
+use crate::clock::Clock;
+use crate::pki;
+use crate::store::Store;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    /// SHA-256 of the admin API key; the key itself is never held.
+    pub admin_key_hash: [u8; 32],
+}
+
+/// A request with its body already read and size-checked.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    /// For 201: where the new resource lives.
+    pub location: Option<String>,
+    /// For 405: the methods the path accepts.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiResponse {
+    pub fn ok(body: Value) -> Self {
+        ApiResponse::with_status(StatusCode::OK, body)
+    }
+
+    pub fn created(location: String, body: Value) -> Self {
+        ApiResponse {
+            location: Some(location),
+            ..ApiResponse::with_status(StatusCode::CREATED, body)
+        }
+    }
+
+    pub fn no_content() -> Self {
+        ApiResponse {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            location: None,
+            allow: None,
+        }
+    }
+
+    pub fn error(e: &ApiError) -> Self {
+        ApiResponse::with_status(e.status, e.body())
+    }
+
+    fn with_status(status: StatusCode, body: Value) -> Self {
+        ApiResponse {
+            status,
+            body: Some(body),
+            location: None,
+            allow: None,
+        }
+    }
+}
+
+/// Serves one request. Errors become their JSON form here, so the HTTP shell never sees one.
+pub fn handle(state: &ApiState, req: &ApiRequest) -> ApiResponse {
+    match route(state, req) {
+        Ok(response) => response,
+        Err(AllowOnly("")) => {
+            ApiResponse::error(&ApiError::not_found(format!("path {}", req.path)))
+        }
+        Err(AllowOnly(allow)) => ApiResponse {
+            allow: Some(allow),
+            ..ApiResponse::error(&ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed here; allowed: {allow}", req.method),
+            ))
+        },
+    }
+}
+
+/// A path exists but not with this method (or, when empty, the path does not exist).
+struct AllowOnly(&'static str);
+
+fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
+    let path = req.path.trim_end_matches('/');
+    let segments: Vec<String> = path.split('/').skip(1).map(percent_decode).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let m = &req.method;
+    let result = match segments.as_slice() {
+        ["healthz"] => only(m, Method::GET, "GET", || {
+            Ok(ApiResponse::ok(json!({"status": "ok"})))
+        })?,
+        ["api", "v1", rest @ ..] => {
+            if let Err(e) = authenticate(state, req) {
+                return Ok(ApiResponse::error(&e));
+            }
+            api_v1(state, req, rest)?
+        }
+        _ => return Err(AllowOnly("")),
+    };
+    Ok(result.unwrap_or_else(|e| ApiResponse::error(&e)))
+}
+
+type Handled = Result<ApiResponse, ApiError>;
+
+fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, AllowOnly> {
+    let body = &req.body;
+    let handled = match (rest, &req.method) {
+        (["policies"], &Method::GET) => policies::list(state),
+        (["policies"], &Method::POST) => policies::create(state, body),
+        (["policies"], _) => return Err(AllowOnly("GET, POST")),
+        (["policies", r], &Method::GET) => policies::show(state, r),
+        (["policies", r], &Method::PATCH) => policies::update(state, r, body),
+        (["policies", r], &Method::DELETE) => policies::delete(state, r),
+        (["policies", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
+        (["computers"], &Method::GET) => computers::list(state),
+        (["computers"], &Method::POST) => computers::create(state, body),
+        (["computers"], _) => return Err(AllowOnly("GET, POST")),
+        (["computers", id], &Method::GET) => computers::show(state, id),
+        (["computers", id], &Method::PATCH) => computers::update(state, id, body),
+        (["computers", id], &Method::DELETE) => computers::delete(state, id),
+        (["computers", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
+        _ => return Err(AllowOnly("")),
+    };
+    Ok(handled)
+}
+
+fn only(
+    method: &Method,
+    allowed: Method,
+    allow: &'static str,
+    f: impl FnOnce() -> Handled,
+) -> Result<Handled, AllowOnly> {
+    if *method == allowed {
+        Ok(f())
+    } else {
+        Err(AllowOnly(allow))
+    }
+}
+
+/// `Authorization: Bearer KEY`, compared by hash in constant time.
+fn authenticate(state: &ApiState, req: &ApiRequest) -> Result<(), ApiError> {
+    let header = req.authorization.as_deref().ok_or_else(|| {
+        ApiError::unauthorized("missing API key: send 'Authorization: Bearer KEY'")
+    })?;
+    let key = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer KEY'"))?;
+    if pki::hashes_equal(&pki::sha256(key.trim().as_bytes()), &state.admin_key_hash) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("wrong API key"))
+    }
+}
+
+/// Decodes `%XX` escapes in one path segment (policy names may contain spaces). Malformed
+/// escapes are kept as written, so they simply match nothing.
+pub fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_spaces_and_junk() {
+        assert_eq!(percent_decode("Base%20Policy"), "Base Policy");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%C3%A9t%C3%A9"), "été");
+    }
+}

@@ -1,0 +1,76 @@
+//! JSON views of policies and computers, with each effective setting and where it came from.
+
+use crate::model::{
+    ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue, Settings,
+};
+use crate::policy::{EffectiveSettings, PolicyTree, Source, resolve_computer, resolve_policy};
+use serde_json::{Map, Value, json};
+
+pub fn policy(tree: &PolicyTree, policy: &Policy) -> Value {
+    let parent = policy.parent.and_then(|id| tree.get(id));
+    json!({
+        "id": policy.id.0,
+        "name": policy.name,
+        "parent": parent.map(|p| p.name.as_str()),
+        "parent_id": policy.parent.map(|id| id.0),
+        "settings": overrides(&policy.settings),
+        "effective": effective(tree, &resolve_policy(tree, policy.id)),
+    })
+}
+
+pub fn computer(tree: &PolicyTree, computer: &Computer) -> Value {
+    json!({
+        "id": computer.id.0,
+        "hostname": computer.hostname,
+        "kind": computer.kind.name(),
+        "policy": tree.get(computer.policy).map(|p| p.name.as_str()),
+        "policy_id": computer.policy.0,
+        "status": computer.status.name(),
+        "created_ms": computer.created.0,
+        "settings": overrides(&computer.settings),
+        "effective": effective(tree, &resolve_computer(tree, computer)),
+    })
+}
+
+fn overrides(settings: &Settings) -> Value {
+    let map: Map<String, Value> = settings
+        .overrides()
+        .map(|v| (v.key().name().to_string(), value(v)))
+        .collect();
+    Value::Object(map)
+}
+
+fn effective(tree: &PolicyTree, effective: &EffectiveSettings) -> Value {
+    let map: Map<String, Value> = SettingKey::ALL
+        .into_iter()
+        .map(|key| {
+            let (v, source) = effective.get(key);
+            let entry = json!({"value": value(v), "source": source_name(tree, source)});
+            (key.name().to_string(), entry)
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Counts and booleans are JSON numbers and booleans; everything else is its text form.
+fn value(v: SettingValue) -> Value {
+    match v {
+        SettingValue::MissedBeforeAlert(MissedLimit::Count(n)) => json!(n),
+        SettingValue::OfflineErrorsForInactiveVms(b) => json!(b),
+        SettingValue::MissedBeforeAlert(MissedLimit::Unlimited)
+        | SettingValue::MaxClockChange(ClockChangeLimit::Unlimited | ClockChangeLimit::Max(_))
+        | SettingValue::Interval(_)
+        | SettingValue::Direction(_) => json!(v.to_string()),
+    }
+}
+
+fn source_name(tree: &PolicyTree, source: Source) -> String {
+    match source {
+        Source::Computer => "computer".to_string(),
+        Source::Default => "default".to_string(),
+        Source::Policy(id) => match tree.get(id) {
+            Some(p) => format!("policy:{}", p.name),
+            None => format!("policy:{id}"),
+        },
+    }
+}

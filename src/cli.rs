@@ -1,0 +1,204 @@
+//! The command line: argh definitions of every subcommand (DESIGN.md fixes the names).
+//!
+//! Parsing only; `main` dispatches and `admin` runs the client verbs.
+
+use argh::FromArgs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Picket: an all-in-one security manager for small sites.
+#[derive(FromArgs, Debug)]
+pub struct Picket {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Manager(ManagerArgs),
+    Computers(ComputersArgs),
+    Policies(PoliciesArgs),
+}
+
+/// Run the manager on a data dir (created and initialised on first start).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "manager")]
+pub struct ManagerArgs {
+    /// directory that holds the store, certificates and admin API key
+    #[argh(option)]
+    pub data_dir: PathBuf,
+    /// address for agents (activation and heartbeats); default 0.0.0.0:4120
+    #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4120))")]
+    pub agent_listen: SocketAddr,
+    /// address for the console and REST API (HTTPS); default 0.0.0.0:4119
+    #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4119))")]
+    pub console_listen: SocketAddr,
+    /// name of this manager in its certificate and agent command lines; default: the host name
+    #[argh(option)]
+    pub hostname: Option<String>,
+}
+
+/// Defines an admin verb: its own fields plus the options every client of the API takes.
+macro_rules! admin_verb {
+    ($(#[$doc:meta])* $name:ident, $verb:literal { $($fields:tt)* }) => {
+        $(#[$doc])*
+        #[derive(FromArgs, Debug)]
+        #[argh(subcommand, name = $verb)]
+        pub struct $name {
+            $($fields)*
+            /// print the API's JSON instead of a table
+            #[argh(switch)]
+            pub json: bool,
+            /// manager API URL; default: from DIR/ports.json, else https://127.0.0.1:4119
+            #[argh(option)]
+            pub url: Option<String>,
+            /// admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
+            #[argh(option)]
+            pub api_key: Option<String>,
+            /// the manager's data dir: its API key, CA and port are read from it
+            #[argh(option)]
+            pub data_dir: Option<PathBuf>,
+            /// CA certificate (PEM) to trust for the API; default: DIR/pki/ca.crt
+            #[argh(option)]
+            pub ca_cert: Option<PathBuf>,
+        }
+
+        impl $name {
+            pub fn client(&self) -> crate::admin::ClientOptions {
+                crate::admin::ClientOptions {
+                    json: self.json,
+                    url: self.url.clone(),
+                    api_key: self.api_key.clone(),
+                    data_dir: self.data_dir.clone(),
+                    ca_cert: self.ca_cert.clone(),
+                }
+            }
+        }
+    };
+}
+
+/// Manage computers.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "computers")]
+pub struct ComputersArgs {
+    #[argh(subcommand)]
+    pub verb: ComputersVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum ComputersVerb {
+    List(ComputersList),
+    Show(ComputersShow),
+    Add(ComputersAdd),
+    Set(ComputersSet),
+    Delete(ComputersDelete),
+}
+
+admin_verb!(
+    /// List computers.
+    ComputersList, "list" {}
+);
+admin_verb!(
+    /// Show a computer with its effective settings and where each comes from.
+    ComputersShow, "show" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// Add a computer by hostname, to be activated later.
+    ComputersAdd, "add" {
+        /// the computer's hostname (or IP address)
+        #[argh(positional)]
+        pub hostname: String,
+        /// policy name or id; default: Base Policy
+        #[argh(option)]
+        pub policy: Option<String>,
+        /// server, laptop, vm or appliance; default: server
+        #[argh(option)]
+        pub kind: Option<String>,
+    }
+);
+admin_verb!(
+    /// Change a computer: hostname=, policy=, kind=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
+    ComputersSet, "set" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+        /// KEY=VALUE pairs
+        #[argh(positional)]
+        pub pairs: Vec<String>,
+    }
+);
+admin_verb!(
+    /// Delete a computer.
+    ComputersDelete, "delete" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+
+/// Manage policies.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "policies")]
+pub struct PoliciesArgs {
+    #[argh(subcommand)]
+    pub verb: PoliciesVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum PoliciesVerb {
+    List(PoliciesList),
+    Show(PoliciesShow),
+    Create(PoliciesCreate),
+    Set(PoliciesSet),
+    Delete(PoliciesDelete),
+}
+
+admin_verb!(
+    /// List policies.
+    PoliciesList, "list" {}
+);
+admin_verb!(
+    /// Show a policy with its effective settings and where each comes from.
+    PoliciesShow, "show" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+    }
+);
+admin_verb!(
+    /// Create a policy.
+    PoliciesCreate, "create" {
+        /// the new policy's name
+        #[argh(positional)]
+        pub name: String,
+        /// parent policy name or id; default: Base Policy
+        #[argh(option)]
+        pub parent: Option<String>,
+    }
+);
+admin_verb!(
+    /// Change a policy: name=, parent=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
+    PoliciesSet, "set" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// KEY=VALUE pairs
+        #[argh(positional)]
+        pub pairs: Vec<String>,
+    }
+);
+admin_verb!(
+    /// Delete a policy (not the Base Policy, nor one with sub-policies or computers).
+    PoliciesDelete, "delete" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+    }
+);

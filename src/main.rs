@@ -1,0 +1,69 @@
+//! `picket`: parses the command line, runs the subcommand, prints any error with its causes.
+
+use picket::cli::{Command, Picket};
+use picket::{admin, manager};
+use std::error::Error;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (program, rest) = match strs.split_first() {
+        Some((program, rest)) => (*program, rest),
+        None => ("picket", &[][..]),
+    };
+    let cli = match <Picket as argh::FromArgs>::from_args(&[program], rest) {
+        Ok(cli) => cli,
+        Err(early) => {
+            // argh's "early exit" is either --help (success) or a usage error (exit code 2).
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}", early.output);
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    run(cli)
+}
+
+fn run(cli: Picket) -> ExitCode {
+    let result: Result<(), (Box<dyn Error>, u8)> = match cli.command {
+        Command::Manager(args) => manager::run(manager::ManagerConfig {
+            data_dir: args.data_dir,
+            agent_listen: args.agent_listen,
+            console_listen: args.console_listen,
+            hostname: args.hostname.unwrap_or_else(manager::system_hostname),
+        })
+        .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        Command::Policies(p) => admin::policies(p.verb).map_err(admin_failure),
+        Command::Computers(c) => admin::computers(c.verb).map_err(admin_failure),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((error, code)) => {
+            print_chain(error.as_ref());
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn admin_failure(e: admin::AdminError) -> (Box<dyn Error>, u8) {
+    let code = e.exit_code();
+    (Box::new(e), code)
+}
+
+/// `error: top`, then `  caused by: ...` for each source, so the root cause is never hidden.
+fn print_chain(error: &dyn Error) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}

@@ -1,0 +1,184 @@
+//! The manager's data dir: checked at start, initialised on first start (Base Policy, admin API
+//! key), and the `ports.json` that tells scripts and tests where the manager listens.
+
+use super::error::ManagerError;
+use crate::files::write_atomic;
+use crate::model::{BASE_POLICY_NAME, Policy, Settings};
+use crate::pki;
+use crate::store::{Reads, Store};
+use std::fs;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const STORE_FILE: &str = "picket.redb";
+pub const PKI_DIR: &str = "pki";
+pub const ADMIN_KEY_FILE: &str = "admin-api-key";
+pub const PORTS_FILE: &str = "ports.json";
+
+/// Creates the data dir if it is missing (mode 0700: it holds keys) and checks that it is a
+/// writable directory, so a wrong path is reported before anything else is attempted.
+pub fn prepare(dir: &Path) -> Result<(), ManagerError> {
+    let problem = |problem, source| ManagerError::DataDir {
+        path: dir.to_path_buf(),
+        problem,
+        source,
+    };
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => return Err(problem("exists but is not a directory", None)),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| problem("cannot be created", Some(e)))?,
+        Err(e) => return Err(problem("cannot be read", Some(e))),
+    }
+    let probe = dir.join(".picket-write-test");
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .map_err(|e| problem("is not writable by this user", Some(e)))
+}
+
+/// Creates the Base Policy if the store has none. Returns whether it did (the first start).
+pub fn ensure_base_policy(store: &Store) -> Result<bool, ManagerError> {
+    let mut txn = store.write()?;
+    if !txn.policies()?.is_empty() {
+        return Ok(false);
+    }
+    let base = Policy {
+        id: txn.next_policy_id()?,
+        name: BASE_POLICY_NAME.to_string(),
+        parent: None,
+        settings: Settings::default(),
+    };
+    txn.put_policy(&base)?;
+    txn.commit()?;
+    Ok(true)
+}
+
+/// The admin API key: kept in `DIR/admin-api-key` (mode 0600) for the CLI, stored only as a
+/// hash. If the file was removed, a new key replaces the old one (which stops working), since
+/// the old key cannot be recovered from its hash. Returns the key's hash.
+pub fn ensure_admin_key(store: &Store, dir: &Path) -> Result<[u8; 32], ManagerError> {
+    let path = dir.join(ADMIN_KEY_FILE);
+    let stored = store.read()?.admin_key_hash()?;
+    match (stored, fs::read_to_string(&path)) {
+        (Some(hash), Ok(key)) => {
+            if !pki::hashes_equal(&pki::sha256(key.trim().as_bytes()), &hash) {
+                log::warn!(
+                    "{} does not hold the current admin API key; the CLI will be refused",
+                    path.display()
+                );
+            }
+            Ok(hash)
+        }
+        (stored, _) => {
+            if stored.is_some() {
+                log::warn!(
+                    "{} is missing: writing a new admin API key; the old one stops working",
+                    path.display()
+                );
+            }
+            let key = pki::random_secret()?;
+            let hash = pki::sha256(key.as_bytes());
+            write_atomic(&path, format!("{key}\n").as_bytes(), 0o600).map_err(|source| {
+                ManagerError::File {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let mut txn = store.write()?;
+            txn.set_admin_key_hash(&hash)?;
+            txn.commit()?;
+            Ok(hash)
+        }
+    }
+}
+
+/// Writes `{"agent": ADDR, "console": ADDR}` once both listeners are bound.
+pub fn write_ports(dir: &Path, agent: SocketAddr, console: SocketAddr) -> Result<(), ManagerError> {
+    let path = dir.join(PORTS_FILE);
+    let json = serde_json::json!({"agent": agent.to_string(), "console": console.to_string()});
+    write_atomic(&path, format!("{json}\n").as_bytes(), 0o644)
+        .map_err(|source| ManagerError::File { path, source })
+}
+
+/// Removes `ports.json` on a clean stop, so nobody reads the ports of a manager that is gone.
+pub fn remove_ports(dir: &Path) {
+    let _ = fs::remove_file(dir.join(PORTS_FILE));
+}
+
+/// The name the manager gives itself: `--hostname`, else the kernel's host name.
+pub fn system_hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Whether the admin key file is private to its owner (warned about, not refused: the
+/// administrator may have a reason).
+pub fn check_key_file_mode(dir: &Path) {
+    let path: PathBuf = dir.join(ADMIN_KEY_FILE);
+    if let Ok(meta) = fs::metadata(&path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        log::warn!(
+            "{} is readable by other users; run: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_creates_a_private_dir_and_refuses_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        prepare(&dir).unwrap();
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let err = prepare(&file).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn admin_key_is_kept_across_starts_and_replaced_when_its_file_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join(STORE_FILE)).unwrap();
+        let first = ensure_admin_key(&store, tmp.path()).unwrap();
+        let key = fs::read_to_string(tmp.path().join(ADMIN_KEY_FILE)).unwrap();
+        assert_eq!(pki::sha256(key.trim().as_bytes()), first);
+        assert_eq!(ensure_admin_key(&store, tmp.path()).unwrap(), first);
+
+        fs::remove_file(tmp.path().join(ADMIN_KEY_FILE)).unwrap();
+        let second = ensure_admin_key(&store, tmp.path()).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            store.read().unwrap().admin_key_hash().unwrap(),
+            Some(second)
+        );
+    }
+
+    #[test]
+    fn base_policy_is_created_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join(STORE_FILE)).unwrap();
+        assert!(ensure_base_policy(&store).unwrap());
+        assert!(!ensure_base_policy(&store).unwrap());
+        let policies = store.read().unwrap().policies().unwrap();
+        assert_eq!(policies.len(), 1);
+        assert_eq!(policies[0].name, BASE_POLICY_NAME);
+        assert_eq!(policies[0].parent, None);
+    }
+}

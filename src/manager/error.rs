@@ -1,0 +1,73 @@
+//! Why the manager could not start or stopped, with the path or address involved.
+
+use crate::pki::PkiError;
+use crate::store::StoreError;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The data dir is missing and cannot be created, is not a directory, or is not writable.
+    DataDir {
+        path: PathBuf,
+        problem: &'static str,
+        source: Option<std::io::Error>,
+    },
+    Store(StoreError),
+    Pki(Box<PkiError>),
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Signals(std::io::Error),
+}
+
+impl fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagerError::DataDir { path, problem, .. } => {
+                write!(f, "data dir {}: {problem}", path.display())
+            }
+            ManagerError::Store(_) => write!(f, "cannot use the store"),
+            ManagerError::Pki(_) => write!(f, "cannot set up the manager's certificates"),
+            ManagerError::Bind { what, addr, .. } => write!(
+                f,
+                "cannot listen for {what} on {addr} (is another process using the port?)"
+            ),
+            ManagerError::File { path, .. } => write!(f, "cannot write {}", path.display()),
+            ManagerError::Signals(_) => write!(f, "cannot install the signal handlers"),
+        }
+    }
+}
+
+impl std::error::Error for ManagerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManagerError::DataDir { source, .. } => source.as_ref().map(|e| e as _),
+            ManagerError::Store(e) => Some(e),
+            ManagerError::Pki(e) => Some(e.as_ref()),
+            ManagerError::Bind { source, .. }
+            | ManagerError::File { source, .. }
+            | ManagerError::Signals(source) => Some(source),
+        }
+    }
+}
+
+impl From<StoreError> for ManagerError {
+    fn from(e: StoreError) -> Self {
+        ManagerError::Store(e)
+    }
+}
+
+impl From<PkiError> for ManagerError {
+    fn from(e: PkiError) -> Self {
+        ManagerError::Pki(Box::new(e))
+    }
+}

@@ -1,0 +1,160 @@
+//! The manager process: checks and initialises its data dir, opens the store, binds its
+//! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
+
+mod data_dir;
+mod error;
+
+pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
+pub use error::ManagerError;
+
+use crate::api::{self, ApiState};
+use crate::clock::{Clock, RealClock};
+use crate::pki::ManagerPki;
+use crate::store::Store;
+use smol::net::TcpListener;
+use smol::stream::StreamExt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the manager was asked to run (`picket manager ...`).
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub data_dir: PathBuf,
+    pub agent_listen: SocketAddr,
+    pub console_listen: SocketAddr,
+    /// The name in the manager certificate and the agent command lines.
+    pub hostname: String,
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn run(config: ManagerConfig) -> Result<(), ManagerError> {
+    use async_signal::{Signal, Signals};
+    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(ManagerError::Signals)?;
+    serve(config, async move {
+        if let Some(Ok(signal)) = signals.next().await {
+            log::info!("received {signal:?}: shutting down");
+        }
+    })
+}
+
+/// Runs until `shutdown` completes; tests pass their own future instead of a signal.
+pub fn serve(
+    config: ManagerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ManagerError> {
+    let dir = &config.data_dir;
+    data_dir::prepare(dir)?;
+    // The store comes first: its lock is what keeps a second manager off this data dir.
+    let store = Arc::new(Store::open(&dir.join(STORE_FILE))?);
+    let (pki, pki_created) = ManagerPki::load_or_create(&dir.join(PKI_DIR), &config.hostname)?;
+    let first_start = data_dir::ensure_base_policy(&store)?;
+    let admin_key_hash = data_dir::ensure_admin_key(&store, dir)?;
+    data_dir::check_key_file_mode(dir);
+    if pki_created || first_start {
+        log::info!("initialised data dir {}", dir.display());
+    }
+    let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        clock,
+        admin_key_hash,
+    });
+    let tls = pki.api_server_config()?;
+
+    smol::block_on(async {
+        let console = bind("the console and API", config.console_listen).await?;
+        let agents = bind("agents", config.agent_listen).await?;
+        let (console_addr, agent_addr) = (local_addr(&console)?, local_addr(&agents)?);
+        data_dir::write_ports(dir, agent_addr, console_addr)?;
+        print_banner(&config, &pki, console_addr, agent_addr);
+        let api_task = smol::spawn(api::serve(console, tls, state));
+        let agent_task = smol::spawn(refuse_agents(agents));
+        shutdown.await;
+        api_task.cancel().await;
+        agent_task.cancel().await;
+        Ok::<(), ManagerError>(())
+    })?;
+
+    data_dir::remove_ports(dir);
+    close_store(store);
+    log::info!("manager stopped");
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ManagerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ManagerError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ManagerError> {
+    listener.local_addr().map_err(|source| ManagerError::Bind {
+        what: "a listener",
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// The agent port is bound now so a port clash shows at start, but the agent channel (activation
+/// and heartbeats) is not built yet: connections are closed at once, with a log line.
+async fn refuse_agents(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((_, peer)) => {
+                log::warn!("agent connection from {peer} closed: this build has no agent channel")
+            }
+            Err(e) => {
+                log::warn!("agent listener: accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Closes the store once the last request still on the blocking pool lets go of it. Every
+/// commit is already durable; a clean close only spares the next start a recovery check.
+fn close_store(mut store: Arc<Store>) {
+    for _ in 0..100 {
+        match Arc::try_unwrap(store) {
+            Ok(owned) => {
+                if let Err(e) = owned.close() {
+                    log::warn!("store did not close cleanly: {e}");
+                }
+                return;
+            }
+            Err(shared) => {
+                store = shared;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    log::warn!("a request still held the store at shutdown; it was not closed cleanly");
+}
+
+fn print_banner(config: &ManagerConfig, pki: &ManagerPki, console: SocketAddr, agent: SocketAddr) {
+    let host = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            format!("{}:{}", config.hostname, addr.port())
+        } else {
+            addr.to_string()
+        }
+    };
+    let dir = config.data_dir.display();
+    println!("Picket manager is running.");
+    println!("  Console and REST API: https://{}/", host(console));
+    println!("  Admin API key:        {dir}/{ADMIN_KEY_FILE}");
+    println!("  CA certificate:       {dir}/{PKI_DIR}/ca.crt");
+    println!("  Agents connect to:    {}", host(agent));
+    println!("  CA pin for agents:    {}", pki.ca_sha256_hex());
+    println!("Try it:  picket policies list --data-dir {dir}");
+    println!("To activate an agent (the agent channel is not in this build yet):");
+    println!("  picket token create --data-dir {dir}");
+    println!(
+        "  picket agent --data-dir /var/lib/picket-agent --manager {} --token TOKEN --ca-sha256 {}",
+        host(agent),
+        pki.ca_sha256_hex()
+    );
+}

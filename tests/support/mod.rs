@@ -1,0 +1,150 @@
+//! Test harness: a real `picket manager` process on 127.0.0.1 with a temporary data dir, and
+//! the CLI and API client pointed at it. Waits are on conditions with deadlines, never fixed.
+
+// A harness may panic: a failed set-up is a failed test.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use picket::admin::{ApiClient, ClientOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_picket");
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A manager process; killed when dropped so a failing test leaves nothing behind.
+pub struct Manager {
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Manager {
+    /// Starts a manager on `dir` and waits until it has written its ports.
+    pub fn start(dir: &Path) -> Manager {
+        let _ = std::fs::remove_file(dir.join("ports.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path(dir))
+            .expect("open manager log");
+        let child = Command::new(BIN)
+            .args(["manager", "--data-dir"])
+            .arg(dir)
+            .args([
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--console-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--hostname", "localhost"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn manager");
+        let mut manager = Manager {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        };
+        manager.wait_for_ports();
+        manager
+    }
+
+    fn wait_for_ports(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        while !self.dir.join("ports.json").exists() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("manager exited early with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "manager did not start in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the manager logged so far (all its runs on this data dir).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.dir)).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.options()).expect("client")
+    }
+
+    pub fn options(&self) -> ClientOptions {
+        ClientOptions {
+            data_dir: Some(self.dir.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the status and the log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "manager did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `picket ARGS... --data-dir DIR`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .env_remove("PICKET_API_KEY")
+            .output()
+            .expect("run cli")
+    }
+
+    /// Runs the CLI with `--json` and parses what it printed; panics with stderr on failure.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "picket {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("cli printed JSON")
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The manager's stderr goes beside its data dir, not into it.
+pub fn log_path(dir: &Path) -> PathBuf {
+    dir.with_extension("log")
+}
