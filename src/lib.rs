@@ -11,6 +11,7 @@
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
 //! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
+//! - [`proto`]: the agent-manager protocol: frames, messages, sans-io session state machines.
 //! - [`api`]: the REST API over HTTPS: router, handlers, JSON views, errors.
 //! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown.
 //! - [`admin`]: the admin CLI verbs, each a client of the running manager's REST API.
@@ -25,4 +26,5 @@ pub mod manager;
 pub mod model;
 pub mod pki;
 pub mod policy;
+pub mod proto;
 pub mod store;

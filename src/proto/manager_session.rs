@@ -1,0 +1,372 @@
+//! The manager's side of one session, whoever dialed: hello, status, events in batches (each
+//! acknowledged only after the shell reports it durably stored), configuration if stale, done.
+
+use super::PROTOCOL_VERSION;
+use super::error::ProtoError;
+use super::message::{
+    Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, ManagerMsg, Purpose, Refusal,
+};
+use crate::clock::{Instant, WallMs};
+use crate::policy::{AgentConfig, Fingerprint};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// What the manager knows about the computer before the session starts.
+#[derive(Clone, Debug)]
+pub struct SessionParams {
+    /// False on a connection without a client certificate: only activation is allowed there.
+    pub authenticated: bool,
+    pub expected: AgentConfig,
+    /// Highest event sequence number already stored for this computer.
+    pub last_seq: u64,
+    pub next_heartbeat: Duration,
+    /// How long the agent may take to answer any one step.
+    pub step_timeout: Duration,
+    pub max_batch: u32,
+    pub manager_time: WallMs,
+}
+
+/// What the shell must do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManagerOutput {
+    Send(ManagerMsg),
+    /// Store these events durably, then call [`ManagerSession::handle_committed`].
+    StoreEvents(Vec<AgentEvent>),
+    /// Decide this activation (token, computer, certificate), then call
+    /// [`ManagerSession::handle_activation`].
+    Activate(ActivationRequest),
+    /// The session is over: record the summary and close the connection.
+    Close(SessionSummary),
+}
+
+/// Everything the session learned, for the shell to record when it closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub purpose: Option<Purpose>,
+    pub agent_version: Option<String>,
+    pub status: Option<AgentStatus>,
+    /// The fingerprint the agent runs at the end of the session.
+    pub applied: Option<Fingerprint>,
+    pub config_rejected: Option<String>,
+    pub events_stored: u64,
+    pub last_seq: u64,
+    pub result: Result<(), ProtoError>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Hello,
+    Status,
+    Events { after: u64 },
+    Commit { through: u64, more: bool },
+    Config,
+    Activation,
+    Closed,
+}
+
+impl Step {
+    fn expecting(self) -> &'static str {
+        match self {
+            Step::Hello => "hello",
+            Step::Status => "status",
+            Step::Events { .. } => "events",
+            Step::Config => "configuration result",
+            Step::Commit { .. } | Step::Activation | Step::Closed => "nothing",
+        }
+    }
+}
+
+pub struct ManagerSession {
+    params: SessionParams,
+    step: Step,
+    deadline: Option<Instant>,
+    out: VecDeque<ManagerOutput>,
+    summary: SessionSummary,
+}
+
+impl ManagerSession {
+    pub fn new(now: Instant, params: SessionParams) -> Self {
+        let last_seq = params.last_seq;
+        ManagerSession {
+            deadline: Some(now.saturating_add(params.step_timeout)),
+            params,
+            step: Step::Hello,
+            out: VecDeque::new(),
+            summary: SessionSummary {
+                purpose: None,
+                agent_version: None,
+                status: None,
+                applied: None,
+                config_rejected: None,
+                events_stored: 0,
+                last_seq,
+                result: Ok(()),
+            },
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<ManagerOutput> {
+        self.out.pop_front()
+    }
+
+    /// When the agent's answer is due; `None` while the session waits on the shell or is over.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.step == Step::Closed
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            let waiting_for = self.step.expecting();
+            self.fail(ProtoError::Timeout { waiting_for });
+        }
+    }
+
+    /// The connection ended before the session did.
+    pub fn handle_closed(&mut self) {
+        if self.step != Step::Closed {
+            self.fail(ProtoError::Violation(format!(
+                "connection closed while waiting for {}",
+                self.step.expecting()
+            )));
+        }
+    }
+
+    pub fn handle_message(&mut self, now: Instant, message: AgentMsg) {
+        let result = match (self.step, message) {
+            (Step::Hello, AgentMsg::Hello(hello)) => self.on_hello(now, hello),
+            (Step::Hello, AgentMsg::Activate(request)) => self.on_activate(request),
+            (Step::Status, AgentMsg::Status(status)) => {
+                self.on_status(now, status);
+                Ok(())
+            }
+            (Step::Events { after }, AgentMsg::Events(batch)) => {
+                self.on_events(now, after, batch.events, batch.more)
+            }
+            (Step::Config, AgentMsg::ConfigApplied { fingerprint }) => {
+                self.summary.applied = Some(fingerprint);
+                self.finish();
+                Ok(())
+            }
+            (Step::Config, AgentMsg::ConfigRejected { reason, .. }) => {
+                self.summary.config_rejected = Some(reason);
+                self.finish();
+                Ok(())
+            }
+            (step, got) => Err(ProtoError::Unexpected {
+                expected: step.expecting(),
+                got: name(&got),
+            }),
+        };
+        if let Err(e) = result {
+            self.fail(e);
+        }
+    }
+
+    /// The events of the last `StoreEvents` are durable: acknowledge them and go on.
+    pub fn handle_committed(&mut self, now: Instant) {
+        let Step::Commit { through, more } = self.step else {
+            return;
+        };
+        self.summary.last_seq = through;
+        self.send(ManagerMsg::Ack { through });
+        if more {
+            self.ask_events(now, through);
+        } else {
+            self.config_step(now);
+        }
+    }
+
+    /// The shell's decision on an activation request.
+    pub fn handle_activation(&mut self, result: Result<Activated, String>) {
+        if self.step != Step::Activation {
+            return;
+        }
+        match result {
+            Ok(activated) => {
+                self.send(ManagerMsg::Activated(activated));
+                self.close(Ok(()));
+            }
+            Err(reason) => {
+                self.send(ManagerMsg::Refused(Refusal {
+                    reason: reason.clone(),
+                }));
+                self.close(Err(ProtoError::Refused(reason)));
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, hello: super::Hello) -> Result<(), ProtoError> {
+        self.check_version(hello.protocol)?;
+        if !self.params.authenticated {
+            return Err(ProtoError::Violation(
+                "a heartbeat needs a client certificate; only activation is allowed without".into(),
+            ));
+        }
+        self.summary.purpose = Some(hello.purpose);
+        self.summary.agent_version = Some(hello.agent_version);
+        self.send(ManagerMsg::GetStatus {
+            protocol: PROTOCOL_VERSION,
+            manager_time: self.params.manager_time,
+        });
+        self.await_agent(now, Step::Status);
+        Ok(())
+    }
+
+    fn on_activate(&mut self, request: ActivationRequest) -> Result<(), ProtoError> {
+        self.check_version(request.protocol)?;
+        if self.params.authenticated {
+            return Err(ProtoError::Violation(
+                "an agent with a certificate is already activated".into(),
+            ));
+        }
+        self.summary.agent_version = Some(request.agent_version.clone());
+        self.step = Step::Activation;
+        self.deadline = None;
+        self.out.push_back(ManagerOutput::Activate(request));
+        Ok(())
+    }
+
+    fn on_status(&mut self, now: Instant, status: AgentStatus) {
+        let spool = status.spool;
+        self.summary.applied = status.fingerprint;
+        self.summary.status = Some(status);
+        // The agent still holds events stored in an earlier session whose acknowledgement was
+        // lost (a crash between commit and ack): they are durable, so release them now.
+        if spool.first <= spool.last && spool.first <= self.params.last_seq {
+            self.send(ManagerMsg::Ack {
+                through: spool.last.min(self.params.last_seq),
+            });
+        }
+        if spool.first <= spool.last && spool.last > self.params.last_seq {
+            self.ask_events(now, self.params.last_seq);
+        } else {
+            self.config_step(now);
+        }
+    }
+
+    fn on_events(
+        &mut self,
+        now: Instant,
+        after: u64,
+        events: Vec<AgentEvent>,
+        more: bool,
+    ) -> Result<(), ProtoError> {
+        if events.len() > self.params.max_batch as usize {
+            return Err(ProtoError::Violation(format!(
+                "{} events sent, {} asked for",
+                events.len(),
+                self.params.max_batch
+            )));
+        }
+        let mut previous = after;
+        for event in &events {
+            if event.seq <= previous {
+                return Err(ProtoError::Violation(format!(
+                    "event sequence {} after {previous}: sequences must increase",
+                    event.seq
+                )));
+            }
+            previous = event.seq;
+        }
+        if events.is_empty() {
+            if more {
+                return Err(ProtoError::Violation(
+                    "an empty batch cannot have more".into(),
+                ));
+            }
+            self.config_step(now);
+            return Ok(());
+        }
+        self.summary.events_stored += events.len() as u64;
+        self.step = Step::Commit {
+            through: previous,
+            more,
+        };
+        self.deadline = None;
+        self.out.push_back(ManagerOutput::StoreEvents(events));
+        Ok(())
+    }
+
+    fn ask_events(&mut self, now: Instant, after: u64) {
+        self.send(ManagerMsg::GetEvents {
+            after,
+            max: self.params.max_batch,
+        });
+        self.await_agent(now, Step::Events { after });
+    }
+
+    /// After the events: push the configuration if the agent's is stale, else end.
+    fn config_step(&mut self, now: Instant) {
+        let expected = self.params.expected.fingerprint();
+        let going_away = self.summary.purpose == Some(Purpose::Goodbye);
+        if self.summary.applied == Some(expected) || going_away {
+            self.finish();
+        } else {
+            self.send(ManagerMsg::SetConfig {
+                config: self.params.expected.clone(),
+                fingerprint: expected,
+            });
+            self.await_agent(now, Step::Config);
+        }
+    }
+
+    fn finish(&mut self) {
+        let next_heartbeat_ms =
+            u64::try_from(self.params.next_heartbeat.as_millis()).unwrap_or(u64::MAX);
+        self.send(ManagerMsg::Done { next_heartbeat_ms });
+        self.close(Ok(()));
+    }
+
+    fn check_version(&mut self, theirs: u16) -> Result<(), ProtoError> {
+        if theirs == PROTOCOL_VERSION {
+            return Ok(());
+        }
+        let error = ProtoError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs,
+        };
+        self.send(ManagerMsg::Refused(Refusal {
+            reason: error.to_string(),
+        }));
+        Err(error)
+    }
+
+    fn await_agent(&mut self, now: Instant, step: Step) {
+        self.step = step;
+        self.deadline = Some(now.saturating_add(self.params.step_timeout));
+    }
+
+    fn send(&mut self, message: ManagerMsg) {
+        self.out.push_back(ManagerOutput::Send(message));
+    }
+
+    fn fail(&mut self, error: ProtoError) {
+        self.close(Err(error));
+    }
+
+    fn close(&mut self, result: Result<(), ProtoError>) {
+        if self.step == Step::Closed {
+            return;
+        }
+        self.step = Step::Closed;
+        self.deadline = None;
+        self.summary.result = result;
+        self.out
+            .push_back(ManagerOutput::Close(self.summary.clone()));
+    }
+}
+
+fn name(message: &AgentMsg) -> &'static str {
+    match message {
+        AgentMsg::Hello(_) => "hello",
+        AgentMsg::Activate(_) => "activate",
+        AgentMsg::Status(_) => "status",
+        AgentMsg::Events(_) => "events",
+        AgentMsg::ConfigApplied { .. } => "config-applied",
+        AgentMsg::ConfigRejected { .. } => "config-rejected",
+    }
+}

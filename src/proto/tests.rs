@@ -1,0 +1,420 @@
+//! Both session machines driven against each other in memory, through real frames: the
+//! protocol's exactly-once delivery checked with broken connections at random points.
+
+use super::*;
+use crate::clock::{Instant, WallMs};
+use crate::policy::Fingerprint;
+use message::samples;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const STEP: Duration = Duration::from_secs(30);
+
+/// One agent's durable state (its spool and configuration) and the manager's store.
+#[derive(Default)]
+struct World {
+    spool: BTreeMap<u64, AgentEvent>,
+    agent_fingerprint: Option<Fingerprint>,
+    stored: BTreeMap<u64, AgentEvent>,
+    /// Events the manager wrote, counting duplicates (there must be none).
+    writes: u64,
+}
+
+impl World {
+    fn with_events(n: u64) -> Self {
+        let mut world = World::default();
+        for seq in 1..=n {
+            world.spool.insert(seq, samples::event(seq));
+        }
+        world
+    }
+
+    fn status(&self) -> AgentStatus {
+        let first = self.spool.keys().next().copied().unwrap_or(1);
+        let last = self.spool.keys().next_back().copied().unwrap_or(0);
+        AgentStatus {
+            spool: SpoolRange { first, last },
+            fingerprint: self.agent_fingerprint,
+            ..samples::status()
+        }
+    }
+
+    fn params(&self, max_batch: u32) -> SessionParams {
+        SessionParams {
+            authenticated: true,
+            expected: samples::config(),
+            last_seq: self.stored.keys().next_back().copied().unwrap_or(0),
+            next_heartbeat: Duration::from_secs(600),
+            step_timeout: STEP,
+            max_batch,
+            manager_time: WallMs(0),
+        }
+    }
+
+    /// Runs one session; `break_after` frames cuts the connection (a crash of either side
+    /// between any two frames). Returns the manager's summary and the agent's result.
+    fn session(
+        &mut self,
+        max_batch: u32,
+        break_after: Option<usize>,
+    ) -> (Option<SessionSummary>, Option<Result<Duration, ProtoError>>) {
+        let now = Instant::from_millis(0);
+        let mut manager = ManagerSession::new(now, self.params(max_batch));
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            purpose: Purpose::Heartbeat,
+        };
+        let mut agent = AgentSession::heartbeat(now, hello, self.status(), STEP);
+        let (mut frames, mut summary, mut finished) = (0usize, None, None);
+        loop {
+            let mut progressed = false;
+            while let Some(output) = agent.poll_output() {
+                progressed = true;
+                match output {
+                    AgentOutput::Send(m) => {
+                        if break_after == Some(frames) {
+                            manager.handle_closed();
+                            agent.handle_closed();
+                            continue;
+                        }
+                        frames += 1;
+                        let body = encode(&m).unwrap();
+                        let m: AgentMsg = decode(&body[HEADER_LEN..]).unwrap();
+                        manager.handle_message(now, m);
+                    }
+                    AgentOutput::ReadEvents { after, max } => {
+                        let events: Vec<AgentEvent> = self
+                            .spool
+                            .range(after + 1..)
+                            .take(max as usize)
+                            .map(|(_, e)| e.clone())
+                            .collect();
+                        let more = self.spool.range(after + 1..).nth(max as usize).is_some();
+                        agent.provide_events(now, EventBatch { events, more });
+                    }
+                    AgentOutput::Acked { through } => {
+                        self.spool = self.spool.split_off(&(through + 1));
+                    }
+                    AgentOutput::Apply { fingerprint, .. } => {
+                        self.agent_fingerprint = Some(fingerprint);
+                        agent.config_result(now, Ok(fingerprint));
+                    }
+                    AgentOutput::Activated(_) => unreachable!("not an activation"),
+                    AgentOutput::Finished(result) => finished = Some(result),
+                }
+            }
+            while let Some(output) = manager.poll_output() {
+                progressed = true;
+                match output {
+                    ManagerOutput::Send(m) => {
+                        if break_after == Some(frames) {
+                            manager.handle_closed();
+                            agent.handle_closed();
+                            continue;
+                        }
+                        frames += 1;
+                        let body = encode(&m).unwrap();
+                        let m: ManagerMsg = decode(&body[HEADER_LEN..]).unwrap();
+                        agent.handle_message(now, m);
+                    }
+                    ManagerOutput::StoreEvents(events) => {
+                        for e in events {
+                            self.writes += 1;
+                            self.stored.insert(e.seq, e);
+                        }
+                        manager.handle_committed(now);
+                    }
+                    ManagerOutput::Activate(_) => unreachable!("not an activation"),
+                    ManagerOutput::Close(s) => summary = Some(s),
+                }
+            }
+            if !progressed {
+                return (summary, finished);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_session_delivers_events_in_batches_and_pushes_the_config() {
+    let mut world = World::with_events(7);
+    let (summary, finished) = world.session(3, None);
+    let summary = summary.unwrap();
+    assert_eq!(summary.result, Ok(()));
+    assert_eq!(summary.events_stored, 7);
+    assert_eq!(summary.last_seq, 7);
+    assert_eq!(summary.applied, Some(samples::config().fingerprint()));
+    assert_eq!(finished, Some(Ok(Duration::from_secs(600))));
+    assert!(
+        world.spool.is_empty(),
+        "acknowledged events leave the spool"
+    );
+    assert_eq!(world.stored.len(), 7);
+
+    // Nothing new: the next session stores nothing and sends no configuration.
+    let (summary, _) = world.session(3, None);
+    let summary = summary.unwrap();
+    assert_eq!((summary.events_stored, summary.result), (0, Ok(())));
+}
+
+proptest! {
+    /// Whatever frame the connection breaks after, and however often, every event ends up
+    /// stored exactly once and leaves the spool only once stored.
+    #[test]
+    fn events_are_delivered_exactly_once_across_broken_sessions(
+        events in 0u64..40,
+        max_batch in 1u32..8,
+        breaks in prop::collection::vec(0usize..60, 0..6),
+    ) {
+        let mut world = World::with_events(events);
+        for cut in breaks {
+            world.session(max_batch, Some(cut));
+            // The spool only ever loses what the manager stored.
+            for seq in 1..=events {
+                prop_assert!(world.spool.contains_key(&seq) || world.stored.contains_key(&seq));
+            }
+        }
+        let (summary, _) = world.session(max_batch, None);
+        prop_assert_eq!(summary.map(|s| s.result), Some(Ok(())));
+        prop_assert_eq!(world.stored.len() as u64, events);
+        prop_assert_eq!(world.writes, events, "an event was written twice");
+        prop_assert!(world.spool.is_empty());
+    }
+}
+
+#[test]
+fn silence_times_out_on_both_sides() {
+    let world = World::default();
+    let mut manager = ManagerSession::new(Instant::from_millis(0), world.params(10));
+    assert_eq!(manager.poll_timeout(), Some(Instant::from_millis(30_000)));
+    manager.handle_timeout(Instant::from_millis(29_999));
+    assert!(!manager.is_closed());
+    manager.handle_timeout(Instant::from_millis(30_000));
+    let Some(ManagerOutput::Close(summary)) = manager.poll_output() else {
+        panic!("expected close");
+    };
+    assert!(matches!(summary.result, Err(ProtoError::Timeout { .. })));
+}
+
+#[test]
+fn out_of_order_and_unknown_version_close_the_session() {
+    let world = World::with_events(2);
+    let now = Instant::from_millis(0);
+
+    let mut manager = ManagerSession::new(now, world.params(10));
+    manager.handle_message(now, AgentMsg::Status(world.status()));
+    let outputs: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
+    assert!(matches!(
+        outputs.as_slice(),
+        [ManagerOutput::Close(SessionSummary {
+            result: Err(ProtoError::Unexpected { .. }),
+            ..
+        })]
+    ));
+
+    let mut manager = ManagerSession::new(now, world.params(10));
+    manager.handle_message(
+        now,
+        AgentMsg::Hello(Hello {
+            protocol: 99,
+            agent_version: "future".into(),
+            purpose: Purpose::Heartbeat,
+        }),
+    );
+    let outputs: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
+    assert!(matches!(
+        outputs[0],
+        ManagerOutput::Send(ManagerMsg::Refused(_))
+    ));
+    assert!(matches!(
+        outputs[1],
+        ManagerOutput::Close(SessionSummary {
+            result: Err(ProtoError::Version { theirs: 99, .. }),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn events_must_increase_and_fit_the_batch() {
+    let world = World::with_events(3);
+    let now = Instant::from_millis(0);
+    let hello = AgentMsg::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "t".into(),
+        purpose: Purpose::Heartbeat,
+    });
+    for bad in [
+        vec![samples::event(2), samples::event(2)],
+        vec![samples::event(0)],
+        vec![samples::event(1), samples::event(2), samples::event(3)],
+    ] {
+        let mut manager = ManagerSession::new(now, world.params(2));
+        manager.handle_message(now, hello.clone());
+        manager.handle_message(now, AgentMsg::Status(world.status()));
+        manager.handle_message(
+            now,
+            AgentMsg::Events(EventBatch {
+                events: bad,
+                more: false,
+            }),
+        );
+        let last = std::iter::from_fn(|| manager.poll_output()).last();
+        assert!(
+            matches!(
+                last,
+                Some(ManagerOutput::Close(SessionSummary {
+                    result: Err(ProtoError::Violation(_)),
+                    ..
+                }))
+            ),
+            "{last:?}"
+        );
+    }
+}
+
+#[test]
+fn heartbeat_without_certificate_is_refused_and_activation_goes_to_the_shell() {
+    let world = World::default();
+    let now = Instant::from_millis(0);
+    let unauthenticated = SessionParams {
+        authenticated: false,
+        ..world.params(10)
+    };
+    let mut manager = ManagerSession::new(now, unauthenticated.clone());
+    manager.handle_message(
+        now,
+        AgentMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "t".into(),
+            purpose: Purpose::Heartbeat,
+        }),
+    );
+    assert!(matches!(
+        manager.poll_output(),
+        Some(ManagerOutput::Close(SessionSummary {
+            result: Err(ProtoError::Violation(_)),
+            ..
+        }))
+    ));
+
+    let request = ActivationRequest {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "t".into(),
+        token: "secret".into(),
+        hostname: "web1".into(),
+        public_key: vec![1, 2, 3],
+    };
+    let mut manager = ManagerSession::new(now, unauthenticated);
+    let mut agent = AgentSession::activation(now, request.clone(), STEP);
+    let Some(AgentOutput::Send(first)) = agent.poll_output() else {
+        panic!("agent opens")
+    };
+    manager.handle_message(now, first);
+    assert_eq!(
+        manager.poll_output(),
+        Some(ManagerOutput::Activate(request))
+    );
+    assert_eq!(
+        manager.poll_timeout(),
+        None,
+        "waiting on the shell, not the agent"
+    );
+    manager.handle_activation(Err("token expired".into()));
+    let Some(ManagerOutput::Send(answer)) = manager.poll_output() else {
+        panic!("manager answers")
+    };
+    agent.handle_message(now, answer);
+    assert_eq!(
+        agent.poll_output(),
+        Some(AgentOutput::Finished(Err(ProtoError::Refused(
+            "token expired".into()
+        ))))
+    );
+}
+
+#[test]
+fn agent_refuses_an_ack_for_events_it_did_not_send() {
+    let now = Instant::from_millis(0);
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "t".into(),
+        purpose: Purpose::Heartbeat,
+    };
+    let mut agent = AgentSession::heartbeat(now, hello, World::default().status(), STEP);
+    agent.poll_output();
+    agent.handle_message(
+        now,
+        ManagerMsg::GetStatus {
+            protocol: PROTOCOL_VERSION,
+            manager_time: WallMs(0),
+        },
+    );
+    agent.poll_output();
+    agent.handle_message(now, ManagerMsg::Ack { through: 5 });
+    assert!(matches!(
+        agent.poll_output(),
+        Some(AgentOutput::Finished(Err(ProtoError::Violation(_))))
+    ));
+}
+
+#[test]
+fn goodbye_skips_the_configuration_push() {
+    let world = World {
+        agent_fingerprint: Some(Fingerprint([1; 32])),
+        ..Default::default()
+    };
+    let now = Instant::from_millis(0);
+    let mut manager = ManagerSession::new(now, world.params(10));
+    manager.handle_message(
+        now,
+        AgentMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "t".into(),
+            purpose: Purpose::Goodbye,
+        }),
+    );
+    manager.poll_output();
+    manager.handle_message(now, AgentMsg::Status(world.status()));
+    let outputs: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
+    assert!(matches!(
+        outputs[0],
+        ManagerOutput::Send(ManagerMsg::Done { .. })
+    ));
+}
+
+#[test]
+fn nothing_is_acknowledged_before_the_commit_is_reported() {
+    let world = World::with_events(2);
+    let now = Instant::from_millis(0);
+    let mut manager = ManagerSession::new(now, world.params(10));
+    manager.handle_message(
+        now,
+        AgentMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "t".into(),
+            purpose: Purpose::Heartbeat,
+        }),
+    );
+    manager.handle_message(now, AgentMsg::Status(world.status()));
+    let batch = EventBatch {
+        events: vec![samples::event(1), samples::event(2)],
+        more: false,
+    };
+    manager.handle_message(now, AgentMsg::Events(batch));
+    let before: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
+    assert!(
+        !before
+            .iter()
+            .any(|o| matches!(o, ManagerOutput::Send(ManagerMsg::Ack { .. }))),
+        "{before:?}"
+    );
+    assert!(matches!(before.last(), Some(ManagerOutput::StoreEvents(e)) if e.len() == 2));
+    manager.handle_committed(now);
+    assert_eq!(
+        manager.poll_output(),
+        Some(ManagerOutput::Send(ManagerMsg::Ack { through: 2 }))
+    );
+}
