@@ -35,10 +35,53 @@ impl Instant {
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct WallMs(pub u64);
+
+/// A wall time as an administrator reads it: `2026-03-01 14:05:09 UTC`.
+pub fn format_utc(t: WallMs) -> String {
+    let secs = t.0 / 1000;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let of_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
+}
+
+/// Year, month and day of the `days`th day after 1970-01-01 in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`, for days that are not before the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
 
 /// Where the time comes from.
 pub trait Clock: Send + Sync {
@@ -152,6 +195,29 @@ mod tests {
             Instant::from_millis(u64::MAX - 1).saturating_add(Duration::from_secs(1)),
             Instant::from_millis(u64::MAX)
         );
+    }
+
+    #[test]
+    fn wall_times_format_as_utc_dates() {
+        assert_eq!(format_utc(WallMs(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            format_utc(WallMs(1_700_000_000_999)),
+            "2023-11-14 22:13:20 UTC"
+        );
+        assert_eq!(
+            format_utc(WallMs(951_782_400_000)),
+            "2000-02-29 00:00:00 UTC"
+        );
+        assert_eq!(
+            format_utc(WallMs(951_868_799_000)),
+            "2000-02-29 23:59:59 UTC"
+        );
+        assert_eq!(
+            format_utc(WallMs(1_735_689_600_000)),
+            "2025-01-01 00:00:00 UTC"
+        );
+        // The largest value formats without overflowing.
+        assert!(format_utc(WallMs(u64::MAX)).ends_with(" UTC"));
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     let mut txn = state.store.write()?;
     let computer = find(&txn, id)?;
     txn.delete_computer(computer.id)?;
+    // Its agent state holds the only certificate serial accepted for it: gone, it is revoked.
+    txn.delete_agent_state(computer.id)?;
     txn.commit()?;
     log::info!(
         "computer '{}' (id {}) deleted",

@@ -3,11 +3,13 @@
 //! Nothing here does I/O. Types that hold a value with a range (an interval, a missed-heartbeat
 //! count) can only be built through their parsers, so a value out of range cannot reach the store.
 
+mod agent;
 mod duration;
 mod ids;
 mod records;
 mod settings;
 
+pub use agent::{AgentState, StoredEvent};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use ids::{ComputerId, PolicyId};
 pub use records::{BASE_POLICY_NAME, Computer, ComputerKind, Policy, Status, Token, TokenHash};

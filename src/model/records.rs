@@ -54,12 +54,15 @@ impl ComputerKind {
 pub enum Status {
     /// Added by an administrator; no agent has activated as it yet.
     ActivationRequired,
+    /// Its agent completed a heartbeat within its allowance.
+    Online,
 }
 
 impl Status {
     pub fn name(self) -> &'static str {
         match self {
             Status::ActivationRequired => "activation-required",
+            Status::Online => "online",
         }
     }
 }

@@ -52,6 +52,11 @@ pub enum StoreError {
     Table(redb::TableError),
     Storage(redb::StorageError),
     Commit(redb::CommitError),
+    /// The group-commit writer thread is gone (the manager is shutting down).
+    WriterStopped,
+    /// A change handed to the writer failed; the text is the whole cause chain, since the
+    /// original error stays with the writer thread.
+    WriteFailed(String),
 }
 
 impl fmt::Display for StoreError {
@@ -89,6 +94,8 @@ impl fmt::Display for StoreError {
             StoreError::Table(_) => f.write_str("cannot open a store table"),
             StoreError::Storage(_) => f.write_str("store storage error"),
             StoreError::Commit(_) => f.write_str("cannot commit to the store"),
+            StoreError::WriterStopped => f.write_str("the store writer has stopped"),
+            StoreError::WriteFailed(chain) => write!(f, "the store write failed: {chain}"),
         }
     }
 }
@@ -107,8 +114,24 @@ impl std::error::Error for StoreError {
             | StoreError::Damaged { .. }
             | StoreError::SchemaTooNew { .. }
             | StoreError::NoMigration { .. }
-            | StoreError::Corrupt { .. } => None,
+            | StoreError::Corrupt { .. }
+            | StoreError::WriterStopped
+            | StoreError::WriteFailed(_) => None,
         }
+    }
+}
+
+impl StoreError {
+    /// The error and its causes on one line, for [`StoreError::WriteFailed`].
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 }
 

@@ -15,12 +15,17 @@
 
 mod error;
 mod records;
+mod writer;
 
 pub use error::StoreError;
+pub use writer::Writer;
 
-use crate::model::{Computer, ComputerId, Policy, PolicyId, Token, TokenHash};
+use crate::model::{
+    AgentState, Computer, ComputerId, Policy, PolicyId, StoredEvent, Token, TokenHash,
+};
 use records::{
-    COMPUTERS, ComputerRecord, META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
+    AGENTS, AgentStateRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord, META, POLICIES,
+    PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
 };
 use redb::{
     Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -30,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+pub const CURRENT_SCHEMA_VERSION: u32 = 2;
 
 /// The open store file.
 pub struct Store {
@@ -161,6 +166,13 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
             txn.open_table(TOKENS)?;
             Ok(1)
         }
+        // The agent channel: agent state and events, and the `online` status (a release that
+        // only knows schema 1 must refuse the file rather than meet a status it cannot read).
+        1 => {
+            txn.open_table(AGENTS)?;
+            txn.open_table(EVENTS)?;
+            Ok(2)
+        }
         _ => Err(StoreError::NoMigration { from }),
     }
 }
@@ -200,8 +212,59 @@ pub trait Reads: sealed::Tables {
         records::get::<u64, ComputerRecord>(&self.table(COMPUTERS)?, id.0, || id.to_string())
     }
 
+    /// Every activation token, in hash order.
+    fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        records::all_by_bytes::<TokenRecord>(&self.table(TOKENS)?)
+    }
+
     fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
         records::get::<&[u8], TokenRecord>(&self.table(TOKENS)?, &hash.0, || records::hex(&hash.0))
+    }
+
+    fn agent_state(&self, id: ComputerId) -> Result<Option<AgentState>, StoreError> {
+        records::get::<u64, AgentStateRecord>(&self.table(AGENTS)?, id.0, || id.to_string())
+    }
+
+    /// Every activated agent's state, in computer id order.
+    fn agent_states(&self) -> Result<Vec<AgentState>, StoreError> {
+        records::all_by_id::<AgentStateRecord>(&self.table(AGENTS)?)
+    }
+
+    /// Up to `limit` events, newest first: of one computer by sequence, or of all computers by
+    /// the time they were stored (a scan of the table; an index comes with retention).
+    fn events(
+        &self,
+        computer: Option<ComputerId>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let table = self.table(EVENTS)?;
+        let decode = |(key, value): (
+            redb::AccessGuard<'_, (u64, u64)>,
+            redb::AccessGuard<'_, &[u8]>,
+        )| {
+            let (c, seq) = key.value();
+            records::decode::<EventRecord>(value.value(), EventRecord::TABLE, || {
+                format!("({c}, {seq})")
+            })
+            .map(EventRecord::into_model)
+        };
+        match computer {
+            Some(id) => table
+                .range((id.0, 0)..=(id.0, u64::MAX))?
+                .rev()
+                .take(limit)
+                .map(|entry| decode(entry?))
+                .collect(),
+            None => {
+                let mut all = table
+                    .iter()?
+                    .map(|entry| decode(entry?))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                all.sort_by_key(|e| std::cmp::Reverse((e.received, e.computer, e.seq)));
+                all.truncate(limit);
+                Ok(all)
+            }
+        }
     }
 
     /// SHA-256 of the admin API key, once the data dir has been initialised.
@@ -271,6 +334,34 @@ impl WriteTxn {
         let mut table = self.txn.open_table(COMPUTERS)?;
         let existed = table.remove(id.0)?.is_some();
         Ok(existed)
+    }
+
+    /// Inserts or replaces the state of agent `a.computer`.
+    pub fn put_agent_state(&mut self, a: &AgentState) -> Result<(), StoreError> {
+        let bytes = records::encode(AgentStateRecord::TABLE, &AgentStateRecord::current(a))?;
+        self.txn
+            .open_table(AGENTS)?
+            .insert(a.computer.0, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Forgets an agent (its certificate stops being accepted). Whether there was one.
+    pub fn delete_agent_state(&mut self, id: ComputerId) -> Result<bool, StoreError> {
+        let existed = self.txn.open_table(AGENTS)?.remove(id.0)?.is_some();
+        Ok(existed)
+    }
+
+    /// Stores an event unless `(computer, seq)` is already stored; returns whether it was new.
+    /// This is what makes a resend after a lost acknowledgement harmless.
+    pub fn insert_event(&mut self, e: &StoredEvent) -> Result<bool, StoreError> {
+        let mut table = self.txn.open_table(EVENTS)?;
+        let key = (e.computer.0, e.seq);
+        if table.get(key)?.is_some() {
+            return Ok(false);
+        }
+        let bytes = records::encode(EventRecord::TABLE, &EventRecord::current(e))?;
+        table.insert(key, bytes.as_slice())?;
+        Ok(true)
     }
 
     /// Inserts or replaces the token with `t.hash`.
@@ -428,6 +519,7 @@ mod tests {
         assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
         assert!(r.policies().unwrap().is_empty());
         assert!(r.computers().unwrap().is_empty());
+        assert!(r.tokens().unwrap().is_empty());
         assert_eq!(r.admin_key_hash().unwrap(), None);
     }
 
@@ -503,6 +595,21 @@ mod tests {
         w.commit().unwrap();
         assert_eq!(policy_count(&before), 0);
         assert_eq!(policy_count(&store.read().unwrap()), 1);
+    }
+
+    #[test]
+    fn tokens_are_listed_in_hash_order() {
+        let (_dir, _path, store) = temp_store();
+        let low = Token {
+            hash: TokenHash([0x01; 32]),
+            ..sample_token()
+        };
+        let mut w = store.write().unwrap();
+        w.put_token(&sample_token()).unwrap();
+        w.put_token(&low).unwrap();
+        w.commit().unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.tokens().unwrap(), vec![low, sample_token()]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use crate::model::{Computer, Policy, Token};
+use crate::model::{AgentState, Computer, Policy, StoredEvent, Token};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,6 +17,13 @@ pub(super) const POLICIES: TableDefinition<u64, &[u8]> = TableDefinition::new("p
 pub(super) const COMPUTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("computers");
 /// Keyed by the 32-byte SHA-256 of the token.
 pub(super) const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+
+/// Keyed by computer id: the state of its activated agent. Absent for a computer not activated
+/// (or deleted, which is what revokes its certificate).
+pub(super) const AGENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("agents");
+/// Keyed by `(computer id, event sequence)`, so an event resent after a lost acknowledgement
+/// finds its key taken and is not stored twice.
+pub(super) const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 
 /// The keys of the `meta` table.
 pub(super) mod meta_key {
@@ -39,6 +46,16 @@ pub(super) enum ComputerRecord {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum TokenRecord {
     V1(Token),
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum AgentStateRecord {
+    V1(AgentState),
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum EventRecord {
+    V1(StoredEvent),
 }
 
 /// A stored record: how the model value is wrapped in the current version, and unwrapped from
@@ -97,6 +114,36 @@ impl Record for TokenRecord {
     }
 }
 
+impl Record for AgentStateRecord {
+    type Model = AgentState;
+    const TABLE: &'static str = "agents";
+
+    fn current(model: &AgentState) -> Self {
+        AgentStateRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> AgentState {
+        match self {
+            AgentStateRecord::V1(a) => a,
+        }
+    }
+}
+
+impl Record for EventRecord {
+    type Model = StoredEvent;
+    const TABLE: &'static str = "events";
+
+    fn current(model: &StoredEvent) -> Self {
+        EventRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> StoredEvent {
+        match self {
+            EventRecord::V1(e) => e,
+        }
+    }
+}
+
 /// Encodes `value` for `table`.
 pub(super) fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(value).map_err(|source| StoreError::Encode { table, source })
@@ -140,6 +187,19 @@ pub(super) fn all_by_id<R: Record>(
     for entry in table.iter()? {
         let (key, value) = entry?;
         let record: R = decode(value.value(), R::TABLE, || key.value().to_string())?;
+        out.push(record.into_model());
+    }
+    Ok(out)
+}
+
+/// Every model value of a table keyed by bytes (a hash), in key order.
+pub(super) fn all_by_bytes<R: Record>(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<Vec<R::Model>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        let record: R = decode(value.value(), R::TABLE, || hex(key.value()))?;
         out.push(record.into_model());
     }
     Ok(out)
@@ -214,6 +274,37 @@ pub(super) mod tests {
         }
     }
 
+    pub(crate) fn sample_agent_state() -> AgentState {
+        AgentState {
+            computer: ComputerId(7),
+            cert_serial: [0x11; 16],
+            activated: WallMs(1_700_000_000_000),
+            agent_version: "0.1.0".into(),
+            address: Some("127.0.0.1:50000".into()),
+            listen_port: None,
+            last_seq: 3,
+            last_heartbeat: Some(WallMs(1_700_000_060_000)),
+            clock_offset_ms: Some(-250),
+            tls_version: Some("TLSv1.3".into()),
+            cipher_suite: Some("TLS13_AES_128_GCM_SHA256".into()),
+            applied_fingerprint: Some([0x22; 32]),
+            config_rejected: None,
+            components: vec![("spool".into(), true)],
+            counters: vec![("events-spooled".into(), 3)],
+        }
+    }
+
+    pub(crate) fn sample_event() -> StoredEvent {
+        StoredEvent {
+            computer: ComputerId(7),
+            seq: 3,
+            id: 1000,
+            time: WallMs(1_700_000_000_000),
+            received: WallMs(1_700_000_060_000),
+            fields: vec![("version".into(), "0.1.0".into())],
+        }
+    }
+
     /// The hex after `golden NAME ` in schema/store.md.
     fn golden(name: &str) -> Vec<u8> {
         let prefix = format!("golden {name} ");
@@ -251,6 +342,8 @@ pub(super) mod tests {
         check_golden::<PolicyRecord>("policy-v1", sample_policy());
         check_golden::<ComputerRecord>("computer-v1", sample_computer());
         check_golden::<TokenRecord>("token-v1", sample_token());
+        check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
+        check_golden::<EventRecord>("event-v1", sample_event());
     }
 
     #[test]
@@ -260,6 +353,8 @@ pub(super) mod tests {
             POLICIES.name(),
             COMPUTERS.name(),
             TOKENS.name(),
+            AGENTS.name(),
+            EVENTS.name(),
         ] {
             assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
         }
@@ -271,12 +366,20 @@ pub(super) mod tests {
         ] {
             assert!(SCHEMA.contains(&format!("`{key}`")), "meta key {key}");
         }
-        for record in ["PolicyRecord::V1", "ComputerRecord::V1", "TokenRecord::V1"] {
+        for record in [
+            "PolicyRecord::V1",
+            "ComputerRecord::V1",
+            "TokenRecord::V1",
+            "AgentStateRecord::V1",
+            "EventRecord::V1",
+        ] {
             assert!(SCHEMA.contains(record), "record {record}");
         }
         assert_eq!(PolicyRecord::TABLE, POLICIES.name());
         assert_eq!(ComputerRecord::TABLE, COMPUTERS.name());
         assert_eq!(TokenRecord::TABLE, TOKENS.name());
+        assert_eq!(AgentStateRecord::TABLE, AGENTS.name());
+        assert_eq!(EventRecord::TABLE, EVENTS.name());
     }
 
     #[test]

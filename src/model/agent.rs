@@ -1,0 +1,45 @@
+//! What the manager keeps about an activated agent: its certificate, its last heartbeat, and
+//! the events it reported.
+
+use super::ids::ComputerId;
+use crate::clock::WallMs;
+use serde::{Deserialize, Serialize};
+
+/// The state of an activated computer's agent, updated at each heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub computer: ComputerId,
+    /// Serial of the certificate issued at activation; a handshake with any other is refused.
+    pub cert_serial: [u8; 16],
+    pub activated: WallMs,
+    pub agent_version: String,
+    /// Where the agent connected from, as last seen.
+    pub address: Option<String>,
+    pub listen_port: Option<u16>,
+    /// Highest event sequence stored for this agent.
+    pub last_seq: u64,
+    pub last_heartbeat: Option<WallMs>,
+    /// The agent's clock minus the manager's at the last heartbeat, in milliseconds.
+    pub clock_offset_ms: Option<i64>,
+    pub tls_version: Option<String>,
+    pub cipher_suite: Option<String>,
+    /// The configuration fingerprint the agent reported running.
+    pub applied_fingerprint: Option<[u8; 32]>,
+    pub config_rejected: Option<String>,
+    pub components: Vec<(String, bool)>,
+    pub counters: Vec<(String, u64)>,
+}
+
+/// An agent event as stored: `(computer, seq)` is its key and is written once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub computer: ComputerId,
+    pub seq: u64,
+    /// The event's id in `schema/events.md`.
+    pub id: u32,
+    /// The agent's clock when it happened.
+    pub time: WallMs,
+    /// The manager's clock when it was stored.
+    pub received: WallMs,
+    pub fields: Vec<(String, String)>,
+}

@@ -1,0 +1,182 @@
+//! The group-commit writer: one thread owns the writing of hot-path records (heartbeats, agent
+//! events) and folds every job waiting at the moment into one transaction, so a thousand agents
+//! heartbeating together cost a few fsyncs, not a thousand.
+
+use super::{Store, StoreError, WriteTxn};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A change to make durably, with a way to say when it is.
+/// `Fn`, not `FnOnce`: a change may run twice, once in a group that failed and once alone.
+type Change = Box<dyn Fn(&mut WriteTxn) -> Result<(), StoreError> + Send>;
+
+struct Job {
+    change: Change,
+    done: smol::channel::Sender<Result<(), StoreError>>,
+}
+
+/// Most jobs folded into one transaction, so one commit never grows without bound.
+const MAX_GROUP: usize = 4096;
+
+/// Cloneable handle to the writer thread. The thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: smol::channel::Sender<Job>,
+}
+
+impl Writer {
+    pub fn start(store: Arc<Store>) -> (Writer, JoinHandle<()>) {
+        let (jobs, queue) = smol::channel::unbounded::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("picket-writer".into())
+            .spawn(move || run(&store, &queue));
+        // Spawning a thread only fails when the system is out of resources; the manager cannot
+        // run without its writer, so that is reported at the first write instead of panicking.
+        let handle = match thread {
+            Ok(handle) => handle,
+            Err(e) => {
+                log::error!("cannot start the store writer thread: {e}");
+                std::thread::spawn(|| ())
+            }
+        };
+        (Writer { jobs }, handle)
+    }
+
+    /// Applies `change` in the next group transaction and returns once it is durable (or
+    /// failed: then nothing of it was stored).
+    pub async fn write<F>(&self, change: F) -> Result<(), StoreError>
+    where
+        F: Fn(&mut WriteTxn) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (done, result) = smol::channel::bounded(1);
+        let job = Job {
+            change: Box::new(change),
+            done,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        result.recv().await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+fn run(store: &Store, queue: &smol::channel::Receiver<Job>) {
+    while let Ok(first) = queue.recv_blocking() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(store, group);
+    }
+}
+
+/// Commits the group as one transaction. If it fails, each change is retried alone, so one
+/// bad change (a corrupt record it reads, say) cannot fail the others.
+fn commit_group(store: &Store, group: Vec<Job>) {
+    let together = || -> Result<(), StoreError> {
+        let mut txn = store.write()?;
+        for job in &group {
+            (job.change)(&mut txn)?;
+        }
+        txn.commit()
+    };
+    match together() {
+        Ok(()) => {
+            for job in group {
+                let _ = job.done.try_send(Ok(()));
+            }
+        }
+        Err(e) if group.len() == 1 => fail_all(group, &e),
+        Err(e) => {
+            log::warn!("a group commit of {} changes failed ({e}); retrying each alone", group.len());
+            for job in group {
+                let result = commit_one(store, &job.change);
+                let _ = job.done.try_send(result);
+            }
+        }
+    }
+}
+
+fn commit_one(store: &Store, change: &Change) -> Result<(), StoreError> {
+    let mut txn = store.write()?;
+    change(&mut txn)?;
+    txn.commit()
+}
+
+fn fail_all(group: Vec<Job>, error: &StoreError) {
+    for job in group {
+        let _ = job.done.try_send(Err(StoreError::WriteFailed(error.chain())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallMs;
+    use crate::model::{ComputerId, StoredEvent};
+    use crate::store::Reads;
+
+    fn event(seq: u64) -> StoredEvent {
+        StoredEvent {
+            computer: ComputerId(1),
+            seq,
+            id: 1000,
+            time: WallMs(seq),
+            received: WallMs(seq),
+            fields: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_are_all_durable_and_a_failing_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let (writer, thread) = Writer::start(store.clone());
+        let results = smol::block_on(async {
+            let mut tasks = Vec::new();
+            for seq in 1..=50u64 {
+                let writer = writer.clone();
+                tasks.push(smol::spawn(async move {
+                    writer
+                        .write(move |txn| {
+                            if seq == 25 {
+                                return Err(StoreError::WriteFailed("refused on purpose".into()));
+                            }
+                            txn.insert_event(&event(seq)).map(|_| ())
+                        })
+                        .await
+                }));
+            }
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await);
+            }
+            results
+        });
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), i + 1 != 25, "write {}: {result:?}", i + 1);
+        }
+        let stored = store.read().unwrap().events(Some(ComputerId(1)), 100).unwrap();
+        assert_eq!(stored.len(), 49);
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn an_event_is_stored_once_per_computer_and_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut txn = store.write().unwrap();
+        assert!(txn.insert_event(&event(1)).unwrap());
+        let mut again = event(1);
+        again.id = 9999;
+        assert!(!txn.insert_event(&again).unwrap());
+        txn.commit().unwrap();
+        let stored = store.read().unwrap().events(None, 10).unwrap();
+        assert_eq!(stored, vec![event(1)]);
+    }
+}
