@@ -5,12 +5,12 @@ use crate::files::write_atomic;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    SanType, SerialNumber,
+    PublicKeyData, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
+use rustls::server::{NoClientAuth, ParsedCertificate};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ServerConfig};
 use std::fmt;
@@ -33,12 +33,12 @@ const MANAGER_KEY: &str = "manager.key";
 /// issuer" rather than a signature error from a same-named CA.
 const CA_NAME_PREFIX: &str = "Picket CA";
 
-const DAY: u64 = 86_400;
+pub(super) const DAY: u64 = 86_400;
 const CA_LIFETIME: Duration = Duration::from_secs(3650 * DAY);
 const MANAGER_LIFETIME: Duration = Duration::from_secs(730 * DAY);
 /// Certificates start this long before they are made, so a peer whose clock is a little behind
 /// still accepts them.
-const BACKDATE: Duration = Duration::from_secs(5 * 60);
+pub(super) const BACKDATE: Duration = Duration::from_secs(5 * 60);
 /// A manager certificate that stops being valid within this time is reissued at start-up, so a
 /// restart is enough to keep the console's certificate current (agents pin the CA, not it).
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * DAY);
@@ -84,14 +84,45 @@ impl ManagerPki {
         &self.ca_pem
     }
 
-    /// rustls server config for the HTTPS console and API: the manager certificate, no client
-    /// authentication, TLS 1.2 and 1.3, ring provider, ALPN "http/1.1".
+    /// rustls server config for the HTTPS console and API: the manager certificate and the CA
+    /// (so a client holding only a pin can find the CA to check it), no client authentication,
+    /// TLS 1.2 and 1.3, ring provider, ALPN "http/1.1".
     pub fn api_server_config(&self) -> Result<Arc<ServerConfig>, PkiError> {
         tls::server_config(
-            vec![self.manager_cert.clone()],
-            key_der(&self.manager_key),
+            "the HTTPS server configuration",
+            self.served_chain(),
+            self.manager_key_der(),
             &[b"http/1.1"],
+            Arc::new(NoClientAuth),
         )
+    }
+
+    /// The chain the manager's servers present: its certificate, then the CA's.
+    pub(super) fn served_chain(&self) -> Vec<CertificateDer<'static>> {
+        vec![self.manager_cert.clone(), self.ca_cert.clone()]
+    }
+
+    #[cfg(test)]
+    pub(super) fn manager_cert_der(&self) -> &CertificateDer<'static> {
+        &self.manager_cert
+    }
+
+    pub(super) fn manager_key_der(&self) -> PrivateKeyDer<'static> {
+        key_der(&self.manager_key)
+    }
+
+    /// Signs `params` for `public_key` with the CA key; `what` names the certificate in errors.
+    pub(super) fn sign_by_ca(
+        &self,
+        params: &CertificateParams,
+        public_key: &impl PublicKeyData,
+        now: SystemTime,
+        what: &'static str,
+    ) -> Result<Certificate, PkiError> {
+        let issuer = Issuer::new(ca_params(&self.ca_key, now)?, &self.ca_key);
+        params
+            .signed_by(public_key, &issuer)
+            .map_err(|source| PkiError::Generate { what, source })
     }
 
     /// Reissues the manager certificate if it will soon not be valid for `hostname` at `now`,
@@ -359,7 +390,7 @@ fn server_name(hostname: &str) -> Result<ServerName<'static>, PkiError> {
     })
 }
 
-fn set_validity(
+pub(super) fn set_validity(
     params: &mut CertificateParams,
     now: SystemTime,
     lifetime: Duration,
@@ -386,13 +417,19 @@ fn unix_time(time: SystemTime) -> Result<UnixTime, PkiError> {
 /// A random positive 16-byte serial: certificates reissued with the same key (the manager's) must
 /// not repeat a serial, which rcgen's default (a hash of the key) would.
 fn random_serial() -> Result<SerialNumber, PkiError> {
+    Ok(SerialNumber::from_slice(&random_serial_bytes()?))
+}
+
+/// 16 random bytes for a serial number. The top bit is clear, so the INTEGER is positive and
+/// needs no sign byte; the next bit is set, so DER (which drops leading zero bytes) keeps all 16
+/// and the serial read back from the certificate equals these bytes.
+pub(super) fn random_serial_bytes() -> Result<[u8; 16], PkiError> {
     let mut bytes = [0u8; 16];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| PkiError::Random)?;
-    // Top bit clear keeps the number positive; the next bit set keeps its DER at 16 bytes.
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
-    Ok(SerialNumber::from_slice(&bytes))
+    Ok(bytes)
 }
 
 fn new_key(what: &'static str) -> Result<KeyPair, PkiError> {
@@ -400,7 +437,7 @@ fn new_key(what: &'static str) -> Result<KeyPair, PkiError> {
         .map_err(|source| PkiError::Generate { what, source })
 }
 
-fn key_der(key: &KeyPair) -> PrivateKeyDer<'static> {
+pub(super) fn key_der(key: &KeyPair) -> PrivateKeyDer<'static> {
     PrivatePkcs8KeyDer::from(key.serialize_der()).into()
 }
 

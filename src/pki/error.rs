@@ -61,6 +61,12 @@ pub enum PkiError {
     },
     /// The operating system's random number generator failed.
     Random,
+    /// The agent's private key (PEM) cannot be used; `problem` says why.
+    BadAgentKey { problem: &'static str },
+    /// The public key an agent sent for its certificate cannot be used; `problem` says why.
+    BadPublicKey { problem: &'static str },
+    /// A CA pin (`--ca-sha256`) that is not 64 hex digits.
+    BadPin { value: String },
 }
 
 impl fmt::Display for PkiError {
@@ -108,6 +114,12 @@ impl fmt::Display for PkiError {
             PkiError::Generate { what, .. } => write!(f, "cannot generate {what}"),
             PkiError::Tls { what, .. } => write!(f, "cannot build {what}"),
             PkiError::Random => f.write_str("the system random number generator failed"),
+            PkiError::BadAgentKey { problem } => write!(f, "the agent's private key {problem}"),
+            PkiError::BadPublicKey { problem } => write!(f, "the agent's public key {problem}"),
+            PkiError::BadPin { value } => write!(
+                f,
+                "CA pin '{value}' is not 64 hex digits: give the CA SHA-256 the manager prints"
+            ),
         }
     }
 }
@@ -123,7 +135,10 @@ impl std::error::Error for PkiError {
             PkiError::Missing { .. }
             | PkiError::Hostname { .. }
             | PkiError::Clock
-            | PkiError::Random => None,
+            | PkiError::Random
+            | PkiError::BadAgentKey { .. }
+            | PkiError::BadPublicKey { .. }
+            | PkiError::BadPin { .. } => None,
         }
     }
 }

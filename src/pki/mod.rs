@@ -1,17 +1,31 @@
-//! The manager's private CA, its own certificate, the rustls configurations built on them, and
-//! the hashing and randomness behind CA pins, API keys and tokens.
+//! The manager's private CA, its own certificate, the agents' certificates, the rustls
+//! configurations built on them, and the hashing and randomness behind CA pins, API keys and
+//! tokens.
 //!
 //! - `ca`: the PEM files under `DIR/pki` (created once, then only loaded: agents pin the CA).
+//! - `agent`: the agent's key, the certificates the CA issues to agents, CA pins, and the
+//!   agent's mutual-TLS client configuration.
+//! - `verify`: the agent port's check of agent certificates against the computers that still
+//!   exist, and the activating agent's check of the manager against its pin.
+//! - `der`: the minimal DER reading behind those (certificate serials, agent public keys).
 //! - `tls`: rustls server and client configurations, TLS 1.2 and 1.3 with the ring provider.
 //! - `secret`: SHA-256, hex, random secrets and constant-time comparison.
 //! - `error`: [`PkiError`].
 
+mod agent;
 mod ca;
+mod der;
 mod error;
 mod secret;
+#[cfg(test)]
+mod testing;
 mod tls;
+mod verify;
 
+pub use agent::{AgentKey, IssuedCert, agent_client_config, parse_pin};
 pub use ca::ManagerPki;
+pub use der::cert_serial;
 pub use error::PkiError;
 pub use secret::{hashes_equal, hex, random_secret, sha256};
 pub use tls::{client_config_trusting, client_config_trusting_der};
+pub use verify::{CertRegistry, PinMismatch, PinnedCa, activation_client_config};

@@ -7,7 +7,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{
+    ClientConfig, ConfigBuilder, RootCertStore, ServerConfig, SupportedProtocolVersion,
+    WantsVerifier,
+};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,18 +24,20 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A server configuration presenting `chain` without asking for a client certificate.
-pub(crate) fn server_config(
+/// A server configuration presenting `chain` and checking client certificates with `clients`
+/// (`NoClientAuth` asks for none); `what` names it in errors.
+pub(super) fn server_config(
+    what: &'static str,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: &[&[u8]],
+    clients: Arc<dyn ClientCertVerifier>,
 ) -> Result<Arc<ServerConfig>, PkiError> {
-    let what = "the HTTPS server configuration";
     let tls = |source| PkiError::Tls { what, source };
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(tls)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(chain, key)
         .map_err(tls)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -81,15 +87,19 @@ pub fn client_config_trusting_der(
 }
 
 fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, PkiError> {
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)
-        .map_err(|source| PkiError::Tls {
-            what: "the TLS client configuration",
-            source,
-        })?
+    let config = client_builder("the TLS client configuration")?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The start of every client configuration: ring provider, TLS 1.3 and 1.2.
+pub(super) fn client_builder(
+    what: &'static str,
+) -> Result<ConfigBuilder<ClientConfig, WantsVerifier>, PkiError> {
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|source| PkiError::Tls { what, source })
 }
 
 /// Checks, as a TLS client trusting only `ca` would at time `now`, that `leaf` was issued by
@@ -111,44 +121,8 @@ pub(crate) fn verify_server_cert(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::ManagerPki;
-    use rustls::{ClientConnection, Connection, ProtocolVersion, ServerConnection};
-
-    fn manager() -> (tempfile::TempDir, ManagerPki) {
-        let tmp = tempfile::tempdir().unwrap();
-        let (pki, _) = ManagerPki::load_or_create(&tmp.path().join("pki"), "mgr.example").unwrap();
-        (tmp, pki)
-    }
-
-    /// Moves every pending TLS record from `from` to `to`; returns whether there were any.
-    fn transfer(from: &mut Connection, to: &mut Connection) -> Result<bool, rustls::Error> {
-        let mut buf = Vec::new();
-        while from.wants_write() {
-            from.write_tls(&mut buf).unwrap();
-        }
-        let mut rest = &buf[..];
-        while !rest.is_empty() {
-            to.read_tls(&mut rest).unwrap();
-            to.process_new_packets()?;
-        }
-        Ok(!buf.is_empty())
-    }
-
-    /// A full handshake over in-memory buffers.
-    fn handshake(
-        server: Arc<ServerConfig>,
-        client: Arc<ClientConfig>,
-        name: &str,
-    ) -> Result<(Connection, Connection), rustls::Error> {
-        let name = ServerName::try_from(name.to_string()).unwrap();
-        let mut client = Connection::from(ClientConnection::new(client, name)?);
-        let mut server = Connection::from(ServerConnection::new(server)?);
-        while client.is_handshaking() || server.is_handshaking() {
-            let sent = transfer(&mut client, &mut server)? | transfer(&mut server, &mut client)?;
-            assert!(sent, "handshake stalled");
-        }
-        Ok((client, server))
-    }
+    use crate::pki::testing::{handshake, manager};
+    use rustls::ProtocolVersion;
 
     #[test]
     fn client_trusting_the_ca_completes_a_handshake_for_localhost() {
