@@ -92,7 +92,10 @@ fn commit_group(store: &Store, group: Vec<Job>) {
         }
         Err(e) if group.len() == 1 => fail_all(group, &e),
         Err(e) => {
-            log::warn!("a group commit of {} changes failed ({e}); retrying each alone", group.len());
+            log::warn!(
+                "a group commit of {} changes failed ({e}); retrying each alone",
+                group.len()
+            );
             for job in group {
                 let result = commit_one(store, &job.change);
                 let _ = job.done.try_send(result);
@@ -109,7 +112,9 @@ fn commit_one(store: &Store, change: &Change) -> Result<(), StoreError> {
 
 fn fail_all(group: Vec<Job>, error: &StoreError) {
     for job in group {
-        let _ = job.done.try_send(Err(StoreError::WriteFailed(error.chain())));
+        let _ = job
+            .done
+            .try_send(Err(StoreError::WriteFailed(error.chain())));
     }
 }
 
@@ -160,7 +165,11 @@ mod tests {
         for (i, result) in results.iter().enumerate() {
             assert_eq!(result.is_ok(), i + 1 != 25, "write {}: {result:?}", i + 1);
         }
-        let stored = store.read().unwrap().events(Some(ComputerId(1)), 100).unwrap();
+        let stored = store
+            .read()
+            .unwrap()
+            .events(Some(ComputerId(1)), 100)
+            .unwrap();
         assert_eq!(stored.len(), 49);
         drop(writer);
         thread.join().unwrap();
