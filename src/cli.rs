@@ -19,6 +19,7 @@ pub enum Command {
     Manager(ManagerArgs),
     Computers(ComputersArgs),
     Policies(PoliciesArgs),
+    Token(TokenArgs),
 }
 
 /// Run the manager on a data dir (created and initialised on first start).
@@ -200,5 +201,48 @@ admin_verb!(
         /// policy name or id
         #[argh(positional)]
         pub policy: String,
+    }
+);
+
+/// Manage activation tokens (what a new agent presents to join).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "token")]
+pub struct TokenArgs {
+    #[argh(subcommand)]
+    pub verb: TokenVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum TokenVerb {
+    Create(TokenCreate),
+    List(TokenList),
+    Delete(TokenDelete),
+}
+
+admin_verb!(
+    /// Create an activation token and print the agent command that uses it (shown only once).
+    TokenCreate, "create" {
+        /// policy name or id that activated computers join; default: Base Policy
+        #[argh(option)]
+        pub policy: Option<String>,
+        /// how many activations it allows, 1 to 100000 or `unlimited`; default: unlimited
+        #[argh(option)]
+        pub uses: Option<String>,
+        /// how long it works, 1m to 365d (e.g. 30m, 24h, 7d); default: 24h
+        #[argh(option)]
+        pub expires: Option<String>,
+    }
+);
+admin_verb!(
+    /// List activation tokens (their ids, never their secrets).
+    TokenList, "list" {}
+);
+admin_verb!(
+    /// Revoke an activation token.
+    TokenDelete, "delete" {
+        /// token id (16 hex digits, from `picket token list`)
+        #[argh(positional)]
+        pub id: String,
     }
 );

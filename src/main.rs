@@ -43,6 +43,7 @@ fn run(cli: Picket) -> ExitCode {
         .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
         Command::Policies(p) => admin::policies(p.verb).map_err(admin_failure),
         Command::Computers(c) => admin::computers(c.verb).map_err(admin_failure),
+        Command::Token(t) => admin::tokens(t.verb).map_err(admin_failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

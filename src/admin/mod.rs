@@ -1,4 +1,4 @@
-//! The admin verbs (`picket policies ...`, `picket computers ...`): each is a client of the
+//! The admin verbs (`picket policies ...`, `picket computers ...`, `picket token ...`): each is a client of the
 //! running manager's REST API, printing a table or, with `--json`, the API's JSON.
 
 mod client;
@@ -8,7 +8,7 @@ mod output;
 pub use client::{ApiClient, ClientOptions, RawResponse, percent_encode};
 pub use error::AdminError;
 
-use crate::cli::{ComputersVerb, PoliciesVerb};
+use crate::cli::{ComputersVerb, PoliciesVerb, TokenVerb};
 use hyper::Method;
 use serde_json::{Map, Value, json};
 
@@ -76,6 +76,27 @@ pub fn computers(verb: ComputersVerb) -> Result<(), AdminError> {
             let path = format!("/api/v1/computers/{}", a.id);
             connect(&a.client())?.call(Method::DELETE, &path, None)?;
             output::deleted(&a.client(), "computer", &a.id.to_string());
+        }
+    }
+    Ok(())
+}
+
+pub fn tokens(verb: TokenVerb) -> Result<(), AdminError> {
+    match verb {
+        TokenVerb::Create(a) => {
+            // Values go as written; the manager parses and range-checks them.
+            let body = json!({"policy": a.policy, "uses": a.uses, "expires": a.expires});
+            let answer = connect(&a.client())?.call(Method::POST, "/api/v1/tokens", Some(&body))?;
+            output::token_created(&a.client(), &answer);
+        }
+        TokenVerb::List(a) => {
+            let answer = connect(&a.client())?.call(Method::GET, "/api/v1/tokens", None)?;
+            output::token_list(&a.client(), &answer);
+        }
+        TokenVerb::Delete(a) => {
+            let path = format!("/api/v1/tokens/{}", percent_encode(&a.id));
+            connect(&a.client())?.call(Method::DELETE, &path, None)?;
+            output::deleted(&a.client(), "token", &a.id);
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! What the admin verbs print: the API's JSON with `--json`, else aligned tables.
 
 use super::client::ClientOptions;
+use crate::clock::{WallMs, format_utc};
 use crate::model::SettingKey;
 use serde_json::Value;
 
@@ -54,6 +55,39 @@ pub fn computer(options: &ClientOptions, c: &Value) {
     settings(c);
 }
 
+pub fn token_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 5]> = items(answer, "tokens")
+        .map(|t| {
+            [
+                text(&t["id"]),
+                text(&t["policy"]),
+                uses(&t["uses_left"]),
+                utc(&t["expires_ms"]),
+                token_state(t).to_string(),
+            ]
+        })
+        .collect();
+    table(["ID", "POLICY", "USES LEFT", "EXPIRES", "STATE"], &rows);
+}
+
+/// The new token and its agent command, each on a line of its own so it can be copied.
+pub fn token_created(options: &ClientOptions, t: &Value) {
+    if print_json(options, t) {
+        return;
+    }
+    println!("Activation token (shown only now; the manager keeps only its hash):");
+    println!("  Token:    {}", text(&t["token"]));
+    println!("  ID:       {}", text(&t["id"]));
+    println!("  Policy:   {}", text(&t["policy"]));
+    println!("  Uses:     {}", uses(&t["uses_left"]));
+    println!("  Expires:  {}", utc(&t["expires_ms"]));
+    println!("On the computer to protect, run:");
+    println!("{}", text(&t["agent_command"]));
+}
+
 pub fn deleted(options: &ClientOptions, what: &str, name: &str) {
     if options.json {
         println!(
@@ -79,6 +113,30 @@ fn settings(v: &Value) {
         })
         .collect();
     table(["SETTING", "VALUE", "FROM"], &rows);
+}
+
+fn uses(v: &Value) -> String {
+    match v {
+        Value::Null => "unlimited".to_string(),
+        other => text(other),
+    }
+}
+
+fn utc(ms: &Value) -> String {
+    match ms.as_u64() {
+        Some(ms) => format_utc(WallMs(ms)),
+        None => "never".to_string(),
+    }
+}
+
+fn token_state(t: &Value) -> &'static str {
+    if t["expired"] == Value::Bool(true) {
+        "expired"
+    } else if t["uses_left"] == 0 {
+        "used up"
+    } else {
+        "active"
+    }
 }
 
 fn print_json(options: &ClientOptions, v: &Value) -> bool {

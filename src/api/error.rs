@@ -1,5 +1,6 @@
 //! API errors and their JSON form: `{"error":{"message","field"}}` with the matching status.
 
+use crate::manager::activation::ActivationError;
 use crate::policy::PolicyError;
 use crate::store::StoreError;
 use hyper::StatusCode;
@@ -78,5 +79,23 @@ impl From<StoreError> for ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "the manager could not read or write its store; see the manager's log",
         )
+    }
+}
+
+impl From<ActivationError> for ApiError {
+    fn from(e: ActivationError) -> Self {
+        let status = match &e {
+            ActivationError::UnknownToken => StatusCode::NOT_FOUND,
+            ActivationError::Random(source) => {
+                log::error!("cannot make an activation token: {source}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+        }
     }
 }

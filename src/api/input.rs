@@ -2,8 +2,10 @@
 //! such as `"setings"` is reported instead of silently ignored.
 
 use super::error::ApiError;
+use crate::manager::activation::{self, ActivationError};
 use crate::policy::{ComputerChange, PolicyChange, SettingsPatch};
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// Parses a body that must be one JSON object.
 pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -39,6 +41,41 @@ pub fn computer_change(mut map: Map<String, Value>) -> Result<ComputerChange, Ap
     };
     refuse_leftovers(map)?;
     Ok(change)
+}
+
+/// A request for a new activation token, its values checked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// Name or id; `None` for the Base Policy.
+    pub policy: Option<String>,
+    /// `None`: no use limit.
+    pub uses: Option<u32>,
+    /// `None`: the default expiry.
+    pub ttl: Option<Duration>,
+}
+
+/// `{"policy": NAME or ID, "uses": N | "unlimited" | null, "expires": "24h"}`, all optional.
+pub fn token_request(mut map: Map<String, Value>) -> Result<TokenRequest, ApiError> {
+    let policy = optional_reference(&mut map, "policy")?;
+    let uses = match map.remove("uses") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => activation::parse_uses(&s)?,
+        Some(Value::Number(n)) => activation::parse_uses(&n.to_string())?,
+        Some(other) => {
+            let given = other.to_string();
+            return Err(ActivationError::Uses { given }.into());
+        }
+    };
+    let ttl = match map.remove("expires") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(activation::parse_ttl(&s)?),
+        Some(other) => {
+            let given = other.to_string();
+            return Err(ActivationError::Expires { given }.into());
+        }
+    };
+    refuse_leftovers(map)?;
+    Ok(TokenRequest { policy, uses, ttl })
 }
 
 fn optional_string(map: &mut Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
@@ -126,6 +163,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_token_request() {
+        let map = object(br#"{"policy":"Servers","uses":2,"expires":"1h"}"#).unwrap();
+        let request = token_request(map).unwrap();
+        assert_eq!(
+            request,
+            TokenRequest {
+                policy: Some("Servers".into()),
+                uses: Some(2),
+                ttl: Some(Duration::from_secs(3_600)),
+            }
+        );
+        let map = object(br#"{"policy":3,"uses":"unlimited","expires":null}"#).unwrap();
+        let request = token_request(map).unwrap();
+        assert_eq!(request.policy.as_deref(), Some("3"));
+        assert_eq!((request.uses, request.ttl), (None, None));
+        assert_eq!(
+            token_request(object(b"{}").unwrap()).unwrap(),
+            TokenRequest::default()
+        );
+    }
+
+    #[test]
     fn refuses_bad_bodies_naming_the_field() {
         assert_eq!(object(b"").unwrap_err().field.as_deref(), Some("body"));
         assert_eq!(object(b"{").unwrap_err().field.as_deref(), Some("body"));
@@ -140,6 +199,23 @@ mod tests {
             policy_change(missed).unwrap_err().field.as_deref(),
             Some("settings.heartbeat.missed-before-alert")
         );
+        for (body, field) in [
+            (&br#"{"uses":0}"#[..], "uses"),
+            (br#"{"uses":-1}"#, "uses"),
+            (br#"{"uses":100001}"#, "uses"),
+            (br#"{"uses":2.5}"#, "uses"),
+            (br#"{"uses":true}"#, "uses"),
+            (br#"{"expires":"0s"}"#, "expires"),
+            (br#"{"expires":"abc"}"#, "expires"),
+            (br#"{"expires":"400d"}"#, "expires"),
+            (br#"{"expires":3600}"#, "expires"),
+            (br#"{"policy":-2}"#, "policy"),
+            (br#"{"secret":"x"}"#, "secret"),
+        ] {
+            let map = object(body).unwrap();
+            let err = token_request(map).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        }
         let kind = object(br#"{"kind":3}"#).unwrap();
         assert_eq!(
             computer_change(kind).unwrap_err().field.as_deref(),

@@ -10,6 +10,7 @@ mod input;
 mod policies;
 mod router;
 mod server;
+mod tokens;
 mod views;
 
 pub use error::ApiError;

@@ -66,8 +66,17 @@ pub fn delete(state: &ApiState, reference: &str) -> Handled {
         .count();
     policy::check_policy_delete(&tree, policy, assigned)?;
     txn.delete_policy(policy.id)?;
+    // A token for a deleted policy could never activate anything: it is revoked with it.
+    let mut revoked = 0;
+    for token in txn.tokens()?.iter().filter(|t| t.policy == policy.id) {
+        revoked += usize::from(txn.delete_token(&token.hash)?);
+    }
     txn.commit()?;
-    log::info!("policy '{}' (id {}) deleted", policy.name, policy.id);
+    log::info!(
+        "policy '{}' (id {}) deleted, with {revoked} activation token(s) for it",
+        policy.name,
+        policy.id
+    );
     Ok(ApiResponse::no_content())
 }
 

@@ -1,7 +1,7 @@
 //! Routing and authentication: a request in, a response out, no sockets.
 
 use super::error::ApiError;
-use super::{computers, policies};
+use super::{computers, policies, tokens};
 use crate::clock::Clock;
 use crate::pki;
 use crate::store::Store;
@@ -15,6 +15,10 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// SHA-256 of the admin API key; the key itself is never held.
     pub admin_key_hash: [u8; 32],
+    /// `HOST:PORT` of the agent listener as agents should dial it, for agent command lines.
+    pub agent_endpoint: String,
+    /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
+    pub ca_sha256: String,
 }
 
 /// A request with its body already read and size-checked.
@@ -130,6 +134,12 @@ fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, 
         (["computers", id], &Method::PATCH) => computers::update(state, id, body),
         (["computers", id], &Method::DELETE) => computers::delete(state, id),
         (["computers", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
+        (["tokens"], &Method::GET) => tokens::list(state),
+        (["tokens"], &Method::POST) => tokens::create(state, body),
+        (["tokens"], _) => return Err(AllowOnly("GET, POST")),
+        (["tokens", id], &Method::GET) => tokens::show(state, id),
+        (["tokens", id], &Method::DELETE) => tokens::delete(state, id),
+        (["tokens", _], _) => return Err(AllowOnly("GET, DELETE")),
         _ => return Err(AllowOnly("")),
     };
     Ok(handled)

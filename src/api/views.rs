@@ -1,7 +1,10 @@
-//! JSON views of policies and computers, with each effective setting and where it came from.
+//! JSON views of policies and computers, with each effective setting and where it came from,
+//! and of activation tokens (never their secret).
 
+use crate::clock::WallMs;
+use crate::manager::activation;
 use crate::model::{
-    ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue, Settings,
+    ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue, Settings, Token,
 };
 use crate::policy::{EffectiveSettings, PolicyTree, Source, resolve_computer, resolve_policy};
 use serde_json::{Map, Value, json};
@@ -29,6 +32,19 @@ pub fn computer(tree: &PolicyTree, computer: &Computer) -> Value {
         "created_ms": computer.created.0,
         "settings": overrides(&computer.settings),
         "effective": effective(tree, &resolve_computer(tree, computer)),
+    })
+}
+
+/// A token as lists show it: no secret and no full hash, only the id taken from the hash.
+pub fn token(tree: &PolicyTree, token: &Token, now: WallMs) -> Value {
+    json!({
+        "id": activation::token_id(&token.hash),
+        "policy": tree.get(token.policy).map(|p| p.name.as_str()),
+        "policy_id": token.policy.0,
+        "uses_left": token.uses_left,
+        "expires_ms": token.expires.map(|t| t.0),
+        "created_ms": token.created.0,
+        "expired": activation::is_expired(token, now),
     })
 }
 

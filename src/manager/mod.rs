@@ -1,6 +1,7 @@
 //! The manager process: checks and initialises its data dir, opens the store, binds its
 //! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
 
+pub mod activation;
 mod data_dir;
 mod error;
 
@@ -57,17 +58,20 @@ pub fn serve(
         log::info!("initialised data dir {}", dir.display());
     }
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
-    let state = Arc::new(ApiState {
-        store: store.clone(),
-        clock,
-        admin_key_hash,
-    });
     let tls = pki.api_server_config()?;
 
     smol::block_on(async {
         let console = bind("the console and API", config.console_listen).await?;
         let agents = bind("agents", config.agent_listen).await?;
         let (console_addr, agent_addr) = (local_addr(&console)?, local_addr(&agents)?);
+        // Built once the agent port is bound: the agent command of a new token names it.
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            clock,
+            admin_key_hash,
+            agent_endpoint: dial_address(&config.hostname, agent_addr),
+            ca_sha256: pki.ca_sha256_hex(),
+        });
         data_dir::write_ports(dir, agent_addr, console_addr)?;
         print_banner(&config, &pki, console_addr, agent_addr);
         let api_task = smol::spawn(api::serve(console, tls, state));
@@ -134,14 +138,18 @@ fn close_store(mut store: Arc<Store>) {
     log::warn!("a request still held the store at shutdown; it was not closed cleanly");
 }
 
+/// `HOST:PORT` as others should dial a listener bound to `addr`: a wildcard address (0.0.0.0,
+/// [::]) is not dialable, so the manager's host name stands in for it.
+pub fn dial_address(hostname: &str, addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{hostname}:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
 fn print_banner(config: &ManagerConfig, pki: &ManagerPki, console: SocketAddr, agent: SocketAddr) {
-    let host = |addr: SocketAddr| {
-        if addr.ip().is_unspecified() {
-            format!("{}:{}", config.hostname, addr.port())
-        } else {
-            addr.to_string()
-        }
-    };
+    let host = |addr: SocketAddr| dial_address(&config.hostname, addr);
     let dir = config.data_dir.display();
     println!("Picket manager is running.");
     println!("  Console and REST API: https://{}/", host(console));
@@ -152,9 +160,24 @@ fn print_banner(config: &ManagerConfig, pki: &ManagerPki, console: SocketAddr, a
     println!("Try it:  picket policies list --data-dir {dir}");
     println!("To activate an agent (the agent channel is not in this build yet):");
     println!("  picket token create --data-dir {dir}");
+    println!("then run the agent command it prints on the computer to protect:");
     println!(
-        "  picket agent --data-dir /var/lib/picket-agent --manager {} --token TOKEN --ca-sha256 {}",
-        host(agent),
-        pki.ca_sha256_hex()
+        "  {}",
+        activation::agent_command(&host(agent), "TOKEN", &pki.ca_sha256_hex())
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_address_is_dialled_by_host_name() {
+        let dial = |addr: &str| dial_address("mgr.example", addr.parse().unwrap());
+        assert_eq!(dial("0.0.0.0:4120"), "mgr.example:4120");
+        assert_eq!(dial("[::]:4120"), "mgr.example:4120");
+        assert_eq!(dial("127.0.0.1:41234"), "127.0.0.1:41234");
+        assert_eq!(dial("[::1]:4120"), "[::1]:4120");
+        assert_eq!(dial("192.0.2.7:4120"), "192.0.2.7:4120");
+    }
 }

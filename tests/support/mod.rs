@@ -21,6 +21,11 @@ pub struct Manager {
 impl Manager {
     /// Starts a manager on `dir` and waits until it has written its ports.
     pub fn start(dir: &Path) -> Manager {
+        Manager::start_with_env(dir, &[])
+    }
+
+    /// [`Manager::start`] with extra environment variables (`RUST_LOG=debug`, say).
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Manager {
         let _ = std::fs::remove_file(dir.join("ports.json"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -37,6 +42,7 @@ impl Manager {
                 "127.0.0.1:0",
             ])
             .args(["--hostname", "localhost"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
