@@ -20,6 +20,43 @@ pub enum Command {
     Computers(ComputersArgs),
     Policies(PoliciesArgs),
     Token(TokenArgs),
+    Agent(AgentArgs),
+    Events(EventsArgs),
+}
+
+/// Run the agent: activate once with a token, then heartbeat to the manager.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "agent")]
+pub struct AgentArgs {
+    /// directory for the agent's key, certificate, pinned CA and event spool
+    #[argh(option)]
+    pub data_dir: PathBuf,
+    /// the manager's agent port, HOST:PORT (activation only)
+    #[argh(option)]
+    pub manager: Option<String>,
+    /// activation token from 'picket token create' (activation only)
+    #[argh(option)]
+    pub token: Option<String>,
+    /// SHA-256 of the manager's CA, from 'picket token create' (activation only)
+    #[argh(option)]
+    pub ca_sha256: Option<String>,
+    /// the name this computer activates as; default: the system's host name
+    #[argh(option)]
+    pub hostname: Option<String>,
+}
+
+/// Show the events agents reported.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "events")]
+pub struct EventsArgs {
+    #[argh(subcommand)]
+    pub verb: EventsVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum EventsVerb {
+    List(EventsList),
 }
 
 /// Run the manager on a data dir (created and initialised on first start).
@@ -244,5 +281,17 @@ admin_verb!(
         /// token id (16 hex digits, from `picket token list`)
         #[argh(positional)]
         pub id: String,
+    }
+);
+
+admin_verb!(
+    /// List events, newest first.
+    EventsList, "list" {
+        /// only this computer's events
+        #[argh(option)]
+        pub computer: Option<u64>,
+        /// how many (default 100)
+        #[argh(option, default = "100")]
+        pub limit: u32,
     }
 );

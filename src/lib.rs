@@ -7,21 +7,26 @@
 //! # Layout
 //! - [`clock`]: real and manual clocks; every decision takes the time as an argument.
 //! - [`files`]: atomic, permission-aware writes of data-dir files.
+//! - [`framed`]: protocol frames over an async stream (the only I/O of the session shells).
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
 //! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
 //! - [`proto`]: the agent-manager protocol: frames, messages, sans-io session state machines.
+//! - [`agent`]: the agent process: activation, heartbeat loop, event spool, configuration.
 //! - [`api`]: the REST API over HTTPS: router, handlers, JSON views, errors.
-//! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown.
+//! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown, and the
+//!   rules of activation tokens (`manager::activation`).
 //! - [`admin`]: the admin CLI verbs, each a client of the running manager's REST API.
 //! - [`cli`]: the argh definitions of every subcommand.
 
 pub mod admin;
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod files;
+pub mod framed;
 pub mod manager;
 pub mod model;
 pub mod pki;

@@ -1,7 +1,7 @@
 //! `picket`: parses the command line, runs the subcommand, prints any error with its causes.
 
 use picket::cli::{Command, Picket};
-use picket::{admin, manager};
+use picket::{admin, agent, manager};
 use std::error::Error;
 use std::process::ExitCode;
 
@@ -44,6 +44,15 @@ fn run(cli: Picket) -> ExitCode {
         Command::Policies(p) => admin::policies(p.verb).map_err(admin_failure),
         Command::Computers(c) => admin::computers(c.verb).map_err(admin_failure),
         Command::Token(t) => admin::tokens(t.verb).map_err(admin_failure),
+        Command::Events(e) => admin::events(e.verb).map_err(admin_failure),
+        Command::Agent(args) => agent::run(agent::AgentOptions {
+            data_dir: args.data_dir,
+            manager: args.manager,
+            token: args.token,
+            ca_sha256: args.ca_sha256,
+            hostname: args.hostname.unwrap_or_else(manager::system_hostname),
+        })
+        .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ mod output;
 pub use client::{ApiClient, ClientOptions, RawResponse, percent_encode};
 pub use error::AdminError;
 
-use crate::cli::{ComputersVerb, PoliciesVerb, TokenVerb};
+use crate::cli::{ComputersVerb, EventsVerb, PoliciesVerb, TokenVerb};
 use hyper::Method;
 use serde_json::{Map, Value, json};
 
@@ -97,6 +97,20 @@ pub fn tokens(verb: TokenVerb) -> Result<(), AdminError> {
             let path = format!("/api/v1/tokens/{}", percent_encode(&a.id));
             connect(&a.client())?.call(Method::DELETE, &path, None)?;
             output::deleted(&a.client(), "token", &a.id);
+        }
+    }
+    Ok(())
+}
+
+pub fn events(verb: EventsVerb) -> Result<(), AdminError> {
+    match verb {
+        EventsVerb::List(a) => {
+            let mut path = format!("/api/v1/events?limit={}", a.limit);
+            if let Some(id) = a.computer {
+                path.push_str(&format!("&computer={id}"));
+            }
+            let answer = connect(&a.client())?.call(Method::GET, &path, None)?;
+            output::event_list(&a.client(), &answer);
         }
     }
     Ok(())

@@ -178,3 +178,31 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
         line(row.iter().map(String::as_str).collect());
     }
 }
+
+pub fn event_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 5]> = items(answer, "events")
+        .map(|e| {
+            let fields: Vec<String> = e["fields"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect();
+            let name = match &e["name"] {
+                Value::Null => text(&e["id"]),
+                name => text(name),
+            };
+            [
+                crate::clock::format_utc(crate::clock::WallMs(e["time_ms"].as_u64().unwrap_or(0))),
+                text(&e["computer"]),
+                text(&e["seq"]),
+                name,
+                fields.join(" "),
+            ]
+        })
+        .collect();
+    table(["TIME", "COMPUTER", "SEQ", "EVENT", "DETAILS"], &rows);
+}

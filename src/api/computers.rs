@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
-use crate::model::{Computer, ComputerId};
+use crate::model::{AgentState, Computer, ComputerId};
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
 use serde_json::{Value, json};
@@ -13,10 +13,16 @@ type Handled = Result<ApiResponse, ApiError>;
 pub fn list(state: &ApiState) -> Handled {
     let txn = state.store.read()?;
     let tree = PolicyTree::new(txn.policies()?);
+    let agents: std::collections::HashMap<ComputerId, AgentState> = txn
+        .agent_states()?
+        .into_iter()
+        .map(|a| (a.computer, a))
+        .collect();
+    let endpoints = std::slice::from_ref(&state.agent_endpoint);
     let all: Vec<Value> = txn
         .computers()?
         .iter()
-        .map(|c| views::computer(&tree, c))
+        .map(|c| views::computer(&tree, c, agents.get(&c.id), endpoints))
         .collect();
     Ok(ApiResponse::ok(json!({ "computers": all })))
 }
@@ -25,7 +31,14 @@ pub fn show(state: &ApiState, id: &str) -> Handled {
     let txn = state.store.read()?;
     let computer = find(&txn, id)?;
     let tree = PolicyTree::new(txn.policies()?);
-    Ok(ApiResponse::ok(views::computer(&tree, &computer)))
+    let agent = txn.agent_state(computer.id)?;
+    let endpoints = std::slice::from_ref(&state.agent_endpoint);
+    Ok(ApiResponse::ok(views::computer(
+        &tree,
+        &computer,
+        agent.as_ref(),
+        endpoints,
+    )))
 }
 
 pub fn create(state: &ApiState, body: &[u8]) -> Handled {
@@ -51,7 +64,12 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
     let location = format!("/api/v1/computers/{}", computer.id);
     Ok(ApiResponse::created(
         location,
-        views::computer(&tree, &computer),
+        views::computer(
+            &tree,
+            &computer,
+            None,
+            std::slice::from_ref(&state.agent_endpoint),
+        ),
     ))
 }
 
@@ -64,13 +82,20 @@ pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
     let updated =
         policy::apply_computer_change(&tree, |h| hostname_taken(&others, h), &current, &change)?;
     txn.put_computer(&updated)?;
+    let agent = txn.agent_state(updated.id)?;
     txn.commit()?;
     log::info!(
         "computer '{}' (id {}) changed",
         updated.hostname,
         updated.id
     );
-    Ok(ApiResponse::ok(views::computer(&tree, &updated)))
+    let endpoints = std::slice::from_ref(&state.agent_endpoint);
+    Ok(ApiResponse::ok(views::computer(
+        &tree,
+        &updated,
+        agent.as_ref(),
+        endpoints,
+    )))
 }
 
 pub fn delete(state: &ApiState, id: &str) -> Handled {
@@ -80,6 +105,7 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     // Its agent state holds the only certificate serial accepted for it: gone, it is revoked.
     txn.delete_agent_state(computer.id)?;
     txn.commit()?;
+    state.registry.remove_computer(computer.id);
     log::info!(
         "computer '{}' (id {}) deleted",
         computer.hostname,

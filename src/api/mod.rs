@@ -6,6 +6,7 @@
 
 mod computers;
 mod error;
+mod events;
 mod input;
 mod policies;
 mod router;

@@ -1,7 +1,7 @@
 //! Routing and authentication: a request in, a response out, no sockets.
 
 use super::error::ApiError;
-use super::{computers, policies, tokens};
+use super::{computers, events, policies, tokens};
 use crate::clock::Clock;
 use crate::pki;
 use crate::store::Store;
@@ -19,6 +19,8 @@ pub struct ApiState {
     pub agent_endpoint: String,
     /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
     pub ca_sha256: String,
+    /// The agent certificates the agent port accepts; a deleted computer leaves it at once.
+    pub registry: Arc<crate::manager::Registry>,
 }
 
 /// A request with its body already read and size-checked.
@@ -26,6 +28,8 @@ pub struct ApiState {
 pub struct ApiRequest {
     pub method: Method,
     pub path: String,
+    /// The query string, without the `?`.
+    pub query: Option<String>,
     pub authorization: Option<String>,
     pub body: Vec<u8>,
 }
@@ -127,6 +131,8 @@ fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, 
         (["policies", r], &Method::PATCH) => policies::update(state, r, body),
         (["policies", r], &Method::DELETE) => policies::delete(state, r),
         (["policies", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
+        (["events"], &Method::GET) => events::list(state, req.query.as_deref()),
+        (["events"], _) => return Err(AllowOnly("GET")),
         (["computers"], &Method::GET) => computers::list(state),
         (["computers"], &Method::POST) => computers::create(state, body),
         (["computers"], _) => return Err(AllowOnly("GET, POST")),

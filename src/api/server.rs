@@ -89,6 +89,7 @@ async fn respond(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<
     let request = ApiRequest {
         method: parts.method,
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
         authorization: parts
             .headers
             .get(header::AUTHORIZATION)

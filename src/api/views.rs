@@ -4,7 +4,8 @@
 use crate::clock::WallMs;
 use crate::manager::activation;
 use crate::model::{
-    ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue, Settings, Token,
+    AgentState, ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue,
+    Settings, StoredEvent, Token,
 };
 use crate::policy::{EffectiveSettings, PolicyTree, Source, resolve_computer, resolve_policy};
 use serde_json::{Map, Value, json};
@@ -21,8 +22,35 @@ pub fn policy(tree: &PolicyTree, policy: &Policy) -> Value {
     })
 }
 
-pub fn computer(tree: &PolicyTree, computer: &Computer) -> Value {
+/// A computer with its effective settings and, once activated, what its agent last reported.
+/// `endpoints` are the manager addresses agents are sent, part of the expected configuration.
+pub fn computer(
+    tree: &PolicyTree,
+    computer: &Computer,
+    agent: Option<&AgentState>,
+    endpoints: &[String],
+) -> Value {
+    let expected = crate::manager::expected_config(tree, computer, endpoints).fingerprint();
+    let agent = agent.map(|a| {
+        json!({
+            "activated_ms": a.activated.0,
+            "agent_version": a.agent_version,
+            "address": a.address,
+            "last_heartbeat_ms": a.last_heartbeat.map(|t| t.0),
+            "clock_offset_ms": a.clock_offset_ms,
+            "tls_version": a.tls_version,
+            "cipher_suite": a.cipher_suite,
+            "applied_fingerprint": a.applied_fingerprint.map(|f| crate::pki::hex(&f)),
+            "expected_fingerprint": expected.to_string(),
+            "config_up_to_date": a.applied_fingerprint == Some(expected.0),
+            "config_rejected": a.config_rejected,
+            "last_event_seq": a.last_seq,
+            "components": a.components.iter().map(|(n, on)| json!({"name": n, "on": on})).collect::<Vec<_>>(),
+            "counters": a.counters.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<String, Value>>(),
+        })
+    });
     json!({
+        "agent": agent,
         "id": computer.id.0,
         "hostname": computer.hostname,
         "kind": computer.kind.name(),
@@ -89,4 +117,17 @@ fn source_name(tree: &PolicyTree, source: Source) -> String {
             None => format!("policy:{id}"),
         },
     }
+}
+
+/// An agent event, with its catalogue name when the id is known.
+pub fn event(e: &StoredEvent) -> Value {
+    json!({
+        "computer": e.computer.0,
+        "seq": e.seq,
+        "id": e.id,
+        "name": crate::agent::events::name(e.id),
+        "time_ms": e.time.0,
+        "received_ms": e.received.0,
+        "fields": e.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),
+    })
 }

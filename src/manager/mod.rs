@@ -2,16 +2,21 @@
 //! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
 
 pub mod activation;
+mod agent_port;
 mod data_dir;
 mod error;
+mod registry;
 
+pub use agent_port::expected_config;
 pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
 pub use error::ManagerError;
+pub use registry::Registry;
 
 use crate::api::{self, ApiState};
 use crate::clock::{Clock, RealClock};
 use crate::pki::ManagerPki;
-use crate::store::Store;
+use crate::store::{Reads, Store, Writer};
+use agent_port::AgentPort;
 use smol::net::TcpListener;
 use smol::stream::StreamExt;
 use std::future::Future;
@@ -19,6 +24,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long an agent may take for its TLS handshake and for each step of a session.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most events asked for in one round of a session.
+const MAX_EVENT_BATCH: u32 = 500;
 
 /// How the manager was asked to run (`picket manager ...`).
 #[derive(Debug, Clone)]
@@ -59,28 +69,48 @@ pub fn serve(
     }
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let tls = pki.api_server_config()?;
+    let registry = Arc::new(Registry::load(&store.read()?.agent_states()?));
+    let agent_tls = pki.agent_port_config(registry.clone())?;
+    let pki = Arc::new(pki);
+    let (writer, writer_thread) = Writer::start(store.clone());
 
     smol::block_on(async {
         let console = bind("the console and API", config.console_listen).await?;
         let agents = bind("agents", config.agent_listen).await?;
         let (console_addr, agent_addr) = (local_addr(&console)?, local_addr(&agents)?);
         // Built once the agent port is bound: the agent command of a new token names it.
+        let agent_endpoint = dial_address(&config.hostname, agent_addr);
         let state = Arc::new(ApiState {
             store: store.clone(),
-            clock,
+            clock: clock.clone(),
             admin_key_hash,
-            agent_endpoint: dial_address(&config.hostname, agent_addr),
+            agent_endpoint: agent_endpoint.clone(),
             ca_sha256: pki.ca_sha256_hex(),
+            registry: registry.clone(),
+        });
+        let port = Arc::new(AgentPort {
+            store: store.clone(),
+            writer,
+            pki: pki.clone(),
+            registry,
+            clock,
+            endpoints: vec![agent_endpoint],
+            step_timeout: STEP_TIMEOUT,
+            max_batch: MAX_EVENT_BATCH,
         });
         data_dir::write_ports(dir, agent_addr, console_addr)?;
         print_banner(&config, &pki, console_addr, agent_addr);
         let api_task = smol::spawn(api::serve(console, tls, state));
-        let agent_task = smol::spawn(refuse_agents(agents));
+        let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));
         shutdown.await;
         api_task.cancel().await;
         agent_task.cancel().await;
         Ok::<(), ManagerError>(())
     })?;
+    // Every writer handle went with the agent port; the thread ends once its queue is empty.
+    if writer_thread.join().is_err() {
+        log::error!("the store writer thread panicked");
+    }
 
     data_dir::remove_ports(dir);
     close_store(store);
@@ -100,22 +130,6 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ManagerError> {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })
-}
-
-/// The agent port is bound now so a port clash shows at start, but the agent channel (activation
-/// and heartbeats) is not built yet: connections are closed at once, with a log line.
-async fn refuse_agents(listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((_, peer)) => {
-                log::warn!("agent connection from {peer} closed: this build has no agent channel")
-            }
-            Err(e) => {
-                log::warn!("agent listener: accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }
 
 /// Closes the store once the last request still on the blocking pool lets go of it. Every

@@ -1,0 +1,77 @@
+//! The agent's own events: ids and names, as listed in `schema/events.md` (a test compares).
+
+/// An event id with its name, as the catalogue lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventKind {
+    pub id: u32,
+    pub name: &'static str,
+}
+
+pub const AGENT_STARTED: EventKind = EventKind {
+    id: 1000,
+    name: "agent-started",
+};
+pub const AGENT_STOPPED: EventKind = EventKind {
+    id: 1001,
+    name: "agent-stopped",
+};
+pub const CONFIG_APPLIED: EventKind = EventKind {
+    id: 1002,
+    name: "configuration-applied",
+};
+pub const CONFIG_REJECTED: EventKind = EventKind {
+    id: 1003,
+    name: "configuration-rejected",
+};
+pub const ACTIVATED: EventKind = EventKind {
+    id: 1004,
+    name: "agent-activated",
+};
+
+pub const CATALOGUE: [EventKind; 5] = [
+    AGENT_STARTED,
+    AGENT_STOPPED,
+    CONFIG_APPLIED,
+    CONFIG_REJECTED,
+    ACTIVATED,
+];
+
+/// The name of an event id, for views; unknown ids (from a newer agent) stay numbers.
+pub fn name(id: u32) -> Option<&'static str> {
+    CATALOGUE.iter().find(|k| k.id == id).map(|k| k.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_matches_schema_events_md() {
+        let doc = include_str!("../../schema/events.md");
+        let rows: Vec<(u32, String)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let id = cells.get(1)?.parse().ok()?;
+                Some((id, cells.get(2)?.trim_matches('`').to_string()))
+            })
+            .collect();
+        let code: Vec<(u32, String)> = CATALOGUE
+            .iter()
+            .map(|k| (k.id, k.name.to_string()))
+            .collect();
+        assert_eq!(
+            rows, code,
+            "schema/events.md and agent::events::CATALOGUE differ"
+        );
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        for (i, a) in CATALOGUE.iter().enumerate() {
+            for b in &CATALOGUE[i + 1..] {
+                assert_ne!(a.id, b.id);
+            }
+        }
+    }
+}

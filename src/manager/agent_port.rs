@@ -1,0 +1,385 @@
+//! The agent port (4120): accepts TLS connections from agents and runs one protocol session on
+//! each, as the sans-io `ManagerSession` decides; this file only moves frames, loads what the
+//! session needs and records what it learned.
+
+use super::activation;
+use super::registry::Registry;
+use crate::clock::{Clock, WallMs};
+use crate::framed::{self, FrameError};
+use crate::model::{AgentState, Computer, ComputerId, Status, StoredEvent};
+use crate::pki::{ManagerPki, cert_serial};
+use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
+use crate::proto::{
+    Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerOutput, ManagerSession,
+    SessionParams, SessionSummary,
+};
+use crate::store::{Reads, Store, Writer};
+use futures_rustls::TlsAcceptor;
+use futures_rustls::server::TlsStream;
+use smol::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Everything the sessions on the agent port share.
+pub struct AgentPort {
+    pub store: Arc<Store>,
+    pub writer: Writer,
+    pub pki: Arc<ManagerPki>,
+    pub registry: Arc<Registry>,
+    pub clock: Arc<dyn Clock>,
+    /// `host:port` agents are told to reach the manager at.
+    pub endpoints: Vec<String>,
+    /// How long an agent may take for the handshake and for each step of a session.
+    pub step_timeout: Duration,
+    pub max_batch: u32,
+}
+
+/// Serves the agent port until the returned future is dropped (which ends every connection).
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, port: Arc<AgentPort>) {
+    let acceptor = TlsAcceptor::from(tls);
+    let connections = smol::Executor::new();
+    connections
+        .run(async {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        log::warn!("agent listener: accept failed: {e}");
+                        smol::Timer::after(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, port) = (acceptor.clone(), port.clone());
+                connections
+                    .spawn(async move {
+                        if let Err(reason) = connection(&acceptor, tcp, peer, &port).await {
+                            log::warn!("agent connection from {peer} closed: {reason}");
+                        }
+                    })
+                    .detach();
+            }
+        })
+        .await
+}
+
+/// What the TLS handshake told us about the peer.
+struct Peer {
+    addr: SocketAddr,
+    computer: Option<ComputerId>,
+    tls_version: Option<String>,
+    cipher_suite: Option<String>,
+}
+
+async fn connection(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    port: &Arc<AgentPort>,
+) -> Result<(), String> {
+    let handshake = acceptor.accept(tcp);
+    let mut tls = within(port.step_timeout, handshake)
+        .await
+        .ok_or("the TLS handshake timed out")?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let peer = identify(&tls, addr, &port.registry)?;
+    let params = {
+        let (port, computer) = (port.clone(), peer.computer);
+        smol::unblock(move || session_params(&port, computer)).await?
+    };
+    let mut session = ManagerSession::new(port.clock.now(), params);
+    let mut status_at = WallMs(0);
+    loop {
+        while let Some(output) = session.poll_output() {
+            match output {
+                ManagerOutput::Send(message) => {
+                    if let Err(e) = framed::write(&mut tls, &message).await {
+                        log::debug!("agent {addr}: write failed: {e}");
+                        session.handle_closed();
+                    }
+                }
+                ManagerOutput::StoreEvents(events) => {
+                    let computer = peer.computer.ok_or("events without a computer")?;
+                    store_events(port, computer, events)
+                        .await
+                        .map_err(|e| format!("cannot store events: {e}"))?;
+                    session.handle_committed(port.clock.now());
+                }
+                ManagerOutput::Activate(request) => {
+                    let (port, ip) = (port.clone(), addr.ip().to_string());
+                    let result = smol::unblock(move || activate(&port, request, &ip)).await;
+                    session.handle_activation(result);
+                }
+                ManagerOutput::Close(summary) => {
+                    if let Some(computer) = peer.computer {
+                        record(port, computer, &peer, status_at, &summary).await;
+                    }
+                    return summary.result.map_err(|e| e.to_string());
+                }
+            }
+        }
+        let wait = session
+            .poll_timeout()
+            .map_or(port.step_timeout, |d| d.saturating_since(port.clock.now()));
+        match within(wait, framed::read::<AgentMsg, _>(&mut tls)).await {
+            None => session.handle_timeout(port.clock.now()),
+            Some(Ok(message)) => {
+                if matches!(message, AgentMsg::Status(_)) {
+                    status_at = port.clock.wall();
+                }
+                session.handle_message(port.clock.now(), message);
+            }
+            Some(Err(FrameError::Proto(e))) => return Err(e.to_string()),
+            Some(Err(e)) => {
+                log::debug!("agent {addr}: {e}");
+                session.handle_closed();
+            }
+        }
+    }
+}
+
+fn identify(
+    tls: &TlsStream<TcpStream>,
+    addr: SocketAddr,
+    registry: &Registry,
+) -> Result<Peer, String> {
+    let (_, conn) = tls.get_ref();
+    let computer = match conn.peer_certificates().and_then(|chain| chain.first()) {
+        None => None,
+        Some(cert) => Some(
+            cert_serial(cert)
+                .and_then(|serial| registry.computer(&serial))
+                .ok_or("its certificate belongs to no current computer")?,
+        ),
+    };
+    Ok(Peer {
+        addr,
+        computer,
+        tls_version: conn.protocol_version().map(version_name),
+        cipher_suite: conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite())),
+    })
+}
+
+fn version_name(version: rustls::ProtocolVersion) -> String {
+    match version {
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The configuration `computer` should run, from the current policy tree.
+pub fn expected_config(
+    tree: &PolicyTree,
+    computer: &Computer,
+    endpoints: &[String],
+) -> AgentConfig {
+    let effective = policy::resolve_computer(tree, computer);
+    AgentConfig::new(&effective, endpoints.to_vec())
+}
+
+fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<SessionParams, String> {
+    let txn = port.store.read().map_err(|e| e.to_string())?;
+    let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
+    let (expected, last_seq, interval) = match computer {
+        None => (base_config(&tree, &port.endpoints), 0, Duration::ZERO),
+        Some(id) => {
+            let record = txn.computer(id).map_err(|e| e.to_string())?;
+            let state = txn.agent_state(id).map_err(|e| e.to_string())?;
+            let (Some(record), Some(state)) = (record, state) else {
+                // Deleted after the handshake was accepted: as good as revoked.
+                port.registry.remove_computer(id);
+                return Err(format!("computer {id} was deleted"));
+            };
+            let expected = expected_config(&tree, &record, &port.endpoints);
+            let interval = expected.interval;
+            (expected, state.last_seq, interval)
+        }
+    };
+    Ok(SessionParams {
+        authenticated: computer.is_some(),
+        expected,
+        last_seq,
+        next_heartbeat: interval,
+        step_timeout: port.step_timeout,
+        max_batch: port.max_batch,
+        manager_time: port.clock.wall(),
+    })
+}
+
+fn base_config(tree: &PolicyTree, endpoints: &[String]) -> AgentConfig {
+    let base = tree
+        .base()
+        .map(|p| p.id)
+        .unwrap_or(crate::model::PolicyId(1));
+    AgentConfig::new(&policy::resolve_policy(tree, base), endpoints.to_vec())
+}
+
+async fn store_events(
+    port: &AgentPort,
+    computer: ComputerId,
+    events: Vec<AgentEvent>,
+) -> Result<(), crate::store::StoreError> {
+    let received = port.clock.wall();
+    port.writer
+        .write(move |txn| {
+            let mut last = 0;
+            for e in &events {
+                txn.insert_event(&StoredEvent {
+                    computer,
+                    seq: e.seq,
+                    id: e.id,
+                    time: e.time,
+                    received,
+                    fields: e.fields.clone(),
+                })?;
+                last = last.max(e.seq);
+            }
+            // The highest stored sequence moves in the same transaction as the events, so the
+            // next session asks from the right place even after a crash.
+            if let Some(mut state) = txn.agent_state(computer)? {
+                state.last_seq = state.last_seq.max(last);
+                txn.put_agent_state(&state)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Records what a session learned. A failure here is logged: the agent already has its answer.
+async fn record(
+    port: &AgentPort,
+    computer: ComputerId,
+    peer: &Peer,
+    status_at: WallMs,
+    summary: &SessionSummary,
+) {
+    let summary = summary.clone();
+    let (address, tls_version, cipher_suite) = (
+        peer.addr.to_string(),
+        peer.tls_version.clone(),
+        peer.cipher_suite.clone(),
+    );
+    let result = port
+        .writer
+        .write(move |txn| {
+            let Some(mut state) = txn.agent_state(computer)? else {
+                return Ok(());
+            };
+            state.address = Some(address.clone());
+            state.tls_version.clone_from(&tls_version);
+            state.cipher_suite.clone_from(&cipher_suite);
+            if let Some(version) = &summary.agent_version {
+                state.agent_version.clone_from(version);
+            }
+            state.applied_fingerprint = summary.applied.map(|f| f.0);
+            state.config_rejected.clone_from(&summary.config_rejected);
+            state.last_seq = state.last_seq.max(summary.last_seq);
+            if let Some(status) = &summary.status {
+                apply_status(&mut state, status, status_at);
+                if let Some(mut record) = txn.computer(computer)?
+                    && record.status != Status::Online
+                {
+                    record.status = Status::Online;
+                    txn.put_computer(&record)?;
+                }
+            }
+            txn.put_agent_state(&state)
+        })
+        .await;
+    if let Err(e) = result {
+        log::error!("cannot record the heartbeat of computer {computer}: {e}");
+    }
+}
+
+fn apply_status(state: &mut AgentState, status: &crate::proto::AgentStatus, at: WallMs) {
+    state.last_heartbeat = Some(at);
+    // Both clocks are read within one round trip; the offset is the agent's clock error.
+    let offset = i128::from(status.wall_clock.0) - i128::from(at.0);
+    state.clock_offset_ms = Some(i64::try_from(offset).unwrap_or(i64::MAX));
+    state.listen_port = status.listen_port;
+    state.components = status
+        .components
+        .iter()
+        .map(|c| (c.name.clone(), c.on))
+        .collect();
+    state.counters = status
+        .counters
+        .iter()
+        .map(|c| (c.name.clone(), c.value))
+        .collect();
+}
+
+/// Checks the token, finds or creates the computer, issues its certificate: all in one
+/// transaction, so a refused activation stores nothing and a granted one is durable before the
+/// agent hears of it. The error text goes to the agent and the log; it never holds the token.
+fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Activated, String> {
+    let now = port.clock.wall();
+    let mut txn = port.store.write().map_err(|e| e.to_string())?;
+    let hash = activation::hash_secret(&request.token);
+    let token = txn
+        .token(&hash)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| activation::ActivationError::UnknownToken.to_string())?;
+    let token_after = activation::redeem(&token, now).map_err(|e| e.to_string())?;
+    let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
+    let computers = txn.computers().map_err(|e| e.to_string())?;
+    let existing = computers
+        .iter()
+        .find(|c| c.hostname.eq_ignore_ascii_case(&request.hostname))
+        .cloned();
+    let mut computer = match existing {
+        Some(computer) => computer,
+        None => {
+            let id = txn.next_computer_id().map_err(|e| e.to_string())?;
+            let change = ComputerChange {
+                hostname: Some(request.hostname.clone()),
+                policy: Some(token.policy.0.to_string()),
+                ..ComputerChange::default()
+            };
+            policy::create_computer(&tree, |_| false, id, now, &change)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let issued = port
+        .pki
+        .issue_agent_cert(computer.id.0, &request.public_key, SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    computer.status = Status::Online;
+    let state = AgentState {
+        computer: computer.id,
+        cert_serial: issued.serial,
+        activated: now,
+        agent_version: request.agent_version.clone(),
+        address: Some(ip.to_string()),
+        ..AgentState::default()
+    };
+    let config = expected_config(&tree, &computer, &port.endpoints);
+    let store = |e: crate::store::StoreError| e.to_string();
+    txn.put_computer(&computer).map_err(store)?;
+    txn.put_agent_state(&state).map_err(store)?;
+    txn.put_token(&token_after).map_err(store)?;
+    txn.commit().map_err(store)?;
+    port.registry.insert(issued.serial, computer.id);
+    log::info!(
+        "computer '{}' (id {}) activated from {ip}",
+        computer.hostname,
+        computer.id
+    );
+    Ok(Activated {
+        computer: computer.id.0,
+        certificate: issued.der.to_vec(),
+        fingerprint: config.fingerprint(),
+        config,
+    })
+}
+
+/// `future`'s output, or `None` if it takes longer than `limit`.
+async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(future.await) }, async {
+        smol::Timer::after(limit).await;
+        None
+    })
+    .await
+}
