@@ -155,6 +155,12 @@ async fn heartbeat_loop(
         .config()?
         .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
     let mut schedule = Schedule::new(interval);
+    log::info!(
+        "running as computer {}: heartbeats to {} every {}",
+        identity.computer,
+        identity.manager,
+        crate::model::format_duration(interval)
+    );
     let mut counters = Counters::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

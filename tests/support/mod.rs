@@ -24,9 +24,14 @@ impl Manager {
         Manager::start_with_env(dir, &[])
     }
 
-    /// [`Manager::start`] with extra environment variables (`RUST_LOG=debug`, say).
+    /// [`Manager::start`] with extra environment variables (`RUST_LOG=debug`, say). A restart
+    /// on the same data dir listens on the same agent port as before, as a real manager on 4120
+    /// would, so activated agents find it again.
     pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Manager {
         let _ = std::fs::remove_file(dir.join("ports.json"));
+        let remembered = dir.with_extension("agent-addr");
+        let agent_listen =
+            std::fs::read_to_string(&remembered).unwrap_or_else(|_| "127.0.0.1:0".to_string());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -35,12 +40,8 @@ impl Manager {
         let child = Command::new(BIN)
             .args(["manager", "--data-dir"])
             .arg(dir)
-            .args([
-                "--agent-listen",
-                "127.0.0.1:0",
-                "--console-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--agent-listen", agent_listen.trim()])
+            .args(["--console-listen", "127.0.0.1:0"])
             .args(["--hostname", "localhost"])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -52,6 +53,12 @@ impl Manager {
             child: Some(child),
         };
         manager.wait_for_ports();
+        let ports: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("ports.json")).expect("ports"))
+                .expect("ports.json is JSON");
+        if let Some(agent) = ports["agent"].as_str() {
+            std::fs::write(&remembered, agent).expect("remember the agent port");
+        }
         manager
     }
 

@@ -1,0 +1,323 @@
+//! End-to-end: a real manager and real `picket agent` processes over loopback mutual TLS, with
+//! one-second heartbeats. Every wait is on a condition with a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{BIN, Manager};
+
+/// A running agent; killed when dropped.
+struct Agent {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// Starts `picket agent` on `dir`, activating with `command`'s token on first start.
+    fn start(dir: &Path, activation: Option<&Activation>, hostname: &str) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.with_extension("log"))
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--data-dir"]).arg(dir);
+        cmd.args(["--hostname", hostname]);
+        if let Some(a) = activation {
+            cmd.args([
+                "--manager",
+                &a.manager,
+                "--token",
+                &a.token,
+                "--ca-sha256",
+                &a.pin,
+            ]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        Agent {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Waits until the agent's `runs`th start reached its heartbeat loop (and so handles
+    /// SIGTERM; before that the default action would just kill it).
+    fn wait_until_running(&self, runs: usize) {
+        wait_for(Duration::from_secs(30), || {
+            (self.log().matches("heartbeats to").count() >= runs).then_some(())
+        });
+    }
+
+    /// SIGTERM and wait: the agent spools its stop event and tries to say goodbye.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = wait_for(Duration::from_secs(40), || child.try_wait().unwrap());
+        assert!(
+            status.success(),
+            "agent exited with {status}: {}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Activation {
+    manager: String,
+    token: String,
+    pin: String,
+}
+
+fn activation(m: &Manager) -> Activation {
+    let token = m.cli_json(&["token", "create"]);
+    let command = token["agent_command"].as_str().unwrap().to_string();
+    let arg = |flag: &str| {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let i = words.iter().position(|w| *w == flag).unwrap();
+        words[i + 1].to_string()
+    };
+    Activation {
+        manager: arg("--manager"),
+        token: arg("--token"),
+        pin: arg("--ca-sha256"),
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `limit`.
+fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn computers(m: &Manager) -> Vec<Value> {
+    m.cli_json(&["computers", "list"])["computers"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn events(m: &Manager, computer: u64) -> Vec<Value> {
+    m.cli_json(&[
+        "events",
+        "list",
+        "--computer",
+        &computer.to_string(),
+        "--limit",
+        "10000",
+    ])["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn count(events: &[Value], name: &str) -> usize {
+    events.iter().filter(|e| e["name"] == name).count()
+}
+
+/// Every sequence number from 1 to the highest appears exactly once: nothing lost, nothing
+/// stored twice.
+fn assert_exactly_once(events: &[Value]) {
+    let mut seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "event sequences stored");
+}
+
+#[test]
+fn three_agents_come_online_and_a_policy_change_reaches_all_within_an_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    // One of the three was added by hostname beforehand: activation must match it.
+    let added = m.cli_json(&["computers", "add", "web2", "--kind", "vm"]);
+    let a = activation(&m);
+    let agents: Vec<Agent> = ["web1", "web2", "web3"]
+        .iter()
+        .map(|h| Agent::start(&tmp.path().join(h), Some(&a), h))
+        .collect();
+
+    let online = wait_for(Duration::from_secs(30), || {
+        let all = computers(&m);
+        let ready = all.len() == 3
+            && all.iter().all(|c| {
+                c["status"] == "online"
+                    && c["agent"]["last_heartbeat_ms"].is_u64()
+                    && c["agent"]["config_up_to_date"] == true
+            });
+        ready.then_some(all)
+    });
+    let web2 = online.iter().find(|c| c["hostname"] == "web2").unwrap();
+    assert_eq!(
+        web2["id"], added["id"],
+        "the computer added by hostname was activated"
+    );
+    assert_eq!(web2["kind"], "vm");
+    for c in &online {
+        let agent = &c["agent"];
+        assert!(
+            matches!(agent["tls_version"].as_str(), Some("TLSv1.3" | "TLSv1.2")),
+            "{agent}"
+        );
+        assert!(
+            agent["cipher_suite"].as_str().unwrap().starts_with("TLS"),
+            "{agent}"
+        );
+        let offset = agent["clock_offset_ms"].as_i64().unwrap();
+        assert!(offset.abs() < 5_000, "same machine, offset {offset} ms");
+        assert_eq!(agent["applied_fingerprint"], agent["expected_fingerprint"]);
+    }
+
+    // A policy change: the expected fingerprint changes at once, and each agent applies it at
+    // its next heartbeat (one interval, plus slack for a loaded CI machine).
+    m.cli_json(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "heartbeat.max-clock-change=5m",
+    ]);
+    let stale = computers(&m);
+    assert!(
+        stale
+            .iter()
+            .all(|c| c["agent"]["config_up_to_date"] == false)
+    );
+    wait_for(Duration::from_secs(5), || {
+        computers(&m)
+            .iter()
+            .all(|c| c["agent"]["config_up_to_date"] == true)
+            .then_some(())
+    });
+    // The agent spools "configuration-applied" while applying, so it travels with the next
+    // heartbeat.
+    for c in computers(&m) {
+        let id = c["id"].as_u64().unwrap();
+        let events = wait_for(Duration::from_secs(30), || {
+            let events = events(&m, id);
+            (count(&events, "configuration-applied") == 1).then_some(events)
+        });
+        assert_exactly_once(&events);
+    }
+    drop(agents);
+}
+
+#[test]
+fn restarts_while_the_manager_is_down_are_each_reported_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manager_dir = tmp.path().join("manager");
+    let m = Manager::start(&manager_dir);
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    let a = activation(&m);
+    let agent_dir = tmp.path().join("agent");
+    let agent = Agent::start(&agent_dir, Some(&a), "laptop1");
+    let id = wait_for(Duration::from_secs(30), || {
+        computers(&m)
+            .first()
+            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
+            .and_then(|c| c["id"].as_u64())
+    });
+    wait_for(Duration::from_secs(10), || {
+        (count(&events(&m, id), "agent-started") == 1).then_some(())
+    });
+    agent.stop();
+    m.stop();
+
+    // Five restarts with no manager: each spools a start and a stop that nobody acknowledges.
+    for round in 1..=5 {
+        let agent = Agent::start(&agent_dir, None, "laptop1");
+        agent.wait_until_running(round + 1);
+        agent.stop();
+    }
+
+    let m = Manager::start(&manager_dir);
+    let agent = Agent::start(&agent_dir, None, "laptop1");
+    // 1 before the outage, 5 during it, 1 now.
+    let events = wait_for(Duration::from_secs(30), || {
+        let events = events(&m, id);
+        (count(&events, "agent-started") == 7).then_some(events)
+    });
+    assert_eq!(count(&events, "agent-stopped"), 6);
+    assert_exactly_once(&events);
+    drop(agent);
+}
+
+#[test]
+fn killing_the_manager_mid_delivery_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manager_dir = tmp.path().join("manager");
+    let m = Manager::start(&manager_dir);
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    let a = activation(&m);
+    let dirs: Vec<PathBuf> = (1..=3).map(|i| tmp.path().join(format!("a{i}"))).collect();
+    let agents: Vec<Agent> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Agent::start(d, Some(&a), &format!("host{i}")))
+        .collect();
+    wait_for(Duration::from_secs(30), || {
+        let all = computers(&m);
+        (all.len() == 3 && all.iter().all(|c| c["agent"]["last_heartbeat_ms"].is_u64()))
+            .then_some(())
+    });
+    // Restart the agents a few times so each has events in flight, and SIGKILL the manager
+    // while they deliver them.
+    let mut agents = agents;
+    for round in 2..=4 {
+        for agent in agents.drain(..) {
+            agent.stop();
+        }
+        agents = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Agent::start(d, None, &format!("host{i}")))
+            .collect();
+        for agent in &agents {
+            agent.wait_until_running(round);
+        }
+    }
+    m.kill();
+    let m = Manager::start(&manager_dir);
+    for c in computers(&m) {
+        let id = c["id"].as_u64().unwrap();
+        // 1 at activation start + 3 restarts = 4 starts and 3 stops per agent, however the
+        // kill cut the deliveries.
+        let events = wait_for(Duration::from_secs(30), || {
+            let events = events(&m, id);
+            (count(&events, "agent-started") == 4).then_some(events)
+        });
+        assert_eq!(count(&events, "agent-stopped"), 3, "{events:?}");
+        assert_exactly_once(&events);
+    }
+    drop(agents);
+}
