@@ -9,6 +9,7 @@
 //! - [`files`]: atomic, permission-aware writes of data-dir files.
 //! - [`framed`]: protocol frames over an async stream (the only I/O of the session shells).
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
+//! - [`net`]: the accept loop shared by the listeners, and deadlines around futures.
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
 //! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
@@ -29,6 +30,7 @@ pub mod files;
 pub mod framed;
 pub mod manager;
 pub mod model;
+pub mod net;
 pub mod pki;
 pub mod policy;
 pub mod proto;

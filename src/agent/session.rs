@@ -7,6 +7,7 @@ use super::events;
 use super::spool::Spool;
 use crate::clock::Clock;
 use crate::framed::{self, FrameError};
+use crate::net::within;
 use crate::proto::{Activated, AgentOutput, AgentSession, ManagerMsg, ProtoError};
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
@@ -156,12 +157,4 @@ fn record_apply(
     };
     spool.append(kind.id, clock.wall(), fields)?;
     Ok(())
-}
-
-pub async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(future.await) }, async {
-        smol::Timer::after(limit).await;
-        None
-    })
-    .await
 }

@@ -25,36 +25,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 413 instead of a reset connection; beyond it the connection is simply closed.
 const DRAIN_LIMIT: usize = 16 * MAX_BODY_BYTES;
 
-/// Serves the API on `listener` until the returned future is dropped. Connections run on an
-/// executor owned by this future, so dropping it also ends every open connection (and lets go of
-/// the store) instead of leaving detached tasks behind.
+/// Serves the API on `listener` until the returned future is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<ApiState>) {
     let acceptor = TlsAcceptor::from(tls);
-    let connections = smol::Executor::new();
-    connections
-        .run(async {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors or similar: wait instead of spinning.
-                        log::warn!("console listener: accept failed: {e}");
-                        smol::Timer::after(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let state = state.clone();
-                connections
-                    .spawn(async move {
-                        if let Err(e) = connection(acceptor, tcp, state).await {
-                            log::debug!("console connection from {peer} ended: {e}");
-                        }
-                    })
-                    .detach();
+    crate::net::serve(listener, "console", |tcp, peer| {
+        let (acceptor, state) = (acceptor.clone(), state.clone());
+        async move {
+            if let Err(e) = connection(acceptor, tcp, state).await {
+                log::debug!("console connection from {peer} ended: {e}");
             }
-        })
-        .await
+        }
+    })
+    .await
 }
 
 async fn connection(
@@ -62,12 +44,9 @@ async fn connection(
     tcp: TcpStream,
     state: Arc<ApiState>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let tls = smol::future::or(async { acceptor.accept(tcp).await.map(Some) }, async {
-        smol::Timer::after(HANDSHAKE_TIMEOUT).await;
-        Ok(None)
-    })
-    .await?
-    .ok_or("TLS handshake timed out")?;
+    let tls = crate::net::within(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .ok_or("TLS handshake timed out")??;
     let service = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(respond(state, req).await) }

@@ -7,6 +7,7 @@ use super::registry::Registry;
 use crate::clock::{Clock, WallMs};
 use crate::framed::{self, FrameError};
 use crate::model::{AgentState, Computer, ComputerId, Status, StoredEvent};
+use crate::net::within;
 use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
 use crate::proto::{
@@ -37,29 +38,15 @@ pub struct AgentPort {
 /// Serves the agent port until the returned future is dropped (which ends every connection).
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, port: Arc<AgentPort>) {
     let acceptor = TlsAcceptor::from(tls);
-    let connections = smol::Executor::new();
-    connections
-        .run(async {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        log::warn!("agent listener: accept failed: {e}");
-                        smol::Timer::after(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, port) = (acceptor.clone(), port.clone());
-                connections
-                    .spawn(async move {
-                        if let Err(reason) = connection(&acceptor, tcp, peer, &port).await {
-                            log::warn!("agent connection from {peer} closed: {reason}");
-                        }
-                    })
-                    .detach();
+    crate::net::serve(listener, "agent", |tcp, peer| {
+        let (acceptor, port) = (acceptor.clone(), port.clone());
+        async move {
+            if let Err(reason) = connection(&acceptor, tcp, peer, &port).await {
+                log::warn!("agent connection from {peer} closed: {reason}");
             }
-        })
-        .await
+        }
+    })
+    .await
 }
 
 /// What the TLS handshake told us about the peer.
@@ -373,13 +360,4 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
         fingerprint: config.fingerprint(),
         config,
     })
-}
-
-/// `future`'s output, or `None` if it takes longer than `limit`.
-async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(future.await) }, async {
-        smol::Timer::after(limit).await;
-        None
-    })
-    .await
 }
