@@ -1,5 +1,14 @@
 //! What the admin verbs print: the API's JSON with `--json`, else aligned tables.
 
+/// `println!` that ignores a closed stdout: `picket computers list | head` must not panic when
+/// `head` stops reading.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use super::client::ClientOptions;
 use crate::clock::{WallMs, format_utc};
 use crate::model::SettingKey;
@@ -37,9 +46,9 @@ pub fn policy(options: &ClientOptions, p: &Value) {
     if print_json(options, p) {
         return;
     }
-    println!("Policy:  {} (id {})", text(&p["name"]), text(&p["id"]));
-    println!("Parent:  {}", text(&p["parent"]));
-    println!();
+    out!("Policy:  {} (id {})", text(&p["name"]), text(&p["id"]));
+    out!("Parent:  {}", text(&p["parent"]));
+    out!();
     settings(p);
 }
 
@@ -47,11 +56,11 @@ pub fn computer(options: &ClientOptions, c: &Value) {
     if print_json(options, c) {
         return;
     }
-    println!("Computer: {} (id {})", text(&c["hostname"]), text(&c["id"]));
-    println!("Kind:     {}", text(&c["kind"]));
-    println!("Policy:   {}", text(&c["policy"]));
-    println!("Status:   {}", text(&c["status"]));
-    println!();
+    out!("Computer: {} (id {})", text(&c["hostname"]), text(&c["id"]));
+    out!("Kind:     {}", text(&c["kind"]));
+    out!("Policy:   {}", text(&c["policy"]));
+    out!("Status:   {}", text(&c["status"]));
+    out!();
     settings(c);
 }
 
@@ -78,24 +87,24 @@ pub fn token_created(options: &ClientOptions, t: &Value) {
     if print_json(options, t) {
         return;
     }
-    println!("Activation token (shown only now; the manager keeps only its hash):");
-    println!("  Token:    {}", text(&t["token"]));
-    println!("  ID:       {}", text(&t["id"]));
-    println!("  Policy:   {}", text(&t["policy"]));
-    println!("  Uses:     {}", uses(&t["uses_left"]));
-    println!("  Expires:  {}", utc(&t["expires_ms"]));
-    println!("On the computer to protect, run:");
-    println!("{}", text(&t["agent_command"]));
+    out!("Activation token (shown only now; the manager keeps only its hash):");
+    out!("  Token:    {}", text(&t["token"]));
+    out!("  ID:       {}", text(&t["id"]));
+    out!("  Policy:   {}", text(&t["policy"]));
+    out!("  Uses:     {}", uses(&t["uses_left"]));
+    out!("  Expires:  {}", utc(&t["expires_ms"]));
+    out!("On the computer to protect, run:");
+    out!("{}", text(&t["agent_command"]));
 }
 
 pub fn deleted(options: &ClientOptions, what: &str, name: &str) {
     if options.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"deleted": {"kind": what, "ref": name}})
         );
     } else {
-        println!("Deleted {what} {name}.");
+        out!("Deleted {what} {name}.");
     }
 }
 
@@ -141,7 +150,7 @@ fn token_state(t: &Value) -> &'static str {
 
 fn print_json(options: &ClientOptions, v: &Value) -> bool {
     if options.json {
-        println!("{v:#}");
+        out!("{v:#}");
     }
     options.json
 }
@@ -171,7 +180,7 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        out!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in rows {
