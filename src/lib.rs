@@ -8,6 +8,7 @@
 //! - [`clock`]: real and manual clocks; every decision takes the time as an argument.
 //! - [`files`]: atomic, permission-aware writes of data-dir files.
 //! - [`framed`]: protocol frames over an async stream (the only I/O of the session shells).
+//! - [`liveness`]: sans-io heartbeat monitor: deadlines, missed counts, offline and clock decisions.
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
 //! - [`net`]: the accept loop shared by the listeners, and deadlines around futures.
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod clock;
 pub mod files;
 pub mod framed;
+pub mod liveness;
 pub mod manager;
 pub mod model;
 pub mod net;

@@ -1,0 +1,348 @@
+//! The sans-io liveness monitor: fed heartbeats, goodbyes, power states and the time, it keeps
+//! one deadline per computer in an ordered index and says when a computer's state changes and
+//! when an offline or clock-changed alert is due. Nothing here reads a clock or a socket.
+//!
+//! Misses are counted from a base instant (the last heartbeat, the goodbye, or the moment the
+//! manager started tracking the computer, so its own downtime is never blamed on anyone): the
+//! first miss is one interval plus a grace after the base, each further miss one interval
+//! later. Counting from elapsed time rather than incrementing means a policy change of the
+//! interval takes effect at once, with no restart and no drift.
+
+use crate::clock::Instant;
+use crate::model::{ClockChangeLimit, ComputerId, ComputerKind, MissedLimit};
+use crate::policy::EffectiveSettings;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// The effective settings the monitor decides with, refreshed whenever a policy changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub interval: Duration,
+    pub missed_before_alert: MissedLimit,
+    pub max_clock_change: ClockChangeLimit,
+    pub offline_errors_for_inactive_vms: bool,
+    pub is_vm: bool,
+}
+
+impl Rules {
+    pub fn new(effective: &EffectiveSettings, kind: ComputerKind) -> Rules {
+        Rules {
+            interval: effective.interval.value,
+            missed_before_alert: effective.missed_before_alert.value,
+            max_clock_change: effective.max_clock_change.value,
+            offline_errors_for_inactive_vms: effective.offline_errors_for_inactive_vms.value,
+            is_vm: kind == ComputerKind::Vm,
+        }
+    }
+
+    /// Heartbeats may be this late without counting as missed: network and TLS latency, and a
+    /// loaded manager. A tenth of the interval, at least one second.
+    fn grace(&self) -> Duration {
+        (self.interval / 10).max(Duration::from_secs(1))
+    }
+}
+
+/// What the monitor believes about a computer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Tracked since the manager started, not heard from yet, within its allowance.
+    Unknown,
+    Online,
+    Offline,
+    /// A VM its hypervisor reports stopped, past its allowance.
+    VmStopped,
+    /// The agent said goodbye on a clean shutdown.
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerState {
+    Running,
+    Stopped,
+}
+
+/// What the shell must record or raise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    State {
+        computer: ComputerId,
+        state: State,
+        reason: String,
+    },
+    /// The N+1th consecutive heartbeat was missed.
+    RaiseOffline {
+        computer: ComputerId,
+        missed: u64,
+        reason: String,
+    },
+    /// A heartbeat came after an offline alert.
+    ClearOffline { computer: ComputerId },
+    /// The computer's clock moved by `change_ms` between two heartbeats, more than allowed.
+    ClockChanged {
+        computer: ComputerId,
+        change_ms: i64,
+        limit: Duration,
+    },
+}
+
+/// Why the base instant was set: decides the words of a later offline alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Base {
+    ManagerStart,
+    Heartbeat,
+    Goodbye,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    rules: Rules,
+    state: State,
+    base: Instant,
+    why: Base,
+    missed: u64,
+    deadline: Instant,
+    alerted: bool,
+    power: PowerState,
+    last_offset_ms: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Monitor {
+    entries: HashMap<ComputerId, Entry>,
+    /// Every entry's next deadline, ordered, so a timeout finds what is due in O(log n).
+    deadlines: BTreeSet<(Instant, ComputerId)>,
+    out: VecDeque<Decision>,
+}
+
+impl Monitor {
+    pub fn new() -> Self {
+        Monitor::default()
+    }
+
+    /// Starts watching a computer from `now` with a full allowance: at manager start, or when
+    /// it is activated.
+    pub fn track(&mut self, now: Instant, computer: ComputerId, rules: Rules) {
+        self.forget(computer);
+        let entry = Entry {
+            rules,
+            state: State::Unknown,
+            base: now,
+            why: Base::ManagerStart,
+            missed: 0,
+            deadline: now,
+            alerted: false,
+            power: PowerState::Running,
+            last_offset_ms: None,
+        };
+        self.insert(computer, entry);
+    }
+
+    /// The computer was deleted.
+    pub fn forget(&mut self, computer: ComputerId) {
+        if let Some(entry) = self.entries.remove(&computer) {
+            self.deadlines.remove(&(entry.deadline, computer));
+        }
+    }
+
+    pub fn state(&self, computer: ComputerId) -> Option<State> {
+        self.entries.get(&computer).map(|e| e.state)
+    }
+
+    /// A completed heartbeat, with the agent's clock minus the manager's if it sent its status.
+    pub fn handle_heartbeat(
+        &mut self,
+        now: Instant,
+        computer: ComputerId,
+        clock_offset_ms: Option<i64>,
+    ) {
+        let Some(mut entry) = self.take(computer) else {
+            return;
+        };
+        if let (Some(new), Some(old), ClockChangeLimit::Max(limit)) = (
+            clock_offset_ms,
+            entry.last_offset_ms,
+            entry.rules.max_clock_change,
+        ) {
+            let change = i128::from(new) - i128::from(old);
+            if change.unsigned_abs() > limit.as_millis() {
+                self.out.push_back(Decision::ClockChanged {
+                    computer,
+                    change_ms: i64::try_from(change).unwrap_or(if change < 0 {
+                        i64::MIN
+                    } else {
+                        i64::MAX
+                    }),
+                    limit,
+                });
+            }
+        }
+        if clock_offset_ms.is_some() {
+            entry.last_offset_ms = clock_offset_ms;
+        }
+        if entry.alerted {
+            entry.alerted = false;
+            self.out.push_back(Decision::ClearOffline { computer });
+        }
+        entry.base = now;
+        entry.why = Base::Heartbeat;
+        entry.missed = 0;
+        self.set_state(
+            computer,
+            &mut entry,
+            State::Online,
+            "heartbeat received".into(),
+        );
+        self.insert(computer, entry);
+    }
+
+    /// The agent stopped cleanly; misses are counted from now, and an alert says so.
+    pub fn handle_goodbye(&mut self, now: Instant, computer: ComputerId) {
+        let Some(mut entry) = self.take(computer) else {
+            return;
+        };
+        entry.base = now;
+        entry.why = Base::Goodbye;
+        entry.missed = 0;
+        self.set_state(
+            computer,
+            &mut entry,
+            State::Stopped,
+            "the agent said goodbye".into(),
+        );
+        self.insert(computer, entry);
+    }
+
+    /// New effective settings (a policy or computer change): deadlines move at once.
+    pub fn set_rules(&mut self, now: Instant, computer: ComputerId, rules: Rules) {
+        let Some(mut entry) = self.take(computer) else {
+            return;
+        };
+        entry.rules = rules;
+        self.insert(computer, entry);
+        self.handle_timeout(now);
+    }
+
+    /// What the hypervisor says about a VM.
+    pub fn set_power(&mut self, now: Instant, computer: ComputerId, power: PowerState) {
+        let Some(mut entry) = self.take(computer) else {
+            return;
+        };
+        entry.power = power;
+        self.insert(computer, entry);
+        self.handle_timeout(now);
+    }
+
+    /// Counts the misses of every computer whose deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, computer)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            let Some(mut entry) = self.take(computer) else {
+                continue;
+            };
+            self.count_misses(now, computer, &mut entry);
+            self.insert(computer, entry);
+        }
+        // Entries whose state depends on power or rules but whose deadline is later are settled
+        // when it comes.
+    }
+
+    /// The next instant at which `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    pub fn poll_decision(&mut self) -> Option<Decision> {
+        self.out.pop_front()
+    }
+
+    fn count_misses(&mut self, now: Instant, computer: ComputerId, entry: &mut Entry) {
+        let missed = misses(entry, now);
+        if missed == 0 {
+            return;
+        }
+        entry.missed = missed;
+        let vm_stopped = entry.rules.is_vm && entry.power == PowerState::Stopped;
+        let state = match (vm_stopped, entry.why) {
+            (true, _) => State::VmStopped,
+            (false, Base::Goodbye) => State::Stopped,
+            (false, _) => State::Offline,
+        };
+        let reason = format!("{missed} heartbeat(s) missed; {}", entry_reason(entry));
+        self.set_state(computer, entry, state, reason.clone());
+        let threshold = match entry.rules.missed_before_alert {
+            MissedLimit::Unlimited => return,
+            MissedLimit::Count(n) => u64::from(n) + 1,
+        };
+        let quiet = vm_stopped && !entry.rules.offline_errors_for_inactive_vms;
+        if missed >= threshold && !entry.alerted && !quiet {
+            entry.alerted = true;
+            self.out.push_back(Decision::RaiseOffline {
+                computer,
+                missed,
+                reason,
+            });
+        }
+    }
+
+    fn set_state(&mut self, computer: ComputerId, entry: &mut Entry, state: State, reason: String) {
+        if entry.state != state {
+            entry.state = state;
+            self.out.push_back(Decision::State {
+                computer,
+                state,
+                reason,
+            });
+        }
+    }
+
+    fn take(&mut self, computer: ComputerId) -> Option<Entry> {
+        let entry = self.entries.remove(&computer)?;
+        self.deadlines.remove(&(entry.deadline, computer));
+        Some(entry)
+    }
+
+    /// Stores the entry with its next deadline: the instant its next miss would be counted.
+    fn insert(&mut self, computer: ComputerId, mut entry: Entry) {
+        entry.deadline = miss_instant(&entry, entry.missed + 1);
+        self.deadlines.insert((entry.deadline, computer));
+        self.entries.insert(computer, entry);
+    }
+}
+
+/// When the `n`th miss after the base is counted.
+fn miss_instant(entry: &Entry, n: u64) -> Instant {
+    let rules = &entry.rules;
+    let intervals = rules
+        .interval
+        .checked_mul(u32::try_from(n).unwrap_or(u32::MAX))
+        .unwrap_or(Duration::MAX);
+    entry
+        .base
+        .saturating_add(intervals.saturating_add(rules.grace()))
+}
+
+/// Misses counted at `now`: whole intervals past the base, once the grace has run out.
+fn misses(entry: &Entry, now: Instant) -> u64 {
+    let first = miss_instant(entry, 1);
+    if now < first {
+        return 0;
+    }
+    let interval_ms = entry.rules.interval.as_millis().max(1);
+    let late_ms = now.saturating_since(first).as_millis();
+    u64::try_from(1 + late_ms / interval_ms).unwrap_or(u64::MAX)
+}
+
+fn entry_reason(entry: &Entry) -> String {
+    match entry.why {
+        Base::ManagerStart => "not heard from since the manager started".to_string(),
+        Base::Heartbeat => "no heartbeat since the last one".to_string(),
+        Base::Goodbye => {
+            "the agent said goodbye (clean shutdown) and has not come back".to_string()
+        }
+    }
+}

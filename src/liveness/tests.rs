@@ -1,0 +1,241 @@
+//! The monitor driven by a manual clock: hours of heartbeats and misses in microseconds.
+
+use super::*;
+
+const ID: ComputerId = ComputerId(1);
+
+fn rules(interval_s: u64, missed: MissedLimit) -> Rules {
+    Rules {
+        interval: Duration::from_secs(interval_s),
+        missed_before_alert: missed,
+        max_clock_change: ClockChangeLimit::Max(Duration::from_secs(60)),
+        offline_errors_for_inactive_vms: false,
+        is_vm: false,
+    }
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn drain(m: &mut Monitor) -> Vec<Decision> {
+    std::iter::from_fn(|| m.poll_decision()).collect()
+}
+
+fn raised(decisions: &[Decision]) -> bool {
+    decisions
+        .iter()
+        .any(|d| matches!(d, Decision::RaiseOffline { .. }))
+}
+
+/// A computer heard at 0 with a 10 s interval (grace 1 s): misses are counted at 11 s, 21 s,
+/// 31 s ... Returns the monitor after `handle_timeout` at each instant in `times`, with whether
+/// an alert was raised by then.
+fn run(missed: MissedLimit, times: &[u64]) -> Vec<bool> {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, missed));
+    m.handle_heartbeat(at(0), ID, None);
+    drain(&mut m);
+    let mut alerted = false;
+    times
+        .iter()
+        .map(|&t| {
+            m.handle_timeout(at(t));
+            alerted |= raised(&drain(&mut m));
+            alerted
+        })
+        .collect()
+}
+
+#[test]
+fn threshold_two_alerts_on_the_third_miss_not_before() {
+    // misses: 11 s → 1, 21 s → 2, 31 s → 3.
+    assert_eq!(
+        run(
+            MissedLimit::Count(2),
+            &[10_999, 11_000, 20_999, 21_000, 30_999, 31_000]
+        ),
+        [false, false, false, false, false, true]
+    );
+}
+
+#[test]
+fn threshold_zero_alerts_on_the_first_miss() {
+    assert_eq!(run(MissedLimit::Count(0), &[10_999, 11_000]), [false, true]);
+}
+
+#[test]
+fn unlimited_never_alerts() {
+    let times: Vec<u64> = (1..=1000).map(|i| i * 10_000).collect();
+    assert!(run(MissedLimit::Unlimited, &times).iter().all(|a| !a));
+}
+
+#[test]
+fn a_heartbeat_just_before_the_deadline_counts_and_just_after_is_a_miss() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_heartbeat(at(0), ID, None);
+    assert_eq!(m.poll_timeout(), Some(at(11_000)));
+    m.handle_heartbeat(at(10_999), ID, None);
+    m.handle_timeout(at(11_000));
+    assert_eq!(m.state(ID), Some(State::Online));
+
+    m.handle_timeout(at(22_000));
+    assert_eq!(m.state(ID), Some(State::Offline));
+    assert!(raised(&drain(&mut m)));
+    m.handle_heartbeat(at(22_001), ID, None);
+    let decisions = drain(&mut m);
+    assert!(decisions.contains(&Decision::ClearOffline { computer: ID }));
+    assert_eq!(m.state(ID), Some(State::Online));
+}
+
+#[test]
+fn a_shorter_interval_takes_effect_mid_wait() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(600, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, None);
+    m.handle_timeout(at(100_000));
+    assert_eq!(m.state(ID), Some(State::Online));
+    // Now 10 s: 100 s after the last heartbeat is 9 whole misses at once, and one alert.
+    m.set_rules(at(100_000), ID, rules(10, MissedLimit::Count(2)));
+    let decisions = drain(&mut m);
+    assert_eq!(
+        decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::RaiseOffline { missed: 9, .. }))
+            .count(),
+        1,
+        "{decisions:?}"
+    );
+    // A longer interval moves the deadline out again.
+    m.handle_heartbeat(at(100_000), ID, None);
+    m.set_rules(at(100_000), ID, rules(3600, MissedLimit::Count(2)));
+    assert_eq!(m.poll_timeout(), Some(at(100_000 + 3_960_000)));
+}
+
+#[test]
+fn clock_changes_below_and_at_the_maximum_are_fine_above_it_alert() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, Some(0));
+    m.handle_heartbeat(at(10_000), ID, Some(59_999));
+    m.handle_heartbeat(at(20_000), ID, Some(119_999));
+    assert!(
+        !drain(&mut m)
+            .iter()
+            .any(|d| matches!(d, Decision::ClockChanged { .. }))
+    );
+    m.handle_heartbeat(at(30_000), ID, Some(180_000));
+    assert!(drain(&mut m).contains(&Decision::ClockChanged {
+        computer: ID,
+        change_ms: 60_001,
+        limit: Duration::from_secs(60),
+    }));
+    // Backwards counts too, and no limit means no alert.
+    m.handle_heartbeat(at(40_000), ID, Some(0));
+    assert!(drain(&mut m).iter().any(|d| matches!(
+        d,
+        Decision::ClockChanged {
+            change_ms: -180_000,
+            ..
+        }
+    )));
+    let mut unlimited = rules(10, MissedLimit::Count(2));
+    unlimited.max_clock_change = ClockChangeLimit::Unlimited;
+    m.set_rules(at(40_000), ID, unlimited);
+    m.handle_heartbeat(at(50_000), ID, Some(999_999_999));
+    assert!(
+        !drain(&mut m)
+            .iter()
+            .any(|d| matches!(d, Decision::ClockChanged { .. }))
+    );
+}
+
+#[test]
+fn an_absurd_agent_clock_alerts_without_overflow() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, Some(i64::MIN));
+    m.handle_heartbeat(at(10_000), ID, Some(i64::MAX));
+    assert!(drain(&mut m).contains(&Decision::ClockChanged {
+        computer: ID,
+        change_ms: i64::MAX,
+        limit: Duration::from_secs(60),
+    }));
+}
+
+#[test]
+fn a_stopped_vm_alerts_only_when_the_setting_says_so() {
+    for offline_errors in [false, true] {
+        let mut m = Monitor::new();
+        let mut vm = rules(10, MissedLimit::Count(0));
+        vm.is_vm = true;
+        vm.offline_errors_for_inactive_vms = offline_errors;
+        m.track(at(0), ID, vm);
+        m.handle_heartbeat(at(0), ID, None);
+        m.set_power(at(5_000), ID, PowerState::Stopped);
+        m.handle_timeout(at(60_000));
+        assert_eq!(m.state(ID), Some(State::VmStopped));
+        assert_eq!(
+            raised(&drain(&mut m)),
+            offline_errors,
+            "setting {offline_errors}"
+        );
+    }
+}
+
+#[test]
+fn after_a_manager_restart_the_full_allowance_counts_from_the_start() {
+    let mut m = Monitor::new();
+    // The manager was down for an hour; the computer's last heartbeat is irrelevant.
+    m.track(at(3_600_000), ID, rules(10, MissedLimit::Count(2)));
+    assert_eq!(m.state(ID), Some(State::Unknown));
+    m.handle_timeout(at(3_600_000 + 30_999));
+    assert!(!raised(&drain(&mut m)));
+    m.handle_timeout(at(3_600_000 + 31_000));
+    let decisions = drain(&mut m);
+    assert!(raised(&decisions));
+    assert!(decisions.iter().any(|d| matches!(
+        d,
+        Decision::RaiseOffline { reason, .. } if reason.contains("since the manager started")
+    )));
+}
+
+#[test]
+fn goodbye_is_stopped_and_a_later_alert_says_so() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_heartbeat(at(0), ID, None);
+    m.handle_goodbye(at(5_000), ID);
+    assert_eq!(m.state(ID), Some(State::Stopped));
+    m.handle_timeout(at(16_000));
+    assert_eq!(m.state(ID), Some(State::Stopped));
+    let decisions = drain(&mut m);
+    assert!(decisions.iter().any(|d| matches!(
+        d,
+        Decision::RaiseOffline { reason, .. } if reason.contains("goodbye")
+    )));
+}
+
+#[test]
+fn deadlines_are_kept_in_order_across_many_computers() {
+    let mut m = Monitor::new();
+    for i in 0..1000u64 {
+        m.track(
+            at(0),
+            ComputerId(i),
+            rules(10 + i % 7, MissedLimit::Count(0)),
+        );
+        m.handle_heartbeat(at(i), ComputerId(i), None);
+    }
+    assert_eq!(m.poll_timeout(), Some(at(11_000)));
+    m.handle_timeout(at(11_006));
+    let offline = drain(&mut m)
+        .iter()
+        .filter(|d| matches!(d, Decision::RaiseOffline { .. }))
+        .count();
+    // Interval 10 s (i % 7 == 0) and heard at i ms <= 6: exactly those whose deadline passed.
+    assert_eq!(offline, 1);
+    m.forget(ComputerId(0));
+    assert!(m.poll_timeout() > Some(at(11_006)));
+}
