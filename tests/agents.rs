@@ -321,3 +321,39 @@ fn killing_the_manager_mid_delivery_loses_and_duplicates_nothing() {
     }
     drop(agents);
 }
+
+#[test]
+fn a_token_cannot_take_over_a_computer_that_already_has_an_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    let a = activation(&m);
+    let first = Agent::start(&tmp.path().join("first"), Some(&a), "web1");
+    let id = wait_for(Duration::from_secs(30), || {
+        computers(&m)
+            .first()
+            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
+            .and_then(|c| c["id"].as_u64())
+    });
+    // Were it let in, the intruder would run on; so wait for its exit with a deadline.
+    let intruder_dir = tmp.path().join("intruder");
+    let mut intruder = Agent::start(&intruder_dir, Some(&a), "WEB1");
+    let status = wait_for(Duration::from_secs(30), || {
+        intruder.child.as_mut().unwrap().try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(1));
+    let stderr = intruder.log();
+    assert!(stderr.contains("already activated"), "{stderr}");
+    // The first agent keeps its identity: still one computer, still heartbeating.
+    let before = computers(&m)[0]["agent"]["counters"]["heartbeats-ok"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_for(Duration::from_secs(30), || {
+        let all = computers(&m);
+        let ok = all[0]["agent"]["counters"]["heartbeats-ok"]
+            .as_u64()
+            .unwrap_or(0);
+        (all.len() == 1 && all[0]["id"] == id && ok > before).then_some(())
+    });
+    drop(first);
+}

@@ -317,6 +317,20 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
         .find(|c| c.hostname.eq_ignore_ascii_case(&request.hostname))
         .cloned();
     let mut computer = match existing {
+        // A token must not let its holder take over a computer that already has an agent: the
+        // administrator deletes the computer first (which revokes the old certificate).
+        Some(computer)
+            if txn
+                .agent_state(computer.id)
+                .map_err(|e| e.to_string())?
+                .is_some() =>
+        {
+            return Err(format!(
+                "computer '{}' is already activated: delete it on the manager first, or activate \
+                 with another --hostname",
+                computer.hostname
+            ));
+        }
         Some(computer) => computer,
         None => {
             let id = txn.next_computer_id().map_err(|e| e.to_string())?;
