@@ -176,7 +176,10 @@ async fn heartbeat_loop(
                 Err(e) => {
                     counters.failed += 1;
                     let wait = schedule.after_failure(unit());
-                    log::warn!("heartbeat failed ({e}); retrying in {}s", wait.as_secs());
+                    log::warn!(
+                        "heartbeat failed ({e}); retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    );
                     wait
                 }
             };

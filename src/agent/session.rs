@@ -129,11 +129,28 @@ pub async fn drive(
             None => session.handle_timeout(clock.now()),
             Some(Ok(message)) => session.handle_message(clock.now(), message),
             Some(Err(FrameError::Proto(e))) => return Err(AgentError::Protocol(e.to_string())),
+            // Under TLS 1.3 the manager refuses a revoked certificate after the handshake: the
+            // alert arrives on the first read, and the administrator must be told in words.
+            Some(Err(FrameError::Io(e))) if alert(&e).is_some() => {
+                let alert = alert(&e).unwrap_or_default();
+                return Err(AgentError::Refused(format!(
+                    "the manager refused this agent's certificate ({alert}): was its computer \
+                     deleted? Activate again with a new token"
+                )));
+            }
             Some(Err(e)) => {
                 log::debug!("reading from the manager: {e}");
                 session.handle_closed();
             }
         }
+    }
+}
+
+/// The TLS alert a read failed with, if the manager sent one.
+fn alert(e: &std::io::Error) -> Option<String> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(format!("{alert:?}")),
+        _ => None,
     }
 }
 

@@ -202,9 +202,12 @@ impl ManagerSession {
     fn on_hello(&mut self, now: Instant, hello: super::Hello) -> Result<(), ProtoError> {
         self.check_version(hello.protocol)?;
         if !self.params.authenticated {
-            return Err(ProtoError::Violation(
-                "a heartbeat needs a client certificate; only activation is allowed without".into(),
-            ));
+            let reason =
+                "a heartbeat needs a client certificate; only activation is allowed without";
+            self.send(ManagerMsg::Refused(Refusal {
+                reason: reason.into(),
+            }));
+            return Err(ProtoError::Violation(reason.into()));
         }
         self.summary.purpose = Some(hello.purpose);
         self.summary.agent_version = Some(hello.agent_version);

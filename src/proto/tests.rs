@@ -294,6 +294,10 @@ fn heartbeat_without_certificate_is_refused_and_activation_goes_to_the_shell() {
     );
     assert!(matches!(
         manager.poll_output(),
+        Some(ManagerOutput::Send(ManagerMsg::Refused(_)))
+    ));
+    assert!(matches!(
+        manager.poll_output(),
         Some(ManagerOutput::Close(SessionSummary {
             result: Err(ProtoError::Violation(_)),
             ..
