@@ -134,7 +134,7 @@ pub async fn drive(
             Some(Err(FrameError::Io(e))) if alert(&e).is_some() => {
                 let alert = alert(&e).unwrap_or_default();
                 return Err(AgentError::Refused(format!(
-                    "the manager refused this agent's certificate ({alert}): was its computer \
+                    "this agent's certificate ({alert}): was its computer \
                      deleted? Activate again with a new token"
                 )));
             }
