@@ -357,3 +357,50 @@ fn a_token_cannot_take_over_a_computer_that_already_has_an_agent() {
     });
     drop(first);
 }
+
+fn status(m: &Manager, id: u64) -> String {
+    m.cli_json(&["computers", "show", &id.to_string()])["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manager_dir = tmp.path().join("manager");
+    let m = Manager::start(&manager_dir);
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    let a = activation(&m);
+    let dir = tmp.path().join("agent");
+    let agent = Agent::start(&dir, Some(&a), "db1");
+    let id = wait_for(Duration::from_secs(30), || {
+        computers(&m)
+            .first()
+            .filter(|c| c["status"] == "online")
+            .and_then(|c| c["id"].as_u64())
+    });
+    // SIGKILL: no goodbye, so it is offline once a heartbeat is missed (1 s + 1 s grace).
+    drop(agent);
+    wait_for(Duration::from_secs(30), || {
+        (status(&m, id) == "offline").then_some(())
+    });
+    let agent = Agent::start(&dir, None, "db1");
+    wait_for(Duration::from_secs(30), || {
+        (status(&m, id) == "online").then_some(())
+    });
+    // A clean stop says goodbye: stopped, not offline, and it stays so.
+    agent.stop();
+    wait_for(Duration::from_secs(30), || {
+        (status(&m, id) == "stopped").then_some(())
+    });
+    // After a manager restart nobody is blamed for its downtime: unknown until heard from.
+    m.stop();
+    let m = Manager::start(&manager_dir);
+    assert_eq!(status(&m, id), "unknown");
+    let agent = Agent::start(&dir, None, "db1");
+    wait_for(Duration::from_secs(30), || {
+        (status(&m, id) == "online").then_some(())
+    });
+    drop(agent);
+}

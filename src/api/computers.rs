@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
+use crate::manager::LivenessEvent;
 use crate::model::{AgentState, Computer, ComputerId};
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
@@ -84,6 +85,7 @@ pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
     txn.put_computer(&updated)?;
     let agent = txn.agent_state(updated.id)?;
     txn.commit()?;
+    state.liveness.send(LivenessEvent::SettingsChanged);
     log::info!(
         "computer '{}' (id {}) changed",
         updated.hostname,
@@ -106,6 +108,7 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     txn.delete_agent_state(computer.id)?;
     txn.commit()?;
     state.registry.remove_computer(computer.id);
+    state.liveness.send(LivenessEvent::Deleted(computer.id));
     log::info!(
         "computer '{}' (id {}) deleted",
         computer.hostname,

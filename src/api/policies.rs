@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
+use crate::manager::LivenessEvent;
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
 use serde_json::{Value, json};
@@ -51,6 +52,7 @@ pub fn update(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     txn.put_policy(&updated)?;
     txn.commit()?;
     log::info!("policy '{}' (id {}) changed", updated.name, updated.id);
+    state.liveness.send(LivenessEvent::SettingsChanged);
     tree.upsert(updated.clone());
     Ok(ApiResponse::ok(views::policy(&tree, &updated)))
 }

@@ -21,6 +21,8 @@ pub struct ApiState {
     pub ca_sha256: String,
     /// The agent certificates the agent port accepts; a deleted computer leaves it at once.
     pub registry: Arc<crate::manager::Registry>,
+    /// Told of every change that can move a computer's deadlines.
+    pub liveness: crate::manager::Liveness,
 }
 
 /// A request with its body already read and size-checked.

@@ -3,6 +3,7 @@
 //! session needs and records what it learned.
 
 use super::activation;
+use super::liveness::{Liveness, LivenessEvent};
 use super::registry::Registry;
 use crate::clock::{Clock, WallMs};
 use crate::framed::{self, FrameError};
@@ -11,7 +12,7 @@ use crate::net::within;
 use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
 use crate::proto::{
-    Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerOutput, ManagerSession,
+    Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerOutput, ManagerSession, Purpose,
     SessionParams, SessionSummary,
 };
 use crate::store::{Reads, Store, Writer};
@@ -33,6 +34,7 @@ pub struct AgentPort {
     /// How long an agent may take for the handshake and for each step of a session.
     pub step_timeout: Duration,
     pub max_batch: u32,
+    pub liveness: Liveness,
 }
 
 /// Serves the agent port until the returned future is dropped (which ends every connection).
@@ -242,6 +244,11 @@ async fn record(
     status_at: WallMs,
     summary: &SessionSummary,
 ) {
+    let purpose = summary.purpose;
+    let offset = summary
+        .status
+        .as_ref()
+        .map(|s| clock_offset(s.wall_clock, status_at));
     let summary = summary.clone();
     let (address, tls_version, cipher_suite) = (
         peer.addr.to_string(),
@@ -265,26 +272,35 @@ async fn record(
             state.last_seq = state.last_seq.max(summary.last_seq);
             if let Some(status) = &summary.status {
                 apply_status(&mut state, status, status_at);
-                if let Some(mut record) = txn.computer(computer)?
-                    && record.status != Status::Online
-                {
-                    record.status = Status::Online;
-                    txn.put_computer(&record)?;
-                }
             }
             txn.put_agent_state(&state)
         })
         .await;
     if let Err(e) = result {
         log::error!("cannot record the heartbeat of computer {computer}: {e}");
+        return;
     }
+    // Recorded first, so a status change never shows before the heartbeat that caused it.
+    if purpose == Some(Purpose::Goodbye) {
+        port.liveness.send(LivenessEvent::Goodbye(computer));
+    } else if let Some(offset) = offset {
+        port.liveness.send(LivenessEvent::Heartbeat {
+            computer,
+            clock_offset_ms: Some(offset),
+        });
+    }
+}
+
+/// The agent's clock minus the manager's: both read within one round trip, so this is the
+/// agent's clock error. Saturates for an absurd agent clock.
+fn clock_offset(agent: WallMs, manager: WallMs) -> i64 {
+    let offset = i128::from(agent.0) - i128::from(manager.0);
+    i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn apply_status(state: &mut AgentState, status: &crate::proto::AgentStatus, at: WallMs) {
     state.last_heartbeat = Some(at);
-    // Both clocks are read within one round trip; the offset is the agent's clock error.
-    let offset = i128::from(status.wall_clock.0) - i128::from(at.0);
-    state.clock_offset_ms = Some(i64::try_from(offset).unwrap_or(i64::MAX));
+    state.clock_offset_ms = Some(clock_offset(status.wall_clock, at));
     state.listen_port = status.listen_port;
     state.components = status
         .components
@@ -363,6 +379,7 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
     txn.put_token(&token_after).map_err(store)?;
     txn.commit().map_err(store)?;
     port.registry.insert(issued.serial, computer.id);
+    port.liveness.send(LivenessEvent::Activated(computer.id));
     log::info!(
         "computer '{}' (id {}) activated from {ip}",
         computer.hostname,

@@ -5,11 +5,13 @@ pub mod activation;
 mod agent_port;
 mod data_dir;
 mod error;
+mod liveness;
 mod registry;
 
 pub use agent_port::expected_config;
 pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
 pub use error::ManagerError;
+pub use liveness::{Liveness, LivenessEvent};
 pub use registry::Registry;
 
 use crate::api::{self, ApiState};
@@ -73,6 +75,8 @@ pub fn serve(
     let agent_tls = pki.agent_port_config(registry.clone())?;
     let pki = Arc::new(pki);
     let (writer, writer_thread) = Writer::start(store.clone());
+    let (liveness, liveness_events) = Liveness::channel();
+    let tracked = liveness::prepare(&store)?;
 
     smol::block_on(async {
         let console = bind("the console and API", config.console_listen).await?;
@@ -87,27 +91,38 @@ pub fn serve(
             agent_endpoint: agent_endpoint.clone(),
             ca_sha256: pki.ca_sha256_hex(),
             registry: registry.clone(),
+            liveness: liveness.clone(),
         });
         let port = Arc::new(AgentPort {
             store: store.clone(),
-            writer,
+            writer: writer.clone(),
             pki: pki.clone(),
             registry,
-            clock,
+            clock: clock.clone(),
             endpoints: vec![agent_endpoint],
             step_timeout: STEP_TIMEOUT,
             max_batch: MAX_EVENT_BATCH,
+            liveness,
         });
         data_dir::write_ports(dir, agent_addr, console_addr)?;
         print_banner(&config, &pki, console_addr, agent_addr);
         let api_task = smol::spawn(api::serve(console, tls, state));
         let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));
+        let liveness_task = smol::spawn(liveness::run(
+            store.clone(),
+            writer,
+            clock,
+            tracked,
+            liveness_events,
+        ));
         shutdown.await;
         api_task.cancel().await;
         agent_task.cancel().await;
+        liveness_task.cancel().await;
         Ok::<(), ManagerError>(())
     })?;
-    // Every writer handle went with the agent port; the thread ends once its queue is empty.
+    // Every writer handle went with the agent port and the liveness task; the thread ends once
+    // its queue is empty.
     if writer_thread.join().is_err() {
         log::error!("the store writer thread panicked");
     }

@@ -56,6 +56,14 @@ pub enum Status {
     ActivationRequired,
     /// Its agent completed a heartbeat within its allowance.
     Online,
+    /// It missed at least one heartbeat.
+    Offline,
+    /// A VM its hypervisor reports stopped, past its allowance.
+    VmStopped,
+    /// Its agent said goodbye on a clean shutdown.
+    Stopped,
+    /// Not heard from since the manager started, still within its allowance.
+    Unknown,
 }
 
 impl Status {
@@ -63,6 +71,10 @@ impl Status {
         match self {
             Status::ActivationRequired => "activation-required",
             Status::Online => "online",
+            Status::Offline => "offline",
+            Status::VmStopped => "vm-stopped",
+            Status::Stopped => "stopped",
+            Status::Unknown => "unknown",
         }
     }
 }

@@ -166,7 +166,7 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
             txn.open_table(TOKENS)?;
             Ok(1)
         }
-        // The agent channel: agent state and events, and the `online` status (a release that
+        // The agent channel: agent state and events, and the liveness statuses (a release that
         // only knows schema 1 must refuse the file rather than meet a status it cannot read).
         1 => {
             txn.open_table(AGENTS)?;
