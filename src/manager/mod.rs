@@ -181,13 +181,13 @@ fn print_banner(config: &ManagerConfig, pki: &ManagerPki, console: SocketAddr, a
     let host = |addr: SocketAddr| dial_address(&config.hostname, addr);
     let dir = config.data_dir.display();
     println!("Picket manager is running.");
-    println!("  Console and REST API: https://{}/", host(console));
+    println!("  REST API:             https://{}/api/v1/", host(console));
     println!("  Admin API key:        {dir}/{ADMIN_KEY_FILE}");
     println!("  CA certificate:       {dir}/{PKI_DIR}/ca.crt");
     println!("  Agents connect to:    {}", host(agent));
     println!("  CA pin for agents:    {}", pki.ca_sha256_hex());
     println!("Try it:  picket policies list --data-dir {dir}");
-    println!("To activate an agent (the agent channel is not in this build yet):");
+    println!("To activate an agent, create a token:");
     println!("  picket token create --data-dir {dir}");
     println!("then run the agent command it prints on the computer to protect:");
     println!(
