@@ -22,6 +22,22 @@ pub enum Command {
     Token(TokenArgs),
     Agent(AgentArgs),
     Events(EventsArgs),
+    Alerts(AlertsArgs),
+}
+
+/// Show and dismiss alerts.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "alerts")]
+pub struct AlertsArgs {
+    #[argh(subcommand)]
+    pub verb: AlertsVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum AlertsVerb {
+    List(AlertsList),
+    Dismiss(AlertsDismiss),
 }
 
 /// Run the agent: activate once with a token, then heartbeat to the manager.
@@ -293,5 +309,22 @@ admin_verb!(
         /// how many (default 100)
         #[argh(option, default = "100")]
         pub limit: u32,
+    }
+);
+
+admin_verb!(
+    /// List active alerts, newest first.
+    AlertsList, "list" {
+        /// also cleared and dismissed alerts
+        #[argh(switch)]
+        pub all: bool,
+    }
+);
+admin_verb!(
+    /// Dismiss an alert.
+    AlertsDismiss, "dismiss" {
+        /// alert id
+        #[argh(positional)]
+        pub id: u64,
     }
 );

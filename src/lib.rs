@@ -16,6 +16,7 @@
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
 //! - [`proto`]: the agent-manager protocol: frames, messages, sans-io session state machines.
 //! - [`agent`]: the agent process: activation, heartbeat loop, event spool, configuration.
+//! - [`alerts`]: the alert lifecycle: raise or update, clear by itself, dismiss.
 //! - [`api`]: the REST API over HTTPS: router, handlers, JSON views, errors.
 //! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown, and the
 //!   rules of activation tokens (`manager::activation`).
@@ -24,6 +25,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod clock;

@@ -45,6 +45,7 @@ fn run(cli: Picket) -> ExitCode {
         Command::Computers(c) => admin::computers(c.verb).map_err(admin_failure),
         Command::Token(t) => admin::tokens(t.verb).map_err(admin_failure),
         Command::Events(e) => admin::events(e.verb).map_err(admin_failure),
+        Command::Alerts(a) => admin::alerts(a.verb).map_err(admin_failure),
         Command::Agent(args) => agent::run(agent::AgentOptions {
             data_dir: args.data_dir,
             manager: args.manager,

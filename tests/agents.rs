@@ -404,3 +404,74 @@ fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart()
     });
     drop(agent);
 }
+
+fn alerts(m: &Manager, all: bool) -> Vec<Value> {
+    let mut args = vec!["alerts", "list"];
+    if all {
+        args.push("--all");
+    }
+    m.cli_json(&args)["alerts"].as_array().unwrap().clone()
+}
+
+#[test]
+fn offline_alert_on_the_third_missed_heartbeat_clears_and_comes_back_after_dismissal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    m.cli_json(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "heartbeat.missed-before-alert=2",
+    ]);
+    let a = activation(&m);
+    let dir = tmp.path().join("agent");
+    let agent = Agent::start(&dir, Some(&a), "app1");
+    let id = wait_for(Duration::from_secs(30), || {
+        computers(&m)
+            .first()
+            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
+            .and_then(|c| c["id"].as_u64())
+    });
+    assert!(alerts(&m, true).is_empty());
+
+    drop(agent); // SIGKILL: no goodbye
+    let alert = wait_for(Duration::from_secs(30), || {
+        alerts(&m, false).first().cloned()
+    });
+    assert_eq!(alert["kind"], "computer-offline");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["computer"], id);
+    assert_eq!(alert["hostname"], "app1");
+    let message = alert["message"].as_str().unwrap();
+    // Raised when the third miss was counted, not at the first or second.
+    assert!(message.contains("3 heartbeat(s) missed"), "{message}");
+    assert!(message.contains("last heartbeat"), "{message}");
+
+    // The next heartbeat clears it by itself.
+    let agent = Agent::start(&dir, None, "app1");
+    wait_for(Duration::from_secs(30), || {
+        alerts(&m, false).is_empty().then_some(())
+    });
+    let history = alerts(&m, true);
+    assert!(history[0]["cleared_ms"].is_u64(), "{history:?}");
+
+    // Dismissed while the computer is still offline, it comes back as a new alert.
+    drop(agent);
+    let first = wait_for(Duration::from_secs(30), || {
+        alerts(&m, false).first().cloned()
+    });
+    let first_id = first["id"].as_u64().unwrap().to_string();
+    let dismissed = m.cli_json(&["alerts", "dismiss", &first_id]);
+    assert!(dismissed["alerts"][0]["dismissed_ms"].is_u64());
+    let again = m.cli(&["alerts", "dismiss", &first_id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("409"));
+    let unknown = m.cli(&["alerts", "dismiss", "999"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("404"));
+    let back = wait_for(Duration::from_secs(30), || {
+        alerts(&m, false).first().cloned()
+    });
+    assert_ne!(back["id"].as_u64().unwrap().to_string(), first_id);
+    assert_eq!(back["kind"], "computer-offline");
+}

@@ -8,7 +8,7 @@ mod output;
 pub use client::{ApiClient, ClientOptions, RawResponse, percent_encode};
 pub use error::AdminError;
 
-use crate::cli::{ComputersVerb, EventsVerb, PoliciesVerb, TokenVerb};
+use crate::cli::{AlertsVerb, ComputersVerb, EventsVerb, PoliciesVerb, TokenVerb};
 use hyper::Method;
 use serde_json::{Map, Value, json};
 
@@ -97,6 +97,26 @@ pub fn tokens(verb: TokenVerb) -> Result<(), AdminError> {
             let path = format!("/api/v1/tokens/{}", percent_encode(&a.id));
             connect(&a.client())?.call(Method::DELETE, &path, None)?;
             output::deleted(&a.client(), "token", &a.id);
+        }
+    }
+    Ok(())
+}
+
+pub fn alerts(verb: AlertsVerb) -> Result<(), AdminError> {
+    match verb {
+        AlertsVerb::List(a) => {
+            let path = if a.all {
+                "/api/v1/alerts?all=true"
+            } else {
+                "/api/v1/alerts"
+            };
+            let answer = connect(&a.client())?.call(Method::GET, path, None)?;
+            output::alert_list(&a.client(), &answer);
+        }
+        AlertsVerb::Dismiss(a) => {
+            let path = format!("/api/v1/alerts/{}/dismiss", a.id);
+            let answer = connect(&a.client())?.call(Method::POST, &path, None)?;
+            output::alert_list(&a.client(), &json!({"alerts": [answer]}));
         }
     }
     Ok(())

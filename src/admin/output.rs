@@ -215,3 +215,33 @@ pub fn event_list(options: &ClientOptions, answer: &Value) {
         .collect();
     table(["TIME", "COMPUTER", "SEQ", "EVENT", "DETAILS"], &rows);
 }
+
+pub fn alert_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 6]> = items(answer, "alerts")
+        .map(|a| {
+            let state = if a["active"] == true {
+                "active"
+            } else if a["dismissed_ms"].is_u64() {
+                "dismissed"
+            } else {
+                "cleared"
+            };
+            let updated = a["updated_ms"].as_u64().unwrap_or(0);
+            [
+                text(&a["id"]),
+                format!("{} {}", text(&a["severity"]), text(&a["kind"])),
+                text(&a["hostname"]),
+                state.to_string(),
+                crate::clock::format_utc(crate::clock::WallMs(updated)),
+                text(&a["message"]),
+            ]
+        })
+        .collect();
+    table(
+        ["ID", "ALERT", "COMPUTER", "STATE", "UPDATED", "MESSAGE"],
+        &rows,
+    );
+}

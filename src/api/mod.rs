@@ -4,6 +4,7 @@
 //! Handlers are synchronous functions over the store, run on smol's blocking pool; the async
 //! part only moves bytes. That keeps each handler testable without a socket.
 
+mod alerts;
 mod computers;
 mod error;
 mod events;

@@ -1,7 +1,7 @@
 //! Routing and authentication: a request in, a response out, no sockets.
 
 use super::error::ApiError;
-use super::{computers, events, policies, tokens};
+use super::{alerts, computers, events, policies, tokens};
 use crate::clock::Clock;
 use crate::pki;
 use crate::store::Store;
@@ -133,6 +133,10 @@ fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, 
         (["policies", r], &Method::PATCH) => policies::update(state, r, body),
         (["policies", r], &Method::DELETE) => policies::delete(state, r),
         (["policies", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
+        (["alerts"], &Method::GET) => alerts::list(state, req.query.as_deref()),
+        (["alerts"], _) => return Err(AllowOnly("GET")),
+        (["alerts", id, "dismiss"], &Method::POST) => alerts::dismiss(state, id),
+        (["alerts", _, "dismiss"], _) => return Err(AllowOnly("POST")),
         (["events"], &Method::GET) => events::list(state, req.query.as_deref()),
         (["events"], _) => return Err(AllowOnly("GET")),
         (["computers"], &Method::GET) => computers::list(state),

@@ -4,7 +4,7 @@
 use crate::clock::WallMs;
 use crate::manager::activation;
 use crate::model::{
-    AgentState, ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue,
+    AgentState, Alert, ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue,
     Settings, StoredEvent, Token,
 };
 use crate::policy::{EffectiveSettings, PolicyTree, Source, resolve_computer, resolve_policy};
@@ -129,5 +129,23 @@ pub fn event(e: &StoredEvent) -> Value {
         "time_ms": e.time.0,
         "received_ms": e.received.0,
         "fields": e.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),
+    })
+}
+
+/// An alert, with its computer's hostname when it still exists.
+pub fn alert(a: &Alert, hostname: Option<&str>) -> Value {
+    json!({
+        "id": a.id.0,
+        "kind": a.kind.name(),
+        "severity": a.kind.severity().name(),
+        "computer": a.computer.0,
+        "hostname": hostname,
+        "message": a.message,
+        "raised_ms": a.raised.0,
+        "updated_ms": a.updated.0,
+        "count": a.count,
+        "cleared_ms": a.cleared.map(|t| t.0),
+        "dismissed_ms": a.dismissed.map(|t| t.0),
+        "active": a.is_active(),
     })
 }

@@ -92,6 +92,7 @@ pub enum Decision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Base {
     ManagerStart,
+    Activation,
     Heartbeat,
     Goodbye,
 }
@@ -125,12 +126,22 @@ impl Monitor {
     /// Starts watching a computer from `now` with a full allowance: at manager start, or when
     /// it is activated.
     pub fn track(&mut self, now: Instant, computer: ComputerId, rules: Rules) {
+        self.start_tracking(now, computer, rules, Base::ManagerStart);
+    }
+
+    /// Starts watching a computer just activated: like [`Monitor::track`], but a later alert
+    /// says it was never heard from after its activation.
+    pub fn track_activated(&mut self, now: Instant, computer: ComputerId, rules: Rules) {
+        self.start_tracking(now, computer, rules, Base::Activation);
+    }
+
+    fn start_tracking(&mut self, now: Instant, computer: ComputerId, rules: Rules, why: Base) {
         self.forget(computer);
         let entry = Entry {
             rules,
             state: State::Unknown,
             base: now,
-            why: Base::ManagerStart,
+            why,
             missed: 0,
             deadline: now,
             alerted: false,
@@ -138,6 +149,14 @@ impl Monitor {
             last_offset_ms: None,
         };
         self.insert(computer, entry);
+    }
+
+    /// An administrator dismissed the offline alert: if the computer is still offline, the
+    /// next missed heartbeat raises it again.
+    pub fn rearm_offline(&mut self, computer: ComputerId) {
+        if let Some(entry) = self.entries.get_mut(&computer) {
+            entry.alerted = false;
+        }
     }
 
     /// The computer was deleted.
@@ -340,6 +359,7 @@ fn misses(entry: &Entry, now: Instant) -> u64 {
 fn entry_reason(entry: &Entry) -> String {
     match entry.why {
         Base::ManagerStart => "not heard from since the manager started".to_string(),
+        Base::Activation => "no heartbeat since its activation".to_string(),
         Base::Heartbeat => "no heartbeat since the last one".to_string(),
         Base::Goodbye => {
             "the agent said goodbye (clean shutdown) and has not come back".to_string()

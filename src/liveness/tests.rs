@@ -239,3 +239,31 @@ fn deadlines_are_kept_in_order_across_many_computers() {
     m.forget(ComputerId(0));
     assert!(m.poll_timeout() > Some(at(11_006)));
 }
+
+#[test]
+fn a_dismissed_offline_alert_comes_back_while_the_computer_stays_offline() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_heartbeat(at(0), ID, None);
+    m.handle_timeout(at(11_000));
+    assert!(raised(&drain(&mut m)));
+    m.handle_timeout(at(21_000));
+    assert!(!raised(&drain(&mut m)), "one alert while it lasts");
+    m.rearm_offline(ID);
+    m.handle_timeout(at(31_000));
+    assert!(
+        raised(&drain(&mut m)),
+        "dismissed but still offline: back again"
+    );
+}
+
+#[test]
+fn a_computer_never_heard_from_after_activation_is_said_so() {
+    let mut m = Monitor::new();
+    m.track_activated(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_timeout(at(11_000));
+    assert!(drain(&mut m).iter().any(|d| matches!(
+        d,
+        Decision::RaiseOffline { reason, .. } if reason.contains("since its activation")
+    )));
+}

@@ -2,9 +2,10 @@
 //! API report and the time, and writes the statuses it decides. One task owns the state and
 //! receives events over a channel, so no lock guards a decision.
 
-use crate::clock::Clock;
+use crate::alerts;
+use crate::clock::{Clock, WallMs, format_utc};
 use crate::liveness::{Decision, Monitor, Rules, State};
-use crate::model::{ComputerId, Status};
+use crate::model::{AlertKind, ComputerId, Status, format_duration};
 use crate::policy::{self, PolicyTree};
 use crate::store::{Reads, Store, StoreError, Writer};
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ pub enum LivenessEvent {
     Deleted(ComputerId),
     /// A policy or computer changed: effective settings may have moved.
     SettingsChanged,
+    /// An administrator dismissed the computer's offline alert.
+    OfflineDismissed(ComputerId),
 }
 
 /// A cheap handle to send events; sending never blocks a request.
@@ -90,7 +93,7 @@ pub async fn run(
             Some(Ok(event)) => handle(&mut monitor, &store, now, event).await,
         }
         while let Some(decision) = monitor.poll_decision() {
-            act(&writer, decision).await;
+            act(&writer, clock.wall(), decision).await;
         }
     }
 }
@@ -108,6 +111,7 @@ async fn handle(
         } => monitor.handle_heartbeat(now, computer, clock_offset_ms),
         LivenessEvent::Goodbye(computer) => monitor.handle_goodbye(now, computer),
         LivenessEvent::Deleted(computer) => monitor.forget(computer),
+        LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
         LivenessEvent::Activated(_) | LivenessEvent::SettingsChanged => {
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
@@ -116,7 +120,7 @@ async fn handle(
                         if monitor.state(id).is_some() {
                             monitor.set_rules(now, id, rules);
                         } else {
-                            monitor.track(now, id, rules);
+                            monitor.track_activated(now, id, rules);
                         }
                     }
                 }
@@ -126,7 +130,8 @@ async fn handle(
     }
 }
 
-async fn act(writer: &Writer, decision: Decision) {
+/// Carries out a decision; `now` stamps the records it writes.
+async fn act(writer: &Writer, now: WallMs, decision: Decision) {
     match decision {
         Decision::State {
             computer,
@@ -139,27 +144,109 @@ async fn act(writer: &Writer, decision: Decision) {
             );
             set_status(writer, computer, status(state)).await;
         }
-        // The alert store and its API come with the rest of the liveness issue; until then the
-        // decisions are logged so an administrator tailing the log sees them.
         Decision::RaiseOffline {
             computer,
             missed,
             reason,
         } => {
-            log::warn!("alert computer-offline for computer {computer}: {missed} missed ({reason})")
+            log::warn!("alert computer-offline for computer {computer}: {reason}");
+            raise(
+                writer,
+                now,
+                computer,
+                AlertKind::ComputerOffline,
+                move |last| {
+                    let since = last.map_or("it was never heard from".to_string(), |t| {
+                        format!("last heartbeat {}", format_utc(t))
+                    });
+                    format!("offline: {missed} heartbeat(s) missed, {since}; {reason}")
+                },
+            )
+            .await;
         }
-        Decision::ClearOffline { computer } => {
-            log::info!("alert computer-offline cleared for computer {computer}")
-        }
+        Decision::ClearOffline { computer } => clear_offline(writer, now, computer).await,
         Decision::ClockChanged {
             computer,
             change_ms,
             limit,
-        } => log::warn!(
-            "alert clock-changed for computer {computer}: its clock moved {change_ms} ms between \
-             heartbeats (maximum {} ms)",
-            limit.as_millis()
-        ),
+        } => {
+            log::warn!("alert clock-changed for computer {computer}: {change_ms} ms");
+            raise(writer, now, computer, AlertKind::ClockChanged, move |_| {
+                format!(
+                    "the computer's clock moved {} between heartbeats ({}), more than the maximum \
+                     of {}",
+                    format_duration(Duration::from_millis(change_ms.unsigned_abs())),
+                    if change_ms < 0 {
+                        "backwards"
+                    } else {
+                        "forwards"
+                    },
+                    format_duration(limit)
+                )
+            })
+            .await;
+        }
+    }
+}
+
+/// Raises an alert, or updates the active one of the same kind and computer. `message` gets the
+/// computer's last heartbeat time.
+async fn raise(
+    writer: &Writer,
+    now: WallMs,
+    computer: ComputerId,
+    kind: AlertKind,
+    message: impl Fn(Option<WallMs>) -> String + Send + 'static,
+) {
+    let result = writer
+        .write(move |txn| {
+            if txn.computer(computer)?.is_none() {
+                return Ok(());
+            }
+            let last = txn.agent_state(computer)?.and_then(|a| a.last_heartbeat);
+            let active = txn
+                .alerts()?
+                .into_iter()
+                .find(|a| a.is_active() && a.kind == kind && a.computer == computer);
+            let mut new_id = None;
+            if active.is_none() {
+                new_id = Some(txn.next_alert_id()?);
+            }
+            let alert = alerts::raise(
+                active.as_ref(),
+                || new_id.unwrap_or(crate::model::AlertId(0)),
+                kind,
+                computer,
+                message(last),
+                now,
+            );
+            txn.put_alert(&alert)
+        })
+        .await;
+    if let Err(e) = result {
+        log::error!(
+            "cannot record a {} alert for computer {computer}: {e}",
+            kind.name()
+        );
+    }
+}
+
+async fn clear_offline(writer: &Writer, now: WallMs, computer: ComputerId) {
+    let result = writer
+        .write(move |txn| {
+            for alert in txn.alerts()? {
+                if alert.computer == computer
+                    && alert.kind == AlertKind::ComputerOffline
+                    && let Some(cleared) = alerts::clear(&alert, now)
+                {
+                    txn.put_alert(&cleared)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        log::error!("cannot clear the offline alert of computer {computer}: {e}");
     }
 }
 

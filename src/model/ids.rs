@@ -28,3 +28,7 @@ id_type!(
     /// A computer's id, never reused after a delete.
     ComputerId
 );
+id_type!(
+    /// An alert's id, never reused.
+    AlertId
+);

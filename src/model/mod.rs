@@ -4,14 +4,16 @@
 //! count) can only be built through their parsers, so a value out of range cannot reach the store.
 
 mod agent;
+mod alert;
 mod duration;
 mod ids;
 mod records;
 mod settings;
 
 pub use agent::{AgentState, StoredEvent};
+pub use alert::{Alert, AlertKind, Severity};
 pub use duration::{DurationError, format_duration, parse_duration};
-pub use ids::{ComputerId, PolicyId};
+pub use ids::{AlertId, ComputerId, PolicyId};
 pub use records::{BASE_POLICY_NAME, Computer, ComputerKind, Policy, Status, Token, TokenHash};
 pub use settings::{
     ClockChangeLimit, Direction, MissedLimit, Setting, SettingError, SettingKey, SettingValue,

@@ -21,11 +21,12 @@ pub use error::StoreError;
 pub use writer::Writer;
 
 use crate::model::{
-    AgentState, Computer, ComputerId, Policy, PolicyId, StoredEvent, Token, TokenHash,
+    AgentState, Alert, AlertId, Computer, ComputerId, Policy, PolicyId, StoredEvent, Token,
+    TokenHash,
 };
 use records::{
-    AGENTS, AgentStateRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord, META, POLICIES,
-    PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
+    AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord,
+    META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
 };
 use redb::{
     Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -171,6 +172,7 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
         1 => {
             txn.open_table(AGENTS)?;
             txn.open_table(EVENTS)?;
+            txn.open_table(ALERTS)?;
             Ok(2)
         }
         _ => Err(StoreError::NoMigration { from }),
@@ -265,6 +267,15 @@ pub trait Reads: sealed::Tables {
                 Ok(all)
             }
         }
+    }
+
+    /// Every alert, active or not, in id order.
+    fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        records::all_by_id::<AlertRecord>(&self.table(ALERTS)?)
+    }
+
+    fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        records::get::<u64, AlertRecord>(&self.table(ALERTS)?, id.0, || id.to_string())
     }
 
     /// SHA-256 of the admin API key, once the data dir has been initialised.
@@ -362,6 +373,20 @@ impl WriteTxn {
         let bytes = records::encode(EventRecord::TABLE, &EventRecord::current(e))?;
         table.insert(key, bytes.as_slice())?;
         Ok(true)
+    }
+
+    /// Inserts or replaces the alert with `a.id`.
+    pub fn put_alert(&mut self, a: &Alert) -> Result<(), StoreError> {
+        let bytes = records::encode(AlertRecord::TABLE, &AlertRecord::current(a))?;
+        self.txn
+            .open_table(ALERTS)?
+            .insert(a.id.0, bytes.as_slice())?;
+        self.keep_counter_above(meta_key::NEXT_ALERT_ID, a.id.0)
+    }
+
+    /// An alert id never given out before, starting at 1.
+    pub fn next_alert_id(&mut self) -> Result<AlertId, StoreError> {
+        self.take_next(meta_key::NEXT_ALERT_ID).map(AlertId)
     }
 
     /// Inserts or replaces the token with `t.hash`.

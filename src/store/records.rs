@@ -6,7 +6,7 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use crate::model::{AgentState, Computer, Policy, StoredEvent, Token};
+use crate::model::{AgentState, Alert, Computer, Policy, StoredEvent, Token};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,12 +25,16 @@ pub(super) const AGENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("age
 /// finds its key taken and is not stored twice.
 pub(super) const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 
+/// Keyed by alert id: active, cleared and dismissed alerts.
+pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+
 /// The keys of the `meta` table.
 pub(super) mod meta_key {
     pub const SCHEMA_VERSION: &str = "schema_version";
     pub const NEXT_POLICY_ID: &str = "next_policy_id";
     pub const NEXT_COMPUTER_ID: &str = "next_computer_id";
     pub const ADMIN_KEY_SHA256: &str = "admin_key_sha256";
+    pub const NEXT_ALERT_ID: &str = "next_alert_id";
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -56,6 +60,11 @@ pub(super) enum AgentStateRecord {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum EventRecord {
     V1(StoredEvent),
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum AlertRecord {
+    V1(Alert),
 }
 
 /// A stored record: how the model value is wrapped in the current version, and unwrapped from
@@ -140,6 +149,21 @@ impl Record for EventRecord {
     fn into_model(self) -> StoredEvent {
         match self {
             EventRecord::V1(e) => e,
+        }
+    }
+}
+
+impl Record for AlertRecord {
+    type Model = Alert;
+    const TABLE: &'static str = "alerts";
+
+    fn current(model: &Alert) -> Self {
+        AlertRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> Alert {
+        match self {
+            AlertRecord::V1(a) => a,
         }
     }
 }
@@ -294,6 +318,20 @@ pub(super) mod tests {
         }
     }
 
+    pub(crate) fn sample_alert() -> Alert {
+        Alert {
+            id: crate::model::AlertId(4),
+            kind: crate::model::AlertKind::ClockChanged,
+            computer: ComputerId(7),
+            raised: WallMs(1_700_000_000_000),
+            updated: WallMs(1_700_000_060_000),
+            count: 2,
+            message: "clock moved".into(),
+            cleared: None,
+            dismissed: Some(WallMs(1_700_000_120_000)),
+        }
+    }
+
     pub(crate) fn sample_event() -> StoredEvent {
         StoredEvent {
             computer: ComputerId(7),
@@ -344,6 +382,7 @@ pub(super) mod tests {
         check_golden::<TokenRecord>("token-v1", sample_token());
         check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
+        check_golden::<AlertRecord>("alert-v1", sample_alert());
     }
 
     #[test]
@@ -355,6 +394,7 @@ pub(super) mod tests {
             TOKENS.name(),
             AGENTS.name(),
             EVENTS.name(),
+            ALERTS.name(),
         ] {
             assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
         }
@@ -363,6 +403,7 @@ pub(super) mod tests {
             meta_key::NEXT_POLICY_ID,
             meta_key::NEXT_COMPUTER_ID,
             meta_key::ADMIN_KEY_SHA256,
+            meta_key::NEXT_ALERT_ID,
         ] {
             assert!(SCHEMA.contains(&format!("`{key}`")), "meta key {key}");
         }
@@ -372,6 +413,7 @@ pub(super) mod tests {
             "TokenRecord::V1",
             "AgentStateRecord::V1",
             "EventRecord::V1",
+            "AlertRecord::V1",
         ] {
             assert!(SCHEMA.contains(record), "record {record}");
         }
@@ -380,6 +422,7 @@ pub(super) mod tests {
         assert_eq!(TokenRecord::TABLE, TOKENS.name());
         assert_eq!(AgentStateRecord::TABLE, AGENTS.name());
         assert_eq!(EventRecord::TABLE, EVENTS.name());
+        assert_eq!(AlertRecord::TABLE, ALERTS.name());
     }
 
     #[test]
