@@ -177,7 +177,7 @@ admin_verb!(
     }
 );
 admin_verb!(
-    /// Change a computer: hostname=, policy=, kind=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
+    /// Change a computer: hostname=, policy=, kind=, vm_power_state=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
     ComputersSet, "set" {
         /// computer id
         #[argh(positional)]

@@ -475,3 +475,49 @@ fn offline_alert_on_the_third_missed_heartbeat_clears_and_comes_back_after_dismi
     assert_ne!(back["id"].as_u64().unwrap().to_string(), first_id);
     assert_eq!(back["kind"], "computer-offline");
 }
+
+#[test]
+fn a_stopped_vm_is_vm_stopped_and_alerts_only_when_the_setting_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    m.cli_json(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "heartbeat.missed-before-alert=0",
+    ]);
+    let vm = m.cli_json(&["computers", "add", "vm1", "--kind", "vm"]);
+    let id = vm["id"].as_u64().unwrap();
+    let a = activation(&m);
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&a), "vm1");
+    wait_for(Duration::from_secs(30), || {
+        computers(&m)
+            .first()
+            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
+            .map(|_| ())
+    });
+    let stopped = m.cli_json(&[
+        "computers",
+        "set",
+        &id.to_string(),
+        "vm_power_state=stopped",
+    ]);
+    assert_eq!(stopped["vm_power_state"], "stopped");
+    drop(agent); // the hypervisor stopped it
+    wait_for(Duration::from_secs(30), || {
+        (status(&m, id) == "vm-stopped").then_some(())
+    });
+    // The setting decides whether a stopped VM is an error: turned on, the alert comes.
+    m.cli_json(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "heartbeat.offline-errors-for-inactive-vms=true",
+    ]);
+    let alert = wait_for(Duration::from_secs(30), || {
+        alerts(&m, false).first().cloned()
+    });
+    assert_eq!(alert["kind"], "computer-offline");
+    assert_eq!(alert["computer"], id);
+}

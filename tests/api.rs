@@ -84,6 +84,7 @@ fn bad_inputs_are_refused_naming_the_field_and_change_nothing() {
         (Method::PATCH, "/api/v1/computers/1", br#"{"settings":{"communication.direction":"manager-initiated"}}"#.to_vec(), StatusCode::BAD_REQUEST, "settings.communication.direction"),
         (Method::POST, "/api/v1/computers", br#"{"hostname":"fw2","kind":"appliance","settings":{"communication.direction":"agent-initiated"}}"#.to_vec(), StatusCode::BAD_REQUEST, "kind"),
         (Method::POST, "/api/v1/computers", br#"{"hostname":"WEB1"}"#.to_vec(), StatusCode::CONFLICT, "hostname"),
+        (Method::PATCH, "/api/v1/computers/2", br#"{"vm_power_state":"stopped"}"#.to_vec(), StatusCode::BAD_REQUEST, "vm_power_state"),
         (Method::POST, "/api/v1/policies", Vec::new(), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, "/api/v1/policies", b"{\"name\": ".to_vec(), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, "/api/v1/policies", ten_mb, StatusCode::PAYLOAD_TOO_LARGE, ""),

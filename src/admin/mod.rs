@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 /// Fields of a policy that `set` changes directly; every other key is a setting.
 const POLICY_FIELDS: [&str; 2] = ["name", "parent"];
 /// Fields of a computer that `set` changes directly; every other key is a setting.
-const COMPUTER_FIELDS: [&str; 3] = ["hostname", "policy", "kind"];
+const COMPUTER_FIELDS: [&str; 4] = ["hostname", "policy", "kind", "vm_power_state"];
 
 pub fn policies(verb: PoliciesVerb) -> Result<(), AdminError> {
     match verb {

@@ -37,6 +37,7 @@ pub fn computer_change(mut map: Map<String, Value>) -> Result<ComputerChange, Ap
         hostname: optional_string(&mut map, "hostname")?,
         policy: optional_reference(&mut map, "policy")?,
         kind: optional_string(&mut map, "kind")?,
+        vm_power_state: optional_string(&mut map, "vm_power_state")?,
         settings: settings(&mut map)?,
     };
     refuse_leftovers(map)?;

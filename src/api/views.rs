@@ -54,6 +54,8 @@ pub fn computer(
         "id": computer.id.0,
         "hostname": computer.hostname,
         "kind": computer.kind.name(),
+        "vm_power_state": (computer.kind == crate::model::ComputerKind::Vm)
+            .then(|| computer.vm_power_state.name()),
         "policy": tree.get(computer.policy).map(|p| p.name.as_str()),
         "policy_id": computer.policy.0,
         "status": computer.status.name(),

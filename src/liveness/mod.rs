@@ -9,6 +9,7 @@
 //! interval takes effect at once, with no restart and no drift.
 
 use crate::clock::Instant;
+pub use crate::model::PowerState;
 use crate::model::{ClockChangeLimit, ComputerId, ComputerKind, MissedLimit};
 use crate::policy::EffectiveSettings;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -55,12 +56,6 @@ pub enum State {
     /// A VM its hypervisor reports stopped, past its allowance.
     VmStopped,
     /// The agent said goodbye on a clean shutdown.
-    Stopped,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PowerState {
-    Running,
     Stopped,
 }
 

@@ -4,7 +4,7 @@
 
 use crate::alerts;
 use crate::clock::{Clock, WallMs, format_utc};
-use crate::liveness::{Decision, Monitor, Rules, State};
+use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
 use crate::model::{AlertKind, ComputerId, Status, format_duration};
 use crate::policy::{self, PolicyTree};
 use crate::store::{Reads, Store, StoreError, Writer};
@@ -48,7 +48,7 @@ impl Liveness {
 
 /// Marks every activated computer `unknown` and returns their rules. Run at start, before the
 /// listeners open, so nobody ever reads a status left over from before the manager's downtime.
-pub fn prepare(store: &Store) -> Result<HashMap<ComputerId, Rules>, StoreError> {
+pub fn prepare(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> {
     let rules = all_rules(store)?;
     let mut txn = store.write()?;
     for id in rules.keys() {
@@ -67,13 +67,14 @@ pub async fn run(
     store: Arc<Store>,
     writer: Writer,
     clock: Arc<dyn Clock>,
-    initial: HashMap<ComputerId, Rules>,
+    initial: HashMap<ComputerId, Watched>,
     events: smol::channel::Receiver<LivenessEvent>,
 ) {
     let mut monitor = Monitor::new();
     let now = clock.now();
-    for (id, rules) in initial {
+    for (id, (rules, power)) in initial {
         monitor.track(now, id, rules);
+        monitor.set_power(now, id, power);
     }
     loop {
         let wait = monitor
@@ -116,12 +117,13 @@ async fn handle(
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
                 Ok(rules) => {
-                    for (id, rules) in rules {
+                    for (id, (rules, power)) in rules {
                         if monitor.state(id).is_some() {
                             monitor.set_rules(now, id, rules);
                         } else {
                             monitor.track_activated(now, id, rules);
                         }
+                        monitor.set_power(now, id, power);
                     }
                 }
                 Err(e) => log::error!("liveness: cannot reload settings: {e}"),
@@ -277,15 +279,22 @@ async fn set_status(writer: &Writer, computer: ComputerId, status: Status) {
     }
 }
 
+/// What the monitor needs of a computer: its rules and, for a VM, its power state.
+type Watched = (Rules, PowerState);
+
 /// The liveness rules of every activated computer, from the current policy tree.
-fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Rules>, StoreError> {
+fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> {
     let txn = store.read()?;
     let tree = PolicyTree::new(txn.policies()?);
     let mut rules = HashMap::new();
     for state in txn.agent_states()? {
         if let Some(computer) = txn.computer(state.computer)? {
             let effective = policy::resolve_computer(&tree, &computer);
-            rules.insert(computer.id, Rules::new(&effective, computer.kind));
+            let watched = (
+                Rules::new(&effective, computer.kind),
+                computer.vm_power_state,
+            );
+            rules.insert(computer.id, watched);
         }
     }
     Ok(rules)

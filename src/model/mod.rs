@@ -14,7 +14,9 @@ pub use agent::{AgentState, StoredEvent};
 pub use alert::{Alert, AlertKind, Severity};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use ids::{AlertId, ComputerId, PolicyId};
-pub use records::{BASE_POLICY_NAME, Computer, ComputerKind, Policy, Status, Token, TokenHash};
+pub use records::{
+    BASE_POLICY_NAME, Computer, ComputerKind, Policy, PowerState, Status, Token, TokenHash,
+};
 pub use settings::{
     ClockChangeLimit, Direction, MissedLimit, Setting, SettingError, SettingKey, SettingValue,
     Settings, defaults,

@@ -94,6 +94,31 @@ pub struct Computer {
     pub settings: Settings,
     pub status: Status,
     pub created: WallMs,
+    /// What a hypervisor hook last said about a VM (always `Running` for other kinds).
+    pub vm_power_state: PowerState,
+}
+
+/// A VM's power state, as a hypervisor hook reports it through the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PowerState {
+    #[default]
+    Running,
+    Stopped,
+}
+
+impl PowerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerState::Running => "running",
+            PowerState::Stopped => "stopped",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PowerState> {
+        [PowerState::Running, PowerState::Stopped]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
 }
 
 /// SHA-256 of an activation token; the token itself is never stored.

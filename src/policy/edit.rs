@@ -5,8 +5,8 @@ use super::error::PolicyError;
 use super::tree::PolicyTree;
 use crate::clock::WallMs;
 use crate::model::{
-    Computer, ComputerId, ComputerKind, Direction, Policy, PolicyId, Setting, SettingKey,
-    SettingValue, Settings, Status,
+    Computer, ComputerId, ComputerKind, Direction, Policy, PolicyId, PowerState, Setting,
+    SettingKey, SettingValue, Settings, Status,
 };
 
 /// Setting changes in request order: `Some` sets a value, `None` makes the key inherited again.
@@ -49,6 +49,8 @@ pub struct ComputerChange {
     /// A policy by name or id.
     pub policy: Option<String>,
     pub kind: Option<String>,
+    /// `running` or `stopped`, for a VM only (a hypervisor hook's report).
+    pub vm_power_state: Option<String>,
     pub settings: SettingsPatch,
 }
 
@@ -150,6 +152,7 @@ pub fn create_computer(
         settings: Settings::default(),
         status: Status::ActivationRequired,
         created,
+        vm_power_state: PowerState::Running,
     };
     if change.hostname.is_none() {
         return Err(PolicyError::InvalidHostname {
@@ -184,6 +187,16 @@ pub fn apply_computer_change(
     if let Some(kind) = &change.kind {
         next.kind =
             ComputerKind::from_name(kind).ok_or_else(|| PolicyError::InvalidKind(kind.clone()))?;
+    }
+    if let Some(power) = &change.vm_power_state {
+        next.vm_power_state = PowerState::from_name(power)
+            .ok_or_else(|| PolicyError::InvalidPowerState(power.clone()))?;
+    }
+    if next.kind != ComputerKind::Vm {
+        if change.vm_power_state.is_some() {
+            return Err(PolicyError::PowerStateOfNonVm(next.kind.name()));
+        }
+        next.vm_power_state = PowerState::Running;
     }
     change.settings.apply(&mut next.settings);
     if let (ComputerKind::Appliance, Setting::Set(direction)) = (next.kind, next.settings.direction)
@@ -390,6 +403,7 @@ mod tests {
             hostname: Some(hostname.into()),
             policy: None,
             kind: Some(kind.into()),
+            vm_power_state: None,
             settings: SettingsPatch(
                 direction
                     .map(|d| SettingsPatch::entry("communication.direction", d).unwrap())
@@ -418,6 +432,54 @@ mod tests {
 
         let ok = computer_change("fw2", "appliance", Some("bidirectional"));
         assert!(create_computer(&tree, free, ComputerId(3), WallMs(0), &ok).is_ok());
+    }
+
+    #[test]
+    fn only_a_vm_has_a_power_state() {
+        let tree = base_tree();
+        let free = |_: &str| false;
+        let vm = create_computer(
+            &tree,
+            free,
+            ComputerId(1),
+            WallMs(0),
+            &computer_change("vm1", "vm", None),
+        )
+        .unwrap();
+        let stop = ComputerChange {
+            vm_power_state: Some("stopped".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            apply_computer_change(&tree, free, &vm, &stop)
+                .unwrap()
+                .vm_power_state,
+            PowerState::Stopped
+        );
+        let server = create_computer(
+            &tree,
+            free,
+            ComputerId(2),
+            WallMs(0),
+            &computer_change("s1", "server", None),
+        )
+        .unwrap();
+        assert_eq!(
+            apply_computer_change(&tree, free, &server, &stop)
+                .unwrap_err()
+                .field(),
+            "vm_power_state"
+        );
+        let bogus = ComputerChange {
+            vm_power_state: Some("paused".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            apply_computer_change(&tree, free, &vm, &bogus)
+                .unwrap_err()
+                .field(),
+            "vm_power_state"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum PolicyError {
     },
     HostnameTaken(String),
     InvalidKind(String),
+    InvalidPowerState(String),
+    /// A power state was given for a computer that is not a VM (its kind's name).
+    PowerStateOfNonVm(&'static str),
     /// An appliance only works bidirectionally; `field` is what the request tried to change.
     ApplianceDirection {
         field: &'static str,
@@ -59,6 +62,9 @@ impl PolicyError {
             | PolicyError::HasComputers { .. } => "id",
             PolicyError::InvalidHostname { .. } | PolicyError::HostnameTaken(_) => "hostname",
             PolicyError::InvalidKind(_) => "kind",
+            PolicyError::InvalidPowerState(_) | PolicyError::PowerStateOfNonVm(_) => {
+                "vm_power_state"
+            }
             PolicyError::ApplianceDirection { field, .. } => field,
         };
         field.to_string()
@@ -113,6 +119,12 @@ impl fmt::Display for PolicyError {
                 f,
                 "unknown computer kind '{k}': expected server, laptop, vm or appliance"
             ),
+            PolicyError::InvalidPowerState(p) => {
+                write!(f, "unknown power state '{p}': expected running or stopped")
+            }
+            PolicyError::PowerStateOfNonVm(kind) => {
+                write!(f, "only a VM has a power state; this computer is a {kind}")
+            }
             PolicyError::ApplianceDirection { direction, .. } => write!(
                 f,
                 "an appliance is always bidirectional; '{direction}' is not allowed"

@@ -80,6 +80,7 @@ mod tests {
             settings,
             status: Status::ActivationRequired,
             created: WallMs(0),
+            vm_power_state: crate::model::PowerState::Running,
         }
     }
 

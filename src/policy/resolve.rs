@@ -169,6 +169,7 @@ mod tests {
             settings: Settings::default(),
             status: Status::ActivationRequired,
             created: WallMs(0),
+            vm_power_state: crate::model::PowerState::Running,
         };
         assert_eq!(
             resolve_computer(&tree, &computer).direction.value,
@@ -247,6 +248,7 @@ mod tests {
                 settings: own,
                 status: Status::ActivationRequired,
                 created: WallMs(0),
+                vm_power_state: crate::model::PowerState::Running,
             };
             let by_computer = resolve_computer(&tree, &computer);
             let by_policy = resolve_policy(&tree, PolicyId(start as u64));

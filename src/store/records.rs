@@ -285,6 +285,7 @@ pub(super) mod tests {
             },
             status: Status::ActivationRequired,
             created: WallMs(1_700_000_000_000),
+            vm_power_state: crate::model::PowerState::Running,
         }
     }
 
