@@ -125,6 +125,39 @@ impl Clock for RealClock {
     }
 }
 
+/// The system's clocks with the wall clock shifted by the milliseconds written in a file, read
+/// at each look. Only for end-to-end tests of clock-change detection (`picket agent` uses it
+/// when `PICKET_TEST_WALL_SKEW_FILE` is set): a test steps a real process's clock without root.
+#[derive(Debug)]
+pub struct SkewFileClock {
+    real: RealClock,
+    path: std::path::PathBuf,
+}
+
+impl SkewFileClock {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        SkewFileClock {
+            real: RealClock::new(),
+            path,
+        }
+    }
+}
+
+impl Clock for SkewFileClock {
+    fn now(&self) -> Instant {
+        self.real.now()
+    }
+
+    fn wall(&self) -> WallMs {
+        let skew: i64 = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let shifted = i128::from(self.real.wall().0) + i128::from(skew);
+        WallMs(u64::try_from(shifted.max(0)).unwrap_or(u64::MAX))
+    }
+}
+
 /// A clock that moves only when a test moves it. Clones share the same time.
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock {

@@ -19,6 +19,15 @@ struct Agent {
 impl Agent {
     /// Starts `picket agent` on `dir`, activating with `command`'s token on first start.
     fn start(dir: &Path, activation: Option<&Activation>, hostname: &str) -> Agent {
+        Agent::start_with_env(dir, activation, hostname, &[])
+    }
+
+    fn start_with_env(
+        dir: &Path,
+        activation: Option<&Activation>,
+        hostname: &str,
+        env: &[(&str, &Path)],
+    ) -> Agent {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -37,7 +46,12 @@ impl Agent {
                 &a.pin,
             ]);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = cmd
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         Agent {
             dir: dir.to_path_buf(),
             child: Some(child),
@@ -520,4 +534,66 @@ fn a_stopped_vm_is_vm_stopped_and_alerts_only_when_the_setting_says_so() {
     });
     assert_eq!(alert["kind"], "computer-offline");
     assert_eq!(alert["computer"], id);
+}
+
+#[test]
+fn a_clock_jump_raises_clock_changed_which_stays_until_dismissed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    m.cli_json(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "heartbeat.max-clock-change=5m",
+    ]);
+    let a = activation(&m);
+    let skew = tmp.path().join("skew");
+    std::fs::write(&skew, "0").unwrap();
+    let env = [("PICKET_TEST_WALL_SKEW_FILE", skew.as_path())];
+    let agent = Agent::start_with_env(&tmp.path().join("agent"), Some(&a), "kiosk1", &env);
+    let id = wait_for(Duration::from_secs(30), || {
+        computers(&m)
+            .first()
+            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
+            .and_then(|c| c["id"].as_u64())
+    });
+    // Someone sets the kiosk's clock an hour ahead.
+    std::fs::write(&skew, "3600000").unwrap();
+    let alert = wait_for(Duration::from_secs(30), || {
+        alerts(&m, false)
+            .into_iter()
+            .find(|a| a["kind"] == "clock-changed")
+    });
+    assert_eq!(alert["severity"], "warning");
+    assert_eq!(alert["computer"], id);
+    // The agent saw it too and reported event 5004.
+    wait_for(Duration::from_secs(30), || {
+        (count(&events(&m, id), "clock-changed") == 1).then_some(())
+    });
+    // It does not clear itself: more heartbeats, still active.
+    let beats = |m: &Manager| {
+        computers(m)[0]["agent"]["counters"]["heartbeats-ok"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = beats(&m);
+    wait_for(Duration::from_secs(30), || {
+        (beats(&m) >= before + 2).then_some(())
+    });
+    let still = alerts(&m, false);
+    assert!(still.iter().any(|a| a["id"] == alert["id"]), "{still:?}");
+    // Only a dismissal ends it, and it does not come back without a new change.
+    m.cli_json(&["alerts", "dismiss", &alert["id"].to_string()]);
+    let before = beats(&m);
+    wait_for(Duration::from_secs(30), || {
+        (beats(&m) >= before + 2).then_some(())
+    });
+    assert!(
+        !alerts(&m, false)
+            .iter()
+            .any(|a| a["kind"] == "clock-changed"),
+        "no new change, no new alert"
+    );
+    drop(agent);
 }

@@ -28,12 +28,19 @@ pub const ACTIVATED: EventKind = EventKind {
     name: "agent-activated",
 };
 
-pub const CATALOGUE: [EventKind; 5] = [
+/// The reference's agent event 5004: the agent saw its own clock change.
+pub const CLOCK_CHANGED: EventKind = EventKind {
+    id: 5004,
+    name: "clock-changed",
+};
+
+pub const CATALOGUE: [EventKind; 6] = [
     AGENT_STARTED,
     AGENT_STOPPED,
     CONFIG_APPLIED,
     CONFIG_REJECTED,
     ACTIVATED,
+    CLOCK_CHANGED,
 ];
 
 /// The name of an event id, for views; unknown ids (from a newer agent) stay numbers.

@@ -5,6 +5,7 @@
 //! Decisions live in the sans-io `proto::AgentSession` and `schedule`; this module only wires
 //! files, sockets and timers to them.
 
+mod clock_watch;
 mod error;
 pub mod events;
 mod identity;
@@ -16,12 +17,13 @@ pub use error::AgentError;
 pub use schedule::Schedule;
 pub use spool::Spool;
 
-use crate::clock::{Clock, RealClock};
+use crate::clock::{Clock, RealClock, SkewFileClock};
 use crate::pki::{self, AgentKey};
 use crate::proto::{
     ActivationRequest, AgentSession, AgentStatus, Component, Counter, Hello, PROTOCOL_VERSION,
     Purpose,
 };
+use clock_watch::ClockWatch;
 use identity::Identity;
 use smol::stream::StreamExt;
 use std::future::Future;
@@ -67,7 +69,11 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
             source,
         })?;
     let spool = Spool::open(&dir.join("spool.redb"))?;
-    let clock = RealClock::new();
+    let clock: Box<dyn Clock> = match std::env::var_os("PICKET_TEST_WALL_SKEW_FILE") {
+        Some(path) => Box::new(SkewFileClock::new(path.into())),
+        None => Box::new(RealClock::new()),
+    };
+    let clock = clock.as_ref();
     smol::block_on(async {
         let identity = match Identity::load(dir)? {
             Some(identity) => {
@@ -80,14 +86,14 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
                 }
                 identity
             }
-            None => activate(&options, &spool, &clock).await?,
+            None => activate(&options, &spool, clock).await?,
         };
         spool.append(
             events::AGENT_STARTED.id,
             clock.wall(),
             vec![("version".into(), VERSION.into())],
         )?;
-        heartbeat_loop(&identity, &spool, &clock, shutdown).await
+        heartbeat_loop(&identity, &spool, clock, shutdown).await
     })
 }
 
@@ -162,8 +168,22 @@ async fn heartbeat_loop(
         crate::model::format_duration(interval)
     );
     let mut counters = Counters::default();
+    let mut watch = ClockWatch::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // Checked before each heartbeat, so the event travels with it.
+        if let Some(step) = watch.observe(clock.now(), clock.wall()) {
+            log::warn!("the system clock changed by {} ms", step.change_ms);
+            spool.append(
+                events::CLOCK_CHANGED.id,
+                clock.wall(),
+                vec![
+                    ("old".into(), step.expected.0.to_string()),
+                    ("new".into(), step.found.0.to_string()),
+                    ("change_ms".into(), step.change_ms.to_string()),
+                ],
+            )?;
+        }
         let wait =
             match heartbeat(identity, &tls, spool, clock, Purpose::Heartbeat, &counters).await {
                 Ok(ended) => {

@@ -212,6 +212,22 @@ impl Monitor {
         self.insert(computer, entry);
     }
 
+    /// The agent itself reported a step of its clock (event 5004) of `change_ms`.
+    pub fn handle_clock_event(&mut self, computer: ComputerId, change_ms: i64) {
+        let Some(entry) = self.entries.get(&computer) else {
+            return;
+        };
+        if let ClockChangeLimit::Max(limit) = entry.rules.max_clock_change
+            && u128::from(change_ms.unsigned_abs()) > limit.as_millis()
+        {
+            self.out.push_back(Decision::ClockChanged {
+                computer,
+                change_ms,
+                limit,
+            });
+        }
+    }
+
     /// The agent stopped cleanly; misses are counted from now, and an alert says so.
     pub fn handle_goodbye(&mut self, now: Instant, computer: ComputerId) {
         let Some(mut entry) = self.take(computer) else {

@@ -267,3 +267,19 @@ fn a_computer_never_heard_from_after_activation_is_said_so() {
         Decision::RaiseOffline { reason, .. } if reason.contains("since its activation")
     )));
 }
+
+#[test]
+fn a_clock_step_reported_by_the_agent_alerts_only_above_the_maximum() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_clock_event(ID, 60_000);
+    assert!(drain(&mut m).is_empty(), "at the maximum is fine");
+    m.handle_clock_event(ID, -60_001);
+    assert!(drain(&mut m).contains(&Decision::ClockChanged {
+        computer: ID,
+        change_ms: -60_001,
+        limit: Duration::from_secs(60),
+    }));
+    m.handle_clock_event(ComputerId(99), 1 << 40);
+    assert!(drain(&mut m).is_empty(), "unknown computers are ignored");
+}

@@ -88,9 +88,16 @@ async fn connection(
                 }
                 ManagerOutput::StoreEvents(events) => {
                     let computer = peer.computer.ok_or("events without a computer")?;
+                    let steps = clock_steps(&events);
                     store_events(port, computer, events)
                         .await
                         .map_err(|e| format!("cannot store events: {e}"))?;
+                    for change_ms in steps {
+                        port.liveness.send(LivenessEvent::ClockStep {
+                            computer,
+                            change_ms,
+                        });
+                    }
                     session.handle_committed(port.clock.now());
                 }
                 ManagerOutput::Activate(request) => {
@@ -234,6 +241,20 @@ async fn store_events(
             Ok(())
         })
         .await
+}
+
+/// The clock steps an agent reported (event 5004), for the liveness task to judge.
+fn clock_steps(events: &[AgentEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e.id == crate::agent::events::CLOCK_CHANGED.id)
+        .filter_map(|e| {
+            e.fields
+                .iter()
+                .find(|(k, _)| k == "change_ms")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect()
 }
 
 /// Records what a session learned. A failure here is logged: the agent already has its answer.

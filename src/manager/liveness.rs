@@ -26,6 +26,11 @@ pub enum LivenessEvent {
     SettingsChanged,
     /// An administrator dismissed the computer's offline alert.
     OfflineDismissed(ComputerId),
+    /// The agent reported a step of its own clock (event 5004).
+    ClockStep {
+        computer: ComputerId,
+        change_ms: i64,
+    },
 }
 
 /// A cheap handle to send events; sending never blocks a request.
@@ -113,6 +118,10 @@ async fn handle(
         LivenessEvent::Goodbye(computer) => monitor.handle_goodbye(now, computer),
         LivenessEvent::Deleted(computer) => monitor.forget(computer),
         LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
+        LivenessEvent::ClockStep {
+            computer,
+            change_ms,
+        } => monitor.handle_clock_event(computer, change_ms),
         LivenessEvent::Activated(_) | LivenessEvent::SettingsChanged => {
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
