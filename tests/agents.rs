@@ -4,6 +4,7 @@
 
 mod support;
 
+use hyper::Method;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -417,6 +418,43 @@ fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart()
         (status(&m, id) == "online").then_some(())
     });
     drop(agent);
+
+    // Each change is in the computer's history, with its reason.
+    let history = m
+        .client()
+        .call(
+            Method::GET,
+            &format!("/api/v1/computers/{id}/history"),
+            None,
+        )
+        .unwrap();
+    let lines: Vec<String> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {}",
+                h["what"].as_str().unwrap(),
+                h["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "activated agent",
+        "status online -> offline: 1 heartbeat(s) missed",
+        "status offline -> online",
+        "status online -> stopped",
+        "status stopped -> unknown: the manager started",
+        "status unknown -> online",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "no '{expected}' in {lines:#?}"
+        );
+    }
+    let shown = m.cli(&["computers", "show", &id.to_string()]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("unknown -> online"));
 }
 
 fn alerts(m: &Manager, all: bool) -> Vec<Value> {

@@ -57,8 +57,13 @@ pub fn computers(verb: ComputersVerb) -> Result<(), AdminError> {
         }
         ComputersVerb::Show(a) => {
             let path = format!("/api/v1/computers/{}", a.id);
-            let answer = connect(&a.client())?.call(Method::GET, &path, None)?;
+            let client = connect(&a.client())?;
+            let answer = client.call(Method::GET, &path, None)?;
             output::computer(&a.client(), &answer);
+            if !a.json {
+                let history = client.call(Method::GET, &format!("{path}/history"), None)?;
+                output::history(&history);
+            }
         }
         ComputersVerb::Add(a) => {
             let body = json!({"hostname": a.hostname, "policy": a.policy, "kind": a.kind});

@@ -245,3 +245,21 @@ pub fn alert_list(options: &ClientOptions, answer: &Value) {
         &rows,
     );
 }
+
+/// The last lines of a computer's history, oldest of them first, under its settings.
+pub fn history(answer: &Value) {
+    let mut rows: Vec<[String; 3]> = items(answer, "history")
+        .take(10)
+        .map(|h| {
+            let at = h["at_ms"].as_u64().unwrap_or(0);
+            [
+                crate::clock::format_utc(crate::clock::WallMs(at)),
+                text(&h["what"]),
+                text(&h["detail"]),
+            ]
+        })
+        .collect();
+    rows.reverse();
+    out!();
+    table(["WHEN", "WHAT", "DETAIL"], &rows);
+}

@@ -5,7 +5,7 @@ use super::router::{ApiResponse, ApiState};
 use super::views;
 use crate::alerts::{self, AlertError};
 use crate::manager::LivenessEvent;
-use crate::model::{AlertId, AlertKind};
+use crate::model::{AlertId, AlertKind, HistoryEntry};
 use crate::store::Reads;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -43,6 +43,16 @@ pub fn dismiss(state: &ApiState, id: &str) -> Result<ApiResponse, ApiError> {
     let dismissed = alerts::dismiss(&alert, state.clock.wall())
         .map_err(|e: AlertError| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     txn.put_alert(&dismissed)?;
+    txn.add_history(&HistoryEntry {
+        computer: dismissed.computer,
+        at: state.clock.wall(),
+        what: "alert-dismissed".into(),
+        detail: format!(
+            "{} (alert {}) dismissed",
+            dismissed.kind.name(),
+            dismissed.id
+        ),
+    })?;
     let hostname = txn.computer(dismissed.computer)?.map(|c| c.hostname);
     txn.commit()?;
     log::info!(

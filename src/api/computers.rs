@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
 use crate::manager::LivenessEvent;
-use crate::model::{AgentState, Computer, ComputerId};
+use crate::model::{AgentState, Computer, ComputerId, HistoryEntry};
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
 use serde_json::{Value, json};
@@ -83,6 +83,12 @@ pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
     let updated =
         policy::apply_computer_change(&tree, |h| hostname_taken(&others, h), &current, &change)?;
     txn.put_computer(&updated)?;
+    txn.add_history(&HistoryEntry {
+        computer: updated.id,
+        at: state.clock.wall(),
+        what: "changed".into(),
+        detail: format!("by an administrator: {}", changed_fields(&change)),
+    })?;
     let agent = txn.agent_state(updated.id)?;
     txn.commit()?;
     state.liveness.send(LivenessEvent::SettingsChanged);
@@ -121,6 +127,37 @@ fn find(txn: &impl Reads, id: &str) -> Result<Computer, ApiError> {
     let not_found = || ApiError::not_found(format!("computer '{id}'"));
     let id: u64 = id.parse().map_err(|_| not_found())?;
     txn.computer(ComputerId(id))?.ok_or_else(not_found)
+}
+
+/// What a change touched, for the history: `hostname, settings.heartbeat.interval`.
+fn changed_fields(change: &policy::ComputerChange) -> String {
+    let mut fields: Vec<String> = [
+        ("hostname", change.hostname.is_some()),
+        ("policy", change.policy.is_some()),
+        ("kind", change.kind.is_some()),
+        ("vm_power_state", change.vm_power_state.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| name.to_string())
+    .collect();
+    fields.extend(change.settings.0.iter().map(|(key, value)| match value {
+        Some(v) => format!("{}={v}", key.name()),
+        None => format!("{}=inherited", key.name()),
+    }));
+    fields.join(", ")
+}
+
+/// `GET /api/v1/computers/{id}/history?limit=N`: newest first.
+pub fn history(state: &ApiState, id: &str) -> Handled {
+    let txn = state.store.read()?;
+    let computer = find(&txn, id)?;
+    let lines: Vec<Value> = txn
+        .history(computer.id, 1000)?
+        .iter()
+        .map(|h| json!({"at_ms": h.at.0, "what": h.what, "detail": h.detail}))
+        .collect();
+    Ok(ApiResponse::ok(json!({ "history": lines })))
 }
 
 fn hostname_taken(computers: &[Computer], hostname: &str) -> bool {

@@ -398,6 +398,17 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
     txn.put_computer(&computer).map_err(store)?;
     txn.put_agent_state(&state).map_err(store)?;
     txn.put_token(&token_after).map_err(store)?;
+    txn.add_history(&crate::model::HistoryEntry {
+        computer: computer.id,
+        at: now,
+        what: "activated".into(),
+        detail: format!(
+            "agent {} activated from {ip} with token {}",
+            request.agent_version,
+            activation::token_id(&hash)
+        ),
+    })
+    .map_err(store)?;
     txn.commit().map_err(store)?;
     port.registry.insert(issued.serial, computer.id);
     port.liveness.send(LivenessEvent::Activated(computer.id));

@@ -5,7 +5,7 @@
 use crate::alerts;
 use crate::clock::{Clock, WallMs, format_utc};
 use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
-use crate::model::{AlertKind, ComputerId, Status, format_duration};
+use crate::model::{AlertKind, ComputerId, HistoryEntry, Status, format_duration};
 use crate::policy::{self, PolicyTree};
 use crate::store::{Reads, Store, StoreError, Writer};
 use std::collections::HashMap;
@@ -53,13 +53,25 @@ impl Liveness {
 
 /// Marks every activated computer `unknown` and returns their rules. Run at start, before the
 /// listeners open, so nobody ever reads a status left over from before the manager's downtime.
-pub fn prepare(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> {
+pub fn prepare(store: &Store, now: WallMs) -> Result<HashMap<ComputerId, Watched>, StoreError> {
     let rules = all_rules(store)?;
     let mut txn = store.write()?;
     for id in rules.keys() {
-        if let Some(mut record) = txn.computer(*id)? {
+        if let Some(mut record) = txn.computer(*id)?
+            && record.status != Status::Unknown
+        {
+            let detail = format!(
+                "{} -> unknown: the manager started; waiting to hear from it",
+                record.status.name()
+            );
             record.status = Status::Unknown;
             txn.put_computer(&record)?;
+            txn.add_history(&HistoryEntry {
+                computer: *id,
+                at: now,
+                what: "status".into(),
+                detail,
+            })?;
         }
     }
     txn.commit()?;
@@ -153,7 +165,7 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
                 "computer {computer} is now {} ({reason})",
                 status(state).name()
             );
-            set_status(writer, computer, status(state)).await;
+            set_status(writer, now, computer, status(state), reason).await;
         }
         Decision::RaiseOffline {
             computer,
@@ -231,6 +243,14 @@ async fn raise(
                 message(last),
                 now,
             );
+            if active.is_none() {
+                txn.add_history(&HistoryEntry {
+                    computer,
+                    at: now,
+                    what: "alert-raised".into(),
+                    detail: format!("{} (alert {}): {}", kind.name(), alert.id, alert.message),
+                })?;
+            }
             txn.put_alert(&alert)
         })
         .await;
@@ -251,6 +271,16 @@ async fn clear_offline(writer: &Writer, now: WallMs, computer: ComputerId) {
                     && let Some(cleared) = alerts::clear(&alert, now)
                 {
                     txn.put_alert(&cleared)?;
+                    txn.add_history(&HistoryEntry {
+                        computer,
+                        at: now,
+                        what: "alert-cleared".into(),
+                        detail: format!(
+                            "{} (alert {}): a heartbeat arrived",
+                            cleared.kind.name(),
+                            cleared.id
+                        ),
+                    })?;
                 }
             }
             Ok(())
@@ -271,14 +301,27 @@ fn status(state: State) -> Status {
     }
 }
 
-async fn set_status(writer: &Writer, computer: ComputerId, status: Status) {
+async fn set_status(
+    writer: &Writer,
+    now: WallMs,
+    computer: ComputerId,
+    status: Status,
+    reason: String,
+) {
     let result = writer
         .write(move |txn| {
             if let Some(mut record) = txn.computer(computer)?
                 && record.status != status
             {
+                let detail = format!("{} -> {}: {reason}", record.status.name(), status.name());
                 record.status = status;
                 txn.put_computer(&record)?;
+                txn.add_history(&HistoryEntry {
+                    computer,
+                    at: now,
+                    what: "status".into(),
+                    detail,
+                })?;
             }
             Ok(())
         })

@@ -76,7 +76,7 @@ pub fn serve(
     let pki = Arc::new(pki);
     let (writer, writer_thread) = Writer::start(store.clone());
     let (liveness, liveness_events) = Liveness::channel();
-    let tracked = liveness::prepare(&store)?;
+    let tracked = liveness::prepare(&store, clock.wall())?;
 
     smol::block_on(async {
         let console = bind("the console and API", config.console_listen).await?;

@@ -43,3 +43,14 @@ pub struct StoredEvent {
     pub received: WallMs,
     pub fields: Vec<(String, String)>,
 }
+
+/// One line of a computer's history, written by the manager: a status change with its reason,
+/// an activation, an alert raised, cleared or dismissed, a change by an administrator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub computer: ComputerId,
+    pub at: WallMs,
+    /// What happened, one word from `schema/store.md` (`status`, `activated`, `alert-raised`...).
+    pub what: String,
+    pub detail: String,
+}

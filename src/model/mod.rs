@@ -10,7 +10,7 @@ mod ids;
 mod records;
 mod settings;
 
-pub use agent::{AgentState, StoredEvent};
+pub use agent::{AgentState, HistoryEntry, StoredEvent};
 pub use alert::{Alert, AlertKind, Severity};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use ids::{AlertId, ComputerId, PolicyId};

@@ -21,12 +21,12 @@ pub use error::StoreError;
 pub use writer::Writer;
 
 use crate::model::{
-    AgentState, Alert, AlertId, Computer, ComputerId, Policy, PolicyId, StoredEvent, Token,
-    TokenHash,
+    AgentState, Alert, AlertId, Computer, ComputerId, HistoryEntry, Policy, PolicyId, StoredEvent,
+    Token, TokenHash,
 };
 use records::{
     AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord,
-    META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
+    HISTORY, HistoryRecord, META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
 };
 use redb::{
     Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -173,6 +173,7 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
             txn.open_table(AGENTS)?;
             txn.open_table(EVENTS)?;
             txn.open_table(ALERTS)?;
+            txn.open_table(HISTORY)?;
             Ok(2)
         }
         _ => Err(StoreError::NoMigration { from }),
@@ -267,6 +268,26 @@ pub trait Reads: sealed::Tables {
                 Ok(all)
             }
         }
+    }
+
+    /// Up to `limit` lines of a computer's history, newest first.
+    fn history(&self, computer: ComputerId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let table = self.table(HISTORY)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((computer.0, 0)..=(computer.0, u64::MAX))?
+            .rev()
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            let (c, n) = key.value();
+            let record: HistoryRecord =
+                records::decode(value.value(), HistoryRecord::TABLE, || {
+                    format!("({c}, {n})")
+                })?;
+            out.push(record.into_model());
+        }
+        Ok(out)
     }
 
     /// Every alert, active or not, in id order.
@@ -373,6 +394,19 @@ impl WriteTxn {
         let bytes = records::encode(EventRecord::TABLE, &EventRecord::current(e))?;
         table.insert(key, bytes.as_slice())?;
         Ok(true)
+    }
+
+    /// Appends a line to a computer's history.
+    pub fn add_history(&mut self, h: &HistoryEntry) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(HISTORY)?;
+        let next = table
+            .range((h.computer.0, 0)..=(h.computer.0, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(1, |(key, _)| key.value().1.saturating_add(1));
+        let bytes = records::encode(HistoryRecord::TABLE, &HistoryRecord::current(h))?;
+        table.insert((h.computer.0, next), bytes.as_slice())?;
+        Ok(())
     }
 
     /// Inserts or replaces the alert with `a.id`.

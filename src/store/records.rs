@@ -6,7 +6,7 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use crate::model::{AgentState, Alert, Computer, Policy, StoredEvent, Token};
+use crate::model::{AgentState, Alert, Computer, HistoryEntry, Policy, StoredEvent, Token};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,9 @@ pub(super) const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::n
 
 /// Keyed by alert id: active, cleared and dismissed alerts.
 pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+
+/// Keyed by `(computer id, n)`, n counting from 1 per computer: what happened to it.
+pub(super) const HISTORY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("history");
 
 /// The keys of the `meta` table.
 pub(super) mod meta_key {
@@ -60,6 +63,11 @@ pub(super) enum AgentStateRecord {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum EventRecord {
     V1(StoredEvent),
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum HistoryRecord {
+    V1(HistoryEntry),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -149,6 +157,21 @@ impl Record for EventRecord {
     fn into_model(self) -> StoredEvent {
         match self {
             EventRecord::V1(e) => e,
+        }
+    }
+}
+
+impl Record for HistoryRecord {
+    type Model = HistoryEntry;
+    const TABLE: &'static str = "history";
+
+    fn current(model: &HistoryEntry) -> Self {
+        HistoryRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> HistoryEntry {
+        match self {
+            HistoryRecord::V1(h) => h,
         }
     }
 }
@@ -333,6 +356,15 @@ pub(super) mod tests {
         }
     }
 
+    pub(crate) fn sample_history() -> HistoryEntry {
+        HistoryEntry {
+            computer: ComputerId(7),
+            at: WallMs(1_700_000_000_000),
+            what: "status".into(),
+            detail: "online -> offline".into(),
+        }
+    }
+
     pub(crate) fn sample_event() -> StoredEvent {
         StoredEvent {
             computer: ComputerId(7),
@@ -384,6 +416,7 @@ pub(super) mod tests {
         check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
         check_golden::<AlertRecord>("alert-v1", sample_alert());
+        check_golden::<HistoryRecord>("history-v1", sample_history());
     }
 
     #[test]
@@ -396,6 +429,7 @@ pub(super) mod tests {
             AGENTS.name(),
             EVENTS.name(),
             ALERTS.name(),
+            HISTORY.name(),
         ] {
             assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
         }
@@ -415,6 +449,7 @@ pub(super) mod tests {
             "AgentStateRecord::V1",
             "EventRecord::V1",
             "AlertRecord::V1",
+            "HistoryRecord::V1",
         ] {
             assert!(SCHEMA.contains(record), "record {record}");
         }
@@ -424,6 +459,7 @@ pub(super) mod tests {
         assert_eq!(AgentStateRecord::TABLE, AGENTS.name());
         assert_eq!(EventRecord::TABLE, EVENTS.name());
         assert_eq!(AlertRecord::TABLE, ALERTS.name());
+        assert_eq!(HistoryRecord::TABLE, HISTORY.name());
     }
 
     #[test]
