@@ -455,6 +455,25 @@ fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart()
     }
     let shown = m.cli(&["computers", "show", &id.to_string()]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("unknown -> online"));
+
+    // A policy above it changing is in its history too, with what changed.
+    m.cli_json(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "heartbeat.max-clock-change=1h",
+    ]);
+    let history = m
+        .client()
+        .call(
+            Method::GET,
+            &format!("/api/v1/computers/{id}/history"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(history["history"][0]["what"], "policy-changed");
+    let detail = history["history"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("heartbeat.max-clock-change=1h"), "{detail}");
 }
 
 fn alerts(m: &Manager, all: bool) -> Vec<Value> {

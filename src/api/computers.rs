@@ -112,6 +112,12 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     txn.delete_computer(computer.id)?;
     // Its agent state holds the only certificate serial accepted for it: gone, it is revoked.
     txn.delete_agent_state(computer.id)?;
+    txn.add_history(&HistoryEntry {
+        computer: computer.id,
+        at: state.clock.wall(),
+        what: "deleted".into(),
+        detail: format!("'{}' deleted by an administrator", computer.hostname),
+    })?;
     txn.commit()?;
     state.registry.remove_computer(computer.id);
     state.liveness.send(LivenessEvent::Deleted(computer.id));
@@ -141,10 +147,7 @@ fn changed_fields(change: &policy::ComputerChange) -> String {
     .filter(|(_, set)| *set)
     .map(|(name, _)| name.to_string())
     .collect();
-    fields.extend(change.settings.0.iter().map(|(key, value)| match value {
-        Some(v) => format!("{}={v}", key.name()),
-        None => format!("{}=inherited", key.name()),
-    }));
+    fields.extend(change.settings.describe());
     fields.join(", ")
 }
 

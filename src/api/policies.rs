@@ -4,6 +4,7 @@ use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
 use crate::manager::LivenessEvent;
+use crate::model::HistoryEntry;
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
 use serde_json::{Value, json};
@@ -50,11 +51,42 @@ pub fn update(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     let current = find(&tree, reference)?;
     let updated = policy::update_policy(&tree, current, &change)?;
     txn.put_policy(&updated)?;
+    tree.upsert(updated.clone());
+    // Every computer under the policy gets a line, so its history explains why its effective
+    // settings (and expected fingerprint) moved.
+    let detail = format!("policy '{}' changed: {}", updated.name, describe(&change));
+    let now = state.clock.wall();
+    for computer in txn.computers()? {
+        if tree
+            .chain(computer.policy)
+            .iter()
+            .any(|p| p.id == updated.id)
+        {
+            txn.add_history(&HistoryEntry {
+                computer: computer.id,
+                at: now,
+                what: "policy-changed".into(),
+                detail: detail.clone(),
+            })?;
+        }
+    }
     txn.commit()?;
     log::info!("policy '{}' (id {}) changed", updated.name, updated.id);
     state.liveness.send(LivenessEvent::SettingsChanged);
-    tree.upsert(updated.clone());
     Ok(ApiResponse::ok(views::policy(&tree, &updated)))
+}
+
+/// What a policy change touched: `parent=Servers, heartbeat.interval=5m`.
+fn describe(change: &policy::PolicyChange) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = &change.name {
+        parts.push(format!("name={name}"));
+    }
+    if let Some(parent) = &change.parent {
+        parts.push(format!("parent={parent}"));
+    }
+    parts.extend(change.settings.describe());
+    parts.join(", ")
 }
 
 pub fn delete(state: &ApiState, reference: &str) -> Handled {

@@ -23,6 +23,17 @@ impl SettingsPatch {
         Ok((key, Some(SettingValue::parse(key, text)?)))
     }
 
+    /// `KEY=VALUE` for each entry, as histories and logs show a change.
+    pub fn describe(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(key, value)| match value {
+                Some(v) => format!("{}={v}", key.name()),
+                None => format!("{}=inherited", key.name()),
+            })
+            .collect()
+    }
+
     pub fn apply(&self, settings: &mut Settings) {
         for (key, value) in &self.0 {
             match value {
