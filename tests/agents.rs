@@ -136,6 +136,21 @@ fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Sets one setting on the Base Policy.
+fn set_base(m: &Manager, setting: &str) {
+    m.cli_json(&["policies", "set", "Base Policy", setting]);
+}
+
+/// Waits until the first computer has completed a heartbeat; its id.
+fn first_heartbeat(m: &Manager) -> u64 {
+    wait_for(Duration::from_secs(30), || {
+        computers(m)
+            .first()
+            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
+            .and_then(|c| c["id"].as_u64())
+    })
+}
+
 fn computers(m: &Manager) -> Vec<Value> {
     m.cli_json(&["computers", "list"])["computers"]
         .as_array()
@@ -174,7 +189,7 @@ fn assert_exactly_once(events: &[Value]) {
 fn three_agents_come_online_and_a_policy_change_reaches_all_within_an_interval() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    set_base(&m, "heartbeat.interval=1s");
     // One of the three was added by hostname beforehand: activation must match it.
     let added = m.cli_json(&["computers", "add", "web2", "--kind", "vm"]);
     let a = activation(&m);
@@ -216,12 +231,7 @@ fn three_agents_come_online_and_a_policy_change_reaches_all_within_an_interval()
 
     // A policy change: the expected fingerprint changes at once, and each agent applies it at
     // its next heartbeat (one interval, plus slack for a loaded CI machine).
-    m.cli_json(&[
-        "policies",
-        "set",
-        "Base Policy",
-        "heartbeat.max-clock-change=5m",
-    ]);
+    set_base(&m, "heartbeat.max-clock-change=5m");
     let stale = computers(&m);
     assert!(
         stale
@@ -252,16 +262,11 @@ fn restarts_while_the_manager_is_down_are_each_reported_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let manager_dir = tmp.path().join("manager");
     let m = Manager::start(&manager_dir);
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    set_base(&m, "heartbeat.interval=1s");
     let a = activation(&m);
     let agent_dir = tmp.path().join("agent");
     let agent = Agent::start(&agent_dir, Some(&a), "laptop1");
-    let id = wait_for(Duration::from_secs(30), || {
-        computers(&m)
-            .first()
-            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
-            .and_then(|c| c["id"].as_u64())
-    });
+    let id = first_heartbeat(&m);
     wait_for(Duration::from_secs(10), || {
         (count(&events(&m, id), "agent-started") == 1).then_some(())
     });
@@ -292,7 +297,7 @@ fn killing_the_manager_mid_delivery_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let manager_dir = tmp.path().join("manager");
     let m = Manager::start(&manager_dir);
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    set_base(&m, "heartbeat.interval=1s");
     let a = activation(&m);
     let dirs: Vec<PathBuf> = (1..=3).map(|i| tmp.path().join(format!("a{i}"))).collect();
     let agents: Vec<Agent> = dirs
@@ -341,15 +346,10 @@ fn killing_the_manager_mid_delivery_loses_and_duplicates_nothing() {
 fn a_token_cannot_take_over_a_computer_that_already_has_an_agent() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    set_base(&m, "heartbeat.interval=1s");
     let a = activation(&m);
     let first = Agent::start(&tmp.path().join("first"), Some(&a), "web1");
-    let id = wait_for(Duration::from_secs(30), || {
-        computers(&m)
-            .first()
-            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
-            .and_then(|c| c["id"].as_u64())
-    });
+    let id = first_heartbeat(&m);
     // Were it let in, the intruder would run on; so wait for its exit with a deadline.
     let intruder_dir = tmp.path().join("intruder");
     let mut intruder = Agent::start(&intruder_dir, Some(&a), "WEB1");
@@ -385,7 +385,7 @@ fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart()
     let tmp = tempfile::tempdir().unwrap();
     let manager_dir = tmp.path().join("manager");
     let m = Manager::start(&manager_dir);
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
+    set_base(&m, "heartbeat.interval=1s");
     let a = activation(&m);
     let dir = tmp.path().join("agent");
     let agent = Agent::start(&dir, Some(&a), "db1");
@@ -457,12 +457,7 @@ fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart()
     assert!(String::from_utf8_lossy(&shown.stdout).contains("unknown -> online"));
 
     // A policy above it changing is in its history too, with what changed.
-    m.cli_json(&[
-        "policies",
-        "set",
-        "Base Policy",
-        "heartbeat.max-clock-change=1h",
-    ]);
+    set_base(&m, "heartbeat.max-clock-change=1h");
     let history = m
         .client()
         .call(
@@ -488,22 +483,12 @@ fn alerts(m: &Manager, all: bool) -> Vec<Value> {
 fn offline_alert_on_the_third_missed_heartbeat_clears_and_comes_back_after_dismissal() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
-    m.cli_json(&[
-        "policies",
-        "set",
-        "Base Policy",
-        "heartbeat.missed-before-alert=2",
-    ]);
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "heartbeat.missed-before-alert=2");
     let a = activation(&m);
     let dir = tmp.path().join("agent");
     let agent = Agent::start(&dir, Some(&a), "app1");
-    let id = wait_for(Duration::from_secs(30), || {
-        computers(&m)
-            .first()
-            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
-            .and_then(|c| c["id"].as_u64())
-    });
+    let id = first_heartbeat(&m);
     assert!(alerts(&m, true).is_empty());
 
     drop(agent); // SIGKILL: no goodbye
@@ -551,13 +536,8 @@ fn offline_alert_on_the_third_missed_heartbeat_clears_and_comes_back_after_dismi
 fn a_stopped_vm_is_vm_stopped_and_alerts_only_when_the_setting_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
-    m.cli_json(&[
-        "policies",
-        "set",
-        "Base Policy",
-        "heartbeat.missed-before-alert=0",
-    ]);
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "heartbeat.missed-before-alert=0");
     let vm = m.cli_json(&["computers", "add", "vm1", "--kind", "vm"]);
     let id = vm["id"].as_u64().unwrap();
     let a = activation(&m);
@@ -580,12 +560,7 @@ fn a_stopped_vm_is_vm_stopped_and_alerts_only_when_the_setting_says_so() {
         (status(&m, id) == "vm-stopped").then_some(())
     });
     // The setting decides whether a stopped VM is an error: turned on, the alert comes.
-    m.cli_json(&[
-        "policies",
-        "set",
-        "Base Policy",
-        "heartbeat.offline-errors-for-inactive-vms=true",
-    ]);
+    set_base(&m, "heartbeat.offline-errors-for-inactive-vms=true");
     let alert = wait_for(Duration::from_secs(30), || {
         alerts(&m, false).first().cloned()
     });
@@ -597,24 +572,14 @@ fn a_stopped_vm_is_vm_stopped_and_alerts_only_when_the_setting_says_so() {
 fn a_clock_jump_raises_clock_changed_which_stays_until_dismissed() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    m.cli_json(&["policies", "set", "Base Policy", "heartbeat.interval=1s"]);
-    m.cli_json(&[
-        "policies",
-        "set",
-        "Base Policy",
-        "heartbeat.max-clock-change=5m",
-    ]);
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "heartbeat.max-clock-change=5m");
     let a = activation(&m);
     let skew = tmp.path().join("skew");
     std::fs::write(&skew, "0").unwrap();
     let env = [("PICKET_TEST_WALL_SKEW_FILE", skew.as_path())];
     let agent = Agent::start_with_env(&tmp.path().join("agent"), Some(&a), "kiosk1", &env);
-    let id = wait_for(Duration::from_secs(30), || {
-        computers(&m)
-            .first()
-            .filter(|c| c["agent"]["last_heartbeat_ms"].is_u64())
-            .and_then(|c| c["id"].as_u64())
-    });
+    let id = first_heartbeat(&m);
     // Someone sets the kiosk's clock an hour ahead.
     std::fs::write(&skew, "3600000").unwrap();
     let alert = wait_for(Duration::from_secs(30), || {

@@ -105,6 +105,15 @@ struct Entry {
     last_offset_ms: Option<i64>,
 }
 
+impl Entry {
+    /// Misses count afresh from `now`, for the reason `why`.
+    fn rebase(&mut self, now: Instant, why: Base) {
+        self.base = now;
+        self.why = why;
+        self.missed = 0;
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Monitor {
     entries: HashMap<ComputerId, Entry>,
@@ -200,9 +209,7 @@ impl Monitor {
             entry.alerted = false;
             self.out.push_back(Decision::ClearOffline { computer });
         }
-        entry.base = now;
-        entry.why = Base::Heartbeat;
-        entry.missed = 0;
+        entry.rebase(now, Base::Heartbeat);
         self.set_state(
             computer,
             &mut entry,
@@ -233,9 +240,7 @@ impl Monitor {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
-        entry.base = now;
-        entry.why = Base::Goodbye;
-        entry.missed = 0;
+        entry.rebase(now, Base::Goodbye);
         self.set_state(
             computer,
             &mut entry,
