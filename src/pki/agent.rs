@@ -1,13 +1,10 @@
 //! The agent's side of the PKI: its key pair, the certificate the manager issues for it, the CA
 //! pin it is given at activation, and its mutual-TLS client configuration.
 
-use super::ca::{DAY, key_der, random_serial_bytes, set_validity};
+use super::ca::{DAY, key_der, leaf_params, random_serial_bytes};
 use super::der::P256PublicKey;
 use super::{ManagerPki, PkiError, tls};
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
-};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType};
 use ring::agreement::{ECDH_P256, EphemeralPrivateKey, UnparsedPublicKey, agree_ephemeral};
 use ring::rand::SystemRandom;
 use rustls::pki_types::pem::PemObject;
@@ -106,26 +103,16 @@ impl ManagerPki {
         check_on_curve(&public_key)?;
         let serial = random_serial_bytes()?;
         let name = format!("{AGENT_NAME_PREFIX}{computer}");
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, name.as_str());
-        params.subject_alt_names = vec![SanType::DnsName(name.try_into().map_err(|source| {
-            PkiError::Generate {
-                what: "the agent certificate's name",
-                source,
-            }
-        })?)];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        set_validity(&mut params, now, AGENT_LIFETIME)?;
+        let dns =
+            SanType::DnsName(
+                name.clone()
+                    .try_into()
+                    .map_err(|source| PkiError::Generate {
+                        what: "the agent certificate's name",
+                        source,
+                    })?,
+            );
+        let params = leaf_params(&name, vec![dns], serial, now, AGENT_LIFETIME)?;
         let cert = self.sign_by_ca(&params, &public_key, now, "the agent certificate")?;
         Ok(IssuedCert {
             der: cert.der().clone(),

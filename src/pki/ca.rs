@@ -333,26 +333,42 @@ fn issue_manager_cert(
     now: SystemTime,
 ) -> Result<Certificate, PkiError> {
     let issuer = Issuer::new(ca_params(ca_key, now)?, ca_key);
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, hostname);
-    params.subject_alt_names = manager_names(hostname)?;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // Client authentication too: the manager also dials agents as a TLS client.
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(random_serial()?);
-    set_validity(&mut params, now, MANAGER_LIFETIME)?;
-    params
+    let serial = random_serial_bytes()?;
+    let names = manager_names(hostname)?;
+    leaf_params(hostname, names, serial, now, MANAGER_LIFETIME)?
         .signed_by(key, &issuer)
         .map_err(|source| PkiError::Generate {
             what: "the manager certificate",
             source,
         })
+}
+
+/// An end-entity certificate as Picket issues them, to the manager and to agents alike: signed
+/// by the CA (with its key identifier), usable for TLS server and client authentication (the
+/// manager dials agents; agents listen for the manager), backdated by [`BACKDATE`].
+pub(super) fn leaf_params(
+    common_name: &str,
+    names: Vec<SanType>,
+    serial: [u8; 16],
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.subject_alt_names = names;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    set_validity(&mut params, now, lifetime)?;
+    Ok(params)
 }
 
 /// The manager certificate's names: the host name, then the loopback names so local clients
