@@ -530,6 +530,10 @@ fn offline_alert_on_the_third_missed_heartbeat_clears_and_comes_back_after_dismi
     });
     assert_ne!(back["id"].as_u64().unwrap().to_string(), first_id);
     assert_eq!(back["kind"], "computer-offline");
+
+    // Deleting the computer ends its alerts: nothing else ever would.
+    m.cli_json(&["computers", "delete", &id.to_string()]);
+    assert!(alerts(&m, false).is_empty());
 }
 
 #[test]

@@ -155,6 +155,14 @@ impl Monitor {
         self.insert(computer, entry);
     }
 
+    /// An offline alert is active for the computer already (found in the store at start), so
+    /// its next heartbeat clears it.
+    pub fn mark_offline_alerted(&mut self, computer: ComputerId) {
+        if let Some(entry) = self.entries.get_mut(&computer) {
+            entry.alerted = true;
+        }
+    }
+
     /// An administrator dismissed the offline alert: if the computer is still offline, the
     /// next missed heartbeat raises it again.
     pub fn rearm_offline(&mut self, computer: ComputerId) {

@@ -283,3 +283,12 @@ fn a_clock_step_reported_by_the_agent_alerts_only_above_the_maximum() {
     m.handle_clock_event(ComputerId(99), 1 << 40);
     assert!(drain(&mut m).is_empty(), "unknown computers are ignored");
 }
+
+#[test]
+fn an_offline_alert_from_before_a_restart_is_cleared_by_the_first_heartbeat() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.mark_offline_alerted(ID);
+    m.handle_heartbeat(at(1_000), ID, None);
+    assert!(drain(&mut m).contains(&Decision::ClearOffline { computer: ID }));
+}

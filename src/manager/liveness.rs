@@ -93,6 +93,18 @@ pub async fn run(
         monitor.track(now, id, rules);
         monitor.set_power(now, id, power);
     }
+    // Offline alerts raised before the restart must still clear at the next heartbeat.
+    let active = {
+        let store = store.clone();
+        smol::unblock(move || store.read().and_then(|txn| txn.alerts())).await
+    };
+    match active {
+        Ok(alerts) => alerts
+            .iter()
+            .filter(|a| a.is_active() && a.kind == AlertKind::ComputerOffline)
+            .for_each(|a| monitor.mark_offline_alerted(a.computer)),
+        Err(e) => log::error!("liveness: cannot read the active alerts: {e}"),
+    }
     loop {
         let wait = monitor
             .poll_timeout()
