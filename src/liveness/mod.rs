@@ -8,7 +8,7 @@
 //! later. Counting from elapsed time rather than incrementing means a policy change of the
 //! interval takes effect at once, with no restart and no drift.
 
-use crate::clock::Instant;
+use crate::clock::{Instant, WallMs};
 pub use crate::model::PowerState;
 use crate::model::{ClockChangeLimit, ComputerId, ComputerKind, MissedLimit};
 use crate::policy::EffectiveSettings;
@@ -102,7 +102,8 @@ struct Entry {
     deadline: Instant,
     alerted: bool,
     power: PowerState,
-    last_offset_ms: Option<i64>,
+    /// When the last heartbeat with the agent's clock came, and what that clock read.
+    last_agent_clock: Option<(Instant, WallMs)>,
 }
 
 impl Entry {
@@ -150,7 +151,7 @@ impl Monitor {
             deadline: now,
             alerted: false,
             power: PowerState::Running,
-            last_offset_ms: None,
+            last_agent_clock: None,
         };
         self.insert(computer, entry);
     }
@@ -182,22 +183,25 @@ impl Monitor {
         self.entries.get(&computer).map(|e| e.state)
     }
 
-    /// A completed heartbeat, with the agent's clock minus the manager's if it sent its status.
+    /// A completed heartbeat, with the agent's wall clock if it sent its status. The agent's
+    /// clock change is measured against the manager's monotonic time, so a step of the
+    /// manager's own wall clock (an edge box setting its time at boot) blames no agent.
     pub fn handle_heartbeat(
         &mut self,
         now: Instant,
         computer: ComputerId,
-        clock_offset_ms: Option<i64>,
+        agent_clock: Option<WallMs>,
     ) {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
-        if let (Some(new), Some(old), ClockChangeLimit::Max(limit)) = (
-            clock_offset_ms,
-            entry.last_offset_ms,
+        if let (Some(new), Some((then, old)), ClockChangeLimit::Max(limit)) = (
+            agent_clock,
+            entry.last_agent_clock,
             entry.rules.max_clock_change,
         ) {
-            let change = i128::from(new) - i128::from(old);
+            let elapsed = i128::from(now.as_millis()) - i128::from(then.as_millis());
+            let change = i128::from(new.0) - i128::from(old.0) - elapsed;
             if change.unsigned_abs() > limit.as_millis() {
                 self.out.push_back(Decision::ClockChanged {
                     computer,
@@ -210,8 +214,8 @@ impl Monitor {
                 });
             }
         }
-        if clock_offset_ms.is_some() {
-            entry.last_offset_ms = clock_offset_ms;
+        if let Some(clock) = agent_clock {
+            entry.last_agent_clock = Some((now, clock));
         }
         if entry.alerted {
             entry.alerted = false;

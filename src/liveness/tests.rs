@@ -1,6 +1,7 @@
 //! The monitor driven by a manual clock: hours of heartbeats and misses in microseconds.
 
 use super::*;
+use crate::clock::WallMs;
 
 const ID: ComputerId = ComputerId(1);
 
@@ -117,22 +118,22 @@ fn a_shorter_interval_takes_effect_mid_wait() {
 fn clock_changes_below_and_at_the_maximum_are_fine_above_it_alert() {
     let mut m = Monitor::new();
     m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
-    m.handle_heartbeat(at(0), ID, Some(0));
-    m.handle_heartbeat(at(10_000), ID, Some(59_999));
-    m.handle_heartbeat(at(20_000), ID, Some(119_999));
+    m.handle_heartbeat(at(0), ID, Some(WallMs(0)));
+    m.handle_heartbeat(at(10_000), ID, Some(WallMs(69999)));
+    m.handle_heartbeat(at(20_000), ID, Some(WallMs(139999)));
     assert!(
         !drain(&mut m)
             .iter()
             .any(|d| matches!(d, Decision::ClockChanged { .. }))
     );
-    m.handle_heartbeat(at(30_000), ID, Some(180_000));
+    m.handle_heartbeat(at(30_000), ID, Some(WallMs(210000)));
     assert!(drain(&mut m).contains(&Decision::ClockChanged {
         computer: ID,
         change_ms: 60_001,
         limit: Duration::from_secs(60),
     }));
     // Backwards counts too, and no limit means no alert.
-    m.handle_heartbeat(at(40_000), ID, Some(0));
+    m.handle_heartbeat(at(40_000), ID, Some(WallMs(40000)));
     assert!(drain(&mut m).iter().any(|d| matches!(
         d,
         Decision::ClockChanged {
@@ -143,7 +144,7 @@ fn clock_changes_below_and_at_the_maximum_are_fine_above_it_alert() {
     let mut unlimited = rules(10, MissedLimit::Count(2));
     unlimited.max_clock_change = ClockChangeLimit::Unlimited;
     m.set_rules(at(40_000), ID, unlimited);
-    m.handle_heartbeat(at(50_000), ID, Some(999_999_999));
+    m.handle_heartbeat(at(50_000), ID, Some(WallMs(1000049999)));
     assert!(
         !drain(&mut m)
             .iter()
@@ -152,11 +153,26 @@ fn clock_changes_below_and_at_the_maximum_are_fine_above_it_alert() {
 }
 
 #[test]
+fn a_manager_wall_clock_step_is_nobodys_clock_change() {
+    // The agent's clock advances exactly as the manager's monotonic time: whatever the
+    // manager's own wall clock does meanwhile, there is no change to report.
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, Some(WallMs(1_000_000)));
+    m.handle_heartbeat(at(7_200_000), ID, Some(WallMs(8_200_000)));
+    assert!(
+        drain(&mut m)
+            .iter()
+            .all(|d| !matches!(d, Decision::ClockChanged { .. }))
+    );
+}
+
+#[test]
 fn an_absurd_agent_clock_alerts_without_overflow() {
     let mut m = Monitor::new();
     m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
-    m.handle_heartbeat(at(0), ID, Some(i64::MIN));
-    m.handle_heartbeat(at(10_000), ID, Some(i64::MAX));
+    m.handle_heartbeat(at(0), ID, Some(WallMs(0)));
+    m.handle_heartbeat(at(10_000), ID, Some(WallMs(u64::MAX)));
     assert!(drain(&mut m).contains(&Decision::ClockChanged {
         computer: ID,
         change_ms: i64::MAX,

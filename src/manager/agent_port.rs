@@ -266,10 +266,7 @@ async fn record(
     summary: &SessionSummary,
 ) {
     let purpose = summary.purpose;
-    let offset = summary
-        .status
-        .as_ref()
-        .map(|s| clock_offset(s.wall_clock, status_at));
+    let agent_clock = summary.status.as_ref().map(|s| s.wall_clock);
     let summary = summary.clone();
     let (address, tls_version, cipher_suite) = (
         peer.addr.to_string(),
@@ -288,8 +285,12 @@ async fn record(
             if let Some(version) = &summary.agent_version {
                 state.agent_version.clone_from(version);
             }
-            state.applied_fingerprint = summary.applied.map(|f| f.0);
-            state.config_rejected.clone_from(&summary.config_rejected);
+            // A session that failed before the agent said anything about its configuration
+            // leaves what the last good one recorded.
+            if summary.status.is_some() {
+                state.applied_fingerprint = summary.applied.map(|f| f.0);
+                state.config_rejected.clone_from(&summary.config_rejected);
+            }
             state.last_seq = state.last_seq.max(summary.last_seq);
             if let Some(status) = &summary.status {
                 apply_status(&mut state, status, status_at);
@@ -304,10 +305,10 @@ async fn record(
     // Recorded first, so a status change never shows before the heartbeat that caused it.
     if purpose == Some(Purpose::Goodbye) {
         port.liveness.send(LivenessEvent::Goodbye(computer));
-    } else if let Some(offset) = offset {
+    } else if let Some(agent_clock) = agent_clock {
         port.liveness.send(LivenessEvent::Heartbeat {
             computer,
-            clock_offset_ms: Some(offset),
+            agent_clock: Some(agent_clock),
         });
     }
 }

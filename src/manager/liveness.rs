@@ -17,7 +17,8 @@ use std::time::Duration;
 pub enum LivenessEvent {
     Heartbeat {
         computer: ComputerId,
-        clock_offset_ms: Option<i64>,
+        /// The agent's wall clock in its status, if it sent one.
+        agent_clock: Option<WallMs>,
     },
     Goodbye(ComputerId),
     Activated(ComputerId),
@@ -137,8 +138,8 @@ async fn handle(
     match event {
         LivenessEvent::Heartbeat {
             computer,
-            clock_offset_ms,
-        } => monitor.handle_heartbeat(now, computer, clock_offset_ms),
+            agent_clock,
+        } => monitor.handle_heartbeat(now, computer, agent_clock),
         LivenessEvent::Goodbye(computer) => monitor.handle_goodbye(now, computer),
         LivenessEvent::Deleted(computer) => monitor.forget(computer),
         LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
