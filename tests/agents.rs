@@ -172,6 +172,14 @@ fn events(m: &Manager, computer: u64) -> Vec<Value> {
         .clone()
 }
 
+/// Waits until computer `id` has reported `n` events named `name`; all its events then.
+fn wait_for_events(m: &Manager, id: u64, name: &str, n: usize) -> Vec<Value> {
+    wait_for(Duration::from_secs(30), || {
+        let events = events(m, id);
+        (count(&events, name) == n).then_some(events)
+    })
+}
+
 fn count(events: &[Value], name: &str) -> usize {
     events.iter().filter(|e| e["name"] == name).count()
 }
@@ -248,10 +256,7 @@ fn three_agents_come_online_and_a_policy_change_reaches_all_within_an_interval()
     // heartbeat.
     for c in computers(&m) {
         let id = c["id"].as_u64().unwrap();
-        let events = wait_for(Duration::from_secs(30), || {
-            let events = events(&m, id);
-            (count(&events, "configuration-applied") == 1).then_some(events)
-        });
+        let events = wait_for_events(&m, id, "configuration-applied", 1);
         assert_exactly_once(&events);
     }
     drop(agents);
@@ -267,9 +272,7 @@ fn restarts_while_the_manager_is_down_are_each_reported_exactly_once() {
     let agent_dir = tmp.path().join("agent");
     let agent = Agent::start(&agent_dir, Some(&a), "laptop1");
     let id = first_heartbeat(&m);
-    wait_for(Duration::from_secs(10), || {
-        (count(&events(&m, id), "agent-started") == 1).then_some(())
-    });
+    wait_for_events(&m, id, "agent-started", 1);
     agent.stop();
     m.stop();
 
@@ -283,10 +286,7 @@ fn restarts_while_the_manager_is_down_are_each_reported_exactly_once() {
     let m = Manager::start(&manager_dir);
     let agent = Agent::start(&agent_dir, None, "laptop1");
     // 1 before the outage, 5 during it, 1 now.
-    let events = wait_for(Duration::from_secs(30), || {
-        let events = events(&m, id);
-        (count(&events, "agent-started") == 7).then_some(events)
-    });
+    let events = wait_for_events(&m, id, "agent-started", 7);
     assert_eq!(count(&events, "agent-stopped"), 6);
     assert_exactly_once(&events);
     drop(agent);
@@ -332,10 +332,7 @@ fn killing_the_manager_mid_delivery_loses_and_duplicates_nothing() {
         let id = c["id"].as_u64().unwrap();
         // 1 at activation start + 3 restarts = 4 starts and 3 stops per agent, however the
         // kill cut the deliveries.
-        let events = wait_for(Duration::from_secs(30), || {
-            let events = events(&m, id);
-            (count(&events, "agent-started") == 4).then_some(events)
-        });
+        let events = wait_for_events(&m, id, "agent-started", 4);
         assert_eq!(count(&events, "agent-stopped"), 3, "{events:?}");
         assert_exactly_once(&events);
     }
@@ -594,9 +591,7 @@ fn a_clock_jump_raises_clock_changed_which_stays_until_dismissed() {
     assert_eq!(alert["severity"], "warning");
     assert_eq!(alert["computer"], id);
     // The agent saw it too and reported event 5004.
-    wait_for(Duration::from_secs(30), || {
-        (count(&events(&m, id), "clock-changed") == 1).then_some(())
-    });
+    wait_for_events(&m, id, "clock-changed", 1);
     // It does not clear itself: more heartbeats, still active.
     let beats = |m: &Manager| {
         computers(m)[0]["agent"]["counters"]["heartbeats-ok"]
