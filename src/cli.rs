@@ -148,6 +148,8 @@ pub enum ComputersVerb {
     Add(ComputersAdd),
     Set(ComputersSet),
     Delete(ComputersDelete),
+    SendPolicy(ComputersSendPolicy),
+    CheckStatus(ComputersCheckStatus),
 }
 
 admin_verb!(
@@ -174,10 +176,13 @@ admin_verb!(
         /// server, laptop, vm or appliance; default: server
         #[argh(option)]
         pub kind: Option<String>,
+        /// where the manager dials the agent (host name or IP); default: where it connects from
+        #[argh(option)]
+        pub address: Option<String>,
     }
 );
 admin_verb!(
-    /// Change a computer: hostname=, policy=, kind=, vm_power_state=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
+    /// Change a computer: hostname=, policy=, kind=, vm_power_state=, address=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
     ComputersSet, "set" {
         /// computer id
         #[argh(positional)]
@@ -190,6 +195,22 @@ admin_verb!(
 admin_verb!(
     /// Delete a computer.
     ComputersDelete, "delete" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// Send the computer its configuration now (queued until its next heartbeat if agent-initiated).
+    ComputersSendPolicy, "send-policy" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// Contact the computer now for a heartbeat (queued until its next one if agent-initiated).
+    ComputersCheckStatus, "check-status" {
         /// computer id
         #[argh(positional)]
         pub id: u64,
@@ -212,7 +233,80 @@ pub enum PoliciesVerb {
     Create(PoliciesCreate),
     Set(PoliciesSet),
     Delete(PoliciesDelete),
+    Rules(RulesArgs),
 }
+
+/// Firewall rules of a policy (inherited by the policies and computers below it).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rules")]
+pub struct RulesArgs {
+    #[argh(subcommand)]
+    pub verb: RulesVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum RulesVerb {
+    List(RulesList),
+    Add(RulesAdd),
+    Remove(RulesRemove),
+}
+
+admin_verb!(
+    /// List a policy's firewall rules, with those it inherits.
+    RulesList, "list" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+    }
+);
+admin_verb!(
+    /// Add a firewall rule to a policy. A priority-4 force-allow or bypass rule for incoming IP TCP to the agent's port restricts who may connect to it.
+    RulesAdd, "add" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// the rule's name
+        #[argh(option)]
+        pub name: String,
+        /// allow, deny, force-allow, bypass or log-only
+        #[argh(option)]
+        pub action: String,
+        /// priority 0 to 4 (4 highest); default 0
+        #[argh(option)]
+        pub priority: Option<String>,
+        /// incoming or outgoing; default incoming
+        #[argh(option)]
+        pub direction: Option<String>,
+        /// ip, arp or any; default ip
+        #[argh(option)]
+        pub frame_type: Option<String>,
+        /// tcp, udp, icmp or any; default any
+        #[argh(option)]
+        pub protocol: Option<String>,
+        /// destination port or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub port: Vec<String>,
+        /// source IP, CIDR or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub source_ip: Vec<String>,
+        /// source MAC (repeat for more); default any
+        #[argh(option)]
+        pub source_mac: Vec<String>,
+    }
+);
+admin_verb!(
+    /// Remove a firewall rule from the policy that holds it.
+    RulesRemove, "remove" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// rule id
+        #[argh(positional)]
+        pub rule: u64,
+    }
+);
 
 admin_verb!(
     /// List policies.

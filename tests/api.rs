@@ -85,6 +85,15 @@ fn bad_inputs_are_refused_naming_the_field_and_change_nothing() {
         (Method::POST, "/api/v1/computers", br#"{"hostname":"fw2","kind":"appliance","settings":{"communication.direction":"agent-initiated"}}"#.to_vec(), StatusCode::BAD_REQUEST, "kind"),
         (Method::POST, "/api/v1/computers", br#"{"hostname":"WEB1"}"#.to_vec(), StatusCode::CONFLICT, "hostname"),
         (Method::PATCH, "/api/v1/computers/2", br#"{"vm_power_state":"stopped"}"#.to_vec(), StatusCode::BAD_REQUEST, "vm_power_state"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r","action":"bypass","priority":5}"#.to_vec(), StatusCode::BAD_REQUEST, "priority"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r","action":"permit"}"#.to_vec(), StatusCode::BAD_REQUEST, "action"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r","action":"bypass","destination_ports":[0]}"#.to_vec(), StatusCode::BAD_REQUEST, "destination_ports"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r","action":"bypass","destination_ports":[70000]}"#.to_vec(), StatusCode::BAD_REQUEST, "destination_ports"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r","action":"bypass","source_ips":["10.0.0.0/33"]}"#.to_vec(), StatusCode::BAD_REQUEST, "source_ips"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r","action":"bypass","source_macs":["00:11:22:33:44"]}"#.to_vec(), StatusCode::BAD_REQUEST, "source_macs"),
+        (Method::POST, "/api/v1/policies/Nope/firewall-rules", br#"{"name":"r","action":"bypass"}"#.to_vec(), StatusCode::NOT_FOUND, ""),
+        (Method::DELETE, "/api/v1/policies/Servers/firewall-rules/99", Vec::new(), StatusCode::NOT_FOUND, ""),
+        (Method::PATCH, "/api/v1/computers/2", br#"{"address":"web1:4118"}"#.to_vec(), StatusCode::BAD_REQUEST, "address"),
         (Method::POST, "/api/v1/policies", Vec::new(), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, "/api/v1/policies", b"{\"name\": ".to_vec(), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, "/api/v1/policies", ten_mb, StatusCode::PAYLOAD_TOO_LARGE, ""),
@@ -107,6 +116,97 @@ fn bad_inputs_are_refused_naming_the_field_and_change_nothing() {
         before,
         "a refused request changed the store"
     );
+}
+
+#[test]
+fn firewall_rules_are_inherited_down_the_tree_and_removed_where_they_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    let client = m.client();
+    let key = key(&m);
+    let call = |method, path: &str, body: Value| {
+        send(&client, &key, method, path, body.to_string().as_bytes())
+    };
+    call(Method::POST, "/api/v1/policies", json!({"name": "Servers"}));
+    call(
+        Method::POST,
+        "/api/v1/policies",
+        json!({"name": "Web", "parent": "Servers"}),
+    );
+    let (_, web1) = call(
+        Method::POST,
+        "/api/v1/computers",
+        json!({"hostname": "web1", "policy": "Web"}),
+    );
+    let rule = json!({"name": "agent port from the admin host", "action": "bypass", "priority": 4,
+        "protocol": "tcp", "destination_ports": ["4118"], "source_ips": ["127.0.0.2"]});
+    let (status, added) = call(
+        Method::POST,
+        "/api/v1/policies/Servers/firewall-rules",
+        rule,
+    );
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["governs_agent_port"], true);
+    assert_eq!(added["source_ips"], json!(["127.0.0.2"]));
+    let id = added["id"].as_u64().unwrap();
+
+    let (_, web) = call(
+        Method::GET,
+        "/api/v1/policies/Web/firewall-rules",
+        Value::Null,
+    );
+    assert_eq!(web["rules"], json!([]), "Web holds no rule of its own");
+    assert_eq!(web["effective"][0]["id"], id);
+    assert_eq!(web["effective"][0]["policy"], "Servers");
+    let path = format!("/api/v1/computers/{}", web1["id"]);
+    let (_, computer) = call(Method::GET, &path, Value::Null);
+    assert_eq!(computer["firewall_rules"][0]["id"], id, "{computer}");
+    let (_, history) = call(Method::GET, &format!("{path}/history"), Value::Null);
+    assert!(history.to_string().contains("firewall rule"), "{history}");
+
+    // A rule lives on its policy: removing it through a child is 404, through its policy 204.
+    let (status, _) = call(
+        Method::DELETE,
+        &format!("/api/v1/policies/Web/firewall-rules/{id}"),
+        Value::Null,
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        Method::DELETE,
+        &format!("/api/v1/policies/Servers/firewall-rules/{id}"),
+        Value::Null,
+    );
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, computer) = call(Method::GET, &path, Value::Null);
+    assert_eq!(computer["firewall_rules"], json!([]));
+}
+
+#[test]
+fn an_appliance_shows_the_inherited_direction_it_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    let client = m.client();
+    let key = key(&m);
+    let call = |method, path: &str, body: Value| {
+        send(&client, &key, method, path, body.to_string().as_bytes())
+    };
+    call(
+        Method::POST,
+        "/api/v1/policies",
+        json!({"name": "Branch",
+        "settings": {"communication.direction": "agent-initiated"}}),
+    );
+    let (status, fw) = call(
+        Method::POST,
+        "/api/v1/computers",
+        json!({"hostname": "fw1", "kind": "appliance", "policy": "Branch"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{fw}");
+    let direction = &fw["effective"]["communication.direction"];
+    assert_eq!(direction["value"], "bidirectional");
+    assert_eq!(direction["source"], "kind:appliance");
+    assert_eq!(direction["overrides"]["value"], "agent-initiated");
+    assert_eq!(direction["overrides"]["source"], "policy:Branch");
 }
 
 #[test]
@@ -198,7 +298,8 @@ fn every_documented_route_exists() {
     for (method, path) in routes {
         let path = path
             .replace("{id or name}", "Base%20Policy")
-            .replace("{id}", "1");
+            .replace("{id}", "1")
+            .replace("{rule id}", "1");
         let method: Method = method.parse().unwrap();
         let (status, body) = send(&client, &key, method.clone(), &path, b"{}");
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

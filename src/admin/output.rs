@@ -64,6 +64,63 @@ pub fn computer(options: &ClientOptions, c: &Value) {
     settings(c);
 }
 
+/// Rules as `GET .../firewall-rules` gives them; the effective list shows inherited ones too.
+pub fn rule_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let joined = |v: &Value| {
+        let items: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
+        if items.is_empty() {
+            "any".to_string()
+        } else {
+            items.join(",")
+        }
+    };
+    let rows: Vec<[String; 9]> = items(answer, "effective")
+        .map(|r| {
+            [
+                text(&r["id"]),
+                text(&r["name"]),
+                text(&r["action"]),
+                text(&r["priority"]),
+                format!(
+                    "{} {}/{}",
+                    text(&r["direction"]),
+                    text(&r["frame_type"]),
+                    text(&r["protocol"])
+                ),
+                joined(&r["destination_ports"]),
+                joined(&r["source_ips"]),
+                joined(&r["source_macs"]),
+                text(&r["policy"]),
+            ]
+        })
+        .collect();
+    table(
+        [
+            "ID",
+            "NAME",
+            "ACTION",
+            "PRI",
+            "TRAFFIC",
+            "PORTS",
+            "SOURCE IPS",
+            "SOURCE MACS",
+            "POLICY",
+        ],
+        &rows,
+    );
+}
+
+/// The answer to send-policy or check-status: what happened, or when it will.
+pub fn operation(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    out!("{}", text(&answer["message"]));
+}
+
 pub fn token_list(options: &ClientOptions, answer: &Value) {
     if print_json(options, answer) {
         return;

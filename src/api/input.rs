@@ -3,7 +3,11 @@
 
 use super::error::ApiError;
 use crate::manager::activation::{self, ActivationError};
-use crate::policy::{ComputerChange, PolicyChange, SettingsPatch};
+use crate::model::{
+    FirewallRule, FrameType, IpMatch, MacAddr, PortRange, Protocol, RuleAction, RuleError, RuleId,
+    TrafficDirection, parse_priority,
+};
+use crate::policy::{ComputerChange, PolicyChange, PolicyError, SettingsPatch};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -38,10 +42,84 @@ pub fn computer_change(mut map: Map<String, Value>) -> Result<ComputerChange, Ap
         policy: optional_reference(&mut map, "policy")?,
         kind: optional_string(&mut map, "kind")?,
         vm_power_state: optional_string(&mut map, "vm_power_state")?,
+        address: optional_string(&mut map, "address")?,
         settings: settings(&mut map)?,
     };
     refuse_leftovers(map)?;
     Ok(change)
+}
+
+/// `{"name", "action", "priority", "direction", "frame_type", "protocol", "destination_ports",
+/// "source_ips", "source_macs"}`: name and action are required; the rest default to priority 0,
+/// incoming, IP, any protocol, and empty lists (any). The id is the store's to give.
+pub fn firewall_rule(mut map: Map<String, Value>) -> Result<FirewallRule, ApiError> {
+    let name = optional_string(&mut map, "name")?
+        .ok_or_else(|| ApiError::bad_field("name", "a rule needs a name"))?;
+    let action = optional_string(&mut map, "action")?.ok_or_else(|| {
+        ApiError::bad_field(
+            "action",
+            "a rule needs an action: allow, deny, force-allow, bypass or log-only",
+        )
+    })?;
+    let word = |map: &mut Map<String, Value>, field: &str, default: &str| {
+        optional_string(map, field).map(|v| v.unwrap_or_else(|| default.to_string()))
+    };
+    let rule = FirewallRule {
+        id: RuleId(0),
+        name,
+        action: RuleAction::parse(&action).map_err(PolicyError::from)?,
+        priority: match map.remove("priority") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => parse_priority(&n.to_string()).map_err(PolicyError::from)?,
+            Some(Value::String(s)) => parse_priority(&s).map_err(PolicyError::from)?,
+            Some(_) => {
+                return Err(ApiError::bad_field(
+                    "priority",
+                    "priority is a number 0..=4",
+                ));
+            }
+        },
+        direction: TrafficDirection::parse(&word(&mut map, "direction", "incoming")?)
+            .map_err(PolicyError::from)?,
+        frame_type: FrameType::parse(&word(&mut map, "frame_type", "ip")?)
+            .map_err(PolicyError::from)?,
+        protocol: Protocol::parse(&word(&mut map, "protocol", "any")?)
+            .map_err(PolicyError::from)?,
+        destination_ports: list(&mut map, "destination_ports", PortRange::parse)?,
+        source_ips: list(&mut map, "source_ips", IpMatch::parse)?,
+        source_macs: list(&mut map, "source_macs", MacAddr::parse)?,
+    };
+    refuse_leftovers(map)?;
+    Ok(rule)
+}
+
+/// A JSON array of strings (numbers too, for ports), each parsed; absent or null is empty.
+fn list<T>(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+    parse: impl Fn(&str) -> Result<T, RuleError>,
+) -> Result<Vec<T>, ApiError> {
+    let items = match map.remove(field) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                field,
+                format!("{field} must be a list"),
+            ));
+        }
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(s) => parse(s).map_err(|e| PolicyError::from(e).into()),
+            Value::Number(n) => parse(&n.to_string()).map_err(|e| PolicyError::from(e).into()),
+            _ => Err(ApiError::bad_field(
+                field,
+                format!("{field} holds strings, such as \"4118\" or \"10.0.0.0/8\""),
+            )),
+        })
+        .collect()
 }
 
 /// A request for a new activation token, its values checked.
@@ -164,6 +242,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_firewall_rule_with_defaults() {
+        let body = br#"{"name":"agent port","action":"bypass","priority":4,"protocol":"tcp",
+            "destination_ports":[4118,"5000-5010"],"source_ips":["127.0.0.2"],"source_macs":[]}"#;
+        let rule = firewall_rule(object(body).unwrap()).unwrap();
+        assert_eq!(rule.priority, 4);
+        assert_eq!(rule.direction, TrafficDirection::Incoming);
+        assert_eq!(rule.frame_type, FrameType::Ip);
+        assert_eq!(rule.destination_ports.len(), 2);
+        assert!(rule.listener_rule().is_some());
+    }
+
+    #[test]
     fn reads_a_token_request() {
         let map = object(br#"{"policy":"Servers","uses":2,"expires":"1h"}"#).unwrap();
         let request = token_request(map).unwrap();
@@ -215,6 +305,46 @@ mod tests {
         ] {
             let map = object(body).unwrap();
             let err = token_request(map).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        }
+        for (body, field) in [
+            (&br#"{"action":"bypass"}"#[..], "name"),
+            (br#"{"name":"r"}"#, "action"),
+            (br#"{"name":"r","action":"permit"}"#, "action"),
+            (
+                br#"{"name":"r","action":"bypass","priority":5}"#,
+                "priority",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","destination_ports":[0]}"#,
+                "destination_ports",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","destination_ports":["70000"]}"#,
+                "destination_ports",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","destination_ports":"4118"}"#,
+                "destination_ports",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","source_ips":["10.0.0.0/33"]}"#,
+                "source_ips",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","source_macs":["00:11:22"]}"#,
+                "source_macs",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","protocol":"sctp"}"#,
+                "protocol",
+            ),
+            (
+                br#"{"name":"r","action":"bypass","colour":"red"}"#,
+                "colour",
+            ),
+        ] {
+            let err = firewall_rule(object(body).unwrap()).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{err}");
         }
         let kind = object(br#"{"kind":3}"#).unwrap();

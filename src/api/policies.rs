@@ -52,27 +52,11 @@ pub fn update(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     let updated = policy::update_policy(&tree, current, &change)?;
     txn.put_policy(&updated)?;
     tree.upsert(updated.clone());
-    // Every computer under the policy gets a line, so its history explains why its effective
-    // settings (and expected fingerprint) moved.
     let detail = format!("policy '{}' changed: {}", updated.name, describe(&change));
-    let now = state.clock.wall();
-    for computer in txn.computers()? {
-        if tree
-            .chain(computer.policy)
-            .iter()
-            .any(|p| p.id == updated.id)
-        {
-            txn.add_history(&HistoryEntry {
-                computer: computer.id,
-                at: now,
-                what: "policy-changed".into(),
-                detail: detail.clone(),
-            })?;
-        }
-    }
+    note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("policy '{}' (id {}) changed", updated.name, updated.id);
-    state.liveness.send(LivenessEvent::SettingsChanged);
+    changed(state);
     Ok(ApiResponse::ok(views::policy(&tree, &updated)))
 }
 
@@ -112,6 +96,87 @@ pub fn delete(state: &ApiState, reference: &str) -> Handled {
         policy.id
     );
     Ok(ApiResponse::no_content())
+}
+
+/// `GET .../firewall-rules`: the policy's own rules, and every rule that applies under it.
+pub fn rules(state: &ApiState, reference: &str) -> Handled {
+    let tree = tree(&state.store.read()?)?;
+    let policy = find(&tree, reference)?;
+    Ok(ApiResponse::ok(json!({
+        "policy": policy.name,
+        "rules": policy.rules.iter().map(views::rule).collect::<Vec<_>>(),
+        "effective": views::effective_rules(&tree, policy.id),
+    })))
+}
+
+pub fn add_rule(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
+    let rule = input::firewall_rule(input::object(body)?)?;
+    let mut txn = state.store.write()?;
+    let mut tree = tree(&txn)?;
+    let current = find(&tree, reference)?;
+    let id = txn.next_rule_id()?;
+    let updated = policy::add_rule(current, id, rule)?;
+    let added = updated.rules.last().map(views::rule).unwrap_or_default();
+    let detail = format!(
+        "policy '{}': firewall rule {id} '{}' added",
+        updated.name,
+        added["name"].as_str().unwrap_or_default()
+    );
+    txn.put_policy(&updated)?;
+    tree.upsert(updated.clone());
+    note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
+    txn.commit()?;
+    log::info!("{detail}");
+    changed(state);
+    let location = format!("/api/v1/policies/{}/firewall-rules/{id}", updated.id);
+    Ok(ApiResponse::created(location, added))
+}
+
+pub fn remove_rule(state: &ApiState, reference: &str, rule: &str) -> Handled {
+    let mut txn = state.store.write()?;
+    let mut tree = tree(&txn)?;
+    let current = find(&tree, reference)?;
+    let id = rule
+        .parse()
+        .map(crate::model::RuleId)
+        .map_err(|_| ApiError::not_found(format!("firewall rule '{rule}'")))?;
+    let updated = policy::remove_rule(current, id)
+        .map_err(|e| ApiError::new(hyper::StatusCode::NOT_FOUND, e.to_string()))?;
+    let detail = format!("policy '{}': firewall rule {id} removed", updated.name);
+    txn.put_policy(&updated)?;
+    tree.upsert(updated.clone());
+    note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
+    txn.commit()?;
+    log::info!("{detail}");
+    changed(state);
+    Ok(ApiResponse::no_content())
+}
+
+/// A history line on every computer under `policy`, so each one's history explains why its
+/// configuration moved.
+fn note_under(
+    txn: &mut crate::store::WriteTxn,
+    tree: &PolicyTree,
+    policy: crate::model::PolicyId,
+    now: crate::clock::WallMs,
+    detail: &str,
+) -> Result<(), ApiError> {
+    for computer in txn.computers()? {
+        if tree.chain(computer.policy).iter().any(|p| p.id == policy) {
+            txn.add_history(&HistoryEntry {
+                computer: computer.id,
+                at: now,
+                what: "policy-changed".into(),
+                detail: detail.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Effective settings or rules may have moved: liveness rules and agents' configurations follow.
+fn changed(state: &ApiState) {
+    state.liveness.send(LivenessEvent::SettingsChanged);
 }
 
 fn find<'t>(tree: &'t PolicyTree, reference: &str) -> Result<&'t crate::model::Policy, ApiError> {

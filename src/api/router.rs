@@ -133,6 +133,13 @@ fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, 
         (["policies", r], &Method::PATCH) => policies::update(state, r, body),
         (["policies", r], &Method::DELETE) => policies::delete(state, r),
         (["policies", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
+        (["policies", r, "firewall-rules"], &Method::GET) => policies::rules(state, r),
+        (["policies", r, "firewall-rules"], &Method::POST) => policies::add_rule(state, r, body),
+        (["policies", _, "firewall-rules"], _) => return Err(AllowOnly("GET, POST")),
+        (["policies", r, "firewall-rules", id], &Method::DELETE) => {
+            policies::remove_rule(state, r, id)
+        }
+        (["policies", _, "firewall-rules", _], _) => return Err(AllowOnly("DELETE")),
         (["alerts"], &Method::GET) => alerts::list(state, req.query.as_deref()),
         (["alerts"], _) => return Err(AllowOnly("GET")),
         (["alerts", id, "dismiss"], &Method::POST) => alerts::dismiss(state, id),

@@ -4,8 +4,8 @@
 use crate::clock::WallMs;
 use crate::manager::activation;
 use crate::model::{
-    AgentState, Alert, ClockChangeLimit, Computer, MissedLimit, Policy, SettingKey, SettingValue,
-    Settings, StoredEvent, Token,
+    AgentState, Alert, ClockChangeLimit, Computer, FirewallRule, MissedLimit, Policy, PolicyId,
+    SettingKey, SettingValue, Settings, StoredEvent, Token,
 };
 use crate::policy::{EffectiveSettings, PolicyTree, Source, resolve_computer, resolve_policy};
 use serde_json::{Map, Value, json};
@@ -19,6 +19,7 @@ pub fn policy(tree: &PolicyTree, policy: &Policy) -> Value {
         "parent_id": policy.parent.map(|id| id.0),
         "settings": overrides(&policy.settings),
         "effective": effective(tree, &resolve_policy(tree, policy.id)),
+        "firewall_rules": policy.rules.iter().map(rule).collect::<Vec<_>>(),
     })
 }
 
@@ -60,8 +61,58 @@ pub fn computer(
         "policy_id": computer.policy.0,
         "status": computer.status.name(),
         "created_ms": computer.created.0,
+        "address": computer.address,
         "settings": overrides(&computer.settings),
-        "effective": effective(tree, &resolve_computer(tree, computer)),
+        "effective": computer_effective(tree, computer),
+        "firewall_rules": effective_rules(tree, computer.policy),
+    })
+}
+
+/// A computer's effective settings; an appliance's direction also shows what it overrides.
+fn computer_effective(tree: &PolicyTree, computer: &Computer) -> Value {
+    let resolved = resolve_computer(tree, computer);
+    let mut view = effective(tree, &resolved);
+    if let (Some(overridden), Some(entry)) = (
+        resolved.overridden_direction,
+        view.get_mut(SettingKey::Direction.name()),
+    ) {
+        entry["overrides"] = json!({
+            "value": overridden.value.name(),
+            "source": source_name(tree, overridden.source),
+            "reason": "an appliance is always bidirectional",
+        });
+    }
+    view
+}
+
+/// The rules that apply under `policy`, inherited ones first, each with the policy holding it.
+pub fn effective_rules(tree: &PolicyTree, policy: PolicyId) -> Value {
+    let rules: Vec<Value> = crate::policy::effective_rules(tree, policy)
+        .into_iter()
+        .map(|(holder, r)| {
+            let mut view = rule(r);
+            view["policy"] = json!(tree.get(holder).map(|p| p.name.as_str()));
+            view["policy_id"] = json!(holder.0);
+            view
+        })
+        .collect();
+    Value::Array(rules)
+}
+
+pub fn rule(r: &FirewallRule) -> Value {
+    let texts = |items: Vec<String>| Value::from(items);
+    json!({
+        "id": r.id.0,
+        "name": r.name,
+        "action": r.action.name(),
+        "priority": r.priority,
+        "direction": r.direction.name(),
+        "frame_type": r.frame_type.name(),
+        "protocol": r.protocol.name(),
+        "destination_ports": texts(r.destination_ports.iter().map(ToString::to_string).collect()),
+        "source_ips": texts(r.source_ips.iter().map(ToString::to_string).collect()),
+        "source_macs": texts(r.source_macs.iter().map(ToString::to_string).collect()),
+        "governs_agent_port": r.listener_rule().is_some(),
     })
 }
 
@@ -113,6 +164,7 @@ fn value(v: SettingValue) -> Value {
 fn source_name(tree: &PolicyTree, source: Source) -> String {
     match source {
         Source::Computer => "computer".to_string(),
+        Source::ApplianceKind => "kind:appliance".to_string(),
         Source::Default => "default".to_string(),
         Source::Policy(id) => match tree.get(id) {
             Some(p) => format!("policy:{}", p.name),

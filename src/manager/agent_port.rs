@@ -172,7 +172,8 @@ pub fn expected_config(
     endpoints: &[String],
 ) -> AgentConfig {
     let effective = policy::resolve_computer(tree, computer);
-    AgentConfig::new(&effective, endpoints.to_vec())
+    let rules = policy::listener_rules(tree, computer.policy);
+    AgentConfig::new(&effective, rules, endpoints.to_vec())
 }
 
 fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<SessionParams, String> {
@@ -209,7 +210,11 @@ fn base_config(tree: &PolicyTree, endpoints: &[String]) -> AgentConfig {
         .base()
         .map(|p| p.id)
         .unwrap_or(crate::model::PolicyId(1));
-    AgentConfig::new(&policy::resolve_policy(tree, base), endpoints.to_vec())
+    AgentConfig::new(
+        &policy::resolve_policy(tree, base),
+        policy::listener_rules(tree, base),
+        endpoints.to_vec(),
+    )
 }
 
 async fn store_events(

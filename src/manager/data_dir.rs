@@ -48,6 +48,7 @@ pub fn ensure_base_policy(store: &Store) -> Result<bool, ManagerError> {
         return Ok(false);
     }
     let base = Policy {
+        rules: Vec::new(),
         id: txn.next_policy_id()?,
         name: BASE_POLICY_NAME.to_string(),
         parent: None,

@@ -6,6 +6,7 @@
 mod agent;
 mod alert;
 mod duration;
+mod firewall;
 mod ids;
 mod records;
 mod settings;
@@ -13,6 +14,10 @@ mod settings;
 pub use agent::{AgentState, HistoryEntry, StoredEvent};
 pub use alert::{Alert, AlertKind, Severity};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use firewall::{
+    FirewallRule, FrameType, IpMatch, ListenerRule, MAX_PRIORITY, MacAddr, PortRange, Protocol,
+    RuleAction, RuleError, RuleId, TrafficDirection, parse_priority,
+};
 pub use ids::{AlertId, ComputerId, PolicyId};
 pub use records::{
     BASE_POLICY_NAME, Computer, ComputerKind, Policy, PowerState, Status, Token, TokenHash,

@@ -1,5 +1,6 @@
 //! Policies, computers and activation tokens as the rest of the code sees them.
 
+use super::firewall::FirewallRule;
 use super::ids::{ComputerId, PolicyId};
 use super::settings::Settings;
 use crate::clock::WallMs;
@@ -16,6 +17,8 @@ pub struct Policy {
     /// `None` only for the Base Policy.
     pub parent: Option<PolicyId>,
     pub settings: Settings,
+    /// Firewall rules, inherited by every policy and computer below this one.
+    pub rules: Vec<FirewallRule>,
 }
 
 /// What kind of machine a computer is; decides some rules (an appliance is always bidirectional).
@@ -96,6 +99,9 @@ pub struct Computer {
     pub created: WallMs,
     /// What a hypervisor hook last said about a VM (always `Running` for other kinds).
     pub vm_power_state: PowerState,
+    /// Where the manager dials the agent (host name or IP, resolved at each dial), as the
+    /// administrator set it; `None`: the address the agent last connected from.
+    pub address: Option<String>,
 }
 
 /// A VM's power state, as a hypervisor hook reports it through the API.

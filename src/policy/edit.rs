@@ -62,6 +62,9 @@ pub struct ComputerChange {
     pub kind: Option<String>,
     /// `running` or `stopped`, for a VM only (a hypervisor hook's report).
     pub vm_power_state: Option<String>,
+    /// Where the manager dials the agent: a host name or IP; empty to dial where the agent
+    /// last connected from.
+    pub address: Option<String>,
     pub settings: SettingsPatch,
 }
 
@@ -84,6 +87,7 @@ pub fn create_policy(
         None => tree.base().ok_or(PolicyError::ParentRequired)?.id,
     };
     let mut policy = Policy {
+        rules: Vec::new(),
         id,
         name: name.to_string(),
         parent: Some(parent),
@@ -156,6 +160,7 @@ pub fn create_computer(
 ) -> Result<Computer, PolicyError> {
     let base = tree.base().ok_or(PolicyError::ParentRequired)?;
     let blank = Computer {
+        address: None,
         id,
         hostname: String::new(),
         kind: ComputerKind::Server,
@@ -208,6 +213,9 @@ pub fn apply_computer_change(
             return Err(PolicyError::PowerStateOfNonVm(next.kind.name()));
         }
         next.vm_power_state = PowerState::Running;
+    }
+    if let Some(address) = &change.address {
+        next.address = check_address(address)?;
     }
     change.settings.apply(&mut next.settings);
     if let (ComputerKind::Appliance, Setting::Set(direction)) = (next.kind, next.settings.direction)
@@ -284,6 +292,37 @@ fn check_hostname(hostname: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// A dial address is a host name or an IP, without a port (the agent reports its own port).
+fn check_address(address: &str) -> Result<Option<String>, PolicyError> {
+    let address = address.trim();
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |reason| {
+        Err(PolicyError::InvalidAddress {
+            address: address.to_string(),
+            reason,
+        })
+    };
+    if address.len() > MAX_HOSTNAME_LEN {
+        return invalid("it is longer than 253 characters");
+    }
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(Some(address.to_string()));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if address.trim_end_matches('.').split('.').all(label_ok) {
+        Ok(Some(address.to_string()))
+    } else {
+        invalid("expected a host name or an IP address, without a port")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +330,7 @@ mod tests {
 
     fn base_tree() -> PolicyTree {
         PolicyTree::new([Policy {
+            rules: Vec::new(),
             id: PolicyId(1),
             name: "Base Policy".into(),
             parent: None,
@@ -415,6 +455,7 @@ mod tests {
             policy: None,
             kind: Some(kind.into()),
             vm_power_state: None,
+            address: None,
             settings: SettingsPatch(
                 direction
                     .map(|d| SettingsPatch::entry("communication.direction", d).unwrap())
@@ -516,5 +557,38 @@ mod tests {
             ..computer_change("web3", "server", None)
         };
         assert_eq!(add(&unknown_policy).field(), "policy");
+    }
+
+    #[test]
+    fn a_dial_address_is_a_host_or_an_ip_and_empty_clears_it() {
+        let tree = base_tree();
+        let free = |_: &str| false;
+        let web1 = create_computer(
+            &tree,
+            free,
+            ComputerId(1),
+            WallMs(0),
+            &computer_change("web1", "server", None),
+        )
+        .unwrap();
+        let set = |address: &str| ComputerChange {
+            address: Some(address.into()),
+            ..ComputerChange::default()
+        };
+        for good in ["10.0.0.7", "::1", "web1.example.", "web-1"] {
+            let next = apply_computer_change(&tree, free, &web1, &set(good)).unwrap();
+            assert_eq!(next.address.as_deref(), Some(good));
+        }
+        for bad in ["web1:4118", "-web", "a b", "web..example", "exa_mple"] {
+            let err = apply_computer_change(&tree, free, &web1, &set(bad)).unwrap_err();
+            assert_eq!(err.field(), "address", "{bad}");
+        }
+        let with = apply_computer_change(&tree, free, &web1, &set("10.0.0.7")).unwrap();
+        assert_eq!(
+            apply_computer_change(&tree, free, &with, &set(""))
+                .unwrap()
+                .address,
+            None
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Why a policy or computer change was refused, and which field to blame.
 
-use crate::model::SettingError;
+use crate::model::{RuleError, RuleId, SettingError};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,24 @@ pub enum PolicyError {
         field: &'static str,
         direction: String,
     },
+    /// A firewall rule field that does not parse.
+    Rule(RuleError),
+    InvalidRuleName(String),
+    RuleListTooLong {
+        field: &'static str,
+        len: usize,
+    },
+    TooManyRules {
+        policy: String,
+    },
+    UnknownRule {
+        policy: String,
+        rule: RuleId,
+    },
+    InvalidAddress {
+        address: String,
+        reason: &'static str,
+    },
 }
 
 impl PolicyError {
@@ -66,6 +84,12 @@ impl PolicyError {
                 "vm_power_state"
             }
             PolicyError::ApplianceDirection { field, .. } => field,
+            PolicyError::Rule(e) => e.field,
+            PolicyError::InvalidRuleName(_) => "name",
+            PolicyError::RuleListTooLong { field, .. } => field,
+            PolicyError::TooManyRules { .. } => "rules",
+            PolicyError::UnknownRule { .. } => "rule",
+            PolicyError::InvalidAddress { .. } => "address",
         };
         field.to_string()
     }
@@ -79,6 +103,7 @@ impl PolicyError {
                 | PolicyError::BaseUndeletable
                 | PolicyError::HasChildren { .. }
                 | PolicyError::HasComputers { .. }
+                | PolicyError::TooManyRules { .. }
         )
     }
 }
@@ -129,6 +154,27 @@ impl fmt::Display for PolicyError {
                 f,
                 "an appliance is always bidirectional; '{direction}' is not allowed"
             ),
+            PolicyError::Rule(e) => e.fmt(f),
+            PolicyError::InvalidRuleName(name) => write!(
+                f,
+                "invalid rule name '{name}': 1 to 100 characters, no control characters"
+            ),
+            PolicyError::RuleListTooLong { field, len } => write!(
+                f,
+                "{field} has {len} entries; at most {} are allowed",
+                super::MAX_LIST_LEN
+            ),
+            PolicyError::TooManyRules { policy } => write!(
+                f,
+                "policy '{policy}' already has {} firewall rules, the most allowed",
+                super::MAX_RULES_PER_POLICY
+            ),
+            PolicyError::UnknownRule { policy, rule } => {
+                write!(f, "policy '{policy}' has no firewall rule {rule}")
+            }
+            PolicyError::InvalidAddress { address, reason } => {
+                write!(f, "invalid address '{address}': {reason}")
+            }
         }
     }
 }
@@ -137,8 +183,15 @@ impl std::error::Error for PolicyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PolicyError::Setting(e) => Some(e),
+            PolicyError::Rule(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<RuleError> for PolicyError {
+    fn from(e: RuleError) -> Self {
+        PolicyError::Rule(e)
     }
 }
 

@@ -2,14 +2,13 @@
 //! sent, so "up to date" is one comparison and equal configurations give equal fingerprints.
 
 use super::resolve::EffectiveSettings;
-use crate::model::{ClockChangeLimit, Direction, MissedLimit};
+use crate::model::{ClockChangeLimit, Direction, ListenerRule, MissedLimit};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
 /// Everything an agent is sent. Only values, never their sources: moving an override from a
 /// computer to its policy does not change what the agent runs, so it must not change the hash.
-/// Firewall rules for the agent's port join this struct with the communication-direction issue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentConfig {
     pub interval: Duration,
@@ -19,6 +18,9 @@ pub struct AgentConfig {
     pub direction: Direction,
     /// Where the agent reaches the manager, `host:port`, in the order to try them.
     pub manager_endpoints: Vec<String>,
+    /// The inherited rules that may restrict who connects to the agent's listening port; none:
+    /// anyone may (the reference's hidden priority-4 bypass rule).
+    pub listener_rules: Vec<ListenerRule>,
 }
 
 /// SHA-256 of the canonical encoding of an [`AgentConfig`].
@@ -26,7 +28,11 @@ pub struct AgentConfig {
 pub struct Fingerprint(pub [u8; 32]);
 
 impl AgentConfig {
-    pub fn new(effective: &EffectiveSettings, manager_endpoints: Vec<String>) -> Self {
+    pub fn new(
+        effective: &EffectiveSettings,
+        listener_rules: Vec<ListenerRule>,
+        manager_endpoints: Vec<String>,
+    ) -> Self {
         AgentConfig {
             interval: effective.interval.value,
             missed_before_alert: effective.missed_before_alert.value,
@@ -34,6 +40,7 @@ impl AgentConfig {
             offline_errors_for_inactive_vms: effective.offline_errors_for_inactive_vms.value,
             direction: effective.direction.value,
             manager_endpoints,
+            listener_rules,
         }
     }
 
@@ -64,6 +71,7 @@ mod tests {
 
     fn tree(base: Settings) -> PolicyTree {
         PolicyTree::new([Policy {
+            rules: Vec::new(),
             id: PolicyId(1),
             name: "Base Policy".into(),
             parent: None,
@@ -73,6 +81,7 @@ mod tests {
 
     fn computer(settings: Settings) -> Computer {
         Computer {
+            address: None,
             id: ComputerId(1),
             hostname: "web1".into(),
             kind: ComputerKind::Server,
@@ -86,7 +95,7 @@ mod tests {
 
     fn fingerprint(base: Settings, own: Settings) -> Fingerprint {
         let effective = resolve_computer(&tree(base), &computer(own));
-        AgentConfig::new(&effective, vec!["manager:4120".into()]).fingerprint()
+        AgentConfig::new(&effective, vec![], vec!["manager:4120".into()]).fingerprint()
     }
 
     #[test]
@@ -110,7 +119,7 @@ mod tests {
 
         let effective =
             resolve_computer(&tree(Settings::default()), &computer(Settings::default()));
-        let moved = AgentConfig::new(&effective, vec!["other:4120".into()]).fingerprint();
+        let moved = AgentConfig::new(&effective, vec![], vec!["other:4120".into()]).fingerprint();
         assert_ne!(plain, moved);
         assert_eq!(plain.to_string().len(), 64);
     }

@@ -8,6 +8,7 @@ mod edit;
 mod error;
 mod fingerprint;
 mod resolve;
+mod rules;
 mod tree;
 
 pub use edit::{
@@ -17,4 +18,7 @@ pub use edit::{
 pub use error::PolicyError;
 pub use fingerprint::{AgentConfig, Fingerprint};
 pub use resolve::{Effective, EffectiveSettings, Source, resolve_computer, resolve_policy};
+pub use rules::{
+    MAX_LIST_LEN, MAX_RULES_PER_POLICY, add_rule, effective_rules, listener_rules, remove_rule,
+};
 pub use tree::PolicyTree;

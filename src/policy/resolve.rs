@@ -11,8 +11,10 @@ use std::time::Duration;
 /// Where an effective value was set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
-    /// On the computer itself (or forced by its kind: an appliance is always bidirectional).
+    /// On the computer itself.
     Computer,
+    /// Forced by the computer's kind: an appliance is always bidirectional.
+    ApplianceKind,
     Policy(PolicyId),
     Default,
 }
@@ -32,6 +34,9 @@ pub struct EffectiveSettings {
     pub max_clock_change: Effective<ClockChangeLimit>,
     pub offline_errors_for_inactive_vms: Effective<bool>,
     pub direction: Effective<Direction>,
+    /// For an appliance whose inheritance says another direction: what was inherited, shown as
+    /// overridden so the administrator sees why the policy's value does not apply.
+    pub overridden_direction: Option<Effective<Direction>>,
 }
 
 impl EffectiveSettings {
@@ -74,10 +79,13 @@ pub fn resolve_computer(tree: &PolicyTree, computer: &Computer) -> EffectiveSett
     let mut effective = resolve(Some(&computer.settings), tree, computer.policy);
     if computer.kind == ComputerKind::Appliance {
         // The reference: an appliance only works bidirectionally, whatever its policy says.
+        let inherited = effective.direction;
         effective.direction = Effective {
             value: Direction::Bidirectional,
-            source: Source::Computer,
+            source: Source::ApplianceKind,
         };
+        effective.overridden_direction =
+            (inherited.value != Direction::Bidirectional).then_some(inherited);
     }
     effective
 }
@@ -106,6 +114,7 @@ fn resolve(own: Option<&Settings>, tree: &PolicyTree, policy: PolicyId) -> Effec
             defaults::OFFLINE_ERRORS_FOR_INACTIVE_VMS,
         ),
         direction: pick(&chain, |s| s.direction, defaults::DIRECTION),
+        overridden_direction: None,
     }
 }
 
@@ -140,6 +149,7 @@ mod tests {
     #[test]
     fn defaults_match_the_settings_table() {
         let tree = PolicyTree::new([Policy {
+            rules: Vec::new(),
             id: PolicyId(1),
             name: "Base Policy".into(),
             parent: None,
@@ -156,12 +166,14 @@ mod tests {
         let mut settings = Settings::default();
         settings.set(SettingValue::Direction(Direction::AgentInitiated));
         let tree = PolicyTree::new([Policy {
+            rules: Vec::new(),
             id: PolicyId(1),
             name: "Base Policy".into(),
             parent: None,
             settings,
         }]);
         let mut computer = Computer {
+            address: None,
             id: ComputerId(1),
             hostname: "fw1".into(),
             kind: ComputerKind::Appliance,
@@ -171,9 +183,16 @@ mod tests {
             created: WallMs(0),
             vm_power_state: crate::model::PowerState::Running,
         };
+        let appliance = resolve_computer(&tree, &computer);
+        assert_eq!(appliance.direction.value, Direction::Bidirectional);
+        assert_eq!(appliance.direction.source, Source::ApplianceKind);
         assert_eq!(
-            resolve_computer(&tree, &computer).direction.value,
-            Direction::Bidirectional
+            appliance.overridden_direction,
+            Some(Effective {
+                value: Direction::AgentInitiated,
+                source: Source::Policy(PolicyId(1))
+            }),
+            "the inherited value is kept to show as overridden"
         );
         computer.kind = ComputerKind::Server;
         assert_eq!(
@@ -235,12 +254,14 @@ mod tests {
             let policies: Vec<Policy> = shape.iter().enumerate().map(|(i, (parent, settings))| Policy {
                 id: PolicyId(i as u64),
                 name: format!("p{i}"),
+                rules: Vec::new(),
                 parent: (i > 0).then(|| PolicyId(parent.index(i) as u64)),
                 settings: *settings,
             }).collect();
             let tree = PolicyTree::new(policies.clone());
             let start = pick.index(policies.len());
             let computer = Computer {
+                address: None,
                 id: ComputerId(1),
                 hostname: "h".into(),
                 kind: ComputerKind::Server,

@@ -84,6 +84,7 @@ mod tests {
 
     fn policy(id: u64, name: &str, parent: Option<u64>) -> Policy {
         Policy {
+            rules: Vec::new(),
             id: PolicyId(id),
             name: name.to_string(),
             parent: parent.map(PolicyId),

@@ -157,6 +157,12 @@ pub(crate) mod samples {
             offline_errors_for_inactive_vms: false,
             direction: Direction::AgentInitiated,
             manager_endpoints: vec!["manager.example:4120".into()],
+            listener_rules: vec![crate::model::ListenerRule {
+                name: "admin net".into(),
+                destination_ports: vec![crate::model::PortRange::parse("4118").unwrap()],
+                source_ips: vec![crate::model::IpMatch::parse("10.0.0.0/8").unwrap()],
+                source_macs: vec![],
+            }],
         }
     }
 

@@ -21,8 +21,8 @@ pub use error::StoreError;
 pub use writer::Writer;
 
 use crate::model::{
-    AgentState, Alert, AlertId, Computer, ComputerId, HistoryEntry, Policy, PolicyId, StoredEvent,
-    Token, TokenHash,
+    AgentState, Alert, AlertId, Computer, ComputerId, HistoryEntry, Policy, PolicyId, RuleId,
+    StoredEvent, Token, TokenHash,
 };
 use records::{
     AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord,
@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 2;
+pub const CURRENT_SCHEMA_VERSION: u32 = 3;
 
 /// The open store file.
 pub struct Store {
@@ -176,6 +176,10 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
             txn.open_table(HISTORY)?;
             Ok(2)
         }
+        // Communication direction: policies gain firewall rules and computers the address the
+        // manager dials (records `V2`). `V1` records are converted as they are read, so nothing
+        // is rewritten; the version bump keeps schema-2 binaries from meeting a `V2` record.
+        2 => Ok(3),
         _ => Err(StoreError::NoMigration { from }),
     }
 }
@@ -342,6 +346,9 @@ impl WriteTxn {
         self.txn
             .open_table(POLICIES)?
             .insert(p.id.0, bytes.as_slice())?;
+        for rule in &p.rules {
+            self.keep_counter_above(meta_key::NEXT_RULE_ID, rule.id.0)?;
+        }
         self.keep_counter_above(meta_key::NEXT_POLICY_ID, p.id.0)
     }
 
@@ -419,6 +426,11 @@ impl WriteTxn {
     }
 
     /// An alert id never given out before, starting at 1.
+    /// A firewall rule id, unique across policies.
+    pub fn next_rule_id(&mut self) -> Result<RuleId, StoreError> {
+        self.take_next(meta_key::NEXT_RULE_ID).map(RuleId)
+    }
+
     pub fn next_alert_id(&mut self) -> Result<AlertId, StoreError> {
         self.take_next(meta_key::NEXT_ALERT_ID).map(AlertId)
     }
@@ -532,6 +544,7 @@ mod tests {
 
     fn base_policy() -> Policy {
         Policy {
+            rules: Vec::new(),
             id: PolicyId(1),
             name: BASE_POLICY_NAME.to_string(),
             parent: None,

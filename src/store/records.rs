@@ -6,7 +6,11 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use crate::model::{AgentState, Alert, Computer, HistoryEntry, Policy, StoredEvent, Token};
+use crate::clock::WallMs;
+use crate::model::{
+    AgentState, Alert, Computer, ComputerId, ComputerKind, HistoryEntry, Policy, PolicyId,
+    PowerState, Settings, Status, StoredEvent, Token,
+};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,16 +42,43 @@ pub(super) mod meta_key {
     pub const NEXT_COMPUTER_ID: &str = "next_computer_id";
     pub const ADMIN_KEY_SHA256: &str = "admin_key_sha256";
     pub const NEXT_ALERT_ID: &str = "next_alert_id";
+    pub const NEXT_RULE_ID: &str = "next_rule_id";
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum PolicyRecord {
-    V1(Policy),
+    V1(PolicyV1),
+    /// Schema 3: firewall rules.
+    V2(Policy),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum ComputerRecord {
-    V1(Computer),
+    V1(ComputerV1),
+    /// Schema 3: the address the manager dials.
+    V2(Computer),
+}
+
+/// `Policy` as schema 2 wrote it, frozen: read and converted, never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(super) struct PolicyV1 {
+    id: PolicyId,
+    name: String,
+    parent: Option<PolicyId>,
+    settings: Settings,
+}
+
+/// `Computer` as schema 2 wrote it, frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(super) struct ComputerV1 {
+    id: ComputerId,
+    hostname: String,
+    kind: ComputerKind,
+    policy: PolicyId,
+    settings: Settings,
+    status: Status,
+    created: WallMs,
+    vm_power_state: PowerState,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -91,12 +122,19 @@ impl Record for PolicyRecord {
     const TABLE: &'static str = "policies";
 
     fn current(model: &Policy) -> Self {
-        PolicyRecord::V1(model.clone())
+        PolicyRecord::V2(model.clone())
     }
 
     fn into_model(self) -> Policy {
         match self {
-            PolicyRecord::V1(p) => p,
+            PolicyRecord::V1(p) => Policy {
+                id: p.id,
+                name: p.name,
+                parent: p.parent,
+                settings: p.settings,
+                rules: Vec::new(),
+            },
+            PolicyRecord::V2(p) => p,
         }
     }
 }
@@ -106,12 +144,23 @@ impl Record for ComputerRecord {
     const TABLE: &'static str = "computers";
 
     fn current(model: &Computer) -> Self {
-        ComputerRecord::V1(model.clone())
+        ComputerRecord::V2(model.clone())
     }
 
     fn into_model(self) -> Computer {
         match self {
-            ComputerRecord::V1(c) => c,
+            ComputerRecord::V1(c) => Computer {
+                id: c.id,
+                hostname: c.hostname,
+                kind: c.kind,
+                policy: c.policy,
+                settings: c.settings,
+                status: c.status,
+                created: c.created,
+                vm_power_state: c.vm_power_state,
+                address: None,
+            },
+            ComputerRecord::V2(c) => c,
         }
     }
 }
@@ -283,6 +332,18 @@ pub(super) mod tests {
 
     pub(crate) fn sample_policy() -> Policy {
         Policy {
+            rules: vec![crate::model::FirewallRule {
+                id: crate::model::RuleId(3),
+                name: "agent port from the admin net".into(),
+                action: crate::model::RuleAction::Bypass,
+                priority: 4,
+                direction: crate::model::TrafficDirection::Incoming,
+                frame_type: crate::model::FrameType::Ip,
+                protocol: crate::model::Protocol::Tcp,
+                destination_ports: vec![crate::model::PortRange::parse("4118").unwrap()],
+                source_ips: vec![crate::model::IpMatch::parse("10.0.0.0/8").unwrap()],
+                source_macs: vec![crate::model::MacAddr([0, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e])],
+            }],
             id: PolicyId(2),
             name: "Laptops".to_string(),
             parent: Some(PolicyId(1)),
@@ -298,6 +359,7 @@ pub(super) mod tests {
 
     pub(crate) fn sample_computer() -> Computer {
         Computer {
+            address: Some("web-1.example".into()),
             id: ComputerId(7),
             hostname: "web-1".to_string(),
             kind: ComputerKind::Vm,
@@ -408,10 +470,37 @@ pub(super) mod tests {
         );
     }
 
+    /// A frozen version's bytes still decode, into the current model with the new fields empty.
+    fn check_legacy<R: Record>(name: &str, model: R::Model)
+    where
+        R::Model: PartialEq + std::fmt::Debug,
+    {
+        let decoded: R = decode(&golden(name), R::TABLE, || name.to_string()).unwrap();
+        assert_eq!(
+            decoded.into_model(),
+            model,
+            "{name} no longer reads as before"
+        );
+    }
+
     #[test]
     fn golden_vectors_in_the_schema_still_decode_and_encode_the_same() {
-        check_golden::<PolicyRecord>("policy-v1", sample_policy());
-        check_golden::<ComputerRecord>("computer-v1", sample_computer());
+        check_legacy::<PolicyRecord>(
+            "policy-v1",
+            Policy {
+                rules: Vec::new(),
+                ..sample_policy()
+            },
+        );
+        check_legacy::<ComputerRecord>(
+            "computer-v1",
+            Computer {
+                address: None,
+                ..sample_computer()
+            },
+        );
+        check_golden::<PolicyRecord>("policy-v2", sample_policy());
+        check_golden::<ComputerRecord>("computer-v2", sample_computer());
         check_golden::<TokenRecord>("token-v1", sample_token());
         check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
@@ -439,12 +528,15 @@ pub(super) mod tests {
             meta_key::NEXT_COMPUTER_ID,
             meta_key::ADMIN_KEY_SHA256,
             meta_key::NEXT_ALERT_ID,
+            meta_key::NEXT_RULE_ID,
         ] {
             assert!(SCHEMA.contains(&format!("`{key}`")), "meta key {key}");
         }
         for record in [
             "PolicyRecord::V1",
+            "PolicyRecord::V2",
             "ComputerRecord::V1",
+            "ComputerRecord::V2",
             "TokenRecord::V1",
             "AgentStateRecord::V1",
             "EventRecord::V1",
@@ -469,8 +561,8 @@ pub(super) mod tests {
         let err = decode::<PolicyRecord>(&bytes, "policies", || "2".into()).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { table: "policies", ref key } if key == "2"));
 
-        // Variant index 1 would be a V2 this binary does not know.
-        bytes[0] = 1;
+        // Variant index 2 would be a V3 this binary does not know.
+        bytes[0] = 2;
         assert!(decode::<PolicyRecord>(&bytes, "policies", || "2".into()).is_err());
     }
 }
