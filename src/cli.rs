@@ -59,6 +59,13 @@ pub struct AgentArgs {
     /// the name this computer activates as; default: the system's host name
     #[argh(option)]
     pub hostname: Option<String>,
+    /// where to listen for the manager (bidirectional and manager-initiated); default 0.0.0.0:4118
+    #[argh(option, default = "default_agent_listen()")]
+    pub listen: SocketAddr,
+}
+
+fn default_agent_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4118))
 }
 
 /// Show the events agents reported.

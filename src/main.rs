@@ -52,6 +52,7 @@ fn run(cli: Picket) -> ExitCode {
             token: args.token,
             ca_sha256: args.ca_sha256,
             hostname: args.hostname.unwrap_or_else(manager::system_hostname),
+            listen: args.listen,
         })
         .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
     };

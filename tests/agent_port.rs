@@ -368,7 +368,7 @@ impl Agent {
             .args(["agent", "--data-dir"])
             .arg(dir)
             .args(["--manager", manager, "--token", token, "--ca-sha256", pin])
-            .args(["--hostname", hostname])
+            .args(["--hostname", hostname, "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

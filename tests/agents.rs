@@ -36,7 +36,7 @@ impl Agent {
             .unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(["agent", "--data-dir"]).arg(dir);
-        cmd.args(["--hostname", hostname]);
+        cmd.args(["--hostname", hostname, "--listen", "127.0.0.1:0"]);
         if let Some(a) = activation {
             cmd.args([
                 "--manager",
@@ -67,7 +67,7 @@ impl Agent {
     /// SIGTERM; before that the default action would just kill it).
     fn wait_until_running(&self, runs: usize) {
         wait_for(Duration::from_secs(30), || {
-            (self.log().matches("heartbeats to").count() >= runs).then_some(())
+            (self.log().matches("running as computer").count() >= runs).then_some(())
         });
     }
 

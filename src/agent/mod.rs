@@ -1,14 +1,22 @@
-//! The agent process: activates once with a token, then heartbeats to the manager at the
-//! effective interval (with jitter, and backoff after failures), delivering its spooled events
-//! exactly once and applying the configuration it is sent. A clean stop says goodbye.
+//! The agent process: activates once with a token, then runs two things side by side: the
+//! heartbeat loop (it dials the manager at the effective interval, with jitter and backoff,
+//! unless the direction is manager-initiated) and the listener (the manager dials it, unless
+//! the direction is agent-initiated). Either way the manager drives the same session, which
+//! delivers spooled events exactly once and applies the configuration. A clean stop says
+//! goodbye.
 //!
-//! Decisions live in the sans-io `proto::AgentSession` and `schedule`; this module only wires
-//! files, sockets and timers to them.
+//! Decisions live in the sans-io `proto::AgentSession`, `schedule` and `gate`; this module only
+//! wires files, sockets and timers to them.
 
 mod clock_watch;
 mod error;
 pub mod events;
+mod gate;
+mod heartbeat;
 mod identity;
+mod listener;
+mod neighbours;
+mod runtime;
 mod schedule;
 mod session;
 mod spool;
@@ -19,21 +27,14 @@ pub use spool::Spool;
 
 use crate::clock::{Clock, RealClock, SkewFileClock};
 use crate::pki::{self, AgentKey};
-use crate::proto::{
-    ActivationRequest, AgentSession, AgentStatus, Component, Counter, Hello, PROTOCOL_VERSION,
-    Purpose,
-};
-use clock_watch::ClockWatch;
+use crate::proto::{ActivationRequest, AgentSession, PROTOCOL_VERSION};
 use identity::Identity;
+use runtime::{Runtime, VERSION};
 use smol::stream::StreamExt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::time::Duration;
-
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Interval before the first configuration arrives (the activation answer carries one).
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How the agent was asked to run (`picket agent ...`).
 #[derive(Debug, Clone)]
@@ -44,8 +45,9 @@ pub struct AgentOptions {
     pub token: Option<String>,
     pub ca_sha256: Option<String>,
     pub hostname: String,
+    /// Where to listen for the manager while the direction lets it dial.
+    pub listen: SocketAddr,
 }
-
 /// Runs until SIGINT or SIGTERM, then says goodbye.
 pub fn run(options: AgentOptions) -> Result<(), AgentError> {
     use async_signal::{Signal, Signals};
@@ -93,7 +95,17 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
             clock.wall(),
             vec![("version".into(), VERSION.into())],
         )?;
-        heartbeat_loop(&identity, &spool, clock, shutdown).await
+        let client_tls =
+            pki::agent_client_config(&identity.ca, identity.cert.clone(), &identity.key)?;
+        let server_tls =
+            pki::agent_server_config(&identity.ca, identity.cert.clone(), &identity.key)?;
+        let rt = Runtime::new(identity, &spool, clock);
+        // The listener never ends by itself; the heartbeat loop ends at shutdown.
+        smol::future::or(heartbeat::run(&rt, &client_tls, shutdown), async {
+            listener::run(&rt, options.listen, dir, server_tls).await;
+            Ok(())
+        })
+        .await
     })
 }
 
@@ -150,135 +162,8 @@ async fn activate(
     Ok(identity)
 }
 
-async fn heartbeat_loop(
-    identity: &Identity,
-    spool: &Spool,
-    clock: &dyn Clock,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
-    let tls = pki::agent_client_config(&identity.ca, identity.cert.clone(), &identity.key)?;
-    let interval = spool
-        .config()?
-        .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
-    let mut schedule = Schedule::new(interval);
-    log::info!(
-        "running as computer {}: heartbeats to {} every {}",
-        identity.computer,
-        identity.manager,
-        crate::model::format_duration(interval)
-    );
-    let mut counters = Counters::default();
-    let mut watch = ClockWatch::default();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        // Checked before each heartbeat, so the event travels with it.
-        if let Some(step) = watch.observe(clock.now(), clock.wall()) {
-            log::warn!("the system clock changed by {} ms", step.change_ms);
-            spool.append(
-                events::CLOCK_CHANGED.id,
-                clock.wall(),
-                vec![
-                    ("old".into(), step.expected.0.to_string()),
-                    ("new".into(), step.found.0.to_string()),
-                    ("change_ms".into(), step.change_ms.to_string()),
-                ],
-            )?;
-        }
-        let wait =
-            match heartbeat(identity, &tls, spool, clock, Purpose::Heartbeat, &counters).await {
-                Ok(ended) => {
-                    counters.ok += 1;
-                    if let Some(interval) = ended.new_interval {
-                        schedule.set_interval(interval);
-                    }
-                    schedule.after_success(Some(ended.next), unit())
-                }
-                Err(e) => {
-                    counters.failed += 1;
-                    let wait = schedule.after_failure(unit());
-                    log::warn!(
-                        "heartbeat failed ({e}); retrying in {:.1}s",
-                        wait.as_secs_f64()
-                    );
-                    wait
-                }
-            };
-        let stop = smol::future::or(
-            async {
-                shutdown.as_mut().await;
-                true
-            },
-            async {
-                smol::Timer::after(wait).await;
-                false
-            },
-        )
-        .await;
-        if stop {
-            break;
-        }
-    }
-    spool.append(
-        events::AGENT_STOPPED.id,
-        clock.wall(),
-        vec![("version".into(), VERSION.into())],
-    )?;
-    // A goodbye delivers the stop event and tells the manager this is no outage. If the manager
-    // is unreachable, the event stays spooled and goes with the next start's first heartbeat.
-    if let Err(e) = heartbeat(identity, &tls, spool, clock, Purpose::Goodbye, &counters).await {
-        log::warn!("could not say goodbye to the manager: {e}");
-    }
-    Ok(())
-}
-
-#[derive(Default)]
-struct Counters {
-    ok: u64,
-    failed: u64,
-}
-
-async fn heartbeat(
-    identity: &Identity,
-    tls: &std::sync::Arc<rustls::ClientConfig>,
-    spool: &Spool,
-    clock: &dyn Clock,
-    purpose: Purpose,
-    counters: &Counters,
-) -> Result<session::Ended, AgentError> {
-    let mut stream = session::connect(&identity.manager, tls.clone()).await?;
-    let hello = Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: VERSION.into(),
-        purpose,
-    };
-    let status = AgentStatus {
-        wall_clock: clock.wall(),
-        components: vec![Component {
-            name: "spool".into(),
-            on: true,
-        }],
-        counters: vec![
-            counter("heartbeats-ok", counters.ok),
-            counter("heartbeats-failed", counters.failed),
-            counter("events-spooled", spool.pending()?),
-        ],
-        fingerprint: spool.config()?.map(|(_, fp)| fp),
-        spool: spool.range()?,
-        listen_port: None,
-    };
-    let session = AgentSession::heartbeat(clock.now(), hello, status, session::STEP_TIMEOUT);
-    session::drive(session, &mut stream, spool, clock).await
-}
-
-fn counter(name: &str, value: u64) -> Counter {
-    Counter {
-        name: name.into(),
-        value,
-    }
-}
-
 /// A number in 0..1 for jitter; a failing system RNG just means no jitter.
-fn unit() -> f64 {
+pub(crate) fn unit() -> f64 {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 4];
     match ring::rand::SystemRandom::new().fill(&mut bytes) {

@@ -12,6 +12,7 @@ use crate::proto::{Activated, AgentOutput, AgentSession, ManagerMsg, ProtoError}
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use rustls::pki_types::ServerName;
+use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +73,10 @@ fn tls_error(manager: &str, e: std::io::Error) -> AgentError {
     }
 }
 
-pub async fn drive(
+/// Runs `session` to its end over `tls`, a connection the agent dialed or accepted.
+pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut session: AgentSession,
-    tls: &mut TlsStream<TcpStream>,
+    tls: &mut S,
     spool: &Spool,
     clock: &dyn Clock,
 ) -> Result<Ended, AgentError> {

@@ -50,6 +50,16 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The agent listens for the manager (bidirectional and manager-initiated).
+    pub fn agent_listens(self) -> bool {
+        self != Direction::AgentInitiated
+    }
+
+    /// The agent dials the manager at each interval (bidirectional and agent-initiated).
+    pub fn agent_dials(self) -> bool {
+        self != Direction::ManagerInitiated
+    }
+
     pub const ALL: [Direction; 3] = [
         Direction::Bidirectional,
         Direction::ManagerInitiated,

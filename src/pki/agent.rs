@@ -20,7 +20,7 @@ pub(super) use crate::proto::ALPN as AGENT_ALPN;
 const AGENT_LIFETIME: Duration = Duration::from_secs(3650 * DAY);
 
 /// Agent certificates' common names (and DNS names) are this and the computer id.
-const AGENT_NAME_PREFIX: &str = "picket-agent-";
+pub(super) const AGENT_NAME_PREFIX: &str = "picket-agent-";
 
 /// The agent's own key pair (ECDSA P-256), generated on the agent at activation. Only its public
 /// half leaves the agent, in the activation request.

@@ -7,6 +7,8 @@
 //!   agent's mutual-TLS client configuration.
 //! - `verify`: the agent port's check of agent certificates against the computers that still
 //!   exist, and the activating agent's check of the manager against its pin.
+//! - `listen`: the manager-to-agent direction: the agent's listener, which accepts only the
+//!   manager's certificate, and the manager's dial configuration.
 //! - `der`: the minimal DER reading behind those (certificate serials, agent public keys).
 //! - `tls`: rustls server and client configurations, TLS 1.2 and 1.3 with the ring provider.
 //! - `secret`: SHA-256, hex, random secrets and constant-time comparison.
@@ -16,6 +18,7 @@ mod agent;
 mod ca;
 mod der;
 mod error;
+mod listen;
 mod secret;
 #[cfg(test)]
 mod testing;
@@ -26,6 +29,7 @@ pub use agent::{AgentKey, IssuedCert, agent_client_config, parse_pin};
 pub use ca::ManagerPki;
 pub use der::cert_serial;
 pub use error::PkiError;
+pub use listen::{NotTheManager, agent_server_config, agent_server_name};
 pub use secret::{hashes_equal, hex, random_secret, sha256};
 pub use tls::{client_config_trusting, client_config_trusting_der};
 pub use verify::{CertRegistry, PinMismatch, PinnedCa, activation_client_config};

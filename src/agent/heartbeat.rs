@@ -1,0 +1,160 @@
+//! The agent's side of the heartbeat: it dials the manager each interval when its direction is
+//! bidirectional or agent-initiated, waits quietly when manager-initiated, announces a new
+//! listening port at once whatever the direction, and says goodbye on a clean stop.
+
+use super::error::AgentError;
+use super::events;
+use super::runtime::{Runtime, VERSION};
+use super::schedule::Schedule;
+use super::session;
+use crate::proto::Purpose;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Interval before the first configuration arrives (the activation answer carries one).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
+
+pub(super) async fn run(
+    rt: &Runtime<'_>,
+    tls: &Arc<rustls::ClientConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let interval = rt
+        .spool
+        .config()?
+        .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
+    let mut schedule = Schedule::new(interval);
+    log::info!(
+        "running as computer {} ({}): manager at {}, heartbeat every {}",
+        rt.identity.computer,
+        rt.direction().name(),
+        rt.identity.manager,
+        crate::model::format_duration(interval)
+    );
+    // The first heartbeat goes at once: the manager learns of the restart and the spooled events.
+    let mut due = Instant::now();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let dials = rt.direction().agent_dials();
+        let wait = if dials || rt.announce_pending() {
+            due.saturating_duration_since(Instant::now())
+        } else {
+            Duration::MAX
+        };
+        let woke = smol::future::or(
+            async {
+                shutdown.as_mut().await;
+                Wake::Stop
+            },
+            smol::future::or(
+                async {
+                    rt.heartbeat_wake.wait().await;
+                    Wake::Changed
+                },
+                async {
+                    sleep(wait).await;
+                    Wake::Due
+                },
+            ),
+        )
+        .await;
+        match woke {
+            Wake::Stop => break,
+            Wake::Changed => {
+                // A new interval applies from now; an announcement goes at once.
+                let interval = rt
+                    .spool
+                    .config()?
+                    .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
+                schedule.set_interval(interval);
+                let soonest = Instant::now() + interval;
+                due = if rt.announce_pending() {
+                    Instant::now()
+                } else {
+                    due.min(soonest)
+                };
+            }
+            Wake::Due => {
+                rt.take_announce();
+                let wait = heartbeat(rt, tls, &mut schedule).await;
+                due = Instant::now() + wait;
+            }
+        }
+    }
+    stop(rt, tls).await
+}
+
+enum Wake {
+    Stop,
+    Changed,
+    Due,
+}
+
+/// `Timer::after` with "never" for `Duration::MAX`.
+async fn sleep(wait: Duration) {
+    match Instant::now().checked_add(wait) {
+        Some(at) => {
+            smol::Timer::at(at).await;
+        }
+        None => smol::future::pending::<()>().await,
+    }
+}
+
+/// One heartbeat; returns the wait until the next.
+async fn heartbeat(
+    rt: &Runtime<'_>,
+    tls: &Arc<rustls::ClientConfig>,
+    schedule: &mut Schedule,
+) -> Duration {
+    let result = async {
+        let mut stream = session::connect(&rt.identity.manager, tls.clone()).await?;
+        rt.session(&mut stream, Purpose::Heartbeat).await
+    }
+    .await;
+    match result {
+        Ok(ended) => {
+            rt.counters
+                .heartbeats_ok
+                .set(rt.counters.heartbeats_ok.get() + 1);
+            if let Some(interval) = ended.new_interval {
+                schedule.set_interval(interval);
+            }
+            schedule.after_success(Some(ended.next), super::unit())
+        }
+        Err(e) => {
+            rt.counters
+                .heartbeats_failed
+                .set(rt.counters.heartbeats_failed.get() + 1);
+            let wait = schedule.after_failure(super::unit());
+            log::warn!(
+                "heartbeat failed ({e}); retrying in {:.1}s",
+                wait.as_secs_f64()
+            );
+            wait
+        }
+    }
+}
+
+/// Spools the stop event; says goodbye unless the direction forbids the agent to dial.
+async fn stop(rt: &Runtime<'_>, tls: &Arc<rustls::ClientConfig>) -> Result<(), AgentError> {
+    rt.spool.append(
+        events::AGENT_STOPPED.id,
+        rt.clock.wall(),
+        vec![("version".into(), VERSION.into())],
+    )?;
+    if !rt.direction().agent_dials() {
+        log::info!("manager-initiated: the stop event goes with the manager's next contact");
+        return Ok(());
+    }
+    // A goodbye delivers the stop event and tells the manager this is no outage. If the manager
+    // is unreachable, the event stays spooled and goes with the next start's first heartbeat.
+    let goodbye = async {
+        let mut stream = session::connect(&rt.identity.manager, tls.clone()).await?;
+        rt.session(&mut stream, Purpose::Goodbye).await
+    };
+    if let Err(e) = goodbye.await {
+        log::warn!("could not say goodbye to the manager: {e}");
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The agent's listener (port 4118): open while the direction is bidirectional or
+//! manager-initiated, closed when agent-initiated, switched as soon as a new configuration is
+//! applied. A peer is checked against the agent-port firewall rule before any TLS byte is read;
+//! then only the manager's certificate completes the handshake, and the manager drives one
+//! session as on its own port.
+
+use super::gate::{self, Verdict};
+use super::runtime::Runtime;
+use super::{neighbours, session};
+use crate::files::write_atomic;
+use crate::net::within;
+use crate::proto::Purpose;
+use futures_rustls::TlsAcceptor;
+use smol::net::{TcpListener, TcpStream};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the agent writes the address it listens on, for tests and scripts.
+const PORTS_FILE: &str = "ports.json";
+/// Connections being handshaken or served at once; more are closed at once, so a flood cannot
+/// exhaust the agent.
+const MAX_CONNECTIONS: usize = 16;
+/// How long to wait before trying to bind again after a failure.
+const REBIND_DELAY: Duration = Duration::from_secs(30);
+
+/// Runs for as long as the agent does.
+pub(super) async fn run(
+    rt: &Runtime<'_>,
+    addr: SocketAddr,
+    dir: &Path,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        if !rt.direction().agent_listens() {
+            close(rt, dir);
+            rt.listener_wake.wait().await;
+            continue;
+        }
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                log::error!("cannot listen for the manager on {addr}: {e}; retrying");
+                close(rt, dir);
+                smol::future::or(rt.listener_wake.wait(), async {
+                    smol::Timer::after(REBIND_DELAY).await;
+                })
+                .await;
+                continue;
+            }
+        };
+        let Ok(local) = listener.local_addr() else {
+            continue;
+        };
+        let json = serde_json::json!({ "listen": local.to_string() }).to_string();
+        if let Err(e) = write_atomic(&dir.join(PORTS_FILE), json.as_bytes(), 0o644) {
+            log::warn!("cannot write {}: {e}", dir.join(PORTS_FILE).display());
+        }
+        log::info!("listening for the manager on {local}");
+        rt.set_listen_port(Some(local.port()));
+        serve_until_closed(rt, &listener, local.port(), &acceptor).await;
+        log::info!("stopped listening on {local}: the direction is now agent-initiated");
+    }
+}
+
+fn close(rt: &Runtime<'_>, dir: &Path) {
+    rt.set_listen_port(None);
+    let _ = std::fs::remove_file(dir.join(PORTS_FILE));
+}
+
+/// Accepts until the configuration says the agent no longer listens.
+async fn serve_until_closed(
+    rt: &Runtime<'_>,
+    listener: &TcpListener,
+    port: u16,
+    acceptor: &TlsAcceptor,
+) {
+    // Declared before the executor, so it outlives the tasks that count with it.
+    let active = Cell::new(0usize);
+    let ex = smol::LocalExecutor::new();
+    let accepting = async {
+        loop {
+            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+                rt.listener_wake.wait().await;
+                None
+            })
+            .await;
+            match accepted {
+                None if !rt.direction().agent_listens() => return,
+                None => {}
+                Some(Err(e)) => {
+                    log::warn!("accepting a connection failed: {e}");
+                    smol::Timer::after(Duration::from_millis(100)).await;
+                }
+                Some(Ok((_, peer))) if active.get() >= MAX_CONNECTIONS => {
+                    log::warn!("closed a connection from {peer}: {MAX_CONNECTIONS} already open");
+                }
+                Some(Ok((tcp, peer))) => {
+                    active.set(active.get() + 1);
+                    let (active, acceptor) = (&active, acceptor.clone());
+                    ex.spawn(async move {
+                        connection(rt, tcp, peer, port, acceptor).await;
+                        active.set(active.get() - 1);
+                    })
+                    .detach();
+                }
+            }
+        }
+    };
+    ex.run(accepting).await;
+}
+
+/// One connection: the firewall rule, the handshake, one session.
+async fn connection(
+    rt: &Runtime<'_>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    acceptor: TlsAcceptor,
+) {
+    let rules = rt.listener_rules();
+    let mac = if gate::needs_mac(&rules, port) {
+        neighbours::mac_of(peer.ip())
+    } else {
+        None
+    };
+    if let Verdict::Refuse { rules } = gate::check(&rules, port, peer.ip(), mac) {
+        let refused = &rt.counters.listener_refused;
+        refused.set(refused.get() + 1);
+        let mac = mac.map_or("unknown".to_string(), |m| m.to_string());
+        log::warn!(
+            "refused a connection from {peer} (MAC {mac}) to port {port}: not a source of the \
+             firewall rule(s) {} ({} refused so far)",
+            rules.join(", "),
+            refused.get()
+        );
+        // Dropping the socket closes it before any TLS byte is read.
+        return;
+    }
+    let mut tls = match within(session::STEP_TIMEOUT, acceptor.accept(tcp)).await {
+        None => {
+            log::warn!("connection from {peer}: the TLS handshake timed out");
+            return;
+        }
+        Some(Err(e)) => {
+            log::warn!("connection from {peer} refused: TLS handshake failed: {e}");
+            return;
+        }
+        Some(Ok(tls)) => tls,
+    };
+    let sessions = &rt.counters.manager_sessions;
+    sessions.set(sessions.get() + 1);
+    match rt.session(&mut tls, Purpose::Heartbeat).await {
+        Ok(_) => log::debug!("session with the manager from {peer} done"),
+        Err(e) => log::warn!("session with the manager from {peer} failed: {e}"),
+    }
+}

@@ -1,0 +1,202 @@
+//! What the agent's heartbeat loop and its listener share while it runs: identity, spool and
+//! clock, the one-session-at-a-time lock, the port it listens on, counters, and the wake-ups
+//! each side sends the other when the configuration or the listening port changes.
+
+use super::clock_watch::ClockWatch;
+use super::error::AgentError;
+use super::events;
+use super::identity::Identity;
+use super::session;
+use super::spool::Spool;
+use crate::clock::Clock;
+use crate::model::{Direction, ListenerRule};
+use crate::policy::Fingerprint;
+use crate::proto::{
+    AgentSession, AgentStatus, Component, Counter, Hello, PROTOCOL_VERSION, Purpose,
+};
+use smol::io::{AsyncRead, AsyncWrite};
+use std::cell::{Cell, RefCell};
+
+pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A wake-up that coalesces: many notifications before a wait make one.
+pub(super) struct Wake {
+    tx: smol::channel::Sender<()>,
+    rx: smol::channel::Receiver<()>,
+}
+
+impl Wake {
+    pub fn new() -> Self {
+        let (tx, rx) = smol::channel::bounded(1);
+        Wake { tx, rx }
+    }
+
+    pub fn notify(&self) {
+        // Full means a wake-up is already pending, which is all this promises.
+        let _ = self.tx.try_send(());
+    }
+
+    pub async fn wait(&self) {
+        let _ = self.rx.recv().await;
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub heartbeats_ok: Cell<u64>,
+    pub heartbeats_failed: Cell<u64>,
+    pub manager_sessions: Cell<u64>,
+    pub listener_refused: Cell<u64>,
+}
+
+pub(super) struct Runtime<'a> {
+    pub identity: Identity,
+    pub spool: &'a Spool,
+    pub clock: &'a dyn Clock,
+    /// One session at a time, whoever dialed: both read and acknowledge the same spool.
+    pub session_lock: smol::lock::Mutex<()>,
+    pub counters: Counters,
+    clock_watch: RefCell<ClockWatch>,
+    listen_port: Cell<Option<u16>>,
+    /// Set when the listening port changed: the manager must hear of it, whatever the direction.
+    announce: Cell<bool>,
+    /// Wakes the heartbeat loop: new configuration, or a port to announce.
+    pub heartbeat_wake: Wake,
+    /// Wakes the listener: new configuration (direction or rules).
+    pub listener_wake: Wake,
+}
+
+impl<'a> Runtime<'a> {
+    pub fn new(identity: Identity, spool: &'a Spool, clock: &'a dyn Clock) -> Self {
+        Runtime {
+            identity,
+            spool,
+            clock,
+            session_lock: smol::lock::Mutex::new(()),
+            counters: Counters::default(),
+            clock_watch: RefCell::new(ClockWatch::default()),
+            listen_port: Cell::new(None),
+            announce: Cell::new(false),
+            heartbeat_wake: Wake::new(),
+            listener_wake: Wake::new(),
+        }
+    }
+
+    /// The direction of the configuration the agent runs (bidirectional before it has one).
+    pub fn direction(&self) -> Direction {
+        match self.spool.config() {
+            Ok(Some((config, _))) => config.direction,
+            Ok(None) => crate::model::defaults::DIRECTION,
+            Err(e) => {
+                log::error!("cannot read the configuration from the spool: {e}");
+                crate::model::defaults::DIRECTION
+            }
+        }
+    }
+
+    pub fn listener_rules(&self) -> Vec<ListenerRule> {
+        match self.spool.config() {
+            Ok(Some((config, _))) => config.listener_rules,
+            _ => Vec::new(),
+        }
+    }
+
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        self.spool.config().ok().flatten().map(|(_, fp)| fp)
+    }
+
+    /// Records where the agent now listens; a change is announced at once.
+    pub fn set_listen_port(&self, port: Option<u16>) {
+        if self.listen_port.replace(port) != port {
+            self.announce.set(true);
+            self.heartbeat_wake.notify();
+        }
+    }
+
+    pub fn announce_pending(&self) -> bool {
+        self.announce.get()
+    }
+
+    /// Whether a port change waits to be announced; clears it.
+    pub fn take_announce(&self) -> bool {
+        self.announce.replace(false)
+    }
+
+    /// Checked before each session, so the clock event travels with it.
+    fn watch_clock(&self) -> Result<(), AgentError> {
+        let step = self
+            .clock_watch
+            .borrow_mut()
+            .observe(self.clock.now(), self.clock.wall());
+        if let Some(step) = step {
+            log::warn!("the system clock changed by {} ms", step.change_ms);
+            self.spool.append(
+                events::CLOCK_CHANGED.id,
+                self.clock.wall(),
+                vec![
+                    ("old".into(), step.expected.0.to_string()),
+                    ("new".into(), step.found.0.to_string()),
+                    ("change_ms".into(), step.change_ms.to_string()),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Result<AgentStatus, AgentError> {
+        let counter = |name: &str, value: u64| Counter {
+            name: name.into(),
+            value,
+        };
+        let c = &self.counters;
+        Ok(AgentStatus {
+            wall_clock: self.clock.wall(),
+            components: vec![Component {
+                name: "spool".into(),
+                on: true,
+            }],
+            counters: vec![
+                counter("heartbeats-ok", c.heartbeats_ok.get()),
+                counter("heartbeats-failed", c.heartbeats_failed.get()),
+                counter("manager-sessions", c.manager_sessions.get()),
+                counter("listener-refused", c.listener_refused.get()),
+                counter("events-spooled", self.spool.pending()?),
+            ],
+            fingerprint: self.fingerprint(),
+            spool: self.spool.range()?,
+            listen_port: self.listen_port.get(),
+        })
+    }
+
+    /// One session over an open connection, whoever dialed; the agent speaks first. Wakes the
+    /// loops if it brought a new configuration, even when it failed after applying it.
+    pub async fn session<S>(
+        &self,
+        stream: &mut S,
+        purpose: Purpose,
+    ) -> Result<session::Ended, AgentError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let _one_at_a_time = self.session_lock.lock().await;
+        let before = self.fingerprint();
+        self.watch_clock()?;
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: VERSION.into(),
+            purpose,
+        };
+        let core = AgentSession::heartbeat(
+            self.clock.now(),
+            hello,
+            self.status()?,
+            session::STEP_TIMEOUT,
+        );
+        let result = session::drive(core, stream, self.spool, self.clock).await;
+        if self.fingerprint() != before {
+            self.heartbeat_wake.notify();
+            self.listener_wake.notify();
+        }
+        result
+    }
+}
