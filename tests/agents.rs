@@ -6,140 +6,10 @@ mod support;
 
 use hyper::Method;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{BIN, Manager};
-
-/// A running agent; killed when dropped.
-struct Agent {
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Agent {
-    /// Starts `picket agent` on `dir`, activating with `command`'s token on first start.
-    fn start(dir: &Path, activation: Option<&Activation>, hostname: &str) -> Agent {
-        Agent::start_with_env(dir, activation, hostname, &[])
-    }
-
-    fn start_with_env(
-        dir: &Path,
-        activation: Option<&Activation>,
-        hostname: &str,
-        env: &[(&str, &Path)],
-    ) -> Agent {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.with_extension("log"))
-            .unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "--data-dir"]).arg(dir);
-        cmd.args(["--hostname", hostname, "--listen", "127.0.0.1:0"]);
-        if let Some(a) = activation {
-            cmd.args([
-                "--manager",
-                &a.manager,
-                "--token",
-                &a.token,
-                "--ca-sha256",
-                &a.pin,
-            ]);
-        }
-        let child = cmd
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Agent {
-            dir: dir.to_path_buf(),
-            child: Some(child),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
-    }
-
-    /// Waits until the agent's `runs`th start reached its heartbeat loop (and so handles
-    /// SIGTERM; before that the default action would just kill it).
-    fn wait_until_running(&self, runs: usize) {
-        wait_for(Duration::from_secs(30), || {
-            (self.log().matches("running as computer").count() >= runs).then_some(())
-        });
-    }
-
-    /// SIGTERM and wait: the agent spools its stop event and tries to say goodbye.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = wait_for(Duration::from_secs(40), || child.try_wait().unwrap());
-        assert!(
-            status.success(),
-            "agent exited with {status}: {}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-struct Activation {
-    manager: String,
-    token: String,
-    pin: String,
-}
-
-fn activation(m: &Manager) -> Activation {
-    let token = m.cli_json(&["token", "create"]);
-    let command = token["agent_command"].as_str().unwrap().to_string();
-    let arg = |flag: &str| {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        let i = words.iter().position(|w| *w == flag).unwrap();
-        words[i + 1].to_string()
-    };
-    Activation {
-        manager: arg("--manager"),
-        token: arg("--token"),
-        pin: arg("--ca-sha256"),
-    }
-}
-
-/// Polls `check` until it returns `Some`, or fails after `limit`.
-fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sets one setting on the Base Policy.
-fn set_base(m: &Manager, setting: &str) {
-    m.cli_json(&["policies", "set", "Base Policy", setting]);
-}
+use std::path::PathBuf;
+use std::time::Duration;
+use support::Manager;
+use support::agent::{Agent, activation, set_base, wait_for};
 
 /// Waits until the first computer has completed a heartbeat; its id.
 fn first_heartbeat(m: &Manager) -> u64 {
@@ -463,7 +333,10 @@ fn status_follows_the_agent_offline_online_stopped_and_unknown_after_a_restart()
             None,
         )
         .unwrap();
-    assert_eq!(history["history"][0]["what"], "policy-changed");
+    assert_eq!(
+        history["history"][0]["what"], "policy-changed",
+        "{history:#}"
+    );
     let detail = history["history"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("heartbeat.max-clock-change=1h"), "{detail}");
 }

@@ -100,12 +100,13 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
         let server_tls =
             pki::agent_server_config(&identity.ca, identity.cert.clone(), &identity.key)?;
         let rt = Runtime::new(identity, &spool, clock);
-        // The listener never ends by itself; the heartbeat loop ends at shutdown.
-        smol::future::or(heartbeat::run(&rt, &client_tls, shutdown), async {
+        // The listener never ends by itself; the heartbeat loop ends at shutdown. The listener
+        // is polled first so it is bound before the first heartbeat, which then reports its port.
+        let listening = async {
             listener::run(&rt, options.listen, dir, server_tls).await;
             Ok(())
-        })
-        .await
+        };
+        smol::future::or(listening, heartbeat::run(&rt, &client_tls, shutdown)).await
     })
 }
 

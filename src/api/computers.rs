@@ -91,7 +91,7 @@ pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
     })?;
     let agent = txn.agent_state(updated.id)?;
     txn.commit()?;
-    state.liveness.send(LivenessEvent::SettingsChanged);
+    state.settings_changed();
     log::info!(
         "computer '{}' (id {}) changed",
         updated.hostname,
@@ -131,6 +131,9 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     txn.commit()?;
     state.registry.remove_computer(computer.id);
     state.liveness.send(LivenessEvent::Deleted(computer.id));
+    state
+        .dialer
+        .send(crate::manager::DialerEvent::Deleted(computer.id));
     log::info!(
         "computer '{}' (id {}) deleted",
         computer.hostname,
@@ -152,6 +155,7 @@ fn changed_fields(change: &policy::ComputerChange) -> String {
         ("policy", change.policy.is_some()),
         ("kind", change.kind.is_some()),
         ("vm_power_state", change.vm_power_state.is_some()),
+        ("address", change.address.is_some()),
     ]
     .iter()
     .filter(|(_, set)| *set)

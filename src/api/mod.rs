@@ -9,6 +9,7 @@ mod computers;
 mod error;
 mod events;
 mod input;
+mod operations;
 mod policies;
 mod router;
 mod server;

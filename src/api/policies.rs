@@ -3,7 +3,6 @@
 use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
-use crate::manager::LivenessEvent;
 use crate::model::HistoryEntry;
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
@@ -56,7 +55,7 @@ pub fn update(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("policy '{}' (id {}) changed", updated.name, updated.id);
-    changed(state);
+    state.settings_changed();
     Ok(ApiResponse::ok(views::policy(&tree, &updated)))
 }
 
@@ -127,7 +126,7 @@ pub fn add_rule(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("{detail}");
-    changed(state);
+    state.settings_changed();
     let location = format!("/api/v1/policies/{}/firewall-rules/{id}", updated.id);
     Ok(ApiResponse::created(location, added))
 }
@@ -148,7 +147,7 @@ pub fn remove_rule(state: &ApiState, reference: &str, rule: &str) -> Handled {
     note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("{detail}");
-    changed(state);
+    state.settings_changed();
     Ok(ApiResponse::no_content())
 }
 
@@ -172,11 +171,6 @@ fn note_under(
         }
     }
     Ok(())
-}
-
-/// Effective settings or rules may have moved: liveness rules and agents' configurations follow.
-fn changed(state: &ApiState) {
-    state.liveness.send(LivenessEvent::SettingsChanged);
 }
 
 fn find<'t>(tree: &'t PolicyTree, reference: &str) -> Result<&'t crate::model::Policy, ApiError> {

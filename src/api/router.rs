@@ -1,6 +1,7 @@
 //! Routing and authentication: a request in, a response out, no sockets.
 
 use super::error::ApiError;
+use super::operations::{self, Operation};
 use super::{alerts, computers, events, policies, tokens};
 use crate::clock::Clock;
 use crate::pki;
@@ -23,6 +24,18 @@ pub struct ApiState {
     pub registry: Arc<crate::manager::Registry>,
     /// Told of every change that can move a computer's deadlines.
     pub liveness: crate::manager::Liveness,
+    /// Told of every change that can move a computer's configuration; dials for operations.
+    pub dialer: crate::manager::Dialer,
+}
+
+impl ApiState {
+    /// Effective settings, rules or assignments may have moved: liveness rules follow, and
+    /// changed configurations are pushed to the agents that listen.
+    pub fn settings_changed(&self) {
+        self.liveness
+            .send(crate::manager::LivenessEvent::SettingsChanged);
+        self.dialer.send(crate::manager::DialerEvent::Refresh);
+    }
 }
 
 /// A request with its body already read and size-checked.
@@ -56,6 +69,11 @@ impl ApiResponse {
             location: Some(location),
             ..ApiResponse::with_status(StatusCode::CREATED, body)
         }
+    }
+
+    /// For an operation queued until the agent's next heartbeat.
+    pub fn accepted(body: Value) -> Self {
+        ApiResponse::with_status(StatusCode::ACCEPTED, body)
     }
 
     pub fn no_content() -> Self {
@@ -155,6 +173,13 @@ fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, 
         (["computers", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
         (["computers", id, "history"], &Method::GET) => computers::history(state, id),
         (["computers", _, "history"], _) => return Err(AllowOnly("GET")),
+        (["computers", id, "send-policy"], &Method::POST) => {
+            operations::run(state, id, Operation::SendPolicy)
+        }
+        (["computers", id, "check-status"], &Method::POST) => {
+            operations::run(state, id, Operation::CheckStatus)
+        }
+        (["computers", _, "send-policy" | "check-status"], _) => return Err(AllowOnly("POST")),
         (["tokens"], &Method::GET) => tokens::list(state),
         (["tokens"], &Method::POST) => tokens::create(state, body),
         (["tokens"], _) => return Err(AllowOnly("GET, POST")),

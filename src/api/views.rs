@@ -37,6 +37,7 @@ pub fn computer(
             "activated_ms": a.activated.0,
             "agent_version": a.agent_version,
             "address": a.address,
+            "listen_port": a.listen_port,
             "last_heartbeat_ms": a.last_heartbeat.map(|t| t.0),
             "clock_offset_ms": a.clock_offset_ms,
             "tls_version": a.tls_version,

@@ -10,7 +10,7 @@
 
 use crate::clock::{Instant, WallMs};
 pub use crate::model::PowerState;
-use crate::model::{ClockChangeLimit, ComputerId, ComputerKind, MissedLimit};
+use crate::model::{ClockChangeLimit, ComputerId, ComputerKind, Direction, MissedLimit};
 use crate::policy::EffectiveSettings;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -26,6 +26,9 @@ pub struct Rules {
     pub max_clock_change: ClockChangeLimit,
     pub offline_errors_for_inactive_vms: bool,
     pub is_vm: bool,
+    /// Decides what a failed dial means: a missed heartbeat when manager-initiated, a
+    /// cannot-reach warning when bidirectional (heartbeats still arrive).
+    pub direction: Direction,
 }
 
 impl Rules {
@@ -36,6 +39,7 @@ impl Rules {
             max_clock_change: effective.max_clock_change.value,
             offline_errors_for_inactive_vms: effective.offline_errors_for_inactive_vms.value,
             is_vm: kind == ComputerKind::Vm,
+            direction: effective.direction.value,
         }
     }
 
@@ -81,6 +85,13 @@ pub enum Decision {
         change_ms: i64,
         limit: Duration,
     },
+    /// A bidirectional computer heartbeats but the manager's dial to it failed with `reason`.
+    RaiseUnreachable {
+        computer: ComputerId,
+        reason: String,
+    },
+    /// A dial succeeded again, or the computer no longer expects to be dialed that way.
+    ClearUnreachable { computer: ComputerId },
 }
 
 /// Why the base instant was set: decides the words of a later offline alert.
@@ -104,6 +115,12 @@ struct Entry {
     power: PowerState,
     /// When the last heartbeat with the agent's clock came, and what that clock read.
     last_agent_clock: Option<(Instant, WallMs)>,
+    /// Why the last dial to the agent failed, while it has not succeeded since.
+    dial_error: Option<String>,
+    /// A heartbeat came after the last failed dial: the agent is alive.
+    heard_since_dial_failed: bool,
+    /// A cannot-reach alert is active.
+    unreachable: bool,
 }
 
 impl Entry {
@@ -152,6 +169,9 @@ impl Monitor {
             alerted: false,
             power: PowerState::Running,
             last_agent_clock: None,
+            dial_error: None,
+            heard_since_dial_failed: false,
+            unreachable: false,
         };
         self.insert(computer, entry);
     }
@@ -161,6 +181,48 @@ impl Monitor {
     pub fn mark_offline_alerted(&mut self, computer: ComputerId) {
         if let Some(entry) = self.entries.get_mut(&computer) {
             entry.alerted = true;
+        }
+    }
+
+    /// A cannot-reach alert is active already (found in the store at start).
+    pub fn mark_unreachable_alerted(&mut self, computer: ComputerId) {
+        if let Some(entry) = self.entries.get_mut(&computer) {
+            entry.unreachable = true;
+        }
+    }
+
+    /// The manager's dial to the agent failed. Manager-initiated, it is a heartbeat that did
+    /// not happen: the misses count by themselves, and the offline alert gives this reason.
+    /// Bidirectional, it is news only if the agent is alive and still out of reach: a failure,
+    /// then a heartbeat, then another failure (the dialer tries again after each heartbeat
+    /// while the agent is out of reach) raises a warning. A dead agent never heartbeats in
+    /// between; its misses make it offline instead.
+    pub fn handle_dial_failed(&mut self, computer: ComputerId, reason: String) {
+        let Some(entry) = self.entries.get_mut(&computer) else {
+            return;
+        };
+        let confirmed = entry.dial_error.is_some() && entry.heard_since_dial_failed;
+        entry.dial_error = Some(reason.clone());
+        entry.heard_since_dial_failed = false;
+        if entry.rules.direction == Direction::Bidirectional
+            && confirmed
+            && entry.state == State::Online
+            && !entry.unreachable
+        {
+            entry.unreachable = true;
+            self.out
+                .push_back(Decision::RaiseUnreachable { computer, reason });
+        }
+    }
+
+    pub fn handle_dial_succeeded(&mut self, computer: ComputerId) {
+        let Some(entry) = self.entries.get_mut(&computer) else {
+            return;
+        };
+        entry.dial_error = None;
+        entry.heard_since_dial_failed = false;
+        if std::mem::take(&mut entry.unreachable) {
+            self.out.push_back(Decision::ClearUnreachable { computer });
         }
     }
 
@@ -217,6 +279,7 @@ impl Monitor {
         if let Some(clock) = agent_clock {
             entry.last_agent_clock = Some((now, clock));
         }
+        entry.heard_since_dial_failed = entry.dial_error.is_some();
         if entry.alerted {
             entry.alerted = false;
             self.out.push_back(Decision::ClearOffline { computer });
@@ -267,6 +330,11 @@ impl Monitor {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
+        // Only a bidirectional computer is warned about: manager-initiated, a failed dial is
+        // a missed heartbeat; agent-initiated, the manager no longer dials.
+        if rules.direction != Direction::Bidirectional && std::mem::take(&mut entry.unreachable) {
+            self.out.push_back(Decision::ClearUnreachable { computer });
+        }
         entry.rules = rules;
         self.insert(computer, entry);
         self.handle_timeout(now);
@@ -319,7 +387,10 @@ impl Monitor {
             (false, Base::Goodbye) => State::Stopped,
             (false, _) => State::Offline,
         };
-        let reason = format!("{missed} heartbeat(s) missed; {}", entry_reason(entry));
+        let mut reason = format!("{missed} heartbeat(s) missed; {}", entry_reason(entry));
+        if let Some(error) = &entry.dial_error {
+            reason.push_str(&format!("; the manager's last dial failed: {error}"));
+        }
         self.set_state(computer, entry, state, reason.clone());
         let threshold = match entry.rules.missed_before_alert {
             MissedLimit::Unlimited => return,

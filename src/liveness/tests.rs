@@ -12,6 +12,7 @@ fn rules(interval_s: u64, missed: MissedLimit) -> Rules {
         max_clock_change: ClockChangeLimit::Max(Duration::from_secs(60)),
         offline_errors_for_inactive_vms: false,
         is_vm: false,
+        direction: Direction::Bidirectional,
     }
 }
 
@@ -307,4 +308,103 @@ fn an_offline_alert_from_before_a_restart_is_cleared_by_the_first_heartbeat() {
     m.mark_offline_alerted(ID);
     m.handle_heartbeat(at(1_000), ID, None);
     assert!(drain(&mut m).contains(&Decision::ClearOffline { computer: ID }));
+}
+
+#[test]
+fn a_bidirectional_computer_out_of_reach_is_warned_about_once_and_cleared_by_a_dial() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, None);
+    drain(&mut m);
+    m.handle_dial_failed(ID, "connection refused".into());
+    assert!(
+        drain(&mut m).is_empty(),
+        "one failure might be a dead agent"
+    );
+    m.handle_heartbeat(at(1_000), ID, None);
+    m.handle_dial_failed(ID, "connection refused".into());
+    m.handle_dial_failed(ID, "connection refused".into());
+    let raised: Vec<Decision> = drain(&mut m);
+    assert_eq!(
+        raised,
+        [Decision::RaiseUnreachable {
+            computer: ID,
+            reason: "connection refused".into()
+        }],
+        "one warning, however many failed dials"
+    );
+    m.handle_heartbeat(at(5_000), ID, None);
+    assert!(
+        drain(&mut m).is_empty(),
+        "heartbeats do not clear it: dials do"
+    );
+    m.handle_dial_succeeded(ID);
+    assert_eq!(drain(&mut m), [Decision::ClearUnreachable { computer: ID }]);
+    m.handle_dial_succeeded(ID);
+    assert!(drain(&mut m).is_empty());
+}
+
+#[test]
+fn a_failed_dial_to_a_manager_initiated_computer_is_a_missed_heartbeat_with_its_reason() {
+    let mut m = Monitor::new();
+    let manager_initiated = Rules {
+        direction: Direction::ManagerInitiated,
+        ..rules(10, MissedLimit::Count(0))
+    };
+    m.track(at(0), ID, manager_initiated);
+    m.handle_heartbeat(at(0), ID, None);
+    drain(&mut m);
+    m.handle_dial_failed(ID, "TLS handshake timed out".into());
+    assert!(
+        drain(&mut m).is_empty(),
+        "no warning: the miss counts instead"
+    );
+    m.handle_timeout(at(11_000));
+    let decisions = drain(&mut m);
+    let reason = decisions
+        .iter()
+        .find_map(|d| match d {
+            Decision::RaiseOffline { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("offline on the first miss with missed-before-alert 0");
+    assert!(reason.contains("TLS handshake timed out"), "{reason}");
+}
+
+#[test]
+fn leaving_bidirectional_mode_clears_the_warning() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, None);
+    m.handle_dial_failed(ID, "refused".into());
+    m.handle_heartbeat(at(100), ID, None);
+    m.handle_dial_failed(ID, "refused".into());
+    drain(&mut m);
+    let agent_initiated = Rules {
+        direction: Direction::AgentInitiated,
+        ..rules(10, MissedLimit::Count(2))
+    };
+    m.set_rules(at(1_000), ID, agent_initiated);
+    assert_eq!(drain(&mut m), [Decision::ClearUnreachable { computer: ID }]);
+}
+
+#[test]
+fn a_dead_agent_is_not_called_unreachable_only_a_live_one() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, None);
+    drain(&mut m);
+    // Killed right after its heartbeat: the pushes fail, but nothing says it is alive.
+    m.handle_dial_failed(ID, "connection refused".into());
+    m.handle_dial_failed(ID, "connection refused".into());
+    assert!(drain(&mut m).is_empty());
+    // Back again, and reachable: the dial after its heartbeat succeeds; nothing to say.
+    m.handle_heartbeat(at(9_000), ID, None);
+    m.handle_dial_succeeded(ID);
+    m.handle_dial_failed(ID, "connection refused".into());
+    assert!(
+        drain(&mut m)
+            .iter()
+            .all(|d| !matches!(d, Decision::RaiseUnreachable { .. }))
+    );
 }

@@ -3,6 +3,7 @@
 //! session needs and records what it learned.
 
 use super::activation;
+use super::dialer::{Dialer, DialerEvent};
 use super::liveness::{Liveness, LivenessEvent};
 use super::registry::Registry;
 use crate::clock::{Clock, WallMs};
@@ -17,7 +18,7 @@ use crate::proto::{
 };
 use crate::store::{Reads, Store, Writer};
 use futures_rustls::TlsAcceptor;
-use futures_rustls::server::TlsStream;
+use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -35,6 +36,7 @@ pub struct AgentPort {
     pub step_timeout: Duration,
     pub max_batch: u32,
     pub liveness: Liveness,
+    pub dialer: Dialer,
 }
 
 /// Serves the agent port until the returned future is dropped (which ends every connection).
@@ -52,11 +54,13 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, port: 
 }
 
 /// What the TLS handshake told us about the peer.
-struct Peer {
-    addr: SocketAddr,
-    computer: Option<ComputerId>,
-    tls_version: Option<String>,
-    cipher_suite: Option<String>,
+pub(super) struct Peer {
+    pub addr: SocketAddr,
+    pub computer: Option<ComputerId>,
+    pub tls_version: Option<String>,
+    pub cipher_suite: Option<String>,
+    /// The manager dialed the agent (rather than the agent the manager).
+    pub dialed: bool,
 }
 
 async fn connection(
@@ -70,7 +74,18 @@ async fn connection(
         .await
         .ok_or("the TLS handshake timed out")?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let peer = identify(&tls, addr, &port.registry)?;
+    let peer = identify(tls.get_ref().1, addr, &port.registry, false)?;
+    run_session(port, &mut tls, &peer).await.map(|_| ())
+}
+
+/// Runs one `ManagerSession` over an open connection, whoever dialed, and records what it
+/// learned. The summary is returned for a dial's caller; errors are in words for the log.
+pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    port: &Arc<AgentPort>,
+    tls: &mut S,
+    peer: &Peer,
+) -> Result<SessionSummary, String> {
+    let addr = peer.addr;
     let params = {
         let (port, computer) = (port.clone(), peer.computer);
         smol::unblock(move || session_params(&port, computer)).await?
@@ -81,7 +96,7 @@ async fn connection(
         while let Some(output) = session.poll_output() {
             match output {
                 ManagerOutput::Send(message) => {
-                    if let Err(e) = framed::write(&mut tls, &message).await {
+                    if let Err(e) = framed::write(tls, &message).await {
                         log::debug!("agent {addr}: write failed: {e}");
                         session.handle_closed();
                     }
@@ -107,16 +122,19 @@ async fn connection(
                 }
                 ManagerOutput::Close(summary) => {
                     if let Some(computer) = peer.computer {
-                        record(port, computer, &peer, status_at, &summary).await;
+                        record(port, computer, peer, status_at, &summary).await;
                     }
-                    return summary.result.map_err(|e| e.to_string());
+                    return match &summary.result {
+                        Ok(()) => Ok(summary),
+                        Err(e) => Err(e.to_string()),
+                    };
                 }
             }
         }
         let wait = session
             .poll_timeout()
             .map_or(port.step_timeout, |d| d.saturating_since(port.clock.now()));
-        match within(wait, framed::read::<AgentMsg, _>(&mut tls)).await {
+        match within(wait, framed::read::<AgentMsg, _>(tls)).await {
             None => session.handle_timeout(port.clock.now()),
             Some(Ok(message)) => {
                 if matches!(message, AgentMsg::Status(_)) {
@@ -133,12 +151,13 @@ async fn connection(
     }
 }
 
-fn identify(
-    tls: &TlsStream<TcpStream>,
+/// Who the peer is: the computer its certificate belongs to, and what TLS it negotiated.
+pub(super) fn identify(
+    conn: &rustls::CommonState,
     addr: SocketAddr,
     registry: &Registry,
+    dialed: bool,
 ) -> Result<Peer, String> {
-    let (_, conn) = tls.get_ref();
     let computer = match conn.peer_certificates().and_then(|chain| chain.first()) {
         None => None,
         Some(cert) => Some(
@@ -154,6 +173,7 @@ fn identify(
         cipher_suite: conn
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite())),
+        dialed,
     })
 }
 
@@ -272,6 +292,16 @@ async fn record(
 ) {
     let purpose = summary.purpose;
     let agent_clock = summary.status.as_ref().map(|s| s.wall_clock);
+    let started_with = summary.status.as_ref().and_then(|s| s.fingerprint);
+    let ended = DialerEvent::SessionEnded {
+        computer,
+        dialed: peer.dialed,
+        config_applied: summary.applied.is_some() && summary.applied != started_with,
+        listens: summary
+            .status
+            .as_ref()
+            .is_some_and(|s| s.listen_port.is_some()),
+    };
     let summary = summary.clone();
     let (address, tls_version, cipher_suite) = (
         peer.addr.to_string(),
@@ -316,6 +346,7 @@ async fn record(
             agent_clock: Some(agent_clock),
         });
     }
+    port.dialer.send(ended);
 }
 
 /// The agent's clock minus the manager's: both read within one round trip, so this is the
@@ -418,6 +449,7 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
     txn.commit().map_err(store)?;
     port.registry.insert(issued.serial, computer.id);
     port.liveness.send(LivenessEvent::Activated(computer.id));
+    port.dialer.send(DialerEvent::Refresh);
     log::info!(
         "computer '{}' (id {}) activated from {ip}",
         computer.hostname,

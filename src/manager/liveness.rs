@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What the rest of the manager tells the liveness task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum LivenessEvent {
     Heartbeat {
         computer: ComputerId,
@@ -32,6 +32,12 @@ pub enum LivenessEvent {
         computer: ComputerId,
         change_ms: i64,
     },
+    /// The manager's dial to the agent failed, in words.
+    DialFailed {
+        computer: ComputerId,
+        reason: String,
+    },
+    DialSucceeded(ComputerId),
 }
 
 /// A cheap handle to send events; sending never blocks a request.
@@ -100,10 +106,17 @@ pub async fn run(
         smol::unblock(move || store.read().and_then(|txn| txn.alerts())).await
     };
     match active {
-        Ok(alerts) => alerts
-            .iter()
-            .filter(|a| a.is_active() && a.kind == AlertKind::ComputerOffline)
-            .for_each(|a| monitor.mark_offline_alerted(a.computer)),
+        Ok(alerts) => {
+            for alert in alerts.iter().filter(|a| a.is_active()) {
+                match alert.kind {
+                    AlertKind::ComputerOffline => monitor.mark_offline_alerted(alert.computer),
+                    AlertKind::ManagerCannotReachAgent => {
+                        monitor.mark_unreachable_alerted(alert.computer);
+                    }
+                    AlertKind::ClockChanged => {}
+                }
+            }
+        }
         Err(e) => log::error!("liveness: cannot read the active alerts: {e}"),
     }
     loop {
@@ -147,6 +160,10 @@ async fn handle(
             computer,
             change_ms,
         } => monitor.handle_clock_event(computer, change_ms),
+        LivenessEvent::DialFailed { computer, reason } => {
+            monitor.handle_dial_failed(computer, reason);
+        }
+        LivenessEvent::DialSucceeded(computer) => monitor.handle_dial_succeeded(computer),
         LivenessEvent::Activated(_) | LivenessEvent::SettingsChanged => {
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
@@ -200,7 +217,45 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
             )
             .await;
         }
-        Decision::ClearOffline { computer } => clear_offline(writer, now, computer).await,
+        Decision::ClearOffline { computer } => {
+            clear(
+                writer,
+                now,
+                computer,
+                AlertKind::ComputerOffline,
+                "a heartbeat arrived",
+            )
+            .await;
+        }
+        Decision::RaiseUnreachable { computer, reason } => {
+            log::warn!("alert manager-cannot-reach-agent for computer {computer}: {reason}");
+            raise(
+                writer,
+                now,
+                computer,
+                AlertKind::ManagerCannotReachAgent,
+                move |_| {
+                    format!(
+                        "heartbeats arrive, but the manager cannot reach the agent: {reason}. \
+                         Check the agent's address and port and the agent-port firewall rule, \
+                         or set communication.direction to agent-initiated if the manager \
+                         cannot reach the agent's network"
+                    )
+                },
+            )
+            .await;
+        }
+        Decision::ClearUnreachable { computer } => {
+            let why = "the manager reached the agent, or it is no longer bidirectional";
+            clear(
+                writer,
+                now,
+                computer,
+                AlertKind::ManagerCannotReachAgent,
+                why,
+            )
+            .await;
+        }
         Decision::ClockChanged {
             computer,
             change_ms,
@@ -275,12 +330,19 @@ async fn raise(
     }
 }
 
-async fn clear_offline(writer: &Writer, now: WallMs, computer: ComputerId) {
+/// Clears the active alert of `kind` for `computer`, saying `why` in its history.
+async fn clear(
+    writer: &Writer,
+    now: WallMs,
+    computer: ComputerId,
+    kind: AlertKind,
+    why: &'static str,
+) {
     let result = writer
         .write(move |txn| {
             for alert in txn.alerts()? {
                 if alert.computer == computer
-                    && alert.kind == AlertKind::ComputerOffline
+                    && alert.kind == kind
                     && let Some(cleared) = alerts::clear(&alert, now)
                 {
                     txn.put_alert(&cleared)?;
@@ -288,11 +350,7 @@ async fn clear_offline(writer: &Writer, now: WallMs, computer: ComputerId) {
                         computer,
                         at: now,
                         what: "alert-cleared".into(),
-                        detail: format!(
-                            "{} (alert {}): a heartbeat arrived",
-                            cleared.kind.name(),
-                            cleared.id
-                        ),
+                        detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
                     })?;
                 }
             }
@@ -300,7 +358,10 @@ async fn clear_offline(writer: &Writer, now: WallMs, computer: ComputerId) {
         })
         .await;
     if let Err(e) = result {
-        log::error!("cannot clear the offline alert of computer {computer}: {e}");
+        log::error!(
+            "cannot clear the {} alert of computer {computer}: {e}",
+            kind.name()
+        );
     }
 }
 

@@ -4,12 +4,15 @@
 pub mod activation;
 mod agent_port;
 mod data_dir;
+mod dial_plan;
+mod dialer;
 mod error;
 mod liveness;
 mod registry;
 
 pub use agent_port::expected_config;
 pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
+pub use dialer::{DialResult, Dialer, DialerEvent};
 pub use error::ManagerError;
 pub use liveness::{Liveness, LivenessEvent};
 pub use registry::Registry;
@@ -76,6 +79,8 @@ pub fn serve(
     let pki = Arc::new(pki);
     let (writer, writer_thread) = Writer::start(store.clone());
     let (liveness, liveness_events) = Liveness::channel();
+    let (dialer, dialer_events) = Dialer::channel();
+    let dial_tls = pki.dial_client_config()?;
     let tracked = liveness::prepare(&store, clock.wall())?;
 
     smol::block_on(async {
@@ -92,6 +97,7 @@ pub fn serve(
             ca_sha256: pki.ca_sha256_hex(),
             registry: registry.clone(),
             liveness: liveness.clone(),
+            dialer: dialer.clone(),
         });
         let port = Arc::new(AgentPort {
             store: store.clone(),
@@ -103,10 +109,12 @@ pub fn serve(
             step_timeout: STEP_TIMEOUT,
             max_batch: MAX_EVENT_BATCH,
             liveness,
+            dialer,
         });
         data_dir::write_ports(dir, agent_addr, console_addr)?;
         print_banner(&config, &pki, console_addr, agent_addr);
         let api_task = smol::spawn(api::serve(console, tls, state));
+        let dialer_task = smol::spawn(dialer::run(port.clone(), dial_tls, dialer_events));
         let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));
         let liveness_task = smol::spawn(liveness::run(
             store.clone(),
@@ -118,6 +126,7 @@ pub fn serve(
         shutdown.await;
         api_task.cancel().await;
         agent_task.cancel().await;
+        dialer_task.cancel().await;
         liveness_task.cancel().await;
         Ok::<(), ManagerError>(())
     })?;

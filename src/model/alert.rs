@@ -11,6 +11,9 @@ pub enum AlertKind {
     ComputerOffline,
     /// The computer's clock moved more than allowed between heartbeats. Only a dismissal ends it.
     ClockChanged,
+    /// A bidirectional computer heartbeats, but the manager cannot dial it. Clears itself when a
+    /// dial succeeds.
+    ManagerCannotReachAgent,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -20,25 +23,33 @@ pub enum Severity {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 2] = [AlertKind::ComputerOffline, AlertKind::ClockChanged];
+    pub const ALL: [AlertKind; 3] = [
+        AlertKind::ComputerOffline,
+        AlertKind::ClockChanged,
+        AlertKind::ManagerCannotReachAgent,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             AlertKind::ComputerOffline => "computer-offline",
             AlertKind::ClockChanged => "clock-changed",
+            AlertKind::ManagerCannotReachAgent => "manager-cannot-reach-agent",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             AlertKind::ComputerOffline => Severity::Critical,
-            AlertKind::ClockChanged => Severity::Warning,
+            AlertKind::ClockChanged | AlertKind::ManagerCannotReachAgent => Severity::Warning,
         }
     }
 
     /// Whether the alert ends by itself when its condition does.
     pub fn clears_itself(self) -> bool {
-        matches!(self, AlertKind::ComputerOffline)
+        matches!(
+            self,
+            AlertKind::ComputerOffline | AlertKind::ManagerCannotReachAgent
+        )
     }
 }
 

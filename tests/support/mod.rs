@@ -4,6 +4,8 @@
 // A harness may panic: a failed set-up is a failed test.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod agent;
+
 use picket::admin::{ApiClient, ClientOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,0 +1,245 @@
+//! When the manager dials which agent (sans-io: the time comes in, dials go out). Manager-
+//! initiated computers are dialed every interval, each at its own phase within the interval
+//! (taken from its id) so they do not all fire at once; any computer can also be asked for at
+//! once (send policy, check status, a pushed change). At most `max_in_flight` dials run together,
+//! and never two to the same computer: a request during a dial makes one more dial after it.
+
+use crate::clock::Instant;
+use crate::model::ComputerId;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct DialPlan {
+    max_in_flight: usize,
+    /// Manager-initiated computers: their interval and next due instant.
+    scheduled: HashMap<ComputerId, (Duration, Instant)>,
+    due: BTreeSet<(Instant, ComputerId)>,
+    requested: VecDeque<ComputerId>,
+    in_flight: HashSet<ComputerId>,
+    /// Requested while a dial to them ran: dial again once it ends.
+    again: HashSet<ComputerId>,
+}
+
+impl DialPlan {
+    pub fn new(max_in_flight: usize) -> Self {
+        DialPlan {
+            max_in_flight: max_in_flight.max(1),
+            scheduled: HashMap::new(),
+            due: BTreeSet::new(),
+            requested: VecDeque::new(),
+            in_flight: HashSet::new(),
+            again: HashSet::new(),
+        }
+    }
+
+    /// Dials `computer` every `interval` from now on. A computer already scheduled at the same
+    /// interval keeps its phase; a new interval restarts it at the computer's phase from now.
+    pub fn schedule(&mut self, now: Instant, computer: ComputerId, interval: Duration) {
+        if let Some((current, _)) = self.scheduled.get(&computer)
+            && *current == interval
+        {
+            return;
+        }
+        self.unschedule(computer);
+        let first = now.saturating_add(phase(computer, interval));
+        self.scheduled.insert(computer, (interval, first));
+        self.due.insert((first, computer));
+    }
+
+    pub fn unschedule(&mut self, computer: ComputerId) {
+        if let Some((_, at)) = self.scheduled.remove(&computer) {
+            self.due.remove(&(at, computer));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_scheduled(&self, computer: ComputerId) -> bool {
+        self.scheduled.contains_key(&computer)
+    }
+
+    pub fn scheduled(&self) -> impl Iterator<Item = ComputerId> + '_ {
+        self.scheduled.keys().copied()
+    }
+
+    /// Dial `computer` as soon as a slot is free (once, however often it is asked before).
+    pub fn request(&mut self, computer: ComputerId) {
+        if self.in_flight.contains(&computer) {
+            self.again.insert(computer);
+        } else if !self.requested.contains(&computer) {
+            self.requested.push_back(computer);
+        }
+    }
+
+    /// Forgets a deleted computer; a dial already running just ends.
+    pub fn forget(&mut self, computer: ComputerId) {
+        self.unschedule(computer);
+        self.requested.retain(|c| *c != computer);
+        self.again.remove(&computer);
+    }
+
+    /// The next dial to start now, if a slot is free: requests first, then what is due.
+    pub fn poll_dial(&mut self, now: Instant) -> Option<ComputerId> {
+        if self.in_flight.len() >= self.max_in_flight {
+            return None;
+        }
+        let next = match self.requested.pop_front() {
+            Some(computer) => computer,
+            None => self.take_due(now)?,
+        };
+        self.in_flight.insert(next);
+        Some(next)
+    }
+
+    /// The earliest scheduled dial not yet running; requests are already due.
+    fn take_due(&mut self, now: Instant) -> Option<ComputerId> {
+        let &(at, computer) = self.due.iter().find(|(_, c)| !self.in_flight.contains(c))?;
+        if at > now {
+            return None;
+        }
+        self.due.remove(&(at, computer));
+        if let Some((interval, next)) = self.scheduled.get_mut(&computer) {
+            // Keep the phase; after a stall, skip the missed slots rather than dial in a burst.
+            let mut following = at.saturating_add(*interval);
+            if following <= now {
+                following = now.saturating_add(*interval);
+            }
+            *next = following;
+            self.due.insert((following, computer));
+        }
+        Some(computer)
+    }
+
+    pub fn handle_done(&mut self, computer: ComputerId) {
+        self.in_flight.remove(&computer);
+        if self.again.remove(&computer) {
+            self.requested.push_back(computer);
+        }
+    }
+
+    /// When a scheduled dial is next due; `None` with nothing scheduled. Requests waiting for a
+    /// slot need no timer: a finished dial frees one.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+/// Where in its interval a computer's dials fall: a fixed fraction taken from a mix of its id,
+/// so neighbouring ids land far apart.
+fn phase(computer: ComputerId, interval: Duration) -> Duration {
+    let mut x = computer.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    let fraction = (x >> 11) as f64 / (1u64 << 53) as f64;
+    interval.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn drain(plan: &mut DialPlan, now: Instant) -> Vec<u64> {
+        std::iter::from_fn(|| plan.poll_dial(now))
+            .map(|c| c.0)
+            .collect()
+    }
+
+    #[test]
+    fn scheduled_computers_are_spread_over_the_interval_and_dialed_once_per_interval() {
+        let mut plan = DialPlan::new(10_000);
+        for id in 1..=1000 {
+            plan.schedule(at(0), ComputerId(id), MIN);
+        }
+        // Per tenth of the interval, about a hundred dials: never a burst of all of them.
+        let mut per_tenth = Vec::new();
+        for tenth in 1..=10u64 {
+            let now = at(tenth * 6_000);
+            let dialed = drain(&mut plan, now);
+            for id in &dialed {
+                plan.handle_done(ComputerId(*id));
+            }
+            per_tenth.push(dialed.len());
+        }
+        assert_eq!(per_tenth.iter().sum::<usize>(), 1000, "{per_tenth:?}");
+        assert!(
+            per_tenth.iter().all(|n| (50..=150).contains(n)),
+            "{per_tenth:?}"
+        );
+        // The second interval dials each exactly once more.
+        let second = drain(&mut plan, at(120_000));
+        assert_eq!(second.len(), 1000);
+        assert_eq!(plan.poll_timeout().map(|t| t > at(120_000)), Some(true));
+    }
+
+    #[test]
+    fn requests_come_first_and_never_run_twice_at_once() {
+        let mut plan = DialPlan::new(2);
+        plan.schedule(at(0), ComputerId(1), MIN);
+        plan.request(ComputerId(7));
+        plan.request(ComputerId(7));
+        assert_eq!(plan.poll_dial(at(0)), Some(ComputerId(7)));
+        assert_eq!(
+            plan.poll_dial(at(0)),
+            None,
+            "one request, however often asked"
+        );
+        plan.request(ComputerId(7));
+        assert_eq!(plan.poll_dial(at(0)), None, "7 is still being dialed");
+        plan.handle_done(ComputerId(7));
+        assert_eq!(
+            plan.poll_dial(at(0)),
+            Some(ComputerId(7)),
+            "asked again during the dial"
+        );
+        plan.handle_done(ComputerId(7));
+        assert_eq!(plan.poll_dial(at(0)), None);
+    }
+
+    #[test]
+    fn no_more_than_the_limit_run_at_once() {
+        let mut plan = DialPlan::new(3);
+        for id in 1..=10 {
+            plan.request(ComputerId(id));
+        }
+        assert_eq!(drain(&mut plan, at(0)), [1, 2, 3]);
+        plan.handle_done(ComputerId(2));
+        assert_eq!(drain(&mut plan, at(0)), [4]);
+        assert_eq!(plan.in_flight(), 3);
+    }
+
+    #[test]
+    fn a_stalled_plan_skips_missed_slots_and_a_new_interval_restarts_the_phase() {
+        let mut plan = DialPlan::new(10);
+        plan.schedule(at(0), ComputerId(5), MIN);
+        let first = plan.poll_timeout().unwrap();
+        // Ten minutes late: one dial, then the next a whole interval later, not ten at once.
+        let late = first.saturating_add(10 * MIN);
+        assert_eq!(drain(&mut plan, late), [5]);
+        plan.handle_done(ComputerId(5));
+        assert_eq!(plan.poll_timeout(), Some(late.saturating_add(MIN)));
+
+        plan.schedule(late, ComputerId(5), MIN);
+        assert_eq!(
+            plan.poll_timeout(),
+            Some(late.saturating_add(MIN)),
+            "same interval"
+        );
+        plan.schedule(late, ComputerId(5), Duration::from_secs(1));
+        assert!(plan.poll_timeout().unwrap() <= late.saturating_add(Duration::from_secs(1)));
+        plan.forget(ComputerId(5));
+        assert_eq!(plan.poll_timeout(), None);
+        assert!(!plan.is_scheduled(ComputerId(5)));
+    }
+}

@@ -1,0 +1,378 @@
+//! The manager's outbound dials to agents' listeners: manager-initiated computers at their
+//! interval, and any listening agent at once for an operation (send policy, check status), a
+//! pushed change, or a reachability check. `DialPlan` decides when; this task resolves the
+//! address, connects, checks the agent's certificate by name, and runs the same session as the
+//! agent port. A failed dial goes to the liveness task, which decides what it means.
+
+use super::agent_port::{AgentPort, identify, run_session};
+use super::dial_plan::DialPlan;
+use super::liveness::LivenessEvent;
+use crate::model::{AgentState, Computer, ComputerId, Direction};
+use crate::net::within;
+use crate::pki::agent_server_name;
+use crate::policy::PolicyTree;
+use crate::proto::SessionSummary;
+use crate::store::{Reads, StoreError};
+use futures_rustls::TlsConnector;
+use smol::channel::{Receiver, Sender};
+use smol::net::TcpStream;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Dials running at once; more wait for a slot.
+pub const MAX_DIALS_IN_FLIGHT: usize = 64;
+/// Connecting (after resolving) may take this long; the handshake and each step take the
+/// session's step timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The result of one dial: the session's summary, or why it failed, in words.
+pub type DialResult = Result<SessionSummary, String>;
+
+/// What the rest of the manager tells the dialer.
+#[derive(Debug)]
+pub enum DialerEvent {
+    /// Policies, computers or activations changed: re-plan, and push changed configurations.
+    Refresh,
+    /// Dial now; `reply` gets the result of a dial that starts after this request.
+    Dial {
+        computer: ComputerId,
+        reply: Option<Sender<DialResult>>,
+    },
+    /// A session ended on either port.
+    SessionEnded {
+        computer: ComputerId,
+        dialed: bool,
+        /// The agent applied a new configuration in it.
+        config_applied: bool,
+        /// The agent listens, by its status in the session.
+        listens: bool,
+    },
+    Deleted(ComputerId),
+}
+
+/// A cheap handle to the dialer task.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    events: Sender<DialerEvent>,
+}
+
+impl Dialer {
+    pub fn channel() -> (Dialer, Receiver<DialerEvent>) {
+        let (events, receiver) = smol::channel::unbounded();
+        (Dialer { events }, receiver)
+    }
+
+    pub fn send(&self, event: DialerEvent) {
+        // Only fails once the task is gone, i.e. during shutdown.
+        let _ = self.events.try_send(event);
+    }
+
+    /// Dials `computer` now and waits for the result (at most `limit`). Blocks: for API
+    /// handlers, which run on the blocking pool.
+    pub fn dial_and_wait(&self, computer: ComputerId, limit: Duration) -> DialResult {
+        let (reply, answer) = smol::channel::bounded(1);
+        self.send(DialerEvent::Dial {
+            computer,
+            reply: Some(reply),
+        });
+        smol::block_on(within(limit, answer.recv()))
+            .ok_or_else(|| format!("no answer within {}s", limit.as_secs()))?
+            .map_err(|_| "the manager is shutting down".to_string())?
+    }
+}
+
+/// Runs until dropped.
+pub async fn run(
+    port: Arc<AgentPort>,
+    tls: Arc<rustls::ClientConfig>,
+    events: Receiver<DialerEvent>,
+) {
+    let mut plan = DialPlan::new(MAX_DIALS_IN_FLIGHT);
+    let mut waiters: HashMap<ComputerId, Vec<Sender<DialResult>>> = HashMap::new();
+    // Computers whose last dial failed: their next agent-initiated session triggers a new dial,
+    // so a fixed network or firewall rule is noticed without waiting for an operation.
+    let mut unreachable: HashSet<ComputerId> = HashSet::new();
+    let (done_tx, done_rx) = smol::channel::unbounded::<(ComputerId, Box<DialResult>)>();
+    let dials = smol::Executor::new();
+    refresh(&port, &mut plan).await;
+    dials
+        .run(async {
+            loop {
+                while let Some(computer) = plan.poll_dial(port.clock.now()) {
+                    let replies = waiters.remove(&computer).unwrap_or_default();
+                    let (port, tls, done) = (port.clone(), tls.clone(), done_tx.clone());
+                    dials
+                        .spawn(async move {
+                            let result = dial(&port, tls, computer).await;
+                            for reply in replies {
+                                let _ = reply.try_send(result.clone());
+                            }
+                            let _ = done.send((computer, Box::new(result))).await;
+                        })
+                        .detach();
+                }
+                let wait = plan.poll_timeout().map_or(Duration::from_secs(3600), |t| {
+                    t.saturating_since(port.clock.now())
+                });
+                let next = smol::future::or(
+                    async { Some(Input::Event(events.recv().await.ok()?)) },
+                    smol::future::or(
+                        async { done_rx.recv().await.ok().map(|(c, r)| Input::Done(c, r)) },
+                        async {
+                            smol::Timer::after(wait).await;
+                            Some(Input::Tick)
+                        },
+                    ),
+                )
+                .await;
+                match next {
+                    None => return,
+                    Some(Input::Tick) => {}
+                    Some(Input::Done(computer, result)) => {
+                        plan.handle_done(computer);
+                        let event = match *result {
+                            Ok(_) => {
+                                unreachable.remove(&computer);
+                                LivenessEvent::DialSucceeded(computer)
+                            }
+                            Err(reason) => {
+                                log::warn!("dial to computer {computer} failed: {reason}");
+                                unreachable.insert(computer);
+                                LivenessEvent::DialFailed { computer, reason }
+                            }
+                        };
+                        port.liveness.send(event);
+                    }
+                    Some(Input::Event(event)) => {
+                        handle(&port, &mut plan, &mut waiters, &unreachable, event).await;
+                    }
+                }
+            }
+        })
+        .await
+}
+
+enum Input {
+    Event(DialerEvent),
+    Done(ComputerId, Box<DialResult>),
+    Tick,
+}
+
+async fn handle(
+    port: &Arc<AgentPort>,
+    plan: &mut DialPlan,
+    waiters: &mut HashMap<ComputerId, Vec<Sender<DialResult>>>,
+    unreachable: &HashSet<ComputerId>,
+    event: DialerEvent,
+) {
+    match event {
+        DialerEvent::Refresh => refresh(port, plan).await,
+        DialerEvent::Dial { computer, reply } => {
+            if let Some(reply) = reply {
+                waiters.entry(computer).or_default().push(reply);
+            }
+            plan.request(computer);
+        }
+        DialerEvent::SessionEnded {
+            computer,
+            dialed,
+            config_applied,
+            listens,
+        } => {
+            // A new configuration may have changed the agent-port rule: check that the manager
+            // still gets in. An agent that called while out of reach: check whether it is back.
+            if listens && (config_applied || (!dialed && unreachable.contains(&computer))) {
+                plan.request(computer);
+            }
+        }
+        DialerEvent::Deleted(computer) => {
+            plan.forget(computer);
+            waiters.remove(&computer);
+        }
+    }
+}
+
+/// Schedules every manager-initiated computer at its interval and pushes configurations that
+/// changed to every agent that listens.
+async fn refresh(port: &Arc<AgentPort>, plan: &mut DialPlan) {
+    let loaded = {
+        let port = port.clone();
+        smol::unblock(move || load_targets(&port)).await
+    };
+    let targets = match loaded {
+        Ok(targets) => targets,
+        Err(e) => {
+            log::error!("dialer: cannot read the computers: {e}");
+            return;
+        }
+    };
+    let now = port.clock.now();
+    let known: HashSet<ComputerId> = targets.iter().map(|t| t.computer).collect();
+    let gone: Vec<ComputerId> = plan.scheduled().filter(|c| !known.contains(c)).collect();
+    for computer in gone {
+        plan.forget(computer);
+    }
+    for target in targets {
+        if target.direction == Direction::ManagerInitiated {
+            plan.schedule(now, target.computer, target.interval);
+        } else {
+            plan.unschedule(target.computer);
+        }
+        if target.listens && !target.up_to_date {
+            plan.request(target.computer);
+        }
+    }
+}
+
+struct Target {
+    computer: ComputerId,
+    direction: Direction,
+    interval: Duration,
+    listens: bool,
+    up_to_date: bool,
+}
+
+fn load_targets(port: &AgentPort) -> Result<Vec<Target>, StoreError> {
+    let txn = port.store.read()?;
+    let tree = PolicyTree::new(txn.policies()?);
+    let mut targets = Vec::new();
+    for state in txn.agent_states()? {
+        let Some(computer) = txn.computer(state.computer)? else {
+            continue;
+        };
+        let expected = super::expected_config(&tree, &computer, &port.endpoints);
+        targets.push(Target {
+            computer: computer.id,
+            direction: expected.direction,
+            interval: expected.interval,
+            listens: state.listen_port.is_some(),
+            up_to_date: state.applied_fingerprint == Some(expected.fingerprint().0),
+        });
+    }
+    Ok(targets)
+}
+
+/// One dial: where to, connect, check the certificate's name, run the session.
+async fn dial(
+    port: &Arc<AgentPort>,
+    tls: Arc<rustls::ClientConfig>,
+    computer: ComputerId,
+) -> DialResult {
+    let (host, listen_port) = {
+        let port = port.clone();
+        smol::unblock(move || dial_target(&port, computer)).await?
+    };
+    let addr = resolve(&host, listen_port).await?;
+    let tcp = within(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .ok_or_else(|| format!("connecting to {addr} timed out"))?
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let name = agent_server_name(computer.0).map_err(|e| e.to_string())?;
+    let mut stream = within(
+        port.step_timeout,
+        TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .ok_or_else(|| format!("the TLS handshake with {addr} timed out"))?
+    .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
+    let peer = identify(stream.get_ref().1, addr, &port.registry, true)?;
+    if peer.computer != Some(computer) {
+        return Err(format!(
+            "{addr} answered with another computer's certificate"
+        ));
+    }
+    run_session(port, &mut stream, &peer)
+        .await
+        .map_err(|e| format!("session with {addr}: {e}"))
+}
+
+/// The host to dial (the administrator's address, else the IP the agent last came from) and
+/// the port the agent says it listens on.
+fn dial_target(port: &AgentPort, computer: ComputerId) -> Result<(String, u16), String> {
+    let txn = port.store.read().map_err(|e| e.to_string())?;
+    let record = txn.computer(computer).map_err(|e| e.to_string())?;
+    let state = txn.agent_state(computer).map_err(|e| e.to_string())?;
+    let (Some(record), Some(state)) = (record, state) else {
+        return Err(format!("computer {computer} is not activated"));
+    };
+    target_of(&record, &state)
+}
+
+fn target_of(computer: &Computer, state: &AgentState) -> Result<(String, u16), String> {
+    let listen_port = state.listen_port.ok_or(
+        "the agent does not listen (agent-initiated, or it has not reported its port yet)",
+    )?;
+    let host = match (&computer.address, &state.address) {
+        (Some(address), _) => address.clone(),
+        (None, Some(seen)) => seen
+            .parse::<SocketAddr>()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| seen.clone()),
+        (None, None) => return Err("no address is known for the agent".to_string()),
+    };
+    Ok((host, listen_port))
+}
+
+/// The system resolver, at each dial: a computer that moved is found at its new address.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let found = within(CONNECT_TIMEOUT, smol::net::resolve((host, port)))
+        .await
+        .ok_or_else(|| format!("resolving '{host}' timed out"))?
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?;
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("'{host}' resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallMs;
+    use crate::model::{ComputerKind, PolicyId, PowerState, Settings, Status};
+
+    fn computer(address: Option<&str>) -> Computer {
+        Computer {
+            id: ComputerId(3),
+            hostname: "web1".into(),
+            kind: ComputerKind::Server,
+            policy: PolicyId(1),
+            settings: Settings::default(),
+            status: Status::Online,
+            created: WallMs(0),
+            vm_power_state: PowerState::Running,
+            address: address.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_administrators_address_wins_then_the_last_seen_ip() {
+        let state = AgentState {
+            address: Some("10.0.0.5:40112".into()),
+            listen_port: Some(4118),
+            ..AgentState::default()
+        };
+        assert_eq!(
+            target_of(&computer(Some("web1.example")), &state),
+            Ok(("web1.example".to_string(), 4118))
+        );
+        assert_eq!(
+            target_of(&computer(None), &state),
+            Ok(("10.0.0.5".to_string(), 4118))
+        );
+        let silent = AgentState {
+            listen_port: None,
+            ..state
+        };
+        let err = target_of(&computer(None), &silent).unwrap_err();
+        assert!(err.contains("does not listen"), "{err}");
+    }
+
+    #[test]
+    fn an_unresolvable_host_is_an_error_in_words() {
+        let err = smol::block_on(resolve("no-such-host.invalid", 4118)).unwrap_err();
+        assert!(err.contains("no-such-host.invalid"), "{err}");
+    }
+}

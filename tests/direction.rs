@@ -1,0 +1,270 @@
+//! End-to-end: communication direction over loopback. Each direction heartbeats and applies a
+//! policy change; the manager pushes to agents that listen and dials on request; the agent-port
+//! firewall rule keeps the manager out until it is widened. Every wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::Manager;
+use support::agent::{Activation, Agent, activation, set_base, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn computer(m: &Manager, hostname: &str) -> Value {
+    m.cli_json(&["computers", "list"])["computers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["hostname"] == hostname)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until `hostname` has heartbeated and runs the configuration the manager expects.
+fn wait_up_to_date(m: &Manager, hostname: &str) -> Value {
+    wait_for(LIMIT, || {
+        let c = computer(m, hostname);
+        (c["agent"]["last_heartbeat_ms"].is_u64() && c["agent"]["config_up_to_date"] == true)
+            .then_some(c)
+    })
+}
+
+fn counter(c: &Value, name: &str) -> u64 {
+    c["agent"]["counters"][name].as_u64().unwrap_or(0)
+}
+
+fn activation_for(m: &Manager, policy: &str) -> Activation {
+    let token = m.cli_json(&["token", "create", "--policy", policy]);
+    let command = token["agent_command"].as_str().unwrap().to_string();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let arg = |flag: &str| {
+        let i = words.iter().position(|w| *w == flag).unwrap();
+        words[i + 1].to_string()
+    };
+    Activation {
+        manager: arg("--manager"),
+        token: arg("--token"),
+        pin: arg("--ca-sha256"),
+    }
+}
+
+fn active_alerts(m: &Manager, kind: &str) -> Vec<Value> {
+    m.cli_json(&["alerts", "list"])["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn each_direction_heartbeats_and_applies_a_policy_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    let directions = ["bidirectional", "manager-initiated", "agent-initiated"];
+    for direction in directions {
+        m.cli_json(&["policies", "create", direction]);
+        let setting = format!("communication.direction={direction}");
+        m.cli_json(&["policies", "set", direction, &setting]);
+    }
+    let agents: Vec<Agent> = directions
+        .iter()
+        .map(|d| {
+            let a = activation_for(&m, d);
+            Agent::start(&tmp.path().join(d), Some(&a), &format!("{d}-host"))
+        })
+        .collect();
+    for d in directions {
+        wait_up_to_date(&m, &format!("{d}-host"));
+    }
+
+    // Heartbeats keep coming: for the manager-initiated agent, through the manager's dials.
+    let before = computer(&m, "manager-initiated-host");
+    let later = wait_for(LIMIT, || {
+        let c = computer(&m, "manager-initiated-host");
+        (c["agent"]["last_heartbeat_ms"].as_u64() > before["agent"]["last_heartbeat_ms"].as_u64()
+            && counter(&c, "manager-sessions") >= 2)
+            .then_some(c)
+    });
+    assert_eq!(later["status"], "online");
+    assert!(
+        counter(&later, "heartbeats-ok") <= 1,
+        "a manager-initiated agent only dials to announce its port: {later}"
+    );
+
+    // Agent-initiated: nothing listens, and the agent says so.
+    let ai = &agents[2];
+    assert_eq!(ai.listen_addr(), None, "agent-initiated must not listen");
+    assert!(computer(&m, "agent-initiated-host")["agent"]["listen_port"].is_null());
+    for agent in &agents[..2] {
+        let addr = agent
+            .listen_addr()
+            .expect("a listening agent writes its address");
+        assert!(std::net::TcpStream::connect(&addr).is_ok(), "{addr}");
+    }
+
+    // A policy change reaches every direction.
+    for d in directions {
+        m.cli_json(&["policies", "set", d, "heartbeat.max-clock-change=7m"]);
+    }
+    for d in directions {
+        let c = wait_up_to_date(&m, &format!("{d}-host"));
+        assert_eq!(c["effective"]["heartbeat.max-clock-change"]["value"], "7m");
+        assert_eq!(c["status"], "online", "{c}");
+    }
+    drop(agents);
+}
+
+#[test]
+fn switching_to_agent_initiated_closes_the_port_and_back_opens_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "flip");
+    wait_up_to_date(&m, "flip");
+    let addr = wait_for(LIMIT, || agent.listen_addr());
+
+    set_base(&m, "communication.direction=agent-initiated");
+    wait_for(LIMIT, || agent.listen_addr().is_none().then_some(()));
+    wait_for(LIMIT, || {
+        std::net::TcpStream::connect(&addr).is_err().then_some(())
+    });
+    let c = wait_for(LIMIT, || {
+        let c = wait_up_to_date(&m, "flip");
+        c["agent"]["listen_port"].is_null().then_some(c)
+    });
+    assert_eq!(c["status"], "online");
+
+    set_base(&m, "communication.direction=bidirectional");
+    wait_for(LIMIT, || agent.listen_addr());
+    wait_for(LIMIT, || {
+        computer(&m, "flip")["agent"]["listen_port"].as_u64()
+    });
+}
+
+#[test]
+fn send_policy_reaches_a_bidirectional_agent_long_before_its_next_heartbeat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1h");
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "web1");
+    let c = wait_for(LIMIT, || {
+        let c = wait_up_to_date(&m, "web1");
+        c["agent"]["listen_port"].is_u64().then_some(c)
+    });
+    let id = c["id"].to_string();
+    // Counters in a view are as the agent reported them at the start of its last session.
+    let first = m.cli_json(&["computers", "check-status", &id]);
+    assert!(
+        first["message"].as_str().unwrap().contains("contacted"),
+        "{first}"
+    );
+    let heartbeats = counter(&first["computer"], "heartbeats-ok");
+    let dialed = counter(&first["computer"], "manager-sessions");
+
+    // A change is pushed at once; send-policy then finds it applied, over the manager's dial.
+    set_base(&m, "heartbeat.max-clock-change=3m");
+    let answer = m.cli_json(&["computers", "send-policy", &id]);
+    assert_eq!(answer["queued"], false, "{answer}");
+    assert_eq!(answer["config_up_to_date"], true, "{answer}");
+    let c = &answer["computer"];
+    assert_eq!(c["effective"]["heartbeat.max-clock-change"]["value"], "3m");
+    assert_eq!(
+        counter(c, "heartbeats-ok"),
+        heartbeats,
+        "the change came through the manager's dials, not an agent heartbeat: {c}"
+    );
+    assert!(counter(c, "manager-sessions") > dialed, "{c}");
+
+    // Agent-initiated: the operation is queued until the next heartbeat, and says when.
+    set_base(&m, "communication.direction=agent-initiated");
+    wait_for(LIMIT, || agent.listen_addr().is_none().then_some(()));
+    // The agent announces that it closed its port with a heartbeat of its own.
+    wait_for(LIMIT, || {
+        computer(&m, "web1")["agent"]["listen_port"]
+            .is_null()
+            .then_some(())
+    });
+    let queued = m.cli_json(&["computers", "send-policy", &id]);
+    assert_eq!(queued["queued"], true, "{queued}");
+    assert!(
+        queued["message"]
+            .as_str()
+            .unwrap()
+            .contains("next heartbeat"),
+        "{queued}"
+    );
+}
+
+#[test]
+fn an_agent_port_rule_keeps_the_manager_out_until_it_is_widened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "kiosk");
+    let port = wait_for(LIMIT, || {
+        wait_up_to_date(&m, "kiosk")["agent"]["listen_port"].as_u64()
+    })
+    .to_string();
+    let add_rule = |name: &str, source: &str| {
+        m.cli_json(&[
+            "policies",
+            "rules",
+            "add",
+            "Base Policy",
+            "--name",
+            name,
+            "--action",
+            "bypass",
+            "--priority",
+            "4",
+            "--direction",
+            "incoming",
+            "--frame-type",
+            "ip",
+            "--protocol",
+            "tcp",
+            "--port",
+            &port,
+            "--source-ip",
+            source,
+        ])
+    };
+    add_rule("admin host only", "127.0.0.2");
+    let alert = wait_for(LIMIT, || {
+        active_alerts(&m, "manager-cannot-reach-agent")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(alert["hostname"], "kiosk");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent-initiated"),
+        "the alert suggests the way out: {alert}"
+    );
+    assert!(
+        agent.log().contains("refused a connection from 127.0.0.1"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(
+        computer(&m, "kiosk")["status"],
+        "online",
+        "heartbeats still arrive"
+    );
+
+    add_rule("loopback too", "127.0.0.1");
+    wait_for(LIMIT, || {
+        active_alerts(&m, "manager-cannot-reach-agent")
+            .is_empty()
+            .then_some(())
+    });
+    let c = wait_up_to_date(&m, "kiosk");
+    assert_eq!(c["firewall_rules"].as_array().unwrap().len(), 2);
+}
