@@ -46,7 +46,8 @@ fn upper(b: usize) -> u64 {
     }
     let shift = b / SUB - 1;
     let mantissa = b % SUB;
-    ((SUB + mantissa + 1) << shift) - 1
+    // The last bucket ends at u64::MAX itself.
+    u64::try_from((u128::from(SUB + mantissa + 1) << shift) - 1).unwrap_or(u64::MAX)
 }
 
 impl Histogram {
