@@ -23,6 +23,7 @@ pub enum Command {
     Agent(AgentArgs),
     Events(EventsArgs),
     Alerts(AlertsArgs),
+    Bench(BenchArgs),
 }
 
 /// Show and dismiss alerts.
@@ -429,3 +430,36 @@ admin_verb!(
         pub id: u64,
     }
 );
+
+/// Load-test a manager: simulated agents heartbeat over real mutual TLS, then a report.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchArgs {
+    /// how many simulated agents to register (default 1000)
+    #[argh(option, default = "1000")]
+    pub agents: u64,
+    /// heartbeat interval of every agent, e.g. 30s, 1m (default 1m)
+    #[argh(option, default = "String::from(\"1m\")")]
+    pub interval: String,
+    /// how long to drive heartbeats, e.g. 30s, 10m (default 1m)
+    #[argh(option, default = "String::from(\"1m\")")]
+    pub duration: String,
+    /// events each agent reports per heartbeat (default 1)
+    #[argh(option, default = "1")]
+    pub events_per_heartbeat: u32,
+    /// agent-initiated or manager-initiated (default agent-initiated)
+    #[argh(option, default = "String::from(\"agent-initiated\")")]
+    pub direction: String,
+    /// back-to-back sessions of the saturation and floor phases; 0 skips both (default 2000)
+    #[argh(option, default = "2000")]
+    pub saturation: u64,
+    /// connections in flight during the saturation and floor phases (default 32)
+    #[argh(option, default = "32")]
+    pub concurrency: u64,
+    /// print the report as JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// print the report as a markdown table (header and one row), as `make bench` collects it
+    #[argh(switch)]
+    pub markdown: bool,
+}

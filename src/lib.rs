@@ -22,11 +22,14 @@
 //!   rules of activation tokens (`manager::activation`).
 //! - [`admin`]: the admin CLI verbs, each a client of the running manager's REST API.
 //! - [`cli`]: the argh definitions of every subcommand.
+//! - [`bench`]: `picket bench`, the load generator: an in-process manager, simulated agents over
+//!   real mutual TLS, the bare-TLS floor, and the report.
 
 pub mod admin;
 pub mod agent;
 pub mod alerts;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod files;

@@ -1,7 +1,7 @@
 //! `picket`: parses the command line, runs the subcommand, prints any error with its causes.
 
 use picket::cli::{Command, Picket};
-use picket::{admin, agent, manager};
+use picket::{admin, agent, bench, manager};
 use std::error::Error;
 use std::process::ExitCode;
 
@@ -55,6 +55,10 @@ fn run(cli: Picket) -> ExitCode {
             listen: args.listen,
         })
         .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        Command::Bench(args) => bench::run(&args).map_err(|e| {
+            let code = e.exit_code();
+            (Box::new(e) as Box<dyn Error>, code)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,6 +69,10 @@ async fn connection(
     addr: SocketAddr,
     port: &Arc<AgentPort>,
 ) -> Result<(), String> {
+    // Small messages each way (see the agent's connect): no waiting on delayed acknowledgements.
+    if let Err(e) = tcp.set_nodelay(true) {
+        log::debug!("agent {addr}: cannot set TCP_NODELAY: {e}");
+    }
     let handshake = acceptor.accept(tcp);
     let mut tls = within(port.step_timeout, handshake)
         .await

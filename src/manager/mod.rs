@@ -61,6 +61,23 @@ pub fn serve(
     config: ManagerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
+    serve_with_banner(config, shutdown, true)
+}
+
+/// As [`serve`], without the banner on stdout: `picket bench` runs a manager in-process and its
+/// stdout is the report.
+pub fn serve_quietly(
+    config: ManagerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ManagerError> {
+    serve_with_banner(config, shutdown, false)
+}
+
+fn serve_with_banner(
+    config: ManagerConfig,
+    shutdown: impl Future<Output = ()>,
+    banner: bool,
+) -> Result<(), ManagerError> {
     let dir = &config.data_dir;
     data_dir::prepare(dir)?;
     // The store comes first: its lock is what keeps a second manager off this data dir.
@@ -112,7 +129,9 @@ pub fn serve(
             dialer,
         });
         data_dir::write_ports(dir, agent_addr, console_addr)?;
-        print_banner(&config, &pki, console_addr, agent_addr);
+        if banner {
+            print_banner(&config, &pki, console_addr, agent_addr);
+        }
         let api_task = smol::spawn(api::serve(console, tls, state));
         let dialer_task = smol::spawn(dialer::run(port.clone(), dial_tls, dialer_events));
         let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));

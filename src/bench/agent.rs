@@ -1,0 +1,267 @@
+//! One simulated agent: the real agent-side protocol state machine (`proto::AgentSession`) over
+//! real mutual TLS, with its events kept in memory instead of the redb spool, so thousands of
+//! agents fit in one process and the generator measures the manager, not its own disk.
+
+use super::connect::connect_from;
+use super::enroll::Identity;
+use crate::agent::events;
+use crate::clock::Clock;
+use crate::framed::{self, FrameError};
+use crate::net::within;
+use crate::policy::Fingerprint;
+use crate::proto::{
+    AgentEvent, AgentOutput, AgentSession, AgentStatus, Component, Counter, EventBatch, Hello,
+    ManagerMsg, PROTOCOL_VERSION, ProtoError, Purpose, SpoolRange,
+};
+use futures_rustls::TlsConnector;
+use rustls::ClientConfig;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::ServerName;
+use rustls::sign::CertifiedKey;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// As the real agent: how long connecting, the handshake and each step may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the manager to close after its last message.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every simulated agent shares.
+pub struct Shared {
+    pub manager: SocketAddr,
+    /// The real agent's client configuration (CA, ALPN, versions), without resumption: the
+    /// manager refuses it anyway, and a cache per agent would cost memory for nothing.
+    pub template: ClientConfig,
+    pub clock: Arc<dyn Clock>,
+    pub events_per_heartbeat: u32,
+    /// The configuration fingerprint agents of each policy run, so the first session of a run
+    /// does not push a configuration to every agent.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// An agent between sessions: its identity and its in-memory spool.
+pub struct SimAgent {
+    pub id: Identity,
+    /// Highest sequence appended, and highest acknowledged by the manager.
+    last_seq: u64,
+    acked: u64,
+    fingerprint: Option<Fingerprint>,
+    ok: u64,
+    failed: u64,
+}
+
+/// How long a good session took, from the start of the TCP connect.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub handshake: Duration,
+    /// Until the manager's `done`: what the agent waits for.
+    pub done: Duration,
+    /// Until the manager closed, after recording the heartbeat: the manager's whole handling.
+    pub closed: Option<Duration>,
+    pub events_acked: u64,
+}
+
+/// Why a session failed, in words that group well in a report.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+fn failure(reason: &'static str, detail: impl ToString) -> Failure {
+    Failure {
+        reason,
+        detail: detail.to_string(),
+    }
+}
+
+/// Presents one agent's certificate: a per-agent resolver on a clone of the shared template
+/// costs two small allocations per session instead of a whole configuration per agent.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+/// A resolver that always presents `key` (also used by the floor).
+pub fn fixed(key: Arc<CertifiedKey>) -> impl ResolvesClientCert {
+    Fixed(key)
+}
+
+impl ResolvesClientCert for Fixed {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl SimAgent {
+    pub fn new(id: Identity, fingerprint: Option<Fingerprint>) -> SimAgent {
+        SimAgent {
+            id,
+            last_seq: 0,
+            acked: 0,
+            fingerprint,
+            ok: 0,
+            failed: 0,
+        }
+    }
+
+    /// Appends this heartbeat's events, then runs one heartbeat session.
+    pub async fn heartbeat(&mut self, shared: &Shared) -> Result<Timing, Failure> {
+        for _ in 0..shared.events_per_heartbeat {
+            self.last_seq += 1;
+        }
+        let result = self.session(shared).await;
+        match &result {
+            Ok(_) => self.ok += 1,
+            Err(_) => self.failed += 1,
+        }
+        result
+    }
+
+    async fn session(&mut self, shared: &Shared) -> Result<Timing, Failure> {
+        let start = Instant::now();
+        let tcp = within(STEP_TIMEOUT, connect_from(self.id.source, shared.manager))
+            .await
+            .ok_or_else(|| failure("timeout", "connecting"))?
+            .map_err(|e| failure("connect", e))?;
+        let mut config = shared.template.clone();
+        config.client_auth_cert_resolver = Arc::new(fixed(self.id.key.clone()));
+        let name = ServerName::IpAddress(shared.manager.ip().into());
+        let mut tls = within(
+            STEP_TIMEOUT,
+            TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        )
+        .await
+        .ok_or_else(|| failure("timeout", "TLS handshake"))?
+        .map_err(|e| failure("tls handshake", e))?;
+        let handshake = start.elapsed();
+        let clock = shared.clock.as_ref();
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            purpose: Purpose::Heartbeat,
+        };
+        let mut session =
+            AgentSession::heartbeat(clock.now(), hello, self.status(clock), STEP_TIMEOUT);
+        let acked_before = self.acked;
+        loop {
+            while let Some(output) = session.poll_output() {
+                match output {
+                    AgentOutput::Send(message) => {
+                        if framed::write(&mut tls, &message).await.is_err() {
+                            session.handle_closed();
+                        }
+                    }
+                    AgentOutput::ReadEvents { after, max } => {
+                        let batch = self.read_events(clock, after, max);
+                        session.provide_events(clock.now(), batch);
+                    }
+                    AgentOutput::Acked { through } => self.acked = self.acked.max(through),
+                    AgentOutput::Apply { config, .. } => {
+                        let fingerprint = config.fingerprint();
+                        self.fingerprint = Some(fingerprint);
+                        // The real agent records that it applied a configuration.
+                        self.last_seq += 1;
+                        session.config_result(clock.now(), Ok(fingerprint));
+                    }
+                    AgentOutput::Activated(_) => {}
+                    AgentOutput::Finished(Ok(_)) => {
+                        let done = start.elapsed();
+                        let closed = wait_close(&mut tls).await.then(|| start.elapsed());
+                        return Ok(Timing {
+                            handshake,
+                            done,
+                            closed,
+                            events_acked: self.acked - acked_before,
+                        });
+                    }
+                    AgentOutput::Finished(Err(ProtoError::Refused(reason))) => {
+                        return Err(failure("refused", reason));
+                    }
+                    AgentOutput::Finished(Err(ProtoError::Timeout { waiting_for })) => {
+                        return Err(failure("timeout", waiting_for));
+                    }
+                    AgentOutput::Finished(Err(e)) => return Err(failure("protocol", e)),
+                }
+            }
+            let wait = session
+                .poll_timeout()
+                .map_or(STEP_TIMEOUT, |d| d.saturating_since(clock.now()));
+            match within(wait, framed::read::<ManagerMsg, _>(&mut tls)).await {
+                None => session.handle_timeout(clock.now()),
+                Some(Ok(message)) => session.handle_message(clock.now(), message),
+                Some(Err(FrameError::Proto(e))) => return Err(failure("protocol", e)),
+                Some(Err(e)) => return Err(failure("connection", e)),
+            }
+        }
+    }
+
+    /// The status the real agent sends: its clock, components, counters, fingerprint, spool.
+    fn status(&self, clock: &dyn Clock) -> AgentStatus {
+        let pending = self.last_seq - self.acked;
+        let counter = |name: &str, value| Counter {
+            name: name.into(),
+            value,
+        };
+        AgentStatus {
+            wall_clock: clock.wall(),
+            components: vec![Component {
+                name: "spool".into(),
+                on: true,
+            }],
+            counters: vec![
+                counter("heartbeats-ok", self.ok),
+                counter("heartbeats-failed", self.failed),
+                counter("events-spooled", pending),
+            ],
+            fingerprint: self.fingerprint,
+            spool: if pending == 0 {
+                SpoolRange { first: 1, last: 0 }
+            } else {
+                SpoolRange {
+                    first: self.acked + 1,
+                    last: self.last_seq,
+                }
+            },
+            listen_port: None,
+        }
+    }
+
+    /// Events after `after`, as the spool would return them: at most `max`, in order.
+    fn read_events(&self, clock: &dyn Clock, after: u64, max: u32) -> EventBatch {
+        let first = after.max(self.acked) + 1;
+        let last = self.last_seq.min(first.saturating_add(u64::from(max)) - 1);
+        let now = clock.wall();
+        let events = (first..=last)
+            .map(|seq| AgentEvent {
+                seq,
+                id: events::AGENT_STARTED.id,
+                time: now,
+                fields: vec![("version".into(), env!("CARGO_PKG_VERSION").into())],
+            })
+            .collect();
+        EventBatch {
+            events,
+            more: last < self.last_seq,
+        }
+    }
+}
+
+/// Reads until the manager closes; false if it did not within the limit.
+async fn wait_close<S: smol::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    use smol::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    within(CLOSE_TIMEOUT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_some()
+}

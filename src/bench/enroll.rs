@@ -1,0 +1,236 @@
+//! Registration in bulk: the data dir, the manager's PKI and store are prepared before the
+//! manager starts, and every simulated agent gets its own key and a certificate issued by the
+//! manager's CA, written as a computer and an agent state in a few large transactions.
+//!
+//! Real activation costs one store commit (an fsync) per agent and scans every computer for its
+//! host name, which is what a site pays once per computer, not per heartbeat; a benchmark of
+//! heartbeats should not spend minutes on it. The records are the ones `activate` writes.
+
+use super::connect::source_address;
+use super::error::BenchError;
+use super::options::{Options, STOPPING_AGENTS};
+use crate::clock::WallMs;
+use crate::manager::{PKI_DIR, STORE_FILE};
+use crate::model::{
+    AgentState, BASE_POLICY_NAME, Computer, ComputerId, ComputerKind, MissedLimit, Policy,
+    PolicyId, SettingValue, Settings, Status,
+};
+use crate::pki::{AgentKey, ManagerPki, PkiError};
+use crate::policy::PolicyTree;
+use crate::store::Store;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::{CertifiedKey, SigningKey};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Computers written per transaction: large enough that commits do not dominate, small enough
+/// that one transaction's dirty pages stay in the tens of megabytes.
+const PER_TRANSACTION: usize = 10_000;
+
+/// The name the in-process manager runs under (its certificate also names 127.0.0.1).
+pub const MANAGER_HOSTNAME: &str = "localhost";
+
+/// A simulated agent's identity: which computer it is, its key and certificate, where it dials
+/// from.
+#[derive(Clone)]
+pub struct Identity {
+    pub computer: ComputerId,
+    pub key: Arc<CertifiedKey>,
+    pub source: Ipv4Addr,
+}
+
+/// What registration produced, and what it cost.
+pub struct Enrolled {
+    pub pki: ManagerPki,
+    /// The heartbeating agents, then the stopping ones.
+    pub agents: Vec<Identity>,
+    pub stopping: Vec<Identity>,
+    /// Every agent state written, for the floor's certificate registry.
+    pub states: Vec<AgentState>,
+    pub tree: PolicyTree,
+    pub main_policy: PolicyId,
+    pub stopping_policy: PolicyId,
+    pub keys_seconds: f64,
+    pub store_seconds: f64,
+}
+
+pub fn enroll(dir: &Path, options: &Options) -> Result<Enrolled, BenchError> {
+    let (pki, _) = ManagerPki::load_or_create(&dir.join(PKI_DIR), MANAGER_HOSTNAME)?;
+    let total = options.agents + STOPPING_AGENTS;
+    let started = Instant::now();
+    let issued = issue_all(&pki, total)?;
+    let keys_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let store = Store::open(&dir.join(STORE_FILE))?;
+    let (tree, main_policy, stopping_policy) = write_policies(&store, options)?;
+    let now = WallMs(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    let mut agents = Vec::with_capacity(issued.len());
+    let mut states = Vec::with_capacity(issued.len());
+    for (chunk_start, chunk) in (0..)
+        .step_by(PER_TRANSACTION)
+        .zip(issued.chunks(PER_TRANSACTION))
+    {
+        let mut txn = store.write()?;
+        for (offset, issued) in chunk.iter().enumerate() {
+            let index = chunk_start + offset as u64;
+            let policy = if index < options.agents {
+                main_policy
+            } else {
+                stopping_policy
+            };
+            let id = txn.next_computer_id()?;
+            let computer = computer(id, index, policy, now, options.agents);
+            let state = AgentState {
+                computer: id,
+                cert_serial: issued.serial,
+                activated: now,
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                ..AgentState::default()
+            };
+            txn.put_computer(&computer)?;
+            txn.put_agent_state(&state)?;
+            states.push(state);
+            agents.push(Identity {
+                computer: id,
+                key: Arc::new(CertifiedKey::new(
+                    vec![issued.cert.clone()],
+                    issued.signing.clone(),
+                )),
+                source: source_address(index),
+            });
+        }
+        txn.commit()?;
+    }
+    store.close()?;
+    let store_seconds = started.elapsed().as_secs_f64();
+    let stopping = agents.split_off(options.agents as usize);
+    Ok(Enrolled {
+        pki,
+        agents,
+        stopping,
+        states,
+        tree,
+        main_policy,
+        stopping_policy,
+        keys_seconds,
+        store_seconds,
+    })
+}
+
+/// A computer as activation leaves it: online, in its policy, no overrides.
+pub fn computer(id: ComputerId, index: u64, policy: PolicyId, now: WallMs, main: u64) -> Computer {
+    let hostname = if index < main {
+        format!("bench-{index}")
+    } else {
+        format!("bench-stopping-{}", index - main)
+    };
+    Computer {
+        id,
+        hostname,
+        kind: ComputerKind::Server,
+        policy,
+        settings: Settings::default(),
+        status: Status::Online,
+        created: now,
+        vm_power_state: crate::model::PowerState::Running,
+    }
+}
+
+/// The Base Policy with the run's interval, and a sub-policy for the stopping agents: a short
+/// interval and an alert at the first miss, so the alert comes within the run.
+fn write_policies(
+    store: &Store,
+    options: &Options,
+) -> Result<(PolicyTree, PolicyId, PolicyId), BenchError> {
+    let mut txn = store.write()?;
+    let mut base = Policy {
+        id: txn.next_policy_id()?,
+        name: BASE_POLICY_NAME.into(),
+        parent: None,
+        settings: Settings::default(),
+    };
+    base.settings.set(SettingValue::Interval(options.interval));
+    let mut stopping = Policy {
+        id: txn.next_policy_id()?,
+        name: "Bench: stopping agents".into(),
+        parent: Some(base.id),
+        settings: Settings::default(),
+    };
+    stopping
+        .settings
+        .set(SettingValue::Interval(options.stopping_interval()));
+    stopping
+        .settings
+        .set(SettingValue::MissedBeforeAlert(MissedLimit::Count(0)));
+    txn.put_policy(&base)?;
+    txn.put_policy(&stopping)?;
+    txn.commit()?;
+    let ids = (base.id, stopping.id);
+    Ok((PolicyTree::new([base, stopping]), ids.0, ids.1))
+}
+
+/// One agent's signing key and certificate (with its serial, for the agent state).
+struct Issued {
+    signing: Arc<dyn SigningKey>,
+    serial: [u8; 16],
+    cert: CertificateDer<'static>,
+}
+
+/// Keys and certificates for `total` agents, on every core: this is the slow part of
+/// registration (a key generation, an on-curve check and a signature each).
+fn issue_all(pki: &ManagerPki, total: u64) -> Result<Vec<Issued>, BenchError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let per_thread = total.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * per_thread)..((t + 1) * per_thread).min(total);
+                scope.spawn(move || {
+                    range
+                        .map(|i| issue_one(pki, i + 1))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(total as usize);
+        for worker in workers {
+            let part = worker.join().map_err(|_| {
+                BenchError::Thread(std::io::Error::other("a certificate thread panicked"))
+            })??;
+            all.extend(part);
+        }
+        Ok(all)
+    })
+}
+
+/// One agent's key, and its certificate as the manager's CA issues it at activation.
+/// `computer` only names the certificate; ids are given out in the same order.
+fn issue_one(pki: &ManagerPki, computer: u64) -> Result<Issued, BenchError> {
+    let key = AgentKey::generate()?;
+    let cert = pki.issue_agent_cert(computer, &key.public_key_der(), SystemTime::now())?;
+    let der = PrivateKeyDer::from_pem_slice(key.to_pem().as_bytes()).map_err(|_| {
+        PkiError::BadAgentKey {
+            problem: "cannot be read back from its PEM",
+        }
+    })?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|source| PkiError::Tls {
+            what: "a simulated agent's signing key",
+            source,
+        })?;
+    Ok(Issued {
+        signing,
+        serial: cert.serial,
+        cert: cert.der,
+    })
+}

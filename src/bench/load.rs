@@ -1,0 +1,193 @@
+//! The two ways of driving sessions: at the agents' interval (open loop: sessions start when
+//! they are due, however the manager keeps up), and back to back at a fixed concurrency to
+//! find the manager's saturated throughput.
+
+use super::agent::{Shared, SimAgent};
+use super::tally::Tally;
+use smol::Executor;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Most sessions in flight at once; beyond it a due session is skipped and counted, so an
+/// overloaded manager shows as failures instead of exhausting file descriptors.
+const MAX_IN_FLIGHT: usize = 8192;
+
+/// A small deterministic generator for jitter: runs are repeatable and need no crate.
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Jitter {
+        Jitter(seed | 1)
+    }
+
+    /// A number in 0..1 (xorshift64*).
+    pub fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What the interval-driven phase measured.
+pub struct LoadResult {
+    pub tally: Tally,
+    /// When each stopping agent's one session ended (wall clock, ms), by position.
+    pub stopping_last: Vec<Option<u64>>,
+    pub agents: Vec<SimAgent>,
+}
+
+/// Drives every agent at `interval` for `duration`: each starts at a random point of its first
+/// interval, then waits the interval less up to 10% after each session, as the real agent's
+/// schedule does. The stopping agents heartbeat once at the start and never again.
+pub async fn at_interval(
+    ex: &Arc<Executor<'static>>,
+    shared: &Arc<Shared>,
+    agents: Vec<SimAgent>,
+    stopping: Vec<SimAgent>,
+    interval: Duration,
+    duration: Duration,
+) -> LoadResult {
+    let start = Instant::now();
+    let end = start + duration;
+    let mut jitter = Jitter::new(0x5eed);
+    let main = agents.len();
+    let mut slots: Vec<Option<SimAgent>> = agents.into_iter().chain(stopping).map(Some).collect();
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..slots.len())
+        .map(|i| {
+            let offset = if i < main {
+                interval.mul_f64(jitter.unit())
+            } else {
+                Duration::ZERO
+            };
+            Reverse((start + offset, i))
+        })
+        .collect();
+    let (done_tx, done_rx) = smol::channel::unbounded();
+    let mut tally = Tally::default();
+    let mut stopping_last = vec![None; slots.len() - main];
+    let mut in_flight = 0usize;
+    loop {
+        let now = Instant::now();
+        while let Some(&Reverse((when, i))) = due.peek() {
+            if when > now || when >= end {
+                break;
+            }
+            due.pop();
+            let Some(mut agent) = slots[i].take() else {
+                continue;
+            };
+            if in_flight >= MAX_IN_FLIGHT {
+                tally.started += 1;
+                tally.fail(
+                    "generator overloaded",
+                    "too many sessions in flight; skipped",
+                );
+                slots[i] = Some(agent);
+                due.push(Reverse((now + interval, i)));
+                continue;
+            }
+            in_flight += 1;
+            let (shared, done_tx) = (shared.clone(), done_tx.clone());
+            ex.spawn(async move {
+                let result = agent.heartbeat(&shared).await;
+                let _ = done_tx.send((i, agent, result, shared.clock.wall())).await;
+            })
+            .detach();
+        }
+        let next = due
+            .peek()
+            .map(|Reverse((when, _))| *when)
+            .filter(|w| *w < end);
+        if next.is_none() && in_flight == 0 {
+            break;
+        }
+        let wait = next.map_or(Duration::from_secs(3600), |w| {
+            w.saturating_duration_since(now)
+        });
+        let finished = smol::future::or(async { done_rx.recv().await.ok() }, async {
+            smol::Timer::after(wait).await;
+            None
+        })
+        .await;
+        if let Some((i, agent, result, wall)) = finished {
+            in_flight -= 1;
+            tally.add(&result);
+            if i >= main {
+                stopping_last[i - main] = result.is_ok().then_some(wall.0);
+            } else {
+                let pause = interval.mul_f64(1.0 - 0.1 * jitter.unit());
+                due.push(Reverse((Instant::now() + pause, i)));
+            }
+            slots[i] = Some(agent);
+        }
+    }
+    LoadResult {
+        tally,
+        stopping_last,
+        agents: slots.into_iter().take(main).flatten().collect(),
+    }
+}
+
+/// Runs `sessions` heartbeats back to back on `concurrency` connections. Worker `w` owns the
+/// agents `w, w + concurrency, ...`, so no agent is ever in two sessions at once.
+pub async fn saturate(
+    ex: &Arc<Executor<'static>>,
+    shared: &Arc<Shared>,
+    agents: Vec<SimAgent>,
+    sessions: u64,
+    concurrency: usize,
+) -> (Tally, Duration) {
+    let concurrency = concurrency.min(agents.len()).max(1);
+    let mut groups: Vec<Vec<SimAgent>> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (i, agent) in agents.into_iter().enumerate() {
+        groups[i % concurrency].push(agent);
+    }
+    let left = Arc::new(AtomicU64::new(sessions));
+    let start = Instant::now();
+    let workers: Vec<_> = groups
+        .into_iter()
+        .map(|mut group| {
+            let (shared, left) = (shared.clone(), left.clone());
+            ex.spawn(async move {
+                let mut tally = Tally::default();
+                'outer: loop {
+                    for agent in &mut group {
+                        if left
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_err()
+                        {
+                            break 'outer;
+                        }
+                        tally.add(&agent.heartbeat(&shared).await);
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for worker in workers {
+        total.merge(&worker.await);
+    }
+    (total, start.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_the_unit_interval_and_spreads() {
+        let mut j = Jitter::new(7);
+        let values: Vec<f64> = (0..10_000).map(|_| j.unit()).collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
+        let low = values.iter().filter(|v| **v < 0.5).count();
+        assert!((4_500..5_500).contains(&low), "{low} of 10000 under 0.5");
+    }
+}

@@ -1,0 +1,449 @@
+//! The run from start to end: registration, the manager, the phases, the report.
+
+use super::agent::{Shared, SimAgent};
+use super::enroll::Identity;
+use super::enroll::{self, Enrolled, MANAGER_HOSTNAME};
+use super::error::BenchError;
+use super::floor;
+use super::load;
+use super::options::{Direction, Options, Output, STOPPING_AGENTS};
+use super::probe::{self, GENERATOR_THREAD};
+use super::report::{self, Report};
+use crate::cli::BenchArgs;
+use crate::clock::RealClock;
+use crate::clock::WallMs;
+use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
+use crate::model::{AlertKind, ComputerId, PolicyId};
+use crate::pki::{ManagerPki, PkiError};
+use crate::policy::Fingerprint;
+use crate::store::{Reads, Store};
+use rustls::client::Resumption;
+use rustls::{ClientConfig, RootCertStore};
+use smol::Executor;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Threads of the load generator's executor: enough to keep the manager busy on this 2-core
+/// machine without taking it over.
+const GENERATOR_THREADS: usize = 2;
+
+pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
+    let options = Options::from_args(args)?;
+    if options.direction == Direction::ManagerInitiated {
+        return Err(BenchError::NotSupported(
+            "--direction manager-initiated: not supported yet; the agent listener (4118) it \
+             needs is being built (the communication-direction issue)"
+                .into(),
+        ));
+    }
+    // A hundred thousand "computer is now online" lines would cost more than the sessions.
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let dir = TempDir::create()?;
+    let report = measure(&options, dir.path())?;
+    match options.output {
+        Output::Text => print!("{}", report.text()),
+        Output::Json => println!("{}", report.json()),
+        Output::Markdown => println!("{}", report.markdown()),
+    }
+    Ok(())
+}
+
+fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
+    let enrolled = enroll::enroll(dir, options)?;
+    let store_path = dir.join(STORE_FILE);
+    let store_after_registration = file_size(&store_path);
+    let (rss_before, _) = probe::memory();
+
+    let manager_started = Instant::now();
+    let manager = Manager::start(dir)?;
+    let manager_start_s = manager_started.elapsed().as_secs_f64();
+    let shared = Arc::new(shared(
+        &enrolled,
+        manager.agent_addr,
+        options.events_per_heartbeat,
+    )?);
+    let stopping_fp = fingerprint(&enrolled, manager.agent_addr, enrolled.stopping_policy);
+    let generator = Generator::start()?;
+    let ex = generator.ex.clone();
+
+    let concurrency = options.concurrency as usize;
+    let floor_ids: Vec<Identity> = enrolled.agents.iter().take(concurrency).cloned().collect();
+    let Enrolled {
+        pki,
+        agents,
+        stopping,
+        states,
+        keys_seconds,
+        store_seconds,
+        ..
+    } = enrolled;
+    let agents: Vec<SimAgent> = agents
+        .into_iter()
+        .map(|id| SimAgent::new(id, shared.fingerprint))
+        .collect();
+    let stopping_ids: Vec<ComputerId> = stopping.iter().map(|s| s.computer).collect();
+    let stopping: Vec<SimAgent> = stopping
+        .into_iter()
+        .map(|id| SimAgent::new(id, stopping_fp))
+        .collect();
+
+    // The interval phase.
+    let cpu = CpuMark::now();
+    let load = {
+        let (ex2, shared) = (ex.clone(), shared.clone());
+        let (interval, duration) = (options.interval, options.duration);
+        smol::block_on(ex.spawn(async move {
+            load::at_interval(&ex2, &shared, agents, stopping, interval, duration).await
+        }))
+    };
+    let (manager_cpu, generator_cpu) = cpu.since();
+    let (rss_after, _) = probe::memory();
+    let load_phase = report::Phase::new(
+        &load.tally,
+        options.duration.as_secs_f64(),
+        manager_cpu,
+        generator_cpu,
+    );
+
+    // Saturation: the same agents, back to back, right after the interval phase (before any
+    // of them is overdue).
+    let mut sessions = load.tally.started;
+    let saturation = if options.saturation > 0 {
+        let cpu = CpuMark::now();
+        let (ex2, shared2, n) = (ex.clone(), shared.clone(), options.saturation);
+        let agents = load.agents;
+        let (tally, elapsed) =
+            smol::block_on(ex.spawn(async move {
+                load::saturate(&ex2, &shared2, agents, n, concurrency).await
+            }));
+        let (m, g) = cpu.since();
+        sessions += tally.started;
+        Some(report::Phase::new(&tally, elapsed.as_secs_f64(), m, g))
+    } else {
+        None
+    };
+    let stop_took = manager.stop()?;
+    let (_, peak) = probe::memory();
+
+    // The floor, with the manager stopped so that it competes with nothing.
+    let floor = if options.saturation > 0 {
+        let server = pki.agent_port_config(Arc::new(Registry::load(&states)))?;
+        let (ex2, shared2, n) = (ex.clone(), shared.clone(), options.saturation);
+        let result = smol::block_on(ex.spawn(async move {
+            floor::measure(&ex2, server, &shared2.template, &floor_ids, n, concurrency).await
+        }))?;
+        Some(report::Floor {
+            handshakes: result.completed,
+            failed: result.failed,
+            seconds: result.elapsed.as_secs_f64(),
+            per_s: result.completed as f64 / result.elapsed.as_secs_f64().max(1e-9),
+        })
+    } else {
+        None
+    };
+    generator.stop();
+
+    let alerts = read_alerts(&store_path, &stopping_ids, &load.stopping_last, options)?;
+    let store_end = file_size(&store_path);
+    let saturation_to_floor = match (&saturation, &floor) {
+        (Some(s), Some(f)) if f.per_s > 0.0 => Some(s.completed_per_s / f.per_s),
+        _ => None,
+    };
+    let mut notes = vec![
+        "manager CPU = this process's CPU minus the load generator's threads; it includes the \
+         shared async-io reactor and the bench's idle bookkeeping"
+            .to_string(),
+        "manager memory = RSS growth from just before the manager started to the end of the \
+         interval phase; it includes the generator's sessions in flight"
+            .to_string(),
+        "manager-side latency is 'until manager close': the manager closes a connection once it \
+         has recorded the heartbeat, after it sent 'done'"
+            .to_string(),
+    ];
+    if stop_took > Duration::from_secs(5) {
+        notes.push(format!(
+            "the manager took {:.1}s to stop",
+            stop_took.as_secs_f64()
+        ));
+    }
+    let manager_bytes = rss_after.saturating_sub(rss_before);
+    let computers = options.agents + STOPPING_AGENTS;
+    Ok(Report {
+        agents: options.agents,
+        stopping_agents: STOPPING_AGENTS,
+        interval_s: options.interval.as_secs_f64(),
+        duration_s: options.duration.as_secs_f64(),
+        events_per_heartbeat: options.events_per_heartbeat,
+        direction: "agent-initiated",
+        registration: report::Registration {
+            method: "bulk: keys generated here, certificates issued by the manager's CA, \
+                     computers and agent states written before the manager started",
+            keys_and_certificates_s: keys_seconds,
+            store_s: store_seconds,
+        },
+        manager_start_s,
+        load: load_phase,
+        saturation,
+        floor,
+        saturation_to_floor,
+        memory: report::Memory {
+            rss_before_manager_bytes: rss_before,
+            rss_after_load_bytes: rss_after,
+            peak_rss_bytes: peak,
+            manager_bytes,
+            bytes_per_computer: manager_bytes / computers,
+        },
+        store: report::StoreSize {
+            after_registration_bytes: store_after_registration,
+            at_end_bytes: store_end,
+            growth_per_session_bytes: (sessions > 0)
+                .then(|| (store_end as f64 - store_after_registration as f64) / sessions as f64),
+        },
+        alerts,
+        notes,
+    })
+}
+
+/// What the simulated agents share, with the configuration their policy gives them.
+fn shared(
+    enrolled: &Enrolled,
+    manager: SocketAddr,
+    events_per_heartbeat: u32,
+) -> Result<Shared, BenchError> {
+    Ok(Shared {
+        manager,
+        template: client_template(&enrolled.pki)?,
+        clock: Arc::new(RealClock::new()),
+        events_per_heartbeat,
+        fingerprint: fingerprint(enrolled, manager, enrolled.main_policy),
+    })
+}
+
+/// The fingerprint of what the manager sends a computer of `policy`, as it computes it.
+fn fingerprint(enrolled: &Enrolled, manager: SocketAddr, policy: PolicyId) -> Option<Fingerprint> {
+    let endpoint = manager::dial_address(MANAGER_HOSTNAME, manager);
+    let computer = enroll::computer(ComputerId(0), 0, policy, WallMs(0), 1);
+    Some(manager::expected_config(&enrolled.tree, &computer, &[endpoint]).fingerprint())
+}
+
+/// The real agent's client configuration (`pki::agent_client_config`: only the CA, ALPN
+/// "picket/1", TLS 1.3 and 1.2, ring); each session sets its own certificate.
+fn client_template(pki: &ManagerPki) -> Result<ClientConfig, BenchError> {
+    let what = "the simulated agents' TLS configuration";
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(pki.ca_cert_der().clone())
+        .map_err(|source| PkiError::BadCertificate { path: None, source })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|source| PkiError::Tls { what, source })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![crate::proto::ALPN.to_vec()];
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// The manager, running in-process on its own thread until [`Manager::stop`].
+struct Manager {
+    thread: std::thread::JoinHandle<Result<(), manager::ManagerError>>,
+    stop: smol::channel::Sender<()>,
+    agent_addr: SocketAddr,
+}
+
+impl Manager {
+    /// Starts it on 127.0.0.1 ports of the system's choosing and waits for its ports file.
+    fn start(dir: &Path) -> Result<Manager, BenchError> {
+        let config = ManagerConfig {
+            data_dir: dir.to_path_buf(),
+            agent_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hostname: MANAGER_HOSTNAME.into(),
+        };
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("bench-manager".into())
+            .spawn(move || {
+                manager::serve_quietly(config, async move {
+                    let _ = stopped.recv().await;
+                })
+            })
+            .map_err(BenchError::Thread)?;
+        let ports = dir.join(PORTS_FILE);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(agent_addr) = read_agent_port(&ports) {
+                return Ok(Manager {
+                    thread,
+                    stop,
+                    agent_addr,
+                });
+            }
+            if thread.is_finished() {
+                return match thread.join() {
+                    Ok(Err(e)) => Err(e.into()),
+                    _ => Err(BenchError::ManagerNotListening(ports)),
+                };
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::ManagerNotListening(ports));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it and waits until its store is closed; returns how long that took.
+    fn stop(self) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        let _ = self.stop.try_send(());
+        match self.thread.join() {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(BenchError::Thread(std::io::Error::other(
+                    "the manager thread panicked",
+                )));
+            }
+        }
+        Ok(started.elapsed())
+    }
+}
+
+fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(ports).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("agent")?.as_str()?.parse().ok()
+}
+
+/// The load generator's executor and its named threads.
+struct Generator {
+    ex: Arc<Executor<'static>>,
+    stop: smol::channel::Sender<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Generator {
+    fn start() -> Result<Generator, BenchError> {
+        let ex = Arc::new(Executor::new());
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let threads = (0..GENERATOR_THREADS)
+            .map(|i| {
+                let (ex, stopped) = (ex.clone(), stopped.clone());
+                std::thread::Builder::new()
+                    .name(format!("{GENERATOR_THREAD}{i}"))
+                    .spawn(move || {
+                        let _ = smol::block_on(ex.run(stopped.recv()));
+                    })
+                    .map_err(BenchError::Thread)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Generator { ex, stop, threads })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// CPU time at a point, to split a phase's CPU between the manager and the generator.
+struct CpuMark {
+    process: f64,
+    generator: f64,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark {
+            process: probe::process_cpu(),
+            generator: probe::threads_cpu(GENERATOR_THREAD),
+        }
+    }
+
+    /// (manager, generator) CPU seconds since the mark.
+    fn since(&self) -> (f64, f64) {
+        let later = CpuMark::now();
+        let generator = later.generator - self.generator;
+        let manager = (later.process - self.process - generator).max(0.0);
+        (manager, generator)
+    }
+}
+
+/// Alerts after the run: any on a computer that kept heartbeating is a false alarm; the
+/// stopping agents' offline alerts are timed against their missed deadline.
+fn read_alerts(
+    store: &Path,
+    stopping: &[ComputerId],
+    last: &[Option<u64>],
+    options: &Options,
+) -> Result<report::Alerts, BenchError> {
+    let alerts = Store::open(store)?.read()?.alerts()?;
+    let stopping_set: HashSet<ComputerId> = stopping.iter().copied().collect();
+    let raised = alerts
+        .iter()
+        .filter(|a| !stopping_set.contains(&a.computer))
+        .count() as u64;
+    let interval = options.stopping_interval();
+    let grace = (interval / 10).max(Duration::from_secs(1));
+    let allowance = (interval + grace).as_millis() as i64;
+    let offline_alert_delay_ms = stopping
+        .iter()
+        .zip(last)
+        .map(|(id, last)| {
+            let last = (*last)? as i64;
+            let alert = alerts
+                .iter()
+                .find(|a| a.computer == *id && a.kind == AlertKind::ComputerOffline)?;
+            Some(alert.raised.0 as i64 - (last + allowance))
+        })
+        .collect();
+    Ok(report::Alerts {
+        raised,
+        offline_alert_delay_ms,
+    })
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The run's data dir under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> Result<TempDir, BenchError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("picket-bench-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| BenchError::File {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            log::warn!("cannot remove {}: {e}", self.0.display());
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `picket bench` end to end: a short run of the real binary completes sessions with no
+//! failure and no false alert. Speed is reported, never asserted.
+
+use std::process::Command;
+
+#[test]
+fn a_short_bench_completes_sessions_without_failures_or_alerts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args([
+            "bench",
+            "--agents",
+            "20",
+            "--interval",
+            "1s",
+            "--duration",
+            "3s",
+        ])
+        .args(["--saturation", "100", "--concurrency", "8", "--json"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let load = &report["load"];
+    assert!(load["sessions_completed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(load["failures"], serde_json::json!({}), "{report}");
+    assert_eq!(report["alerts"]["raised"], 0, "{report}");
+    assert_eq!(report["saturation"]["sessions_completed"], 100, "{report}");
+    assert_eq!(report["floor"]["failed"], 0, "{report}");
+    // Each stopping agent's offline alert came within the run.
+    let delays = report["alerts"]["offline_alert_delay_ms"]
+        .as_array()
+        .unwrap();
+    assert!(delays.iter().all(|d| d.is_i64()), "{report}");
+}
+
+#[test]
+fn manager_initiated_is_refused_until_the_agent_listener_exists() {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(["bench", "--agents", "1", "--direction", "manager-initiated"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+}
