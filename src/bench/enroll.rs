@@ -141,6 +141,7 @@ pub fn computer(id: ComputerId, index: u64, policy: PolicyId, now: WallMs, main:
         status: Status::Online,
         created: now,
         vm_power_state: crate::model::PowerState::Running,
+        address: None,
     }
 }
 
@@ -156,13 +157,19 @@ fn write_policies(
         name: BASE_POLICY_NAME.into(),
         parent: None,
         settings: Settings::default(),
+        rules: Vec::new(),
     };
     base.settings.set(SettingValue::Interval(options.interval));
+    // The simulated agents dial and never listen, as agent-initiated agents do.
+    base.settings.set(SettingValue::Direction(
+        crate::model::Direction::AgentInitiated,
+    ));
     let mut stopping = Policy {
         id: txn.next_policy_id()?,
         name: "Bench: stopping agents".into(),
         parent: Some(base.id),
         settings: Settings::default(),
+        rules: Vec::new(),
     };
     stopping
         .settings
