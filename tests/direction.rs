@@ -268,3 +268,32 @@ fn an_agent_port_rule_keeps_the_manager_out_until_it_is_widened() {
     let c = wait_up_to_date(&m, "kiosk");
     assert_eq!(c["firewall_rules"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_manager_initiated_computer_the_manager_cannot_resolve_goes_offline_saying_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "heartbeat.missed-before-alert=0");
+    set_base(&m, "communication.direction=manager-initiated");
+    let _agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "far");
+    let id = wait_up_to_date(&m, "far")["id"].to_string();
+    m.cli_json(&["computers", "set", &id, "address=no-such-host.invalid"]);
+    let alert = wait_for(LIMIT, || {
+        active_alerts(&m, "computer-offline").into_iter().next()
+    });
+    let message = alert["message"].as_str().unwrap();
+    assert!(message.contains("no-such-host.invalid"), "{message}");
+    assert!(active_alerts(&m, "manager-cannot-reach-agent").is_empty());
+    let refused = m.cli(&["computers", "check-status", &id]);
+    assert_eq!(refused.status.code(), Some(1), "a failed operation exits 1");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot resolve"));
+
+    // Back to the address it came from: the next scheduled dial brings it online again.
+    m.cli_json(&["computers", "set", &id, "address="]);
+    wait_for(LIMIT, || {
+        active_alerts(&m, "computer-offline")
+            .is_empty()
+            .then_some(())
+    });
+}
