@@ -8,7 +8,7 @@ mod support;
 use serde_json::Value;
 use std::time::Duration;
 use support::Manager;
-use support::agent::{Activation, Agent, activation, set_base, wait_for};
+use support::agent::{Agent, activation, activation_for, set_base, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -33,21 +33,6 @@ fn wait_up_to_date(m: &Manager, hostname: &str) -> Value {
 
 fn counter(c: &Value, name: &str) -> u64 {
     c["agent"]["counters"][name].as_u64().unwrap_or(0)
-}
-
-fn activation_for(m: &Manager, policy: &str) -> Activation {
-    let token = m.cli_json(&["token", "create", "--policy", policy]);
-    let command = token["agent_command"].as_str().unwrap().to_string();
-    let words: Vec<&str> = command.split_whitespace().collect();
-    let arg = |flag: &str| {
-        let i = words.iter().position(|w| *w == flag).unwrap();
-        words[i + 1].to_string()
-    };
-    Activation {
-        manager: arg("--manager"),
-        token: arg("--token"),
-        pin: arg("--ca-sha256"),
-    }
 }
 
 fn active_alerts(m: &Manager, kind: &str) -> Vec<Value> {

@@ -100,8 +100,20 @@ pub struct Activation {
     pub pin: String,
 }
 
+/// A token for the Base Policy, as the agent command line gives it.
 pub fn activation(m: &Manager) -> Activation {
-    let token = m.cli_json(&["token", "create"]);
+    activation_with(m, &[])
+}
+
+/// A token for `policy`.
+pub fn activation_for(m: &Manager, policy: &str) -> Activation {
+    activation_with(m, &["--policy", policy])
+}
+
+fn activation_with(m: &Manager, extra: &[&str]) -> Activation {
+    let mut args = vec!["token", "create"];
+    args.extend_from_slice(extra);
+    let token = m.cli_json(&args);
     let command = token["agent_command"].as_str().unwrap().to_string();
     let arg = |flag: &str| {
         let words: Vec<&str> = command.split_whitespace().collect();
