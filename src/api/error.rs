@@ -40,6 +40,10 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    pub fn forbidden(message: &str) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
     pub fn body(&self) -> Value {
         json!({"error": {"message": self.message, "field": self.field}})
     }
@@ -78,6 +82,16 @@ impl From<StoreError> for ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the manager could not read or write its store; see the manager's log",
+        )
+    }
+}
+
+impl From<super::password::PasswordError> for ApiError {
+    fn from(e: super::password::PasswordError) -> Self {
+        log::error!("password hashing failed while serving a request: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the manager could not check the password; see the manager's log",
         )
     }
 }

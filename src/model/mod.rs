@@ -10,6 +10,7 @@ mod firewall;
 mod ids;
 mod records;
 mod settings;
+mod user;
 
 pub use agent::{AgentState, HistoryEntry, StoredEvent};
 pub use alert::{Alert, AlertKind, Severity};
@@ -26,3 +27,4 @@ pub use settings::{
     ClockChangeLimit, Direction, MissedLimit, Setting, SettingError, SettingKey, SettingValue,
     Settings, defaults,
 };
+pub use user::{ADMIN_USER, User};

@@ -22,11 +22,12 @@ pub use writer::Writer;
 
 use crate::model::{
     AgentState, Alert, AlertId, Computer, ComputerId, HistoryEntry, Policy, PolicyId, RuleId,
-    StoredEvent, Token, TokenHash,
+    StoredEvent, Token, TokenHash, User,
 };
 use records::{
     AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord,
-    HISTORY, HistoryRecord, META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, meta_key,
+    HISTORY, HistoryRecord, META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord, USERS,
+    UserRecord, meta_key,
 };
 use redb::{
     Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -36,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 3;
+pub const CURRENT_SCHEMA_VERSION: u32 = 4;
 
 /// The open store file.
 pub struct Store {
@@ -180,6 +181,11 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
         // manager dials (records `V2`). `V1` records are converted as they are read, so nothing
         // is rewritten; the version bump keeps schema-2 binaries from meeting a `V2` record.
         2 => Ok(3),
+        // The console: its users and their password hashes.
+        3 => {
+            txn.open_table(USERS)?;
+            Ok(4)
+        }
         _ => Err(StoreError::NoMigration { from }),
     }
 }
@@ -274,6 +280,11 @@ pub trait Reads: sealed::Tables {
         }
     }
 
+    /// How many events the store holds (redb keeps the count: no scan).
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.table(EVENTS)?.len()?)
+    }
+
     /// Up to `limit` lines of a computer's history, newest first.
     fn history(&self, computer: ComputerId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         let table = self.table(HISTORY)?;
@@ -301,6 +312,12 @@ pub trait Reads: sealed::Tables {
 
     fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
         records::get::<u64, AlertRecord>(&self.table(ALERTS)?, id.0, || id.to_string())
+    }
+
+    /// The console user of this name, ignoring case.
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let key = name.to_lowercase();
+        records::get::<&str, UserRecord>(&self.table(USERS)?, key.as_str(), || key.clone())
     }
 
     /// SHA-256 of the admin API key, once the data dir has been initialised.
@@ -458,6 +475,15 @@ impl WriteTxn {
     /// A computer id never given out before, starting at 1.
     pub fn next_computer_id(&mut self) -> Result<ComputerId, StoreError> {
         self.take_next(meta_key::NEXT_COMPUTER_ID).map(ComputerId)
+    }
+
+    /// Creates or replaces the user of this name (ignoring case).
+    pub fn put_user(&mut self, user: &User) -> Result<(), StoreError> {
+        let bytes = records::encode(UserRecord::TABLE, &UserRecord::current(user))?;
+        self.txn
+            .open_table(USERS)?
+            .insert(user.name.to_lowercase().as_str(), bytes.as_slice())?;
+        Ok(())
     }
 
     pub fn set_admin_key_hash(&mut self, hash: &[u8; 32]) -> Result<(), StoreError> {
@@ -724,6 +750,51 @@ mod tests {
         ));
         // The other tables still read.
         assert!(r.computers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_schema_3_file_gains_the_users_table_and_keeps_its_records() {
+        let (_dir, path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        w.put_policy(&sample_policy()).unwrap();
+        w.txn.delete_table(USERS).unwrap();
+        w.txn
+            .open_table(META)
+            .unwrap()
+            .insert(
+                meta_key::SCHEMA_VERSION,
+                records::encode("meta", &3u32).unwrap().as_slice(),
+            )
+            .unwrap();
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open(&path).unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
+        assert_eq!(r.policies().unwrap(), vec![sample_policy()]);
+        assert_eq!(r.user("admin").unwrap(), None);
+    }
+
+    #[test]
+    fn users_are_found_ignoring_case_and_replaced_by_name() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        w.put_user(&records::tests::sample_user()).unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            store.read().unwrap().user("ADMIN").unwrap(),
+            Some(records::tests::sample_user())
+        );
+        let changed = User {
+            name: "Admin".into(),
+            must_change_password: false,
+            ..records::tests::sample_user()
+        };
+        let mut w = store.write().unwrap();
+        w.put_user(&changed).unwrap();
+        w.commit().unwrap();
+        assert_eq!(store.read().unwrap().user("admin").unwrap(), Some(changed));
     }
 
     #[test]

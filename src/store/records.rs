@@ -9,7 +9,7 @@ use super::error::StoreError;
 use crate::clock::WallMs;
 use crate::model::{
     AgentState, Alert, Computer, ComputerId, ComputerKind, HistoryEntry, Policy, PolicyId,
-    PowerState, Settings, Status, StoredEvent, Token,
+    PowerState, Settings, Status, StoredEvent, Token, User,
 };
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -34,6 +34,9 @@ pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ale
 
 /// Keyed by `(computer id, n)`, n counting from 1 per computer: what happened to it.
 pub(super) const HISTORY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("history");
+
+/// Keyed by the console user's name in lowercase, so names are unique ignoring case.
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
 /// The keys of the `meta` table.
 pub(super) mod meta_key {
@@ -106,6 +109,11 @@ pub(super) enum AlertRecord {
     V1(Alert),
 }
 
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) enum UserRecord {
+    V1(User),
+}
+
 /// A stored record: how the model value is wrapped in the current version, and unwrapped from
 /// any version this binary reads.
 pub(super) trait Record: Serialize + DeserializeOwned {
@@ -176,6 +184,21 @@ impl Record for TokenRecord {
     fn into_model(self) -> Token {
         match self {
             TokenRecord::V1(t) => t,
+        }
+    }
+}
+
+impl Record for UserRecord {
+    type Model = User;
+    const TABLE: &'static str = "users";
+
+    fn current(model: &User) -> Self {
+        UserRecord::V1(model.clone())
+    }
+
+    fn into_model(self) -> User {
+        match self {
+            UserRecord::V1(u) => u,
         }
     }
 }
@@ -374,6 +397,15 @@ pub(super) mod tests {
         }
     }
 
+    pub(crate) fn sample_user() -> User {
+        User {
+            name: "admin".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            must_change_password: true,
+            password_changed: WallMs(1_700_000_000_000),
+        }
+    }
+
     pub(crate) fn sample_token() -> Token {
         Token {
             hash: TokenHash([0xab; 32]),
@@ -506,6 +538,7 @@ pub(super) mod tests {
         check_golden::<EventRecord>("event-v1", sample_event());
         check_golden::<AlertRecord>("alert-v1", sample_alert());
         check_golden::<HistoryRecord>("history-v1", sample_history());
+        check_golden::<UserRecord>("user-v1", sample_user());
     }
 
     #[test]
@@ -519,6 +552,7 @@ pub(super) mod tests {
             EVENTS.name(),
             ALERTS.name(),
             HISTORY.name(),
+            USERS.name(),
         ] {
             assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
         }
@@ -542,6 +576,7 @@ pub(super) mod tests {
             "EventRecord::V1",
             "AlertRecord::V1",
             "HistoryRecord::V1",
+            "UserRecord::V1",
         ] {
             assert!(SCHEMA.contains(record), "record {record}");
         }
@@ -552,6 +587,7 @@ pub(super) mod tests {
         assert_eq!(EventRecord::TABLE, EVENTS.name());
         assert_eq!(AlertRecord::TABLE, ALERTS.name());
         assert_eq!(HistoryRecord::TABLE, HISTORY.name());
+        assert_eq!(UserRecord::TABLE, USERS.name());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! heartbeating together cost a few fsyncs, not a thousand.
 
 use super::{Store, StoreError, WriteTxn};
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// A change to make durably, with a way to say when it is.
 /// `Fn`, not `FnOnce`: a change may run twice, once in a group that failed and once alone.
@@ -25,11 +27,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(store: Arc<Store>) -> (Writer, JoinHandle<()>) {
+    /// Starts the writer thread; each group commit's size and time go to `metrics`.
+    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> (Writer, JoinHandle<()>) {
         let (jobs, queue) = smol::channel::unbounded::<Job>();
         let thread = std::thread::Builder::new()
             .name("picket-writer".into())
-            .spawn(move || run(&store, &queue));
+            .spawn(move || run(&store, &queue, &metrics));
         // Spawning a thread only fails when the system is out of resources; the manager cannot
         // run without its writer, so that is reported at the first write instead of panicking.
         let handle = match thread {
@@ -61,7 +64,7 @@ impl Writer {
     }
 }
 
-fn run(store: &Store, queue: &smol::channel::Receiver<Job>) {
+fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
     while let Ok(first) = queue.recv_blocking() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -70,7 +73,9 @@ fn run(store: &Store, queue: &smol::channel::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let (jobs, started) = (group.len(), Instant::now());
         commit_group(store, group);
+        metrics.commit(jobs, started.elapsed());
     }
 }
 
@@ -140,7 +145,7 @@ mod tests {
     fn concurrent_writes_are_all_durable_and_a_failing_one_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
-        let (writer, thread) = Writer::start(store.clone());
+        let (writer, thread) = Writer::start(store.clone(), Arc::new(Metrics::new()));
         let results = smol::block_on(async {
             let mut tasks = Vec::new();
             for seq in 1..=50u64 {
