@@ -99,6 +99,10 @@ pub struct ManagerArgs {
     /// name of this manager in its certificate and agent command lines; default: the host name
     #[argh(option)]
     pub hostname: Option<String>,
+    /// give the console user admin a new one-time password, print it and exit (stop the
+    /// manager first)
+    #[argh(switch)]
+    pub reset_admin_password: bool,
 }
 
 /// Defines an admin verb: its own fields plus the options every client of the API takes.

@@ -17,7 +17,9 @@
 //! - [`proto`]: the agent-manager protocol: frames, messages, sans-io session state machines.
 //! - [`agent`]: the agent process: activation, heartbeat loop, event spool, configuration.
 //! - [`alerts`]: the alert lifecycle: raise or update, clear by itself, dismiss.
-//! - [`api`]: the REST API over HTTPS: router, handlers, JSON views, errors.
+//! - [`api`]: the console and REST API over HTTPS: router, login sessions, handlers, JSON views,
+//!   embedded console assets, errors.
+//! - [`metrics`]: the manager's counters and histograms, and their Prometheus text form.
 //! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown, and the
 //!   rules of activation tokens (`manager::activation`).
 //! - [`admin`]: the admin CLI verbs, each a client of the running manager's REST API.
@@ -36,6 +38,7 @@ pub mod files;
 pub mod framed;
 pub mod liveness;
 pub mod manager;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod pki;

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Picket) -> ExitCode {
     let result: Result<(), (Box<dyn Error>, u8)> = match cli.command {
+        Command::Manager(args) if args.reset_admin_password => {
+            manager::reset_admin_password(&args.data_dir)
+                .map_err(|e| (Box::new(e) as Box<dyn Error>, 1))
+        }
         Command::Manager(args) => manager::run(manager::ManagerConfig {
             data_dir: args.data_dir,
             agent_listen: args.agent_listen,

@@ -35,9 +35,10 @@ pub struct ApiClient {
     tls: Arc<rustls::ClientConfig>,
 }
 
-/// A raw answer: status and body bytes, for callers that check error responses themselves.
+/// A raw answer: status, headers and body bytes, for callers that check responses themselves.
 pub struct RawResponse {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -119,6 +120,18 @@ impl ApiClient {
         body: Vec<u8>,
         key: Option<&str>,
     ) -> Result<RawResponse, AdminError> {
+        self.send_with_headers(method, path, body, key, &[])
+    }
+
+    /// [`ApiClient::send`] with extra request headers (a console cookie, an `Origin`).
+    pub fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        key: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Result<RawResponse, AdminError> {
         let connect_error =
             |source: Box<dyn std::error::Error + Send + Sync>| AdminError::Connect {
                 url: self.url.clone(),
@@ -131,6 +144,9 @@ impl ApiClient {
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(key) = key {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body)))
@@ -157,10 +173,15 @@ impl ApiClient {
         let driver = smol::spawn(connection);
         let response = sender.send_request(request).await?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes().to_vec();
         drop(sender);
         let _ = driver.cancel().await;
-        Ok(RawResponse { status, body })
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

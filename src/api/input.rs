@@ -157,6 +157,27 @@ pub fn token_request(mut map: Map<String, Value>) -> Result<TokenRequest, ApiErr
     Ok(TokenRequest { policy, uses, ttl })
 }
 
+/// `{"username", "password"}`, both required.
+pub fn credentials(mut map: Map<String, Value>) -> Result<(String, String), ApiError> {
+    let user = required_string(&mut map, "username")?;
+    let password = required_string(&mut map, "password")?;
+    refuse_leftovers(map)?;
+    Ok((user, password))
+}
+
+/// `{"current_password", "new_password"}`, both required.
+pub fn password_change(mut map: Map<String, Value>) -> Result<(String, String), ApiError> {
+    let current = required_string(&mut map, "current_password")?;
+    let new = required_string(&mut map, "new_password")?;
+    refuse_leftovers(map)?;
+    Ok((current, new))
+}
+
+fn required_string(map: &mut Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    optional_string(map, field)?
+        .ok_or_else(|| ApiError::bad_field(field, format!("{field} is required")))
+}
+
 fn optional_string(map: &mut Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
     match map.remove(field) {
         None | Some(Value::Null) => Ok(None),

@@ -1,14 +1,21 @@
-//! Routing and authentication: a request in, a response out, no sockets.
+//! Routing: a request in, a response out, no sockets. Which paths are public (health, the login
+//! page and the console's files), which need an API key or a console session, and the checks a
+//! session's requests pass (same origin, password chosen) before any handler runs.
 
+use super::auth::{self, Caller};
 use super::error::ApiError;
+use super::login::{self, Console};
 use super::operations::{self, Operation};
-use super::{alerts, computers, events, policies, tokens};
+use super::{alerts, assets, computers, events, policies, tokens};
 use crate::clock::Clock;
-use crate::pki;
-use crate::store::Store;
+use crate::metrics::{Metrics, StoreCounts};
+use crate::store::{Reads, Store};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What every handler shares.
 pub struct ApiState {
@@ -26,6 +33,11 @@ pub struct ApiState {
     pub liveness: crate::manager::Liveness,
     /// Told of every change that can move a computer's configuration; dials for operations.
     pub dialer: crate::manager::Dialer,
+    /// Console sessions and failed-login delays.
+    pub console: Console,
+    pub metrics: Arc<Metrics>,
+    /// Set once every listener is up, cleared when shutdown begins: what `/readyz` reports.
+    pub ready: AtomicBool,
 }
 
 impl ApiState {
@@ -46,6 +58,12 @@ pub struct ApiRequest {
     /// The query string, without the `?`.
     pub query: Option<String>,
     pub authorization: Option<String>,
+    /// Every `Cookie` header.
+    pub cookies: Vec<String>,
+    pub origin: Option<String>,
+    pub host: Option<String>,
+    /// The client's address, for the failed-login delay and the log.
+    pub peer: Option<IpAddr>,
     pub body: Vec<u8>,
 }
 
@@ -53,10 +71,15 @@ pub struct ApiRequest {
 pub struct ApiResponse {
     pub status: StatusCode,
     pub body: Option<Value>,
-    /// For 201: where the new resource lives.
+    /// A body that is not JSON (a console file, the metrics text), with its content type.
+    pub raw: Option<(&'static str, Cow<'static, [u8]>)>,
+    /// For 201: where the new resource lives; for 303: where to go.
     pub location: Option<String>,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
+    pub set_cookie: Option<String>,
+    /// For 429: seconds until the next attempt is considered.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiResponse {
@@ -80,8 +103,11 @@ impl ApiResponse {
         ApiResponse {
             status: StatusCode::NO_CONTENT,
             body: None,
+            raw: None,
             location: None,
             allow: None,
+            set_cookie: None,
+            retry_after: None,
         }
     }
 
@@ -89,12 +115,27 @@ impl ApiResponse {
         ApiResponse::with_status(e.status, e.body())
     }
 
+    pub fn raw(content_type: &'static str, bytes: Cow<'static, [u8]>) -> Self {
+        ApiResponse {
+            status: StatusCode::OK,
+            raw: Some((content_type, bytes)),
+            ..ApiResponse::no_content()
+        }
+    }
+
+    pub fn see_other(location: String) -> Self {
+        ApiResponse {
+            status: StatusCode::SEE_OTHER,
+            location: Some(location),
+            ..ApiResponse::no_content()
+        }
+    }
+
     fn with_status(status: StatusCode, body: Value) -> Self {
         ApiResponse {
             status,
             body: Some(body),
-            location: None,
-            allow: None,
+            ..ApiResponse::no_content()
         }
     }
 }
@@ -128,11 +169,20 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
         ["healthz"] => only(m, Method::GET, "GET", || {
             Ok(ApiResponse::ok(json!({"status": "ok"})))
         })?,
-        ["api", "v1", rest @ ..] => {
-            if let Err(e) = authenticate(state, req) {
-                return Ok(ApiResponse::error(&e));
-            }
-            api_v1(state, req, rest)?
+        ["readyz"] => only(m, Method::GET, "GET", || readyz(state))?,
+        ["login"] => only(m, Method::GET, "GET", || Ok(login_page(state, req)))?,
+        ["assets", name] => only(m, Method::GET, "GET", || asset(name))?,
+        ["metrics"] => only(m, Method::GET, "GET", || {
+            required_caller(state, req)?;
+            metrics(state)
+        })?,
+        ["api", "v1", "session"] if *m == Method::POST => login::login(state, req),
+        ["api", "v1", rest @ ..] => match checked_caller(state, req) {
+            Ok(caller) => api_v1(state, req, &caller, rest)?,
+            Err(e) => Err(e),
+        },
+        page if assets::is_page(page) => {
+            only(m, Method::GET, "GET", || Ok(console_page(state, req)))?
         }
         _ => return Err(AllowOnly("")),
     };
@@ -141,9 +191,38 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
 
 type Handled = Result<ApiResponse, ApiError>;
 
-fn api_v1(state: &ApiState, req: &ApiRequest, rest: &[&str]) -> Result<Handled, AllowOnly> {
+/// The caller, who must have presented an API key or a live session.
+fn required_caller(state: &ApiState, req: &ApiRequest) -> Result<Caller, ApiError> {
+    auth::caller(state, req)?.ok_or_else(|| {
+        ApiError::unauthorized(
+            "not logged in: send 'Authorization: Bearer KEY' or log in to the console",
+        )
+    })
+}
+
+/// [`required_caller`], and for a console session the checks every API request passes.
+fn checked_caller(state: &ApiState, req: &ApiRequest) -> Result<Caller, ApiError> {
+    let caller = required_caller(state, req)?;
+    if let Caller::Session { .. } = caller {
+        auth::check_same_origin(req)?;
+        auth::check_password_chosen(&caller, req)?;
+    }
+    Ok(caller)
+}
+
+fn api_v1(
+    state: &ApiState,
+    req: &ApiRequest,
+    caller: &Caller,
+    rest: &[&str],
+) -> Result<Handled, AllowOnly> {
     let body = &req.body;
     let handled = match (rest, &req.method) {
+        (["session"], &Method::GET) => login::show(state, caller),
+        (["session"], &Method::DELETE) => login::logout(state, caller),
+        (["session"], _) => return Err(AllowOnly("GET, POST, DELETE")),
+        (["session", "password"], &Method::POST) => login::change_password(state, req, caller),
+        (["session", "password"], _) => return Err(AllowOnly("POST")),
         (["policies"], &Method::GET) => policies::list(state),
         (["policies"], &Method::POST) => policies::create(state, body),
         (["policies"], _) => return Err(AllowOnly("GET, POST")),
@@ -204,19 +283,92 @@ fn only(
     }
 }
 
-/// `Authorization: Bearer KEY`, compared by hash in constant time.
-fn authenticate(state: &ApiState, req: &ApiRequest) -> Result<(), ApiError> {
-    let header = req.authorization.as_deref().ok_or_else(|| {
-        ApiError::unauthorized("missing API key: send 'Authorization: Bearer KEY'")
-    })?;
-    let key = header
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer KEY'"))?;
-    if pki::hashes_equal(&pki::sha256(key.trim().as_bytes()), &state.admin_key_hash) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("wrong API key"))
+/// A console page for a logged-in user; otherwise the login page, which comes back here after.
+fn console_page(state: &ApiState, req: &ApiRequest) -> ApiResponse {
+    match auth::caller(state, req) {
+        Ok(Some(_)) => page(assets::APP_PAGE),
+        _ => {
+            let here = match &req.query {
+                Some(q) => format!("{}?{q}", req.path),
+                None => req.path.clone(),
+            };
+            ApiResponse::see_other(format!("/login?next={}", percent_encode(&here)))
+        }
     }
+}
+
+fn login_page(state: &ApiState, req: &ApiRequest) -> ApiResponse {
+    match auth::caller(state, req) {
+        Ok(Some(Caller::Session { .. })) => ApiResponse::see_other("/".into()),
+        _ => page(assets::LOGIN_PAGE),
+    }
+}
+
+fn page(name: &str) -> ApiResponse {
+    match assets::get(name) {
+        Some((content_type, bytes)) => ApiResponse::raw(content_type, bytes),
+        None => ApiResponse::error(&ApiError::not_found(format!("page {name}"))),
+    }
+}
+
+fn asset(name: &str) -> Handled {
+    let (content_type, bytes) =
+        assets::get(name).ok_or_else(|| ApiError::not_found(format!("file {name}")))?;
+    Ok(ApiResponse::raw(content_type, bytes))
+}
+
+/// 200 once the store answers and every listener is up; 503 otherwise (starting, stopping, or
+/// a store that fails), so a load balancer or a script waits rather than sends work.
+fn readyz(state: &ApiState) -> Handled {
+    let store = state.store.read().and_then(|txn| txn.schema_version());
+    let listening = state.ready.load(Ordering::SeqCst);
+    match (store, listening) {
+        (Ok(_), true) => Ok(ApiResponse::ok(json!({"status": "ready"}))),
+        (store, listening) => Ok(ApiResponse {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            ..ApiResponse::ok(json!({
+                "status": "not ready",
+                "store": store.map_or_else(|e| e.to_string(), |_| "open".to_string()),
+                "listeners": if listening { "up" } else { "not up" },
+            }))
+        }),
+    }
+}
+
+fn metrics(state: &ApiState) -> Handled {
+    let txn = state.store.read()?;
+    let mut by_status: Vec<(String, u64)> = Vec::new();
+    for computer in txn.computers()? {
+        let name = computer.status.name();
+        match by_status.iter_mut().find(|(s, _)| s == name) {
+            Some((_, n)) => *n += 1,
+            None => by_status.push((name.to_string(), 1)),
+        }
+    }
+    let active = txn.alerts()?.iter().filter(|a| a.is_active()).count();
+    let counts = StoreCounts {
+        computers_by_status: by_status,
+        events: txn.event_count()?,
+        active_alerts: u64::try_from(active).unwrap_or(u64::MAX),
+    };
+    let text = state.metrics.encode(&counts);
+    Ok(ApiResponse::raw(
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        Cow::Owned(text.into_bytes()),
+    ))
+}
+
+/// Escapes what a `next=` query value cannot hold as it is.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` escapes in one path segment (policy names may contain spaces). Malformed
@@ -247,6 +399,13 @@ pub fn percent_decode(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_next_path_survives_the_round_trip() {
+        let path = "/computers?q=web 1&status=offline";
+        assert_eq!(percent_decode(&percent_encode(path)), path);
+        assert!(!percent_encode(path).contains(['?', '&', ' ']));
+    }
 
     #[test]
     fn percent_decoding_handles_spaces_and_junk() {

@@ -14,6 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use smol::net::{TcpListener, TcpStream};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
     crate::net::serve(listener, "console", |tcp, peer| {
         let (acceptor, state) = (acceptor.clone(), state.clone());
         async move {
-            if let Err(e) = connection(acceptor, tcp, state).await {
+            if let Err(e) = connection(acceptor, tcp, peer.ip(), state).await {
                 log::debug!("console connection from {peer} ended: {e}");
             }
         }
@@ -42,6 +43,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
 async fn connection(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
+    peer: IpAddr,
     state: Arc<ApiState>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let tls = crate::net::within(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -49,7 +51,7 @@ async fn connection(
         .ok_or("TLS handshake timed out")??;
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(respond(state, req).await) }
+        async move { Ok::<_, Infallible>(respond(state, peer, req).await) }
     });
     http1::Builder::new()
         .timer(SmolTimer::new())
@@ -59,21 +61,38 @@ async fn connection(
     Ok(())
 }
 
-async fn respond(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    state: Arc<ApiState>,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(e) => return to_http(ApiResponse::error(&e)),
     };
+    let text = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let request = ApiRequest {
-        method: parts.method,
+        method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
-        authorization: parts
+        authorization: text(header::AUTHORIZATION),
+        cookies: parts
             .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect(),
+        origin: text(header::ORIGIN),
+        host: text(header::HOST),
+        peer: Some(peer),
         body,
     };
     let response = smol::unblock(move || handle(&state, &request)).await;
@@ -109,19 +128,20 @@ async fn read_body(mut body: Incoming) -> Result<Vec<u8>, ApiError> {
 }
 
 fn to_http(response: ApiResponse) -> Response<Full<Bytes>> {
-    let body = response
-        .body
-        .map(|v| Bytes::from(format!("{v:#}\n")))
-        .unwrap_or_default();
+    let (content_type, body) = match (response.raw, response.body) {
+        (Some((content_type, bytes)), _) => (Some(content_type), Bytes::from(bytes.into_owned())),
+        (None, Some(v)) => (Some("application/json"), Bytes::from(format!("{v:#}\n"))),
+        (None, None) => (None, Bytes::new()),
+    };
     let mut http = Response::new(Full::new(body));
     *http.status_mut() = response.status;
     let headers = http.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if response.status != StatusCode::NO_CONTENT {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    if let Some(content_type) = content_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     if response.status == StatusCode::UNAUTHORIZED {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -129,11 +149,30 @@ fn to_http(response: ApiResponse) -> Response<Full<Bytes>> {
     if let Some(allow) = response.allow {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
-    if let Some(location) = response
-        .location
-        .and_then(|l| HeaderValue::from_str(&l).ok())
-    {
-        headers.insert(header::LOCATION, location);
+    let dynamic = [
+        (header::LOCATION, response.location),
+        (header::SET_COOKIE, response.set_cookie),
+        (
+            header::RETRY_AFTER,
+            response.retry_after.map(|s| s.to_string()),
+        ),
+    ];
+    for (name, value) in dynamic {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
     }
     http
 }
+
+/// On every answer: the console runs only its own files (no inline script, nothing from
+/// elsewhere), cannot be framed by another site, and types are never sniffed.
+const SECURITY_HEADERS: &[(header::HeaderName, &str)] = &[
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+];

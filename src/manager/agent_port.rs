@@ -37,6 +37,7 @@ pub struct AgentPort {
     pub max_batch: u32,
     pub liveness: Liveness,
     pub dialer: Dialer,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Serves the agent port until the returned future is dropped (which ends every connection).
@@ -90,6 +91,7 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     peer: &Peer,
 ) -> Result<SessionSummary, String> {
     let addr = peer.addr;
+    let started = port.clock.now();
     let params = {
         let (port, computer) = (port.clone(), peer.computer);
         smol::unblock(move || session_params(&port, computer)).await?
@@ -128,6 +130,7 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     if let Some(computer) = peer.computer {
                         record(port, computer, peer, status_at, &summary).await;
                     }
+                    count_session(port, peer, summary.result.is_ok(), started);
                     return match &summary.result {
                         Ok(()) => Ok(summary),
                         Err(e) => Err(e.to_string()),
@@ -153,6 +156,24 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+fn count_session(port: &AgentPort, peer: &Peer, ok: bool, started: crate::clock::Instant) {
+    use crate::metrics::{Dialer, Outcome, SessionKind};
+    port.metrics.session(
+        if peer.dialed {
+            Dialer::Manager
+        } else {
+            Dialer::Agent
+        },
+        if peer.computer.is_some() {
+            SessionKind::Heartbeat
+        } else {
+            SessionKind::Activation
+        },
+        if ok { Outcome::Ok } else { Outcome::Failed },
+        port.clock.now().saturating_since(started),
+    );
 }
 
 /// Who the peer is: the computer its certificate belongs to, and what TLS it negotiated.
@@ -247,7 +268,9 @@ async fn store_events(
     events: Vec<AgentEvent>,
 ) -> Result<(), crate::store::StoreError> {
     let received = port.clock.wall();
-    port.writer
+    let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+    let stored = port
+        .writer
         .write(move |txn| {
             let mut last = 0;
             for e in &events {
@@ -269,7 +292,11 @@ async fn store_events(
             }
             Ok(())
         })
-        .await
+        .await;
+    if stored.is_ok() {
+        port.metrics.events_received(count);
+    }
+    stored
 }
 
 /// The clock steps an agent reported (event 5004), for the liveness task to judge.

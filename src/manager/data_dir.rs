@@ -1,9 +1,11 @@
 //! The manager's data dir: checked at start, initialised on first start (Base Policy, admin API
-//! key), and the `ports.json` that tells scripts and tests where the manager listens.
+//! key, the console's admin user), and the `ports.json` that tells scripts and tests where the manager listens.
 
 use super::error::ManagerError;
+use crate::api::password;
+use crate::clock::WallMs;
 use crate::files::write_atomic;
-use crate::model::{BASE_POLICY_NAME, Policy, Settings};
+use crate::model::{ADMIN_USER, BASE_POLICY_NAME, Policy, Settings, User};
 use crate::pki;
 use crate::store::{Reads, Store};
 use std::fs;
@@ -98,6 +100,31 @@ pub fn ensure_admin_key(store: &Store, dir: &Path) -> Result<[u8; 32], ManagerEr
     }
 }
 
+/// Creates the console's `admin` user with a generated one-time password if there is none.
+/// Returns that password, to be shown once; the store keeps only its Argon2id hash.
+pub fn ensure_admin_user(store: &Store, now: WallMs) -> Result<Option<String>, ManagerError> {
+    if store.read()?.user(ADMIN_USER)?.is_some() {
+        return Ok(None);
+    }
+    set_admin_password(store, now).map(Some)
+}
+
+/// Gives `admin` a new generated one-time password (created if missing) and returns it. The
+/// console asks for a password of the administrator's own at the next login.
+pub fn set_admin_password(store: &Store, now: WallMs) -> Result<String, ManagerError> {
+    let password = password::generate()?;
+    let user = User {
+        name: ADMIN_USER.to_string(),
+        password_hash: password::hash(&password)?,
+        must_change_password: true,
+        password_changed: now,
+    };
+    let mut txn = store.write()?;
+    txn.put_user(&user)?;
+    txn.commit()?;
+    Ok(password)
+}
+
 /// Writes `{"agent": ADDR, "console": ADDR}` once both listeners are bound.
 pub fn write_ports(dir: &Path, agent: SocketAddr, console: SocketAddr) -> Result<(), ManagerError> {
     let path = dir.join(PORTS_FILE);
@@ -138,6 +165,24 @@ pub fn check_key_file_mode(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_user_is_created_once_and_reset_on_demand() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join(STORE_FILE)).unwrap();
+        let first = ensure_admin_user(&store, WallMs(1)).unwrap().unwrap();
+        assert_eq!(ensure_admin_user(&store, WallMs(2)).unwrap(), None);
+        let user = store.read().unwrap().user("admin").unwrap().unwrap();
+        assert!(user.must_change_password);
+        assert!(!user.password_hash.contains(&first));
+        assert!(password::verify(&first, &user.password_hash).unwrap());
+
+        let second = set_admin_password(&store, WallMs(3)).unwrap();
+        let user = store.read().unwrap().user("admin").unwrap().unwrap();
+        assert!(password::verify(&second, &user.password_hash).unwrap());
+        assert!(!password::verify(&first, &user.password_hash).unwrap());
+        assert_eq!(user.password_changed, WallMs(3));
+    }
 
     #[test]
     fn prepare_creates_a_private_dir_and_refuses_a_file() {

@@ -4,7 +4,7 @@
 //! address, connects, checks the agent's certificate by name, and runs the same session as the
 //! agent port. A failed dial goes to the liveness task, which decides what it means.
 
-use super::agent_port::{AgentPort, identify, run_session};
+use super::agent_port::{AgentPort, Peer, identify, run_session};
 use super::dial_plan::DialPlan;
 use super::liveness::LivenessEvent;
 use crate::model::{AgentState, Computer, ComputerId, Direction};
@@ -260,6 +260,20 @@ async fn dial(
     tls: Arc<rustls::ClientConfig>,
     computer: ComputerId,
 ) -> DialResult {
+    let stream = connect(port, tls, computer).await;
+    let (mut stream, peer) = stream.inspect_err(|_| port.metrics.dial_failed())?;
+    let addr = peer.addr;
+    run_session(port, &mut stream, &peer)
+        .await
+        .map_err(|e| format!("session with {addr}: {e}"))
+}
+
+/// Everything of a dial before the session: the target, TCP, TLS, and the certificate's name.
+async fn connect(
+    port: &Arc<AgentPort>,
+    tls: Arc<rustls::ClientConfig>,
+    computer: ComputerId,
+) -> Result<(futures_rustls::client::TlsStream<TcpStream>, Peer), String> {
     let (host, listen_port) = {
         let port = port.clone();
         smol::unblock(move || dial_target(&port, computer)).await?
@@ -274,7 +288,7 @@ async fn dial(
         log::debug!("cannot set TCP_NODELAY towards {addr}: {e}");
     }
     let name = agent_server_name(computer.0).map_err(|e| e.to_string())?;
-    let mut stream = within(
+    let stream = within(
         port.step_timeout,
         TlsConnector::from(tls).connect(name, tcp),
     )
@@ -287,9 +301,7 @@ async fn dial(
             "{addr} answered with another computer's certificate"
         ));
     }
-    run_session(port, &mut stream, &peer)
-        .await
-        .map_err(|e| format!("session with {addr}: {e}"))
+    Ok((stream, peer))
 }
 
 /// The host to dial (the administrator's address, else the IP the agent last came from) and

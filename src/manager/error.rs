@@ -27,6 +27,7 @@ pub enum ManagerError {
         source: std::io::Error,
     },
     Signals(std::io::Error),
+    Password(crate::api::password::PasswordError),
 }
 
 impl fmt::Display for ManagerError {
@@ -43,6 +44,7 @@ impl fmt::Display for ManagerError {
             ),
             ManagerError::File { path, .. } => write!(f, "cannot write {}", path.display()),
             ManagerError::Signals(_) => write!(f, "cannot install the signal handlers"),
+            ManagerError::Password(_) => write!(f, "cannot set the console password"),
         }
     }
 }
@@ -56,6 +58,7 @@ impl std::error::Error for ManagerError {
             ManagerError::Bind { source, .. }
             | ManagerError::File { source, .. }
             | ManagerError::Signals(source) => Some(source),
+            ManagerError::Password(e) => Some(e),
         }
     }
 }
@@ -69,5 +72,11 @@ impl From<StoreError> for ManagerError {
 impl From<PkiError> for ManagerError {
     fn from(e: PkiError) -> Self {
         ManagerError::Pki(Box::new(e))
+    }
+}
+
+impl From<crate::api::password::PasswordError> for ManagerError {
+    fn from(e: crate::api::password::PasswordError) -> Self {
+        ManagerError::Password(e)
     }
 }

@@ -17,8 +17,9 @@ pub use error::ManagerError;
 pub use liveness::{Liveness, LivenessEvent};
 pub use registry::Registry;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Console};
 use crate::clock::{Clock, RealClock};
+use crate::metrics::Metrics;
 use crate::pki::ManagerPki;
 use crate::store::{Reads, Store, Writer};
 use agent_port::AgentPort;
@@ -28,6 +29,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long an agent may take for its TLS handshake and for each step of a session.
@@ -43,6 +45,21 @@ pub struct ManagerConfig {
     pub console_listen: SocketAddr,
     /// The name in the manager certificate and the agent command lines.
     pub hostname: String,
+}
+
+/// `picket manager --data-dir DIR --reset-admin-password`: gives the console's `admin` a new
+/// one-time password and prints it. The manager must be stopped (the store is locked while it
+/// runs); every session it had ended with it.
+pub fn reset_admin_password(dir: &std::path::Path) -> Result<(), ManagerError> {
+    data_dir::prepare(dir)?;
+    let store = Store::open(&dir.join(STORE_FILE))?;
+    let password = data_dir::set_admin_password(&store, RealClock::new().wall())?;
+    close_store(Arc::new(store));
+    println!("New one-time password for the console user admin: {password}");
+    println!(
+        "It is shown only now; the console asks for a password of your own at the next login."
+    );
+    Ok(())
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -86,15 +103,17 @@ fn serve_with_banner(
     let first_start = data_dir::ensure_base_policy(&store)?;
     let admin_key_hash = data_dir::ensure_admin_key(&store, dir)?;
     data_dir::check_key_file_mode(dir);
+    let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
+    let admin_password = data_dir::ensure_admin_user(&store, clock.wall())?;
     if pki_created || first_start {
         log::info!("initialised data dir {}", dir.display());
     }
-    let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let tls = pki.api_server_config()?;
     let registry = Arc::new(Registry::load(&store.read()?.agent_states()?));
     let agent_tls = pki.agent_port_config(registry.clone())?;
     let pki = Arc::new(pki);
-    let (writer, writer_thread) = Writer::start(store.clone());
+    let metrics = Arc::new(Metrics::new());
+    let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());
     let (liveness, liveness_events) = Liveness::channel();
     let (dialer, dialer_events) = Dialer::channel();
     let dial_tls = pki.dial_client_config()?;
@@ -115,6 +134,9 @@ fn serve_with_banner(
             registry: registry.clone(),
             liveness: liveness.clone(),
             dialer: dialer.clone(),
+            console: Console::default(),
+            metrics: metrics.clone(),
+            ready: AtomicBool::new(false),
         });
         let port = Arc::new(AgentPort {
             store: store.clone(),
@@ -127,12 +149,19 @@ fn serve_with_banner(
             max_batch: MAX_EVENT_BATCH,
             liveness,
             dialer,
+            metrics,
         });
         data_dir::write_ports(dir, agent_addr, console_addr)?;
         if banner {
-            print_banner(&config, &pki, console_addr, agent_addr);
+            print_banner(
+                &config,
+                &pki,
+                console_addr,
+                agent_addr,
+                admin_password.as_deref(),
+            );
         }
-        let api_task = smol::spawn(api::serve(console, tls, state));
+        let api_task = smol::spawn(api::serve(console, tls, state.clone()));
         let dialer_task = smol::spawn(dialer::run(port.clone(), dial_tls, dialer_events));
         let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));
         let liveness_task = smol::spawn(liveness::run(
@@ -142,7 +171,9 @@ fn serve_with_banner(
             tracked,
             liveness_events,
         ));
+        state.ready.store(true, Ordering::SeqCst);
         shutdown.await;
+        state.ready.store(false, Ordering::SeqCst);
         api_task.cancel().await;
         agent_task.cancel().await;
         dialer_task.cancel().await;
@@ -205,10 +236,25 @@ pub fn dial_address(hostname: &str, addr: SocketAddr) -> String {
     }
 }
 
-fn print_banner(config: &ManagerConfig, pki: &ManagerPki, console: SocketAddr, agent: SocketAddr) {
+fn print_banner(
+    config: &ManagerConfig,
+    pki: &ManagerPki,
+    console: SocketAddr,
+    agent: SocketAddr,
+    admin_password: Option<&str>,
+) {
     let host = |addr: SocketAddr| dial_address(&config.hostname, addr);
     let dir = config.data_dir.display();
     println!("Picket manager is running.");
+    println!("  Console:              https://{}/", host(console));
+    if let Some(password) = admin_password {
+        println!("  Console login:        admin / {password}");
+        println!("                        (a one-time password, shown only now: the console asks");
+        println!("                        for your own at the first login; lost it? stop the");
+        println!(
+            "                        manager and run: picket manager --data-dir {dir} --reset-admin-password)"
+        );
+    }
     println!("  REST API:             https://{}/api/v1/", host(console));
     println!("  Admin API key:        {dir}/{ADMIN_KEY_FILE}");
     println!("  CA certificate:       {dir}/{PKI_DIR}/ca.crt");

@@ -8,7 +8,7 @@ pub mod agent;
 
 use picket::admin::{ApiClient, ClientOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_picket");
@@ -46,7 +46,7 @@ impl Manager {
             .args(["--console-listen", "127.0.0.1:0"])
             .args(["--hostname", "localhost"])
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(stdout_file(dir))
             .stderr(log)
             .spawn()
             .expect("spawn manager");
@@ -77,6 +77,17 @@ impl Manager {
             assert!(Instant::now() < deadline, "manager did not start in time");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The console's one-time admin password, as the first start printed it.
+    pub fn admin_password(&self) -> String {
+        let printed = std::fs::read_to_string(stdout_path(&self.dir)).unwrap_or_default();
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Console login:"))
+            .and_then(|l| l.trim().strip_prefix("admin / "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no console password in the banner:\n{printed}"))
     }
 
     /// Everything the manager logged so far (all its runs on this data dir).
@@ -160,6 +171,19 @@ impl Drop for Manager {
 }
 
 /// The manager's stderr goes beside its data dir, not into it.
+/// Where the manager's stdout (its banner) goes, beside the data dir.
+pub fn stdout_path(dir: &Path) -> PathBuf {
+    dir.with_extension("stdout")
+}
+
+fn stdout_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stdout_path(dir))
+        .expect("open manager stdout")
+}
+
 pub fn log_path(dir: &Path) -> PathBuf {
     dir.with_extension("log")
 }

@@ -1,0 +1,303 @@
+//! The manager's measurements and their Prometheus text form (`GET /metrics`). Counters and
+//! histograms are updated where things happen (agent port, dialer, store writer, login);
+//! the gauges that describe the store (computers by status, events stored, active alerts) are
+//! read from it at scrape time, so they cannot drift from what is stored.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Who opened the connection a session ran over.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Dialer {
+    Agent,
+    Manager,
+}
+
+/// What a session was for.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum SessionKind {
+    Heartbeat,
+    Activation,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+}
+
+impl Dialer {
+    fn label(self) -> &'static str {
+        match self {
+            Dialer::Agent => "agent",
+            Dialer::Manager => "manager",
+        }
+    }
+}
+
+impl SessionKind {
+    fn label(self) -> &'static str {
+        match self {
+            SessionKind::Heartbeat => "heartbeat",
+            SessionKind::Activation => "activation",
+        }
+    }
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+// Label values are the lowercase words Prometheus users expect, hence `&str` fields.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    dialer: &'static str,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DialerLabels {
+    dialer: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// What the store holds at scrape time.
+#[derive(Debug, Default, Clone)]
+pub struct StoreCounts {
+    pub computers_by_status: Vec<(String, u64)>,
+    pub events: u64,
+    pub active_alerts: u64,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    sessions: Family<SessionLabels, Counter>,
+    session_seconds: HistogramFamily<DialerLabels>,
+    dial_failures: Counter,
+    events_received: Counter,
+    commit_seconds: Histogram,
+    commit_jobs: Counter,
+    logins: Family<OutcomeLabels, Counter>,
+    computers: Family<StatusLabels, Gauge>,
+    events_stored: Gauge,
+    active_alerts: Gauge,
+    /// Scrapes set the store gauges then encode; one at a time, so two scrapes cannot mix.
+    scrape: Mutex<()>,
+}
+
+fn session_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("picket");
+        let sessions = Family::<SessionLabels, Counter>::default();
+        registry.register(
+            "sessions",
+            "Sessions with agents, by who dialed, what for and how they ended",
+            sessions.clone(),
+        );
+        let session_seconds: HistogramFamily<DialerLabels> =
+            Family::new_with_constructor(session_histogram);
+        registry.register(
+            "session_duration_seconds",
+            "Time from the end of the TLS handshake to the session's close",
+            session_seconds.clone(),
+        );
+        let dial_failures = Counter::default();
+        registry.register(
+            "dial_failures",
+            "Dials to listening agents that never reached a session (resolution, connection, TLS)",
+            dial_failures.clone(),
+        );
+        let events_received = Counter::default();
+        registry.register(
+            "events_received",
+            "Agent events stored durably and acknowledged",
+            events_received.clone(),
+        );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "store_commit_duration_seconds",
+            "Time of one group commit of the store writer, fsync included",
+            commit_seconds.clone(),
+        );
+        let commit_jobs = Counter::default();
+        registry.register(
+            "store_commit_jobs",
+            "Changes written by the store writer's group commits",
+            commit_jobs.clone(),
+        );
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        registry.register("console_logins", "Console login attempts", logins.clone());
+        let computers = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "computers",
+            "Computers by status, as stored",
+            computers.clone(),
+        );
+        let events_stored = Gauge::default();
+        registry.register(
+            "events_stored",
+            "Agent events in the store",
+            events_stored.clone(),
+        );
+        let active_alerts = Gauge::default();
+        registry.register(
+            "alerts_active",
+            "Alerts neither cleared nor dismissed",
+            active_alerts.clone(),
+        );
+        Metrics {
+            registry,
+            sessions,
+            session_seconds,
+            dial_failures,
+            events_received,
+            commit_seconds,
+            commit_jobs,
+            logins,
+            computers,
+            events_stored,
+            active_alerts,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    pub fn session(&self, dialer: Dialer, kind: SessionKind, outcome: Outcome, took: Duration) {
+        self.sessions
+            .get_or_create(&SessionLabels {
+                dialer: dialer.label(),
+                kind: kind.label(),
+                outcome: outcome.label(),
+            })
+            .inc();
+        self.session_seconds
+            .get_or_create(&DialerLabels {
+                dialer: dialer.label(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn dial_failed(&self) {
+        self.dial_failures.inc();
+    }
+
+    pub fn events_received(&self, n: u64) {
+        self.events_received.inc_by(n);
+    }
+
+    pub fn commit(&self, jobs: usize, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.commit_jobs
+            .inc_by(u64::try_from(jobs).unwrap_or(u64::MAX));
+    }
+
+    pub fn login(&self, outcome: Outcome) {
+        self.logins
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition, with the store gauges set from `counts`.
+    pub fn encode(&self, counts: &StoreCounts) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.computers.clear();
+        for (status, n) in &counts.computers_by_status {
+            self.computers
+                .get_or_create(&StatusLabels {
+                    status: status.clone(),
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.events_stored
+            .set(i64::try_from(counts.events).unwrap_or(i64::MAX));
+        self.active_alerts
+            .set(i64::try_from(counts.active_alerts).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_each_measurement_with_its_labels() {
+        let m = Metrics::new();
+        m.session(
+            Dialer::Manager,
+            SessionKind::Heartbeat,
+            Outcome::Ok,
+            Duration::from_millis(3),
+        );
+        m.session(
+            Dialer::Agent,
+            SessionKind::Heartbeat,
+            Outcome::Failed,
+            Duration::from_millis(30),
+        );
+        m.commit(12, Duration::from_millis(2));
+        m.events_received(5);
+        m.login(Outcome::Failed);
+        let text = m.encode(&StoreCounts {
+            computers_by_status: vec![("online".into(), 3), ("offline".into(), 1)],
+            events: 42,
+            active_alerts: 2,
+        });
+        for line in [
+            "picket_sessions_total{dialer=\"manager\",kind=\"heartbeat\",outcome=\"ok\"} 1",
+            "picket_sessions_total{dialer=\"agent\",kind=\"heartbeat\",outcome=\"failed\"} 1",
+            "picket_session_duration_seconds_count{dialer=\"agent\"} 1",
+            "picket_store_commit_jobs_total 12",
+            "picket_store_commit_duration_seconds_count 1",
+            "picket_events_received_total 5",
+            "picket_console_logins_total{outcome=\"failed\"} 1",
+            "picket_computers{status=\"online\"} 3",
+            "picket_computers{status=\"offline\"} 1",
+            "picket_events_stored 42",
+            "picket_alerts_active 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        // A status gone from the store is gone from the next scrape.
+        let text = m.encode(&StoreCounts::default());
+        assert!(!text.contains("status=\"offline\""), "{text}");
+    }
+}

@@ -1,0 +1,488 @@
+//! End-to-end: the console's login, sessions and their guards, `/metrics` and `/readyz`, over
+//! real TLS against a real manager. (The pages themselves are driven in a browser by
+//! `tests/browser.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
+
+mod support;
+
+use hyper::{Method, StatusCode};
+use picket::admin::{ApiClient, RawResponse};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::agent::{Agent, activation, set_base, wait_for};
+use support::{BIN, Manager};
+
+const NEW_PASSWORD: &str = "a passphrase of my own";
+
+/// A browser, as far as the manager can tell: a cookie jar of one and this console's Origin.
+struct Browser {
+    client: ApiClient,
+    origin: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(m: &Manager) -> Browser {
+        let ports: Value =
+            serde_json::from_str(&std::fs::read_to_string(m.dir.join("ports.json")).unwrap())
+                .unwrap();
+        Browser {
+            client: m.client(),
+            origin: format!("https://{}", ports["console"].as_str().unwrap()),
+            cookie: None,
+        }
+    }
+
+    fn send_from(
+        &self,
+        origin: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> RawResponse {
+        let cookie = self.cookie.as_ref().map(|c| format!("picket_session={c}"));
+        let mut headers = Vec::new();
+        if let Some(c) = &cookie {
+            headers.push(("cookie", c.as_str()));
+        }
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        self.client
+            .send_with_headers(method, path, body, None, &headers)
+            .unwrap()
+    }
+
+    fn send(&self, method: Method, path: &str, body: Value) -> RawResponse {
+        let origin = self.origin.clone();
+        self.send_from(Some(&origin), method, path, body)
+    }
+
+    fn login(&mut self, user: &str, password: &str) -> RawResponse {
+        let r = self.send(
+            Method::POST,
+            "/api/v1/session",
+            json!({"username": user, "password": password}),
+        );
+        if let Some(set) = r.headers.get("set-cookie") {
+            let set = set.to_str().unwrap();
+            let value = set
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("picket_session=");
+            self.cookie = Some(value.to_string());
+        }
+        r
+    }
+
+    /// Logs in with the one-time password and replaces it, as the console asks.
+    fn login_and_choose_password(&mut self, m: &Manager) {
+        assert_eq!(
+            self.login("admin", &m.admin_password()).status,
+            StatusCode::OK
+        );
+        let r = self.send(
+            Method::POST,
+            "/api/v1/session/password",
+            json!({"current_password": m.admin_password(), "new_password": NEW_PASSWORD}),
+        );
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", text(&r));
+    }
+}
+
+fn text(r: &RawResponse) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn json_of(r: &RawResponse) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+fn header<'a>(r: &'a RawResponse, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn key(m: &Manager) -> String {
+    std::fs::read_to_string(m.dir.join("admin-api-key"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    let anonymous = Browser::new(&m);
+    for page in [
+        "/",
+        "/computers",
+        "/computers/1",
+        "/policies",
+        "/policies/1",
+        "/alerts",
+        "/events",
+        "/activation",
+        "/account",
+    ] {
+        let r = anonymous.send(Method::GET, page, Value::Null);
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}");
+        assert!(
+            header(&r, "location").starts_with("/login?next=/"),
+            "{page}: {}",
+            header(&r, "location")
+        );
+    }
+    let routes = [
+        (Method::GET, "/api/v1/policies"),
+        (Method::POST, "/api/v1/policies"),
+        (Method::GET, "/api/v1/policies/1"),
+        (Method::PATCH, "/api/v1/policies/1"),
+        (Method::DELETE, "/api/v1/policies/2"),
+        (Method::GET, "/api/v1/policies/1/firewall-rules"),
+        (Method::POST, "/api/v1/policies/1/firewall-rules"),
+        (Method::DELETE, "/api/v1/policies/1/firewall-rules/1"),
+        (Method::GET, "/api/v1/computers"),
+        (Method::POST, "/api/v1/computers"),
+        (Method::GET, "/api/v1/computers/1"),
+        (Method::PATCH, "/api/v1/computers/1"),
+        (Method::DELETE, "/api/v1/computers/1"),
+        (Method::GET, "/api/v1/computers/1/history"),
+        (Method::POST, "/api/v1/computers/1/send-policy"),
+        (Method::POST, "/api/v1/computers/1/check-status"),
+        (Method::GET, "/api/v1/alerts"),
+        (Method::POST, "/api/v1/alerts/1/dismiss"),
+        (Method::GET, "/api/v1/events"),
+        (Method::GET, "/api/v1/tokens"),
+        (Method::POST, "/api/v1/tokens"),
+        (Method::GET, "/api/v1/tokens/0123456789abcdef"),
+        (Method::DELETE, "/api/v1/tokens/0123456789abcdef"),
+        (Method::GET, "/api/v1/session"),
+        (Method::DELETE, "/api/v1/session"),
+        (Method::POST, "/api/v1/session/password"),
+        (Method::GET, "/metrics"),
+    ];
+    for (method, path) in routes {
+        let r = anonymous.send(method.clone(), path, json!({}));
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            text(&r)
+        );
+    }
+    // A made-up cookie is nobody.
+    let forged = Browser {
+        cookie: Some("00".repeat(32)),
+        ..Browser::new(&m)
+    };
+    assert_eq!(
+        forged
+            .send(Method::GET, "/api/v1/computers", Value::Null)
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        forged.send(Method::GET, "/", Value::Null).status,
+        StatusCode::SEE_OTHER
+    );
+    // What the login page needs is public, and locked down.
+    for public in [
+        "/login",
+        "/assets/login.js",
+        "/assets/style.css",
+        "/healthz",
+        "/readyz",
+    ] {
+        let r = anonymous.send(Method::GET, public, Value::Null);
+        assert_eq!(r.status, StatusCode::OK, "{public}");
+        assert_eq!(header(&r, "x-frame-options"), "DENY", "{public}");
+        assert!(header(&r, "content-security-policy").contains("default-src 'self'"));
+    }
+    assert!(
+        header(
+            &anonymous.send(Method::GET, "/login", Value::Null),
+            "content-type"
+        )
+        .starts_with("text/html")
+    );
+    assert_eq!(
+        anonymous
+            .send(Method::GET, "/assets/../admin-api-key", Value::Null)
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    let mut b = Browser::new(&m);
+    let r = b.login("Admin", &m.admin_password());
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    assert_eq!(json_of(&r)["must_change_password"], true);
+    let cookie = header(&r, "set-cookie").to_string();
+    for part in [
+        "picket_session=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+
+    // Until a password is chosen, only the session routes answer; pages load (they show the form).
+    let r = b.send(Method::GET, "/api/v1/computers", Value::Null);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        text(&r).contains("change the one-time password"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(
+        b.send(Method::GET, "/computers", Value::Null).status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        json_of(&b.send(Method::GET, "/api/v1/session", Value::Null))["user"],
+        "admin"
+    );
+
+    let change = |b: &Browser, current: &str, new: &str| {
+        b.send(
+            Method::POST,
+            "/api/v1/session/password",
+            json!({"current_password": current, "new_password": new}),
+        )
+    };
+    let r = change(&b, "not it", NEW_PASSWORD);
+    assert_eq!(
+        (r.status, json_of(&r)["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("current_password"))
+    );
+    let r = change(&b, &m.admin_password(), "short");
+    assert_eq!(
+        (r.status, json_of(&r)["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("new_password"))
+    );
+    assert!(text(&r).contains("at least 12"), "{}", text(&r));
+    let r = change(&b, &m.admin_password(), NEW_PASSWORD);
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", text(&r));
+
+    // Now everything answers, pages are the console, and the old password is gone.
+    assert_eq!(
+        b.send(Method::GET, "/api/v1/computers", Value::Null).status,
+        StatusCode::OK
+    );
+    let page = b.send(Method::GET, "/policies/1", Value::Null);
+    assert!(header(&page, "content-type").starts_with("text/html"));
+    let mut other = Browser::new(&m);
+    assert_eq!(
+        other.login("admin", &m.admin_password()).status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = other.login("admin", NEW_PASSWORD);
+    assert_eq!(json_of(&r)["must_change_password"], false);
+
+    // Logout ends the session and clears the cookie; the other session lives on.
+    let r = b.send(Method::DELETE, "/api/v1/session", Value::Null);
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(header(&r, "set-cookie").contains("Max-Age=0"));
+    assert_eq!(
+        b.send(Method::GET, "/api/v1/computers", Value::Null).status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        other
+            .send(Method::GET, "/api/v1/computers", Value::Null)
+            .status,
+        StatusCode::OK
+    );
+    // The API key still works beside sessions.
+    let r = m
+        .client()
+        .send(Method::GET, "/api/v1/computers", Vec::new(), Some(&key(&m)))
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[test]
+fn a_cross_site_request_with_the_session_cookie_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    let mut b = Browser::new(&m);
+    b.login_and_choose_password(&m);
+    let create = |name: &str| json!({"name": name});
+    for origin in [Some("https://evil.example"), Some("null"), None] {
+        let r = b.send_from(origin, Method::POST, "/api/v1/policies", create("Forged"));
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{origin:?}: {}", text(&r));
+        let r = b.send_from(origin, Method::DELETE, "/api/v1/session", Value::Null);
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{origin:?}");
+    }
+    // A cross-site login attempt is refused too, before the password is looked at.
+    let r = b.send_from(
+        Some("https://evil.example"),
+        Method::POST,
+        "/api/v1/session",
+        json!({"username": "admin", "password": NEW_PASSWORD}),
+    );
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let policies = m.cli_json(&["policies", "list"]);
+    assert!(!policies.to_string().contains("Forged"), "{policies}");
+    // From the console's own page it goes through.
+    assert_eq!(
+        b.send(Method::POST, "/api/v1/policies", create("Mine"))
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[test]
+fn wrong_passwords_are_refused_then_slowed_and_no_password_reaches_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start_with_env(&tmp.path().join("data"), &[("RUST_LOG", "debug")]);
+    let mut b = Browser::new(&m);
+    let guesses = ["guess-number-one", "guess-number-two", "guess-number-three"];
+    for guess in guesses {
+        let r = b.login("admin", guess);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", text(&r));
+        assert_eq!(json_of(&r)["error"]["field"], "password");
+        assert!(b.cookie.is_none());
+    }
+    // The third failure costs a wait: even the right password is not looked at until it passes.
+    let r = b.login("admin", &m.admin_password());
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", text(&r));
+    assert!(header(&r, "retry-after").parse::<u64>().unwrap() >= 1);
+    assert!(b.cookie.is_none());
+    let r = wait_for(Duration::from_secs(10), || {
+        let r = b.login("admin", &m.admin_password());
+        (r.status != StatusCode::TOO_MANY_REQUESTS).then_some(r)
+    });
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    // An unknown user gets the same answer as a wrong password.
+    let r = Browser::new(&m).login("root", "whatever-it-is");
+    assert_eq!(
+        (r.status, json_of(&r)["error"]["message"].clone()),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!("wrong user name or password")
+        )
+    );
+    b.send(
+        Method::POST,
+        "/api/v1/session/password",
+        json!({"current_password": m.admin_password(), "new_password": NEW_PASSWORD}),
+    );
+
+    let one_time = m.admin_password();
+    let (_, log) = m.stop();
+    assert!(log.contains("failed console login as \"admin\""), "{log}");
+    for secret in guesses
+        .iter()
+        .copied()
+        .chain([one_time.as_str(), NEW_PASSWORD])
+    {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
+
+#[test]
+fn reset_admin_password_prints_a_new_one_time_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let m = Manager::start(&dir);
+    let first = m.admin_password();
+    let reset = || {
+        std::process::Command::new(BIN)
+            .args(["manager", "--reset-admin-password", "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    // Not while the manager runs: the store is its.
+    let out = reset();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    m.stop();
+
+    let out = reset();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let second = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("New one-time password for the console user admin: "))
+        .unwrap()
+        .to_string();
+    assert_ne!(second, first);
+
+    let m = Manager::start(&dir);
+    let mut b = Browser::new(&m);
+    assert_eq!(b.login("admin", &first).status, StatusCode::UNAUTHORIZED);
+    let r = b.login("admin", &second);
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(json_of(&r)["must_change_password"], true);
+}
+
+#[test]
+fn metrics_count_sessions_and_computers_and_readyz_says_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    set_base(&m, "heartbeat.interval=1s");
+    let _agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "metered");
+    let client = m.client();
+    let scrape = || {
+        let r = client
+            .send(Method::GET, "/metrics", Vec::new(), Some(&key(&m)))
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        text(&r)
+    };
+    let text = wait_for(Duration::from_secs(20), || {
+        let t = scrape();
+        t.contains("picket_computers{status=\"online\"} 1")
+            .then_some(t)
+    });
+    for expected in [
+        "picket_sessions_total{dialer=\"agent\",kind=\"activation\",outcome=\"ok\"} 1",
+        "picket_session_duration_seconds_bucket",
+        "picket_store_commit_duration_seconds_count",
+        "picket_events_stored ",
+        "picket_alerts_active 0",
+    ] {
+        assert!(text.contains(expected), "no {expected} in\n{text}");
+    }
+    let heartbeats = |t: &str| -> u64 {
+        t.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "picket_sessions_total{dialer=\"agent\",kind=\"heartbeat\",outcome=\"ok\"} ",
+                )
+            })
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let before = heartbeats(&text);
+    wait_for(Duration::from_secs(20), || {
+        (heartbeats(&scrape()) > before).then_some(())
+    });
+
+    let r = Browser::new(&m).send(Method::GET, "/readyz", Value::Null);
+    assert_eq!(
+        (r.status, json_of(&r)["status"].clone()),
+        (StatusCode::OK, json!("ready"))
+    );
+}
