@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA ?= data
 
-.PHONY: run test check bench build
+.PHONY: run test check bench build browser-deps
 
 build:
 	$(CARGO) build --locked --release
@@ -10,8 +10,13 @@ build:
 run: build
 	./target/release/picket manager --data-dir $(DATA)
 
-test:
+test: browser-deps
 	$(CARGO) test --locked --all-targets
+
+# playwright-core for the browser test (tests/browser.rs), from the lock file; the browser itself
+# is Debian's chromium (.ci/run installs it), never a downloaded one.
+browser-deps:
+	@[ -d tests/browser/node_modules/playwright-core ] || npm ci --prefix tests/browser --no-audit --no-fund
 
 check:
 	$(CARGO) fmt --all -- --check
