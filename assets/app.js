@@ -1428,20 +1428,6 @@
     return null;
   }
 
-  // Same rule as on the login page: only a path on this site.
-  function safeNext(raw) {
-    if (typeof raw !== 'string' || !raw.startsWith('/') || raw.startsWith('//')) return '/';
-    if (/[\\\u0000-\u001f\u007f]/.test(raw)) return '/';
-    let url;
-    try {
-      url = new URL(raw, location.origin);
-    } catch (e) {
-      return '/';
-    }
-    if (url.origin !== location.origin || url.pathname === '/login' || url.pathname.startsWith('/api/')) return '/';
-    return url.pathname + url.search + url.hash;
-  }
-
   // ---------------------------------------------------------------- start
 
   async function logout() {

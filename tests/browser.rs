@@ -1,17 +1,18 @@
 //! End-to-end in a real browser: `tests/browser/console.mjs` drives the console in Debian's
 //! headless chromium (through playwright-core from npm; no downloaded browser) against a real
-//! manager with one real agent. `make test` installs the npm package; `.ci/run` installs
+//! manager, as a new administrator would: log in, create a token, run the agent command copied
+//! from the page, watch the computer come online, kill the agent and watch the alert appear. `make test` installs the npm package; `.ci/run` installs
 //! chromium and Node.js on a fresh machine. Screenshots of every page land in
 //! `target/tmp/console-screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
 mod support;
 
+use serde_json::json;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
-use support::Manager;
-use support::agent::{Agent, activation, set_base, wait_for};
+use support::agent::set_base;
+use support::{BIN, Manager};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -40,13 +41,9 @@ fn an_administrator_uses_the_console_in_a_browser() {
     check_tools(&browser_dir);
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("data"));
+    // Short enough that the offline alert shows within seconds of the kill.
     set_base(&m, "heartbeat.interval=2s");
     set_base(&m, "heartbeat.missed-before-alert=0");
-    let agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "web1");
-    wait_for(Duration::from_secs(20), || {
-        let list = m.cli_json(&["computers", "list"]);
-        (list["computers"][0]["status"] == "online").then_some(())
-    });
 
     let ports: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(m.dir.join("ports.json")).unwrap()).unwrap();
@@ -59,11 +56,8 @@ fn an_administrator_uses_the_console_in_a_browser() {
             format!("https://{}", ports["console"].as_str().unwrap()),
         )
         .env("PICKET_PASSWORD", m.admin_password())
-        .env(
-            "PICKET_AGENT_PID",
-            agent.child.as_ref().unwrap().id().to_string(),
-        )
-        .env("PICKET_HOSTNAME", "web1")
+        .env("PICKET_BIN", BIN)
+        .env("AGENT_DIR", tmp.path().join("agent"))
         .env("SCREENSHOTS", &screenshots)
         .output()
         .unwrap();
@@ -76,4 +70,11 @@ fn an_administrator_uses_the_console_in_a_browser() {
         m.log()
     );
     assert!(stdout.contains("console: all steps passed"), "{stdout}");
+    let computers = m.cli_json(&["computers", "list"]);
+    let web1 = &computers["computers"][0];
+    assert_eq!(
+        (&web1["hostname"], &web1["policy"], &web1["status"]),
+        (&json!("web1"), &json!("Servers"), &json!("offline")),
+        "{computers}"
+    );
 }
