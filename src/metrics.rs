@@ -35,8 +35,8 @@ pub enum Outcome {
 impl Dialer {
     fn label(self) -> &'static str {
         match self {
-            Dialer::Agent => "agent",
-            Dialer::Manager => "manager",
+            Dialer::Agent => "agent-initiated",
+            Dialer::Manager => "manager-initiated",
         }
     }
 }
@@ -59,17 +59,18 @@ impl Outcome {
     }
 }
 
-// Label values are the lowercase words Prometheus users expect, hence `&str` fields.
+// Label values are the lowercase words Prometheus users expect, hence `&str` fields. A
+// session's `direction` is who opened its connection, in the words of the setting.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
-    dialer: &'static str,
+    direction: &'static str,
     kind: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DialerLabels {
-    dialer: &'static str,
+    direction: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,14 +199,14 @@ impl Metrics {
     pub fn session(&self, dialer: Dialer, kind: SessionKind, outcome: Outcome, took: Duration) {
         self.sessions
             .get_or_create(&SessionLabels {
-                dialer: dialer.label(),
+                direction: dialer.label(),
                 kind: kind.label(),
                 outcome: outcome.label(),
             })
             .inc();
         self.session_seconds
             .get_or_create(&DialerLabels {
-                dialer: dialer.label(),
+                direction: dialer.label(),
             })
             .observe(took.as_secs_f64());
     }
@@ -282,9 +283,9 @@ mod tests {
             active_alerts: 2,
         });
         for line in [
-            "picket_sessions_total{dialer=\"manager\",kind=\"heartbeat\",outcome=\"ok\"} 1",
-            "picket_sessions_total{dialer=\"agent\",kind=\"heartbeat\",outcome=\"failed\"} 1",
-            "picket_session_duration_seconds_count{dialer=\"agent\"} 1",
+            "picket_sessions_total{direction=\"manager-initiated\",kind=\"heartbeat\",outcome=\"ok\"} 1",
+            "picket_sessions_total{direction=\"agent-initiated\",kind=\"heartbeat\",outcome=\"failed\"} 1",
+            "picket_session_duration_seconds_count{direction=\"agent-initiated\"} 1",
             "picket_store_commit_jobs_total 12",
             "picket_store_commit_duration_seconds_count 1",
             "picket_events_received_total 5",

@@ -458,7 +458,7 @@ fn metrics_count_sessions_and_computers_and_readyz_says_ready() {
             .then_some(t)
     });
     for expected in [
-        "picket_sessions_total{dialer=\"agent\",kind=\"activation\",outcome=\"ok\"} 1",
+        "picket_sessions_total{direction=\"agent-initiated\",kind=\"activation\",outcome=\"ok\"} 1",
         "picket_session_duration_seconds_bucket",
         "picket_store_commit_duration_seconds_count",
         "picket_events_stored ",
@@ -470,7 +470,7 @@ fn metrics_count_sessions_and_computers_and_readyz_says_ready() {
         t.lines()
             .find_map(|l| {
                 l.strip_prefix(
-                    "picket_sessions_total{dialer=\"agent\",kind=\"heartbeat\",outcome=\"ok\"} ",
+                    "picket_sessions_total{direction=\"agent-initiated\",kind=\"heartbeat\",outcome=\"ok\"} ",
                 )
             })
             .map_or(0, |n| n.trim().parse().unwrap())
