@@ -44,6 +44,7 @@
     flash: null, // a notice to show on the next page rendered
     leaving: false, // on the way to /login: render nothing more
     refreshing: false,
+    background: 0, // requests of the poller in flight: sent marked, so they are not "use"
     lastActivity: Date.now(),
   };
 
@@ -241,6 +242,9 @@
 
   async function api(method, path, body) {
     const init = { method: method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+    // The poller's requests say so: the manager does not count them as use, so the session
+    // still ends after its idle timeout when nobody is at the screen.
+    if (state.background > 0) init.headers['X-Picket-Background'] = '1';
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -439,9 +443,11 @@
 
   // ---------------------------------------------------------------- polling
 
-  async function runRefresh(view) {
+  // `background`: the poller's refresh, whose requests (until it ends) are marked as such.
+  async function runRefresh(view, background) {
     const gen = state.gen;
     state.refreshing = true;
+    if (background) state.background += 1;
     try {
       await view.refresh();
       setConnection(null);
@@ -452,6 +458,7 @@
       else throw err;
     } finally {
       state.refreshing = false;
+      if (background) state.background -= 1;
     }
   }
 
@@ -471,16 +478,19 @@
   function poll() {
     tickTimes();
     if (document.hidden || state.refreshing || state.leaving || userIdle()) return;
-    if (state.view && state.view.refresh) runRefresh(state.view);
+    if (state.view && state.view.refresh) runRefresh(state.view, true);
     refreshAlertCount();
   }
 
   async function refreshAlertCount() {
     if (state.session.must_change_password) return; // refused (403) until then
+    state.background += 1;
     try {
       const data = await api('GET', '/alerts');
       setAlertCount(data.alerts.length);
-    } catch (e) { /* the page's own refresh reports trouble */ }
+    } catch (e) { /* the page's own refresh reports trouble */ } finally {
+      state.background -= 1;
+    }
   }
 
   function setAlertCount(n) {

@@ -18,7 +18,7 @@ const NEW_PASSWORD: &str = "a passphrase of my own";
 struct Browser {
     client: ApiClient,
     origin: String,
-    cookie: Option<String>,
+    cookie: std::cell::RefCell<Option<String>>,
 }
 
 impl Browser {
@@ -29,7 +29,7 @@ impl Browser {
         Browser {
             client: m.client(),
             origin: format!("https://{}", ports["console"].as_str().unwrap()),
-            cookie: None,
+            cookie: std::cell::RefCell::new(None),
         }
     }
 
@@ -40,7 +40,11 @@ impl Browser {
         path: &str,
         body: Value,
     ) -> RawResponse {
-        let cookie = self.cookie.as_ref().map(|c| format!("picket_session={c}"));
+        let cookie = self
+            .cookie
+            .borrow()
+            .as_ref()
+            .map(|c| format!("__Host-picket_session={c}"));
         let mut headers = Vec::new();
         if let Some(c) = &cookie {
             headers.push(("cookie", c.as_str()));
@@ -53,9 +57,21 @@ impl Browser {
         } else {
             body.to_string().into_bytes()
         };
-        self.client
+        let r = self
+            .client
             .send_with_headers(method, path, body, None, &headers)
-            .unwrap()
+            .unwrap();
+        // Kept like a browser keeps it: a new cookie replaces the old, Max-Age=0 removes it.
+        if let Some(set) = r.headers.get("set-cookie") {
+            let set = set.to_str().unwrap();
+            let value = set
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("__Host-picket_session=");
+            *self.cookie.borrow_mut() = (!value.is_empty()).then(|| value.to_string());
+        }
+        r
     }
 
     fn send(&self, method: Method, path: &str, body: Value) -> RawResponse {
@@ -63,26 +79,16 @@ impl Browser {
         self.send_from(Some(&origin), method, path, body)
     }
 
-    fn login(&mut self, user: &str, password: &str) -> RawResponse {
-        let r = self.send(
+    fn login(&self, user: &str, password: &str) -> RawResponse {
+        self.send(
             Method::POST,
             "/api/v1/session",
             json!({"username": user, "password": password}),
-        );
-        if let Some(set) = r.headers.get("set-cookie") {
-            let set = set.to_str().unwrap();
-            let value = set
-                .split(';')
-                .next()
-                .unwrap()
-                .trim_start_matches("picket_session=");
-            self.cookie = Some(value.to_string());
-        }
-        r
+        )
     }
 
     /// Logs in with the one-time password and replaces it, as the console asks.
-    fn login_and_choose_password(&mut self, m: &Manager) {
+    fn login_and_choose_password(&self, m: &Manager) {
         assert_eq!(
             self.login("admin", &m.admin_password()).status,
             StatusCode::OK
@@ -182,7 +188,7 @@ fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
     }
     // A made-up cookie is nobody.
     let forged = Browser {
-        cookie: Some("00".repeat(32)),
+        cookie: std::cell::RefCell::new(Some("00".repeat(32))),
         ..Browser::new(&m)
     };
     assert_eq!(
@@ -227,13 +233,13 @@ fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
 fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("data"));
-    let mut b = Browser::new(&m);
+    let b = Browser::new(&m);
     let r = b.login("Admin", &m.admin_password());
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
     assert_eq!(json_of(&r)["must_change_password"], true);
     let cookie = header(&r, "set-cookie").to_string();
     for part in [
-        "picket_session=",
+        "__Host-picket_session=",
         "HttpOnly",
         "Secure",
         "SameSite=Strict",
@@ -249,6 +255,10 @@ fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
         text(&r).contains("change the one-time password"),
         "{}",
         text(&r)
+    );
+    assert_eq!(
+        b.send(Method::GET, "/metrics", Value::Null).status,
+        StatusCode::FORBIDDEN
     );
     assert_eq!(
         b.send(Method::GET, "/computers", Value::Null).status,
@@ -277,8 +287,21 @@ fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
         (StatusCode::BAD_REQUEST, json!("new_password"))
     );
     assert!(text(&r).contains("at least 12"), "{}", text(&r));
+    let one_time_session = b.cookie.borrow().clone();
     let r = change(&b, &m.admin_password(), NEW_PASSWORD);
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", text(&r));
+    // The session carries on under a new token; the one the one-time password opened is dead.
+    assert_ne!(*b.cookie.borrow(), one_time_session);
+    let stale = Browser {
+        cookie: std::cell::RefCell::new(one_time_session),
+        ..Browser::new(&m)
+    };
+    assert_eq!(
+        stale
+            .send(Method::GET, "/api/v1/session", Value::Null)
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Now everything answers, pages are the console, and the old password is gone.
     assert_eq!(
@@ -287,7 +310,7 @@ fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
     );
     let page = b.send(Method::GET, "/policies/1", Value::Null);
     assert!(header(&page, "content-type").starts_with("text/html"));
-    let mut other = Browser::new(&m);
+    let other = Browser::new(&m);
     assert_eq!(
         other.login("admin", &m.admin_password()).status,
         StatusCode::UNAUTHORIZED
@@ -295,10 +318,14 @@ fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
     let r = other.login("admin", NEW_PASSWORD);
     assert_eq!(json_of(&r)["must_change_password"], false);
 
-    // Logout ends the session and clears the cookie; the other session lives on.
+    // Logout ends the session and clears the cookie; the token is dead even if replayed; the
+    // other session lives on.
+    let token = b.cookie.borrow().clone();
     let r = b.send(Method::DELETE, "/api/v1/session", Value::Null);
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(header(&r, "set-cookie").contains("Max-Age=0"));
+    assert!(b.cookie.borrow().is_none());
+    *b.cookie.borrow_mut() = token;
     assert_eq!(
         b.send(Method::GET, "/api/v1/computers", Value::Null).status,
         StatusCode::UNAUTHORIZED
@@ -321,7 +348,7 @@ fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
 fn a_cross_site_request_with_the_session_cookie_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("data"));
-    let mut b = Browser::new(&m);
+    let b = Browser::new(&m);
     b.login_and_choose_password(&m);
     let create = |name: &str| json!({"name": name});
     for origin in [Some("https://evil.example"), Some("null"), None] {
@@ -352,24 +379,30 @@ fn a_cross_site_request_with_the_session_cookie_is_refused() {
 fn wrong_passwords_are_refused_then_slowed_and_no_password_reaches_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start_with_env(&tmp.path().join("data"), &[("RUST_LOG", "debug")]);
-    let mut b = Browser::new(&m);
+    let b = Browser::new(&m);
     let guesses = ["guess-number-one", "guess-number-two", "guess-number-three"];
     for guess in guesses {
         let r = b.login("admin", guess);
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", text(&r));
         assert_eq!(json_of(&r)["error"]["field"], "password");
-        assert!(b.cookie.is_none());
+        assert!(b.cookie.borrow().is_none());
     }
     // The third failure costs a wait: even the right password is not looked at until it passes.
     let r = b.login("admin", &m.admin_password());
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", text(&r));
     assert!(header(&r, "retry-after").parse::<u64>().unwrap() >= 1);
-    assert!(b.cookie.is_none());
+    assert!(b.cookie.borrow().is_none());
     let r = wait_for(Duration::from_secs(10), || {
         let r = b.login("admin", &m.admin_password());
         (r.status != StatusCode::TOO_MANY_REQUESTS).then_some(r)
     });
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    // A name no user could have is refused before it is kept or logged.
+    let r = Browser::new(&m).login(&"n".repeat(5000), "whatever-it-is");
+    assert_eq!(
+        (r.status, json_of(&r)["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("username"))
+    );
     // An unknown user gets the same answer as a wrong password.
     let r = Browser::new(&m).login("root", "whatever-it-is");
     assert_eq!(
@@ -431,7 +464,7 @@ fn reset_admin_password_prints_a_new_one_time_password() {
     assert_ne!(second, first);
 
     let m = Manager::start(&dir);
-    let mut b = Browser::new(&m);
+    let b = Browser::new(&m);
     assert_eq!(b.login("admin", &first).status, StatusCode::UNAUTHORIZED);
     let r = b.login("admin", &second);
     assert_eq!(r.status, StatusCode::OK);

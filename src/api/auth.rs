@@ -8,8 +8,10 @@ use super::sessions::{Session, TokenHash};
 use crate::pki;
 use hyper::Method;
 
-/// The cookie that carries a console session's token.
-pub const SESSION_COOKIE: &str = "picket_session";
+/// The cookie that carries a console session's token. The `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, for `/`, and without a `Domain`: a page on another port or
+/// a sibling host cannot plant or overwrite it.
+pub const SESSION_COOKIE: &str = "__Host-picket_session";
 
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -28,7 +30,13 @@ pub fn caller(state: &ApiState, req: &ApiRequest) -> Result<Option<Caller>, ApiE
     };
     let token = pki::sha256(token.as_bytes());
     let now = state.clock.now();
-    let session = state.console.sessions().touch(&token, now);
+    // The console's background refreshes do not count as use: a session left open on a screen
+    // nobody looks at still ends after its idle timeout.
+    let session = if req.background {
+        state.console.sessions().peek(&token, now)
+    } else {
+        state.console.sessions().touch(&token, now)
+    };
     Ok(session.map(|session| Caller::Session { token, session }))
 }
 
@@ -82,21 +90,13 @@ pub fn check_same_origin(req: &ApiRequest) -> Result<(), ApiError> {
 }
 
 /// A user who logged in with a generated password may only look at their session, log out or
-/// choose a password.
-pub fn check_password_chosen(caller: &Caller, req: &ApiRequest) -> Result<(), ApiError> {
+/// choose a password (the router lets those routes through without this check).
+pub fn check_password_chosen(caller: &Caller) -> Result<(), ApiError> {
     match caller {
         Caller::Session { session, .. } if session.must_change_password => {
-            let allowed = req
-                .path
-                .trim_end_matches('/')
-                .starts_with("/api/v1/session");
-            if allowed {
-                Ok(())
-            } else {
-                Err(ApiError::forbidden(
-                    "the password you logged in with was a one-time password: change the one-time password first (POST /api/v1/session/password)",
-                ))
-            }
+            Err(ApiError::forbidden(
+                "the password you logged in with was a one-time password: change the one-time password first (POST /api/v1/session/password)",
+            ))
         }
         _ => Ok(()),
     }
@@ -127,17 +127,22 @@ mod tests {
             origin: origin.map(str::to_string),
             host: Some("127.0.0.1:4119".into()),
             peer: None,
+            background: false,
             body: Vec::new(),
         }
     }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
-        let r = request(Method::GET, None, &["a=1; picket_session=abc ; b=2"]);
+        let r = request(Method::GET, None, &["a=1; __Host-picket_session=abc ; b=2"]);
         assert_eq!(session_token(&r), Some("abc"));
-        let r = request(Method::GET, None, &["a=1", "picket_session=def"]);
+        let r = request(Method::GET, None, &["a=1", "__Host-picket_session=def"]);
         assert_eq!(session_token(&r), Some("def"));
-        let r = request(Method::GET, None, &["picket_sessionx=1; picket_session="]);
+        let r = request(
+            Method::GET,
+            None,
+            &["picket_session=1; __Host-picket_session="],
+        );
         assert_eq!(session_token(&r), None);
     }
 
@@ -168,7 +173,7 @@ mod tests {
     fn cookies_are_http_only_secure_and_strict() {
         let c = session_cookie("t0k");
         for part in [
-            "picket_session=t0k",
+            "__Host-picket_session=t0k",
             "HttpOnly",
             "Secure",
             "SameSite=Strict",

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub field: Option<String>,
+    /// For 429 and 503: seconds before trying again is worth it.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -29,6 +32,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
         }
     }
 
@@ -42,6 +46,15 @@ impl ApiError {
 
     pub fn forbidden(message: &str) -> Self {
         ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// A refused login: the same words for an unknown user and a wrong password.
+    pub fn bad_credentials() -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            field: Some("password".into()),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password")
+        }
     }
 
     pub fn body(&self) -> Value {
@@ -71,6 +84,7 @@ impl From<PolicyError> for ApiError {
             status,
             message: e.to_string(),
             field: Some(e.field()),
+            retry_after: None,
         }
     }
 }
@@ -110,6 +124,7 @@ impl From<ActivationError> for ApiError {
             status,
             message: e.to_string(),
             field: e.field().map(str::to_string),
+            retry_after: None,
         }
     }
 }

@@ -7,22 +7,34 @@ use super::input;
 use super::password;
 use super::router::{ApiRequest, ApiResponse, ApiState};
 use super::sessions::{IDLE_TIMEOUT, Sessions};
-use super::throttle::{LoginKey, LoginThrottle};
+use super::throttle::{LoginKey, LoginThrottle, Refused};
+use crate::clock::Instant;
 use crate::metrics::Outcome;
 use crate::model::User;
 use crate::pki;
 use crate::store::Reads;
 use hyper::StatusCode;
 use serde_json::json;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 type Handled = Result<ApiResponse, ApiError>;
+
+/// Argon2 checks running at once, at most. Each takes 19 MiB and a core for a few tens of
+/// milliseconds; a burst of logins must not starve the agents' sessions of CPU or the box of
+/// memory.
+const MAX_HASHING: usize = 2;
+/// Longest user name looked at: longer ones are refused before they are kept or logged.
+const MAX_USER_NAME: usize = 128;
 
 /// What the console keeps in memory.
 #[derive(Debug)]
 pub struct Console {
     sessions: Mutex<Sessions>,
     throttle: Mutex<LoginThrottle>,
+    hashing: AtomicUsize,
+    /// Checked for unknown users, so that they cost what a wrong password costs.
+    dummy_hash: Option<String>,
 }
 
 impl Default for Console {
@@ -30,6 +42,8 @@ impl Default for Console {
         Console {
             sessions: Mutex::new(Sessions::new(IDLE_TIMEOUT)),
             throttle: Mutex::new(LoginThrottle::default()),
+            hashing: AtomicUsize::new(0),
+            dummy_hash: password::hash("not a password").ok(),
         }
     }
 }
@@ -44,6 +58,54 @@ impl Console {
     fn throttle(&self) -> MutexGuard<'_, LoginThrottle> {
         self.throttle.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Claims the throttle for `key` and a hashing slot, or says why not (429 or 503).
+    fn begin_check(&self, key: &LoginKey, now: Instant) -> Result<HashSlot<'_>, ApiError> {
+        match self.throttle().begin(key, now) {
+            Ok(()) => {}
+            Err(Refused::Wait(wait)) => {
+                let secs = u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX);
+                return Err(too_many(
+                    format!("too many failed logins; try again in {secs} s"),
+                    secs,
+                ));
+            }
+            Err(Refused::InFlight) => {
+                return Err(too_many(
+                    "another attempt for this user from your address is being checked".into(),
+                    1,
+                ));
+            }
+        }
+        if self.hashing.fetch_add(1, Ordering::SeqCst) >= MAX_HASHING {
+            self.hashing.fetch_sub(1, Ordering::SeqCst);
+            self.throttle().abandon(key);
+            return Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the manager is checking other logins; try again in a second",
+                )
+            });
+        }
+        Ok(HashSlot(&self.hashing))
+    }
+}
+
+/// A hashing slot, given back when dropped.
+struct HashSlot<'a>(&'a AtomicUsize);
+
+impl Drop for HashSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn too_many(message: String, retry_after: u64) -> ApiError {
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)
+    }
 }
 
 /// `POST /api/v1/session {"username", "password"}`.
@@ -52,51 +114,46 @@ pub fn login(state: &ApiState, req: &ApiRequest) -> Handled {
         auth::check_same_origin(req)?;
     }
     let (name, password) = input::credentials(input::object(&req.body)?)?;
+    check_lengths(&name, &password)?;
     let key = LoginKey::new(req.peer, &name);
-    let now = state.clock.now();
-    if let Some(wait) = state.console.throttle().wait(&key, now) {
-        let secs = wait.as_secs() + 1;
-        return Ok(ApiResponse {
-            retry_after: Some(secs),
-            ..ApiResponse::error(&ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed logins; try again in {secs} s"),
-            ))
-        });
-    }
-    let user = state.store.read()?.user(&name)?;
-    if !password_matches(user.as_ref(), &password)? {
-        let wait = state.console.throttle().failed(key, state.clock.now());
-        state.metrics.login(Outcome::Failed);
-        log::warn!(
-            "failed console login as {name:?} from {}; next attempt allowed in {} s",
-            peer_name(req),
-            wait.as_secs()
-        );
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "wrong user name or password".into(),
-            field: Some("password".into()),
-        });
-    }
-    let Some(user) = user else {
-        return Err(ApiError::unauthorized("wrong user name or password"));
+    let console = &state.console;
+    let slot = console.begin_check(&key, state.clock.now())?;
+    let checked = state
+        .store
+        .read()
+        .map_err(ApiError::from)
+        .and_then(|txn| txn.user(&name).map_err(ApiError::from))
+        .and_then(|user| Ok((password_matches(console, user.as_ref(), &password)?, user)));
+    drop(slot);
+    let user = match checked {
+        Err(e) => {
+            console.throttle().abandon(&key);
+            return Err(e);
+        }
+        Ok((true, Some(user))) => user,
+        Ok((_, user)) => {
+            let wait = console.throttle().failed(key, state.clock.now());
+            state.metrics.login(Outcome::Failed);
+            // Only a known name is logged: an unknown one may be a password typed in the wrong
+            // field.
+            let who = user.map_or_else(
+                || "an unknown user name".to_string(),
+                |u| format!("{:?}", u.name),
+            );
+            log::warn!(
+                "failed console login as {who} from {}; next attempt allowed in {} s",
+                peer_name(req),
+                wait.as_secs()
+            );
+            return Err(ApiError::bad_credentials());
+        }
     };
-    state.console.throttle().succeeded(&key);
+    console.throttle().succeeded(&key);
     state.metrics.login(Outcome::Ok);
-    let token = pki::random_secret().map_err(|e| {
-        log::error!("cannot make a session token: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot start a session")
-    })?;
-    state.console.sessions().open(
-        pki::sha256(token.as_bytes()),
-        &user.name,
-        user.must_change_password,
-        state.clock.now(),
-    );
+    let cookie = open_session(state, &user.name, user.must_change_password)?;
     log::info!("console login as {:?} from {}", user.name, peer_name(req));
     Ok(ApiResponse {
-        set_cookie: Some(auth::session_cookie(&token)),
+        set_cookie: Some(cookie),
         ..ApiResponse::ok(json!({
             "user": user.name,
             "must_change_password": user.must_change_password,
@@ -104,14 +161,48 @@ pub fn login(state: &ApiState, req: &ApiRequest) -> Handled {
     })
 }
 
+fn check_lengths(name: &str, password: &str) -> Result<(), ApiError> {
+    if name.len() > MAX_USER_NAME {
+        return Err(ApiError::bad_field(
+            "username",
+            format!("a user name has at most {MAX_USER_NAME} bytes"),
+        ));
+    }
+    if password.len() > password::MAX_LENGTH {
+        return Err(ApiError::bad_field(
+            "password",
+            format!("a password has at most {} bytes", password::MAX_LENGTH),
+        ));
+    }
+    Ok(())
+}
+
+/// A new session for `user`; returns its `Set-Cookie`.
+fn open_session(state: &ApiState, user: &str, must_change: bool) -> Result<String, ApiError> {
+    let token = pki::random_secret().map_err(|e| {
+        log::error!("cannot make a session token: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot start a session")
+    })?;
+    state.console.sessions().open(
+        pki::sha256(token.as_bytes()),
+        user,
+        must_change,
+        state.clock.now(),
+    );
+    Ok(auth::session_cookie(&token))
+}
+
 /// Checks the password against the user's hash. For an unknown user a dummy hash is checked
 /// all the same, so the answer's timing does not tell which user names exist.
-fn password_matches(user: Option<&User>, password: &str) -> Result<bool, ApiError> {
-    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+fn password_matches(
+    console: &Console,
+    user: Option<&User>,
+    password: &str,
+) -> Result<bool, ApiError> {
     match user {
         Some(user) => Ok(password::verify(password, &user.password_hash)?),
         None => {
-            if let Some(dummy) = DUMMY.get_or_init(|| password::hash("not a password").ok()) {
+            if let Some(dummy) = &console.dummy_hash {
                 let _ = password::verify(password, dummy);
             }
             Ok(false)
@@ -153,7 +244,7 @@ pub fn logout(state: &ApiState, caller: &Caller) -> Handled {
 }
 
 /// `POST /api/v1/session/password {"current_password", "new_password"}`: the logged-in user's
-/// own password. Every other session of the user ends.
+/// own password. Every other session of the user ends, and this one gets a new token.
 pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> Handled {
     let Caller::Session { token, session } = caller else {
         return Err(ApiError::bad_field(
@@ -162,15 +253,10 @@ pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> H
         ));
     };
     let (current, new) = input::password_change(input::object(&req.body)?)?;
-    let key = LoginKey::new(req.peer, &session.user);
-    let now = state.clock.now();
-    if let Some(wait) = state.console.throttle().wait(&key, now) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many wrong passwords; try again in {} s",
-                wait.as_secs() + 1
-            ),
+    if current.len() > password::MAX_LENGTH {
+        return Err(ApiError::bad_field(
+            "current_password",
+            "the current password is wrong",
         ));
     }
     let user = state
@@ -178,12 +264,24 @@ pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> H
         .read()?
         .user(&session.user)?
         .ok_or_else(|| ApiError::unauthorized("this session's user no longer exists"))?;
-    if !password::verify(&current, &user.password_hash)? {
-        state.console.throttle().failed(key, state.clock.now());
-        return Err(ApiError::bad_field(
-            "current_password",
-            "the current password is wrong",
-        ));
+    let key = LoginKey::new(req.peer, &session.user);
+    let console = &state.console;
+    let slot = console.begin_check(&key, state.clock.now())?;
+    let matches = password::verify(&current, &user.password_hash);
+    drop(slot);
+    match matches {
+        Err(e) => {
+            console.throttle().abandon(&key);
+            return Err(e.into());
+        }
+        Ok(false) => {
+            console.throttle().failed(key, state.clock.now());
+            return Err(ApiError::bad_field(
+                "current_password",
+                "the current password is wrong",
+            ));
+        }
+        Ok(true) => console.throttle().succeeded(&key),
     }
     if let Some(why) = password::weakness(&new, &current, &user.name) {
         return Err(ApiError::bad_field("new_password", why));
@@ -197,10 +295,12 @@ pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> H
     let mut txn = state.store.write()?;
     txn.put_user(&changed)?;
     txn.commit()?;
-    state
-        .console
-        .sessions()
-        .password_changed(&changed.name, Some(token));
+    console.sessions().password_changed(&changed.name, None);
+    let cookie = open_session(state, &changed.name, false)?;
+    let _ = token;
     log::info!("console user {:?} changed their password", changed.name);
-    Ok(ApiResponse::no_content())
+    Ok(ApiResponse {
+        set_cookie: Some(cookie),
+        ..ApiResponse::no_content()
+    })
 }

@@ -50,8 +50,9 @@ impl ApiState {
     }
 }
 
-/// A request with its body already read and size-checked.
-#[derive(Debug, Clone)]
+/// A request with its body already read and size-checked. Its `Debug` leaves out the
+/// credentials and the body (which may hold a password), so no log line can carry them.
+#[derive(Clone)]
 pub struct ApiRequest {
     pub method: Method,
     pub path: String,
@@ -64,7 +65,23 @@ pub struct ApiRequest {
     pub host: Option<String>,
     /// The client's address, for the failed-login delay and the log.
     pub peer: Option<IpAddr>,
+    /// Sent by the console's own refreshes (`X-Picket-Background`): not a user's action.
+    pub background: bool,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("origin", &self.origin)
+            .field("host", &self.host)
+            .field("peer", &self.peer)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -112,7 +129,10 @@ impl ApiResponse {
     }
 
     pub fn error(e: &ApiError) -> Self {
-        ApiResponse::with_status(e.status, e.body())
+        ApiResponse {
+            retry_after: e.retry_after,
+            ..ApiResponse::with_status(e.status, e.body())
+        }
     }
 
     pub fn raw(content_type: &'static str, bytes: Cow<'static, [u8]>) -> Self {
@@ -173,14 +193,16 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
         ["login"] => only(m, Method::GET, "GET", || Ok(login_page(state, req)))?,
         ["assets", name] => only(m, Method::GET, "GET", || asset(name))?,
         ["metrics"] => only(m, Method::GET, "GET", || {
-            required_caller(state, req)?;
+            checked_caller(state, req, false)?;
             metrics(state)
         })?,
         ["api", "v1", "session"] if *m == Method::POST => login::login(state, req),
-        ["api", "v1", rest @ ..] => match checked_caller(state, req) {
-            Ok(caller) => api_v1(state, req, &caller, rest)?,
-            Err(e) => Err(e),
-        },
+        ["api", "v1", rest @ ..] => {
+            match checked_caller(state, req, rest.first() == Some(&"session")) {
+                Ok(caller) => api_v1(state, req, &caller, rest)?,
+                Err(e) => Err(e),
+            }
+        }
         page if assets::is_page(page) => {
             only(m, Method::GET, "GET", || Ok(console_page(state, req)))?
         }
@@ -200,12 +222,19 @@ fn required_caller(state: &ApiState, req: &ApiRequest) -> Result<Caller, ApiErro
     })
 }
 
-/// [`required_caller`], and for a console session the checks every API request passes.
-fn checked_caller(state: &ApiState, req: &ApiRequest) -> Result<Caller, ApiError> {
+/// [`required_caller`], and for a console session the checks every request passes: same
+/// origin, and a password of the user's own unless `session_route` (the routes that choose one).
+fn checked_caller(
+    state: &ApiState,
+    req: &ApiRequest,
+    session_route: bool,
+) -> Result<Caller, ApiError> {
     let caller = required_caller(state, req)?;
     if let Caller::Session { .. } = caller {
         auth::check_same_origin(req)?;
-        auth::check_password_chosen(&caller, req)?;
+        if !session_route {
+            auth::check_password_chosen(&caller)?;
+        }
     }
     Ok(caller)
 }
@@ -328,7 +357,14 @@ fn readyz(state: &ApiState) -> Handled {
             status: StatusCode::SERVICE_UNAVAILABLE,
             ..ApiResponse::ok(json!({
                 "status": "not ready",
-                "store": store.map_or_else(|e| e.to_string(), |_| "open".to_string()),
+                // The error itself (paths and all) is for the log, not for whoever asks.
+                "store": store.map_or_else(
+                    |e| {
+                        log::error!("readyz: the store does not answer: {e}");
+                        "failing: see the manager's log".to_string()
+                    },
+                    |_| "open".to_string(),
+                ),
                 "listeners": if listening { "up" } else { "not up" },
             }))
         }),

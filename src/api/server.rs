@@ -93,6 +93,7 @@ async fn respond(
         origin: text(header::ORIGIN),
         host: text(header::HOST),
         peer: Some(peer),
+        background: parts.headers.contains_key("x-picket-background"),
         body,
     };
     let response = smol::unblock(move || handle(&state, &request)).await;

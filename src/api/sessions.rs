@@ -78,6 +78,16 @@ impl Sessions {
         Some(session.clone())
     }
 
+    /// The session of this token if it is still live, without counting this as use.
+    pub fn peek(&mut self, token: &TokenHash, now: Instant) -> Option<Session> {
+        let session = self.live.get(token)?;
+        if !live_at(session, self.idle, now) {
+            self.live.remove(token);
+            return None;
+        }
+        Some(session.clone())
+    }
+
     pub fn close(&mut self, token: &TokenHash) -> bool {
         self.live.remove(token).is_some()
     }
@@ -85,8 +95,10 @@ impl Sessions {
     /// After a password change: every other session of the user ends (whoever knew the old
     /// password is out), and the one that changed it may do everything again.
     pub fn password_changed(&mut self, user: &str, keep: Option<&TokenHash>) {
+        // Names compare as the store compares them.
+        let user = user.to_lowercase();
         self.live
-            .retain(|t, s| !s.user.eq_ignore_ascii_case(user) || Some(t) == keep);
+            .retain(|t, s| s.user.to_lowercase() != user || Some(t) == keep);
         if let Some(session) = keep.and_then(|t| self.live.get_mut(t)) {
             session.must_change_password = false;
         }
@@ -128,6 +140,24 @@ mod tests {
         assert_eq!(s.touch(&token(1), clock.now()), None);
         assert!(s.is_empty(), "the expired session is forgotten");
         assert_eq!(s.touch(&token(2), clock.now()), None);
+    }
+
+    #[test]
+    fn a_peek_sees_the_session_but_does_not_keep_it_alive() {
+        let clock = ManualClock::new(WallMs(0));
+        let mut s = Sessions::new(Duration::from_secs(60));
+        s.open(token(1), "admin", false, clock.now());
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(10));
+            assert!(s.peek(&token(1), clock.now()).is_some());
+        }
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(
+            s.peek(&token(1), clock.now()),
+            None,
+            "60 s after the last use"
+        );
+        assert!(s.is_empty());
     }
 
     #[test]
