@@ -63,3 +63,17 @@ pub async fn write<T: Serialize, S: AsyncWrite + Unpin>(
     stream.write_all(&frame).await.map_err(FrameError::Io)?;
     stream.flush().await.map_err(FrameError::Io)
 }
+
+/// Writes several messages with one flush: a session step that answers with more than one
+/// message (`Ack` then `Done`, say) costs one TLS record and one system call, not one each.
+pub async fn write_all<T: Serialize, S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    messages: &[T],
+) -> Result<(), FrameError> {
+    let mut frames = Vec::new();
+    for message in messages {
+        frames.extend_from_slice(&encode(message).map_err(FrameError::Proto)?);
+    }
+    stream.write_all(&frames).await.map_err(FrameError::Io)?;
+    stream.flush().await.map_err(FrameError::Io)
+}

@@ -13,8 +13,8 @@ use crate::net::within;
 use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
 use crate::proto::{
-    Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerOutput, ManagerSession, Purpose,
-    SessionParams, SessionSummary,
+    Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerMsg, ManagerOutput, ManagerSession,
+    Purpose, SessionParams, SessionSummary,
 };
 use crate::store::{Reads, Store, Writer};
 use futures_rustls::TlsAcceptor;
@@ -98,15 +98,17 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut session = ManagerSession::new(port.clock.now(), params);
     let mut status_at = WallMs(0);
+    let mut outgoing = Vec::new();
     loop {
         while let Some(output) = session.poll_output() {
+            // Messages queue up and leave together just before the session waits on anything.
+            if let ManagerOutput::Send(message) = output {
+                outgoing.push(message);
+                continue;
+            }
+            send(tls, addr, &mut outgoing, &mut session).await;
             match output {
-                ManagerOutput::Send(message) => {
-                    if let Err(e) = framed::write(tls, &message).await {
-                        log::debug!("agent {addr}: write failed: {e}");
-                        session.handle_closed();
-                    }
-                }
+                ManagerOutput::Send(_) => {}
                 ManagerOutput::StoreEvents(events) => {
                     let computer = peer.computer.ok_or("events without a computer")?;
                     let steps = clock_steps(&events);
@@ -138,6 +140,10 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        if !outgoing.is_empty() {
+            send(tls, addr, &mut outgoing, &mut session).await;
+            continue;
+        }
         let wait = session
             .poll_timeout()
             .map_or(port.step_timeout, |d| d.saturating_since(port.clock.now()));
@@ -156,6 +162,23 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Writes the queued messages in one flush; a failed write is the connection closing.
+async fn send<S: AsyncWrite + Unpin>(
+    tls: &mut S,
+    addr: SocketAddr,
+    outgoing: &mut Vec<ManagerMsg>,
+    session: &mut ManagerSession,
+) {
+    if outgoing.is_empty() {
+        return;
+    }
+    if let Err(e) = framed::write_all(tls, outgoing).await {
+        log::debug!("agent {addr}: write failed: {e}");
+        session.handle_closed();
+    }
+    outgoing.clear();
 }
 
 fn count_session(port: &AgentPort, peer: &Peer, ok: bool, started: crate::clock::Instant) {
