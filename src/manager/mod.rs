@@ -151,7 +151,6 @@ fn serve_with_banner(
             dialer,
             metrics,
         });
-        data_dir::write_ports(dir, agent_addr, console_addr)?;
         if banner {
             print_banner(
                 &config,
@@ -161,6 +160,8 @@ fn serve_with_banner(
                 admin_password.as_deref(),
             );
         }
+        // After the banner: whoever waits for this file may read the banner at once.
+        data_dir::write_ports(dir, agent_addr, console_addr)?;
         let api_task = smol::spawn(api::serve(console, tls, state.clone()));
         let dialer_task = smol::spawn(dialer::run(port.clone(), dial_tls, dialer_events));
         let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));
