@@ -26,7 +26,7 @@ check:
 # each, plus the saturation and bare-TLS floor phases. A few minutes in all; the table goes to
 # target/bench.md and stdout (README.md shows the latest and how to read it).
 BENCH_AGENTS ?= 1000 10000 100000
-BENCH_FLAGS ?= --interval 1m --duration 30s --saturation 2000 --concurrency 32
+BENCH_FLAGS ?= --interval 1m --duration 30s --warmup --saturation 2000 --concurrency 32
 
 bench: build
 	@mkdir -p target

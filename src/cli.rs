@@ -460,6 +460,14 @@ pub struct BenchArgs {
     /// connections in flight during the saturation and floor phases (default 32)
     #[argh(option, default = "32")]
     pub concurrency: u64,
+    /// every session a full TLS handshake: agents keep no session ticket (by default each
+    /// resumes with the ticket of its previous session, as a real agent does)
+    #[argh(switch)]
+    pub full_handshakes: bool,
+    /// run one interval first, unmeasured, so that every agent holds a TLS ticket as in a
+    /// manager's steady state (the first interval after a manager start is all full handshakes)
+    #[argh(switch)]
+    pub warmup: bool,
     /// print the report as JSON
     #[argh(switch)]
     pub json: bool,

@@ -16,7 +16,7 @@ use picket::proto::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, StreamOwned};
 use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -294,7 +294,14 @@ fn activate(addr: &str, pin: [u8; 32], token: &str, hostname: &str) -> Result<Id
 /// configuration if the manager sends one, done. Returns the manager's next-heartbeat delay.
 fn heartbeat(addr: &str, id: &Identity) -> u64 {
     let config = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
+    heartbeat_with(addr, id, config).0
+}
+
+/// [`heartbeat`] over `config`, kept by the caller as `picket agent` keeps its own (with the
+/// TLS tickets it collects); also says whether the handshake was a full or a resumed one.
+fn heartbeat_with(addr: &str, id: &Identity, config: Arc<ClientConfig>) -> (u64, HandshakeKind) {
     let (mut tls, _) = handshake(addr, config).unwrap();
+    let kind = tls.conn.handshake_kind().unwrap();
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         agent_version: "0.1.0-test".into(),
@@ -318,7 +325,7 @@ fn heartbeat(addr: &str, id: &Identity) -> u64 {
             ManagerMsg::SetConfig { fingerprint, .. } => {
                 send(&mut tls, &AgentMsg::ConfigApplied { fingerprint }).unwrap();
             }
-            ManagerMsg::Done { next_heartbeat_ms } => return next_heartbeat_ms,
+            ManagerMsg::Done { next_heartbeat_ms } => return (next_heartbeat_ms, kind),
             other => panic!("unexpected message in a heartbeat: {other:?}"),
         }
     }
@@ -633,6 +640,50 @@ fn a_deleted_computer_is_refused_at_the_handshake_and_its_agent_keeps_retrying()
     assert!(agent.is_running(), "the agent exited: {}", agent.log());
 }
 
+#[test]
+fn an_agent_resumes_its_tls_session_and_a_deleted_computer_is_refused_even_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    let addr = agent_addr(&m);
+    let (token, _) = new_token(&m, &[]);
+    let id = activate(&addr, pin(&m), &token, "resumer").unwrap();
+    let config = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
+    assert_eq!(
+        heartbeat_with(&addr, &id, config.clone()).1,
+        HandshakeKind::Full
+    );
+    // The next heartbeat skips the certificate signatures: the manager's ticket resumes it.
+    assert_eq!(
+        heartbeat_with(&addr, &id, config.clone()).1,
+        HandshakeKind::Resumed
+    );
+    assert_eq!(
+        heartbeat_with(&addr, &id, config.clone()).1,
+        HandshakeKind::Resumed
+    );
+
+    // Deleted while it holds a ticket: the resumed handshake completes (it checks no
+    // certificate), then the manager refuses in words and closes, with no session.
+    let out = m.cli(&["computers", "delete", &id.computer.to_string()]);
+    assert!(out.status.success());
+    let (mut tls, local) = handshake(&addr, config).unwrap();
+    assert_eq!(tls.conn.handshake_kind(), Some(HandshakeKind::Resumed));
+    match recv(&mut tls).unwrap() {
+        ManagerMsg::Refused(r) => assert!(r.reason.contains("was deleted"), "{}", r.reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    wait_refusal_logged(&m, local, "its certificate belongs to no current computer");
+    // Without a ticket, it is the handshake that fails, as before.
+    let fresh = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
+    let line = wait_refusal_logged(
+        &m,
+        assert_refused_client(&addr, fresh),
+        "TLS handshake failed",
+    );
+    assert!(line.contains("Revoked"), "{line}");
+    assert!(computers(&m).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Plain TCP.
 
@@ -844,11 +895,19 @@ fn a_heartbeat_without_a_client_certificate_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // 8. Silent peers.
 
-/// True while the manager has neither closed `stream` nor sent anything on it.
+/// True while the manager has not closed `stream`. (It may have sent something: after a
+/// handshake, a TLS session ticket. The bytes are read and dropped, so only check a connection
+/// that is not used afterwards.)
 fn still_open(stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
-    let mut byte = [0u8; 1];
-    let open = matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    let mut buf = [0u8; 4096];
+    let open = loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => break false,
+            Ok(_) => continue,
+            Err(e) => break e.kind() == io::ErrorKind::WouldBlock,
+        }
+    };
     stream.set_nonblocking(false).unwrap();
     open
 }

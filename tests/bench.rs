@@ -28,6 +28,10 @@ fn a_short_bench_completes_sessions_without_failures_or_alerts() {
     assert_eq!(load["failures"], serde_json::json!({}), "{report}");
     assert_eq!(report["alerts"]["raised"], 0, "{report}");
     assert_eq!(report["saturation"]["sessions_completed"], 100, "{report}");
+    // Each agent's sessions after its first resume TLS with the manager's ticket; by the
+    // saturation phase every agent holds one.
+    assert!(load["sessions_resumed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["saturation"]["sessions_resumed"], 100, "{report}");
     assert_eq!(report["floor"]["failed"], 0, "{report}");
     // Each stopping agent's offline alert came within the run.
     let delays = report["alerts"]["offline_alert_delay_ms"]

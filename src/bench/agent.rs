@@ -30,9 +30,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What every simulated agent shares.
 pub struct Shared {
     pub manager: SocketAddr,
-    /// The real agent's client configuration (CA, ALPN, versions), without resumption: the
-    /// manager refuses it anyway, and a cache per agent would cost memory for nothing.
+    /// The real agent's client configuration (CA, ALPN, versions), without resumption; each
+    /// session sets its agent's certificate and, unless `resume` is off, its ticket store.
     pub template: ClientConfig,
+    pub resume: bool,
     pub clock: Arc<dyn Clock>,
     pub events_per_heartbeat: u32,
     /// The configuration fingerprint agents of each policy run, so the first session of a run
@@ -49,6 +50,10 @@ pub struct SimAgent {
     fingerprint: Option<Fingerprint>,
     ok: u64,
     failed: u64,
+    ticket: Arc<super::tickets::AgentTicket>,
+    /// Made once: rustls resumes a ticket only with the very resolver (by pointer) that was in
+    /// the configuration which received it.
+    resolver: Arc<dyn ResolvesClientCert>,
 }
 
 /// How long a good session took, from the start of the TCP connect.
@@ -60,6 +65,8 @@ pub struct Timing {
     /// Until the manager closed, after recording the heartbeat: the manager's whole handling.
     pub closed: Option<Duration>,
     pub events_acked: u64,
+    /// The TLS handshake resumed the agent's previous session (a ticket, no certificates).
+    pub resumed: bool,
 }
 
 /// Why a session failed, in words that group well in a report.
@@ -76,8 +83,8 @@ fn failure(reason: &'static str, detail: impl ToString) -> Failure {
     }
 }
 
-/// Presents one agent's certificate: a per-agent resolver on a clone of the shared template
-/// costs two small allocations per session instead of a whole configuration per agent.
+/// Presents one agent's certificate: a resolver per agent on a clone of the shared template
+/// costs one small allocation per agent instead of a whole configuration.
 #[derive(Debug)]
 struct Fixed(Arc<CertifiedKey>);
 
@@ -99,12 +106,14 @@ impl ResolvesClientCert for Fixed {
 impl SimAgent {
     pub fn new(id: Identity, fingerprint: Option<Fingerprint>) -> SimAgent {
         SimAgent {
-            id,
             last_seq: 0,
             acked: 0,
             fingerprint,
             ok: 0,
             failed: 0,
+            ticket: Arc::default(),
+            resolver: Arc::new(fixed(id.key.clone())),
+            id,
         }
     }
 
@@ -128,7 +137,10 @@ impl SimAgent {
             .ok_or_else(|| failure("timeout", "connecting"))?
             .map_err(|e| failure("connect", e))?;
         let mut config = shared.template.clone();
-        config.client_auth_cert_resolver = Arc::new(fixed(self.id.key.clone()));
+        config.client_auth_cert_resolver = self.resolver.clone();
+        if shared.resume {
+            config.resumption = rustls::client::Resumption::store(self.ticket.clone());
+        }
         let name = ServerName::IpAddress(shared.manager.ip().into());
         let mut tls = within(
             STEP_TIMEOUT,
@@ -138,6 +150,7 @@ impl SimAgent {
         .ok_or_else(|| failure("timeout", "TLS handshake"))?
         .map_err(|e| failure("tls handshake", e))?;
         let handshake = start.elapsed();
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let clock = shared.clock.as_ref();
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
@@ -176,6 +189,7 @@ impl SimAgent {
                             done,
                             closed,
                             events_acked: self.acked - acked_before,
+                            resumed,
                         });
                     }
                     AgentOutput::Finished(Err(ProtoError::Refused(reason))) => {

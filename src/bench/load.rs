@@ -3,6 +3,7 @@
 //! find the manager's saturated throughput.
 
 use super::agent::{Shared, SimAgent};
+use super::probe::CpuMark;
 use super::tally::Tally;
 use smol::Executor;
 use std::cmp::Reverse;
@@ -32,27 +33,49 @@ impl Jitter {
     }
 }
 
+/// When the interval-driven phase runs: sessions that start in the first `warmup` are run but
+/// not measured (they leave each agent holding a TLS ticket, as in a manager's steady state).
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub interval: Duration,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
 /// What the interval-driven phase measured.
 pub struct LoadResult {
     pub tally: Tally,
+    /// (manager, generator) CPU seconds over the measured part.
+    pub cpu: (f64, f64),
+    /// Sessions of the warm-up, and how many of them failed.
+    pub warmup_sessions: u64,
+    pub warmup_failed: u64,
     /// When each stopping agent's one session ended (wall clock, ms), by position.
     pub stopping_last: Vec<Option<u64>>,
     pub agents: Vec<SimAgent>,
 }
 
-/// Drives every agent at `interval` for `duration`: each starts at a random point of its first
-/// interval, then waits the interval less up to 10% after each session, as the real agent's
-/// schedule does. The stopping agents heartbeat once at the start and never again.
+/// Drives every agent at the interval for the warm-up and then the duration: each starts at a
+/// random point of its first interval, then waits the interval less up to 10% after each
+/// session, as the real agent's schedule does. The stopping agents heartbeat once at the start
+/// and never again.
 pub async fn at_interval(
     ex: &Arc<Executor<'static>>,
     shared: &Arc<Shared>,
     agents: Vec<SimAgent>,
     stopping: Vec<SimAgent>,
-    interval: Duration,
-    duration: Duration,
+    schedule: Schedule,
 ) -> LoadResult {
+    let Schedule {
+        interval,
+        warmup,
+        duration,
+    } = schedule;
     let start = Instant::now();
-    let end = start + duration;
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut cpu_mark = warmup.is_zero().then(CpuMark::now);
+    let mut warm = Tally::default();
     let mut jitter = Jitter::new(0x5eed);
     let main = agents.len();
     let mut slots: Vec<Option<SimAgent>> = agents.into_iter().chain(stopping).map(Some).collect();
@@ -72,6 +95,9 @@ pub async fn at_interval(
     let mut in_flight = 0usize;
     loop {
         let now = Instant::now();
+        if cpu_mark.is_none() && now >= measure_from {
+            cpu_mark = Some(CpuMark::now());
+        }
         while let Some(&Reverse((when, i))) = due.peek() {
             if when > now || when >= end {
                 break;
@@ -81,8 +107,13 @@ pub async fn at_interval(
                 continue;
             };
             if in_flight >= MAX_IN_FLIGHT {
-                tally.started += 1;
-                tally.fail(
+                let counted = if now >= measure_from {
+                    &mut tally
+                } else {
+                    &mut warm
+                };
+                counted.started += 1;
+                counted.fail(
                     "generator overloaded",
                     "too many sessions in flight; skipped",
                 );
@@ -92,9 +123,11 @@ pub async fn at_interval(
             }
             in_flight += 1;
             let (shared, done_tx) = (shared.clone(), done_tx.clone());
+            let measured = now >= measure_from;
             ex.spawn(async move {
                 let result = agent.heartbeat(&shared).await;
-                let _ = done_tx.send((i, agent, result, shared.clock.wall())).await;
+                let wall = shared.clock.wall();
+                let _ = done_tx.send((i, agent, result, wall, measured)).await;
             })
             .detach();
         }
@@ -113,9 +146,13 @@ pub async fn at_interval(
             None
         })
         .await;
-        if let Some((i, agent, result, wall)) = finished {
+        if let Some((i, agent, result, wall, measured)) = finished {
             in_flight -= 1;
-            tally.add(&result);
+            if measured {
+                tally.add(&result);
+            } else {
+                warm.add(&result);
+            }
             if i >= main {
                 stopping_last[i - main] = result.is_ok().then_some(wall.0);
             } else {
@@ -127,6 +164,9 @@ pub async fn at_interval(
     }
     LoadResult {
         tally,
+        cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
+        warmup_sessions: warm.started,
+        warmup_failed: warm.started - warm.completed,
         stopping_last,
         agents: slots.into_iter().take(main).flatten().collect(),
     }

@@ -4,7 +4,8 @@
 //! - `options`: the command line, validated.
 //! - `enroll`: bulk registration (keys, certificates, computers) before the manager starts.
 //! - `connect`: loopback connections from source addresses spread over 127.0.0.0/8.
-//! - `agent`: one simulated agent running the real `proto::AgentSession`.
+//! - `agent`: one simulated agent running the real `proto::AgentSession`; `tickets`: its own
+//!   TLS session ticket, so its next session resumes as a real agent's does.
 //! - `load`: sessions at the agents' interval, and back to back for saturation.
 //! - `floor`: bare mutual-TLS handshakes with the same certificates.
 //! - `histogram`, `tally`: latencies and counts; `probe`: CPU and memory from /proc.
@@ -22,6 +23,7 @@ mod probe;
 mod report;
 mod run;
 mod tally;
+mod tickets;
 
 pub use error::BenchError;
 pub use options::{Direction, Options, Output};

@@ -33,6 +33,10 @@ pub struct Options {
     pub direction: Direction,
     pub saturation: u64,
     pub concurrency: u64,
+    /// Agents resume their TLS session with the manager's ticket, as real agents do.
+    pub resumption: bool,
+    /// One unmeasured interval before the measured duration.
+    pub warmup: bool,
     pub output: Output,
 }
 
@@ -98,6 +102,8 @@ impl Options {
             direction,
             saturation: args.saturation,
             concurrency: args.concurrency,
+            resumption: !args.full_handshakes,
+            warmup: args.warmup,
             output,
         })
     }
@@ -126,6 +132,8 @@ mod tests {
             concurrency: 8,
             json: true,
             markdown: false,
+            full_handshakes: false,
+            warmup: false,
         }
     }
 

@@ -65,6 +65,29 @@ pub fn memory() -> (u64, u64) {
     )
 }
 
+/// CPU time at a point, to split a phase's CPU between the manager and the generator.
+pub struct CpuMark {
+    process: f64,
+    generator: f64,
+}
+
+impl CpuMark {
+    pub fn now() -> CpuMark {
+        CpuMark {
+            process: process_cpu(),
+            generator: threads_cpu(GENERATOR_THREAD),
+        }
+    }
+
+    /// (manager, generator) CPU seconds since the mark.
+    pub fn since(&self) -> (f64, f64) {
+        let later = CpuMark::now();
+        let generator = later.generator - self.generator;
+        let manager = (later.process - self.process - generator).max(0.0);
+        (manager, generator)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

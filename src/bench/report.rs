@@ -73,6 +73,8 @@ pub struct Phase {
     pub manager_cpu_s: f64,
     pub generator_cpu_s: f64,
     pub manager_cpu_s_per_1000_sessions: Option<f64>,
+    /// Completed sessions whose TLS handshake resumed the agent's previous one.
+    pub sessions_resumed: u64,
 }
 
 impl Phase {
@@ -93,6 +95,7 @@ impl Phase {
             generator_cpu_s,
             manager_cpu_s_per_1000_sessions: (tally.completed > 0)
                 .then(|| manager_cpu_s * 1000.0 / tally.completed as f64),
+            sessions_resumed: tally.resumed,
         }
     }
 
@@ -257,12 +260,13 @@ impl Report {
 fn phase(out: &mut String, name: &str, p: &Phase) {
     let _ = writeln!(
         out,
-        "{name}: {:.1}s, offered {:.1}/s, completed {:.1}/s ({} of {}), events stored {:.0}/s",
+        "{name}: {:.1}s, offered {:.1}/s, completed {:.1}/s ({} of {}, {} resumed TLS), events stored {:.0}/s",
         p.seconds,
         p.offered_per_s,
         p.completed_per_s,
         p.sessions_completed,
         p.sessions_offered,
+        p.sessions_resumed,
         p.events_stored_per_s
     );
     for (label, l) in [

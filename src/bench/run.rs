@@ -7,7 +7,7 @@ use super::error::BenchError;
 use super::floor;
 use super::load;
 use super::options::{Direction, Options, Output, STOPPING_AGENTS};
-use super::probe::{self, GENERATOR_THREAD};
+use super::probe::{self, CpuMark, GENERATOR_THREAD};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
 use crate::clock::RealClock;
@@ -62,11 +62,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     let manager_started = Instant::now();
     let manager = Manager::start(dir)?;
     let manager_start_s = manager_started.elapsed().as_secs_f64();
-    let shared = Arc::new(shared(
-        &enrolled,
-        manager.agent_addr,
-        options.events_per_heartbeat,
-    )?);
+    let shared = Arc::new(shared(&enrolled, manager.agent_addr, options)?);
     let stopping_fp = fingerprint(&enrolled, manager.agent_addr, enrolled.stopping_policy);
     let generator = Generator::start()?;
     let ex = generator.ex.clone();
@@ -92,16 +88,23 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         .map(|id| SimAgent::new(id, stopping_fp))
         .collect();
 
-    // The interval phase.
-    let cpu = CpuMark::now();
+    // The interval phase, after one unmeasured interval when warming up.
     let load = {
         let (ex2, shared) = (ex.clone(), shared.clone());
-        let (interval, duration) = (options.interval, options.duration);
+        let schedule = load::Schedule {
+            interval: options.interval,
+            warmup: if options.warmup {
+                options.interval
+            } else {
+                Duration::ZERO
+            },
+            duration: options.duration,
+        };
         smol::block_on(ex.spawn(async move {
-            load::at_interval(&ex2, &shared, agents, stopping, interval, duration).await
+            load::at_interval(&ex2, &shared, agents, stopping, schedule).await
         }))
     };
-    let (manager_cpu, generator_cpu) = cpu.since();
+    let (manager_cpu, generator_cpu) = load.cpu;
     let (rss_after, _) = probe::memory();
     let load_phase = report::Phase::new(
         &load.tally,
@@ -164,7 +167,21 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         "manager-side latency is 'until manager close': the manager closes a connection once it \
          has recorded the heartbeat, after it sent 'done'"
             .to_string(),
+        if options.resumption {
+            "an agent's first session is a full TLS handshake, its next ones resume with the \
+             manager's ticket (as a real agent's do); the floor is full handshakes"
+                .to_string()
+        } else {
+            "--full-handshakes: every session a full TLS handshake, as the floor".to_string()
+        },
     ];
+    if options.warmup {
+        notes.push(format!(
+            "warm-up: one unmeasured interval first ({} sessions, {} failed), so agents hold TLS \
+             tickets as in steady state",
+            load.warmup_sessions, load.warmup_failed
+        ));
+    }
     if stop_took > Duration::from_secs(5) {
         notes.push(format!(
             "the manager took {:.1}s to stop",
@@ -213,13 +230,14 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
 fn shared(
     enrolled: &Enrolled,
     manager: SocketAddr,
-    events_per_heartbeat: u32,
+    options: &Options,
 ) -> Result<Shared, BenchError> {
     Ok(Shared {
         manager,
         template: client_template(&enrolled.pki)?,
+        resume: options.resumption,
         clock: Arc::new(RealClock::new()),
-        events_per_heartbeat,
+        events_per_heartbeat: options.events_per_heartbeat,
         fingerprint: fingerprint(enrolled, manager, enrolled.main_policy),
     })
 }
@@ -350,29 +368,6 @@ impl Generator {
         for thread in self.threads {
             let _ = thread.join();
         }
-    }
-}
-
-/// CPU time at a point, to split a phase's CPU between the manager and the generator.
-struct CpuMark {
-    process: f64,
-    generator: f64,
-}
-
-impl CpuMark {
-    fn now() -> CpuMark {
-        CpuMark {
-            process: probe::process_cpu(),
-            generator: probe::threads_cpu(GENERATOR_THREAD),
-        }
-    }
-
-    /// (manager, generator) CPU seconds since the mark.
-    fn since(&self) -> (f64, f64) {
-        let later = CpuMark::now();
-        let generator = later.generator - self.generator;
-        let manager = (later.process - self.process - generator).max(0.0);
-        (manager, generator)
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Tally {
     /// Sessions whose connection the manager had not closed 10 s after its last message.
     pub not_closed: u64,
     pub events_acked: u64,
+    /// Completed sessions whose TLS handshake was resumed.
+    pub resumed: u64,
 }
 
 impl Tally {
@@ -31,6 +33,7 @@ impl Tally {
                     None => self.not_closed += 1,
                 }
                 self.events_acked += t.events_acked;
+                self.resumed += u64::from(t.resumed);
             }
             Err(f) => self.fail(f.reason, &f.detail),
         }
@@ -48,6 +51,7 @@ impl Tally {
         self.completed += other.completed;
         self.not_closed += other.not_closed;
         self.events_acked += other.events_acked;
+        self.resumed += other.resumed;
         self.handshake.merge(&other.handshake);
         self.done.merge(&other.done);
         self.closed.merge(&other.closed);

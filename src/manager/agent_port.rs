@@ -14,7 +14,7 @@ use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
 use crate::proto::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerMsg, ManagerOutput, ManagerSession,
-    Purpose, SessionParams, SessionSummary,
+    Purpose, Refusal, SessionParams, SessionSummary,
 };
 use crate::store::{Reads, Store, Writer};
 use futures_rustls::TlsAcceptor;
@@ -79,7 +79,20 @@ async fn connection(
         .await
         .ok_or("the TLS handshake timed out")?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let peer = identify(tls.get_ref().1, addr, &port.registry, false)?;
+    let peer = match identify(tls.get_ref().1, addr, &port.registry, false) {
+        Ok(peer) => peer,
+        Err(reason) => {
+            // A resumed handshake checks no certificate, so a deleted computer's agent holding
+            // a ticket gets this far: it is told in words, as a full handshake's alert would.
+            let refusal = Refusal {
+                reason: "this agent's computer was deleted from the manager (its certificate \
+                         is no longer valid): activate again with a new token"
+                    .into(),
+            };
+            let _ = framed::write(&mut tls, &ManagerMsg::Refused(refusal)).await;
+            return Err(reason.to_string());
+        }
+    };
     run_session(port, &mut tls, &peer).await.map(|_| ())
 }
 
@@ -199,7 +212,9 @@ fn count_session(port: &AgentPort, peer: &Peer, ok: bool, started: crate::clock:
     );
 }
 
-/// Who the peer is: the computer its certificate belongs to, and what TLS it negotiated.
+/// Who the peer is: the computer its certificate belongs to, and what TLS it negotiated. This is
+/// also the revocation check of resumed sessions, whose handshake checked no certificate: a
+/// serial the registry does not hold is refused here.
 pub(super) fn identify(
     conn: &rustls::CommonState,
     addr: SocketAddr,

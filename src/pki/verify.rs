@@ -31,8 +31,12 @@ impl ManagerPki {
     /// and `registry` says its serial is current; otherwise the handshake fails, a deleted
     /// computer's with `CertificateError::Revoked`. TLS 1.2 and 1.3, ring, ALPN "picket/1".
     ///
-    /// Session resumption is off: a resumed session skips the certificate check, which would let
-    /// a deleted computer back in on a ticket from before its deletion.
+    /// TLS 1.3 resumption is on, through tickets only (the manager keeps no session cache): an
+    /// agent's next heartbeat skips the certificate signatures and checks, the bulk of a full
+    /// handshake's CPU. A resumed session skips this verifier, so the agent port checks every
+    /// connection's certificate serial against the registry once the handshake is done
+    /// (`manager::agent_port::identify`): a deleted computer is refused there, whatever ticket
+    /// it holds.
     pub fn agent_port_config(
         &self,
         registry: Arc<dyn CertRegistry>,
@@ -60,7 +64,10 @@ impl ManagerPki {
         )?;
         let mut config = Arc::unwrap_or_clone(config);
         config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.send_tls13_tickets = 0;
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|source| PkiError::Tls { what, source })?;
+        // One ticket per handshake: an agent only ever needs the next one.
+        config.send_tls13_tickets = 1;
         Ok(Arc::new(config))
     }
 }
@@ -409,20 +416,32 @@ mod tests {
     }
 
     #[test]
-    fn a_deleted_computer_is_refused_at_its_next_handshake_without_resuming() {
+    fn an_agent_resumes_and_a_deleted_one_is_refused_at_its_next_full_handshake() {
         let (_tmp, pki) = manager();
         let (key, issued) = agent(&pki, 7);
         let (_, other) = agent(&pki, 8);
         let registry = SetRegistry::with(&[&issued.serial, &other.serial]);
         let server = pki.agent_port_config(registry.clone()).unwrap();
-        // One client config across connections, as an agent keeps it: it would offer to resume.
+        // One client config across connections, as an agent keeps it: it resumes with the
+        // ticket of its previous session, which carries its certificate for the agent port.
         let client = agent_client_config(pki.ca_cert_der(), issued.der.clone(), &key).unwrap();
         handshake(server.clone(), client.clone(), HOST).unwrap();
-        let (again, _) = handshake(server.clone(), client.clone(), HOST).unwrap();
-        assert_eq!(again.handshake_kind(), Some(HandshakeKind::Full));
+        let (again, at_server) = handshake(server.clone(), client.clone(), HOST).unwrap();
+        assert_eq!(again.handshake_kind(), Some(HandshakeKind::Resumed));
+        assert_eq!(
+            at_server
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .cloned(),
+            Some(issued.der.clone()),
+            "a resumed session still names its certificate, for the registry check after it"
+        );
 
+        // Deleted: a resumed handshake checks no certificate (the agent port refuses it by
+        // serial right after, see manager::agent_port::identify); a full one is revoked.
         registry.remove(&issued.serial);
-        let err = handshake(server, client, HOST).unwrap_err();
+        let fresh = agent_client_config(pki.ca_cert_der(), issued.der.clone(), &key).unwrap();
+        let err = handshake(server, fresh, HOST).unwrap_err();
         assert_eq!(
             err,
             rustls::Error::InvalidCertificate(CertificateError::Revoked)
