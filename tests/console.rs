@@ -74,6 +74,19 @@ impl Browser {
         r
     }
 
+    /// A browser holding `token` as its session cookie (a replayed or made-up one).
+    fn with_token(m: &Manager, token: Option<String>) -> Browser {
+        Browser {
+            cookie: std::cell::RefCell::new(token),
+            ..Browser::new(m)
+        }
+    }
+
+    /// The status of a `GET`.
+    fn get_status(&self, path: &str) -> StatusCode {
+        self.send(Method::GET, path, Value::Null).status
+    }
+
     fn send(&self, method: Method, path: &str, body: Value) -> RawResponse {
         let origin = self.origin.clone();
         self.send_from(Some(&origin), method, path, body)
@@ -187,20 +200,12 @@ fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
         );
     }
     // A made-up cookie is nobody.
-    let forged = Browser {
-        cookie: std::cell::RefCell::new(Some("00".repeat(32))),
-        ..Browser::new(&m)
-    };
+    let forged = Browser::with_token(&m, Some("00".repeat(32)));
     assert_eq!(
-        forged
-            .send(Method::GET, "/api/v1/computers", Value::Null)
-            .status,
+        forged.get_status("/api/v1/computers"),
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        forged.send(Method::GET, "/", Value::Null).status,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(forged.get_status("/"), StatusCode::SEE_OTHER);
     // What the login page needs is public, and locked down.
     for public in [
         "/login",
@@ -292,14 +297,9 @@ fn the_one_time_password_opens_a_strict_session_that_must_choose_a_password() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", text(&r));
     // The session carries on under a new token; the one the one-time password opened is dead.
     assert_ne!(*b.cookie.borrow(), one_time_session);
-    let stale = Browser {
-        cookie: std::cell::RefCell::new(one_time_session),
-        ..Browser::new(&m)
-    };
+    let stale = Browser::with_token(&m, one_time_session);
     assert_eq!(
-        stale
-            .send(Method::GET, "/api/v1/session", Value::Null)
-            .status,
+        stale.get_status("/api/v1/session"),
         StatusCode::UNAUTHORIZED
     );
 
