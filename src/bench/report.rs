@@ -215,7 +215,7 @@ impl Report {
         out
     }
 
-    pub const MARKDOWN_HEADER: &'static str = "| agents | interval | offered/s | completed/s | failed | p50 ms | p99 ms | p99.9 ms | close p99 ms | events/s | mgr CPU s/1k | RSS MiB | B/computer | store MiB | alerts | alert delay ms | saturated/s | floor/s | ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    pub const MARKDOWN_HEADER: &'static str = "| agents | interval | offered/s | completed/s | failed | p50 ms | p99 ms | p99.9 ms | close p99 ms | events/s | mgr CPU s/1k | RSS MiB | B/computer | store MiB | alerts | alert delay ms | saturated/s | sat. mgr CPU ms/session | floor/s | ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
     pub fn markdown(&self) -> String {
         let l = &self.load;
@@ -226,7 +226,7 @@ impl Report {
             .map(|d| d.map_or("none".into(), |d| d.to_string()))
             .collect();
         format!(
-            "{}\n| {} | {}s | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "{}\n| {} | {}s | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             Self::MARKDOWN_HEADER,
             self.agents,
             self.interval_s,
@@ -248,6 +248,11 @@ impl Report {
             self.saturation
                 .as_ref()
                 .map_or("-".into(), |s| format!("{:.0}", s.completed_per_s)),
+            // CPU seconds per 1,000 sessions is milliseconds per session.
+            self.saturation
+                .as_ref()
+                .and_then(|s| s.manager_cpu_s_per_1000_sessions)
+                .map_or("-".into(), |c| format!("{c:.2}")),
             self.floor
                 .as_ref()
                 .map_or("-".into(), |f| format!("{:.0}", f.per_s)),
