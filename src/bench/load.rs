@@ -57,8 +57,8 @@ pub struct LoadResult {
 
 /// Drives every agent at the interval for the warm-up and then the duration: each starts at a
 /// random point of its first interval, then waits the interval less up to 10% after each
-/// session, as the real agent's schedule does. The stopping agents heartbeat once when the
-/// measured part starts and never again.
+/// session, as the real agent's schedule does. The stopping agents heartbeat once at the start
+/// and never again.
 pub async fn at_interval(
     ex: &Arc<Executor<'static>>,
     shared: &Arc<Shared>,
@@ -81,12 +81,13 @@ pub async fn at_interval(
     let mut slots: Vec<Option<SimAgent>> = agents.into_iter().chain(stopping).map(Some).collect();
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..slots.len())
         .map(|i| {
-            // The stopping agents' one session opens the measured part, so their alert is
-            // timed in steady state, not in the warm-up's rush of full handshakes.
+            // The stopping agents' one session is the first of all: their short interval (a
+            // quarter of the duration) is then what their alert is timed against. (Started
+            // later, the manager's own allowance from its start would alert them first.)
             let offset = if i < main {
                 interval.mul_f64(jitter.unit())
             } else {
-                warmup
+                Duration::ZERO
             };
             Reverse((start + offset, i))
         })
