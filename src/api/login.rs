@@ -246,7 +246,7 @@ pub fn logout(state: &ApiState, caller: &Caller) -> Handled {
 /// `POST /api/v1/session/password {"current_password", "new_password"}`: the logged-in user's
 /// own password. Every other session of the user ends, and this one gets a new token.
 pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> Handled {
-    let Caller::Session { token, session } = caller else {
+    let Caller::Session { session, .. } = caller else {
         return Err(ApiError::bad_field(
             "body",
             "an API key has no password: log in to the console to change yours",
@@ -297,7 +297,6 @@ pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> H
     txn.commit()?;
     console.sessions().password_changed(&changed.name, None);
     let cookie = open_session(state, &changed.name, false)?;
-    let _ = token;
     log::info!("console user {:?} changed their password", changed.name);
     Ok(ApiResponse {
         set_cookie: Some(cookie),
