@@ -684,6 +684,32 @@ fn an_agent_resumes_its_tls_session_and_a_deleted_computer_is_refused_even_so() 
     assert!(computers(&m).is_empty());
 }
 
+#[test]
+fn an_agent_still_resumes_after_the_manager_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("manager");
+    let m = Manager::start(&dir);
+    let (token, _) = new_token(&m, &[]);
+    let id = activate(&agent_addr(&m), pin(&m), &token, "steady").unwrap();
+    let config = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
+    assert_eq!(
+        heartbeat_with(&agent_addr(&m), &id, config.clone()).1,
+        HandshakeKind::Full
+    );
+    m.stop();
+    // The ticket keys are in DIR/pki, so the ticket from before the restart still opens: a
+    // restart does not send every agent back to a full handshake at once.
+    let m = Manager::start(&dir);
+    let addr = agent_addr(&m);
+    assert_eq!(heartbeat_with(&addr, &id, config).1, HandshakeKind::Resumed);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("pki").join(pki::TICKET_KEY_FILE))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Plain TCP.
 

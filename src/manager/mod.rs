@@ -110,7 +110,10 @@ fn serve_with_banner(
     }
     let tls = pki.api_server_config()?;
     let registry = Arc::new(Registry::load(&store.read()?.agent_states()?));
-    let agent_tls = pki.agent_port_config(registry.clone())?;
+    let mut agent_tls = Arc::unwrap_or_clone(pki.agent_port_config(registry.clone())?);
+    // Tickets that outlive this process: after a restart, agents still resume.
+    agent_tls.ticketer = crate::pki::persistent_ticketer(&dir.join(PKI_DIR))?;
+    let agent_tls = Arc::new(agent_tls);
     let pki = Arc::new(pki);
     let metrics = Arc::new(Metrics::new());
     let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());

@@ -67,6 +67,8 @@ pub enum PkiError {
     BadPublicKey { problem: &'static str },
     /// A CA pin (`--ca-sha256`) that is not 64 hex digits.
     BadPin { value: String },
+    /// The session-ticket key file is not 32 bytes.
+    BadTicketKey { path: PathBuf, len: usize },
 }
 
 impl fmt::Display for PkiError {
@@ -90,6 +92,12 @@ impl fmt::Display for PkiError {
             PkiError::BadKey { path, .. } => {
                 write!(f, "{} does not hold a usable private key", path.display())
             }
+            PkiError::BadTicketKey { path, len } => write!(
+                f,
+                "{} holds {len} bytes, not a 32-byte session-ticket key: remove it and restart \
+                 (agents then make one full TLS handshake each)",
+                path.display()
+            ),
             PkiError::BadCertificate {
                 path: Some(path), ..
             } => {
@@ -138,7 +146,8 @@ impl std::error::Error for PkiError {
             | PkiError::Random
             | PkiError::BadAgentKey { .. }
             | PkiError::BadPublicKey { .. }
-            | PkiError::BadPin { .. } => None,
+            | PkiError::BadPin { .. }
+            | PkiError::BadTicketKey { .. } => None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   manager's certificate, and the manager's dial configuration.
 //! - `der`: the minimal DER reading behind those (certificate serials, agent public keys).
 //! - `tls`: rustls server and client configurations, TLS 1.2 and 1.3 with the ring provider.
+//! - `tickets`: the agent port's session-ticket keys, kept in the data dir across restarts.
 //! - `secret`: SHA-256, hex, random secrets and constant-time comparison.
 //! - `error`: [`PkiError`].
 
@@ -22,6 +23,7 @@ mod listen;
 mod secret;
 #[cfg(test)]
 mod testing;
+mod tickets;
 mod tls;
 mod verify;
 
@@ -31,5 +33,6 @@ pub use der::cert_serial;
 pub use error::PkiError;
 pub use listen::{NotTheManager, agent_server_config, agent_server_name};
 pub use secret::{hashes_equal, hex, random_secret, sha256};
+pub use tickets::{TICKET_KEY_FILE, persistent_ticketer};
 pub use tls::{client_config_trusting, client_config_trusting_der};
 pub use verify::{CertRegistry, PinMismatch, PinnedCa, activation_client_config};
