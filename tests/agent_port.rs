@@ -710,6 +710,38 @@ fn an_agent_still_resumes_after_the_manager_restarts() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
+#[test]
+fn a_tls12_agent_gets_no_ticket_and_a_tls13_one_does() {
+    // TLS 1.2 tickets carry the master secret; with ticket keys kept in the data dir they are
+    // not issued at all (src/pki/tickets.rs), so a TLS 1.2 agent always makes a full handshake.
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    let addr = agent_addr(&m);
+    let (token, _) = new_token(&m, &[]);
+    let id = activate(&addr, pin(&m), &token, "old-tls").unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(id.ca.clone()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(id.key.to_pem().as_bytes()).unwrap();
+    let mut tls12 =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![id.cert.clone()], key)
+            .unwrap();
+    tls12.alpn_protocols = vec![b"picket/1".to_vec()];
+    let tls12 = Arc::new(tls12);
+    for _ in 0..3 {
+        assert_eq!(
+            heartbeat_with(&addr, &id, tls12.clone()).1,
+            HandshakeKind::Full
+        );
+    }
+    let tls13 = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
+    heartbeat_with(&addr, &id, tls13.clone());
+    assert_eq!(heartbeat_with(&addr, &id, tls13).1, HandshakeKind::Resumed);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Plain TCP.
 

@@ -150,15 +150,20 @@ pub fn system_hostname() -> String {
 /// Whether the admin key file is private to its owner (warned about, not refused: the
 /// administrator may have a reason).
 pub fn check_key_file_mode(dir: &Path) {
-    let path: PathBuf = dir.join(ADMIN_KEY_FILE);
-    if let Ok(meta) = fs::metadata(&path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        log::warn!(
-            "{} is readable by other users; run: chmod 600 {}",
-            path.display(),
-            path.display()
-        );
+    let keys: [PathBuf; 2] = [
+        dir.join(ADMIN_KEY_FILE),
+        dir.join(PKI_DIR).join(crate::pki::TICKET_KEY_FILE),
+    ];
+    for path in keys {
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            log::warn!(
+                "{} is readable by other users; run: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
     }
 }
 

@@ -7,9 +7,12 @@
 //! the previous period, so each key is retired after at most twelve hours.
 //!
 //! A ticket is `period (8 bytes, big-endian) || nonce (12) || AES-256-GCM(state) || tag`, the
-//! period also authenticated. Resumption keeps the key exchange (`psk_dhe_ke`), so a leaked
-//! ticket key does not open recorded traffic; it would let one resume as an agent whose
-//! ticket was captured, which is why the file is as private as the CA key.
+//! period also authenticated. Only TLS 1.3 sessions get one: a TLS 1.3 resumption keeps the
+//! key exchange (`psk_dhe_ke`), so a leaked ticket key does not open recorded traffic, while a
+//! TLS 1.2 ticket carries the master secret itself in the clear handshake, and with a key that
+//! outlives the process a leaked file would open every recorded TLS 1.2 session. (A leaked file
+//! would still let one resume TLS 1.3 as an agent whose ticket was captured, which is why it is
+//! as private as the CA key.)
 
 use super::PkiError;
 use crate::files::write_atomic;
@@ -119,6 +122,10 @@ impl<C: TicketClock + 'static> ProducesTickets for Ticketer<C> {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        // No ticket (a TLS 1.2 client then gets none) for anything but a TLS 1.3 session.
+        if !is_tls13_session(plain) {
+            return None;
+        }
         let period = self.period()?;
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).ok()?;
@@ -158,8 +165,25 @@ impl<C: TicketClock + 'static> ProducesTickets for Ticketer<C> {
                 &mut sealed,
             )
             .ok()?;
-        Some(plain.to_vec())
+        is_tls13_session(plain).then(|| plain.to_vec())
     }
+}
+
+/// Whether rustls's encoded session state (`msgs::persist::ServerSessionValue`: an optional SNI
+/// as a presence byte then a u8-length name, then the protocol version as a big-endian u16) is
+/// a TLS 1.3 one. Reading rustls's private encoding is brittle, so
+/// `tests/agent_port.rs::a_tls12_agent_gets_no_ticket_and_a_tls13_one_does` pins the
+/// behaviour with real handshakes.
+fn is_tls13_session(state: &[u8]) -> bool {
+    let version_at = match state.first() {
+        Some(0) => 1,
+        Some(1) => match state.get(1) {
+            Some(&len) => 2 + usize::from(len),
+            None => return false,
+        },
+        _ => return false,
+    };
+    state.get(version_at..version_at + 2) == Some(&[0x03, 0x04])
 }
 
 #[cfg(test)]
@@ -181,14 +205,44 @@ mod tests {
         (Ticketer::new([7; 32], Manual(t.clone())), t)
     }
 
+    /// What rustls encodes for a TLS 1.3 session: no SNI, version 0x0304, then the rest.
+    const STATE: &[u8] = b"\x00\x03\x04resumption state";
+
+    #[test]
+    fn only_tls13_sessions_are_sealed() {
+        let (ticketer, _) = at(1_800_000_000);
+        assert!(ticketer.encrypt(STATE).is_some());
+        assert!(ticketer.encrypt(b"\x00\x03\x03tls 1.2 state").is_none());
+        assert!(
+            ticketer
+                .encrypt(b"\x01\x03abc\x03\x04with an sni")
+                .is_some()
+        );
+        assert!(
+            ticketer
+                .encrypt(b"\x01\x03abc\x03\x03with an sni")
+                .is_none()
+        );
+        for junk in [
+            &b""[..],
+            b"\x00",
+            b"\x00\x03",
+            b"\x01",
+            b"\x01\x09ab",
+            b"\x02\x03\x04",
+        ] {
+            assert!(ticketer.encrypt(junk).is_none(), "{junk:?}");
+        }
+    }
+
     #[test]
     fn a_ticket_opens_for_two_periods_then_never() {
         let (ticketer, time) = at(1_800_000_000);
-        let ticket = ticketer.encrypt(b"resumption state").unwrap();
+        let ticket = ticketer.encrypt(STATE).unwrap();
         assert!(!ticket.windows(16).any(|w| w == b"resumption state"));
-        assert_eq!(ticketer.decrypt(&ticket).unwrap(), b"resumption state");
+        assert_eq!(ticketer.decrypt(&ticket).unwrap(), STATE);
         time.fetch_add(PERIOD.as_secs(), Ordering::SeqCst);
-        assert_eq!(ticketer.decrypt(&ticket).unwrap(), b"resumption state");
+        assert_eq!(ticketer.decrypt(&ticket).unwrap(), STATE);
         time.fetch_add(PERIOD.as_secs(), Ordering::SeqCst);
         assert_eq!(ticketer.decrypt(&ticket), None, "two periods on");
         // A clock stepped back does not bring it back from the future either.
@@ -199,7 +253,7 @@ mod tests {
     #[test]
     fn a_stranger_s_tampered_or_truncated_ticket_is_refused() {
         let (ticketer, time) = at(1_800_000_000);
-        let ticket = ticketer.encrypt(b"state").unwrap();
+        let ticket = ticketer.encrypt(STATE).unwrap();
         let other = Ticketer::new([8; 32], Manual(time));
         assert_eq!(other.decrypt(&ticket), None);
         for i in [0, 7, 8, 19, 20, ticket.len() - 1] {
@@ -211,7 +265,7 @@ mod tests {
             assert_eq!(ticketer.decrypt(&ticket[..len]), None, "{len} bytes");
         }
         // Two tickets of the same state differ (random nonces).
-        assert_ne!(ticket, ticketer.encrypt(b"state").unwrap());
+        assert_ne!(ticket, ticketer.encrypt(STATE).unwrap());
     }
 
     #[test]
@@ -219,12 +273,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let first = persistent_ticketer(dir.path()).unwrap();
-        let ticket = first.encrypt(b"state").unwrap();
+        let ticket = first.encrypt(STATE).unwrap();
         let path = dir.path().join(TICKET_KEY_FILE);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let restarted = persistent_ticketer(dir.path()).unwrap();
-        assert_eq!(restarted.decrypt(&ticket).unwrap(), b"state");
+        assert_eq!(restarted.decrypt(&ticket).unwrap(), STATE);
 
         std::fs::write(&path, b"short").unwrap();
         let err = persistent_ticketer(dir.path()).unwrap_err();
