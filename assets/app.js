@@ -441,6 +441,21 @@
     if (url.pathname + url.search !== location.pathname + location.search) navigate(url.pathname + url.search);
   }
 
+  // A one-resource page's refresh failure: a 404 (deleted meanwhile) replaces the page with
+  // a way back to the list; anything else shows in the page's notice.
+  function failedOrGone(main, notice, title, text, backHref, backText) {
+    return (err) => {
+      if (err.status === 404) {
+        main.replaceChildren();
+        pageTitle(main, title);
+        main.append(h('p', {}, text, link(backHref, backText), '.'));
+        state.view = null;
+      } else {
+        notice.error(err.message);
+      }
+    };
+  }
+
   // ---------------------------------------------------------------- polling
 
   // `background`: the poller's refresh, whose requests (until it ends) are marked as such.
@@ -752,16 +767,8 @@
         h('td', { text: eventName(e) }), h('td', { class: 'nowrap' }, timeAbs(e.time_ms)), h('td', {}, eventFields(e.fields))));
     }
 
-    function failed(err) {
-      if (err.status === 404) {
-        main.replaceChildren();
-        pageTitle(main, 'Computer not found');
-        main.append(h('p', {}, 'There is no computer ' + id + ' (it may have been deleted). ', link('/computers', 'Back to the computers'), '.'));
-        state.view = null;
-      } else {
-        notice.error(err.message);
-      }
-    }
+    const failed = failedOrGone(main, notice, 'Computer not found',
+      'There is no computer ' + id + ' (it may have been deleted). ', '/computers', 'Back to the computers');
     return { refresh, failed };
   }
 
@@ -1140,16 +1147,8 @@
         h('td', {}, link('/policies/' + r.policy_id, r.policy)), ruleCells(r)));
     }
 
-    function failed(err) {
-      if (err.status === 404) {
-        main.replaceChildren();
-        pageTitle(main, 'Policy not found');
-        main.append(h('p', {}, 'There is no policy ' + id + '. ', link('/policies', 'Back to the policies'), '.'));
-        state.view = null;
-      } else {
-        notice.error(err.message);
-      }
-    }
+    const failed = failedOrGone(main, notice, 'Policy not found',
+      'There is no policy ' + id + '. ', '/policies', 'Back to the policies');
     return { refresh, failed };
   }
 
