@@ -657,7 +657,9 @@
       h('p', { class: 'form-error', role: 'alert' }), done);
     onSubmit(form, async () => {
       done.textContent = '';
-      const c = await api('POST', '/computers', { hostname: hostname.value.trim(), policy: policy.value, kind: kind.value });
+      const body = { hostname: hostname.value.trim(), kind: kind.value };
+      if (policy.value !== '') body.policy = policy.value; // empty until loaded: the Base Policy
+      const c = await api('POST', '/computers', body);
       done.replaceChildren('Added ', computerLink(c.id, c.hostname), '. It shows "activation-required" until its agent activates.');
       hostname.value = '';
       await onAdded(c);
@@ -1017,7 +1019,9 @@
       h('p', { class: 'form-error', role: 'alert' }), done);
     onSubmit(form, async () => {
       done.textContent = '';
-      const p = await api('POST', '/policies', { name: name.value, parent: parent.value });
+      const body = { name: name.value };
+      if (parent.value !== '') body.parent = parent.value; // empty until loaded: the Base Policy
+      const p = await api('POST', '/policies', body);
       done.replaceChildren('Created ', link('/policies/' + p.id, p.name), '.');
       name.value = '';
       await refresh();
@@ -1337,7 +1341,10 @@
     main.append(form, result, h('section', {}, h('h2', { text: 'Tokens' }), tokensError, tokens.node));
 
     onSubmit(form, async () => {
-      const body = { policy: policy.value, expires: expires.value.trim() };
+      // Before the policy list has loaded the select is empty: the manager's default (the Base
+      // Policy, which the select would show first) applies.
+      const body = { expires: expires.value.trim() };
+      if (policy.value !== '') body.policy = policy.value;
       const u = uses.value.trim();
       // Only whole numbers become numbers; anything else goes as typed so the server names it.
       if (u !== '') body.uses = /^\d+$/.test(u) ? Number(u) : u;

@@ -65,9 +65,10 @@ fn an_administrator_uses_the_console_in_a_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the browser test failed (screenshots in {}):\n{stdout}\n{stderr}\nmanager log:\n{}",
+        "the browser test failed (screenshots in {}):\n{stdout}\n{stderr}\nmanager log:\n{}\nagent log:\n{}",
         screenshots.display(),
-        m.log()
+        m.log(),
+        std::fs::read_to_string(tmp.path().join("agent.log")).unwrap_or_default()
     );
     assert!(stdout.contains("console: all steps passed"), "{stdout}");
     let computers = m.cli_json(&["computers", "list"]);

@@ -112,6 +112,7 @@ try {
 
   step('a token is created and its copied agent command activates an agent');
   await page.click('a[data-nav="activation"]');
+  await page.locator('#token-policy option', { hasText: 'Base Policy' }).waitFor({ state: 'attached' });
   await page.click('#create-token');
   const command = await expectText(page.locator('#agent-command'), /picket agent .*--token [0-9a-f]{64} --ca-sha256 [0-9a-f]{64}/);
   await shot('activation');
