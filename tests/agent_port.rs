@@ -290,6 +290,14 @@ fn activate(addr: &str, pin: [u8; 32], token: &str, hostname: &str) -> Result<Id
     }
 }
 
+/// An agent activated as `hostname` with a fresh token; the agent port's address with it.
+fn activated(m: &Manager, hostname: &str) -> (String, Identity) {
+    let (token, _) = new_token(m, &[]);
+    let addr = agent_addr(m);
+    let id = activate(&addr, pin(m), &token, hostname).unwrap();
+    (addr, id)
+}
+
 /// One whole heartbeat session with the identity's certificate: hello, status (no events),
 /// configuration if the manager sends one, done. Returns the manager's next-heartbeat delay.
 fn heartbeat(addr: &str, id: &Identity) -> u64 {
@@ -644,9 +652,7 @@ fn a_deleted_computer_is_refused_at_the_handshake_and_its_agent_keeps_retrying()
 fn an_agent_resumes_its_tls_session_and_a_deleted_computer_is_refused_even_so() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    let addr = agent_addr(&m);
-    let (token, _) = new_token(&m, &[]);
-    let id = activate(&addr, pin(&m), &token, "resumer").unwrap();
+    let (addr, id) = activated(&m, "resumer");
     let config = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
     assert_eq!(
         heartbeat_with(&addr, &id, config.clone()).1,
@@ -689,8 +695,7 @@ fn an_agent_still_resumes_after_the_manager_restarts() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("manager");
     let m = Manager::start(&dir);
-    let (token, _) = new_token(&m, &[]);
-    let id = activate(&agent_addr(&m), pin(&m), &token, "steady").unwrap();
+    let (_, id) = activated(&m, "steady");
     let config = pki::agent_client_config(&id.ca, id.cert.clone(), &id.key).unwrap();
     assert_eq!(
         heartbeat_with(&agent_addr(&m), &id, config.clone()).1,
@@ -716,9 +721,7 @@ fn a_tls12_agent_gets_no_ticket_and_a_tls13_one_does() {
     // not issued at all (src/pki/tickets.rs), so a TLS 1.2 agent always makes a full handshake.
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("manager"));
-    let addr = agent_addr(&m);
-    let (token, _) = new_token(&m, &[]);
-    let id = activate(&addr, pin(&m), &token, "old-tls").unwrap();
+    let (addr, id) = activated(&m, "old-tls");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(id.ca.clone()).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(id.key.to_pem().as_bytes()).unwrap();
