@@ -41,12 +41,53 @@ fn a_short_bench_completes_sessions_without_failures_or_alerts() {
 }
 
 #[test]
-fn manager_initiated_is_refused_until_the_agent_listener_exists() {
+fn a_manager_initiated_bench_is_dialed_by_the_manager() {
     let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args(["bench", "--agents", "1", "--direction", "manager-initiated"])
+        .args([
+            "bench",
+            "--agents",
+            "20",
+            "--interval",
+            "1s",
+            "--duration",
+            "3s",
+        ])
+        .args([
+            "--direction",
+            "manager-initiated",
+            "--saturation",
+            "50",
+            "--json",
+        ])
+        .env("RUST_LOG", "error")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not supported yet"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["direction"], "manager-initiated", "{report}");
+    let load = &report["load"];
+    // The simulated agents never dial in this mode: every session is one the manager's dialer
+    // started, about one per agent per second.
+    let completed = load["sessions_completed"].as_u64().unwrap();
+    assert!(completed >= 40, "{report}");
+    assert_eq!(load["failures"], serde_json::json!({}), "{report}");
+    assert_eq!(load["sessions_resumed"], 0, "{report}");
+    // One event per heartbeat, stored and acknowledged in the dialed session.
+    let events = load["events_stored_per_s"].as_f64().unwrap();
+    assert!(
+        events >= load["completed_per_s"].as_f64().unwrap(),
+        "{report}"
+    );
+    assert_eq!(report["alerts"]["raised"], 0, "{report}");
+    // The manager paces its dials: no saturation phase; the floor still runs.
+    assert!(report["saturation"].is_null(), "{report}");
+    assert_eq!(report["floor"]["failed"], 0, "{report}");
+    // The stopping agents answer once and then close: the manager's failed dials raise their
+    // offline alerts within the run.
+    let delays = report["alerts"]["offline_alert_delay_ms"]
+        .as_array()
+        .unwrap();
+    assert!(delays.iter().all(|d| d.is_i64()), "{report}");
 }

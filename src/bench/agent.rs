@@ -18,6 +18,7 @@ use rustls::ClientConfig;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::ServerName;
 use rustls::sign::CertifiedKey;
+use smol::io::{AsyncRead, AsyncWrite};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,9 @@ pub struct Shared {
     /// The configuration fingerprint agents of each policy run, so the first session of a run
     /// does not push a configuration to every agent.
     pub fingerprint: Option<Fingerprint>,
+    /// Manager-initiated runs: the port every simulated agent listens on (each at its own
+    /// address), reported in its status as a real agent reports its listener's.
+    pub listen_port: Option<u16>,
 }
 
 /// An agent between sessions: its identity and its in-memory spool.
@@ -117,17 +121,35 @@ impl SimAgent {
         }
     }
 
-    /// Appends this heartbeat's events, then runs one heartbeat session.
+    /// Appends this heartbeat's events, then dials the manager for one heartbeat session.
     pub async fn heartbeat(&mut self, shared: &Shared) -> Result<Timing, Failure> {
-        for _ in 0..shared.events_per_heartbeat {
-            self.last_seq += 1;
-        }
+        self.last_seq += u64::from(shared.events_per_heartbeat);
         let result = self.session(shared).await;
-        match &result {
+        self.count(&result);
+        result
+    }
+
+    /// Appends this heartbeat's events, then answers a session the manager dialed, on a
+    /// connection accepted at `start` and already through the TLS handshake (`handshake`).
+    pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        shared: &Shared,
+        tls: &mut S,
+        start: Instant,
+        handshake: Duration,
+    ) -> Result<Timing, Failure> {
+        self.last_seq += u64::from(shared.events_per_heartbeat);
+        let result = self.converse(shared, tls, start, handshake, false).await;
+        self.count(&result);
+        result
+    }
+
+    /// The counters a real agent reports in its next status.
+    fn count(&mut self, result: &Result<Timing, Failure>) {
+        match result {
             Ok(_) => self.ok += 1,
             Err(_) => self.failed += 1,
         }
-        result
     }
 
     async fn session(&mut self, shared: &Shared) -> Result<Timing, Failure> {
@@ -151,20 +173,38 @@ impl SimAgent {
         .map_err(|e| failure("tls handshake", e))?;
         let handshake = start.elapsed();
         let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        self.converse(shared, &mut tls, start, handshake, resumed)
+            .await
+    }
+
+    /// The agent's side of one heartbeat session over an established TLS connection, as
+    /// `agent::session::drive` runs it.
+    async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        shared: &Shared,
+        tls: &mut S,
+        start: Instant,
+        handshake: Duration,
+        resumed: bool,
+    ) -> Result<Timing, Failure> {
         let clock = shared.clock.as_ref();
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             purpose: Purpose::Heartbeat,
         };
-        let mut session =
-            AgentSession::heartbeat(clock.now(), hello, self.status(clock), STEP_TIMEOUT);
+        let mut session = AgentSession::heartbeat(
+            clock.now(),
+            hello,
+            self.status(clock, shared.listen_port),
+            STEP_TIMEOUT,
+        );
         let acked_before = self.acked;
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
                     AgentOutput::Send(message) => {
-                        if framed::write(&mut tls, &message).await.is_err() {
+                        if framed::write(tls, &message).await.is_err() {
                             session.handle_closed();
                         }
                     }
@@ -183,7 +223,7 @@ impl SimAgent {
                     AgentOutput::Activated(_) => {}
                     AgentOutput::Finished(Ok(_)) => {
                         let done = start.elapsed();
-                        let closed = wait_close(&mut tls).await.then(|| start.elapsed());
+                        let closed = wait_close(tls).await.then(|| start.elapsed());
                         return Ok(Timing {
                             handshake,
                             done,
@@ -204,7 +244,7 @@ impl SimAgent {
             let wait = session
                 .poll_timeout()
                 .map_or(STEP_TIMEOUT, |d| d.saturating_since(clock.now()));
-            match within(wait, framed::read::<ManagerMsg, _>(&mut tls)).await {
+            match within(wait, framed::read::<ManagerMsg, _>(tls)).await {
                 None => session.handle_timeout(clock.now()),
                 Some(Ok(message)) => session.handle_message(clock.now(), message),
                 Some(Err(FrameError::Proto(e))) => return Err(failure("protocol", e)),
@@ -213,8 +253,9 @@ impl SimAgent {
         }
     }
 
-    /// The status the real agent sends: its clock, components, counters, fingerprint, spool.
-    fn status(&self, clock: &dyn Clock) -> AgentStatus {
+    /// The status the real agent sends: its clock, components, counters, fingerprint, spool,
+    /// and the port it listens on (manager-initiated runs).
+    fn status(&self, clock: &dyn Clock, listen_port: Option<u16>) -> AgentStatus {
         let pending = self.last_seq - self.acked;
         let counter = |name: &str, value| Counter {
             name: name.into(),
@@ -240,7 +281,7 @@ impl SimAgent {
                     last: self.last_seq,
                 }
             },
-            listen_port: None,
+            listen_port,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use super::connect::source_address;
 use super::error::BenchError;
-use super::options::{Options, STOPPING_AGENTS};
+use super::options::{Direction, Options, STOPPING_AGENTS};
 use crate::clock::WallMs;
 use crate::manager::{PKI_DIR, STORE_FILE};
 use crate::model::{
@@ -16,12 +16,12 @@ use crate::model::{
     PolicyId, SettingValue, Settings, Status,
 };
 use crate::pki::{AgentKey, ManagerPki, PkiError};
-use crate::policy::PolicyTree;
+use crate::policy::{Fingerprint, PolicyTree};
 use crate::store::Store;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::{CertifiedKey, SigningKey};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -57,7 +57,19 @@ pub struct Enrolled {
     pub store_seconds: f64,
 }
 
-pub fn enroll(dir: &Path, options: &Options) -> Result<Enrolled, BenchError> {
+/// Manager-initiated runs: the port every agent listens on (each at its own address), and the
+/// manager's agent address, which is part of the configuration the agents already run.
+#[derive(Clone, Copy, Debug)]
+pub struct Dialing {
+    pub listen_port: u16,
+    pub manager: SocketAddr,
+}
+
+pub fn enroll(
+    dir: &Path,
+    options: &Options,
+    dialing: Option<Dialing>,
+) -> Result<Enrolled, BenchError> {
     let (pki, _) = ManagerPki::load_or_create(&dir.join(PKI_DIR), MANAGER_HOSTNAME)?;
     let total = options.agents + STOPPING_AGENTS;
     let started = Instant::now();
@@ -67,6 +79,10 @@ pub fn enroll(dir: &Path, options: &Options) -> Result<Enrolled, BenchError> {
     let started = Instant::now();
     let store = Store::open(&dir.join(STORE_FILE))?;
     let (tree, main_policy, stopping_policy) = write_policies(&store, options)?;
+    // A listening agent that does not run its expected configuration is pushed one by a dial
+    // at once, all of them as the manager starts: they run it already, as in a steady state.
+    let applied = |policy| dialing.map(|d| fingerprint(&tree, d.manager, policy).0);
+    let (main_applied, stopping_applied) = (applied(main_policy), applied(stopping_policy));
     let now = WallMs(
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -81,11 +97,12 @@ pub fn enroll(dir: &Path, options: &Options) -> Result<Enrolled, BenchError> {
         let mut txn = store.write()?;
         for (offset, issued) in chunk.iter().enumerate() {
             let index = chunk_start + offset as u64;
-            let policy = if index < options.agents {
-                main_policy
+            let (policy, applied_fingerprint) = if index < options.agents {
+                (main_policy, main_applied)
             } else {
-                stopping_policy
+                (stopping_policy, stopping_applied)
             };
+            let source = source_address(index);
             let id = txn.next_computer_id()?;
             let computer = computer(id, index, policy, now, options.agents);
             let state = AgentState {
@@ -93,6 +110,9 @@ pub fn enroll(dir: &Path, options: &Options) -> Result<Enrolled, BenchError> {
                 cert_serial: issued.serial,
                 activated: now,
                 agent_version: env!("CARGO_PKG_VERSION").into(),
+                address: dialing.map(|d| SocketAddr::from((source, d.listen_port)).to_string()),
+                listen_port: dialing.map(|d| d.listen_port),
+                applied_fingerprint,
                 ..AgentState::default()
             };
             txn.put_computer(&computer)?;
@@ -104,7 +124,7 @@ pub fn enroll(dir: &Path, options: &Options) -> Result<Enrolled, BenchError> {
                     vec![issued.cert.clone()],
                     issued.signing.clone(),
                 )),
-                source: source_address(index),
+                source,
             });
         }
         txn.commit()?;
@@ -160,10 +180,13 @@ fn write_policies(
         rules: Vec::new(),
     };
     base.settings.set(SettingValue::Interval(options.interval));
-    // The simulated agents dial and never listen, as agent-initiated agents do.
-    base.settings.set(SettingValue::Direction(
-        crate::model::Direction::AgentInitiated,
-    ));
+    // Agent-initiated: the simulated agents dial and never listen. Manager-initiated: they
+    // listen and the manager dials them at the interval.
+    base.settings
+        .set(SettingValue::Direction(match options.direction {
+            Direction::AgentInitiated => crate::model::Direction::AgentInitiated,
+            Direction::ManagerInitiated => crate::model::Direction::ManagerInitiated,
+        }));
     let mut stopping = Policy {
         id: txn.next_policy_id()?,
         name: "Bench: stopping agents".into(),
@@ -182,6 +205,13 @@ fn write_policies(
     txn.commit()?;
     let ids = (base.id, stopping.id);
     Ok((PolicyTree::new([base, stopping]), ids.0, ids.1))
+}
+
+/// The fingerprint of what the manager sends a computer of `policy`, as it computes it.
+pub fn fingerprint(tree: &PolicyTree, manager: SocketAddr, policy: PolicyId) -> Fingerprint {
+    let endpoint = crate::manager::dial_address(MANAGER_HOSTNAME, manager);
+    let computer = computer(ComputerId(0), 0, policy, WallMs(0), 1);
+    crate::manager::expected_config(tree, &computer, &[endpoint]).fingerprint()
 }
 
 /// One agent's signing key and certificate (with its serial, for the agent state).

@@ -14,8 +14,6 @@ pub enum BenchError {
         name: &'static str,
         problem: String,
     },
-    /// The option is valid but this build cannot run it yet.
-    NotSupported(String),
     /// The temporary data dir or a file in it.
     File {
         path: PathBuf,
@@ -31,13 +29,15 @@ pub enum BenchError {
     Thread(std::io::Error),
     /// The floor's own TLS listener.
     Floor(std::io::Error),
+    /// The simulated agents' listener (manager-initiated runs), or a port for the manager.
+    Listen(std::io::Error),
 }
 
 impl BenchError {
     /// 2 for a usage error, 1 for everything else, as for the other subcommands.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BenchError::Option { .. } | BenchError::NotSupported(_) => 2,
+            BenchError::Option { .. } => 2,
             _ => 1,
         }
     }
@@ -47,7 +47,6 @@ impl fmt::Display for BenchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BenchError::Option { name, problem } => write!(f, "--{name}: {problem}"),
-            BenchError::NotSupported(what) => f.write_str(what),
             BenchError::File { path, .. } => write!(f, "cannot use {}", path.display()),
             BenchError::Store(_) => f.write_str("cannot use the benchmark's store"),
             BenchError::Pki(_) => f.write_str("cannot issue the simulated agents' certificates"),
@@ -59,6 +58,7 @@ impl fmt::Display for BenchError {
             ),
             BenchError::Thread(_) => f.write_str("cannot start a load-generator thread"),
             BenchError::Floor(_) => f.write_str("cannot run the bare-TLS floor's listener"),
+            BenchError::Listen(_) => f.write_str("cannot listen for the manager's dials"),
         }
     }
 }
@@ -70,7 +70,7 @@ impl std::error::Error for BenchError {
             BenchError::Store(e) => Some(e),
             BenchError::Pki(e) => Some(e.as_ref()),
             BenchError::Manager(e) => Some(e.as_ref()),
-            BenchError::Thread(e) | BenchError::Floor(e) => Some(e),
+            BenchError::Thread(e) | BenchError::Floor(e) | BenchError::Listen(e) => Some(e),
             _ => None,
         }
     }

@@ -7,12 +7,14 @@
 //! - `agent`: one simulated agent running the real `proto::AgentSession`; `tickets`: its own
 //!   TLS session ticket, so its next session resumes as a real agent's does.
 //! - `load`: sessions at the agents' interval, and back to back for saturation.
+//! - `dialed`: manager-initiated runs, where the agents listen and the manager dials them.
 //! - `floor`: bare mutual-TLS handshakes with the same certificates.
 //! - `histogram`, `tally`: latencies and counts; `probe`: CPU and memory from /proc.
 //! - `report`: the result as text, JSON or a markdown row.
 
 mod agent;
 mod connect;
+mod dialed;
 mod enroll;
 mod error;
 mod floor;

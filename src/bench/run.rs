@@ -1,8 +1,9 @@
 //! The run from start to end: registration, the manager, the phases, the report.
 
 use super::agent::{Shared, SimAgent};
+use super::dialed;
 use super::enroll::Identity;
-use super::enroll::{self, Enrolled, MANAGER_HOSTNAME};
+use super::enroll::{self, Dialing, Enrolled, MANAGER_HOSTNAME};
 use super::error::BenchError;
 use super::floor;
 use super::load;
@@ -11,11 +12,9 @@ use super::probe::{self, CpuMark, GENERATOR_THREAD};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
 use crate::clock::RealClock;
-use crate::clock::WallMs;
 use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
-use crate::model::{AlertKind, ComputerId, PolicyId};
+use crate::model::{AlertKind, ComputerId};
 use crate::pki::{ManagerPki, PkiError};
-use crate::policy::Fingerprint;
 use crate::store::{Reads, Store};
 use rustls::client::Resumption;
 use rustls::{ClientConfig, RootCertStore};
@@ -32,13 +31,6 @@ const GENERATOR_THREADS: usize = 2;
 
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let options = Options::from_args(args)?;
-    if options.direction == Direction::ManagerInitiated {
-        return Err(BenchError::NotSupported(
-            "--direction manager-initiated: not supported yet; the agent listener (4118) it \
-             needs is being built (the communication-direction issue)"
-                .into(),
-        ));
-    }
     // A hundred thousand "computer is now online" lines would cost more than the sessions.
     if std::env::var_os("RUST_LOG").is_none() {
         log::set_max_level(log::LevelFilter::Warn);
@@ -54,16 +46,31 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
 }
 
 fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
-    let enrolled = enroll::enroll(dir, options)?;
+    // Manager-initiated: the agents' socket first, and the manager's port chosen before the
+    // agents are written, since their configuration names it.
+    let (listening, manager_listen) = match options.direction {
+        Direction::AgentInitiated => (None, SocketAddr::from(([127, 0, 0, 1], 0))),
+        Direction::ManagerInitiated => (Some(dialed::bind()?), free_loopback_address()?),
+    };
+    let dialing = listening.as_ref().map(|l| Dialing {
+        listen_port: l.port,
+        manager: manager_listen,
+    });
+    let enrolled = enroll::enroll(dir, options, dialing)?;
     let store_path = dir.join(STORE_FILE);
     let store_after_registration = file_size(&store_path);
     let (rss_before, _) = probe::memory();
 
     let manager_started = Instant::now();
-    let manager = Manager::start(dir)?;
+    let manager = Manager::start(dir, manager_listen)?;
     let manager_start_s = manager_started.elapsed().as_secs_f64();
-    let shared = Arc::new(shared(&enrolled, manager.agent_addr, options)?);
-    let stopping_fp = fingerprint(&enrolled, manager.agent_addr, enrolled.stopping_policy);
+    let listen_port = listening.as_ref().map(|l| l.port);
+    let shared = Arc::new(shared(&enrolled, manager.agent_addr, options, listen_port)?);
+    let stopping_fp = Some(enroll::fingerprint(
+        &enrolled.tree,
+        manager.agent_addr,
+        enrolled.stopping_policy,
+    ));
     let generator = Generator::start()?;
     let ex = generator.ex.clone();
 
@@ -100,9 +107,20 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
             },
             duration: options.duration,
         };
-        smol::block_on(ex.spawn(async move {
-            load::at_interval(&ex2, &shared, agents, stopping, schedule).await
-        }))
+        match listening {
+            None => smol::block_on(ex.spawn(async move {
+                load::at_interval(&ex2, &shared, agents, stopping, schedule).await
+            })),
+            Some(listening) => {
+                let acceptor = dialed::acceptor(&pki, agents.iter().chain(&stopping))?;
+                smol::block_on(ex.spawn(async move {
+                    dialed::serve(
+                        &ex2, &shared, listening, acceptor, agents, stopping, schedule,
+                    )
+                    .await
+                }))
+            }
+        }
     };
     let (manager_cpu, generator_cpu) = load.cpu;
     let (rss_after, _) = probe::memory();
@@ -114,9 +132,9 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     );
 
     // Saturation: the same agents, back to back, right after the interval phase (before any
-    // of them is overdue).
+    // of them is overdue). The manager paces its own dials, so a manager-initiated run has none.
     let mut sessions = load.tally.started;
-    let saturation = if options.saturation > 0 {
+    let saturation = if options.saturation > 0 && options.direction == Direction::AgentInitiated {
         let cpu = CpuMark::now();
         let (ex2, shared2, n) = (ex.clone(), shared.clone(), options.saturation);
         let agents = load.agents;
@@ -167,7 +185,11 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         "manager-side latency is 'until manager close': the manager closes a connection once it \
          has recorded the heartbeat, after it sent 'done'"
             .to_string(),
-        if options.resumption {
+        if options.direction == Direction::ManagerInitiated {
+            "the manager's dials are full handshakes (it checks each agent's certificate \
+             afresh), as is the floor"
+                .to_string()
+        } else if options.resumption {
             "an agent's first session is a full TLS handshake, its next ones resume with the \
              manager's ticket (as a real agent's do); the floor is full handshakes"
                 .to_string()
@@ -175,6 +197,14 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
             "--full-handshakes: every session a full TLS handshake, as the floor".to_string()
         },
     ];
+    if options.direction == Direction::ManagerInitiated {
+        notes.push(format!(
+            "manager-initiated: the manager dials every agent at its interval, at most {} at \
+             once; latency runs from the agent's accept to the manager's 'done'; no saturation \
+             phase, the manager paces its own dials",
+            manager::MAX_DIALS_IN_FLIGHT
+        ));
+    }
     if options.warmup {
         notes.push(format!(
             "warm-up: one unmeasured interval first ({} sessions, {} failed), so agents hold TLS \
@@ -196,7 +226,10 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         interval_s: options.interval.as_secs_f64(),
         duration_s: options.duration.as_secs_f64(),
         events_per_heartbeat: options.events_per_heartbeat,
-        direction: "agent-initiated",
+        direction: match options.direction {
+            Direction::AgentInitiated => "agent-initiated",
+            Direction::ManagerInitiated => "manager-initiated",
+        },
         registration: report::Registration {
             method: "bulk: keys generated here, certificates issued by the manager's CA, \
                      computers and agent states written before the manager started",
@@ -231,6 +264,7 @@ fn shared(
     enrolled: &Enrolled,
     manager: SocketAddr,
     options: &Options,
+    listen_port: Option<u16>,
 ) -> Result<Shared, BenchError> {
     Ok(Shared {
         manager,
@@ -238,15 +272,22 @@ fn shared(
         resume: options.resumption,
         clock: Arc::new(RealClock::new()),
         events_per_heartbeat: options.events_per_heartbeat,
-        fingerprint: fingerprint(enrolled, manager, enrolled.main_policy),
+        fingerprint: Some(enroll::fingerprint(
+            &enrolled.tree,
+            manager,
+            enrolled.main_policy,
+        )),
+        listen_port,
     })
 }
 
-/// The fingerprint of what the manager sends a computer of `policy`, as it computes it.
-fn fingerprint(enrolled: &Enrolled, manager: SocketAddr, policy: PolicyId) -> Option<Fingerprint> {
-    let endpoint = manager::dial_address(MANAGER_HOSTNAME, manager);
-    let computer = enroll::computer(ComputerId(0), 0, policy, WallMs(0), 1);
-    Some(manager::expected_config(&enrolled.tree, &computer, &[endpoint]).fingerprint())
+/// A loopback address with a port free now, for a manager that must listen where the agents'
+/// configuration already says it does. (Another process could take it first: the manager then
+/// fails to start, in words.)
+fn free_loopback_address() -> Result<SocketAddr, BenchError> {
+    let probe = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(BenchError::Listen)?;
+    probe.local_addr().map_err(BenchError::Listen)
 }
 
 /// The real agent's client configuration (`pki::agent_client_config`: only the CA, ALPN
@@ -276,11 +317,12 @@ struct Manager {
 }
 
 impl Manager {
-    /// Starts it on 127.0.0.1 ports of the system's choosing and waits for its ports file.
-    fn start(dir: &Path) -> Result<Manager, BenchError> {
+    /// Starts it with its agent port at `agent_listen` (port 0: of the system's choosing) and
+    /// its console on a loopback port, and waits for its ports file.
+    fn start(dir: &Path, agent_listen: SocketAddr) -> Result<Manager, BenchError> {
         let config = ManagerConfig {
             data_dir: dir.to_path_buf(),
-            agent_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            agent_listen,
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             hostname: MANAGER_HOSTNAME.into(),
         };

@@ -8,7 +8,10 @@ use rustls::client::Resumption;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{NoServerSessionStorage, ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::{
+    NoServerSessionStorage, ParsedCertificate, ResolvesServerCert, WebPkiClientVerifier,
+};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
     ServerConfig, SignatureScheme,
@@ -55,7 +58,23 @@ pub fn agent_server_config(
     cert: CertificateDer<'static>,
     key: &AgentKey,
 ) -> Result<Arc<ServerConfig>, PkiError> {
-    let what = "the agent listener's TLS configuration";
+    let certified = CertifiedKey::from_der(vec![cert], key.private_key_der(), &tls::provider())
+        .map_err(|source| PkiError::Tls {
+            what: LISTENER_CONFIG,
+            source,
+        })?;
+    agent_listener_config(ca, Arc::new(SingleCertAndKey::from(certified)))
+}
+
+const LISTENER_CONFIG: &str = "the agent listener's TLS configuration";
+
+/// [`agent_server_config`] with the agent certificate chosen per connection by `certs`: for the
+/// benchmark, whose simulated agents share one listener and are told apart by the name dialed.
+pub fn agent_listener_config(
+    ca: &CertificateDer<'static>,
+    certs: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, PkiError> {
+    let what = LISTENER_CONFIG;
     let mut roots = RootCertStore::empty();
     roots
         .add(ca.clone())
@@ -68,13 +87,7 @@ pub fn agent_server_config(
             source: rustls::Error::General(e.to_string()),
         })?;
     let verifier = Arc::new(ManagerOnlyVerifier { webpki });
-    let config = tls::server_config(
-        what,
-        vec![cert],
-        key.private_key_der(),
-        &[AGENT_ALPN],
-        verifier,
-    )?;
+    let config = tls::server_config_resolving(what, certs, &[AGENT_ALPN], verifier)?;
     let mut config = Arc::unwrap_or_clone(config);
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;

@@ -31,7 +31,7 @@ pub use agent::{AgentKey, IssuedCert, agent_client_config, parse_pin};
 pub use ca::ManagerPki;
 pub use der::cert_serial;
 pub use error::PkiError;
-pub use listen::{NotTheManager, agent_server_config, agent_server_name};
+pub use listen::{NotTheManager, agent_listener_config, agent_server_config, agent_server_name};
 pub use secret::{hashes_equal, hex, random_secret, sha256};
 pub use tickets::{TICKET_KEY_FILE, persistent_ticketer};
 pub use tls::{client_config_trusting, client_config_trusting_der};

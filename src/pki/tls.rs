@@ -6,8 +6,9 @@ use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_na
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ParsedCertificate, ResolvesServerCert};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     ClientConfig, ConfigBuilder, RootCertStore, ServerConfig, SupportedProtocolVersion,
     WantsVerifier,
@@ -40,13 +41,28 @@ pub(super) fn server_config(
     alpn: &[&[u8]],
     clients: Arc<dyn ClientCertVerifier>,
 ) -> Result<Arc<ServerConfig>, PkiError> {
-    let tls = |source| PkiError::Tls { what, source };
+    let certified = CertifiedKey::from_der(chain, key, &provider())
+        .map_err(|source| PkiError::Tls { what, source })?;
+    server_config_resolving(
+        what,
+        Arc::new(SingleCertAndKey::from(certified)),
+        alpn,
+        clients,
+    )
+}
+
+/// As [`server_config`], with the certificate chosen per connection by `certs`.
+pub(super) fn server_config_resolving(
+    what: &'static str,
+    certs: Arc<dyn ResolvesServerCert>,
+    alpn: &[&[u8]],
+    clients: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, PkiError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
-        .map_err(tls)?
+        .map_err(|source| PkiError::Tls { what, source })?
         .with_client_cert_verifier(clients)
-        .with_single_cert(chain, key)
-        .map_err(tls)?;
+        .with_cert_resolver(certs);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.ignore_client_order = true;
     Ok(Arc::new(config))
