@@ -50,7 +50,7 @@ fn a_manager_initiated_bench_is_dialed_by_the_manager() {
             "--interval",
             "1s",
             "--duration",
-            "3s",
+            "5s",
         ])
         .args([
             "--direction",
@@ -71,7 +71,7 @@ fn a_manager_initiated_bench_is_dialed_by_the_manager() {
     // The simulated agents never dial in this mode: every session is one the manager's dialer
     // started, about one per agent per second.
     let completed = load["sessions_completed"].as_u64().unwrap();
-    assert!(completed >= 40, "{report}");
+    assert!(completed >= 60, "{report}");
     assert_eq!(load["failures"], serde_json::json!({}), "{report}");
     assert_eq!(load["sessions_resumed"], 0, "{report}");
     // One event per heartbeat, stored and acknowledged in the dialed session.
@@ -85,7 +85,8 @@ fn a_manager_initiated_bench_is_dialed_by_the_manager() {
     assert!(report["saturation"].is_null(), "{report}");
     assert_eq!(report["floor"]["failed"], 0, "{report}");
     // The stopping agents answer once and then close: the manager's failed dials raise their
-    // offline alerts within the run.
+    // offline alerts within the run. (The manager dials each at its own phase of the 1 s
+    // interval, so the last alert may come 3 s in: hence the 5 s run.)
     let delays = report["alerts"]["offline_alert_delay_ms"]
         .as_array()
         .unwrap();
