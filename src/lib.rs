@@ -11,6 +11,8 @@
 //! - [`liveness`]: sans-io heartbeat monitor: deadlines, missed counts, offline and clock decisions.
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
 //! - [`net`]: the accept loop shared by the listeners, and deadlines around futures.
+//! - [`tasks`]: the manager's executor, one worker thread per core, and task sets that end
+//!   their tasks when dropped.
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
 //! - [`store`]: the redb file, its tables, versioned records and migrations.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
@@ -45,3 +47,4 @@ pub mod pki;
 pub mod policy;
 pub mod proto;
 pub mod store;
+pub mod tasks;

@@ -1,34 +1,31 @@
 //! What every listener and dialer shares: an accept loop whose connections end with it, and a
 //! deadline around any future.
 
+use crate::tasks::{Spawner, TaskSet};
 use smol::net::{SocketAddr, TcpListener, TcpStream};
 use std::future::Future;
 use std::time::Duration;
 
-/// Accepts connections on `listener` and runs `handle` on each until the returned future is
-/// dropped. Connections run on an executor owned by this future, so dropping it also ends every
-/// open connection (and lets go of what they hold, such as the store) instead of leaving
-/// detached tasks behind. `what` names the listener in logs.
-pub async fn serve<F, Fut>(listener: TcpListener, what: &'static str, handle: F)
+/// Accepts connections on `listener` and runs `handle` on each, on the workers of `ex`, until
+/// the returned future is dropped. Dropping it also ends every open connection (and lets go of
+/// what they hold, such as the store) instead of leaving detached tasks behind. `what` names
+/// the listener in logs.
+pub async fn serve<F, Fut>(listener: TcpListener, what: &'static str, ex: Spawner, handle: F)
 where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let connections = smol::Executor::new();
-    connections
-        .run(async {
-            loop {
-                match listener.accept().await {
-                    Ok((tcp, peer)) => connections.spawn(handle(tcp, peer)).detach(),
-                    Err(e) => {
-                        // Out of file descriptors or similar: wait instead of spinning.
-                        log::warn!("{what} listener: accept failed: {e}");
-                        smol::Timer::after(Duration::from_millis(100)).await;
-                    }
-                }
+    let mut connections = TaskSet::new(ex);
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => connections.spawn(handle(tcp, peer)),
+            Err(e) => {
+                // Out of file descriptors or similar: wait instead of spinning.
+                log::warn!("{what} listener: accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
             }
-        })
-        .await
+        }
+    }
 }
 
 /// `future`'s output, or `None` if it takes longer than `limit`.

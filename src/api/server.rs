@@ -4,6 +4,7 @@
 use super::MAX_BODY_BYTES;
 use super::error::ApiError;
 use super::router::{ApiRequest, ApiResponse, ApiState, handle};
+use crate::tasks::Spawner;
 use futures_rustls::TlsAcceptor;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -27,9 +28,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_LIMIT: usize = 16 * MAX_BODY_BYTES;
 
 /// Serves the API on `listener` until the returned future is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<ApiState>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<ApiState>,
+    ex: Spawner,
+) {
     let acceptor = TlsAcceptor::from(tls);
-    crate::net::serve(listener, "console", |tcp, peer| {
+    crate::net::serve(listener, "console", ex, |tcp, peer| {
         let (acceptor, state) = (acceptor.clone(), state.clone());
         async move {
             if let Err(e) = connection(acceptor, tcp, peer.ip(), state).await {

@@ -5,6 +5,7 @@
 use super::connect::connect_from;
 use super::enroll::Identity;
 use super::error::BenchError;
+use crate::tasks::{Workers, cores};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
@@ -39,18 +40,26 @@ pub async fn measure(
         .map_err(BenchError::Floor)?;
     let addr = listener.local_addr().map_err(BenchError::Floor)?;
     let acceptor = TlsAcceptor::from(server);
-    let serving = smol::spawn(crate::net::serve(listener, "floor", move |tcp, _| {
-        let acceptor = acceptor.clone();
-        async move {
-            if let Ok(mut tls) = acceptor.accept(tcp).await {
-                let mut buf = [0u8; PING];
-                if tls.read_exact(&mut buf).await.is_ok() {
-                    let _ = tls.write_all(&buf).await;
-                    let _ = tls.flush().await;
+    // The server on a worker per core, as the manager's listeners run.
+    let workers = Workers::start("bench-floor", cores()).map_err(BenchError::Floor)?;
+    let server = workers.spawner();
+    let serving = server.spawn(crate::net::serve(
+        listener,
+        "floor",
+        server.clone(),
+        move |tcp, _| {
+            let acceptor = acceptor.clone();
+            async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut buf = [0u8; PING];
+                    if tls.read_exact(&mut buf).await.is_ok() {
+                        let _ = tls.write_all(&buf).await;
+                        let _ = tls.flush().await;
+                    }
                 }
             }
-        }
-    }));
+        },
+    ));
     let configs: Vec<(Arc<ClientConfig>, std::net::Ipv4Addr)> = identities
         .iter()
         .take(concurrency.max(1))

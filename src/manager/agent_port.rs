@@ -17,6 +17,7 @@ use crate::proto::{
     Purpose, Refusal, SessionParams, SessionSummary,
 };
 use crate::store::{Reads, Store, Writer};
+use crate::tasks::Spawner;
 use futures_rustls::TlsAcceptor;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::{SocketAddr, TcpListener, TcpStream};
@@ -41,9 +42,14 @@ pub struct AgentPort {
 }
 
 /// Serves the agent port until the returned future is dropped (which ends every connection).
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, port: Arc<AgentPort>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    port: Arc<AgentPort>,
+    ex: Spawner,
+) {
     let acceptor = TlsAcceptor::from(tls);
-    crate::net::serve(listener, "agent", |tcp, peer| {
+    crate::net::serve(listener, "agent", ex, |tcp, peer| {
         let (acceptor, port) = (acceptor.clone(), port.clone());
         async move {
             if let Err(reason) = connection(&acceptor, tcp, peer, &port).await {

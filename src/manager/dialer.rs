@@ -13,6 +13,7 @@ use crate::pki::agent_server_name;
 use crate::policy::PolicyTree;
 use crate::proto::SessionSummary;
 use crate::store::{Reads, StoreError};
+use crate::tasks::{Spawner, TaskSet};
 use futures_rustls::TlsConnector;
 use smol::channel::{Receiver, Sender};
 use smol::net::TcpStream;
@@ -88,6 +89,7 @@ pub async fn run(
     port: Arc<AgentPort>,
     tls: Arc<rustls::ClientConfig>,
     events: Receiver<DialerEvent>,
+    ex: Spawner,
 ) {
     let mut plan = DialPlan::new(MAX_DIALS_IN_FLIGHT);
     let mut waiters: HashMap<ComputerId, Vec<Sender<DialResult>>> = HashMap::new();
@@ -95,63 +97,58 @@ pub async fn run(
     // so a fixed network or firewall rule is noticed without waiting for an operation.
     let mut unreachable: HashSet<ComputerId> = HashSet::new();
     let (done_tx, done_rx) = smol::channel::unbounded::<(ComputerId, Box<DialResult>)>();
-    let dials = smol::Executor::new();
+    // Dropping the dialer ends the dials it started.
+    let mut dials = TaskSet::new(ex);
     refresh(&port, &mut plan).await;
-    dials
-        .run(async {
-            loop {
-                while let Some(computer) = plan.poll_dial(port.clock.now()) {
-                    let replies = waiters.remove(&computer).unwrap_or_default();
-                    let (port, tls, done) = (port.clone(), tls.clone(), done_tx.clone());
-                    dials
-                        .spawn(async move {
-                            let result = dial(&port, tls, computer).await;
-                            for reply in replies {
-                                let _ = reply.try_send(result.clone());
-                            }
-                            let _ = done.send((computer, Box::new(result))).await;
-                        })
-                        .detach();
+    loop {
+        while let Some(computer) = plan.poll_dial(port.clock.now()) {
+            let replies = waiters.remove(&computer).unwrap_or_default();
+            let (port, tls, done) = (port.clone(), tls.clone(), done_tx.clone());
+            dials.spawn(async move {
+                let result = dial(&port, tls, computer).await;
+                for reply in replies {
+                    let _ = reply.try_send(result.clone());
                 }
-                let wait = plan.poll_timeout().map_or(Duration::from_secs(3600), |t| {
-                    t.saturating_since(port.clock.now())
-                });
-                let next = smol::future::or(
-                    async { Some(Input::Event(events.recv().await.ok()?)) },
-                    smol::future::or(
-                        async { done_rx.recv().await.ok().map(|(c, r)| Input::Done(c, r)) },
-                        async {
-                            smol::Timer::after(wait).await;
-                            Some(Input::Tick)
-                        },
-                    ),
-                )
-                .await;
-                match next {
-                    None => return,
-                    Some(Input::Tick) => {}
-                    Some(Input::Done(computer, result)) => {
-                        plan.handle_done(computer);
-                        let event = match *result {
-                            Ok(_) => {
-                                unreachable.remove(&computer);
-                                LivenessEvent::DialSucceeded(computer)
-                            }
-                            Err(reason) => {
-                                log::warn!("dial to computer {computer} failed: {reason}");
-                                unreachable.insert(computer);
-                                LivenessEvent::DialFailed { computer, reason }
-                            }
-                        };
-                        port.liveness.send(event);
+                let _ = done.send((computer, Box::new(result))).await;
+            });
+        }
+        let wait = plan.poll_timeout().map_or(Duration::from_secs(3600), |t| {
+            t.saturating_since(port.clock.now())
+        });
+        let next = smol::future::or(
+            async { Some(Input::Event(events.recv().await.ok()?)) },
+            smol::future::or(
+                async { done_rx.recv().await.ok().map(|(c, r)| Input::Done(c, r)) },
+                async {
+                    smol::Timer::after(wait).await;
+                    Some(Input::Tick)
+                },
+            ),
+        )
+        .await;
+        match next {
+            None => return,
+            Some(Input::Tick) => {}
+            Some(Input::Done(computer, result)) => {
+                plan.handle_done(computer);
+                let event = match *result {
+                    Ok(_) => {
+                        unreachable.remove(&computer);
+                        LivenessEvent::DialSucceeded(computer)
                     }
-                    Some(Input::Event(event)) => {
-                        handle(&port, &mut plan, &mut waiters, &unreachable, event).await;
+                    Err(reason) => {
+                        log::warn!("dial to computer {computer} failed: {reason}");
+                        unreachable.insert(computer);
+                        LivenessEvent::DialFailed { computer, reason }
                     }
-                }
+                };
+                port.liveness.send(event);
             }
-        })
-        .await
+            Some(Input::Event(event)) => {
+                handle(&port, &mut plan, &mut waiters, &unreachable, event).await;
+            }
+        }
+    }
 }
 
 enum Input {

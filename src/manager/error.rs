@@ -27,6 +27,8 @@ pub enum ManagerError {
         source: std::io::Error,
     },
     Signals(std::io::Error),
+    /// The worker threads that run the listeners and sessions could not be started.
+    Workers(std::io::Error),
     Password(crate::api::password::PasswordError),
 }
 
@@ -44,6 +46,7 @@ impl fmt::Display for ManagerError {
             ),
             ManagerError::File { path, .. } => write!(f, "cannot write {}", path.display()),
             ManagerError::Signals(_) => write!(f, "cannot install the signal handlers"),
+            ManagerError::Workers(_) => write!(f, "cannot start the worker threads"),
             ManagerError::Password(_) => write!(f, "cannot set the console password"),
         }
     }
@@ -57,7 +60,8 @@ impl std::error::Error for ManagerError {
             ManagerError::Pki(e) => Some(e.as_ref()),
             ManagerError::Bind { source, .. }
             | ManagerError::File { source, .. }
-            | ManagerError::Signals(source) => Some(source),
+            | ManagerError::Signals(source)
+            | ManagerError::Workers(source) => Some(source),
             ManagerError::Password(e) => Some(e),
         }
     }

@@ -22,6 +22,7 @@ use crate::clock::{Clock, RealClock};
 use crate::metrics::Metrics;
 use crate::pki::ManagerPki;
 use crate::store::{Reads, Store, Writer};
+use crate::tasks::Workers;
 use agent_port::AgentPort;
 use smol::net::TcpListener;
 use smol::stream::StreamExt;
@@ -122,7 +123,10 @@ fn serve_with_banner(
     let dial_tls = pki.dial_client_config()?;
     let tracked = liveness::prepare(&store, clock.wall())?;
 
-    smol::block_on(async {
+    // TLS and sessions on every core; the workers stop when this function returns.
+    let workers = Workers::per_core("picket-worker").map_err(ManagerError::Workers)?;
+    let ex = workers.spawner();
+    workers.block_on(async {
         let console = bind("the console and API", config.console_listen).await?;
         let agents = bind("agents", config.agent_listen).await?;
         let (console_addr, agent_addr) = (local_addr(&console)?, local_addr(&agents)?);
@@ -165,10 +169,15 @@ fn serve_with_banner(
         }
         // After the banner: whoever waits for this file may read the banner at once.
         data_dir::write_ports(dir, agent_addr, console_addr)?;
-        let api_task = smol::spawn(api::serve(console, tls, state.clone()));
-        let dialer_task = smol::spawn(dialer::run(port.clone(), dial_tls, dialer_events));
-        let agent_task = smol::spawn(agent_port::serve(agents, agent_tls, port));
-        let liveness_task = smol::spawn(liveness::run(
+        let api_task = ex.spawn(api::serve(console, tls, state.clone(), ex.clone()));
+        let dialer_task = ex.spawn(dialer::run(
+            port.clone(),
+            dial_tls,
+            dialer_events,
+            ex.clone(),
+        ));
+        let agent_task = ex.spawn(agent_port::serve(agents, agent_tls, port, ex.clone()));
+        let liveness_task = ex.spawn(liveness::run(
             store.clone(),
             writer,
             clock,
