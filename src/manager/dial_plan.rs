@@ -93,7 +93,7 @@ impl DialPlan {
 
     /// The earliest scheduled dial not yet running; requests are already due.
     fn take_due(&mut self, now: Instant) -> Option<ComputerId> {
-        let &(at, computer) = self.due.iter().find(|(_, c)| !self.in_flight.contains(c))?;
+        let (at, computer) = self.next_due()?;
         if at > now {
             return None;
         }
@@ -117,10 +117,22 @@ impl DialPlan {
         }
     }
 
-    /// When a scheduled dial is next due; `None` with nothing scheduled. Requests waiting for a
-    /// slot need no timer: a finished dial frees one.
+    /// When the next scheduled dial can start: `None` with nothing scheduled, or while every
+    /// slot is taken (a finished dial frees one and the caller polls again; a timer already
+    /// past would have it spin until then). Requests need no timer either, for the same reason.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.due.first().map(|(at, _)| *at)
+        if self.in_flight.len() >= self.max_in_flight {
+            return None;
+        }
+        self.next_due().map(|(at, _)| at)
+    }
+
+    /// The earliest scheduled dial whose computer is not being dialed now.
+    fn next_due(&self) -> Option<(Instant, ComputerId)> {
+        self.due
+            .iter()
+            .find(|(_, c)| !self.in_flight.contains(c))
+            .copied()
     }
 
     #[cfg(test)]
@@ -180,6 +192,9 @@ mod tests {
         // The second interval dials each exactly once more.
         let second = drain(&mut plan, at(120_000));
         assert_eq!(second.len(), 1000);
+        for id in &second {
+            plan.handle_done(ComputerId(*id));
+        }
         assert_eq!(plan.poll_timeout().map(|t| t > at(120_000)), Some(true));
     }
 
@@ -217,6 +232,42 @@ mod tests {
         plan.handle_done(ComputerId(2));
         assert_eq!(drain(&mut plan, at(0)), [4]);
         assert_eq!(plan.in_flight(), 3);
+    }
+
+    #[test]
+    fn no_timer_while_every_slot_is_taken() {
+        let mut plan = DialPlan::new(2);
+        for id in 1..=5 {
+            plan.schedule(at(0), ComputerId(id), MIN);
+        }
+        let late = at(0).saturating_add(2 * MIN);
+        assert_eq!(drain(&mut plan, late).len(), 2);
+        // Three are overdue, but no slot is free: a timer now would fire at once, again and
+        // again, until a dial ends.
+        assert_eq!(plan.poll_timeout(), None);
+        let running: Vec<ComputerId> = plan.in_flight.iter().copied().collect();
+        plan.handle_done(running[0]);
+        let next = plan
+            .poll_timeout()
+            .expect("a slot is free and dials are overdue");
+        assert!(next <= late, "{next:?}");
+        assert_eq!(drain(&mut plan, late).len(), 1);
+    }
+
+    #[test]
+    fn the_timer_skips_a_computer_being_dialed() {
+        let mut plan = DialPlan::new(4);
+        plan.schedule(at(0), ComputerId(1), MIN);
+        plan.schedule(at(0), ComputerId(2), MIN);
+        let (first, second) = {
+            let mut due = plan.due.iter();
+            (*due.next().unwrap(), *due.next().unwrap())
+        };
+        // The first one is dialed on request before it is due: its scheduled slot is no
+        // reason to wake up while that dial runs.
+        plan.request(first.1);
+        assert_eq!(plan.poll_dial(at(0)), Some(first.1));
+        assert_eq!(plan.poll_timeout(), Some(second.0));
     }
 
     #[test]
