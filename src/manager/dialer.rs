@@ -133,12 +133,20 @@ pub async fn run(
                 plan.handle_done(computer);
                 let event = match *result {
                     Ok(_) => {
-                        unreachable.remove(&computer);
+                        if unreachable.remove(&computer) {
+                            log::info!("computer {computer} is reachable again");
+                        }
                         LivenessEvent::DialSucceeded(computer)
                     }
-                    Err(reason) => {
+                    // Logged when it starts failing, not at every interval after: a thousand
+                    // computers out of reach would otherwise be a thousand lines a minute.
+                    // Each failure still reaches the liveness task, and the computer's status.
+                    Err(reason) if unreachable.insert(computer) => {
                         log::warn!("dial to computer {computer} failed: {reason}");
-                        unreachable.insert(computer);
+                        LivenessEvent::DialFailed { computer, reason }
+                    }
+                    Err(reason) => {
+                        log::debug!("dial to computer {computer} failed again: {reason}");
                         LivenessEvent::DialFailed { computer, reason }
                     }
                 };
