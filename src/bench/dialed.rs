@@ -96,11 +96,13 @@ enum Input {
 }
 
 /// Answers the manager's dials for the warm-up and the duration. Each stopping agent answers
-/// once and then closes every later connection unread, as a computer that went away.
+/// once and then closes every later connection unread, as a computer that went away. The
+/// caller keeps `listening` open until the manager has stopped: closed earlier, every dial
+/// after the end would fail and count against the agents.
 pub async fn serve(
     ex: &Arc<Executor<'static>>,
     shared: &Arc<Shared>,
-    listening: Listening,
+    listening: &Listening,
     acceptor: TlsAcceptor,
     agents: Vec<SimAgent>,
     stopping: Vec<SimAgent>,

@@ -95,7 +95,9 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         .map(|id| SimAgent::new(id, stopping_fp))
         .collect();
 
-    // The interval phase, after one unmeasured interval when warming up.
+    // The interval phase, after one unmeasured interval when warming up. Manager-initiated,
+    // the agents' socket stays open until the manager has stopped.
+    let mut agents_listening = None;
     let load = {
         let (ex2, shared) = (ex.clone(), shared.clone());
         let schedule = load::Schedule {
@@ -113,9 +115,11 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
             })),
             Some(listening) => {
                 let acceptor = dialed::acceptor(&pki, agents.iter().chain(&stopping))?;
+                let listening = Arc::new(listening);
+                agents_listening = Some(listening.clone());
                 smol::block_on(ex.spawn(async move {
                     dialed::serve(
-                        &ex2, &shared, listening, acceptor, agents, stopping, schedule,
+                        &ex2, &shared, &listening, acceptor, agents, stopping, schedule,
                     )
                     .await
                 }))
@@ -149,6 +153,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         None
     };
     let stop_took = manager.stop()?;
+    drop(agents_listening);
     let (_, peak) = probe::memory();
 
     // The floor, with the manager stopped so that it competes with nothing.
@@ -207,9 +212,13 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     }
     if options.warmup {
         notes.push(format!(
-            "warm-up: one unmeasured interval first ({} sessions, {} failed), so agents hold TLS \
-             tickets as in steady state",
-            load.warmup_sessions, load.warmup_failed
+            "warm-up: one unmeasured interval first ({} sessions, {} failed), {}",
+            load.warmup_sessions,
+            load.warmup_failed,
+            match options.direction {
+                Direction::AgentInitiated => "so agents hold TLS tickets as in steady state",
+                Direction::ManagerInitiated => "so every agent has been dialed once",
+            }
         ));
     }
     if stop_took > Duration::from_secs(5) {
