@@ -23,17 +23,20 @@ check:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # The standard sweep: 1k, 10k and 100k registered agents at a 1-minute heartbeat, 30 s of load
-# each, plus the saturation and bare-TLS floor phases. A few minutes in all; the table goes to
-# target/bench.md and stdout (README.md shows the latest and how to read it).
+# each, plus the saturation and bare-TLS floor phases, then 10k agents that the manager dials
+# (manager-initiated). About ten minutes in all; the table goes to target/bench.md and stdout
+# (README.md shows the latest and how to read it).
 BENCH_AGENTS ?= 1000 10000 100000
+BENCH_DIALED ?= 10000
 BENCH_FLAGS ?= --interval 1m --duration 30s --warmup --saturation 2000 --concurrency 32
 
 bench: build
 	@mkdir -p target
 	@rm -f target/bench.md
-	@for n in $(BENCH_AGENTS); do \
-		./target/release/picket bench --agents $$n $(BENCH_FLAGS) --markdown > target/bench-$$n.md || exit 1; \
-		if [ -s target/bench.md ]; then tail -n 1 target/bench-$$n.md >> target/bench.md; \
-		else cat target/bench-$$n.md > target/bench.md; fi; \
+	@for run in $(foreach n,$(BENCH_AGENTS),$(n):agent-initiated) $(foreach n,$(BENCH_DIALED),$(n):manager-initiated); do \
+		n=$${run%%:*}; direction=$${run#*:}; out=target/bench-$$n-$$direction.md; \
+		./target/release/picket bench --agents $$n --direction $$direction $(BENCH_FLAGS) --markdown > $$out || exit 1; \
+		if [ -s target/bench.md ]; then tail -n 1 $$out >> target/bench.md; \
+		else cat $$out > target/bench.md; fi; \
 	done
 	@cat target/bench.md

@@ -27,6 +27,7 @@ fn a_short_bench_completes_sessions_without_failures_or_alerts() {
     assert!(load["sessions_completed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(load["failures"], serde_json::json!({}), "{report}");
     assert_eq!(report["alerts"]["raised"], 0, "{report}");
+    assert_eq!(report["alerts"]["went_offline"], 0, "{report}");
     assert_eq!(report["saturation"]["sessions_completed"], 100, "{report}");
     // Each agent's sessions after its first resume TLS with the manager's ticket; by the
     // saturation phase every agent holds one.
@@ -81,6 +82,7 @@ fn a_manager_initiated_bench_is_dialed_by_the_manager() {
         "{report}"
     );
     assert_eq!(report["alerts"]["raised"], 0, "{report}");
+    assert_eq!(report["alerts"]["went_offline"], 0, "{report}");
     // The manager paces its dials: no saturation phase; the floor still runs.
     assert!(report["saturation"].is_null(), "{report}");
     assert_eq!(report["floor"]["failed"], 0, "{report}");

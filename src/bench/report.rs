@@ -134,6 +134,9 @@ pub struct StoreSize {
 pub struct Alerts {
     /// Alerts on computers whose agents kept heartbeating: must be 0.
     pub raised: u64,
+    /// Computers whose agents kept heartbeating that the manager marked offline at some point
+    /// (it fell behind, or did not dial them in time): must be 0.
+    pub went_offline: u64,
     /// Offline alerts of the stopping agents: from the missed deadline (last heartbeat +
     /// interval + grace) to the alert, in ms; `None` if it did not come within the run.
     pub offline_alert_delay_ms: Vec<Option<i64>>,
@@ -206,8 +209,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "alerts on healthy computers: {}; offline alert after the missed deadline: {:?} ms",
-            self.alerts.raised, self.alerts.offline_alert_delay_ms
+            "alerts on healthy computers: {}, marked offline: {}; offline alert after the \
+             missed deadline: {:?} ms",
+            self.alerts.raised, self.alerts.went_offline, self.alerts.offline_alert_delay_ms
         );
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
@@ -215,7 +219,7 @@ impl Report {
         out
     }
 
-    pub const MARKDOWN_HEADER: &'static str = "| agents | interval | offered/s | completed/s | failed | p50 ms | p99 ms | p99.9 ms | close p99 ms | events/s | mgr CPU s/1k | RSS MiB | B/computer | store MiB | alerts | alert delay ms | saturated/s | sat. mgr CPU ms/session | floor/s | ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    pub const MARKDOWN_HEADER: &'static str = "| agents | direction | interval | offered/s | completed/s | failed | p50 ms | p99 ms | p99.9 ms | close p99 ms | events/s | mgr CPU s/1k | RSS MiB | B/computer | store MiB | alerts / offline | alert delay ms | saturated/s | sat. mgr CPU ms/session | floor/s | ratio |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
     pub fn markdown(&self) -> String {
         let l = &self.load;
@@ -225,10 +229,12 @@ impl Report {
             .iter()
             .map(|d| d.map_or("none".into(), |d| d.to_string()))
             .collect();
+        let alerts = format!("{} / {}", self.alerts.raised, self.alerts.went_offline);
         format!(
-            "{}\n| {} | {}s | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "{}\n| {} | {} | {}s | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             Self::MARKDOWN_HEADER,
             self.agents,
+            self.direction,
             self.interval_s,
             l.offered_per_s,
             l.completed_per_s,
@@ -243,7 +249,7 @@ impl Report {
             mib(self.memory.rss_after_load_bytes),
             self.memory.bytes_per_computer,
             mib(self.store.at_end_bytes),
-            self.alerts.raised,
+            alerts,
             delays.join(" "),
             self.saturation
                 .as_ref()

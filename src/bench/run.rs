@@ -13,7 +13,7 @@ use super::report::{self, Report};
 use crate::cli::BenchArgs;
 use crate::clock::RealClock;
 use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
-use crate::model::{AlertKind, ComputerId};
+use crate::model::{AlertKind, ComputerId, Status};
 use crate::pki::{ManagerPki, PkiError};
 use crate::store::{Reads, Store};
 use rustls::client::Resumption;
@@ -430,12 +430,30 @@ fn read_alerts(
     last: &[Option<u64>],
     options: &Options,
 ) -> Result<report::Alerts, BenchError> {
-    let alerts = Store::open(store)?.read()?.alerts()?;
+    let store = Store::open(store)?;
+    let txn = store.read()?;
+    let alerts = txn.alerts()?;
     let stopping_set: HashSet<ComputerId> = stopping.iter().copied().collect();
     let raised = alerts
         .iter()
         .filter(|a| !stopping_set.contains(&a.computer))
         .count() as u64;
+    // A status change to offline is in the computer's history even if it came back online
+    // before the run ended, or never reached an alert.
+    let to_offline = format!("-> {}:", Status::Offline.name());
+    let mut went_offline = 0;
+    for computer in txn.computers()? {
+        if stopping_set.contains(&computer.id) {
+            continue;
+        }
+        let history = txn.history(computer.id, 1000)?;
+        if history
+            .iter()
+            .any(|h| h.what == "status" && h.detail.contains(&to_offline))
+        {
+            went_offline += 1;
+        }
+    }
     let interval = options.stopping_interval();
     let grace = (interval / 10).max(Duration::from_secs(1));
     let allowance = (interval + grace).as_millis() as i64;
@@ -452,6 +470,7 @@ fn read_alerts(
         .collect();
     Ok(report::Alerts {
         raised,
+        went_offline,
         offline_alert_delay_ms,
     })
 }
@@ -491,5 +510,58 @@ impl Drop for TempDir {
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
             log::warn!("cannot remove {}: {e}", self.0.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallMs;
+    use crate::model::{HistoryEntry, PolicyId};
+
+    #[test]
+    fn a_healthy_computer_marked_offline_is_counted_even_if_it_came_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        let store = Store::open(&path).unwrap();
+        let mut txn = store.write().unwrap();
+        let status = |computer, detail: &str| HistoryEntry {
+            computer: ComputerId(computer),
+            at: WallMs(1),
+            what: "status".into(),
+            detail: detail.into(),
+        };
+        for id in 1..=3 {
+            let c = enroll::computer(ComputerId(id), id, PolicyId(1), WallMs(0), 2);
+            txn.put_computer(&c).unwrap();
+        }
+        // 1 went offline and came back; 2 only ever came online; 3 is a stopping agent.
+        txn.add_history(&status(1, "online -> offline: 1 heartbeat(s) missed"))
+            .unwrap();
+        txn.add_history(&status(1, "offline -> online: heartbeat received"))
+            .unwrap();
+        txn.add_history(&status(2, "unknown -> online: heartbeat received"))
+            .unwrap();
+        txn.add_history(&status(3, "online -> offline: 1 heartbeat(s) missed"))
+            .unwrap();
+        txn.commit().unwrap();
+        store.close().unwrap();
+        let options = Options::from_args(&BenchArgs {
+            agents: 2,
+            interval: "1s".into(),
+            duration: "4s".into(),
+            events_per_heartbeat: 1,
+            direction: "agent-initiated".into(),
+            saturation: 0,
+            concurrency: 1,
+            json: false,
+            markdown: false,
+            full_handshakes: false,
+            warmup: false,
+        })
+        .unwrap();
+        let alerts = read_alerts(&path, &[ComputerId(3)], &[None], &options).unwrap();
+        assert_eq!(alerts.went_offline, 1);
+        assert_eq!(alerts.raised, 0);
     }
 }
