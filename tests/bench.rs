@@ -1,28 +1,39 @@
 //! `picket bench` end to end: a short run of the real binary completes sessions with no
 //! failure and no false alert. Speed is reported, never asserted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
+
 use std::process::Command;
 
-#[test]
-fn a_short_bench_completes_sessions_without_failures_or_alerts() {
+/// Runs `picket bench ARGS --json` and returns its report.
+fn bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args([
-            "bench",
-            "--agents",
-            "20",
-            "--interval",
-            "1s",
-            "--duration",
-            "3s",
-        ])
-        .args(["--saturation", "100", "--concurrency", "8", "--json"])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn a_short_bench_completes_sessions_without_failures_or_alerts() {
+    let report = bench(&[
+        "--agents",
+        "20",
+        "--interval",
+        "1s",
+        "--duration",
+        "3s",
+        "--saturation",
+        "100",
+        "--concurrency",
+        "8",
+    ]);
     let load = &report["load"];
     assert!(load["sessions_completed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(load["failures"], serde_json::json!({}), "{report}");
@@ -43,30 +54,18 @@ fn a_short_bench_completes_sessions_without_failures_or_alerts() {
 
 #[test]
 fn a_manager_initiated_bench_is_dialed_by_the_manager() {
-    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args([
-            "bench",
-            "--agents",
-            "20",
-            "--interval",
-            "1s",
-            "--duration",
-            "5s",
-        ])
-        .args([
-            "--direction",
-            "manager-initiated",
-            "--saturation",
-            "50",
-            "--json",
-        ])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report = bench(&[
+        "--agents",
+        "20",
+        "--interval",
+        "1s",
+        "--duration",
+        "5s",
+        "--direction",
+        "manager-initiated",
+        "--saturation",
+        "50",
+    ]);
     assert_eq!(report["direction"], "manager-initiated", "{report}");
     let load = &report["load"];
     // The simulated agents never dial in this mode: every session is one the manager's dialer

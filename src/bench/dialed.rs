@@ -222,14 +222,7 @@ pub async fn serve(
             }
         }
     }
-    LoadResult {
-        tally,
-        cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
-        warmup_sessions: warm.started,
-        warmup_failed: warm.started - warm.completed,
-        stopping_last,
-        agents: slots.into_iter().take(main).flatten().collect(),
-    }
+    LoadResult::new(tally, &warm, cpu_mark, stopping_last, slots, main)
 }
 
 /// One dial from the manager: the handshake, the name it dialed, the agent's session.

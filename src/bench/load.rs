@@ -55,6 +55,28 @@ pub struct LoadResult {
     pub agents: Vec<SimAgent>,
 }
 
+impl LoadResult {
+    /// The end of a phase: the measured tally, the warm-up's, the CPU since the mark, and the
+    /// agents back from their slots (the first `main` are the heartbeating ones).
+    pub fn new(
+        tally: Tally,
+        warm: &Tally,
+        cpu_mark: Option<CpuMark>,
+        stopping_last: Vec<Option<u64>>,
+        slots: Vec<Option<SimAgent>>,
+        main: usize,
+    ) -> LoadResult {
+        LoadResult {
+            tally,
+            cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
+            warmup_sessions: warm.started,
+            warmup_failed: warm.started - warm.completed,
+            stopping_last,
+            agents: slots.into_iter().take(main).flatten().collect(),
+        }
+    }
+}
+
 /// Drives every agent at the interval for the warm-up and then the duration: each starts at a
 /// random point of its first interval, then waits the interval less up to 10% after each
 /// session, as the real agent's schedule does. The stopping agents heartbeat once at the start
@@ -165,14 +187,7 @@ pub async fn at_interval(
             slots[i] = Some(agent);
         }
     }
-    LoadResult {
-        tally,
-        cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
-        warmup_sessions: warm.started,
-        warmup_failed: warm.started - warm.completed,
-        stopping_last,
-        agents: slots.into_iter().take(main).flatten().collect(),
-    }
+    LoadResult::new(tally, &warm, cpu_mark, stopping_last, slots, main)
 }
 
 /// Runs `sessions` heartbeats back to back on `concurrency` connections. Worker `w` owns the

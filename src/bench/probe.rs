@@ -7,9 +7,9 @@ use std::fs;
 /// architecture; reading it needs sysconf, which this crate does not call).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// The prefix of the load generator's thread names; every other thread is the manager's (or
-/// idle bench bookkeeping).
-pub const GENERATOR_THREAD: &str = "bench-load-";
+/// The load generator's threads are named `bench-load-N`; every other thread is the manager's
+/// (or idle bench bookkeeping).
+pub const GENERATOR_THREAD: &str = "bench-load";
 
 /// User + system CPU seconds from a `stat` file's text: fields 14 and 15, counted after the
 /// command name, which is in parentheses and may itself hold spaces.

@@ -16,9 +16,9 @@ use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
 use crate::model::{AlertKind, ComputerId, Status};
 use crate::pki::{ManagerPki, PkiError};
 use crate::store::{Reads, Store};
+use crate::tasks::Workers;
 use rustls::client::Resumption;
 use rustls::{ClientConfig, RootCertStore};
-use smol::Executor;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,8 +71,9 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         manager.agent_addr,
         enrolled.stopping_policy,
     ));
-    let generator = Generator::start()?;
-    let ex = generator.ex.clone();
+    let generator =
+        Workers::start(GENERATOR_THREAD, GENERATOR_THREADS).map_err(BenchError::Thread)?;
+    let ex = generator.spawner();
 
     let concurrency = options.concurrency as usize;
     let floor_ids: Vec<Identity> = enrolled.agents.iter().take(concurrency).cloned().collect();
@@ -172,7 +173,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     } else {
         None
     };
-    generator.stop();
+    drop(generator);
 
     let alerts = read_alerts(&store_path, &stopping_ids, &load.stopping_last, options)?;
     let store_end = file_size(&store_path);
@@ -387,39 +388,6 @@ fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
     let text = std::fs::read_to_string(ports).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     json.get("agent")?.as_str()?.parse().ok()
-}
-
-/// The load generator's executor and its named threads.
-struct Generator {
-    ex: Arc<Executor<'static>>,
-    stop: smol::channel::Sender<()>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Generator {
-    fn start() -> Result<Generator, BenchError> {
-        let ex = Arc::new(Executor::new());
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let threads = (0..GENERATOR_THREADS)
-            .map(|i| {
-                let (ex, stopped) = (ex.clone(), stopped.clone());
-                std::thread::Builder::new()
-                    .name(format!("{GENERATOR_THREAD}{i}"))
-                    .spawn(move || {
-                        let _ = smol::block_on(ex.run(stopped.recv()));
-                    })
-                    .map_err(BenchError::Thread)
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Generator { ex, stop, threads })
-    }
-
-    fn stop(self) {
-        drop(self.stop);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Alerts after the run: any on a computer that kept heartbeating is a false alarm; the
