@@ -40,8 +40,9 @@ pub async fn measure(
         .map_err(BenchError::Floor)?;
     let addr = listener.local_addr().map_err(BenchError::Floor)?;
     let acceptor = TlsAcceptor::from(server);
-    // The server on a worker per core, as the manager's listeners run.
-    let workers = Workers::start("bench-floor", cores()).map_err(BenchError::Floor)?;
+    // The server on as many workers as the manager's listeners have (a core but one).
+    let threads = cores().saturating_sub(1).max(1);
+    let workers = Workers::start("bench-floor", threads).map_err(BenchError::Floor)?;
     let server = workers.spawner();
     let serving = server.spawn(crate::net::serve(
         listener,

@@ -123,8 +123,9 @@ fn serve_with_banner(
     let dial_tls = pki.dial_client_config()?;
     let tracked = liveness::prepare(&store, clock.wall())?;
 
-    // TLS and sessions on every core; the workers stop when this function returns.
-    let workers = Workers::per_core("picket-worker").map_err(ManagerError::Workers)?;
+    // TLS and sessions on the cores the store writer leaves; the workers stop when this
+    // function returns.
+    let workers = Workers::per_core_but_one("picket-worker").map_err(ManagerError::Workers)?;
     let ex = workers.spawner();
     workers.block_on(async {
         let console = bind("the console and API", config.console_listen).await?;
