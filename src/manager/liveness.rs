@@ -56,6 +56,12 @@ impl Liveness {
         // Only fails once the task is gone, i.e. during shutdown.
         let _ = self.events.try_send(event);
     }
+
+    /// Events sent and not yet taken by the task.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.events.len()
+    }
 }
 
 /// Marks every activated computer `unknown` and returns their rules. Run at start, before the
@@ -132,10 +138,14 @@ pub async fn run(
         .await;
         let now = clock.now();
         match event {
-            None => monitor.handle_timeout(now),
+            None => {}
             Some(Err(_)) => return,
             Some(Ok(event)) => handle(&mut monitor, &store, now, event).await,
         }
+        // After every event too: `or` takes a waiting event before the timer, so while
+        // heartbeats keep coming (a busy manager always has one queued) the deadlines of the
+        // computers that went quiet would never be looked at.
+        monitor.handle_timeout(now);
         while let Some(decision) = monitor.poll_decision() {
             act(&writer, clock.wall(), decision).await;
         }
@@ -424,4 +434,107 @@ fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> 
         }
     }
     Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::metrics::Metrics;
+    use crate::model::{
+        ClockChangeLimit, Computer, ComputerKind, Direction, MissedLimit, PolicyId, Settings,
+    };
+
+    fn computer(id: u64) -> Computer {
+        Computer {
+            id: ComputerId(id),
+            hostname: format!("c{id}"),
+            kind: ComputerKind::Server,
+            policy: PolicyId(1),
+            settings: Settings::default(),
+            status: Status::Online,
+            created: WallMs(0),
+            vm_power_state: PowerState::Running,
+            address: None,
+        }
+    }
+
+    #[test]
+    fn a_quiet_computer_goes_offline_while_others_heartbeats_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let mut txn = store.write().unwrap();
+        txn.put_computer(&computer(1)).unwrap();
+        txn.put_computer(&computer(2)).unwrap();
+        txn.commit().unwrap();
+        let (writer, writer_thread) = Writer::start(store.clone(), Arc::new(Metrics::new()));
+        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
+        let rules = Rules {
+            interval: Duration::from_secs(10),
+            missed_before_alert: MissedLimit::Count(5),
+            max_clock_change: ClockChangeLimit::Unlimited,
+            offline_errors_for_inactive_vms: false,
+            is_vm: false,
+            direction: Direction::AgentInitiated,
+        };
+        let initial = [1, 2]
+            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
+            .into_iter()
+            .collect();
+        let (liveness, events) = Liveness::channel();
+        let task = {
+            let (store, clock) = (store.clone(), clock.clone());
+            std::thread::spawn(move || {
+                smol::block_on(run(store, writer, clock, initial, events));
+            })
+        };
+        // Once the task has started (and taken its "now")...
+        liveness.send(LivenessEvent::Heartbeat {
+            computer: ComputerId(1),
+            agent_clock: None,
+        });
+        while liveness.queued() > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // ...past computer 2's allowance (10 s + 1 s grace), with a flood of heartbeats from
+        // computer 1 queued: the loop always has an event waiting.
+        clock.advance(Duration::from_secs(20));
+        const FLOOD: usize = 200_000;
+        for _ in 0..FLOOD {
+            liveness.send(LivenessEvent::Heartbeat {
+                computer: ComputerId(1),
+                agent_clock: None,
+            });
+        }
+        let offline = || {
+            store
+                .read()
+                .unwrap()
+                .computer(ComputerId(2))
+                .unwrap()
+                .is_some_and(|c| c.status == Status::Offline)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !offline() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let queued = liveness.queued();
+        let c1 = store
+            .read()
+            .unwrap()
+            .computer(ComputerId(1))
+            .unwrap()
+            .map(|c| c.status);
+        assert!(
+            offline(),
+            "computer 2 never went offline ({queued} queued, 1 is {c1:?})"
+        );
+        assert!(
+            queued > FLOOD / 2,
+            "computer 2 went offline only after the heartbeats were handled ({queued} queued)"
+        );
+        drop(liveness);
+        task.join().unwrap();
+        writer_thread.join().unwrap();
+    }
 }
