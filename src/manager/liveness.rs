@@ -146,9 +146,7 @@ pub async fn run(
         // heartbeats keep coming (a busy manager always has one queued) the deadlines of the
         // computers that went quiet would never be looked at.
         monitor.handle_timeout(now);
-        while let Some(decision) = monitor.poll_decision() {
-            act(&writer, clock.wall(), decision).await;
-        }
+        act_all(&writer, clock.wall(), &mut monitor).await;
     }
 }
 
@@ -189,6 +187,36 @@ async fn handle(
                 }
                 Err(e) => log::error!("liveness: cannot reload settings: {e}"),
             }
+        }
+    }
+}
+
+/// Carries out every decision the monitor has, all at once: the writer gets their writes in
+/// the order of the decisions and commits them in groups. One at a time, each waited for its
+/// own commit: ten thousand computers going offline together (a site's network down) took ten
+/// thousand commits, while the heartbeats of everyone else queued behind them.
+async fn act_all(writer: &Writer, now: WallMs, monitor: &mut Monitor) {
+    let decisions: Vec<Decision> = std::iter::from_fn(|| monitor.poll_decision()).collect();
+    match decisions.len() {
+        0 => {}
+        1 => {
+            for decision in decisions {
+                act(writer, now, decision).await;
+            }
+        }
+        _ => {
+            // Tasks run in the order they were spawned, so the writes are queued in order.
+            let ex = smol::Executor::new();
+            let tasks: Vec<_> = decisions
+                .into_iter()
+                .map(|decision| ex.spawn(act(writer, now, decision)))
+                .collect();
+            ex.run(async {
+                for task in tasks {
+                    task.await;
+                }
+            })
+            .await;
         }
     }
 }
@@ -457,6 +485,80 @@ mod tests {
             vm_power_state: PowerState::Running,
             address: None,
         }
+    }
+
+    /// The store commits counted in the manager's metrics.
+    fn commits(metrics: &Metrics) -> u64 {
+        let text = metrics.encode(&crate::metrics::StoreCounts::default());
+        text.lines()
+            .find(|l| l.contains("store_commit_duration_seconds_count"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no commit count in:\n{text}"))
+    }
+
+    #[test]
+    fn many_computers_going_offline_together_share_commits() {
+        const N: u64 = 500;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let mut txn = store.write().unwrap();
+        for id in 1..=N {
+            txn.put_computer(&computer(id)).unwrap();
+        }
+        txn.commit().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());
+        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
+        let rules = Rules {
+            interval: Duration::from_secs(10),
+            missed_before_alert: MissedLimit::Count(0),
+            max_clock_change: ClockChangeLimit::Unlimited,
+            offline_errors_for_inactive_vms: false,
+            is_vm: false,
+            direction: Direction::AgentInitiated,
+        };
+        let initial = (1..=N)
+            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
+            .collect();
+        let (liveness, events) = Liveness::channel();
+        let task = {
+            let (store, clock) = (store.clone(), clock.clone());
+            std::thread::spawn(move || {
+                smol::block_on(run(store, writer, clock, initial, events));
+            })
+        };
+        // Let the task start and take its "now", then let every allowance run out at once.
+        liveness.send(LivenessEvent::Deleted(ComputerId(N + 1)));
+        while liveness.queued() > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let before = commits(&metrics);
+        clock.advance(Duration::from_secs(20));
+        // A no-op event wakes the task now (its timer sleeps in real time).
+        liveness.send(LivenessEvent::Deleted(ComputerId(N + 1)));
+        let all_alerted = || store.read().unwrap().alerts().unwrap().len() as u64 == N;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !all_alerted() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(all_alerted(), "not every computer was alerted");
+        let offline = store
+            .read()
+            .unwrap()
+            .computers()
+            .unwrap()
+            .iter()
+            .filter(|c| c.status == Status::Offline)
+            .count() as u64;
+        assert_eq!(offline, N);
+        // A status and an alert each for 500 computers: 1,000 writes. One commit each before.
+        let used = commits(&metrics) - before;
+        assert!(used < N / 5, "{used} commits for {N} computers");
+        drop(liveness);
+        task.join().unwrap();
+        writer_thread.join().unwrap();
     }
 
     #[test]
