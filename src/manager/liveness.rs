@@ -485,229 +485,190 @@ mod tests {
     use crate::model::{
         ClockChangeLimit, Computer, ComputerKind, Direction, MissedLimit, PolicyId, Settings,
     };
+    use std::thread::JoinHandle;
 
-    fn computer(id: u64) -> Computer {
-        Computer {
-            id: ComputerId(id),
-            hostname: format!("c{id}"),
-            kind: ComputerKind::Server,
-            policy: PolicyId(1),
-            settings: Settings::default(),
-            status: Status::Online,
-            created: WallMs(0),
-            vm_power_state: PowerState::Running,
-            address: None,
-        }
+    /// The liveness task on a store of online computers 1..=n (10 s interval), a manual clock
+    /// at monotonic zero, and the store writer.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        clock: Arc<ManualClock>,
+        liveness: Liveness,
+        threads: Vec<JoinHandle<()>>,
     }
 
-    /// The store commits counted in the manager's metrics.
-    fn commits(metrics: &Metrics) -> u64 {
-        let text = metrics.encode(&crate::metrics::StoreCounts::default());
-        text.lines()
-            .find(|l| l.contains("store_commit_duration_seconds_count"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no commit count in:\n{text}"))
+    impl Harness {
+        fn start(n: u64, missed_before_alert: MissedLimit) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+            let mut txn = store.write().unwrap();
+            for id in 1..=n {
+                txn.put_computer(&Computer {
+                    id: ComputerId(id),
+                    hostname: format!("c{id}"),
+                    kind: ComputerKind::Server,
+                    policy: PolicyId(1),
+                    settings: Settings::default(),
+                    status: Status::Online,
+                    created: WallMs(0),
+                    vm_power_state: PowerState::Running,
+                    address: None,
+                })
+                .unwrap();
+            }
+            txn.commit().unwrap();
+            let metrics = Arc::new(Metrics::new());
+            let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());
+            let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
+            let rules = Rules {
+                interval: Duration::from_secs(10),
+                missed_before_alert,
+                max_clock_change: ClockChangeLimit::Unlimited,
+                offline_errors_for_inactive_vms: false,
+                is_vm: false,
+                direction: Direction::AgentInitiated,
+            };
+            let initial = (1..=n)
+                .map(|id| (ComputerId(id), (rules, PowerState::Running)))
+                .collect();
+            let (liveness, events) = Liveness::channel();
+            let task = {
+                let (store, clock) = (store.clone(), clock.clone());
+                std::thread::spawn(move || {
+                    smol::block_on(run(store, writer, clock, initial, events));
+                })
+            };
+            let harness = Harness {
+                _dir: dir,
+                store,
+                metrics,
+                clock,
+                liveness,
+                threads: vec![task, writer_thread],
+            };
+            // Once this no-op is taken, the task has started and taken its "now".
+            harness.send(LivenessEvent::Deleted(ComputerId(n + 1)));
+            harness.taken();
+            harness
+        }
+
+        fn send(&self, event: LivenessEvent) {
+            self.liveness.send(event);
+        }
+
+        fn heartbeat(&self, id: u64) {
+            self.send(LivenessEvent::Heartbeat {
+                computer: ComputerId(id),
+                agent_clock: None,
+            });
+        }
+
+        /// Waits until the task has taken every event sent.
+        fn taken(&self) {
+            while self.liveness.queued() > 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+
+        /// Waits (at most 30 s) until `done` holds of the store.
+        fn until(&self, done: impl Fn(&Store) -> bool) -> bool {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !done(&self.store) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            done(&self.store)
+        }
+
+        fn status(&self, id: u64) -> Option<Status> {
+            let txn = self.store.read().unwrap();
+            txn.computer(ComputerId(id)).unwrap().map(|c| c.status)
+        }
+
+        /// The store commits counted in the manager's metrics.
+        fn commits(&self) -> u64 {
+            let text = self.metrics.encode(&crate::metrics::StoreCounts::default());
+            text.lines()
+                .find(|l| l.contains("store_commit_duration_seconds_count"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no commit count in:\n{text}"))
+        }
+
+        /// Stops the task and the writer; the store stays readable.
+        fn stop(self) -> (Arc<Store>, tempfile::TempDir) {
+            drop(self.liveness);
+            for thread in self.threads {
+                thread.join().unwrap();
+            }
+            (self.store, self._dir)
+        }
     }
 
     #[test]
     fn many_computers_going_offline_together_share_commits() {
         const N: u64 = 500;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
-        let mut txn = store.write().unwrap();
-        for id in 1..=N {
-            txn.put_computer(&computer(id)).unwrap();
-        }
-        txn.commit().unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());
-        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
-        let rules = Rules {
-            interval: Duration::from_secs(10),
-            missed_before_alert: MissedLimit::Count(0),
-            max_clock_change: ClockChangeLimit::Unlimited,
-            offline_errors_for_inactive_vms: false,
-            is_vm: false,
-            direction: Direction::AgentInitiated,
-        };
-        let initial = (1..=N)
-            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
-            .collect();
-        let (liveness, events) = Liveness::channel();
-        let task = {
-            let (store, clock) = (store.clone(), clock.clone());
-            std::thread::spawn(move || {
-                smol::block_on(run(store, writer, clock, initial, events));
-            })
-        };
-        // Let the task start and take its "now", then let every allowance run out at once.
-        liveness.send(LivenessEvent::Deleted(ComputerId(N + 1)));
-        while liveness.queued() > 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let h = Harness::start(N, MissedLimit::Count(0));
         std::thread::sleep(Duration::from_millis(50));
-        let before = commits(&metrics);
-        clock.advance(Duration::from_secs(20));
-        // A no-op event wakes the task now (its timer sleeps in real time).
-        liveness.send(LivenessEvent::Deleted(ComputerId(N + 1)));
-        let all_alerted = || store.read().unwrap().alerts().unwrap().len() as u64 == N;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !all_alerted() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(all_alerted(), "not every computer was alerted");
-        let offline = store
-            .read()
-            .unwrap()
-            .computers()
-            .unwrap()
-            .iter()
-            .filter(|c| c.status == Status::Offline)
-            .count() as u64;
-        assert_eq!(offline, N);
-        // A status and an alert each for 500 computers: 1,000 writes. One commit each before.
-        let used = commits(&metrics) - before;
+        let before = h.commits();
+        // Every allowance runs out at once; a no-op event wakes the task now (its timer
+        // sleeps in real time).
+        h.clock.advance(Duration::from_secs(20));
+        h.send(LivenessEvent::Deleted(ComputerId(N + 1)));
+        let alerted = h.until(|s| s.read().unwrap().alerts().unwrap().len() as u64 == N);
+        assert!(alerted, "not every computer was alerted");
+        assert!((1..=N).all(|id| h.status(id) == Some(Status::Offline)));
+        // A status and an alert each for 500 computers: 1,000 writes, one commit each before.
+        let used = h.commits() - before;
         assert!(used < N / 5, "{used} commits for {N} computers");
-        drop(liveness);
-        task.join().unwrap();
-        writer_thread.join().unwrap();
+        h.stop();
     }
 
     #[test]
     fn a_heartbeat_waiting_in_the_queue_is_not_a_missed_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
-        let mut txn = store.write().unwrap();
-        txn.put_computer(&computer(1)).unwrap();
-        txn.put_computer(&computer(2)).unwrap();
-        txn.commit().unwrap();
-        let (writer, writer_thread) = Writer::start(store.clone(), Arc::new(Metrics::new()));
-        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
-        let rules = Rules {
-            interval: Duration::from_secs(10),
-            missed_before_alert: MissedLimit::Count(5),
-            max_clock_change: ClockChangeLimit::Unlimited,
-            offline_errors_for_inactive_vms: false,
-            is_vm: false,
-            direction: Direction::AgentInitiated,
-        };
-        let initial = [1, 2]
-            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
-            .into_iter()
-            .collect();
-        let (liveness, events) = Liveness::channel();
-        let heartbeat = |id| LivenessEvent::Heartbeat {
-            computer: ComputerId(id),
-            agent_clock: None,
-        };
-        let task = {
-            let (store, clock) = (store.clone(), clock.clone());
-            std::thread::spawn(move || {
-                smol::block_on(run(store, writer, clock, initial, events));
-            })
-        };
-        // Hold the store's write lock: computer 1's first heartbeat (a status change) keeps the
-        // task waiting on its write, while two more heartbeats queue up past 2's allowance.
-        let held = store.write().unwrap();
-        liveness.send(heartbeat(1));
-        while liveness.queued() > 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        clock.advance(Duration::from_secs(20));
-        liveness.send(heartbeat(1));
-        liveness.send(heartbeat(2));
+        let h = Harness::start(2, MissedLimit::Count(5));
+        // Hold the store's write lock: computer 1's first heartbeat (a status change) keeps
+        // the task waiting on its write, while two more heartbeats queue up past 2's allowance.
+        let held = h.store.write().unwrap();
+        h.heartbeat(1);
+        h.taken();
+        h.clock.advance(Duration::from_secs(20));
+        h.heartbeat(1);
+        h.heartbeat(2);
         drop(held);
-        while liveness.queued() > 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        h.taken();
         std::thread::sleep(Duration::from_millis(50));
-        drop(liveness);
-        task.join().unwrap();
-        writer_thread.join().unwrap();
+        let (store, _dir) = h.stop();
         let history = store.read().unwrap().history(ComputerId(2), 100).unwrap();
         assert!(
-            history.iter().all(|h| !h.detail.contains("-> offline")),
+            history.iter().all(|e| !e.detail.contains("-> offline")),
             "{history:?}"
         );
     }
 
     #[test]
     fn a_quiet_computer_goes_offline_while_others_heartbeats_keep_coming() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
-        let mut txn = store.write().unwrap();
-        txn.put_computer(&computer(1)).unwrap();
-        txn.put_computer(&computer(2)).unwrap();
-        txn.commit().unwrap();
-        let (writer, writer_thread) = Writer::start(store.clone(), Arc::new(Metrics::new()));
-        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
-        let rules = Rules {
-            interval: Duration::from_secs(10),
-            missed_before_alert: MissedLimit::Count(5),
-            max_clock_change: ClockChangeLimit::Unlimited,
-            offline_errors_for_inactive_vms: false,
-            is_vm: false,
-            direction: Direction::AgentInitiated,
-        };
-        let initial = [1, 2]
-            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
-            .into_iter()
-            .collect();
-        let (liveness, events) = Liveness::channel();
-        let task = {
-            let (store, clock) = (store.clone(), clock.clone());
-            std::thread::spawn(move || {
-                smol::block_on(run(store, writer, clock, initial, events));
-            })
-        };
-        // Once the task has started (and taken its "now")...
-        liveness.send(LivenessEvent::Heartbeat {
-            computer: ComputerId(1),
-            agent_clock: None,
-        });
-        while liveness.queued() > 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        // ...past computer 2's allowance (10 s + 1 s grace), with a flood of heartbeats from
+        let h = Harness::start(2, MissedLimit::Count(5));
+        // Past computer 2's allowance (10 s + 1 s grace), with a flood of heartbeats from
         // computer 1 queued: the loop always has an event waiting.
-        clock.advance(Duration::from_secs(20));
+        h.clock.advance(Duration::from_secs(20));
         const FLOOD: usize = 200_000;
         for _ in 0..FLOOD {
-            liveness.send(LivenessEvent::Heartbeat {
-                computer: ComputerId(1),
-                agent_clock: None,
-            });
+            h.heartbeat(1);
         }
-        let offline = || {
-            store
-                .read()
+        let offline = h.until(|s| {
+            s.read()
                 .unwrap()
                 .computer(ComputerId(2))
                 .unwrap()
                 .is_some_and(|c| c.status == Status::Offline)
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !offline() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let queued = liveness.queued();
-        let c1 = store
-            .read()
-            .unwrap()
-            .computer(ComputerId(1))
-            .unwrap()
-            .map(|c| c.status);
-        assert!(
-            offline(),
-            "computer 2 never went offline ({queued} queued, 1 is {c1:?})"
-        );
+        });
+        let queued = h.liveness.queued();
+        assert!(offline, "computer 2 never went offline");
         assert!(
             queued > FLOOD / 2,
             "computer 2 went offline only after the heartbeats were handled ({queued} queued)"
         );
-        drop(liveness);
-        task.join().unwrap();
-        writer_thread.join().unwrap();
+        h.stop();
     }
 }
