@@ -209,29 +209,26 @@ async fn handle(
 /// own commit: ten thousand computers going offline together (a site's network down) took ten
 /// thousand commits, while the heartbeats of everyone else queued behind them.
 async fn act_all(writer: &Writer, now: WallMs, monitor: &mut Monitor) {
-    let decisions: Vec<Decision> = std::iter::from_fn(|| monitor.poll_decision()).collect();
-    match decisions.len() {
-        0 => {}
-        1 => {
-            for decision in decisions {
-                act(writer, now, decision).await;
-            }
+    let mut decisions: Vec<Decision> = std::iter::from_fn(|| monitor.poll_decision()).collect();
+    // Most rounds (a heartbeat) decide nothing or one thing: no executor for those.
+    if decisions.len() <= 1 {
+        if let Some(decision) = decisions.pop() {
+            act(writer, now, decision).await;
         }
-        _ => {
-            // Tasks run in the order they were spawned, so the writes are queued in order.
-            let ex = smol::Executor::new();
-            let tasks: Vec<_> = decisions
-                .into_iter()
-                .map(|decision| ex.spawn(act(writer, now, decision)))
-                .collect();
-            ex.run(async {
-                for task in tasks {
-                    task.await;
-                }
-            })
-            .await;
-        }
+        return;
     }
+    // Tasks run in the order they were spawned, so the writes are queued in order.
+    let ex = smol::Executor::new();
+    let tasks: Vec<_> = decisions
+        .into_iter()
+        .map(|decision| ex.spawn(act(writer, now, decision)))
+        .collect();
+    ex.run(async {
+        for task in tasks {
+            task.await;
+        }
+    })
+    .await;
 }
 
 /// Carries out a decision; `now` stamps the records it writes.
