@@ -7,6 +7,9 @@
 //! first miss is one interval plus a grace after the base, each further miss one interval
 //! later. Counting from elapsed time rather than incrementing means a policy change of the
 //! interval takes effect at once, with no restart and no drift.
+//!
+//! Deadlines are judged as late as the manager itself hears of heartbeats (`delay`): an
+//! overloaded manager that keeps agents waiting must not mark them offline for it.
 
 use crate::clock::{Instant, WallMs};
 pub use crate::model::PowerState;
@@ -15,8 +18,11 @@ use crate::policy::EffectiveSettings;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
+mod delay;
 #[cfg(test)]
 mod tests;
+
+pub use delay::ManagerDelay;
 
 /// The effective settings the monitor decides with, refreshed whenever a policy changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +144,11 @@ pub struct Monitor {
     /// Every entry's next deadline, ordered, so a timeout finds what is due in O(log n).
     deadlines: BTreeSet<(Instant, ComputerId)>,
     out: VecDeque<Decision>,
+    /// How late heartbeats reach the monitor, and that estimate as of the last look.
+    delay: ManagerDelay,
+    late_by: Duration,
+    /// When the oldest wait behind `late_by` leaves the estimate's window.
+    delay_falls: Option<Instant>,
 }
 
 impl Monitor {
@@ -224,6 +235,18 @@ impl Monitor {
         if std::mem::take(&mut entry.unreachable) {
             self.out.push_back(Decision::ClearUnreachable { computer });
         }
+    }
+
+    /// A heartbeat (or a dial's session) recorded at `now` had spent `wait` inside the manager
+    /// before the monitor heard of it: from the accept, or from when the dial was due.
+    pub fn note_wait(&mut self, now: Instant, wait: Duration) {
+        self.delay.record(now, wait);
+    }
+
+    /// How late the manager hears of heartbeats, as of the last `handle_timeout`: deadlines
+    /// are judged this much later.
+    pub fn manager_delay(&self) -> Duration {
+        self.late_by
     }
 
     /// An administrator dismissed the offline alert: if the computer is still offline, the
@@ -350,25 +373,41 @@ impl Monitor {
         self.handle_timeout(now);
     }
 
-    /// Counts the misses of every computer whose deadline has passed.
+    /// Counts the misses of every computer whose deadline has passed, as of what the manager
+    /// has heard by now: `now` less the time heartbeats currently wait inside the manager.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.late_by = self.delay.estimate(now);
+        self.delay_falls = self.delay.next_change(now);
+        let judged = Instant::from_millis(
+            now.as_millis()
+                .saturating_sub(u64::try_from(self.late_by.as_millis()).unwrap_or(u64::MAX)),
+        );
         while let Some(&(deadline, computer)) = self.deadlines.first() {
-            if deadline > now {
+            if deadline > judged {
                 break;
             }
             let Some(mut entry) = self.take(computer) else {
                 continue;
             };
-            self.count_misses(now, computer, &mut entry);
+            self.count_misses(judged, computer, &mut entry);
             self.insert(computer, entry);
         }
         // Entries whose state depends on power or rules but whose deadline is later are settled
         // when it comes.
     }
 
-    /// The next instant at which `handle_timeout` has something to do.
+    /// The next instant at which `handle_timeout` has something to do: a deadline, pushed back
+    /// by the manager's delay, or the moment that delay may fall.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let deadline = self
+            .deadlines
+            .first()
+            .map(|(t, _)| t.saturating_add(self.late_by));
+        let delay_falls = self.delay_falls.filter(|_| !self.late_by.is_zero());
+        match (deadline, delay_falls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_decision(&mut self) -> Option<Decision> {

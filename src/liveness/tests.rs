@@ -408,3 +408,82 @@ fn a_dead_agent_is_not_called_unreachable_only_a_live_one() {
             .all(|d| !matches!(d, Decision::RaiseUnreachable { .. }))
     );
 }
+
+/// Two computers heard at 0 with a 10 s interval (first miss at 11 s); from 5 s every
+/// heartbeat of a third waits `wait` inside the manager before it is recorded.
+fn loaded(wait: Duration) -> Monitor {
+    let mut m = Monitor::new();
+    for id in 1..=3 {
+        m.track(at(0), ComputerId(id), rules(10, MissedLimit::Count(0)));
+        m.handle_heartbeat(at(0), ComputerId(id), None);
+    }
+    for t in (5_000..=10_500).step_by(100) {
+        m.handle_heartbeat(at(t), ComputerId(3), None);
+        m.note_wait(at(t), wait);
+        m.handle_timeout(at(t));
+    }
+    drain(&mut m);
+    m
+}
+
+#[test]
+fn a_manager_keeping_heartbeats_waiting_judges_deadlines_that_much_later() {
+    let mut m = loaded(Duration::from_secs(4));
+    // Heartbeats spend 4 s in the manager: 1's heartbeat sent at 10.9 s is not heard before
+    // about 14.9 s, so nothing is missed at 11 s, nor just before 15 s.
+    assert!(
+        m.manager_delay() >= Duration::from_secs(4),
+        "{:?}",
+        m.manager_delay()
+    );
+    assert!(
+        m.poll_timeout() >= Some(at(15_000)),
+        "{:?}",
+        m.poll_timeout()
+    );
+    m.handle_timeout(at(11_000));
+    m.handle_timeout(at(14_999));
+    assert_eq!(drain(&mut m), []);
+    assert_eq!(m.state(ComputerId(1)), Some(State::Online));
+    // It comes, 4 s late: not a miss.
+    m.handle_heartbeat(at(14_900), ComputerId(1), None);
+    // 2 never does: offline once the allowance and the manager's delay have both run out.
+    m.handle_timeout(at(16_000));
+    let decisions = drain(&mut m);
+    assert!(
+        decisions.iter().any(|d| matches!(
+            d,
+            Decision::RaiseOffline {
+                computer: ComputerId(2),
+                ..
+            }
+        )),
+        "{decisions:?}"
+    );
+    assert_eq!(m.state(ComputerId(1)), Some(State::Online));
+}
+
+#[test]
+fn a_prompt_manager_judges_deadlines_on_time() {
+    let mut m = loaded(Duration::from_millis(3));
+    assert!(m.manager_delay() <= Duration::from_millis(3));
+    m.handle_timeout(at(11_003));
+    assert_eq!(m.state(ComputerId(1)), Some(State::Offline));
+}
+
+#[test]
+fn once_the_manager_has_caught_up_deadlines_are_on_time_again() {
+    let mut m = loaded(Duration::from_secs(4));
+    // The last slow wait was at 10.5 s; ten seconds later it has left the window. The monitor
+    // is told to look again then, and computers 1 and 2, silent since 0, are judged.
+    let wake = m.poll_timeout().unwrap();
+    assert!(wake <= at(15_000), "{wake:?}");
+    m.handle_timeout(at(20_999));
+    assert_eq!(m.state(ComputerId(1)), Some(State::Offline));
+    let mut m = loaded(Duration::from_secs(4));
+    m.handle_timeout(at(21_000));
+    assert_eq!(m.manager_delay(), Duration::ZERO);
+    assert_eq!(m.state(ComputerId(2)), Some(State::Offline));
+    // With no delay left, the next deadline is 3's own, from its last heartbeat at 10.5 s.
+    assert_eq!(m.poll_timeout(), Some(at(21_500)));
+}
