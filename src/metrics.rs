@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// Who opened the connection a session ran over.
@@ -105,6 +106,7 @@ pub struct Metrics {
     computers: Family<StatusLabels, Gauge>,
     events_stored: Gauge,
     active_alerts: Gauge,
+    heartbeat_delay: Gauge<f64, AtomicU64>,
     /// Scrapes set the store gauges then encode; one at a time, so two scrapes cannot mix.
     scrape: Mutex<()>,
 }
@@ -180,8 +182,16 @@ impl Metrics {
             "Alerts neither cleared nor dismissed",
             active_alerts.clone(),
         );
+        let heartbeat_delay = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "heartbeat_delay_seconds",
+            "How long heartbeats now wait inside the manager before they are recorded (a high \
+             quantile over the last 10 s); offline verdicts wait as long",
+            heartbeat_delay.clone(),
+        );
         Metrics {
             registry,
+            heartbeat_delay,
             sessions,
             session_seconds,
             dial_failures,
@@ -194,6 +204,11 @@ impl Metrics {
             active_alerts,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// The liveness monitor's estimate of the manager's own delay.
+    pub fn heartbeat_delay(&self, delay: Duration) {
+        self.heartbeat_delay.set(delay.as_secs_f64());
     }
 
     pub fn session(&self, dialer: Dialer, kind: SessionKind, outcome: Outcome, took: Duration) {

@@ -26,7 +26,8 @@ pub struct FloorResult {
 }
 
 /// Runs `sessions` handshakes and round trips on `concurrency` connections. The server runs on
-/// smol's global executor through `net::serve`, exactly like the manager's agent port.
+/// workers like the manager's agent port, a task per connection (at the bench's concurrency,
+/// far below the agent port's session limit, that is the same as its queue).
 pub async fn measure(
     ex: &Arc<Executor<'static>>,
     server: Arc<ServerConfig>,

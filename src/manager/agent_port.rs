@@ -6,7 +6,7 @@ use super::activation;
 use super::dialer::{Dialer, DialerEvent};
 use super::liveness::{Liveness, LivenessEvent};
 use super::registry::Registry;
-use crate::clock::{Clock, WallMs};
+use crate::clock::{Clock, Instant, WallMs};
 use crate::framed::{self, FrameError};
 use crate::model::{AgentState, Computer, ComputerId, Status, StoredEvent};
 use crate::net::within;
@@ -49,16 +49,36 @@ pub async fn serve(
     ex: Spawner,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    crate::net::serve(listener, "agent", ex, |tcp, peer| {
-        let (acceptor, port) = (acceptor.clone(), port.clone());
-        async move {
-            if let Err(reason) = connection(&acceptor, tcp, peer, &port).await {
-                log::warn!("agent connection from {peer} closed: {reason}");
+    let clock = port.clock.clone();
+    let sessions = SESSIONS_PER_WORKER * crate::tasks::cores().saturating_sub(1).max(1);
+    crate::net::serve_queued(
+        listener,
+        "agent",
+        ex,
+        sessions,
+        clock,
+        move |tcp, peer, accepted| {
+            let (acceptor, port) = (acceptor.clone(), port.clone());
+            async move {
+                // The agent gave up long ago: the handshake would be work for nobody.
+                if port.clock.now().saturating_since(accepted) > port.step_timeout {
+                    log::debug!("agent connection from {peer} waited too long; closed");
+                    return;
+                }
+                if let Err(reason) = connection(&acceptor, tcp, peer, accepted, &port).await {
+                    log::warn!("agent connection from {peer} closed: {reason}");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
+
+/// Sessions the agent port runs at once per worker thread (see `net::serve_queued`); more wait
+/// their turn. Enough to keep a worker busy while sessions wait on the network and the store
+/// (a session on a LAN is a few ms, most of it waiting); few enough that under a flood each
+/// still finishes in a fraction of a second.
+const SESSIONS_PER_WORKER: usize = 256;
 
 /// What the TLS handshake told us about the peer.
 pub(super) struct Peer {
@@ -68,12 +88,15 @@ pub(super) struct Peer {
     pub cipher_suite: Option<String>,
     /// The manager dialed the agent (rather than the agent the manager).
     pub dialed: bool,
+    /// Since when the manager owes the session: the accept, or when the dial was due.
+    pub since: Instant,
 }
 
 async fn connection(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     addr: SocketAddr,
+    accepted: Instant,
     port: &Arc<AgentPort>,
 ) -> Result<(), String> {
     // Small messages each way (see the agent's connect): no waiting on delayed acknowledgements.
@@ -85,7 +108,7 @@ async fn connection(
         .await
         .ok_or("the TLS handshake timed out")?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let peer = match identify(tls.get_ref().1, addr, &port.registry, false) {
+    let peer = match identify(tls.get_ref().1, addr, &port.registry, false, accepted) {
         Ok(peer) => peer,
         Err(reason) => {
             // A resumed handshake checks no certificate, so a deleted computer's agent holding
@@ -226,6 +249,7 @@ pub(super) fn identify(
     addr: SocketAddr,
     registry: &Registry,
     dialed: bool,
+    since: Instant,
 ) -> Result<Peer, String> {
     let computer = match conn.peer_certificates().and_then(|chain| chain.first()) {
         None => None,
@@ -243,6 +267,7 @@ pub(super) fn identify(
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite())),
         dialed,
+        since,
     })
 }
 
@@ -419,6 +444,7 @@ async fn record(
         port.liveness.send(LivenessEvent::Heartbeat {
             computer,
             agent_clock: Some(agent_clock),
+            waited: port.clock.now().saturating_since(peer.since),
         });
     }
     port.dialer.send(ended);

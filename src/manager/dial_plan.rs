@@ -78,21 +78,23 @@ impl DialPlan {
         self.again.remove(&computer);
     }
 
-    /// The next dial to start now, if a slot is free: requests first, then what is due.
-    pub fn poll_dial(&mut self, now: Instant) -> Option<ComputerId> {
+    /// The next dial to start now, if a slot is free: requests first, then what is due. With
+    /// it, when it was due: a dial that starts late is the manager's lateness, not the agent's.
+    pub fn poll_dial(&mut self, now: Instant) -> Option<(ComputerId, Instant)> {
         if self.in_flight.len() >= self.max_in_flight {
             return None;
         }
         let next = match self.requested.pop_front() {
-            Some(computer) => computer,
+            Some(computer) => (computer, now),
             None => self.take_due(now)?,
         };
-        self.in_flight.insert(next);
+        self.in_flight.insert(next.0);
         Some(next)
     }
 
-    /// The earliest scheduled dial not yet running; requests are already due.
-    fn take_due(&mut self, now: Instant) -> Option<ComputerId> {
+    /// The earliest scheduled dial not yet running, and when it was due; requests are already
+    /// due.
+    fn take_due(&mut self, now: Instant) -> Option<(ComputerId, Instant)> {
         let (at, computer) = self.next_due()?;
         if at > now {
             return None;
@@ -107,7 +109,7 @@ impl DialPlan {
             *next = following;
             self.due.insert((following, computer));
         }
-        Some(computer)
+        Some((computer, at))
     }
 
     pub fn handle_done(&mut self, computer: ComputerId) {
@@ -164,7 +166,7 @@ mod tests {
 
     fn drain(plan: &mut DialPlan, now: Instant) -> Vec<u64> {
         std::iter::from_fn(|| plan.poll_dial(now))
-            .map(|c| c.0)
+            .map(|(c, _)| c.0)
             .collect()
     }
 
@@ -204,7 +206,7 @@ mod tests {
         plan.schedule(at(0), ComputerId(1), MIN);
         plan.request(ComputerId(7));
         plan.request(ComputerId(7));
-        assert_eq!(plan.poll_dial(at(0)), Some(ComputerId(7)));
+        assert_eq!(plan.poll_dial(at(0)), Some((ComputerId(7), at(0))));
         assert_eq!(
             plan.poll_dial(at(0)),
             None,
@@ -215,7 +217,7 @@ mod tests {
         plan.handle_done(ComputerId(7));
         assert_eq!(
             plan.poll_dial(at(0)),
-            Some(ComputerId(7)),
+            Some((ComputerId(7), at(0))),
             "asked again during the dial"
         );
         plan.handle_done(ComputerId(7));
@@ -266,7 +268,7 @@ mod tests {
         // The first one is dialed on request before it is due: its scheduled slot is no
         // reason to wake up while that dial runs.
         plan.request(first.1);
-        assert_eq!(plan.poll_dial(at(0)), Some(first.1));
+        assert_eq!(plan.poll_dial(at(0)), Some((first.1, at(0))));
         assert_eq!(plan.poll_timeout(), Some(second.0));
     }
 

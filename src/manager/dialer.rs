@@ -7,6 +7,7 @@
 use super::agent_port::{AgentPort, Peer, identify, run_session};
 use super::dial_plan::DialPlan;
 use super::liveness::LivenessEvent;
+use crate::clock::Instant;
 use crate::model::{AgentState, Computer, ComputerId, Direction};
 use crate::net::within;
 use crate::pki::agent_server_name;
@@ -101,11 +102,11 @@ pub async fn run(
     let mut dials = TaskSet::new(ex);
     refresh(&port, &mut plan).await;
     loop {
-        while let Some(computer) = plan.poll_dial(port.clock.now()) {
+        while let Some((computer, due)) = plan.poll_dial(port.clock.now()) {
             let replies = waiters.remove(&computer).unwrap_or_default();
             let (port, tls, done) = (port.clone(), tls.clone(), done_tx.clone());
             dials.spawn(async move {
-                let result = dial(&port, tls, computer).await;
+                let result = dial(&port, tls, computer, due).await;
                 for reply in replies {
                     let _ = reply.try_send(result.clone());
                 }
@@ -264,8 +265,9 @@ async fn dial(
     port: &Arc<AgentPort>,
     tls: Arc<rustls::ClientConfig>,
     computer: ComputerId,
+    due: Instant,
 ) -> DialResult {
-    let stream = connect(port, tls, computer).await;
+    let stream = connect(port, tls, computer, due).await;
     let (mut stream, peer) = stream.inspect_err(|_| port.metrics.dial_failed())?;
     let addr = peer.addr;
     run_session(port, &mut stream, &peer)
@@ -278,6 +280,7 @@ async fn connect(
     port: &Arc<AgentPort>,
     tls: Arc<rustls::ClientConfig>,
     computer: ComputerId,
+    due: Instant,
 ) -> Result<(futures_rustls::client::TlsStream<TcpStream>, Peer), String> {
     let (host, listen_port) = {
         let port = port.clone();
@@ -300,7 +303,7 @@ async fn connect(
     .await
     .ok_or_else(|| format!("the TLS handshake with {addr} timed out"))?
     .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
-    let peer = identify(stream.get_ref().1, addr, &port.registry, true)?;
+    let peer = identify(stream.get_ref().1, addr, &port.registry, true, due)?;
     if peer.computer != Some(computer) {
         return Err(format!(
             "{addr} answered with another computer's certificate"

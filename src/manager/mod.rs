@@ -127,6 +127,13 @@ fn serve_with_banner(
     // function returns.
     let workers = Workers::per_core_but_one("picket-worker").map_err(ManagerError::Workers)?;
     let ex = workers.spawner();
+    // What must not wait behind the sessions gets a thread of its own. The agent port's accept
+    // loop: on the workers it waited its turn behind every session while new connections
+    // waited in the kernel, unseen, so the manager could not tell how late it heard heartbeats
+    // (see `liveness::delay`); accepted at once, a connection's wait is measured from its
+    // accept. And the liveness task, whose every round waited a turn too: on a loaded manager
+    // its verdicts (and the statuses the console shows) fell minutes behind.
+    let control = Workers::start("picket-control", 1).map_err(ManagerError::Workers)?;
     workers.block_on(async {
         let console = bind("the console and API", config.console_listen).await?;
         let agents = bind("agents", config.agent_listen).await?;
@@ -157,7 +164,7 @@ fn serve_with_banner(
             max_batch: MAX_EVENT_BATCH,
             liveness,
             dialer,
-            metrics,
+            metrics: metrics.clone(),
         });
         if banner {
             print_banner(
@@ -177,13 +184,17 @@ fn serve_with_banner(
             dialer_events,
             ex.clone(),
         ));
-        let agent_task = ex.spawn(agent_port::serve(agents, agent_tls, port, ex.clone()));
-        let liveness_task = ex.spawn(liveness::run(
+        let agent_task =
+            control
+                .spawner()
+                .spawn(agent_port::serve(agents, agent_tls, port, ex.clone()));
+        let liveness_task = control.spawner().spawn(liveness::run(
             store.clone(),
             writer,
             clock,
             tracked,
             liveness_events,
+            metrics,
         ));
         state.ready.store(true, Ordering::SeqCst);
         shutdown.await;
@@ -206,10 +217,24 @@ fn serve_with_banner(
     Ok(())
 }
 
+/// Connections the kernel may hold for a listener before the manager accepts them. The
+/// standard library listens with 128: at a thousand heartbeats a second that is 0.1 s of
+/// arrivals, and while the manager is busy a moment longer the kernel drops new connection
+/// attempts, which agents only retry after 1, 3, 7... seconds. The kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 65_535;
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ManagerError> {
-    TcpListener::bind(addr)
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| ManagerError::Bind { what, addr, source })
+        .map_err(|source| ManagerError::Bind { what, addr, source })?;
+    // Listening again on a listening socket only changes its backlog.
+    rustix::net::listen(&listener, LISTEN_BACKLOG).map_err(|e| ManagerError::Bind {
+        what,
+        addr,
+        source: e.into(),
+    })?;
+    Ok(listener)
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ManagerError> {
