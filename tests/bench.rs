@@ -48,6 +48,7 @@ fn a_short_bench_completes_sessions_without_failures_or_alerts() {
     // Counted, not asserted: with a 1 s interval a debug build on a busy CI machine may be
     // late by more than the 1 s grace now and then (the bench's own unit test checks the count).
     assert!(report["alerts"]["went_offline"].is_u64(), "{report}");
+    assert!(report["alerts"]["falsely_offline"].is_u64(), "{report}");
     assert_eq!(report["saturation"]["sessions_completed"], 100, "{report}");
     // Each agent's sessions after its first resume TLS with the manager's ticket; by the
     // saturation phase every agent holds one.
@@ -93,6 +94,7 @@ fn a_manager_initiated_bench_is_dialed_by_the_manager() {
     // Counted, not asserted: with a 1 s interval a debug build on a busy CI machine may be
     // late by more than the 1 s grace now and then (the bench's own unit test checks the count).
     assert!(report["alerts"]["went_offline"].is_u64(), "{report}");
+    assert!(report["alerts"]["falsely_offline"].is_u64(), "{report}");
     // The manager paces its dials: no saturation phase; the floor still runs.
     assert!(report["saturation"].is_null(), "{report}");
     assert_eq!(report["floor"]["failed"], 0, "{report}");

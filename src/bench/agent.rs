@@ -144,6 +144,17 @@ impl SimAgent {
         result
     }
 
+    /// A heartbeat the generator could not even start (too many in flight): for the agent, a
+    /// failed one.
+    pub fn skipped(&mut self) {
+        self.failed += 1;
+    }
+
+    /// Heartbeats that failed or were skipped so far.
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+
     /// The counters a real agent reports in its next status.
     fn count(&mut self, result: &Result<Timing, Failure>) {
         match result {

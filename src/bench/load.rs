@@ -142,6 +142,7 @@ pub async fn at_interval(
                     "generator overloaded",
                     "too many sessions in flight; skipped",
                 );
+                agent.skipped();
                 slots[i] = Some(agent);
                 due.push(Reverse((now + interval, i)));
                 continue;

@@ -136,6 +136,13 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         generator_cpu,
     );
 
+    // Whose agents lost a session: the manager may rightly have marked those offline.
+    let missed: HashSet<ComputerId> = load
+        .agents
+        .iter()
+        .filter(|a| a.failed() > 0)
+        .map(|a| a.id.computer)
+        .collect();
     // Saturation: the same agents, back to back, right after the interval phase (before any
     // of them is overdue). The manager paces its own dials, so a manager-initiated run has none.
     let mut sessions = load.tally.started;
@@ -175,7 +182,13 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     };
     drop(generator);
 
-    let alerts = read_alerts(&store_path, &stopping_ids, &load.stopping_last, options)?;
+    let alerts = read_alerts(
+        &store_path,
+        &stopping_ids,
+        &load.stopping_last,
+        &missed,
+        options,
+    )?;
     let store_end = file_size(&store_path);
     let saturation_to_floor = match (&saturation, &floor) {
         (Some(s), Some(f)) if f.per_s > 0.0 => Some(s.completed_per_s / f.per_s),
@@ -392,10 +405,13 @@ fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
 
 /// Alerts after the run: any on a computer that kept heartbeating is a false alarm; the
 /// stopping agents' offline alerts are timed against their missed deadline.
+/// The alerts and offline statuses of the run; `missed` are the computers whose agents had a
+/// session fail or skipped.
 fn read_alerts(
     store: &Path,
     stopping: &[ComputerId],
     last: &[Option<u64>],
+    missed: &HashSet<ComputerId>,
     options: &Options,
 ) -> Result<report::Alerts, BenchError> {
     let store = Store::open(store)?;
@@ -409,7 +425,7 @@ fn read_alerts(
     // A status change to offline is in the computer's history even if it came back online
     // before the run ended, or never reached an alert.
     let to_offline = format!("-> {}:", Status::Offline.name());
-    let mut went_offline = 0;
+    let (mut went_offline, mut falsely_offline) = (0, 0);
     for computer in txn.computers()? {
         if stopping_set.contains(&computer.id) {
             continue;
@@ -420,6 +436,9 @@ fn read_alerts(
             .any(|h| h.what == "status" && h.detail.contains(&to_offline))
         {
             went_offline += 1;
+            if !missed.contains(&computer.id) {
+                falsely_offline += 1;
+            }
         }
     }
     let interval = options.stopping_interval();
@@ -439,6 +458,7 @@ fn read_alerts(
     Ok(report::Alerts {
         raised,
         went_offline,
+        falsely_offline,
         offline_alert_delay_ms,
     })
 }
@@ -528,8 +548,14 @@ mod tests {
             warmup: false,
         })
         .unwrap();
-        let alerts = read_alerts(&path, &[ComputerId(3)], &[None], &options).unwrap();
+        let none = HashSet::new();
+        let alerts = read_alerts(&path, &[ComputerId(3)], &[None], &none, &options).unwrap();
         assert_eq!(alerts.went_offline, 1);
+        assert_eq!(alerts.falsely_offline, 1);
         assert_eq!(alerts.raised, 0);
+        // Had 1's agent missed a session, it was not the manager's fault.
+        let missed = HashSet::from([ComputerId(1)]);
+        let alerts = read_alerts(&path, &[ComputerId(3)], &[None], &missed, &options).unwrap();
+        assert_eq!((alerts.went_offline, alerts.falsely_offline), (1, 0));
     }
 }
