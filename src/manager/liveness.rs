@@ -180,9 +180,10 @@ pub async fn run(
 fn report_delay(behind: bool, delay: Duration) -> bool {
     if !behind && delay >= BEHIND {
         log::warn!(
-            "heartbeats wait {} inside the manager before they are recorded: it is overloaded; \
-             offline verdicts wait as long, so that no computer is blamed for the manager's delay",
-            format_duration_ms(delay)
+            "heartbeats wait {:.1} s inside the manager before they are recorded: it is \
+             overloaded; offline verdicts wait as long, so that no computer is blamed for the \
+             manager's delay",
+            delay.as_secs_f64()
         );
         return true;
     }
@@ -196,10 +197,6 @@ fn report_delay(behind: bool, delay: Duration) -> bool {
 /// See [`report_delay`].
 const BEHIND: Duration = Duration::from_secs(1);
 const CAUGHT_UP: Duration = Duration::from_millis(250);
-
-fn format_duration_ms(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
 
 async fn handle(
     monitor: &mut Monitor,
