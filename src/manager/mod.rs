@@ -8,6 +8,7 @@ mod dial_plan;
 mod dialer;
 mod error;
 mod liveness;
+mod open_files;
 mod registry;
 
 pub use agent_port::expected_config;
@@ -97,6 +98,7 @@ fn serve_with_banner(
     banner: bool,
 ) -> Result<(), ManagerError> {
     let dir = &config.data_dir;
+    open_files::raise();
     data_dir::prepare(dir)?;
     // The store comes first: its lock is what keeps a second manager off this data dir.
     let store = Arc::new(Store::open(&dir.join(STORE_FILE))?);
