@@ -468,6 +468,11 @@ pub struct BenchArgs {
     /// manager's steady state (the first interval after a manager start is all full handshakes)
     #[argh(switch)]
     pub warmup: bool,
+    /// agent-initiated: first give every agent one session (back to back, --concurrency at a
+    /// time), then restart the manager, so the run measures a fleet that holds TLS tickets
+    /// after a manager restart instead of a fleet's very first interval
+    #[argh(switch)]
+    pub prime: bool,
     /// print the report as JSON
     #[argh(switch)]
     pub json: bool,

@@ -106,3 +106,31 @@ fn a_manager_initiated_bench_is_dialed_by_the_manager() {
         .unwrap();
     assert!(delays.iter().all(|d| d.is_i64()), "{report}");
 }
+
+#[test]
+fn a_primed_fleet_resumes_tls_across_a_manager_restart() {
+    let report = bench(&[
+        "--agents",
+        "20",
+        "--interval",
+        "2s",
+        "--duration",
+        "3s",
+        "--saturation",
+        "0",
+        "--prime",
+    ]);
+    // Every agent, the stopping ones too (last, just before the restart).
+    let everyone = 20 + report["stopping_agents"].as_u64().unwrap();
+    let notes = report["notes"].to_string();
+    let primed = format!("primed: every agent had one session first ({everyone} of {everyone}");
+    assert!(notes.contains(&primed), "{report}");
+    let load = &report["load"];
+    assert_eq!(load["failures"], serde_json::json!({}), "{report}");
+    // Every session resumes with the ticket of its agent's priming session, given by the
+    // manager before its restart.
+    let completed = load["sessions_completed"].as_u64().unwrap();
+    assert!(completed > 20, "{report}");
+    assert_eq!(load["sessions_resumed"], completed, "{report}");
+    assert_eq!(report["alerts"]["raised"], 0, "{report}");
+}

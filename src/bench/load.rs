@@ -191,6 +191,41 @@ pub async fn at_interval(
     LoadResult::new(tally, &warm, cpu_mark, stopping_last, slots, main)
 }
 
+/// Gives every agent one session, `concurrency` at a time, as fast as the manager takes them,
+/// and hands the agents back (each now holding a ticket, unless its session failed).
+pub async fn once_each(
+    ex: &Arc<Executor<'static>>,
+    shared: &Arc<Shared>,
+    agents: Vec<SimAgent>,
+    concurrency: usize,
+) -> (Vec<SimAgent>, Tally) {
+    let concurrency = concurrency.min(agents.len()).max(1);
+    let mut groups: Vec<Vec<SimAgent>> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (i, agent) in agents.into_iter().enumerate() {
+        groups[i % concurrency].push(agent);
+    }
+    let workers: Vec<_> = groups
+        .into_iter()
+        .map(|mut group| {
+            let shared = shared.clone();
+            ex.spawn(async move {
+                let mut tally = Tally::default();
+                for agent in &mut group {
+                    tally.add(&agent.heartbeat(&shared).await);
+                }
+                (group, tally)
+            })
+        })
+        .collect();
+    let (mut agents, mut total) = (Vec::new(), Tally::default());
+    for worker in workers {
+        let (group, tally) = worker.await;
+        agents.extend(group);
+        total.merge(&tally);
+    }
+    (agents, total)
+}
+
 /// Runs `sessions` heartbeats back to back on `concurrency` connections. Worker `w` owns the
 /// agents `w, w + concurrency, ...`, so no agent is ever in two sessions at once.
 pub async fn saturate(

@@ -37,6 +37,8 @@ pub struct Options {
     pub resumption: bool,
     /// One unmeasured interval before the measured duration.
     pub warmup: bool,
+    /// Every agent one session, then a manager restart, before the interval phase.
+    pub prime: bool,
     pub output: Output,
 }
 
@@ -104,6 +106,7 @@ impl Options {
             concurrency: args.concurrency,
             resumption: !args.full_handshakes,
             warmup: args.warmup,
+            prime: args.prime,
             output,
         })
     }
@@ -134,6 +137,7 @@ mod tests {
             markdown: false,
             full_handshakes: false,
             warmup: false,
+            prime: false,
         }
     }
 

@@ -11,7 +11,7 @@ use super::options::{Direction, Options, Output, STOPPING_AGENTS};
 use super::probe::{self, CpuMark, GENERATOR_THREAD};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
-use crate::clock::RealClock;
+use crate::clock::{RealClock, WallMs};
 use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
 use crate::model::{AlertKind, ComputerId, Status};
 use crate::pki::{ManagerPki, PkiError};
@@ -62,7 +62,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     let (rss_before, _) = probe::memory();
 
     let manager_started = Instant::now();
-    let manager = Manager::start(dir, manager_listen)?;
+    let mut manager = Manager::start(dir, manager_listen)?;
     let manager_start_s = manager_started.elapsed().as_secs_f64();
     let listen_port = listening.as_ref().map(|l| l.port);
     let shared = Arc::new(shared(&enrolled, manager.agent_addr, options, listen_port)?);
@@ -86,15 +86,46 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         store_seconds,
         ..
     } = enrolled;
-    let agents: Vec<SimAgent> = agents
+    let mut agents: Vec<SimAgent> = agents
         .into_iter()
         .map(|id| SimAgent::new(id, shared.fingerprint))
         .collect();
     let stopping_ids: Vec<ComputerId> = stopping.iter().map(|s| s.computer).collect();
-    let stopping: Vec<SimAgent> = stopping
+    let mut stopping: Vec<SimAgent> = stopping
         .into_iter()
         .map(|id| SimAgent::new(id, stopping_fp))
         .collect();
+    // Priming: every agent one session, then a manager restart. The tickets survive it (their
+    // key is in the data dir) and the restarted manager gives every computer a full allowance,
+    // so the interval phase starts as after an upgrade of a running site. What the first
+    // manager decided meanwhile (a fleet primed over more than an interval goes offline in its
+    // eyes) is not the run's: alerts and statuses count from `counted_from`.
+    let mut primed = None;
+    let mut counted_from = WallMs(0);
+    if options.prime && options.direction == Direction::AgentInitiated {
+        let started = Instant::now();
+        let (ex2, shared2) = (ex.clone(), shared.clone());
+        let (back, mut tally) = smol::block_on(
+            ex.spawn(async move { load::once_each(&ex2, &shared2, agents, concurrency).await }),
+        );
+        agents = back;
+        // The stopping agents last, just before the restart: the first manager must not alert
+        // them, or the second would find their alert active and not raise it again.
+        let (ex2, shared2) = (ex.clone(), shared.clone());
+        let (back, last) =
+            smol::block_on(ex.spawn(async move {
+                load::once_each(&ex2, &shared2, stopping, concurrency).await
+            }));
+        stopping = back;
+        tally.merge(&last);
+        let agent_addr = manager.agent_addr;
+        manager.stop()?;
+        // The stopped manager's ports file would be read as the new one's.
+        let _ = std::fs::remove_file(dir.join(PORTS_FILE));
+        counted_from = shared.clock.wall();
+        manager = Manager::start(dir, agent_addr)?;
+        primed = Some((tally, started.elapsed()));
+    }
 
     // The interval phase, after one unmeasured interval when warming up. Manager-initiated,
     // the agents' socket stays open until the manager has stopped.
@@ -187,6 +218,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         &stopping_ids,
         &load.stopping_last,
         &missed,
+        counted_from,
         options,
     )?;
     let store_end = file_size(&store_path);
@@ -222,6 +254,15 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
              once; latency runs from the agent's accept to the manager's 'done'; no saturation \
              phase, the manager paces its own dials",
             manager::MAX_DIALS_IN_FLIGHT
+        ));
+    }
+    if let Some((tally, took)) = &primed {
+        notes.push(format!(
+            "primed: every agent had one session first ({} of {} completed in {:.0} s), then \
+             the manager restarted; agents keep their tickets across it",
+            tally.completed,
+            tally.started,
+            took.as_secs_f64()
         ));
     }
     if options.warmup {
@@ -405,18 +446,23 @@ fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
 
 /// Alerts after the run: any on a computer that kept heartbeating is a false alarm; the
 /// stopping agents' offline alerts are timed against their missed deadline.
-/// The alerts and offline statuses of the run; `missed` are the computers whose agents had a
-/// session fail or skipped.
+/// The alerts and offline statuses of the run from `since` on; `missed` are the computers
+/// whose agents had a session fail or skipped.
 fn read_alerts(
     store: &Path,
     stopping: &[ComputerId],
     last: &[Option<u64>],
     missed: &HashSet<ComputerId>,
+    since: WallMs,
     options: &Options,
 ) -> Result<report::Alerts, BenchError> {
     let store = Store::open(store)?;
     let txn = store.read()?;
-    let alerts = txn.alerts()?;
+    let alerts: Vec<_> = txn
+        .alerts()?
+        .into_iter()
+        .filter(|a| a.raised >= since)
+        .collect();
     let stopping_set: HashSet<ComputerId> = stopping.iter().copied().collect();
     let raised = alerts
         .iter()
@@ -433,7 +479,7 @@ fn read_alerts(
         let history = txn.history(computer.id, 1000)?;
         if history
             .iter()
-            .any(|h| h.what == "status" && h.detail.contains(&to_offline))
+            .any(|h| h.at >= since && h.what == "status" && h.detail.contains(&to_offline))
         {
             went_offline += 1;
             if !missed.contains(&computer.id) {
@@ -546,16 +592,30 @@ mod tests {
             markdown: false,
             full_handshakes: false,
             warmup: false,
+            prime: false,
         })
         .unwrap();
         let none = HashSet::new();
-        let alerts = read_alerts(&path, &[ComputerId(3)], &[None], &none, &options).unwrap();
+        let alerts =
+            read_alerts(&path, &[ComputerId(3)], &[None], &none, WallMs(0), &options).unwrap();
         assert_eq!(alerts.went_offline, 1);
         assert_eq!(alerts.falsely_offline, 1);
         assert_eq!(alerts.raised, 0);
         // Had 1's agent missed a session, it was not the manager's fault.
         let missed = HashSet::from([ComputerId(1)]);
-        let alerts = read_alerts(&path, &[ComputerId(3)], &[None], &missed, &options).unwrap();
+        let alerts = read_alerts(
+            &path,
+            &[ComputerId(3)],
+            &[None],
+            &missed,
+            WallMs(0),
+            &options,
+        )
+        .unwrap();
         assert_eq!((alerts.went_offline, alerts.falsely_offline), (1, 0));
+        // Before the run's manager (a primed run's first one): not counted.
+        let alerts =
+            read_alerts(&path, &[ComputerId(3)], &[None], &none, WallMs(2), &options).unwrap();
+        assert_eq!((alerts.went_offline, alerts.falsely_offline), (0, 0));
     }
 }
