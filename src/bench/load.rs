@@ -191,6 +191,17 @@ pub async fn at_interval(
     LoadResult::new(tally, &warm, cpu_mark, stopping_last, slots, main)
 }
 
+/// The agents dealt round-robin into `concurrency` groups (at least one, no more than agents), one for
+/// each connection in flight, so no agent is ever in two sessions at once.
+fn deal(agents: Vec<SimAgent>, concurrency: usize) -> Vec<Vec<SimAgent>> {
+    let concurrency = concurrency.min(agents.len()).max(1);
+    let mut groups: Vec<Vec<SimAgent>> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (i, agent) in agents.into_iter().enumerate() {
+        groups[i % concurrency].push(agent);
+    }
+    groups
+}
+
 /// Gives every agent one session, `concurrency` at a time, as fast as the manager takes them,
 /// and hands the agents back (each now holding a ticket, unless its session failed).
 pub async fn once_each(
@@ -199,11 +210,7 @@ pub async fn once_each(
     agents: Vec<SimAgent>,
     concurrency: usize,
 ) -> (Vec<SimAgent>, Tally) {
-    let concurrency = concurrency.min(agents.len()).max(1);
-    let mut groups: Vec<Vec<SimAgent>> = (0..concurrency).map(|_| Vec::new()).collect();
-    for (i, agent) in agents.into_iter().enumerate() {
-        groups[i % concurrency].push(agent);
-    }
+    let groups = deal(agents, concurrency);
     let workers: Vec<_> = groups
         .into_iter()
         .map(|mut group| {
@@ -235,11 +242,7 @@ pub async fn saturate(
     sessions: u64,
     concurrency: usize,
 ) -> (Tally, Duration) {
-    let concurrency = concurrency.min(agents.len()).max(1);
-    let mut groups: Vec<Vec<SimAgent>> = (0..concurrency).map(|_| Vec::new()).collect();
-    for (i, agent) in agents.into_iter().enumerate() {
-        groups[i % concurrency].push(agent);
-    }
+    let groups = deal(agents, concurrency);
     let left = Arc::new(AtomicU64::new(sessions));
     let start = Instant::now();
     let workers: Vec<_> = groups
