@@ -1,12 +1,18 @@
 //! The group-commit writer: one thread owns the writing of hot-path records (heartbeats, agent
 //! events) and folds every job waiting at the moment into one transaction, so a thousand agents
 //! heartbeating together cost a few fsyncs, not a thousand.
+//!
+//! Commits are also paced: one starts at most every [`COMMIT_GAP`]. Folding "what is waiting"
+//! alone lets a fast disk commit after every job or two under load, and each commit has a fixed
+//! cost (measured here: 0.25 ms of CPU and 0.6 ms of wall time for one job, 0.04 ms a job in groups
+//! of 64), which then competes with the TLS sessions for the same cores. A job that comes after a
+//! quiet spell is not held back.
 
 use super::{Store, StoreError, WriteTxn};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A change to make durably, with a way to say when it is.
 /// `Fn`, not `FnOnce`: a change may run twice, once in a group that failed and once alone.
@@ -19,6 +25,29 @@ struct Job {
 
 /// Most jobs folded into one transaction, so one commit never grows without bound.
 const MAX_GROUP: usize = 4096;
+
+/// Least time from one commit's start to the next one's: at most 500 commits a second, and at
+/// most 2 ms more for a write under load (a session writes twice; its budget is tens of ms).
+const COMMIT_GAP: Duration = Duration::from_millis(2);
+
+/// When the next commit may start, from when the last one did (sans-io: the caller tells the
+/// time).
+#[derive(Debug, Default)]
+struct Pacing {
+    last_start: Option<Instant>,
+}
+
+impl Pacing {
+    /// How long a commit that could start `now` waits first.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        let since = now.saturating_duration_since(self.last_start?);
+        COMMIT_GAP.checked_sub(since).filter(|w| !w.is_zero())
+    }
+
+    fn started(&mut self, now: Instant) {
+        self.last_start = Some(now);
+    }
+}
 
 /// Cloneable handle to the writer thread. The thread ends when every handle is dropped.
 #[derive(Clone)]
@@ -65,7 +94,11 @@ impl Writer {
 }
 
 fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
+    let mut pacing = Pacing::default();
     while let Ok(first) = queue.recv_blocking() {
+        if let Some(wait) = pacing.wait(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -74,6 +107,7 @@ fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
             }
         }
         let (jobs, started) = (group.len(), Instant::now());
+        pacing.started(started);
         commit_group(store, group);
         metrics.commit(jobs, started.elapsed());
     }
@@ -178,6 +212,21 @@ mod tests {
         assert_eq!(stored.len(), 49);
         drop(writer);
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn commits_start_a_gap_apart_but_not_after_a_quiet_spell() {
+        let t0 = Instant::now();
+        let mut pacing = Pacing::default();
+        assert_eq!(pacing.wait(t0), None, "the first commit waits for nothing");
+        pacing.started(t0);
+        assert_eq!(pacing.wait(t0), Some(COMMIT_GAP));
+        let quarter = COMMIT_GAP / 4;
+        assert_eq!(pacing.wait(t0 + quarter), Some(COMMIT_GAP - quarter));
+        assert_eq!(pacing.wait(t0 + COMMIT_GAP), None);
+        assert_eq!(pacing.wait(t0 + COMMIT_GAP * 50), None);
+        pacing.started(t0 + COMMIT_GAP * 50);
+        assert_eq!(pacing.wait(t0 + COMMIT_GAP * 50), Some(COMMIT_GAP));
     }
 
     #[test]
