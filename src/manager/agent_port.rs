@@ -305,7 +305,12 @@ fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<Sess
             };
             let expected = expected_config(&tree, &record, &port.endpoints);
             let interval = expected.interval;
-            (expected, state.last_seq, interval)
+            // Events are committed without touching the agent's state (one page write less per
+            // heartbeat); the state learns their sequence when the session is recorded. A crash
+            // between the two leaves the events table ahead, and it is the truth.
+            let stored = txn.newest_event_seq(id).map_err(|e| e.to_string())?;
+            let last_seq = state.last_seq.max(stored.unwrap_or(0));
+            (expected, last_seq, interval)
         }
     };
     Ok(SessionParams {
@@ -341,7 +346,6 @@ async fn store_events(
     let stored = port
         .writer
         .write(move |txn| {
-            let mut last = 0;
             for e in &events {
                 txn.insert_event(&StoredEvent {
                     computer,
@@ -351,13 +355,6 @@ async fn store_events(
                     received,
                     fields: e.fields.clone(),
                 })?;
-                last = last.max(e.seq);
-            }
-            // The highest stored sequence moves in the same transaction as the events, so the
-            // next session asks from the right place even after a crash.
-            if let Some(mut state) = txn.agent_state(computer)? {
-                state.last_seq = state.last_seq.max(last);
-                txn.put_agent_state(&state)?;
             }
             Ok(())
         })

@@ -280,6 +280,17 @@ pub trait Reads: sealed::Tables {
         }
     }
 
+    /// The highest event sequence stored for `computer`: the last key of its range, a lookup
+    /// like any other (events are keyed by computer, then sequence).
+    fn newest_event_seq(&self, computer: ComputerId) -> Result<Option<u64>, StoreError> {
+        let table = self.table(EVENTS)?;
+        let newest = table
+            .range((computer.0, 0)..=(computer.0, u64::MAX))?
+            .next_back()
+            .transpose()?;
+        Ok(newest.map(|(key, _)| key.value().1))
+    }
+
     /// How many events the store holds (redb keeps the count: no scan).
     fn event_count(&self) -> Result<u64, StoreError> {
         Ok(self.table(EVENTS)?.len()?)
@@ -576,6 +587,30 @@ mod tests {
             parent: None,
             settings: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_newest_event_sequence_is_per_computer() {
+        let (_dir, _path, store) = temp_store();
+        let event = |computer, seq| StoredEvent {
+            computer: ComputerId(computer),
+            seq,
+            id: 1000,
+            time: crate::clock::WallMs(seq),
+            received: crate::clock::WallMs(seq),
+            fields: Vec::new(),
+        };
+        let mut w = store.write().unwrap();
+        for (computer, seq) in [(1, 3), (1, 9), (1, 4), (2, 12), (3, u64::MAX)] {
+            w.insert_event(&event(computer, seq)).unwrap();
+        }
+        w.commit().unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.newest_event_seq(ComputerId(1)).unwrap(), Some(9));
+        assert_eq!(r.newest_event_seq(ComputerId(2)).unwrap(), Some(12));
+        assert_eq!(r.newest_event_seq(ComputerId(3)).unwrap(), Some(u64::MAX));
+        assert_eq!(r.newest_event_seq(ComputerId(4)).unwrap(), None);
+        assert_eq!(r.newest_event_seq(ComputerId(0)).unwrap(), None);
     }
 
     fn policy_count(r: &impl Reads) -> usize {
