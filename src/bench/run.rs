@@ -176,7 +176,12 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         .collect();
     // Saturation: the same agents, back to back, right after the interval phase (before any
     // of them is overdue). The manager paces its own dials, so a manager-initiated run has none.
-    let mut sessions = load.tally.started;
+    // Every session since registration wrote to the store, the unmeasured ones too: the growth
+    // per session divides by all of them (it used to count the measured phases only, which put
+    // a primed or warmed-up 100k run's growth at 6.9 KB a session).
+    let mut sessions = load.tally.started
+        + load.warmup_sessions
+        + primed.as_ref().map_or(0, |(tally, _)| tally.started);
     let saturation = if options.saturation > 0 && options.direction == Direction::AgentInitiated {
         let cpu = CpuMark::now();
         let (ex2, shared2, n) = (ex.clone(), shared.clone(), options.saturation);
