@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Threads of the load generator's executor: enough to keep the manager busy on this 2-core
 /// machine without taking it over.
-const GENERATOR_THREADS: usize = 2;
+const GENERATOR_THREADS: usize = 1;
 
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let options = Options::from_args(args)?;
