@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Threads of the load generator's executor: enough to keep the manager busy on this 2-core
-/// machine without taking it over.
+/// Threads of the load generator's executor. One carries 2,000 sessions/s at a third of a
+/// core; two spent their time waking each other (0.44 against 0.52-0.56 ms of generator CPU a
+/// session at 100k agents).
 const GENERATOR_THREADS: usize = 1;
 
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
