@@ -450,10 +450,10 @@ fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
     json.get("agent")?.as_str()?.parse().ok()
 }
 
-/// Alerts after the run: any on a computer that kept heartbeating is a false alarm; the
-/// stopping agents' offline alerts are timed against their missed deadline.
-/// The alerts and offline statuses of the run from `since` on; `missed` are the computers
-/// whose agents had a session fail or skipped.
+/// The alerts and offline statuses of the run, from `since` on (a primed run's first manager
+/// is not counted). An alert on a computer that kept heartbeating is a false alarm; an offline
+/// status is false unless the computer is in `missed` (its agent had a session fail or
+/// skipped); the stopping agents' offline alerts are timed against their missed deadline.
 fn read_alerts(
     store: &Path,
     stopping: &[ComputerId],
