@@ -46,11 +46,11 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
     let change = input::computer_change(input::object(body)?)?;
     let mut txn = state.store.write()?;
     let tree = PolicyTree::new(txn.policies()?);
-    let others = txn.computers()?;
+    let holder = hostname_holder(&txn, &change)?;
     let id = txn.next_computer_id()?;
     let computer = policy::create_computer(
         &tree,
-        |h| hostname_taken(&others, h),
+        |h| hostname_taken(holder.as_ref(), h),
         id,
         state.clock.wall(),
         &change,
@@ -79,9 +79,13 @@ pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
     let mut txn = state.store.write()?;
     let current = find(&txn, id)?;
     let tree = PolicyTree::new(txn.policies()?);
-    let others = txn.computers()?;
-    let updated =
-        policy::apply_computer_change(&tree, |h| hostname_taken(&others, h), &current, &change)?;
+    let holder = hostname_holder(&txn, &change)?;
+    let updated = policy::apply_computer_change(
+        &tree,
+        |h| hostname_taken(holder.as_ref(), h),
+        &current,
+        &change,
+    )?;
     txn.put_computer(&updated)?;
     txn.add_history(&HistoryEntry {
         computer: updated.id,
@@ -177,8 +181,18 @@ pub fn history(state: &ApiState, id: &str) -> Handled {
     Ok(ApiResponse::ok(json!({ "history": lines })))
 }
 
-fn hostname_taken(computers: &[Computer], hostname: &str) -> bool {
-    computers
-        .iter()
-        .any(|c| c.hostname.eq_ignore_ascii_case(hostname))
+/// The computer that already has the hostname a change asks for, if any: one index lookup
+/// rather than a read of every computer.
+fn hostname_holder(
+    txn: &impl Reads,
+    change: &policy::ComputerChange,
+) -> Result<Option<Computer>, ApiError> {
+    match &change.hostname {
+        Some(hostname) => Ok(txn.computer_by_hostname(hostname)?),
+        None => Ok(None),
+    }
+}
+
+fn hostname_taken(holder: Option<&Computer>, hostname: &str) -> bool {
+    holder.is_some_and(|c| c.hostname.eq_ignore_ascii_case(hostname))
 }

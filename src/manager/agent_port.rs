@@ -483,11 +483,9 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
         .ok_or_else(|| activation::ActivationError::UnknownToken.to_string())?;
     let token_after = activation::redeem(&token, now).map_err(|e| e.to_string())?;
     let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
-    let computers = txn.computers().map_err(|e| e.to_string())?;
-    let existing = computers
-        .iter()
-        .find(|c| c.hostname.eq_ignore_ascii_case(&request.hostname))
-        .cloned();
+    let existing = txn
+        .computer_by_hostname(&request.hostname)
+        .map_err(|e| e.to_string())?;
     let mut computer = match existing {
         // A token must not let its holder take over a computer that already has an agent: the
         // administrator deletes the computer first (which revokes the old certificate).

@@ -35,6 +35,11 @@ pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ale
 /// Keyed by `(computer id, n)`, n counting from 1 per computer: what happened to it.
 pub(super) const HISTORY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("history");
 
+/// Keyed by `(hostname in ASCII lowercase, computer id)`, values empty: finds a computer by
+/// name (activation, adding a computer) without reading every computer. The id in the key
+/// keeps the index exact even if two computers ever shared a name.
+pub(super) const HOSTNAMES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("hostnames");
+
 /// Keyed by the console user's name in lowercase, so names are unique ignoring case.
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
