@@ -760,8 +760,11 @@ mod tests {
         });
         let queued = h.liveness.queued();
         assert!(offline, "computer 2 never went offline");
+        // The task keeps draining while the offline status commits and this thread polls for
+        // it: with every core busy (the whole suite at once) 90,186 were left once, so the bar
+        // is a tenth, still far from a decision made only after the flood.
         assert!(
-            queued > FLOOD / 2,
+            queued > FLOOD / 10,
             "computer 2 went offline only after the heartbeats were handled ({queued} queued)"
         );
         h.stop();
