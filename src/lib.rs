@@ -45,6 +45,7 @@ pub mod model;
 pub mod net;
 pub mod pki;
 pub mod policy;
+pub mod process;
 pub mod proto;
 pub mod store;
 pub mod tasks;

@@ -90,6 +90,8 @@ pub struct StoreCounts {
     pub computers_by_status: Vec<(String, u64)>,
     pub events: u64,
     pub active_alerts: u64,
+    /// The store file's size on disk.
+    pub file_bytes: u64,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -107,6 +109,9 @@ pub struct Metrics {
     events_stored: Gauge,
     active_alerts: Gauge,
     heartbeat_delay: Gauge<f64, AtomicU64>,
+    store_bytes: Gauge,
+    cpu_seconds: Counter<f64, AtomicU64>,
+    resident_bytes: Gauge,
     /// Scrapes set the store gauges then encode; one at a time, so two scrapes cannot mix.
     scrape: Mutex<()>,
 }
@@ -189,9 +194,32 @@ impl Metrics {
              quantile over the last 10 s); offline verdicts wait as long",
             heartbeat_delay.clone(),
         );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_file_bytes",
+            "Size of the store file (DIR/picket.redb)",
+            store_bytes.clone(),
+        );
+        // The usual `process_*` measurements, under the manager's prefix: what a capacity
+        // check (and `picket bench --manager`) reads of a manager on another box.
+        let cpu_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time of the manager process, user and system",
+            cpu_seconds.clone(),
+        );
+        let resident_bytes = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the manager process",
+            resident_bytes.clone(),
+        );
         Metrics {
             registry,
             heartbeat_delay,
+            store_bytes,
+            cpu_seconds,
+            resident_bytes,
             sessions,
             session_seconds,
             dial_failures,
@@ -263,6 +291,16 @@ impl Metrics {
             .set(i64::try_from(counts.events).unwrap_or(i64::MAX));
         self.active_alerts
             .set(i64::try_from(counts.active_alerts).unwrap_or(i64::MAX));
+        self.store_bytes
+            .set(i64::try_from(counts.file_bytes).unwrap_or(i64::MAX));
+        // A counter only goes up: it is brought to the process's total, under the scrape lock.
+        let cpu = crate::process::process_cpu();
+        let counted = self.cpu_seconds.get();
+        if cpu > counted {
+            self.cpu_seconds.inc_by(cpu - counted);
+        }
+        self.resident_bytes
+            .set(i64::try_from(crate::process::memory().0).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -296,6 +334,7 @@ mod tests {
             computers_by_status: vec![("online".into(), 3), ("offline".into(), 1)],
             events: 42,
             active_alerts: 2,
+            file_bytes: 4096,
         });
         for line in [
             "picket_sessions_total{direction=\"manager-initiated\",kind=\"heartbeat\",outcome=\"ok\"} 1",
@@ -309,9 +348,20 @@ mod tests {
             "picket_computers{status=\"offline\"} 1",
             "picket_events_stored 42",
             "picket_alerts_active 2",
+            "picket_store_file_bytes 4096",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+        // The process's own figures: this test process has used some CPU and memory.
+        let value = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            line[name.len()..].trim().parse().unwrap()
+        };
+        assert!(value("picket_process_cpu_seconds_total ") > 0.0, "{text}");
+        assert!(
+            value("picket_process_resident_memory_bytes ") > 1e6,
+            "{text}"
+        );
         // A status gone from the store is gone from the next scrape.
         let text = m.encode(&StoreCounts::default());
         assert!(!text.contains("status=\"offline\""), "{text}");

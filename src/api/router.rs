@@ -386,6 +386,7 @@ fn metrics(state: &ApiState) -> Handled {
         computers_by_status: by_status,
         events: txn.event_count()?,
         active_alerts: u64::try_from(active).unwrap_or(u64::MAX),
+        file_bytes: state.store.file_bytes(),
     };
     let text = state.metrics.encode(&counts);
     Ok(ApiResponse::raw(

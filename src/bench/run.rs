@@ -8,7 +8,7 @@ use super::error::BenchError;
 use super::floor;
 use super::load;
 use super::options::{Direction, Options, Output, STOPPING_AGENTS};
-use super::probe::{self, CpuMark, GENERATOR_THREAD};
+use super::probe::{CpuMark, GENERATOR_THREAD};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
 use crate::clock::{RealClock, WallMs};
@@ -60,7 +60,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     let enrolled = enroll::enroll(dir, options, dialing)?;
     let store_path = dir.join(STORE_FILE);
     let store_after_registration = file_size(&store_path);
-    let (rss_before, _) = probe::memory();
+    let (rss_before, _) = crate::process::memory();
 
     let manager_started = Instant::now();
     let mut manager = Manager::start(dir, manager_listen)?;
@@ -160,7 +160,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         }
     };
     let (manager_cpu, generator_cpu) = load.cpu;
-    let (rss_after, _) = probe::memory();
+    let (rss_after, _) = crate::process::memory();
     let load_phase = report::Phase::new(
         &load.tally,
         options.duration.as_secs_f64(),
@@ -199,7 +199,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     };
     let stop_took = manager.stop()?;
     drop(agents_listening);
-    let (_, peak) = probe::memory();
+    let (_, peak) = crate::process::memory();
 
     // The floor, with the manager stopped so that it competes with nothing.
     let floor = if options.saturation > 0 {

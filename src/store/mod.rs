@@ -100,6 +100,11 @@ impl Store {
         &self.path
     }
 
+    /// The file's size on disk (0 if it cannot be read: this is for metrics, not decisions).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
     fn bring_schema_up_to_date(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         let found = {
