@@ -6,7 +6,7 @@ use crate::alerts;
 use crate::clock::{Clock, WallMs, format_utc};
 use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
-use crate::model::{AlertKind, ComputerId, HistoryEntry, Status, format_duration};
+use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status, format_duration};
 use crate::policy::{self, PolicyTree};
 use crate::store::{Reads, Store, StoreError, Writer};
 use std::collections::HashMap;
@@ -224,7 +224,25 @@ async fn handle(
             monitor.handle_dial_failed(computer, reason);
         }
         LivenessEvent::DialSucceeded(computer) => monitor.handle_dial_succeeded(computer),
-        LivenessEvent::Activated(_) | LivenessEvent::SettingsChanged => {
+        // One computer's rules, not everyone's: reading all of them for each activation
+        // made a fleet's onboarding quadratic (and heartbeats waited behind it in this task).
+        LivenessEvent::Activated(id) => {
+            let store = store.clone();
+            match smol::unblock(move || rules_of(&store, id)).await {
+                Ok(Some((rules, power))) => {
+                    if monitor.state(id).is_some() {
+                        monitor.set_rules(now, id, rules);
+                    } else {
+                        monitor.track_activated(now, id, rules);
+                    }
+                    monitor.set_power(now, id, power);
+                }
+                // Deleted again before this was read: nothing to watch.
+                Ok(None) => {}
+                Err(e) => log::error!("liveness: cannot read computer {id}'s settings: {e}"),
+            }
+        }
+        LivenessEvent::SettingsChanged => {
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
                 Ok(rules) => {
@@ -525,15 +543,31 @@ fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> 
     let mut rules = HashMap::new();
     for state in txn.agent_states()? {
         if let Some(computer) = txn.computer(state.computer)? {
-            let effective = policy::resolve_computer(&tree, &computer);
-            let watched = (
-                Rules::new(&effective, computer.kind),
-                computer.vm_power_state,
-            );
-            rules.insert(computer.id, watched);
+            rules.insert(computer.id, watched(&tree, &computer));
         }
     }
     Ok(rules)
+}
+
+/// The liveness rules of one computer, if it exists and has an agent.
+fn rules_of(store: &Store, id: ComputerId) -> Result<Option<Watched>, StoreError> {
+    let txn = store.read()?;
+    if txn.agent_state(id)?.is_none() {
+        return Ok(None);
+    }
+    let Some(computer) = txn.computer(id)? else {
+        return Ok(None);
+    };
+    let tree = PolicyTree::new(txn.policies()?);
+    Ok(Some(watched(&tree, &computer)))
+}
+
+fn watched(tree: &PolicyTree, computer: &Computer) -> Watched {
+    let effective = policy::resolve_computer(tree, computer);
+    (
+        Rules::new(&effective, computer.kind),
+        computer.vm_power_state,
+    )
 }
 
 #[cfg(test)]
@@ -739,6 +773,46 @@ mod tests {
             history.iter().all(|e| !e.detail.contains("-> offline")),
             "{history:?}"
         );
+    }
+
+    #[test]
+    fn an_activated_computer_is_watched_from_its_activation_and_only_it() {
+        let h = Harness::start(1, MissedLimit::Count(5));
+        let mut txn = h.store.write().unwrap();
+        for id in [2, 3] {
+            txn.put_computer(&Computer {
+                id: ComputerId(id),
+                hostname: format!("c{id}"),
+                kind: ComputerKind::Server,
+                policy: PolicyId(1),
+                settings: Settings::default(),
+                status: Status::Online,
+                created: WallMs(0),
+                vm_power_state: PowerState::Running,
+                address: None,
+            })
+            .unwrap();
+        }
+        // 3 has no agent (deleted again, say): its activation event finds nothing to watch.
+        txn.put_agent_state(&crate::model::AgentState {
+            computer: ComputerId(2),
+            ..Default::default()
+        })
+        .unwrap();
+        txn.commit().unwrap();
+        h.send(LivenessEvent::Activated(ComputerId(2)));
+        h.send(LivenessEvent::Activated(ComputerId(3)));
+        h.taken();
+        // No policy is stored: the built-in 10-minute interval, then the grace.
+        h.clock.advance(Duration::from_secs(11 * 60 + 1));
+        h.heartbeat(1);
+        assert!(
+            h.until(|_| h.status(2) == Some(Status::Offline)),
+            "the activated computer was never judged"
+        );
+        assert_eq!(h.status(3), Some(Status::Online));
+        assert_eq!(h.status(1), Some(Status::Online));
+        h.stop();
     }
 
     #[test]
