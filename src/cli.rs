@@ -479,4 +479,24 @@ pub struct BenchArgs {
     /// print the report as a markdown table (header and one row), as `make bench` collects it
     #[argh(switch)]
     pub markdown: bool,
+    /// load a manager that is already running instead of one started in-process: its agent
+    /// port (HOST:PORT); default with --url or --data-dir: the address its tokens name
+    #[argh(option)]
+    pub manager: Option<String>,
+    /// the running manager's API URL; default: from DIR/ports.json, else https://127.0.0.1:4119
+    #[argh(option)]
+    pub url: Option<String>,
+    /// the running manager's admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
+    #[argh(option)]
+    pub api_key: Option<String>,
+    /// the running manager's data dir: its API key, CA and port are read from it
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for the running manager's API; default: DIR/pki/ca.crt
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
+    /// with a running manager: leave the bench's computers and policies there at the end (its
+    /// activation tokens are always revoked)
+    #[argh(switch)]
+    pub keep: bool,
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
+mod support;
+
 use std::process::Command;
 
 /// One bench at a time: each keeps the machine's cores busy, and two at once on a 2-core CI
@@ -133,4 +135,82 @@ fn a_primed_fleet_resumes_tls_across_a_manager_restart() {
     assert!(completed > 20, "{report}");
     assert_eq!(load["sessions_resumed"], completed, "{report}");
     assert_eq!(report["alerts"]["raised"], 0, "{report}");
+}
+
+#[test]
+fn a_running_manager_is_loaded_through_its_api_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = support::Manager::start(dir.path());
+    let data_dir = m.dir.to_str().unwrap();
+    let report = bench(&[
+        "--data-dir",
+        data_dir,
+        "--agents",
+        "20",
+        "--interval",
+        "2s",
+        "--duration",
+        "3s",
+        "--saturation",
+        "50",
+        "--concurrency",
+        "8",
+    ]);
+    // Every agent activated with a token over the agent port, then heartbeated to it.
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("registration: 23 agents activated one by one"),
+        "{report}"
+    );
+    let load = &report["load"];
+    assert!(
+        load["sessions_completed"].as_u64().unwrap() >= 20,
+        "{report}"
+    );
+    assert_eq!(load["failures"], serde_json::json!({}), "{report}");
+    assert!(load["sessions_resumed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["saturation"]["sessions_completed"], 50, "{report}");
+    // The manager's own figures, from its metrics.
+    assert!(load["manager_cpu_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["memory"]["rss_after_load_bytes"].as_u64().unwrap() > 1_000_000,
+        "{report}"
+    );
+    assert!(report["floor"].is_null(), "{report}");
+    assert_eq!(report["alerts"]["raised"], 0, "{report}");
+    let delays = report["alerts"]["offline_alert_delay_ms"]
+        .as_array()
+        .unwrap();
+    assert!(delays.iter().all(|d| d.is_i64()), "{report}");
+    // What the bench made is gone again: computers, its two policies, its tokens.
+    assert_eq!(
+        m.cli_json(&["computers", "list"])["computers"],
+        serde_json::json!([])
+    );
+    let policies = m.cli_json(&["policies", "list"])["policies"].clone();
+    assert_eq!(policies.as_array().unwrap().len(), 1, "{policies}");
+    assert_eq!(
+        m.cli_json(&["token", "list"])["tokens"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_bench_that_cannot_reach_the_api_says_so_and_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args([
+            "bench",
+            "--url",
+            "https://127.0.0.1:9",
+            "--api-key",
+            "x",
+            "--ca-cert",
+        ])
+        .arg(dir.path().join("missing.crt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("running manager's API"), "{stderr}");
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the manager is and how to trust and authenticate to it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientOptions {
     pub json: bool,
     pub url: Option<String>,
@@ -109,6 +109,22 @@ impl ApiClient {
                 .unwrap_or(raw.status.canonical_reason().unwrap_or("error"))
                 .to_string(),
             field: error["field"].as_str().map(str::to_string),
+        })
+    }
+
+    /// A GET of a text resource (`/metrics`) with the admin key; a refusal as from `call`.
+    pub fn get_text(&self, path: &str) -> Result<String, AdminError> {
+        let raw = self.send(Method::GET, path, Vec::new(), Some(&self.key))?;
+        if !raw.status.is_success() {
+            return Err(AdminError::Refused {
+                status: raw.status.as_u16(),
+                message: String::from_utf8_lossy(&raw.body).into_owned(),
+                field: None,
+            });
+        }
+        String::from_utf8(raw.body).map_err(|e| AdminError::Connect {
+            url: self.url.clone(),
+            source: format!("the manager sent text that is not UTF-8: {e}").into(),
         })
     }
 

@@ -4,6 +4,7 @@
 
 use super::connect::connect_from;
 use super::enroll::Identity;
+use super::probe::CpuSource;
 use crate::agent::events;
 use crate::clock::Clock;
 use crate::framed::{self, FrameError};
@@ -24,13 +25,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// As the real agent: how long connecting, the handshake and each step may take.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the manager to close after its last message.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every simulated agent shares.
 pub struct Shared {
     pub manager: SocketAddr,
+    /// The name the manager's certificate is checked against.
+    pub server_name: ServerName<'static>,
+    /// Where the manager's CPU time is read: this process, or a running manager's metrics.
+    pub cpu: CpuSource,
     /// The real agent's client configuration (CA, ALPN, versions), without resumption; each
     /// session sets its agent's certificate and, unless `resume` is off, its ticket store.
     pub template: ClientConfig,
@@ -58,6 +63,9 @@ pub struct SimAgent {
     /// Made once: rustls resumes a ticket only with the very resolver (by pointer) that was in
     /// the configuration which received it.
     resolver: Arc<dyn ResolvesClientCert>,
+    /// When the manager last heard from this agent before the run, if the run knows (its
+    /// activation): its first heartbeat is due a period after, as a real agent's.
+    pub heard: Option<Instant>,
 }
 
 /// How long a good session took, from the start of the TCP connect.
@@ -80,7 +88,7 @@ pub struct Failure {
     pub detail: String,
 }
 
-fn failure(reason: &'static str, detail: impl ToString) -> Failure {
+pub fn failure(reason: &'static str, detail: impl ToString) -> Failure {
     Failure {
         reason,
         detail: detail.to_string(),
@@ -117,6 +125,7 @@ impl SimAgent {
             failed: 0,
             ticket: Arc::default(),
             resolver: Arc::new(fixed(id.key.clone())),
+            heard: None,
             id,
         }
     }
@@ -174,10 +183,9 @@ impl SimAgent {
         if shared.resume {
             config.resumption = rustls::client::Resumption::store(self.ticket.clone());
         }
-        let name = ServerName::IpAddress(shared.manager.ip().into());
         let mut tls = within(
             STEP_TIMEOUT,
-            TlsConnector::from(Arc::new(config)).connect(name, tcp),
+            TlsConnector::from(Arc::new(config)).connect(shared.server_name.clone(), tcp),
         )
         .await
         .ok_or_else(|| failure("timeout", "TLS handshake"))?
@@ -252,15 +260,7 @@ impl SimAgent {
                     AgentOutput::Finished(Err(e)) => return Err(failure("protocol", e)),
                 }
             }
-            let wait = session
-                .poll_timeout()
-                .map_or(STEP_TIMEOUT, |d| d.saturating_since(clock.now()));
-            match within(wait, framed::read::<ManagerMsg, _>(tls)).await {
-                None => session.handle_timeout(clock.now()),
-                Some(Ok(message)) => session.handle_message(clock.now(), message),
-                Some(Err(FrameError::Proto(e))) => return Err(failure("protocol", e)),
-                Some(Err(e)) => return Err(failure("connection", e)),
-            }
+            next_message(&mut session, tls, clock).await?;
         }
     }
 
@@ -314,6 +314,24 @@ impl SimAgent {
             more: last < self.last_seq,
         }
     }
+}
+
+/// Waits for the manager's next message (or the session's timeout) and hands it to `session`.
+pub async fn next_message<S: AsyncRead + Unpin>(
+    session: &mut AgentSession,
+    tls: &mut S,
+    clock: &dyn Clock,
+) -> Result<(), Failure> {
+    let wait = session
+        .poll_timeout()
+        .map_or(STEP_TIMEOUT, |d| d.saturating_since(clock.now()));
+    match within(wait, framed::read::<ManagerMsg, _>(tls)).await {
+        None => session.handle_timeout(clock.now()),
+        Some(Ok(message)) => session.handle_message(clock.now(), message),
+        Some(Err(FrameError::Proto(e))) => return Err(failure("protocol", e)),
+        Some(Err(e)) => return Err(failure("connection", e)),
+    }
+    Ok(())
 }
 
 /// Reads until the manager closes; false if it did not within the limit.

@@ -111,7 +111,7 @@ pub async fn serve(
     let start = Instant::now();
     let measure_from = start + schedule.warmup;
     let end = measure_from + schedule.duration;
-    let mut cpu_mark = schedule.warmup.is_zero().then(CpuMark::now);
+    let mut cpu_mark = schedule.warmup.is_zero().then(|| CpuMark::now(&shared.cpu));
     let main = agents.len();
     let mut slots: Vec<Option<SimAgent>> = agents.into_iter().chain(stopping).map(Some).collect();
     let by_address: HashMap<Ipv4Addr, usize> = slots
@@ -127,7 +127,7 @@ pub async fn serve(
     loop {
         let now = Instant::now();
         if cpu_mark.is_none() && now >= measure_from {
-            cpu_mark = Some(CpuMark::now());
+            cpu_mark = Some(CpuMark::now(&shared.cpu));
         }
         if now >= end && in_flight == 0 {
             break;

@@ -253,21 +253,25 @@ fn issue_all(pki: &ManagerPki, total: u64) -> Result<Vec<Issued>, BenchError> {
 fn issue_one(pki: &ManagerPki, computer: u64) -> Result<Issued, BenchError> {
     let key = AgentKey::generate()?;
     let cert = pki.issue_agent_cert(computer, &key.public_key_der(), SystemTime::now())?;
+    Ok(Issued {
+        signing: signing_key(&key)?,
+        serial: cert.serial,
+        cert: cert.der,
+    })
+}
+
+/// The key as rustls signs with it in the handshake.
+pub fn signing_key(key: &AgentKey) -> Result<Arc<dyn SigningKey>, PkiError> {
     let der = PrivateKeyDer::from_pem_slice(key.to_pem().as_bytes()).map_err(|_| {
         PkiError::BadAgentKey {
             problem: "cannot be read back from its PEM",
         }
     })?;
-    let signing = rustls::crypto::ring::default_provider()
+    rustls::crypto::ring::default_provider()
         .key_provider
         .load_private_key(der)
         .map_err(|source| PkiError::Tls {
             what: "a simulated agent's signing key",
             source,
-        })?;
-    Ok(Issued {
-        signing,
-        serial: cert.serial,
-        cert: cert.der,
-    })
+        })
 }

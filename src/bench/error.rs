@@ -31,6 +31,17 @@ pub enum BenchError {
     Floor(std::io::Error),
     /// The simulated agents' listener (manager-initiated runs), or a port for the manager.
     Listen(std::io::Error),
+    /// A running manager's API refused or could not be reached while `doing` something.
+    Api {
+        doing: &'static str,
+        source: Box<crate::admin::AdminError>,
+    },
+    /// A simulated agent could not activate with a running manager.
+    Activation {
+        hostname: String,
+        tries: u32,
+        reason: String,
+    },
 }
 
 impl BenchError {
@@ -59,6 +70,17 @@ impl fmt::Display for BenchError {
             BenchError::Thread(_) => f.write_str("cannot start a load-generator thread"),
             BenchError::Floor(_) => f.write_str("cannot run the bare-TLS floor's listener"),
             BenchError::Listen(_) => f.write_str("cannot listen for the manager's dials"),
+            BenchError::Api { doing, .. } => {
+                write!(f, "the running manager's API failed while {doing}")
+            }
+            BenchError::Activation {
+                hostname,
+                tries,
+                reason,
+            } => write!(
+                f,
+                "simulated agent '{hostname}' could not activate ({tries} tries): {reason}"
+            ),
         }
     }
 }
@@ -71,6 +93,7 @@ impl std::error::Error for BenchError {
             BenchError::Pki(e) => Some(e.as_ref()),
             BenchError::Manager(e) => Some(e.as_ref()),
             BenchError::Thread(e) | BenchError::Floor(e) | BenchError::Listen(e) => Some(e),
+            BenchError::Api { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

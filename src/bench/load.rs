@@ -112,22 +112,27 @@ pub async fn at_interval(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
-    let mut cpu_mark = warmup.is_zero().then(CpuMark::now);
+    let mut cpu_mark = warmup.is_zero().then(|| CpuMark::now(&shared.cpu));
     let mut warm = Tally::default();
     let mut jitter = Jitter::new(0x5eed);
     let main = agents.len();
     let mut slots: Vec<Option<SimAgent>> = agents.into_iter().chain(stopping).map(Some).collect();
-    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..slots.len())
-        .map(|i| {
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, agent)| {
+            let heard = agent.as_ref().and_then(|a| a.heard);
             // The stopping agents' one session is the first of all: their short interval (a
             // quarter of the duration) is then what their alert is timed against. (Started
             // later, the manager's own allowance from its start would alert them first.)
-            let offset = if i < main {
-                jitter.first(interval)
-            } else {
-                Duration::ZERO
+            // An agent activated just before is due a period after its activation; one
+            // activated longer ago than that is late already, and spread like the rest.
+            let at = match heard.map(|h| h + jitter.period(interval)) {
+                _ if i >= main => start,
+                Some(next) if next >= start => next,
+                _ => start + jitter.first(interval),
             };
-            Reverse((start + offset, i))
+            Reverse((at, i))
         })
         .collect();
     let (done_tx, done_rx) = smol::channel::unbounded();
@@ -137,7 +142,7 @@ pub async fn at_interval(
     loop {
         let now = Instant::now();
         if cpu_mark.is_none() && now >= measure_from {
-            cpu_mark = Some(CpuMark::now());
+            cpu_mark = Some(CpuMark::now(&shared.cpu));
         }
         while let Some(&Reverse((when, i))) = due.peek() {
             if when > now || when >= end {

@@ -1,5 +1,5 @@
-//! `picket bench`: a manager in-process on a temporary data dir, simulated agents heartbeating
-//! to it over real mutual TLS, the bare-TLS floor, and a report.
+//! `picket bench`: a manager in-process on a temporary data dir (or one already running),
+//! simulated agents heartbeating to it over real mutual TLS, the bare-TLS floor, and a report.
 //!
 //! - `options`: the command line, validated.
 //! - `enroll`: bulk registration (keys, certificates, computers) before the manager starts.
@@ -8,6 +8,8 @@
 //!   TLS session ticket, so its next session resumes as a real agent's does.
 //! - `load`: sessions at the agents' interval, and back to back for saturation.
 //! - `dialed`: manager-initiated runs, where the agents listen and the manager dials them.
+//! - `remote`: a manager already running: set up through its API, agents activated with a
+//!   token, measured through its metrics.
 //! - `floor`: bare mutual-TLS handshakes with the same certificates.
 //! - `histogram`, `tally`: latencies and counts; `probe`: CPU and memory from /proc.
 //! - `report`: the result as text, JSON or a markdown row.
@@ -22,6 +24,7 @@ mod histogram;
 mod load;
 mod options;
 mod probe;
+mod remote;
 mod report;
 mod run;
 mod tally;

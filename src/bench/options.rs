@@ -1,6 +1,7 @@
 //! The benchmark's options, checked once: ranges, durations, and the phases they imply.
 
 use super::error::BenchError;
+use crate::admin::ClientOptions;
 use crate::cli::BenchArgs;
 use crate::model::parse_duration;
 use std::time::Duration;
@@ -40,6 +41,18 @@ pub struct Options {
     /// Every agent one session, then a manager restart, before the interval phase.
     pub prime: bool,
     pub output: Output,
+    /// A manager already running, to load instead of one started in-process.
+    pub target: Option<TargetOptions>,
+}
+
+/// Where a running manager is and how to reach its API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetOptions {
+    /// Its agent port; `None`: the address in the agent command its tokens come with.
+    pub manager: Option<String>,
+    pub client: ClientOptions,
+    /// Leave the bench's computers and policies on the manager.
+    pub keep: bool,
 }
 
 impl Options {
@@ -96,6 +109,48 @@ impl Options {
             (false, true) => Output::Markdown,
             (false, false) => Output::Text,
         };
+        let remote = args.manager.is_some()
+            || args.url.is_some()
+            || args.data_dir.is_some()
+            || args.api_key.is_some()
+            || args.ca_cert.is_some();
+        let target = remote.then(|| TargetOptions {
+            manager: args.manager.clone(),
+            client: ClientOptions {
+                json: true,
+                url: args.url.clone(),
+                api_key: args.api_key.clone(),
+                data_dir: args.data_dir.clone(),
+                ca_cert: args.ca_cert.clone(),
+            },
+            keep: args.keep,
+        });
+        if target.is_some() {
+            // Priming restarts the manager; a running one is not the bench's to restart.
+            if args.prime {
+                return Err(bad(
+                    "prime",
+                    "restarts the manager: only with the in-process one (drop --manager, --url, \
+                     --data-dir)"
+                        .into(),
+                ));
+            }
+            // The manager would dial the simulated agents at their 127.x addresses: only a
+            // manager on this machine could, and this mode is for one elsewhere too.
+            if direction == Direction::ManagerInitiated {
+                return Err(bad(
+                    "direction",
+                    "manager-initiated runs need the in-process manager (drop --manager, --url, \
+                     --data-dir)"
+                        .into(),
+                ));
+            }
+        } else if args.keep {
+            return Err(bad(
+                "keep",
+                "only with a running manager (--manager, --url or --data-dir)".into(),
+            ));
+        }
         Ok(Options {
             agents: args.agents,
             interval,
@@ -108,13 +163,15 @@ impl Options {
             warmup: args.warmup,
             prime: args.prime,
             output,
+            target,
         })
     }
 
     /// The stopping agents' interval: short enough that their alert comes within the run (a
-    /// quarter of it), never longer than everyone else's, never under the manager's 1 s.
+    /// quarter of it), never longer than everyone else's, never under the manager's 1 s, and
+    /// in whole seconds as a policy holds it (the API takes `1s`, not 1.5 s).
     pub fn stopping_interval(&self) -> Duration {
-        (self.duration / 4)
+        Duration::from_secs((self.duration / 4).as_secs())
             .min(self.interval)
             .max(Duration::from_secs(1))
     }
@@ -138,6 +195,12 @@ mod tests {
             full_handshakes: false,
             warmup: false,
             prime: false,
+            manager: None,
+            url: None,
+            api_key: None,
+            data_dir: None,
+            ca_cert: None,
+            keep: false,
         }
     }
 
@@ -171,6 +234,45 @@ mod tests {
     }
 
     #[test]
+    fn a_running_manager_is_targeted_by_any_of_its_options() {
+        assert_eq!(Options::from_args(&args()).unwrap().target, None);
+        let o = Options::from_args(&BenchArgs {
+            data_dir: Some("/srv/picket".into()),
+            keep: true,
+            ..args()
+        })
+        .unwrap();
+        let target = o.target.unwrap();
+        assert_eq!(target.manager, None);
+        assert_eq!(target.client.data_dir, Some("/srv/picket".into()));
+        assert!(target.keep);
+        let o = Options::from_args(&BenchArgs {
+            manager: Some("10.0.0.5:4120".into()),
+            url: Some("https://10.0.0.5:4119".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(o.target.unwrap().manager.as_deref(), Some("10.0.0.5:4120"));
+        // What needs the in-process manager is refused with a running one, and the reverse.
+        let remote = |a: &mut BenchArgs| a.url = Some("https://127.0.0.1:4119".into());
+        assert!(
+            refused(|a| {
+                remote(a);
+                a.prime = true;
+            })
+            .starts_with("--prime:")
+        );
+        assert!(
+            refused(|a| {
+                remote(a);
+                a.direction = "manager-initiated".into();
+            })
+            .starts_with("--direction:")
+        );
+        assert!(refused(|a| a.keep = true).starts_with("--keep:"));
+    }
+
+    #[test]
     fn stopping_agents_are_alerted_within_the_run() {
         let mut o = Options::from_args(&args()).unwrap();
         assert_eq!(o.stopping_interval(), Duration::from_secs(1));
@@ -179,5 +281,11 @@ mod tests {
         assert_eq!(o.stopping_interval(), Duration::from_secs(15));
         o.duration = Duration::from_secs(3600);
         assert_eq!(o.stopping_interval(), Duration::from_secs(60));
+        o.duration = Duration::from_secs(6);
+        assert_eq!(
+            o.stopping_interval(),
+            Duration::from_secs(1),
+            "1.5 s is not a policy's"
+        );
     }
 }

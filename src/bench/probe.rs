@@ -1,8 +1,10 @@
 //! The load generator's own CPU time, from /proc, so the manager's share of this process can be
 //! told apart in a single process.
 
+use super::remote::Target;
 use crate::process::{cpu_seconds, process_cpu};
 use std::fs;
+use std::sync::Arc;
 
 /// The load generator's threads are named `bench-load-N`; every other thread is the manager's
 /// (or idle bench bookkeeping).
@@ -23,26 +25,55 @@ pub fn threads_cpu(prefix: &str) -> f64 {
         .sum()
 }
 
+/// Where the manager's CPU time comes from.
+#[derive(Clone)]
+pub enum CpuSource {
+    /// The manager runs in this process: its share is everything but the generator's threads.
+    InProcess,
+    /// A running manager: its own metrics say; all of this process is the load generator.
+    Remote(Arc<Target>),
+}
+
+impl CpuSource {
+    /// The manager's CPU seconds so far, if they can be told apart from the generator's here.
+    fn manager(&self) -> Option<f64> {
+        match self {
+            CpuSource::InProcess => None,
+            CpuSource::Remote(target) => Some(target.figures().map_or(f64::NAN, |f| f.cpu_s)),
+        }
+    }
+}
+
 /// CPU time at a point, to split a phase's CPU between the manager and the generator.
 pub struct CpuMark {
+    source: CpuSource,
     process: f64,
     generator: f64,
+    manager: Option<f64>,
 }
 
 impl CpuMark {
-    pub fn now() -> CpuMark {
+    pub fn now(source: &CpuSource) -> CpuMark {
         CpuMark {
+            source: source.clone(),
             process: process_cpu(),
             generator: threads_cpu(GENERATOR_THREAD),
+            manager: source.manager(),
         }
     }
 
-    /// (manager, generator) CPU seconds since the mark.
+    /// (manager, generator) CPU seconds since the mark. A running manager whose metrics could
+    /// not be read gives NaN (null in JSON), not a made-up figure.
     pub fn since(&self) -> (f64, f64) {
-        let later = CpuMark::now();
-        let generator = later.generator - self.generator;
-        let manager = (later.process - self.process - generator).max(0.0);
-        (manager, generator)
+        let later = CpuMark::now(&self.source);
+        match (self.manager, later.manager) {
+            (Some(before), Some(after)) => (after - before, later.process - self.process),
+            _ => {
+                let generator = later.generator - self.generator;
+                let manager = (later.process - self.process - generator).max(0.0);
+                (manager, generator)
+            }
+        }
     }
 }
 

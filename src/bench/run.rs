@@ -7,17 +7,19 @@ use super::enroll::{self, Dialing, Enrolled, MANAGER_HOSTNAME};
 use super::error::BenchError;
 use super::floor;
 use super::load;
-use super::options::{Direction, Options, Output, STOPPING_AGENTS};
-use super::probe::{CpuMark, GENERATOR_THREAD};
+use super::options::{Direction, Options, Output, STOPPING_AGENTS, TargetOptions};
+use super::probe::{CpuMark, CpuSource, GENERATOR_THREAD};
+use super::remote::{self, Target};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
-use crate::clock::{RealClock, WallMs};
+use crate::clock::{Clock, RealClock, WallMs};
 use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
 use crate::model::{AlertKind, ComputerId, Status};
-use crate::pki::{ManagerPki, PkiError};
+use crate::pki::PkiError;
 use crate::store::{Reads, Store};
 use crate::tasks::Workers;
 use rustls::client::Resumption;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -36,8 +38,13 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     if std::env::var_os("RUST_LOG").is_none() {
         log::set_max_level(log::LevelFilter::Warn);
     }
-    let dir = TempDir::create()?;
-    let report = measure(&options, dir.path())?;
+    let report = match &options.target {
+        Some(target) => measure_running(target, &options)?,
+        None => {
+            let dir = TempDir::create()?;
+            measure(&options, dir.path())?
+        }
+    };
     match options.output {
         Output::Text => print!("{}", report.text()),
         Output::Json => println!("{}", report.json()),
@@ -169,12 +176,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     );
 
     // Whose agents lost a session: the manager may rightly have marked those offline.
-    let missed: HashSet<ComputerId> = load
-        .agents
-        .iter()
-        .filter(|a| a.failed() > 0)
-        .map(|a| a.id.computer)
-        .collect();
+    let missed = missed(&load.agents);
     // Saturation: the same agents, back to back, right after the interval phase (before any
     // of them is overdue). The manager paces its own dials, so a manager-initiated run has none.
     // Every session since registration wrote to the store, the unmeasured ones too: the growth
@@ -183,20 +185,12 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     let mut sessions = load.tally.started
         + load.warmup_sessions
         + primed.as_ref().map_or(0, |(tally, _)| tally.started);
-    let saturation = if options.saturation > 0 && options.direction == Direction::AgentInitiated {
-        let cpu = CpuMark::now();
-        let (ex2, shared2, n) = (ex.clone(), shared.clone(), options.saturation);
-        let agents = load.agents;
-        let (tally, elapsed) =
-            smol::block_on(ex.spawn(async move {
-                load::saturate(&ex2, &shared2, agents, n, concurrency).await
-            }));
-        let (m, g) = cpu.since();
-        sessions += tally.started;
-        Some(report::Phase::new(&tally, elapsed.as_secs_f64(), m, g))
+    let saturation = if options.direction == Direction::AgentInitiated {
+        saturate(&ex, &shared, load.agents, options)
     } else {
         None
     };
+    sessions += saturation.as_ref().map_or(0, |s| s.sessions_offered);
     let stop_took = manager.stop()?;
     drop(agents_listening);
     let (_, peak) = crate::process::memory();
@@ -329,6 +323,263 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     })
 }
 
+/// Whose agents lost a session: the manager may rightly have marked those offline.
+fn missed(agents: &[SimAgent]) -> HashSet<ComputerId> {
+    agents
+        .iter()
+        .filter(|a| a.failed() > 0)
+        .map(|a| a.id.computer)
+        .collect()
+}
+
+/// The saturation phase (`--saturation` sessions back to back), if asked for.
+fn saturate(
+    ex: &Arc<smol::Executor<'static>>,
+    shared: &Arc<Shared>,
+    agents: Vec<SimAgent>,
+    options: &Options,
+) -> Option<report::Phase> {
+    if options.saturation == 0 {
+        return None;
+    }
+    let cpu = CpuMark::now(&shared.cpu);
+    let (ex2, shared2, n) = (ex.clone(), shared.clone(), options.saturation);
+    let concurrency = options.concurrency as usize;
+    let (tally, elapsed) = smol::block_on(
+        ex.spawn(async move { load::saturate(&ex2, &shared2, agents, n, concurrency).await }),
+    );
+    let (m, g) = cpu.since();
+    Some(report::Phase::new(&tally, elapsed.as_secs_f64(), m, g))
+}
+
+/// A run against a manager already running: set up through its API, agents activated with a
+/// token, the interval and saturation phases as in-process, no floor (it needs the manager's
+/// keys), then the bench's computers, policies and tokens removed.
+fn measure_running(target: &TargetOptions, options: &Options) -> Result<Report, BenchError> {
+    let clock = Arc::new(RealClock::new());
+    let running = Arc::new(Target::set_up(target, options, clock.wall())?);
+    let generator =
+        Workers::start(GENERATOR_THREAD, GENERATOR_THREADS).map_err(BenchError::Thread)?;
+    let ex = generator.spawner();
+    let before = running.figures();
+    let started = Instant::now();
+    let activated = {
+        let (ex2, running2, clock2) = (ex.clone(), running.clone(), clock.clone());
+        let (agents, concurrency) = (options.agents, options.concurrency as usize);
+        smol::block_on(ex.spawn(async move {
+            let clock: Arc<dyn Clock> = clock2;
+            running2
+                .activate_all(&ex2, &clock, agents, concurrency)
+                .await
+        }))
+    };
+    let (agents, stopping) = match (before, activated) {
+        (Ok(_), Ok(activated)) => activated,
+        (before, activated) => {
+            // activate_all removes what it made when it fails; a failed metrics read does not.
+            let made: Vec<ComputerId> = activated
+                .as_ref()
+                .map(|(a, s)| a.iter().chain(s).map(|a| a.id.computer).collect())
+                .unwrap_or_default();
+            running.clean_up(&made, false);
+            before?;
+            activated?;
+            unreachable!("one of the two failed");
+        }
+    };
+    let activation_s = started.elapsed().as_secs_f64();
+    let computers: Vec<ComputerId> = agents
+        .iter()
+        .chain(&stopping)
+        .map(|a| a.id.computer)
+        .collect();
+    let result = drive_running(
+        &running,
+        &ex,
+        clock,
+        agents,
+        stopping,
+        options,
+        activation_s,
+    );
+    let clean_up = running.clean_up(&computers, target.keep);
+    let mut report = result?;
+    report.notes.push(if target.keep {
+        format!(
+            "--keep: the {} computers and the policies '{}' and '{} stopping' stay on the \
+                manager; the tokens were revoked",
+            computers.len(),
+            running.run,
+            running.run
+        )
+    } else {
+        format!(
+            "clean-up: the {} computers, 2 policies and 2 tokens the bench made were deleted \
+                in {:.1} s",
+            computers.len(),
+            clean_up.seconds
+        )
+    });
+    if clean_up.left > 0 {
+        report.notes.push(format!(
+            "{} of the bench's records could not be deleted (see the log); their names start \
+                with '{}'",
+            clean_up.left, running.run
+        ));
+    }
+    Ok(report)
+}
+
+/// The measured part of a run on a running manager, once its agents are activated.
+fn drive_running(
+    running: &Arc<Target>,
+    ex: &Arc<smol::Executor<'static>>,
+    clock: Arc<RealClock>,
+    agents: Vec<remote::Activated>,
+    stopping: Vec<remote::Activated>,
+    options: &Options,
+    activation_s: f64,
+) -> Result<Report, BenchError> {
+    let registered = running.figures()?;
+    let ca = agents
+        .first()
+        .or(stopping.first())
+        .map(|a| a.ca.clone())
+        .ok_or(BenchError::Option {
+            name: "agents",
+            problem: "no agent was activated".into(),
+        })?;
+    let shared = Arc::new(Shared {
+        manager: running.agent_addr,
+        server_name: running.server_name.clone(),
+        cpu: CpuSource::Remote(running.clone()),
+        template: client_template(&ca)?,
+        resume: options.resumption,
+        clock: clock.clone(),
+        events_per_heartbeat: options.events_per_heartbeat,
+        fingerprint: agents.first().map(|a| a.fingerprint),
+        listen_port: None,
+    });
+    let stopping_ids: Vec<ComputerId> = stopping.iter().map(|a| a.id.computer).collect();
+    let ours: HashSet<ComputerId> = agents
+        .iter()
+        .chain(&stopping)
+        .map(|a| a.id.computer)
+        .collect();
+    let sim = |list: Vec<remote::Activated>| -> Vec<SimAgent> {
+        list.into_iter()
+            .map(|a| {
+                let mut agent = SimAgent::new(a.id, Some(a.fingerprint));
+                agent.heard = Some(a.at);
+                agent
+            })
+            .collect()
+    };
+    let (agents, stopping) = (sim(agents), sim(stopping));
+    // Always one unmeasured interval first: each agent's first heartbeat is due a period after
+    // its activation, so the fleet heartbeats in the bunch it was activated in until the
+    // jitter spreads it (and when activating took longer than a period, the first ones are
+    // late for it, rightly seen offline). Alerts count from the measured part; the stopping
+    // agents' from the start, since they stop at once.
+    let load_start = clock.wall();
+    let counted_from = WallMs(load_start.0 + options.interval.as_millis() as u64);
+    let schedule = load::Schedule {
+        interval: options.interval,
+        warmup: options.interval,
+        duration: options.duration,
+    };
+    let load = {
+        let (ex2, shared) = (ex.clone(), shared.clone());
+        smol::block_on(ex.spawn(async move {
+            load::at_interval(&ex2, &shared, agents, stopping, schedule).await
+        }))
+    };
+    let after_load = running.figures()?;
+    let (manager_cpu, generator_cpu) = load.cpu;
+    let load_phase = report::Phase::new(
+        &load.tally,
+        options.duration.as_secs_f64(),
+        manager_cpu,
+        generator_cpu,
+    );
+    let missed = missed(&load.agents);
+    let sessions = load.tally.started + load.warmup_sessions;
+    let saturation = saturate(ex, &shared, load.agents, options);
+    let sessions = sessions + saturation.as_ref().map_or(0, |s| s.sessions_offered);
+    let at_end = running.figures()?;
+    let alerts = running.alerts(
+        &stopping_ids,
+        &load.stopping_last,
+        &ours,
+        &missed,
+        (load_start, counted_from),
+        options,
+    )?;
+    let computers = options.agents + STOPPING_AGENTS;
+    let manager_bytes = after_load.rss_bytes.saturating_sub(registered.rss_bytes);
+    let mut notes = vec![
+        format!(
+            "a running manager at {} (agent port): its CPU, memory and store size are from its \
+                /metrics; the generator's CPU is all of this process",
+            running.agent_addr
+        ),
+        format!(
+            "registration: {computers} agents activated one by one over the agent port with a \
+                token, {} at a time, in {activation_s:.1} s ({:.0} a second)",
+            options.concurrency,
+            computers as f64 / activation_s.max(1e-9)
+        ),
+        "manager memory = the manager's RSS growth from after the activations to the end of \
+            the interval phase"
+            .to_string(),
+        "every offline status raises an alert in the bench's policy (missed-before-alert 0), \
+            so the alerts list counts the computers that went offline"
+            .to_string(),
+        "no floor: bare handshakes need the manager's keys, which a running manager keeps"
+            .to_string(),
+    ];
+    notes.push(format!(
+        "warm-up: one unmeasured interval first, always with a running manager ({} sessions, \
+         {} failed); {} computers went offline in it (alerts count from its end)",
+        load.warmup_sessions, load.warmup_failed, alerts.warmup_offline
+    ));
+    Ok(Report {
+        agents: options.agents,
+        stopping_agents: STOPPING_AGENTS,
+        interval_s: options.interval.as_secs_f64(),
+        duration_s: options.duration.as_secs_f64(),
+        events_per_heartbeat: options.events_per_heartbeat,
+        direction: "agent-initiated",
+        registration: report::Registration {
+            method: "activation: each agent generated its key and activated with a token over \
+                     the running manager's agent port",
+            keys_and_certificates_s: activation_s,
+            store_s: 0.0,
+        },
+        manager_start_s: 0.0,
+        load: load_phase,
+        saturation,
+        floor: None,
+        saturation_to_floor: None,
+        memory: report::Memory {
+            rss_before_manager_bytes: registered.rss_bytes,
+            rss_after_load_bytes: after_load.rss_bytes,
+            peak_rss_bytes: after_load.rss_bytes.max(at_end.rss_bytes),
+            manager_bytes,
+            bytes_per_computer: manager_bytes / computers,
+        },
+        store: report::StoreSize {
+            after_registration_bytes: registered.store_bytes,
+            at_end_bytes: at_end.store_bytes,
+            growth_per_session_bytes: (sessions > 0).then(|| {
+                (at_end.store_bytes as f64 - registered.store_bytes as f64) / sessions as f64
+            }),
+        },
+        alerts: alerts.counted,
+        notes,
+    })
+}
+
 /// What the simulated agents share, with the configuration their policy gives them.
 fn shared(
     enrolled: &Enrolled,
@@ -338,7 +589,9 @@ fn shared(
 ) -> Result<Shared, BenchError> {
     Ok(Shared {
         manager,
-        template: client_template(&enrolled.pki)?,
+        server_name: ServerName::IpAddress(manager.ip().into()),
+        cpu: CpuSource::InProcess,
+        template: client_template(enrolled.pki.ca_cert_der())?,
         resume: options.resumption,
         clock: Arc::new(RealClock::new()),
         events_per_heartbeat: options.events_per_heartbeat,
@@ -362,11 +615,11 @@ fn free_loopback_address() -> Result<SocketAddr, BenchError> {
 
 /// The real agent's client configuration (`pki::agent_client_config`: only the CA, ALPN
 /// "picket/1", TLS 1.3 and 1.2, ring); each session sets its own certificate.
-fn client_template(pki: &ManagerPki) -> Result<ClientConfig, BenchError> {
+fn client_template(ca: &CertificateDer<'static>) -> Result<ClientConfig, BenchError> {
     let what = "the simulated agents' TLS configuration";
     let mut roots = RootCertStore::empty();
     roots
-        .add(pki.ca_cert_der().clone())
+        .add(ca.clone())
         .map_err(|source| PkiError::BadCertificate { path: None, source })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -599,6 +852,12 @@ mod tests {
             full_handshakes: false,
             warmup: false,
             prime: false,
+            manager: None,
+            url: None,
+            api_key: None,
+            data_dir: None,
+            ca_cert: None,
+            keep: false,
         })
         .unwrap();
         let none = HashSet::new();
