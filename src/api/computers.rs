@@ -118,13 +118,11 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     txn.delete_agent_state(computer.id)?;
     // Nothing will clear the alerts of a computer that is gone: they end with it.
     let now = state.clock.wall();
-    for alert in txn.alerts()? {
-        if alert.computer == computer.id && alert.is_active() {
-            txn.put_alert(&crate::model::Alert {
-                cleared: Some(now),
-                ..alert
-            })?;
-        }
+    for alert in txn.active_alerts_of(computer.id)? {
+        txn.put_alert(&crate::model::Alert {
+            cleared: Some(now),
+            ..alert
+        })?;
     }
     txn.add_history(&HistoryEntry {
         computer: computer.id,

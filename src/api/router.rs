@@ -381,11 +381,11 @@ fn metrics(state: &ApiState) -> Handled {
             None => by_status.push((name.to_string(), 1)),
         }
     }
-    let active = txn.alerts()?.iter().filter(|a| a.is_active()).count();
+
     let counts = StoreCounts {
         computers_by_status: by_status,
         events: txn.event_count()?,
-        active_alerts: u64::try_from(active).unwrap_or(u64::MAX),
+        active_alerts: txn.active_alert_count()?,
         file_bytes: state.store.file_bytes(),
     };
     let text = state.metrics.encode(&counts);

@@ -423,10 +423,7 @@ async fn raise(
                 return Ok(());
             }
             let last = txn.agent_state(computer)?.and_then(|a| a.last_heartbeat);
-            let active = txn
-                .alerts()?
-                .into_iter()
-                .find(|a| a.is_active() && a.kind == kind && a.computer == computer);
+            let active = txn.active_alert(computer, kind)?;
             let mut new_id = None;
             if active.is_none() {
                 new_id = Some(txn.next_alert_id()?);
@@ -468,19 +465,16 @@ async fn clear(
 ) {
     let result = writer
         .write(move |txn| {
-            for alert in txn.alerts()? {
-                if alert.computer == computer
-                    && alert.kind == kind
-                    && let Some(cleared) = alerts::clear(&alert, now)
-                {
-                    txn.put_alert(&cleared)?;
-                    txn.add_history(&HistoryEntry {
-                        computer,
-                        at: now,
-                        what: "alert-cleared".into(),
-                        detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
-                    })?;
-                }
+            if let Some(alert) = txn.active_alert(computer, kind)?
+                && let Some(cleared) = alerts::clear(&alert, now)
+            {
+                txn.put_alert(&cleared)?;
+                txn.add_history(&HistoryEntry {
+                    computer,
+                    at: now,
+                    what: "alert-cleared".into(),
+                    detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
+                })?;
             }
             Ok(())
         })

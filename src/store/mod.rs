@@ -21,13 +21,13 @@ pub use error::StoreError;
 pub use writer::Writer;
 
 use crate::model::{
-    AgentState, Alert, AlertId, Computer, ComputerId, HistoryEntry, Policy, PolicyId, RuleId,
-    StoredEvent, Token, TokenHash, User,
+    AgentState, Alert, AlertId, AlertKind, Computer, ComputerId, HistoryEntry, Policy, PolicyId,
+    RuleId, StoredEvent, Token, TokenHash, User,
 };
 use records::{
-    AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord, EVENTS, EventRecord,
-    HISTORY, HOSTNAMES, HistoryRecord, META, POLICIES, PolicyRecord, Record, TOKENS, TokenRecord,
-    USERS, UserRecord, meta_key,
+    ACTIVE_ALERTS, AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord,
+    EVENTS, EventRecord, HISTORY, HOSTNAMES, HistoryRecord, META, POLICIES, PolicyRecord, Record,
+    TOKENS, TokenRecord, USERS, UserRecord, meta_key,
 };
 use redb::{
     Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -191,13 +191,22 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
             txn.open_table(USERS)?;
             Ok(4)
         }
-        // Computers by hostname: activation used to read every computer to find one by name
-        // (17-25 ms at 100,000 computers, with the write lock held).
+        // Indexes: computers by hostname (activation read every computer to find one by name,
+        // 17-25 ms at 100,000 computers with the write lock held) and active alerts by computer
+        // and kind (raising or clearing one read every alert ever kept).
         4 => {
             let computers = records::all_by_id::<ComputerRecord>(&txn.open_table(COMPUTERS)?)?;
             let mut index = txn.open_table(HOSTNAMES)?;
             for c in &computers {
                 index.insert((hostname_key(&c.hostname).as_str(), c.id.0), [].as_slice())?;
+            }
+            let alerts = records::all_by_id::<AlertRecord>(&txn.open_table(ALERTS)?)?;
+            let mut index = txn.open_table(ACTIVE_ALERTS)?;
+            for a in alerts.iter().filter(|a| a.is_active()) {
+                index.insert(
+                    (a.computer.0, a.kind.name()),
+                    a.id.0.to_be_bytes().as_slice(),
+                )?;
             }
             Ok(5)
         }
@@ -357,6 +366,42 @@ pub trait Reads: sealed::Tables {
         records::get::<u64, AlertRecord>(&self.table(ALERTS)?, id.0, || id.to_string())
     }
 
+    /// The active alert of `kind` on `computer`, if there is one: an index lookup.
+    fn active_alert(
+        &self,
+        computer: ComputerId,
+        kind: AlertKind,
+    ) -> Result<Option<Alert>, StoreError> {
+        let id = self
+            .table(ACTIVE_ALERTS)?
+            .get((computer.0, kind.name()))?
+            .map(|v| active_alert_id(computer, kind, v.value()))
+            .transpose()?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        // The index and the alert are written together; this only guards against a damaged file.
+        Ok(self
+            .alert(id)?
+            .filter(|a| a.is_active() && a.computer == computer && a.kind == kind))
+    }
+
+    /// Every active alert of `computer`, by kind name.
+    fn active_alerts_of(&self, computer: ComputerId) -> Result<Vec<Alert>, StoreError> {
+        let mut out = Vec::new();
+        for kind in AlertKind::ALL {
+            if let Some(alert) = self.active_alert(computer, kind)? {
+                out.push(alert);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many alerts are active (redb keeps the count: no scan).
+    fn active_alert_count(&self) -> Result<u64, StoreError> {
+        Ok(self.table(ACTIVE_ALERTS)?.len()?)
+    }
+
     /// The console user of this name, ignoring case.
     fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
         let key = name.to_lowercase();
@@ -498,12 +543,28 @@ impl WriteTxn {
         Ok(())
     }
 
-    /// Inserts or replaces the alert with `a.id`.
+    /// Inserts or replaces the alert with `a.id`, and keeps the active-alert index with it.
     pub fn put_alert(&mut self, a: &Alert) -> Result<(), StoreError> {
         let bytes = records::encode(AlertRecord::TABLE, &AlertRecord::current(a))?;
         self.txn
             .open_table(ALERTS)?
             .insert(a.id.0, bytes.as_slice())?;
+        let key = (a.computer.0, a.kind.name());
+        let mut index = self.txn.open_table(ACTIVE_ALERTS)?;
+        if a.is_active() {
+            index.insert(key, a.id.0.to_be_bytes().as_slice())?;
+        } else {
+            let indexed = index
+                .get(key)?
+                .map(|v| active_alert_id(a.computer, a.kind, v.value()))
+                .transpose()?;
+            // Another alert of the kind may be the active one (not by our writers, but the
+            // index must not lose it if so).
+            if indexed == Some(a.id) {
+                index.remove(key)?;
+            }
+        }
+        drop(index);
         self.keep_counter_above(meta_key::NEXT_ALERT_ID, a.id.0)
     }
 
@@ -612,6 +673,19 @@ impl fmt::Debug for ReadTxn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadTxn").finish_non_exhaustive()
     }
+}
+
+/// An active-alert index value: the alert id, 8 bytes big-endian.
+fn active_alert_id(
+    computer: ComputerId,
+    kind: AlertKind,
+    bytes: &[u8],
+) -> Result<AlertId, StoreError> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        table: "active_alerts",
+        key: format!("({computer}, {})", kind.name()),
+    })?;
+    Ok(AlertId(u64::from_be_bytes(bytes)))
 }
 
 /// The hostname index's key: hostnames are unique ignoring ASCII case, as the API checks them.
@@ -904,12 +978,20 @@ mod tests {
     }
 
     #[test]
-    fn a_schema_4_file_gains_the_hostname_index_of_its_computers() {
+    fn a_schema_4_file_gains_the_indexes_of_its_computers_and_active_alerts() {
         let (_dir, path, store) = temp_store();
         let mut w = store.write().unwrap();
         w.put_computer(&named(4, "Mail")).unwrap();
         w.put_computer(&named(9, "files")).unwrap();
+        w.put_alert(&alert(1, 4, AlertKind::ComputerOffline))
+            .unwrap();
+        w.put_alert(&Alert {
+            cleared: Some(crate::clock::WallMs(2)),
+            ..alert(2, 9, AlertKind::ComputerOffline)
+        })
+        .unwrap();
         w.txn.delete_table(HOSTNAMES).unwrap();
+        w.txn.delete_table(ACTIVE_ALERTS).unwrap();
         w.txn
             .open_table(META)
             .unwrap()
@@ -927,6 +1009,78 @@ mod tests {
         assert_eq!(holder(&r, "mail"), Some(4));
         assert_eq!(holder(&r, "FILES"), Some(9));
         assert_eq!(r.computers().unwrap().len(), 2);
+        let offline = AlertKind::ComputerOffline;
+        assert_eq!(
+            r.active_alert(ComputerId(4), offline).unwrap(),
+            Some(alert(1, 4, offline))
+        );
+        assert_eq!(r.active_alert(ComputerId(9), offline).unwrap(), None);
+        assert_eq!(r.active_alert_count().unwrap(), 1);
+    }
+
+    fn alert(id: u64, computer: u64, kind: AlertKind) -> Alert {
+        Alert {
+            id: AlertId(id),
+            kind,
+            computer: ComputerId(computer),
+            raised: crate::clock::WallMs(1),
+            updated: crate::clock::WallMs(1),
+            count: 1,
+            message: "m".into(),
+            cleared: None,
+            dismissed: None,
+        }
+    }
+
+    #[test]
+    fn active_alerts_are_found_by_computer_and_kind_until_they_end() {
+        let (_dir, path, store) = temp_store();
+        let offline = AlertKind::ComputerOffline;
+        let mut w = store.write().unwrap();
+        w.put_alert(&alert(1, 7, offline)).unwrap();
+        w.put_alert(&alert(2, 7, AlertKind::ClockChanged)).unwrap();
+        w.put_alert(&alert(3, 8, offline)).unwrap();
+        assert_eq!(
+            w.active_alert(ComputerId(7), offline).unwrap(),
+            Some(alert(1, 7, offline))
+        );
+        w.commit().unwrap();
+
+        let mut w = store.write().unwrap();
+        // Cleared and dismissed alerts are no longer active; a new one takes the place.
+        let cleared = Alert {
+            cleared: Some(crate::clock::WallMs(5)),
+            ..alert(1, 7, offline)
+        };
+        w.put_alert(&cleared).unwrap();
+        w.put_alert(&Alert {
+            dismissed: Some(crate::clock::WallMs(5)),
+            ..alert(3, 8, offline)
+        })
+        .unwrap();
+        w.put_alert(&alert(4, 8, offline)).unwrap();
+        // Re-putting an old, ended alert does not unindex the active one.
+        w.put_alert(&Alert {
+            dismissed: Some(crate::clock::WallMs(5)),
+            ..alert(3, 8, offline)
+        })
+        .unwrap();
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open(&path).unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.active_alert(ComputerId(7), offline).unwrap(), None);
+        assert_eq!(
+            r.active_alerts_of(ComputerId(7)).unwrap(),
+            vec![alert(2, 7, AlertKind::ClockChanged)]
+        );
+        assert_eq!(
+            r.active_alert(ComputerId(8), offline).unwrap(),
+            Some(alert(4, 8, offline))
+        );
+        assert_eq!(r.active_alert_count().unwrap(), 2);
+        assert_eq!(r.alerts().unwrap().len(), 4, "ended alerts are kept");
     }
 
     #[test]

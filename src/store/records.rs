@@ -31,6 +31,11 @@ pub(super) const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::n
 
 /// Keyed by alert id: active, cleared and dismissed alerts.
 pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+/// Keyed by `(computer id, alert kind name)`, the id (8 bytes, big-endian) of that computer's
+/// active alert of that kind: raising and clearing find it without reading every alert ever
+/// kept. Written with every alert put.
+pub(super) const ACTIVE_ALERTS: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("active_alerts");
 
 /// Keyed by `(computer id, n)`, n counting from 1 per computer: what happened to it.
 pub(super) const HISTORY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("history");
