@@ -545,7 +545,7 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
     txn.commit().map_err(store)?;
     port.registry.insert(issued.serial, computer.id);
     port.liveness.send(LivenessEvent::Activated(computer.id));
-    port.dialer.send(DialerEvent::Refresh);
+    port.dialer.send(DialerEvent::Activated(computer.id));
     log::info!(
         "computer '{}' (id {}) activated from {ip}",
         computer.hostname,

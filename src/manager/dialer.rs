@@ -35,8 +35,11 @@ pub type DialResult = Result<SessionSummary, String>;
 /// What the rest of the manager tells the dialer.
 #[derive(Debug)]
 pub enum DialerEvent {
-    /// Policies, computers or activations changed: re-plan, and push changed configurations.
+    /// Policies or computers changed: re-plan, and push changed configurations.
     Refresh,
+    /// One computer was activated: plan it alone (a refresh of everyone per activation made
+    /// activating a fleet quadratic).
+    Activated(ComputerId),
     /// Dial now; `reply` gets the result of a dial that starts after this request.
     Dial {
         computer: ComputerId,
@@ -175,6 +178,18 @@ async fn handle(
 ) {
     match event {
         DialerEvent::Refresh => refresh(port, plan).await,
+        DialerEvent::Activated(computer) => {
+            let loaded = {
+                let port = port.clone();
+                smol::unblock(move || load_target(&port, computer)).await
+            };
+            match loaded {
+                Ok(Some(target)) => plan_target(plan, port.clock.now(), &target),
+                // Deleted again before this was read.
+                Ok(None) => plan.forget(computer),
+                Err(e) => log::error!("dialer: cannot read computer {computer}: {e}"),
+            }
+        }
         DialerEvent::Dial { computer, reply } => {
             if let Some(reply) = reply {
                 waiters.entry(computer).or_default().push(reply);
@@ -221,14 +236,20 @@ async fn refresh(port: &Arc<AgentPort>, plan: &mut DialPlan) {
         plan.forget(computer);
     }
     for target in targets {
-        if target.direction == Direction::ManagerInitiated {
-            plan.schedule(now, target.computer, target.interval);
-        } else {
-            plan.unschedule(target.computer);
-        }
-        if target.listens && !target.up_to_date {
-            plan.request(target.computer);
-        }
+        plan_target(plan, now, &target);
+    }
+}
+
+/// Dials a manager-initiated computer at its interval (and no other), and pushes a changed
+/// configuration to an agent that listens.
+fn plan_target(plan: &mut DialPlan, now: Instant, target: &Target) {
+    if target.direction == Direction::ManagerInitiated {
+        plan.schedule(now, target.computer, target.interval);
+    } else {
+        plan.unschedule(target.computer);
+    }
+    if target.listens && !target.up_to_date {
+        plan.request(target.computer);
     }
 }
 
@@ -245,19 +266,32 @@ fn load_targets(port: &AgentPort) -> Result<Vec<Target>, StoreError> {
     let tree = PolicyTree::new(txn.policies()?);
     let mut targets = Vec::new();
     for state in txn.agent_states()? {
-        let Some(computer) = txn.computer(state.computer)? else {
-            continue;
-        };
-        let expected = super::expected_config(&tree, &computer, &port.endpoints);
-        targets.push(Target {
-            computer: computer.id,
-            direction: expected.direction,
-            interval: expected.interval,
-            listens: state.listen_port.is_some(),
-            up_to_date: state.applied_fingerprint == Some(expected.fingerprint().0),
-        });
+        if let Some(computer) = txn.computer(state.computer)? {
+            targets.push(target(port, &tree, &computer, &state));
+        }
     }
     Ok(targets)
+}
+
+/// One activated computer's target, if it (still) has an agent.
+fn load_target(port: &AgentPort, id: ComputerId) -> Result<Option<Target>, StoreError> {
+    let txn = port.store.read()?;
+    let (Some(state), Some(computer)) = (txn.agent_state(id)?, txn.computer(id)?) else {
+        return Ok(None);
+    };
+    let tree = PolicyTree::new(txn.policies()?);
+    Ok(Some(target(port, &tree, &computer, &state)))
+}
+
+fn target(port: &AgentPort, tree: &PolicyTree, computer: &Computer, state: &AgentState) -> Target {
+    let expected = super::expected_config(tree, computer, &port.endpoints);
+    Target {
+        computer: computer.id,
+        direction: expected.direction,
+        interval: expected.interval,
+        listens: state.listen_port.is_some(),
+        up_to_date: state.applied_fingerprint == Some(expected.fingerprint().0),
+    }
 }
 
 /// One dial: where to, connect, check the certificate's name, run the session.
