@@ -661,6 +661,8 @@ mod tests {
             alert(3, true, 20_000), // the stopping agent: timed, not counted
             alert(4, true, 7_000),  // not the bench's computer
             alert(1, true, 500),    // before the run
+            alert(5, true, 2_000),  // in the warm-up: not counted, but told
+            alert(5, true, 2_500),  // the same computer again
         ];
         let ours = HashSet::from([ComputerId(1), ComputerId(2), ComputerId(3), ComputerId(5)]);
         let missed = HashSet::from([ComputerId(2)]);

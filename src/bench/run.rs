@@ -357,13 +357,18 @@ fn saturate(
 /// keys), then the bench's computers, policies and tokens removed.
 fn measure_running(target: &TargetOptions, options: &Options) -> Result<Report, BenchError> {
     let clock = Arc::new(RealClock::new());
-    let running = Arc::new(Target::set_up(target, options, clock.wall())?);
     let generator =
         Workers::start(GENERATOR_THREAD, GENERATOR_THREADS).map_err(BenchError::Thread)?;
     let ex = generator.spawner();
-    let before = running.figures();
+    let running = Arc::new(Target::set_up(target, options, clock.wall())?);
+    // A manager without the metrics this needs is found out before anything is activated.
+    if let Err(e) = running.figures() {
+        running.clean_up(&[], false);
+        return Err(e);
+    }
     let started = Instant::now();
-    let activated = {
+    // On failure, `activate_all` has removed what it made.
+    let (agents, stopping) = {
         let (ex2, running2, clock2) = (ex.clone(), running.clone(), clock.clone());
         let (agents, concurrency) = (options.agents, options.concurrency as usize);
         smol::block_on(ex.spawn(async move {
@@ -371,21 +376,7 @@ fn measure_running(target: &TargetOptions, options: &Options) -> Result<Report, 
             running2
                 .activate_all(&ex2, &clock, agents, concurrency)
                 .await
-        }))
-    };
-    let (agents, stopping) = match (before, activated) {
-        (Ok(_), Ok(activated)) => activated,
-        (before, activated) => {
-            // activate_all removes what it made when it fails; a failed metrics read does not.
-            let made: Vec<ComputerId> = activated
-                .as_ref()
-                .map(|(a, s)| a.iter().chain(s).map(|a| a.id.computer).collect())
-                .unwrap_or_default();
-            running.clean_up(&made, false);
-            before?;
-            activated?;
-            unreachable!("one of the two failed");
-        }
+        }))?
     };
     let activation_s = started.elapsed().as_secs_f64();
     let computers: Vec<ComputerId> = agents
