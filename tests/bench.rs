@@ -159,14 +159,14 @@ fn a_running_manager_is_loaded_through_its_api_and_left_as_it_was() {
     // Every agent activated with a token over the agent port, then heartbeated to it.
     let notes = report["notes"].to_string();
     assert!(
-        notes.contains("registration: 23 agents activated one by one"),
+        notes.contains("registration: 23 agents activated over the agent port"),
         "{report}"
     );
     let load = &report["load"];
-    assert!(
-        load["sessions_completed"].as_u64().unwrap() >= 20,
-        "{report}"
-    );
+    // Each agent heartbeats every 1.8-2 s: once or twice in the 3 s measured, never more (an
+    // agent scheduled twice would).
+    let completed = load["sessions_completed"].as_u64().unwrap();
+    assert!((20..=40).contains(&completed), "{report}");
     assert_eq!(load["failures"], serde_json::json!({}), "{report}");
     assert!(load["sessions_resumed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["saturation"]["sessions_completed"], 50, "{report}");

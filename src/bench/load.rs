@@ -69,6 +69,8 @@ pub struct LoadResult {
     /// When each stopping agent's one session ended (wall clock, ms), by position.
     pub stopping_last: Vec<Option<u64>>,
     pub agents: Vec<SimAgent>,
+    /// When the measured part began (wall clock), once it did.
+    pub measured_from: Option<crate::clock::WallMs>,
 }
 
 impl LoadResult {
@@ -84,6 +86,7 @@ impl LoadResult {
     ) -> LoadResult {
         LoadResult {
             tally,
+            measured_from: cpu_mark.as_ref().map(CpuMark::wall),
             cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
             warmup_sessions: warm.started,
             warmup_failed: warm.started - warm.completed,
@@ -104,37 +107,74 @@ pub async fn at_interval(
     stopping: Vec<SimAgent>,
     schedule: Schedule,
 ) -> LoadResult {
+    let main = agents.len();
+    let slots = agents.into_iter().chain(stopping).map(Some).collect();
+    drive(ex, shared, slots, main, schedule, None).await
+}
+
+/// Agents that join a run while it goes, as a running manager activates them: each with its
+/// slot (the first `main` heartbeat, the rest are stopping agents), the manager having heard
+/// from it at its activation (`SimAgent::heard`). The channel closes when all have joined (or
+/// given up); the warm-up starts then.
+pub struct Joining {
+    pub slots: usize,
+    pub main: usize,
+    pub agents: smol::channel::Receiver<(usize, SimAgent)>,
+}
+
+/// [`at_interval`] for agents that join as they are activated: each heartbeats a period after
+/// its activation, as a real agent after its first heartbeat, while the others still activate.
+pub async fn as_they_join(
+    ex: &Arc<Executor<'static>>,
+    shared: &Arc<Shared>,
+    joining: Joining,
+    schedule: Schedule,
+) -> LoadResult {
+    let slots = (0..joining.slots).map(|_| None).collect();
+    drive(
+        ex,
+        shared,
+        slots,
+        joining.main,
+        schedule,
+        Some(joining.agents),
+    )
+    .await
+}
+
+async fn drive(
+    ex: &Arc<Executor<'static>>,
+    shared: &Arc<Shared>,
+    mut slots: Vec<Option<SimAgent>>,
+    main: usize,
+    schedule: Schedule,
+    mut joining: Option<smol::channel::Receiver<(usize, SimAgent)>>,
+) -> LoadResult {
     let Schedule {
         interval,
         warmup,
         duration,
     } = schedule;
     let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
-    let mut cpu_mark = warmup.is_zero().then(|| CpuMark::now(&shared.cpu));
+    // While agents join, the warm-up has not begun: it starts when the last one has.
+    let far = start + Duration::from_secs(100 * 365 * 86_400);
+    let mut measure_from = if joining.is_some() {
+        far
+    } else {
+        start + warmup
+    };
+    let mut end = measure_from + duration;
+    let mut cpu_mark = (warmup.is_zero() && joining.is_none()).then(|| CpuMark::now(&shared.cpu));
     let mut warm = Tally::default();
     let mut jitter = Jitter::new(0x5eed);
-    let main = agents.len();
-    let mut slots: Vec<Option<SimAgent>> = agents.into_iter().chain(stopping).map(Some).collect();
-    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = slots
-        .iter()
-        .enumerate()
-        .map(|(i, agent)| {
-            let heard = agent.as_ref().and_then(|a| a.heard);
-            // The stopping agents' one session is the first of all: their short interval (a
-            // quarter of the duration) is then what their alert is timed against. (Started
-            // later, the manager's own allowance from its start would alert them first.)
-            // An agent activated just before is due a period after its activation; one
-            // activated longer ago than that is late already, and spread like the rest.
-            let at = match heard.map(|h| h + jitter.period(interval)) {
-                _ if i >= main => start,
-                Some(next) if next >= start => next,
-                _ => start + jitter.first(interval),
-            };
-            Reverse((at, i))
-        })
-        .collect();
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    // Joining agents are scheduled as they join: one schedule an agent, or it heartbeats twice.
+    for (i, agent) in slots.iter().enumerate() {
+        if let Some(agent) = agent {
+            let at = first_due(&mut jitter, interval, start, i >= main, agent.heard);
+            due.push(Reverse((at, i)));
+        }
+    }
     let (done_tx, done_rx) = smol::channel::unbounded();
     let mut tally = Tally::default();
     let mut stopping_last = vec![None; slots.len() - main];
@@ -182,17 +222,53 @@ pub async fn at_interval(
             .peek()
             .map(|Reverse((when, _))| *when)
             .filter(|w| *w < end);
-        if next.is_none() && in_flight == 0 {
+        if next.is_none() && in_flight == 0 && joining.is_none() {
             break;
         }
         let wait = next.map_or(Duration::from_secs(3600), |w| {
             w.saturating_duration_since(now)
         });
-        let finished = smol::future::or(async { done_rx.recv().await.ok() }, async {
-            smol::Timer::after(wait).await;
-            None
-        })
+        let woke = smol::future::or(
+            async { Woke::Done(done_rx.recv().await.ok()) },
+            smol::future::or(
+                async {
+                    match &joining {
+                        Some(joining) => Woke::Joined(joining.recv().await.ok()),
+                        None => std::future::pending().await,
+                    }
+                },
+                async {
+                    smol::Timer::after(wait).await;
+                    Woke::Timer
+                },
+            ),
+        )
         .await;
+        let finished = match woke {
+            Woke::Done(finished) => finished,
+            Woke::Timer => None,
+            Woke::Joined(Some((i, agent))) => {
+                let at = first_due(
+                    &mut jitter,
+                    interval,
+                    Instant::now(),
+                    i >= main,
+                    agent.heard,
+                );
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(agent);
+                    due.push(Reverse((at, i)));
+                }
+                None
+            }
+            // Everyone has joined: the warm-up starts now.
+            Woke::Joined(None) => {
+                joining = None;
+                measure_from = Instant::now() + warmup;
+                end = measure_from + duration;
+                None
+            }
+        };
         if let Some((i, agent, result, wall, measured)) = finished {
             in_flight -= 1;
             if measured {
@@ -210,6 +286,32 @@ pub async fn at_interval(
         }
     }
     LoadResult::new(tally, &warm, cpu_mark, stopping_last, slots, main)
+}
+
+/// What woke the run loop.
+enum Woke<D> {
+    Done(Option<D>),
+    Joined(Option<(usize, SimAgent)>),
+    Timer,
+}
+
+/// When an agent's first heartbeat of the run is due. The stopping agents' one session is the
+/// first of all: their short interval (a quarter of the duration) is then what their alert is
+/// timed against (started later, the manager's own allowance from its start would alert them
+/// first). An agent the manager heard from just before (its activation) is due a period after
+/// that; one heard from longer ago is late already, and spread like the rest.
+fn first_due(
+    jitter: &mut Jitter,
+    interval: Duration,
+    start: Instant,
+    stopping: bool,
+    heard: Option<Instant>,
+) -> Instant {
+    match heard.map(|h| h + jitter.period(interval)) {
+        _ if stopping => start,
+        Some(next) if next >= start => next,
+        _ => start + jitter.first(interval),
+    }
 }
 
 /// The agents dealt round-robin into `concurrency` groups (at least one, no more than agents), one for

@@ -47,6 +47,7 @@ impl CpuSource {
 /// CPU time at a point, to split a phase's CPU between the manager and the generator.
 pub struct CpuMark {
     source: CpuSource,
+    wall: crate::clock::WallMs,
     process: f64,
     generator: f64,
     manager: Option<f64>,
@@ -56,10 +57,16 @@ impl CpuMark {
     pub fn now(source: &CpuSource) -> CpuMark {
         CpuMark {
             source: source.clone(),
+            wall: crate::clock::Clock::wall(&crate::clock::RealClock::new()),
             process: process_cpu(),
             generator: threads_cpu(GENERATOR_THREAD),
             manager: source.manager(),
         }
+    }
+
+    /// When the mark was taken.
+    pub fn wall(&self) -> crate::clock::WallMs {
+        self.wall
     }
 
     /// (manager, generator) CPU seconds since the mark. A running manager whose metrics could

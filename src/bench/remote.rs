@@ -7,7 +7,7 @@
 //! Nothing here reaches into the manager's data dir beyond what an admin verb reads (the API
 //! key and CA), so the manager may be on another machine.
 
-use super::agent::{STEP_TIMEOUT, next_message};
+use super::agent::{STEP_TIMEOUT, SimAgent, next_message};
 use super::connect::{connect_from, source_address};
 use super::enroll::{Identity, signing_key};
 use super::error::BenchError;
@@ -18,7 +18,6 @@ use crate::clock::{Clock, WallMs};
 use crate::model::{ComputerId, format_duration};
 use crate::net::within;
 use crate::pki::{self, AgentKey};
-use crate::policy::Fingerprint;
 use crate::proto::{ActivationRequest, AgentOutput, AgentSession, EventBatch, PROTOCOL_VERSION};
 use futures_rustls::TlsConnector;
 use hyper::Method;
@@ -28,8 +27,8 @@ use serde_json::{Value, json};
 use smol::Executor;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Tries per agent before the run gives up on activating it: a busy manager may time one out.
@@ -43,6 +42,8 @@ pub struct Target {
     pub agent_addr: SocketAddr,
     pub server_name: ServerName<'static>,
     ca_pin: [u8; 32],
+    /// The CA the agent port presented, matching the token's pin: what the agents trust.
+    pub ca: CertificateDer<'static>,
     /// Every name the bench gives (policies, hostnames) starts with this.
     pub run: String,
     /// The main policy, then its sub-policy for the stopping agents.
@@ -60,14 +61,15 @@ pub struct Figures {
     pub store_bytes: u64,
 }
 
-/// An activated agent, with the configuration fingerprint it was given.
-pub struct Activated {
-    pub id: Identity,
-    pub fingerprint: Fingerprint,
-    /// The CA the agent pinned: what its mutual-TLS sessions trust.
-    pub ca: CertificateDer<'static>,
-    /// When the manager activated it (and started to expect its heartbeats).
-    pub at: Instant,
+/// How activating the fleet went.
+#[derive(Debug, Default)]
+pub struct ActivationOutcome {
+    pub activated: u64,
+    /// The stopping agents activated: their position among them, and their computer.
+    pub stopping: Vec<(usize, ComputerId)>,
+    pub failed: u64,
+    pub first_failure: Option<String>,
+    pub seconds: f64,
 }
 
 impl Target {
@@ -85,6 +87,7 @@ impl Target {
             agent_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             server_name: ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
             ca_pin: [0; 32],
+            ca: CertificateDer::from(Vec::new()),
             run,
             policies: Vec::new(),
             token_ids: Vec::new(),
@@ -162,7 +165,34 @@ impl Target {
         self.ca_pin = pki::parse_pin(&pin)?;
         let manager = target.manager.clone().unwrap_or(manager);
         (self.agent_addr, self.server_name) = resolve(&manager)?;
+        self.ca = self.fetch_ca()?;
         Ok(())
+    }
+
+    /// One TLS handshake with the agent port, as an activation's first step: the CA it
+    /// presents, if its hash is the token's pin.
+    fn fetch_ca(&self) -> Result<CertificateDer<'static>, BenchError> {
+        let unreachable = |problem: String| BenchError::Option {
+            name: "manager",
+            problem: format!("the agent port at {}: {problem}", self.agent_addr),
+        };
+        let (tls, pinned) = pki::activation_client_config(self.ca_pin)?;
+        smol::block_on(async {
+            let tcp = within(STEP_TIMEOUT, smol::net::TcpStream::connect(self.agent_addr))
+                .await
+                .ok_or_else(|| unreachable("connecting timed out".into()))?
+                .map_err(|e| unreachable(e.to_string()))?;
+            within(
+                STEP_TIMEOUT,
+                TlsConnector::from(tls).connect(self.server_name.clone(), tcp),
+            )
+            .await
+            .ok_or_else(|| unreachable("the TLS handshake timed out".into()))?
+            .map_err(|e| unreachable(format!("TLS handshake: {e}")))?;
+            pinned
+                .cert()
+                .ok_or_else(|| unreachable("it presented no CA matching the token's pin".into()))
+        })
     }
 
     fn call(
@@ -198,51 +228,71 @@ impl Target {
         })
     }
 
-    /// Activates `main` heartbeating agents and the stopping ones, `concurrency` at a time,
-    /// each from its own loopback address when the manager is on this machine.
-    pub async fn activate_all(
-        self: &Arc<Self>,
-        ex: &Arc<Executor<'static>>,
-        clock: &Arc<dyn Clock>,
+    /// Activates `main` heartbeating agents and then the stopping ones, `concurrency` at a
+    /// time, each from its own loopback address when the manager is on this machine, and hands
+    /// each to the run as it is activated (a real agent starts its heartbeats at once too). Every
+    /// computer made is noted in `made`, for the clean-up whatever happens.
+    pub async fn activate_into(
+        self: Arc<Self>,
+        ex: Arc<Executor<'static>>,
+        clock: Arc<dyn Clock>,
         main: u64,
         concurrency: usize,
-    ) -> Result<(Vec<Activated>, Vec<Activated>), BenchError> {
+        run: smol::channel::Sender<(usize, SimAgent)>,
+        made: Arc<Mutex<Vec<ComputerId>>>,
+    ) -> ActivationOutcome {
+        let started = Instant::now();
         let total = main + STOPPING_AGENTS;
         let next = Arc::new(AtomicU64::new(0));
         let workers: Vec<_> = (0..concurrency.max(1))
             .map(|_| {
                 let (target, next, clock) = (self.clone(), next.clone(), clock.clone());
+                let (run, made) = (run.clone(), made.clone());
                 ex.spawn(async move {
-                    let mut done = Vec::new();
+                    let mut outcome = ActivationOutcome::default();
                     loop {
+                        // The stopping agents last, once every other has joined: they must not
+                        // stop before the fleet's load has begun.
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         if index >= total {
-                            return Ok(done);
+                            return outcome;
                         }
-                        let stopping = index >= main;
-                        let agent = target.activate(index, stopping, clock.as_ref()).await?;
-                        done.push((index, agent));
+                        match target.activate(index, index >= main, clock.as_ref()).await {
+                            Ok(agent) => {
+                                made.lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .push(agent.id.computer);
+                                outcome.activated += 1;
+                                if index >= main {
+                                    outcome
+                                        .stopping
+                                        .push(((index - main) as usize, agent.id.computer));
+                                }
+                                let _ = run.send((index as usize, agent)).await;
+                            }
+                            Err(e) => {
+                                outcome.failed += 1;
+                                outcome.first_failure.get_or_insert(e.to_string());
+                            }
+                        }
                     }
                 })
             })
             .collect();
-        let mut all = Vec::new();
-        let mut first_error = None;
+        drop(run);
+        let mut all = ActivationOutcome::default();
         for worker in workers {
-            match worker.await {
-                Ok(done) => all.extend(done),
-                Err(e) => first_error = first_error.or(Some(e)),
+            let outcome = worker.await;
+            all.activated += outcome.activated;
+            all.failed += outcome.failed;
+            all.stopping.extend(outcome.stopping);
+            if all.first_failure.is_none() {
+                all.first_failure = outcome.first_failure;
             }
         }
-        if let Some(e) = first_error {
-            let computers: Vec<ComputerId> = all.iter().map(|(_, a)| a.id.computer).collect();
-            self.clean_up(&computers, false);
-            return Err(e);
-        }
-        all.sort_by_key(|(index, _)| *index);
-        let mut agents: Vec<Activated> = all.into_iter().map(|(_, a)| a).collect();
-        let stopping = agents.split_off(main as usize);
-        Ok((agents, stopping))
+        all.seconds = started.elapsed().as_secs_f64();
+        all.stopping.sort_unstable();
+        all
     }
 
     /// One agent's activation, tried a few times: a new key each time, as a real agent that
@@ -252,7 +302,7 @@ impl Target {
         index: u64,
         stopping: bool,
         clock: &dyn Clock,
-    ) -> Result<Activated, BenchError> {
+    ) -> Result<SimAgent, BenchError> {
         let hostname = format!("{}-{index}", self.run);
         let mut tries = 0;
         loop {
@@ -277,10 +327,9 @@ impl Target {
         hostname: &str,
         stopping: bool,
         clock: &dyn Clock,
-    ) -> Result<Activated, String> {
+    ) -> Result<SimAgent, String> {
         let key = AgentKey::generate().map_err(|e| e.to_string())?;
-        let (tls, pinned) =
-            pki::activation_client_config(self.ca_pin).map_err(|e| e.to_string())?;
+        let (tls, _) = pki::activation_client_config(self.ca_pin).map_err(|e| e.to_string())?;
         let source = self.source(index);
         let tcp = within(STEP_TIMEOUT, connect_from(source, self.agent_addr))
             .await
@@ -332,19 +381,16 @@ impl Target {
                     AgentOutput::Acked { .. } => {}
                     AgentOutput::Finished(Ok(_)) => {
                         let a = activated.ok_or("the session ended without activation")?;
-                        let ca = pinned.cert().ok_or("no pinned CA after the handshake")?;
                         let cert = CertificateDer::from(a.certificate);
                         let signing = signing_key(&key).map_err(|e| e.to_string())?;
-                        return Ok(Activated {
-                            id: Identity {
-                                computer: ComputerId(a.computer),
-                                key: Arc::new(CertifiedKey::new(vec![cert], signing)),
-                                source,
-                            },
-                            fingerprint: a.fingerprint,
-                            ca,
-                            at: Instant::now(),
-                        });
+                        let id = Identity {
+                            computer: ComputerId(a.computer),
+                            key: Arc::new(CertifiedKey::new(vec![cert], signing)),
+                            source,
+                        };
+                        let mut agent = SimAgent::new(id, Some(a.fingerprint));
+                        agent.heard = Some(Instant::now());
+                        return Ok(agent);
                     }
                     AgentOutput::Finished(Err(e)) => return Err(e.to_string()),
                 }
@@ -388,6 +434,34 @@ impl Target {
             .unwrap_or_default();
         let counted = count_alerts(&alerts, stopping, last, ours, missed, since, options);
         Ok(counted)
+    }
+
+    /// The bench's computers the manager has that `known` lacks: an activation the manager
+    /// completed after the agent had given up on it. One list of every computer.
+    pub fn unknown_computers(&self, known: &[ComputerId]) -> Vec<ComputerId> {
+        let known: HashSet<ComputerId> = known.iter().copied().collect();
+        let prefix = format!("{}-", self.run);
+        let listed = match self.client.call(Method::GET, "/api/v1/computers", None) {
+            Ok(listed) => listed,
+            Err(e) => {
+                log::warn!("cannot list the computers to find the bench's: {e}");
+                return Vec::new();
+            }
+        };
+        listed["computers"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|c| {
+                        c["hostname"]
+                            .as_str()
+                            .is_some_and(|h| h.starts_with(&prefix))
+                    })
+                    .filter_map(|c| c["id"].as_u64().map(ComputerId))
+                    .filter(|id| !known.contains(id))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Deletes the bench's computers (unless `keep`), then its policies, and revokes its
