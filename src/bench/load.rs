@@ -71,6 +71,8 @@ pub struct LoadResult {
     pub agents: Vec<SimAgent>,
     /// When the measured part began (wall clock), once it did.
     pub measured_from: Option<crate::clock::WallMs>,
+    /// When the phase ended (wall clock): from then on the agents stop, as the manager sees it.
+    pub ended: crate::clock::WallMs,
 }
 
 impl LoadResult {
@@ -86,6 +88,7 @@ impl LoadResult {
     ) -> LoadResult {
         LoadResult {
             tally,
+            ended: crate::clock::Clock::wall(&crate::clock::RealClock::new()),
             measured_from: cpu_mark.as_ref().map(CpuMark::wall),
             cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
             warmup_sessions: warm.started,

@@ -1,6 +1,7 @@
 //! A manager that is already running (`--manager`, `--url`, `--data-dir`): the bench sets its
 //! run up through the REST API (a policy and a sub-policy of its own, a token for each),
-//! activates every simulated agent over the agent port as a real agent does, reads the
+//! activates every simulated agent over the agent port as a real agent does (each joins the
+//! load as soon as it is activated, while the others still activate), reads the
 //! manager's CPU time, memory and store size from `/metrics` and its alerts from the API, and
 //! at the end removes what it added (unless `--keep`; its tokens are revoked either way).
 //!
@@ -412,16 +413,14 @@ impl Target {
     }
 
     /// The run's alerts on the bench's computers, as `read_alerts` counts them for the
-    /// in-process manager (with missed-before-alert 0 every offline status is an alert): the
-    /// stopping agents' from `since.0`, the others' from `since.1`, and how many of those went
-    /// offline in between.
+    /// in-process manager (with missed-before-alert 0 every offline status is an alert).
     pub fn alerts(
         &self,
         stopping: &[ComputerId],
         last: &[Option<u64>],
         ours: &HashSet<ComputerId>,
         missed: &HashSet<ComputerId>,
-        since: (WallMs, WallMs),
+        since: Windows,
         options: &Options,
     ) -> Result<RunAlerts, BenchError> {
         let answer = self
@@ -595,6 +594,16 @@ impl RunAlert {
     }
 }
 
+/// When a run's alerts count: the stopping agents' from `load_start`, the others' from
+/// `counted_from` (the warm-up's end) until `until` (the interval phase's end: the agents stop
+/// then); those between `load_start` and `counted_from` are told as the warm-up's.
+#[derive(Clone, Copy, Debug)]
+pub struct Windows {
+    pub load_start: WallMs,
+    pub counted_from: WallMs,
+    pub until: WallMs,
+}
+
 /// The counts of a run's alerts, and the computers that went offline in the warm-up.
 pub struct RunAlerts {
     pub counted: report::Alerts,
@@ -608,9 +617,14 @@ fn count_alerts(
     last: &[Option<u64>],
     ours: &HashSet<ComputerId>,
     missed: &HashSet<ComputerId>,
-    (load_start, counted_from): (WallMs, WallMs),
+    windows: Windows,
     options: &Options,
 ) -> RunAlerts {
+    let Windows {
+        load_start,
+        counted_from,
+        until,
+    } = windows;
     let stopping_set: HashSet<ComputerId> = stopping.iter().copied().collect();
     let run: Vec<&RunAlert> = alerts
         .iter()
@@ -623,11 +637,13 @@ fn count_alerts(
             .filter(|c| !stopping_set.contains(c))
             .collect()
     };
-    let offline = offline_between(counted_from, WallMs(u64::MAX));
+    let offline = offline_between(counted_from, until);
     let warmup_offline = offline_between(load_start, counted_from);
     let raised = run
         .iter()
-        .filter(|a| a.raised >= counted_from && !stopping_set.contains(&a.computer))
+        .filter(|a| {
+            (counted_from..until).contains(&a.raised) && !stopping_set.contains(&a.computer)
+        })
         .count();
     let interval = options.stopping_interval();
     let grace = (interval / 10).max(Duration::from_secs(1));
@@ -730,6 +746,7 @@ mod tests {
         let alerts = [
             alert(1, true, 5_000),  // ours, its agent never missed: false
             alert(1, true, 9_000),  // the same computer again: still one computer
+            alert(6, true, 9_500),  // after the interval phase: the agents had stopped
             alert(2, true, 6_000),  // ours, its agent missed a session: not false
             alert(2, false, 6_000), // a clock alert: raised, not offline
             alert(3, true, 20_000), // the stopping agent: timed, not counted
@@ -738,7 +755,7 @@ mod tests {
             alert(5, true, 2_000),  // in the warm-up: not counted, but told
             alert(5, true, 2_500),  // the same computer again
         ];
-        let ours = HashSet::from([ComputerId(1), ComputerId(2), ComputerId(3), ComputerId(5)]);
+        let ours = HashSet::from([1, 2, 3, 5, 6].map(ComputerId));
         let missed = HashSet::from([ComputerId(2)]);
         let counted = count_alerts(
             &alerts,
@@ -746,7 +763,11 @@ mod tests {
             &[Some(1_000)],
             &ours,
             &missed,
-            (WallMs(1_000), WallMs(4_000)),
+            Windows {
+                load_start: WallMs(1_000),
+                counted_from: WallMs(4_000),
+                until: WallMs(9_500),
+            },
             &options,
         );
         assert_eq!(counted.warmup_offline, 1);

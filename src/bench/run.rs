@@ -9,7 +9,7 @@ use super::floor;
 use super::load;
 use super::options::{Direction, Options, Output, STOPPING_AGENTS, TargetOptions};
 use super::probe::{CpuMark, CpuSource, GENERATOR_THREAD};
-use super::remote::Target;
+use super::remote::{self, Target};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
 use crate::clock::{Clock, RealClock, WallMs};
@@ -218,7 +218,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
         &stopping_ids,
         &load.stopping_last,
         &missed,
-        counted_from,
+        (counted_from, load.ended),
         options,
     )?;
     let store_end = file_size(&store_path);
@@ -498,7 +498,11 @@ fn drive_running(
         &stopping_last,
         &ours,
         &missed,
-        (load_start, counted_from),
+        remote::Windows {
+            load_start,
+            counted_from,
+            until: load.ended,
+        },
         options,
     )?;
     let computers = activation.activated;
@@ -698,16 +702,19 @@ fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
     json.get("agent")?.as_str()?.parse().ok()
 }
 
-/// The alerts and offline statuses of the run, from `since` on (a primed run's first manager
-/// is not counted). An alert on a computer that kept heartbeating is a false alarm; an offline
-/// status is false unless the computer is in `missed` (its agent had a session fail or
-/// skipped); the stopping agents' offline alerts are timed against their missed deadline.
+/// The alerts and offline statuses of the run between `window.0` (a primed run's first manager
+/// is not counted) and `window.1`, the end of the interval phase: after it the agents stop
+/// heartbeating, and a computer not heard from within its interval is rightly offline (the
+/// saturation phase, 20,000 sessions in `make bench`, outlasts the first deadlines at 100,000
+/// agents). An alert on a computer that kept heartbeating is a false alarm; an offline status is
+/// false unless the computer is in `missed` (its agent had a session fail or skipped); the
+/// stopping agents' offline alerts are timed against their missed deadline.
 fn read_alerts(
     store: &Path,
     stopping: &[ComputerId],
     last: &[Option<u64>],
     missed: &HashSet<ComputerId>,
-    since: WallMs,
+    (since, until): (WallMs, WallMs),
     options: &Options,
 ) -> Result<report::Alerts, BenchError> {
     let store = Store::open(store)?;
@@ -720,7 +727,7 @@ fn read_alerts(
     let stopping_set: HashSet<ComputerId> = stopping.iter().copied().collect();
     let raised = alerts
         .iter()
-        .filter(|a| !stopping_set.contains(&a.computer))
+        .filter(|a| !stopping_set.contains(&a.computer) && a.raised < until)
         .count() as u64;
     // A status change to offline is in the computer's history even if it came back online
     // before the run ended, or never reached an alert.
@@ -731,10 +738,9 @@ fn read_alerts(
             continue;
         }
         let history = txn.history(computer.id, 1000)?;
-        if history
-            .iter()
-            .any(|h| h.at >= since && h.what == "status" && h.detail.contains(&to_offline))
-        {
+        if history.iter().any(|h| {
+            (since..until).contains(&h.at) && h.what == "status" && h.detail.contains(&to_offline)
+        }) {
             went_offline += 1;
             if !missed.contains(&computer.id) {
                 falsely_offline += 1;
@@ -856,8 +862,15 @@ mod tests {
         })
         .unwrap();
         let none = HashSet::new();
-        let alerts =
-            read_alerts(&path, &[ComputerId(3)], &[None], &none, WallMs(0), &options).unwrap();
+        let alerts = read_alerts(
+            &path,
+            &[ComputerId(3)],
+            &[None],
+            &none,
+            (WallMs(0), WallMs(9)),
+            &options,
+        )
+        .unwrap();
         assert_eq!(alerts.went_offline, 1);
         assert_eq!(alerts.falsely_offline, 1);
         assert_eq!(alerts.raised, 0);
@@ -868,14 +881,32 @@ mod tests {
             &[ComputerId(3)],
             &[None],
             &missed,
-            WallMs(0),
+            (WallMs(0), WallMs(9)),
             &options,
         )
         .unwrap();
         assert_eq!((alerts.went_offline, alerts.falsely_offline), (1, 0));
-        // Before the run's manager (a primed run's first one): not counted.
-        let alerts =
-            read_alerts(&path, &[ComputerId(3)], &[None], &none, WallMs(2), &options).unwrap();
+        // Before the run's manager (a primed run's first one), or after the interval phase
+        // (the agents stopped): not counted.
+        let alerts = read_alerts(
+            &path,
+            &[ComputerId(3)],
+            &[None],
+            &none,
+            (WallMs(2), WallMs(9)),
+            &options,
+        )
+        .unwrap();
+        assert_eq!((alerts.went_offline, alerts.falsely_offline), (0, 0));
+        let alerts = read_alerts(
+            &path,
+            &[ComputerId(3)],
+            &[None],
+            &none,
+            (WallMs(0), WallMs(1)),
+            &options,
+        )
+        .unwrap();
         assert_eq!((alerts.went_offline, alerts.falsely_offline), (0, 0));
     }
 }
