@@ -177,42 +177,44 @@ impl Options {
     }
 }
 
+/// A small valid run's arguments, for tests to change what they need.
+#[cfg(test)]
+pub(super) fn test_args() -> BenchArgs {
+    BenchArgs {
+        agents: 20,
+        interval: "1s".into(),
+        duration: "3s".into(),
+        events_per_heartbeat: 1,
+        direction: "agent-initiated".into(),
+        saturation: 100,
+        concurrency: 8,
+        json: true,
+        markdown: false,
+        full_handshakes: false,
+        warmup: false,
+        prime: false,
+        manager: None,
+        url: None,
+        api_key: None,
+        data_dir: None,
+        ca_cert: None,
+        keep: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args() -> BenchArgs {
-        BenchArgs {
-            agents: 20,
-            interval: "1s".into(),
-            duration: "3s".into(),
-            events_per_heartbeat: 1,
-            direction: "agent-initiated".into(),
-            saturation: 100,
-            concurrency: 8,
-            json: true,
-            markdown: false,
-            full_handshakes: false,
-            warmup: false,
-            prime: false,
-            manager: None,
-            url: None,
-            api_key: None,
-            data_dir: None,
-            ca_cert: None,
-            keep: false,
-        }
-    }
-
     fn refused(change: impl FnOnce(&mut BenchArgs)) -> String {
-        let mut a = args();
+        let mut a = test_args();
         change(&mut a);
         Options::from_args(&a).unwrap_err().to_string()
     }
 
     #[test]
     fn good_options_are_read() {
-        let o = Options::from_args(&args()).unwrap();
+        let o = Options::from_args(&test_args()).unwrap();
         assert_eq!(o.interval, Duration::from_secs(1));
         assert_eq!(o.duration, Duration::from_secs(3));
         assert_eq!(o.direction, Direction::AgentInitiated);
@@ -235,11 +237,11 @@ mod tests {
 
     #[test]
     fn a_running_manager_is_targeted_by_any_of_its_options() {
-        assert_eq!(Options::from_args(&args()).unwrap().target, None);
+        assert_eq!(Options::from_args(&test_args()).unwrap().target, None);
         let o = Options::from_args(&BenchArgs {
             data_dir: Some("/srv/picket".into()),
             keep: true,
-            ..args()
+            ..test_args()
         })
         .unwrap();
         let target = o.target.unwrap();
@@ -249,7 +251,7 @@ mod tests {
         let o = Options::from_args(&BenchArgs {
             manager: Some("10.0.0.5:4120".into()),
             url: Some("https://10.0.0.5:4119".into()),
-            ..args()
+            ..test_args()
         })
         .unwrap();
         assert_eq!(o.target.unwrap().manager.as_deref(), Some("10.0.0.5:4120"));
@@ -274,7 +276,7 @@ mod tests {
 
     #[test]
     fn stopping_agents_are_alerted_within_the_run() {
-        let mut o = Options::from_args(&args()).unwrap();
+        let mut o = Options::from_args(&test_args()).unwrap();
         assert_eq!(o.stopping_interval(), Duration::from_secs(1));
         o.interval = Duration::from_secs(60);
         o.duration = Duration::from_secs(60);

@@ -721,21 +721,9 @@ mod tests {
             agents: 2,
             interval: "1m".into(),
             duration: "40s".into(),
-            events_per_heartbeat: 1,
-            direction: "agent-initiated".into(),
             saturation: 0,
-            concurrency: 1,
-            json: true,
-            markdown: false,
-            full_handshakes: false,
-            warmup: false,
-            prime: false,
-            manager: None,
             url: Some("https://127.0.0.1:4119".into()),
-            api_key: None,
-            data_dir: None,
-            ca_cert: None,
-            keep: false,
+            ..super::super::options::test_args()
         })
         .unwrap();
         let alert = |computer, offline, raised| RunAlert {

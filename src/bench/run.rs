@@ -842,71 +842,30 @@ mod tests {
         store.close().unwrap();
         let options = Options::from_args(&BenchArgs {
             agents: 2,
-            interval: "1s".into(),
             duration: "4s".into(),
-            events_per_heartbeat: 1,
-            direction: "agent-initiated".into(),
             saturation: 0,
             concurrency: 1,
-            json: false,
-            markdown: false,
-            full_handshakes: false,
-            warmup: false,
-            prime: false,
-            manager: None,
-            url: None,
-            api_key: None,
-            data_dir: None,
-            ca_cert: None,
-            keep: false,
+            ..super::super::options::test_args()
         })
         .unwrap();
-        let none = HashSet::new();
-        let alerts = read_alerts(
-            &path,
-            &[ComputerId(3)],
-            &[None],
-            &none,
-            (WallMs(0), WallMs(9)),
-            &options,
-        )
-        .unwrap();
+        // Computer 3 is the stopping agent; `missed` the computers whose agents lost a session.
+        let count = |missed: &[u64], window: (u64, u64)| {
+            let missed = missed.iter().map(|c| ComputerId(*c)).collect();
+            let window = (WallMs(window.0), WallMs(window.1));
+            read_alerts(&path, &[ComputerId(3)], &[None], &missed, window, &options).unwrap()
+        };
+        let alerts = count(&[], (0, 9));
         assert_eq!(alerts.went_offline, 1);
         assert_eq!(alerts.falsely_offline, 1);
         assert_eq!(alerts.raised, 0);
         // Had 1's agent missed a session, it was not the manager's fault.
-        let missed = HashSet::from([ComputerId(1)]);
-        let alerts = read_alerts(
-            &path,
-            &[ComputerId(3)],
-            &[None],
-            &missed,
-            (WallMs(0), WallMs(9)),
-            &options,
-        )
-        .unwrap();
+        let alerts = count(&[1], (0, 9));
         assert_eq!((alerts.went_offline, alerts.falsely_offline), (1, 0));
         // Before the run's manager (a primed run's first one), or after the interval phase
         // (the agents stopped): not counted.
-        let alerts = read_alerts(
-            &path,
-            &[ComputerId(3)],
-            &[None],
-            &none,
-            (WallMs(2), WallMs(9)),
-            &options,
-        )
-        .unwrap();
-        assert_eq!((alerts.went_offline, alerts.falsely_offline), (0, 0));
-        let alerts = read_alerts(
-            &path,
-            &[ComputerId(3)],
-            &[None],
-            &none,
-            (WallMs(0), WallMs(1)),
-            &options,
-        )
-        .unwrap();
-        assert_eq!((alerts.went_offline, alerts.falsely_offline), (0, 0));
+        for window in [(2, 9), (0, 1)] {
+            let alerts = count(&[], window);
+            assert_eq!((alerts.went_offline, alerts.falsely_offline), (0, 0));
+        }
     }
 }

@@ -574,6 +574,21 @@ mod tests {
     };
     use std::thread::JoinHandle;
 
+    /// Computer `id`, online, in policy 1 with no settings of its own.
+    fn online(id: u64) -> Computer {
+        Computer {
+            id: ComputerId(id),
+            hostname: format!("c{id}"),
+            kind: ComputerKind::Server,
+            policy: PolicyId(1),
+            settings: Settings::default(),
+            status: Status::Online,
+            created: WallMs(0),
+            vm_power_state: PowerState::Running,
+            address: None,
+        }
+    }
+
     /// The liveness task on a store of online computers 1..=n (10 s interval), a manual clock
     /// at monotonic zero, and the store writer.
     struct Harness {
@@ -591,18 +606,7 @@ mod tests {
             let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
             let mut txn = store.write().unwrap();
             for id in 1..=n {
-                txn.put_computer(&Computer {
-                    id: ComputerId(id),
-                    hostname: format!("c{id}"),
-                    kind: ComputerKind::Server,
-                    policy: PolicyId(1),
-                    settings: Settings::default(),
-                    status: Status::Online,
-                    created: WallMs(0),
-                    vm_power_state: PowerState::Running,
-                    address: None,
-                })
-                .unwrap();
+                txn.put_computer(&online(id)).unwrap();
             }
             txn.commit().unwrap();
             let metrics = Arc::new(Metrics::new());
@@ -774,18 +778,7 @@ mod tests {
         let h = Harness::start(1, MissedLimit::Count(5));
         let mut txn = h.store.write().unwrap();
         for id in [2, 3] {
-            txn.put_computer(&Computer {
-                id: ComputerId(id),
-                hostname: format!("c{id}"),
-                kind: ComputerKind::Server,
-                policy: PolicyId(1),
-                settings: Settings::default(),
-                status: Status::Online,
-                created: WallMs(0),
-                vm_power_state: PowerState::Running,
-                address: None,
-            })
-            .unwrap();
+            txn.put_computer(&online(id)).unwrap();
         }
         // 3 has no agent (deleted again, say): its activation event finds nothing to watch.
         txn.put_agent_state(&crate::model::AgentState {

@@ -925,6 +925,18 @@ mod tests {
         assert!(r.computers().unwrap().is_empty());
     }
 
+    /// Writes a schema version as another binary would have left it.
+    fn set_schema_version(w: &WriteTxn, version: u32) {
+        w.txn
+            .open_table(META)
+            .unwrap()
+            .insert(
+                meta_key::SCHEMA_VERSION,
+                records::encode("meta", &version).unwrap().as_slice(),
+            )
+            .unwrap();
+    }
+
     fn named(id: u64, hostname: &str) -> Computer {
         Computer {
             id: ComputerId(id),
@@ -992,14 +1004,7 @@ mod tests {
         .unwrap();
         w.txn.delete_table(HOSTNAMES).unwrap();
         w.txn.delete_table(ACTIVE_ALERTS).unwrap();
-        w.txn
-            .open_table(META)
-            .unwrap()
-            .insert(
-                meta_key::SCHEMA_VERSION,
-                records::encode("meta", &4u32).unwrap().as_slice(),
-            )
-            .unwrap();
+        set_schema_version(&w, 4);
         w.commit().unwrap();
         store.close().unwrap();
 
@@ -1111,14 +1116,7 @@ mod tests {
         let mut w = store.write().unwrap();
         w.put_policy(&sample_policy()).unwrap();
         w.txn.delete_table(USERS).unwrap();
-        w.txn
-            .open_table(META)
-            .unwrap()
-            .insert(
-                meta_key::SCHEMA_VERSION,
-                records::encode("meta", &3u32).unwrap().as_slice(),
-            )
-            .unwrap();
+        set_schema_version(&w, 3);
         w.commit().unwrap();
         store.close().unwrap();
 
@@ -1154,16 +1152,7 @@ mod tests {
     fn a_newer_schema_is_refused_and_left_untouched() {
         let (_dir, path, store) = temp_store();
         let w = store.write().unwrap();
-        w.txn
-            .open_table(META)
-            .unwrap()
-            .insert(
-                meta_key::SCHEMA_VERSION,
-                records::encode("meta", &(CURRENT_SCHEMA_VERSION + 1))
-                    .unwrap()
-                    .as_slice(),
-            )
-            .unwrap();
+        set_schema_version(&w, CURRENT_SCHEMA_VERSION + 1);
         w.commit().unwrap();
         store.close().unwrap();
 
