@@ -76,6 +76,12 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// The measured part as a report's phase of `seconds`.
+    pub fn phase(&self, seconds: f64) -> super::report::Phase {
+        let (manager, generator) = self.cpu;
+        super::report::Phase::new(&self.tally, seconds, manager, generator)
+    }
+
     /// The end of a phase: the measured tally, the warm-up's, the CPU since the mark, and the
     /// agents back from their slots (the first `main` are the heartbeating ones).
     pub fn new(

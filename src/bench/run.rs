@@ -166,19 +166,14 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
             }
         }
     };
-    let (manager_cpu, generator_cpu) = load.cpu;
     let (rss_after, _) = crate::process::memory();
-    let load_phase = report::Phase::new(
-        &load.tally,
-        options.duration.as_secs_f64(),
-        manager_cpu,
-        generator_cpu,
-    );
+    let load_phase = load.phase(options.duration.as_secs_f64());
 
     // Whose agents lost a session: the manager may rightly have marked those offline.
     let missed = missed(&load.agents);
-    // Saturation: the same agents, back to back, right after the interval phase (before any
-    // of them is overdue). The manager paces its own dials, so a manager-initiated run has none.
+    // Saturation: the same agents, back to back, right after the interval phase (the others
+    // stop then, so offline statuses count until the interval phase's end). The manager paces
+    // its own dials, so a manager-initiated run has none.
     // Every session since registration wrote to the store, the unmeasured ones too: the growth
     // per session divides by all of them (it used to count the measured phases only, which put
     // a primed or warmed-up 100k run's growth at 6.9 KB a session).
@@ -469,13 +464,7 @@ fn drive_running(
         });
     }
     let after_load = running.figures()?;
-    let (manager_cpu, generator_cpu) = load.cpu;
-    let load_phase = report::Phase::new(
-        &load.tally,
-        options.duration.as_secs_f64(),
-        manager_cpu,
-        generator_cpu,
-    );
+    let load_phase = load.phase(options.duration.as_secs_f64());
     let missed = missed(&load.agents);
     let sessions = load.tally.started + load.warmup_sessions;
     let saturation = saturate(ex, &shared, load.agents, options);
