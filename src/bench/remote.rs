@@ -145,9 +145,10 @@ impl Target {
             else {
                 return Err(BenchError::Api {
                     doing: "creating an activation token",
-                    source: Box::new(AdminError::Config(format!(
-                        "the answer has no id, token or agent_command: {token}"
-                    ))),
+                    // Not the answer itself: it may hold the token's secret.
+                    source: Box::new(AdminError::Config(
+                        "the answer has no id, token or agent_command".into(),
+                    )),
                 });
             };
             self.token_ids.push(id);
@@ -161,7 +162,8 @@ impl Target {
         self.secrets = (main_secret, stopping_secret);
         let (manager, pin) = agent_command_parts(&command).ok_or_else(|| BenchError::Option {
             name: "url",
-            problem: format!("cannot read the manager address and CA pin from '{command}'"),
+            // Not the command itself: it holds the token's secret.
+            problem: "cannot read --manager and --ca-sha256 from the token's agent command".into(),
         })?;
         self.ca_pin = pki::parse_pin(&pin)?;
         let manager = target.manager.clone().unwrap_or(manager);
@@ -252,8 +254,9 @@ impl Target {
                 ex.spawn(async move {
                     let mut outcome = ActivationOutcome::default();
                     loop {
-                        // The stopping agents last, once every other has joined: they must not
-                        // stop before the fleet's load has begun.
+                        // The stopping agents are taken last, once every other has been (some
+                        // may still be activating): they must not stop before the fleet's load
+                        // has begun.
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         if index >= total {
                             return outcome;
