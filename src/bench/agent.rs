@@ -88,7 +88,7 @@ pub struct Failure {
     pub detail: String,
 }
 
-pub fn failure(reason: &'static str, detail: impl ToString) -> Failure {
+fn failure(reason: &'static str, detail: impl ToString) -> Failure {
     Failure {
         reason,
         detail: detail.to_string(),

@@ -191,7 +191,10 @@ async fn drive(
     loop {
         let now = Instant::now();
         if cpu_mark.is_none() && now >= measure_from {
-            cpu_mark = Some(CpuMark::now(&shared.cpu));
+            // A running manager's figures are a blocking API call: off this thread, so the
+            // sessions in flight go on meanwhile.
+            let source = shared.cpu.clone();
+            cpu_mark = Some(smol::unblock(move || CpuMark::now(&source)).await);
         }
         while let Some(&Reverse((when, i))) = due.peek() {
             if when > now || when >= end {
@@ -307,8 +310,8 @@ enum Woke<D> {
 /// When an agent's first heartbeat of the run is due. The stopping agents' one session is the
 /// first of all: their short interval (a quarter of the duration) is then what their alert is
 /// timed against (started later, the manager's own allowance from its start would alert them
-/// first). An agent the manager heard from just before (its activation) is due a period after
-/// that; one heard from longer ago is late already, and spread like the rest.
+/// first). An agent the manager heard from (its activation) is due a period after that, or at
+/// once if that has passed; the others at a point of a period of their own.
 fn first_due(
     jitter: &mut Jitter,
     interval: Duration,
@@ -316,10 +319,10 @@ fn first_due(
     stopping: bool,
     heard: Option<Instant>,
 ) -> Instant {
-    match heard.map(|h| h + jitter.period(interval)) {
+    match heard {
         _ if stopping => start,
-        Some(next) if next >= start => next,
-        _ => start + jitter.first(interval),
+        Some(heard) => (heard + jitter.period(interval)).max(start),
+        None => start + jitter.first(interval),
     }
 }
 

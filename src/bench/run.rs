@@ -691,8 +691,8 @@ fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
     json.get("agent")?.as_str()?.parse().ok()
 }
 
-/// The alerts and offline statuses of the run between `window.0` (a primed run's first manager
-/// is not counted) and `window.1`, the end of the interval phase: after it the agents stop
+/// The alerts and offline statuses of the run from `since` (a primed run's first manager is
+/// not counted) until `until`, the end of the interval phase: after it the agents stop
 /// heartbeating, and a computer not heard from within its interval is rightly offline (the
 /// saturation phase, 20,000 sessions in `make bench`, outlasts the first deadlines at 100,000
 /// agents). An alert on a computer that kept heartbeating is a false alarm; an offline status is

@@ -229,14 +229,7 @@ async fn handle(
         LivenessEvent::Activated(id) => {
             let store = store.clone();
             match smol::unblock(move || rules_of(&store, id)).await {
-                Ok(Some((rules, power))) => {
-                    if monitor.state(id).is_some() {
-                        monitor.set_rules(now, id, rules);
-                    } else {
-                        monitor.track_activated(now, id, rules);
-                    }
-                    monitor.set_power(now, id, power);
-                }
+                Ok(Some(watched)) => watch(monitor, now, id, watched),
                 // Deleted again before this was read: nothing to watch.
                 Ok(None) => {}
                 Err(e) => log::error!("liveness: cannot read computer {id}'s settings: {e}"),
@@ -246,19 +239,30 @@ async fn handle(
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
                 Ok(rules) => {
-                    for (id, (rules, power)) in rules {
-                        if monitor.state(id).is_some() {
-                            monitor.set_rules(now, id, rules);
-                        } else {
-                            monitor.track_activated(now, id, rules);
-                        }
-                        monitor.set_power(now, id, power);
+                    for (id, watched) in rules {
+                        watch(monitor, now, id, watched);
                     }
                 }
                 Err(e) => log::error!("liveness: cannot reload settings: {e}"),
             }
         }
     }
+}
+
+/// A computer's current rules and power state: new ones for one watched already, or the start
+/// of its watch from now (just activated).
+fn watch(
+    monitor: &mut Monitor,
+    now: crate::clock::Instant,
+    id: ComputerId,
+    (rules, power): Watched,
+) {
+    if monitor.state(id).is_some() {
+        monitor.set_rules(now, id, rules);
+    } else {
+        monitor.track_activated(now, id, rules);
+    }
+    monitor.set_power(now, id, power);
 }
 
 /// Carries out every decision the monitor has, all at once: the writer gets their writes in
