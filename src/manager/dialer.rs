@@ -388,20 +388,11 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::WallMs;
-    use crate::model::{ComputerKind, PolicyId, PowerState, Settings, Status};
 
     fn computer(address: Option<&str>) -> Computer {
         Computer {
-            id: ComputerId(3),
-            hostname: "web1".into(),
-            kind: ComputerKind::Server,
-            policy: PolicyId(1),
-            settings: Settings::default(),
-            status: Status::Online,
-            created: WallMs(0),
-            vm_power_state: PowerState::Running,
             address: address.map(str::to_string),
+            ..Computer::test(3, "web1")
         }
     }
 

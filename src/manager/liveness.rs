@@ -573,24 +573,11 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::metrics::Metrics;
-    use crate::model::{
-        ClockChangeLimit, Computer, ComputerKind, Direction, MissedLimit, PolicyId, Settings,
-    };
+    use crate::model::{ClockChangeLimit, Computer, Direction, MissedLimit};
     use std::thread::JoinHandle;
 
-    /// Computer `id`, online, in policy 1 with no settings of its own.
     fn online(id: u64) -> Computer {
-        Computer {
-            id: ComputerId(id),
-            hostname: format!("c{id}"),
-            kind: ComputerKind::Server,
-            policy: PolicyId(1),
-            settings: Settings::default(),
-            status: Status::Online,
-            created: WallMs(0),
-            vm_power_state: PowerState::Running,
-            address: None,
-        }
+        Computer::test(id, &format!("c{id}"))
     }
 
     /// The liveness task on a store of online computers 1..=n (10 s interval), a manual clock

@@ -104,6 +104,24 @@ pub struct Computer {
     pub address: Option<String>,
 }
 
+#[cfg(test)]
+impl Computer {
+    /// A computer for tests: an online server in policy 1, no settings or address of its own.
+    pub fn test(id: u64, hostname: &str) -> Computer {
+        Computer {
+            id: ComputerId(id),
+            hostname: hostname.into(),
+            kind: ComputerKind::Server,
+            policy: PolicyId(1),
+            settings: Settings::default(),
+            status: Status::Online,
+            created: WallMs(0),
+            vm_power_state: PowerState::Running,
+            address: None,
+        }
+    }
+}
+
 /// A VM's power state, as a hypervisor hook reports it through the API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PowerState {

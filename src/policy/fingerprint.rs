@@ -64,8 +64,8 @@ impl fmt::Display for Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::WallMs;
-    use crate::model::{Computer, ComputerId, ComputerKind, Policy, PolicyId, Settings, Status};
+
+    use crate::model::{Computer, Policy, PolicyId, Settings, Status};
     use crate::model::{Setting, SettingValue};
     use crate::policy::{PolicyTree, resolve_computer};
 
@@ -81,15 +81,9 @@ mod tests {
 
     fn computer(settings: Settings) -> Computer {
         Computer {
-            address: None,
-            id: ComputerId(1),
-            hostname: "web1".into(),
-            kind: ComputerKind::Server,
-            policy: PolicyId(1),
             settings,
             status: Status::ActivationRequired,
-            created: WallMs(0),
-            vm_power_state: crate::model::PowerState::Running,
+            ..Computer::test(1, "web1")
         }
     }
 

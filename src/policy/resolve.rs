@@ -142,8 +142,8 @@ fn pick<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::WallMs;
-    use crate::model::{ComputerId, Policy, Status};
+
+    use crate::model::{Policy, Status};
     use proptest::prelude::*;
 
     #[test]
@@ -173,15 +173,9 @@ mod tests {
             settings,
         }]);
         let mut computer = Computer {
-            address: None,
-            id: ComputerId(1),
-            hostname: "fw1".into(),
             kind: ComputerKind::Appliance,
-            policy: PolicyId(1),
-            settings: Settings::default(),
             status: Status::ActivationRequired,
-            created: WallMs(0),
-            vm_power_state: crate::model::PowerState::Running,
+            ..Computer::test(1, "fw1")
         };
         let appliance = resolve_computer(&tree, &computer);
         assert_eq!(appliance.direction.value, Direction::Bidirectional);
@@ -261,15 +255,10 @@ mod tests {
             let tree = PolicyTree::new(policies.clone());
             let start = pick.index(policies.len());
             let computer = Computer {
-                address: None,
-                id: ComputerId(1),
-                hostname: "h".into(),
-                kind: ComputerKind::Server,
                 policy: PolicyId(start as u64),
                 settings: own,
                 status: Status::ActivationRequired,
-                created: WallMs(0),
-                vm_power_state: crate::model::PowerState::Running,
+                ..Computer::test(1, "h")
             };
             let by_computer = resolve_computer(&tree, &computer);
             let by_policy = resolve_policy(&tree, PolicyId(start as u64));
