@@ -343,21 +343,20 @@ async fn store_events(
 ) -> Result<(), crate::store::StoreError> {
     let received = port.clock.wall();
     let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+    let events: Vec<StoredEvent> = events
+        .into_iter()
+        .map(|e| StoredEvent {
+            computer,
+            seq: e.seq,
+            id: e.id,
+            time: e.time,
+            received,
+            fields: e.fields,
+        })
+        .collect();
     let stored = port
         .writer
-        .write(move |txn| {
-            for e in &events {
-                txn.insert_event(&StoredEvent {
-                    computer,
-                    seq: e.seq,
-                    id: e.id,
-                    time: e.time,
-                    received,
-                    fields: e.fields.clone(),
-                })?;
-            }
-            Ok(())
-        })
+        .write(move |txn| txn.insert_events(&events).map(|_| ()))
         .await;
     if stored.is_ok() {
         port.metrics.events_received(count);

@@ -20,14 +20,15 @@ mod writer;
 pub use error::StoreError;
 pub use writer::Writer;
 
+use crate::clock::WallMs;
 use crate::model::{
     AgentState, Alert, AlertId, AlertKind, Computer, ComputerId, HistoryEntry, Policy, PolicyId,
     RuleId, StoredEvent, Token, TokenHash, User,
 };
 use records::{
     ACTIVE_ALERTS, AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord,
-    EVENTS, EventRecord, HISTORY, HOSTNAMES, HistoryRecord, META, POLICIES, PolicyRecord, Record,
-    TOKENS, TokenRecord, USERS, UserRecord, meta_key,
+    EVENTS, EVENTS_BY_TIME, EventRecord, HISTORY, HOSTNAMES, HistoryRecord, META, POLICIES,
+    PolicyRecord, Record, TOKENS, TokenRecord, USERS, UserRecord, meta_key,
 };
 use redb::{
     Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -37,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 5;
+pub const CURRENT_SCHEMA_VERSION: u32 = 6;
 
 /// The open store file.
 pub struct Store {
@@ -210,6 +211,43 @@ fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, StoreError> {
             }
             Ok(5)
         }
+        // Event retention: the events in the order they were stored, so the oldest can be
+        // deleted without reading every event at each pass.
+        5 => {
+            let events = txn.open_table(EVENTS)?;
+            let count = events.len()?;
+            if count > 0 {
+                log::info!("indexing {count} stored events by the time they were stored");
+            }
+            let mut index = txn.open_table(EVENTS_BY_TIME)?;
+            // Events come in key order, a computer's together: its runs are written when the
+            // next computer's events begin, so memory holds one computer's runs at a time.
+            let mut runs = Runs::default();
+            let mut current = None;
+            for entry in events.iter()? {
+                let (key, value) = entry?;
+                let (computer, seq) = key.value();
+                if current != Some(computer) {
+                    runs.write(&mut index)?;
+                    current = Some(computer);
+                }
+                // An event that does not decode is indexed as the oldest of all: retention's
+                // first pass deletes it, instead of this step refusing to open the store.
+                let received =
+                    match records::decode::<EventRecord>(value.value(), EventRecord::TABLE, || {
+                        format!("({computer}, {seq})")
+                    }) {
+                        Ok(event) => event.into_model().received.0,
+                        Err(e) => {
+                            log::warn!("{e}: retention will delete it first");
+                            0
+                        }
+                    };
+                runs.add(received, computer, seq);
+            }
+            runs.write(&mut index)?;
+            Ok(6)
+        }
         _ => Err(StoreError::NoMigration { from }),
     }
 }
@@ -285,7 +323,7 @@ pub trait Reads: sealed::Tables {
     }
 
     /// Up to `limit` events, newest first: of one computer by sequence, or of all computers by
-    /// the time they were stored (a scan of the table; an index comes with retention).
+    /// the time they were stored (through `events_by_time`: only those events are read).
     fn events(
         &self,
         computer: Option<ComputerId>,
@@ -310,13 +348,23 @@ pub trait Reads: sealed::Tables {
                 .map(|entry| decode(entry?))
                 .collect(),
             None => {
-                let mut all = table
-                    .iter()?
-                    .map(|entry| decode(entry?))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                all.sort_by_key(|e| std::cmp::Reverse((e.received, e.computer, e.seq)));
-                all.truncate(limit);
-                Ok(all)
+                let mut newest = Vec::new();
+                for entry in self.table(EVENTS_BY_TIME)?.iter()?.rev() {
+                    let (key, value) = entry?;
+                    let (received, computer) = key.value();
+                    let (first, last) = event_run(key.value(), value.value())?;
+                    for event in table.range((computer, first)..=(computer, last))?.rev() {
+                        if newest.len() == limit {
+                            return Ok(newest);
+                        }
+                        let event = decode(event?)?;
+                        // A run may span an event stored at another time; it is listed there.
+                        if event.received.0 == received {
+                            newest.push(event);
+                        }
+                    }
+                }
+                Ok(newest)
             }
         }
     }
@@ -441,6 +489,58 @@ impl sealed::Tables for WriteTxn {
     }
 }
 
+/// What one [`WriteTxn::delete_events_received_before`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deleted {
+    /// Events deleted.
+    pub events: usize,
+    /// No event received before the cutoff is left.
+    pub done: bool,
+}
+
+/// The runs of sequences a batch of events adds to `events_by_time`, by `(received, computer)`.
+#[derive(Default)]
+struct Runs(std::collections::BTreeMap<(u64, u64), (u64, u64)>);
+
+impl Runs {
+    fn add(&mut self, received: u64, computer: u64, seq: u64) {
+        let run = self.0.entry((received, computer)).or_insert((seq, seq));
+        *run = (run.0.min(seq), run.1.max(seq));
+    }
+
+    /// Writes the runs, each widened to take in what its key already holds (a second batch of
+    /// the same computer in the same millisecond), and forgets them.
+    fn write(
+        &mut self,
+        index: &mut redb::Table<'_, (u64, u64), &'static [u8]>,
+    ) -> Result<(), StoreError> {
+        for (key, (first, last)) in std::mem::take(&mut self.0) {
+            let held = index
+                .get(key)?
+                .map(|value| event_run(key, value.value()))
+                .transpose()?;
+            let (first, last) = held.map_or((first, last), |(f, l)| (f.min(first), l.max(last)));
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&first.to_be_bytes());
+            bytes[8..].copy_from_slice(&last.to_be_bytes());
+            index.insert(key, bytes.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// An `events_by_time` value: the first and last sequence of the run, 8 bytes each, big-endian.
+fn event_run((received, computer): (u64, u64), bytes: &[u8]) -> Result<(u64, u64), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        table: "events_by_time",
+        key: format!("({received}, {computer})"),
+    };
+    let (first, last) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
+    let first: [u8; 8] = first.try_into().map_err(|_| corrupt())?;
+    let last: [u8; 8] = last.try_into().map_err(|_| corrupt())?;
+    Ok((u64::from_be_bytes(first), u64::from_be_bytes(last)))
+}
+
 impl Reads for ReadTxn {}
 impl Reads for WriteTxn {}
 
@@ -520,14 +620,80 @@ impl WriteTxn {
     /// Stores an event unless `(computer, seq)` is already stored; returns whether it was new.
     /// This is what makes a resend after a lost acknowledgement harmless.
     pub fn insert_event(&mut self, e: &StoredEvent) -> Result<bool, StoreError> {
+        Ok(self.insert_events(std::slice::from_ref(e))? == 1)
+    }
+
+    /// Stores each event whose `(computer, seq)` is not already stored; returns how many were
+    /// new. The time index gets one entry per computer and time of storing, however many
+    /// events the batch holds.
+    pub fn insert_events(&mut self, batch: &[StoredEvent]) -> Result<usize, StoreError> {
+        let mut runs = Runs::default();
+        let mut new = 0;
         let mut table = self.txn.open_table(EVENTS)?;
-        let key = (e.computer.0, e.seq);
-        if table.get(key)?.is_some() {
-            return Ok(false);
+        for e in batch {
+            let key = (e.computer.0, e.seq);
+            if table.get(key)?.is_some() {
+                continue;
+            }
+            let bytes = records::encode(EventRecord::TABLE, &EventRecord::current(e))?;
+            table.insert(key, bytes.as_slice())?;
+            runs.add(e.received.0, e.computer.0, e.seq);
+            new += 1;
         }
-        let bytes = records::encode(EventRecord::TABLE, &EventRecord::current(e))?;
-        table.insert(key, bytes.as_slice())?;
-        Ok(true)
+        runs.write(&mut self.txn.open_table(EVENTS_BY_TIME)?)?;
+        Ok(new)
+    }
+
+    /// Deletes the oldest events the manager received before `cutoff`, a stored batch at a time,
+    /// until at least `limit` are deleted or none older is left (then `done`). Retention calls
+    /// it repeatedly so that one call never holds the writer for long.
+    ///
+    /// An agent's state learns the sequence of its stored events when its session is recorded;
+    /// if that record was lost (a crash in between), the events table was the only memory of
+    /// them. So an agent whose state is behind a deleted event's sequence is brought up to it
+    /// here: the manager must never ask an agent again for an event it stored and deleted.
+    pub fn delete_events_received_before(
+        &mut self,
+        cutoff: WallMs,
+        limit: usize,
+    ) -> Result<Deleted, StoreError> {
+        let mut newest_deleted = std::collections::BTreeMap::<u64, u64>::new();
+        let mut deleted = Deleted::default();
+        {
+            let mut events = self.txn.open_table(EVENTS)?;
+            let mut index = self.txn.open_table(EVENTS_BY_TIME)?;
+            while deleted.events < limit {
+                let oldest = index
+                    .range(..(cutoff.0, 0))?
+                    .next()
+                    .transpose()?
+                    .map(|(key, value)| (key.value(), event_run(key.value(), value.value())));
+                let Some((key, run)) = oldest else {
+                    deleted.done = true;
+                    break;
+                };
+                let computer = key.1;
+                // A run that does not decode says nothing of its events; only it goes.
+                if let Ok((first, last)) = run {
+                    events.retain_in((computer, first)..=(computer, last), |(_, seq), _| {
+                        deleted.events += 1;
+                        let newest = newest_deleted.entry(computer).or_default();
+                        *newest = (*newest).max(seq);
+                        false
+                    })?;
+                }
+                index.remove(key)?;
+            }
+        }
+        for (computer, seq) in newest_deleted {
+            if let Some(mut state) = self.agent_state(ComputerId(computer))?
+                && state.last_seq < seq
+            {
+                state.last_seq = seq;
+                self.put_agent_state(&state)?;
+            }
+        }
+        Ok(deleted)
     }
 
     /// Appends a line to a computer's history.
@@ -725,6 +891,158 @@ mod tests {
             parent: None,
             settings: Default::default(),
         }
+    }
+
+    fn event_received(computer: u64, seq: u64, received: u64) -> StoredEvent {
+        StoredEvent {
+            computer: ComputerId(computer),
+            seq,
+            id: 1000,
+            time: WallMs(seq),
+            received: WallMs(received),
+            fields: Vec::new(),
+        }
+    }
+
+    fn keys(events: &[StoredEvent]) -> Vec<(u64, u64)> {
+        events.iter().map(|e| (e.computer.0, e.seq)).collect()
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_events_a_batch_at_a_time_and_keeps_the_rest() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        // Received out of key order: computer 2's events came first.
+        for (computer, seq, received) in
+            [(1, 1, 30), (1, 2, 40), (2, 1, 10), (2, 2, 20), (3, 1, 50)]
+        {
+            w.insert_event(&event_received(computer, seq, received))
+                .unwrap();
+        }
+        let cutoff = WallMs(40);
+        let deleted = |events, done| Deleted { events, done };
+        assert_eq!(
+            w.delete_events_received_before(cutoff, 2).unwrap(),
+            deleted(2, false)
+        );
+        assert_eq!(
+            keys(&w.events(None, 10).unwrap()),
+            [(3, 1), (1, 2), (1, 1)],
+            "the two oldest went first"
+        );
+        assert_eq!(
+            w.delete_events_received_before(cutoff, 2).unwrap(),
+            deleted(1, true)
+        );
+        assert_eq!(
+            w.delete_events_received_before(cutoff, 2).unwrap(),
+            deleted(0, true)
+        );
+        w.commit().unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(keys(&r.events(None, 10).unwrap()), [(3, 1), (1, 2)]);
+        assert_eq!(r.event_count().unwrap(), 2);
+        assert_eq!(keys(&r.events(Some(ComputerId(1)), 10).unwrap()), [(1, 2)]);
+        assert!(r.events(Some(ComputerId(2)), 10).unwrap().is_empty());
+        assert_eq!(r.txn.open_table(EVENTS_BY_TIME).unwrap().len().unwrap(), 2);
+    }
+
+    #[test]
+    fn an_agent_state_behind_a_deleted_event_is_brought_up_to_its_sequence() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        let state = |computer, last_seq| AgentState {
+            computer: ComputerId(computer),
+            last_seq,
+            ..records::tests::sample_agent_state()
+        };
+        // Computer 1's session record was lost after its events 5 and 6 were stored; computer
+        // 2's state already knows its event 3.
+        w.put_agent_state(&state(1, 4)).unwrap();
+        w.put_agent_state(&state(2, 7)).unwrap();
+        for (computer, seq, received) in [(1, 5, 10), (1, 6, 11), (2, 3, 12), (1, 7, 90)] {
+            w.insert_event(&event_received(computer, seq, received))
+                .unwrap();
+        }
+        // An index entry whose event is gone goes without counting as a deleted event.
+        w.txn.open_table(EVENTS).unwrap().remove((2, 3)).unwrap();
+        let deleted = w.delete_events_received_before(WallMs(50), 10).unwrap();
+        assert_eq!(
+            deleted,
+            Deleted {
+                events: 2,
+                done: true
+            }
+        );
+        assert_eq!(w.agent_state(ComputerId(1)).unwrap().unwrap().last_seq, 6);
+        assert_eq!(w.agent_state(ComputerId(2)).unwrap().unwrap().last_seq, 7);
+        assert_eq!(keys(&w.events(None, 10).unwrap()), [(1, 7)]);
+    }
+
+    #[test]
+    fn a_batch_is_one_index_entry_per_computer_and_time_and_is_deleted_whole() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        let batch: Vec<_> = (1..=300).map(|seq| event_received(1, seq, 10)).collect();
+        assert_eq!(w.insert_events(&batch).unwrap(), 300);
+        // The same millisecond again, with a resend: the run widens, nothing is stored twice.
+        let more: Vec<_> = (300..=400).map(|seq| event_received(1, seq, 10)).collect();
+        assert_eq!(w.insert_events(&more).unwrap(), 100);
+        assert_eq!(w.insert_events(&[event_received(2, 1, 20)]).unwrap(), 1);
+        assert_eq!(w.txn.open_table(EVENTS_BY_TIME).unwrap().len().unwrap(), 2);
+        let newest = w.events(None, 3).unwrap();
+        assert_eq!(keys(&newest), [(2, 1), (1, 400), (1, 399)]);
+
+        // A limit smaller than a batch still deletes the whole batch: it is one entry.
+        let deleted = w.delete_events_received_before(WallMs(15), 50).unwrap();
+        assert_eq!(deleted.events, 400);
+        assert_eq!(keys(&w.events(None, 10).unwrap()), [(2, 1)]);
+        assert_eq!(w.event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_newest_events_of_all_computers_come_in_the_order_they_were_received() {
+        let (_dir, _path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        for (computer, seq, received) in [(1, 1, 5), (2, 7, 3), (1, 2, 9), (3, 1, 9), (2, 8, 1)] {
+            w.insert_event(&event_received(computer, seq, received))
+                .unwrap();
+        }
+        // A resend is not stored again, so it is not listed twice either.
+        assert!(!w.insert_event(&event_received(1, 2, 11)).unwrap());
+        w.commit().unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(keys(&r.events(None, 3).unwrap()), [(3, 1), (1, 2), (1, 1)]);
+        assert_eq!(keys(&r.events(None, 99).unwrap()).len(), 5);
+        assert!(r.events(None, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_schema_5_file_gains_the_index_of_its_events_by_time() {
+        let (_dir, path, store) = temp_store();
+        let mut w = store.write().unwrap();
+        for (computer, seq, received) in [(4, 1, 20), (4, 2, 30), (9, 1, 10)] {
+            w.insert_event(&event_received(computer, seq, received))
+                .unwrap();
+        }
+        w.txn.delete_table(EVENTS_BY_TIME).unwrap();
+        set_schema_version(&w, 5);
+        w.commit().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open(&path).unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
+        assert_eq!(keys(&r.events(None, 10).unwrap()), [(4, 2), (4, 1), (9, 1)]);
+        drop(r);
+        let mut w = store.write().unwrap();
+        let deleted = w.delete_events_received_before(WallMs(25), 10).unwrap();
+        assert_eq!(deleted.events, 2);
+        w.commit().unwrap();
+        assert_eq!(
+            keys(&store.read().unwrap().events(None, 10).unwrap()),
+            [(4, 2)]
+        );
     }
 
     #[test]

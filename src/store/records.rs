@@ -28,6 +28,12 @@ pub(super) const AGENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("age
 /// Keyed by `(computer id, event sequence)`, so an event resent after a lost acknowledgement
 /// finds its key taken and is not stored twice.
 pub(super) const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+/// Keyed by `(received, computer id)`, the run of sequences that computer's events stored at
+/// that time span (16 bytes: first and last sequence, big-endian): the events in the order the
+/// manager stored them, one entry per batch rather than per event, so retention deletes the
+/// oldest and a listing of every computer's newest events reads only those.
+pub(super) const EVENTS_BY_TIME: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("events_by_time");
 
 /// Keyed by alert id: active, cleared and dismissed alerts.
 pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
@@ -563,6 +569,9 @@ pub(super) mod tests {
             ALERTS.name(),
             HISTORY.name(),
             USERS.name(),
+            HOSTNAMES.name(),
+            ACTIVE_ALERTS.name(),
+            EVENTS_BY_TIME.name(),
         ] {
             assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
         }
