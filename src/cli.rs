@@ -5,6 +5,7 @@
 use argh::FromArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Picket: an all-in-one security manager for small sites.
 #[derive(FromArgs, Debug)]
@@ -99,10 +100,39 @@ pub struct ManagerArgs {
     /// name of this manager in its certificate and agent command lines; default: the host name
     #[argh(option)]
     pub hostname: Option<String>,
+    /// how long agent events are kept after the manager stored them, e.g. 7d, 90d (at least
+    /// 1h), or unlimited; older ones are deleted, oldest first (default 7d)
+    #[argh(
+        option,
+        from_str_fn(event_retention),
+        default = "EventRetention(Some(crate::manager::DEFAULT_RETENTION))"
+    )]
+    pub event_retention: EventRetention,
     /// give the console user admin a new one-time password, print it and exit (stop the
     /// manager first)
     #[argh(switch)]
     pub reset_admin_password: bool,
+}
+
+/// `--event-retention`: how long events are kept, `None` for `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention(pub Option<Duration>);
+
+fn event_retention(text: &str) -> Result<EventRetention, String> {
+    if text.trim().eq_ignore_ascii_case("unlimited") {
+        return Ok(EventRetention(None));
+    }
+    let keep = crate::model::parse_duration(text)
+        .map_err(|e| format!("{e}; write a duration such as 7d or 90d, or unlimited"))?;
+    let least = crate::manager::MIN_RETENTION;
+    if keep < least {
+        return Err(format!(
+            "{} is shorter than the least retention, {}; write days such as 7d, or unlimited",
+            crate::model::format_duration(keep),
+            crate::model::format_duration(least)
+        ));
+    }
+    Ok(EventRetention(Some(keep)))
 }
 
 /// Defines an admin verb: its own fields plus the options every client of the API takes.
@@ -499,4 +529,56 @@ pub struct BenchArgs {
     /// activation tokens are always revoked)
     #[argh(switch)]
     pub keep: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(extra: &[&str]) -> Result<ManagerArgs, String> {
+        let mut args = vec!["manager", "--data-dir", "d"];
+        args.extend_from_slice(extra);
+        match Picket::from_args(&["picket"], &args) {
+            Ok(Picket {
+                command: Command::Manager(m),
+            }) => Ok(m),
+            Ok(other) => Err(format!("not the manager: {other:?}")),
+            Err(early) => Err(early.output),
+        }
+    }
+
+    #[test]
+    fn event_retention_is_a_week_unless_set_in_days_or_unlimited() {
+        let week = Some(Duration::from_secs(7 * 86_400));
+        assert_eq!(manager(&[]).unwrap().event_retention, EventRetention(week));
+        let keep = |value: &str| manager(&["--event-retention", value]).map(|m| m.event_retention);
+        assert_eq!(
+            keep("90d"),
+            Ok(EventRetention(Some(Duration::from_secs(90 * 86_400))))
+        );
+        assert_eq!(
+            keep("36h"),
+            Ok(EventRetention(Some(Duration::from_secs(36 * 3_600))))
+        );
+        assert_eq!(keep("unlimited"), Ok(EventRetention(None)));
+        assert_eq!(keep("Unlimited"), Ok(EventRetention(None)));
+    }
+
+    #[test]
+    fn a_bad_or_tiny_event_retention_is_refused_naming_the_option() {
+        for (value, says) in [
+            ("7", "a number needs a unit"),
+            ("7w", "unknown unit 'w'"),
+            ("days", "expected a number"),
+            ("", "empty duration"),
+            ("30m", "30m is shorter than the least retention, 1h"),
+            ("0s", "0s is shorter"),
+        ] {
+            let error = manager(&["--event-retention", value]).unwrap_err();
+            assert!(
+                error.contains("--event-retention") && error.contains(says),
+                "{value:?}: {error}"
+            );
+        }
+    }
 }

@@ -102,6 +102,7 @@ pub struct Metrics {
     session_seconds: HistogramFamily<DialerLabels>,
     dial_failures: Counter,
     events_received: Counter,
+    events_deleted: Counter,
     commit_seconds: Histogram,
     commit_jobs: Counter,
     logins: Family<OutcomeLabels, Counter>,
@@ -154,6 +155,12 @@ impl Metrics {
             "events_received",
             "Agent events stored durably and acknowledged",
             events_received.clone(),
+        );
+        let events_deleted = Counter::default();
+        registry.register(
+            "events_deleted",
+            "Agent events deleted by retention (older than --event-retention)",
+            events_deleted.clone(),
         );
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
@@ -224,6 +231,7 @@ impl Metrics {
             session_seconds,
             dial_failures,
             events_received,
+            events_deleted,
             commit_seconds,
             commit_jobs,
             logins,
@@ -260,6 +268,10 @@ impl Metrics {
 
     pub fn events_received(&self, n: u64) {
         self.events_received.inc_by(n);
+    }
+
+    pub fn events_deleted(&self, n: u64) {
+        self.events_deleted.inc_by(n);
     }
 
     pub fn commit(&self, jobs: usize, took: Duration) {
@@ -329,6 +341,7 @@ mod tests {
         );
         m.commit(12, Duration::from_millis(2));
         m.events_received(5);
+        m.events_deleted(3);
         m.login(Outcome::Failed);
         let text = m.encode(&StoreCounts {
             computers_by_status: vec![("online".into(), 3), ("offline".into(), 1)],
@@ -343,6 +356,7 @@ mod tests {
             "picket_store_commit_jobs_total 12",
             "picket_store_commit_duration_seconds_count 1",
             "picket_events_received_total 5",
+            "picket_events_deleted_total 3",
             "picket_console_logins_total{outcome=\"failed\"} 1",
             "picket_computers{status=\"online\"} 3",
             "picket_computers{status=\"offline\"} 1",

@@ -636,6 +636,8 @@ impl Manager {
             agent_listen,
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             hostname: MANAGER_HOSTNAME.into(),
+            // As shipped: the retention pass runs (the bench's events are all younger).
+            event_retention: Some(manager::DEFAULT_RETENTION),
         };
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()

@@ -10,6 +10,7 @@ mod error;
 mod liveness;
 mod open_files;
 mod registry;
+mod retention;
 
 pub use agent_port::expected_config;
 pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
@@ -17,6 +18,7 @@ pub use dialer::{DialResult, Dialer, DialerEvent, MAX_DIALS_IN_FLIGHT};
 pub use error::ManagerError;
 pub use liveness::{Liveness, LivenessEvent};
 pub use registry::Registry;
+pub use retention::{DEFAULT_RETENTION, MIN_RETENTION};
 
 use crate::api::{self, ApiState, Console};
 use crate::clock::{Clock, RealClock};
@@ -47,6 +49,8 @@ pub struct ManagerConfig {
     pub console_listen: SocketAddr,
     /// The name in the manager certificate and the agent command lines.
     pub hostname: String,
+    /// How long agent events are kept after the manager stored them; `None` keeps them all.
+    pub event_retention: Option<Duration>,
 }
 
 /// `picket manager --data-dir DIR --reset-admin-password`: gives the console's `admin` a new
@@ -191,6 +195,14 @@ fn serve_with_banner(
             accepting
                 .spawner()
                 .spawn(agent_port::serve(agents, agent_tls, port, ex.clone()));
+        let retention_task = config.event_retention.map(|keep| {
+            ex.spawn(retention::run(
+                writer.clone(),
+                clock.clone(),
+                keep,
+                metrics.clone(),
+            ))
+        });
         let liveness_task = ex.spawn(liveness::run(
             store.clone(),
             writer,
@@ -206,10 +218,13 @@ fn serve_with_banner(
         agent_task.cancel().await;
         dialer_task.cancel().await;
         liveness_task.cancel().await;
+        if let Some(task) = retention_task {
+            task.cancel().await;
+        }
         Ok::<(), ManagerError>(())
     })?;
-    // Every writer handle went with the agent port and the liveness task; the thread ends once
-    // its queue is empty.
+    // Every writer handle went with the agent port and the liveness and retention tasks; the
+    // thread ends once its queue is empty.
     if writer_thread.join().is_err() {
         log::error!("the store writer thread panicked");
     }
