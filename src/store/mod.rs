@@ -1026,13 +1026,8 @@ mod tests {
                 .unwrap();
         }
         w.txn.delete_table(EVENTS_BY_TIME).unwrap();
-        set_schema_version(&w, 5);
-        w.commit().unwrap();
-        store.close().unwrap();
-
-        let store = Store::open(&path).unwrap();
+        let store = migrated_from(store, &path, w, 5);
         let r = store.read().unwrap();
-        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
         assert_eq!(keys(&r.events(None, 10).unwrap()), [(4, 2), (4, 1), (9, 1)]);
         drop(r);
         let mut w = store.write().unwrap();
@@ -1243,6 +1238,18 @@ mod tests {
         assert!(r.computers().unwrap().is_empty());
     }
 
+    /// Commits `w` as a binary of schema `from` would have left the file, closes it and opens
+    /// it again, so the migrations since run; checks they got to the current schema.
+    fn migrated_from(store: Store, path: &Path, w: WriteTxn, from: u32) -> Store {
+        set_schema_version(&w, from);
+        w.commit().unwrap();
+        store.close().unwrap();
+        let store = Store::open(path).unwrap();
+        let version = store.read().unwrap().schema_version().unwrap();
+        assert_eq!(version, CURRENT_SCHEMA_VERSION);
+        store
+    }
+
     /// Writes a schema version as another binary would have left it.
     fn set_schema_version(w: &WriteTxn, version: u32) {
         w.txn
@@ -1322,13 +1329,8 @@ mod tests {
         .unwrap();
         w.txn.delete_table(HOSTNAMES).unwrap();
         w.txn.delete_table(ACTIVE_ALERTS).unwrap();
-        set_schema_version(&w, 4);
-        w.commit().unwrap();
-        store.close().unwrap();
-
-        let store = Store::open(&path).unwrap();
+        let store = migrated_from(store, &path, w, 4);
         let r = store.read().unwrap();
-        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
         assert_eq!(holder(&r, "mail"), Some(4));
         assert_eq!(holder(&r, "FILES"), Some(9));
         assert_eq!(r.computers().unwrap().len(), 2);
@@ -1434,13 +1436,8 @@ mod tests {
         let mut w = store.write().unwrap();
         w.put_policy(&sample_policy()).unwrap();
         w.txn.delete_table(USERS).unwrap();
-        set_schema_version(&w, 3);
-        w.commit().unwrap();
-        store.close().unwrap();
-
-        let store = Store::open(&path).unwrap();
+        let store = migrated_from(store, &path, w, 3);
         let r = store.read().unwrap();
-        assert_eq!(r.schema_version().unwrap(), CURRENT_SCHEMA_VERSION);
         assert_eq!(r.policies().unwrap(), vec![sample_policy()]);
         assert_eq!(r.user("admin").unwrap(), None);
     }
