@@ -26,7 +26,7 @@ check:
 # each, plus the saturation and bare-TLS floor phases, then 10k agents that the manager dials
 # (manager-initiated). Agent-initiated rows are primed (every agent a session, then a manager
 # restart) and warmed up (one interval unmeasured): the table is a site's steady state, not the
-# storm of full handshakes after its first start. About twelve minutes in all; the table goes
+# storm of full handshakes after its first start. About ten minutes in all; the table goes
 # to target/bench.md and stdout (README.md shows the latest and how to read it).
 BENCH_AGENTS ?= 1000 10000 100000
 BENCH_DIALED ?= 10000

@@ -103,6 +103,7 @@ fn serve_with_banner(
 ) -> Result<(), ManagerError> {
     let dir = &config.data_dir;
     open_files::raise();
+    crate::tasks::limit_blocking_threads();
     data_dir::prepare(dir)?;
     // The store comes first: its lock is what keeps a second manager off this data dir.
     let store = Arc::new(Store::open(&dir.join(STORE_FILE))?);
