@@ -48,8 +48,6 @@ pub fn cutoff(now: WallMs, keep: Duration) -> WallMs {
 pub struct Cutoff {
     keep: Duration,
     last: Option<(WallMs, Instant)>,
-    /// The wall clock is ahead of the counted time, and the log has said so.
-    held_back: bool,
 }
 
 /// What [`Cutoff::next`] decided.
@@ -72,11 +70,7 @@ impl Decision {
 
 impl Cutoff {
     pub fn new(keep: Duration) -> Self {
-        Cutoff {
-            keep,
-            last: None,
-            held_back: false,
-        }
+        Cutoff { keep, last: None }
     }
 
     /// The cutoff for a pass at wall time `wall` and monotonic time `now`.
@@ -142,17 +136,21 @@ pub async fn run(writer: Writer, clock: Arc<dyn Clock>, keep: Duration, metrics:
     log::info!("events are kept for {keep_text} (--event-retention)");
     let mut cutoffs = Cutoff::new(keep);
     let mut first = true;
+    // The wall clock is ahead of the counted time, and the log has said so.
+    let mut held_back = false;
     loop {
         let decision = cutoffs.next(clock.wall(), clock.now());
         if let Decision::HeldBack { ahead, .. } = decision
-            && !cutoffs.held_back
+            && !held_back
         {
             log::warn!(
-                "the wall clock moved {} further than the time counted since the last retention                  pass: events are deleted as counted time passes, not by the wall clock, until                  the manager restarts",
+                "the wall clock moved {} further than the time counted since the last retention \
+                 pass: events are deleted as counted time passes, not by the wall clock, until \
+                 the manager restarts",
                 format_duration(Duration::from_secs(ahead.as_secs()))
             );
         }
-        cutoffs.held_back = matches!(decision, Decision::HeldBack { .. });
+        held_back = matches!(decision, Decision::HeldBack { .. });
         let before = decision.before();
         match delete_before(&writer, &metrics, before, BATCH).await {
             Ok(0) => {}
