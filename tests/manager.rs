@@ -178,3 +178,125 @@ fn cli_exit_codes_follow_the_contract() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("heartbeat.interval") && stdout.contains("default"));
 }
+
+/// Every file and folder under `dir` with its mode, for a failure message.
+fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    let mut found = vec![(
+        dir.to_path_buf(),
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777,
+    )];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(modes_under(&path));
+        } else {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+            found.push((path, mode));
+        }
+    }
+    found
+}
+
+#[test]
+fn under_umask_000_every_file_of_the_manager_and_agent_is_private() {
+    use support::agent::{Agent, activation};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let m = Manager::start_with_umask(&dir, "000");
+    let agent_dir = tmp.path().join("agent");
+    let agent = Agent::start_with_umask(&agent_dir, Some(&activation(&m)), "umask-host", "000");
+    agent.wait_until_running(1);
+    support::agent::wait_for(std::time::Duration::from_secs(20), || agent.listen_addr());
+    for (root, what) in [(&dir, "manager"), (&agent_dir, "agent")] {
+        let modes = modes_under(root);
+        assert!(modes.len() > 4, "{what}: {modes:?}");
+        for (path, mode) in &modes {
+            let wanted = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(*mode, wanted, "{what}: {} in {modes:?}", path.display());
+        }
+    }
+    assert!(dir.join("picket.redb").exists() && agent_dir.join("spool.redb").exists());
+    agent.stop();
+    m.stop();
+}
+
+#[test]
+fn a_loose_data_dir_is_narrowed_at_start_with_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (_, _) = Manager::start(&dir).stop();
+    let loosen = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    loosen(&dir, 0o755);
+    loosen(&dir.join("picket.redb"), 0o644);
+    let (_, log) = Manager::start(&dir).stop();
+    for (path, mode) in modes_under(&dir) {
+        assert_eq!(mode & 0o077, 0, "{}", path.display());
+    }
+    assert!(
+        log.contains("picket.redb was mode 0644; narrowed to 0600"),
+        "{log}"
+    );
+}
+
+/// A 0-byte store next to an initialised data dir (a crash while it was created, a bad
+/// restore) once started a new site over the old one: a new admin key, no computers.
+#[test]
+fn an_empty_or_missing_store_beside_an_initialised_site_is_refused_and_nothing_is_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (_, _) = Manager::start(&dir).stop();
+    let snapshot = |dir: &std::path::Path| {
+        [
+            "admin-api-key",
+            "pki/ca.key",
+            "pki/ca.crt",
+            "pki/manager.key",
+        ]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+    };
+    let before = snapshot(&dir);
+    let start = || {
+        std::process::Command::new(BIN)
+            .args(["manager", "--data-dir"])
+            .arg(&dir)
+            .args(["--agent-listen", "127.0.0.1:0"])
+            .args(["--console-listen", "127.0.0.1:0"])
+            .output()
+            .unwrap()
+    };
+
+    std::fs::write(dir.join("picket.redb"), b"").unwrap();
+    let out = start();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("picket.redb is empty"), "{stderr}");
+    assert!(
+        stderr.contains("from a backup") && stderr.contains("aside"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Console login"));
+    assert_eq!(std::fs::metadata(dir.join("picket.redb")).unwrap().len(), 0);
+
+    std::fs::remove_file(dir.join("picket.redb")).unwrap();
+    let out = start();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("picket.redb is missing"), "{stderr}");
+    assert!(!dir.join("picket.redb").exists());
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "nothing of the site was overwritten"
+    );
+
+    // So is --reset-admin-password, which opens the store too.
+    let out = std::process::Command::new(BIN)
+        .args(["manager", "--reset-admin-password", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.join("picket.redb").exists());
+}

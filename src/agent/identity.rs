@@ -64,10 +64,10 @@ impl Identity {
 
     pub fn save(&self, dir: &Path) -> Result<(), AgentError> {
         write(dir, KEY, self.key.to_pem().as_bytes(), 0o600)?;
-        write(dir, CERT, &self.cert, 0o644)?;
-        write(dir, CA, &self.ca, 0o644)?;
+        write(dir, CERT, &self.cert, 0o600)?;
+        write(dir, CA, &self.ca, 0o600)?;
         let manager = json!({"manager": self.manager, "computer": self.computer});
-        write(dir, MANAGER, format!("{manager}\n").as_bytes(), 0o644)
+        write(dir, MANAGER, format!("{manager}\n").as_bytes(), 0o600)
     }
 }
 

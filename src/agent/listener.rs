@@ -56,7 +56,7 @@ pub(super) async fn run(
             continue;
         };
         let json = serde_json::json!({ "listen": local.to_string() }).to_string();
-        if let Err(e) = write_atomic(&dir.join(PORTS_FILE), json.as_bytes(), 0o644) {
+        if let Err(e) = write_atomic(&dir.join(PORTS_FILE), json.as_bytes(), 0o600) {
             log::warn!("cannot write {}: {e}", dir.join(PORTS_FILE).display());
         }
         log::info!("listening for the manager on {local}");

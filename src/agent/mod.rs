@@ -71,6 +71,8 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
             source,
         })?;
     let spool = Spool::open(&dir.join("spool.redb"))?;
+    // The spool holds every event not yet delivered, the dir the agent's key.
+    crate::files::make_private_logged(dir);
     let clock: Box<dyn Clock> = match std::env::var_os("PICKET_TEST_WALL_SKEW_FILE") {
         Some(path) => Box::new(SkewFileClock::new(path.into())),
         None => Box::new(RealClock::new()),

@@ -35,6 +35,8 @@ pub struct Spool {
 
 impl Spool {
     pub fn open(path: &Path) -> Result<Spool, SpoolError> {
+        crate::files::create_private(path)
+            .map_err(|e| SpoolError(format!("{}: {e}", path.display())))?;
         let db = redb::Database::builder()
             .set_check_integrity_on_open(true)
             .create(path)

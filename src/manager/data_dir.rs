@@ -11,8 +11,8 @@ use crate::store::{Reads, Store};
 use std::fs;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 pub const STORE_FILE: &str = "picket.redb";
 pub const PKI_DIR: &str = "pki";
@@ -41,6 +41,53 @@ pub fn prepare(dir: &Path) -> Result<(), ManagerError> {
     fs::write(&probe, b"")
         .and_then(|()| fs::remove_file(&probe))
         .map_err(|e| problem("is not writable by this user", Some(e)))
+}
+
+/// The files a started site leaves in its data dir besides the store: a store missing beside
+/// them is a lost or damaged store, not a new site.
+const SITE_FILES: [&str; 3] = [ADMIN_KEY_FILE, "pki/ca.key", "pki/ca.crt"];
+
+/// Which of [`SITE_FILES`] exist in `dir`.
+fn site_files(dir: &Path) -> Vec<&'static str> {
+    SITE_FILES
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .collect()
+}
+
+/// Before the store is opened (which would create it): a store file that is missing or empty
+/// next to a CA or an admin key is refused. Starting anyway would make a new site: a new admin
+/// key written over the old one, no computers, every deployed agent refused.
+pub fn check_store_present(dir: &Path) -> Result<(), ManagerError> {
+    let store = dir.join(STORE_FILE);
+    let state = match fs::metadata(&store) {
+        Ok(meta) if meta.len() == 0 => "is empty",
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => "is missing",
+        Err(_) => return Ok(()), // Store::open reports what is wrong with it.
+    };
+    refuse_if_site(dir, state)
+}
+
+/// After the store is opened: a store without the Base Policy is a new one, which an
+/// initialised data dir must not get either (a valid but fresh file restored by mistake).
+pub fn check_store_matches_site(dir: &Path, store: &Store) -> Result<(), ManagerError> {
+    if store.read()?.policies()?.is_empty() {
+        return refuse_if_site(dir, "holds no policies (it is new)");
+    }
+    Ok(())
+}
+
+fn refuse_if_site(dir: &Path, state: &'static str) -> Result<(), ManagerError> {
+    let found = site_files(dir);
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(ManagerError::StoreLost {
+        dir: dir.to_path_buf(),
+        state,
+        found,
+    })
 }
 
 /// Creates the Base Policy if the store has none. Returns whether it did (the first start).
@@ -129,7 +176,7 @@ pub fn set_admin_password(store: &Store, now: WallMs) -> Result<String, ManagerE
 pub fn write_ports(dir: &Path, agent: SocketAddr, console: SocketAddr) -> Result<(), ManagerError> {
     let path = dir.join(PORTS_FILE);
     let json = serde_json::json!({"agent": agent.to_string(), "console": console.to_string()});
-    write_atomic(&path, format!("{json}\n").as_bytes(), 0o644)
+    write_atomic(&path, format!("{json}\n").as_bytes(), 0o600)
         .map_err(|source| ManagerError::File { path, source })
 }
 
@@ -147,29 +194,10 @@ pub fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Whether the admin key file is private to its owner (warned about, not refused: the
-/// administrator may have a reason).
-pub fn check_key_file_mode(dir: &Path) {
-    let keys: [PathBuf; 2] = [
-        dir.join(ADMIN_KEY_FILE),
-        dir.join(PKI_DIR).join(crate::pki::TICKET_KEY_FILE),
-    ];
-    for path in keys {
-        if let Ok(meta) = fs::metadata(&path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            log::warn!(
-                "{} is readable by other users; run: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_admin_user_is_created_once_and_reset_on_demand() {
@@ -219,6 +247,34 @@ mod tests {
             store.read().unwrap().admin_key_hash().unwrap(),
             Some(second)
         );
+    }
+
+    #[test]
+    fn a_missing_or_empty_store_beside_a_site_is_refused_and_a_new_dir_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        check_store_present(dir).unwrap();
+        fs::write(dir.join(STORE_FILE), b"").unwrap();
+        check_store_present(dir).unwrap();
+
+        fs::write(dir.join(ADMIN_KEY_FILE), b"key\n").unwrap();
+        let err = check_store_present(dir).unwrap_err().to_string();
+        assert!(
+            err.contains("is empty") && err.contains(ADMIN_KEY_FILE),
+            "{err}"
+        );
+        assert!(err.contains("backup") && err.contains("move"), "{err}");
+        fs::remove_file(dir.join(STORE_FILE)).unwrap();
+        let err = check_store_present(dir).unwrap_err().to_string();
+        assert!(err.contains("is missing"), "{err}");
+
+        let store = Store::open(&dir.join(STORE_FILE)).unwrap();
+        let err = check_store_matches_site(dir, &store)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no policies"), "{err}");
+        ensure_base_policy(&store).unwrap();
+        check_store_matches_site(dir, &store).unwrap();
     }
 
     #[test]

@@ -15,6 +15,14 @@ pub enum ManagerError {
         problem: &'static str,
         source: Option<std::io::Error>,
     },
+    /// The data dir holds a site (CA, admin key) but its store is missing, empty or new.
+    StoreLost {
+        dir: PathBuf,
+        /// What is wrong with the store file ("is missing", "is empty"...).
+        state: &'static str,
+        /// The site's files that were found.
+        found: Vec<&'static str>,
+    },
     Store(StoreError),
     Pki(Box<PkiError>),
     Bind {
@@ -38,6 +46,18 @@ impl fmt::Display for ManagerError {
             ManagerError::DataDir { path, problem, .. } => {
                 write!(f, "data dir {}: {problem}", path.display())
             }
+            ManagerError::StoreLost { dir, state, found } => {
+                let dir = dir.display();
+                write!(
+                    f,
+                    "{dir}/{} {state}, but {dir} holds an initialised site ({}): starting would \
+                     make a new site and every activated agent would be refused. Restore \
+                     {} from a backup, or, to start over, move {dir} aside and start again",
+                    super::STORE_FILE,
+                    found.join(", "),
+                    super::STORE_FILE,
+                )
+            }
             ManagerError::Store(_) => write!(f, "cannot use the store"),
             ManagerError::Pki(_) => write!(f, "cannot set up the manager's certificates"),
             ManagerError::Bind { what, addr, .. } => write!(
@@ -56,6 +76,7 @@ impl std::error::Error for ManagerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ManagerError::DataDir { source, .. } => source.as_ref().map(|e| e as _),
+            ManagerError::StoreLost { .. } => None,
             ManagerError::Store(e) => Some(e),
             ManagerError::Pki(e) => Some(e.as_ref()),
             ManagerError::Bind { source, .. }

@@ -58,7 +58,9 @@ pub struct ManagerConfig {
 /// runs); every session it had ended with it.
 pub fn reset_admin_password(dir: &std::path::Path) -> Result<(), ManagerError> {
     data_dir::prepare(dir)?;
+    data_dir::check_store_present(dir)?;
     let store = Store::open(&dir.join(STORE_FILE))?;
+    data_dir::check_store_matches_site(dir, &store)?;
     let password = data_dir::set_admin_password(&store, RealClock::new().wall())?;
     close_store(Arc::new(store));
     println!("New one-time password for the console user admin: {password}");
@@ -105,12 +107,15 @@ fn serve_with_banner(
     open_files::raise();
     crate::tasks::limit_blocking_threads();
     data_dir::prepare(dir)?;
+    data_dir::check_store_present(dir)?;
     // The store comes first: its lock is what keeps a second manager off this data dir.
     let store = Arc::new(Store::open(&dir.join(STORE_FILE))?);
+    data_dir::check_store_matches_site(dir, &store)?;
     let (pki, pki_created) = ManagerPki::load_or_create(&dir.join(PKI_DIR), &config.hostname)?;
     let first_start = data_dir::ensure_base_policy(&store)?;
     let admin_key_hash = data_dir::ensure_admin_key(&store, dir)?;
-    data_dir::check_key_file_mode(dir);
+    // Every file is in place now; the store file was created by redb under the umask.
+    crate::files::make_private_logged(dir);
     let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let admin_password = data_dir::ensure_admin_user(&store, clock.wall())?;
     if pki_created || first_start {

@@ -168,7 +168,7 @@ impl ManagerPki {
                 source: Box::new(source),
             },
         )?;
-        write_atomic(&files.manager_cert, cert.pem().as_bytes(), 0o644)
+        write_atomic(&files.manager_cert, cert.pem().as_bytes(), 0o600)
             .map_err(|source| io_error(&files.manager_cert, "write", source))?;
         self.manager_cert = cert.der().clone();
         Ok(())
@@ -275,9 +275,9 @@ fn create(dir: &Path, hostname: &str, now: SystemTime) -> Result<ManagerPki, Pki
     write_new_dir(
         dir,
         &[
-            (CA_CERT, pki.ca_pem.as_bytes(), 0o644),
+            (CA_CERT, pki.ca_pem.as_bytes(), 0o600),
             (CA_KEY, ca_key_pem.as_bytes(), 0o600),
-            (MANAGER_CERT, manager_pem.as_bytes(), 0o644),
+            (MANAGER_CERT, manager_pem.as_bytes(), 0o600),
             (MANAGER_KEY, manager_key_pem.as_bytes(), 0o600),
         ],
     )?;

@@ -63,6 +63,10 @@ impl Store {
     /// Every open verifies the checksums of the whole file, so a damaged file is refused here
     /// with [`StoreError::Damaged`] rather than found later in the middle of a request.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        crate::files::create_private(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let db = redb::Database::builder()
             .set_check_integrity_on_open(true)
             .create(path)

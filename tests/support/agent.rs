@@ -1,6 +1,6 @@
 //! A real `picket agent` process for end-to-end tests, and the waits they share.
 
-use super::{BIN, Manager};
+use super::Manager;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,12 +23,32 @@ impl Agent {
         hostname: &str,
         env: &[(&str, &Path)],
     ) -> Agent {
+        Agent::spawn(dir, activation, hostname, env, None)
+    }
+
+    /// [`Agent::start`] under `umask` (see `support::command`).
+    pub fn start_with_umask(
+        dir: &Path,
+        activation: Option<&Activation>,
+        hostname: &str,
+        umask: &str,
+    ) -> Agent {
+        Agent::spawn(dir, activation, hostname, &[], Some(umask))
+    }
+
+    fn spawn(
+        dir: &Path,
+        activation: Option<&Activation>,
+        hostname: &str,
+        env: &[(&str, &Path)],
+        umask: Option<&str>,
+    ) -> Agent {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.with_extension("log"))
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = super::command(umask);
         cmd.args(["agent", "--data-dir"]).arg(dir);
         cmd.args(["--hostname", hostname, "--listen", "127.0.0.1:0"]);
         if let Some(a) = activation {

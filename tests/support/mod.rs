@@ -30,6 +30,16 @@ impl Manager {
     /// on the same data dir listens on the same agent port as before, as a real manager on 4120
     /// would, so activated agents find it again.
     pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Manager {
+        Manager::spawn(dir, env, None)
+    }
+
+    /// [`Manager::start`] under `umask` (through `sh -c 'umask U; exec ...'`): what the files
+    /// it creates get when the umask hides nothing.
+    pub fn start_with_umask(dir: &Path, umask: &str) -> Manager {
+        Manager::spawn(dir, &[], Some(umask))
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)], umask: Option<&str>) -> Manager {
         let _ = std::fs::remove_file(dir.join("ports.json"));
         let remembered = dir.with_extension("agent-addr");
         let agent_listen =
@@ -39,7 +49,7 @@ impl Manager {
             .append(true)
             .open(log_path(dir))
             .expect("open manager log");
-        let child = Command::new(BIN)
+        let child = command(umask)
             .args(["manager", "--data-dir"])
             .arg(dir)
             .args(["--agent-listen", agent_listen.trim()])
@@ -166,6 +176,18 @@ impl Drop for Manager {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// `picket`, or `picket` run by a shell that set `umask` first.
+pub fn command(umask: Option<&str>) -> Command {
+    match umask {
+        None => Command::new(BIN),
+        Some(umask) => {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), BIN]);
+            cmd
         }
     }
 }
