@@ -75,6 +75,12 @@ struct DialerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -106,6 +112,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     commit_jobs: Counter,
     logins: Family<OutcomeLabels, Counter>,
+    unauthenticated_closed: Family<ClosedLabels, Counter>,
     computers: Family<StatusLabels, Gauge>,
     events_stored: Gauge,
     active_alerts: Gauge,
@@ -176,6 +183,13 @@ impl Metrics {
         );
         let logins = Family::<OutcomeLabels, Counter>::default();
         registry.register("console_logins", "Console login attempts", logins.clone());
+        let unauthenticated_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "unauthenticated_closed",
+            "Connections closed before they authenticated, by listener and reason (evicted, \
+             timed-out, handshake-failed, failed, refused)",
+            unauthenticated_closed.clone(),
+        );
         let computers = Family::<StatusLabels, Gauge>::default();
         registry.register(
             "computers",
@@ -235,6 +249,7 @@ impl Metrics {
             commit_seconds,
             commit_jobs,
             logins,
+            unauthenticated_closed,
             computers,
             events_stored,
             active_alerts,
@@ -260,6 +275,16 @@ impl Metrics {
                 direction: dialer.label(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A connection to `listener` ("agent", "console") closed before it authenticated.
+    pub fn unauthenticated_closed(&self, listener: &'static str, why: crate::net::Closed) {
+        self.unauthenticated_closed
+            .get_or_create(&ClosedLabels {
+                listener,
+                reason: why.label(),
+            })
+            .inc();
     }
 
     pub fn dial_failed(&self) {

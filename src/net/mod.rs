@@ -1,0 +1,46 @@
+//! What every listener and dialer shares: an accept loop whose connections end with it, a
+//! deadline around any future, and the budget of connections that have not authenticated yet
+//! with its summary log line.
+
+pub mod admission;
+pub mod gate;
+pub mod tally;
+
+pub use admission::Budget;
+pub use gate::{Closed, Gate, Ticket};
+
+use crate::tasks::{Spawner, TaskSet};
+use smol::net::{SocketAddr, TcpListener, TcpStream};
+use std::future::Future;
+use std::time::Duration;
+
+/// Accepts connections on `listener` and runs `handle` on each, on the workers of `ex`, until
+/// the returned future is dropped. Dropping it also ends every open connection (and lets go of
+/// what they hold, such as the store) instead of leaving detached tasks behind. `what` names
+/// the listener in logs.
+pub async fn serve<F, Fut>(listener: TcpListener, what: &'static str, ex: Spawner, handle: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = TaskSet::new(ex);
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => connections.spawn(handle(tcp, peer)),
+            Err(e) => {
+                // Out of file descriptors or similar: wait instead of spinning.
+                log::warn!("{what} listener: accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// `future`'s output, or `None` if it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(future.await) }, async {
+        smol::Timer::after(limit).await;
+        None
+    })
+    .await
+}
