@@ -19,10 +19,85 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "the request body is empty; expected a JSON object",
         ));
     }
-    match serde_json::from_slice::<Value>(body) {
+    match serde_json::from_slice::<Strict>(body).map(|s| s.0) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::bad_field("body", "expected a JSON object")),
         Err(e) => Err(ApiError::bad_field("body", format!("invalid JSON: {e}"))),
+    }
+}
+
+/// A JSON value in which no object names a key twice. serde_json keeps the last of duplicates,
+/// so `{"action":"deny","action":"allow"}` would mean whatever the last parser in a chain
+/// decides (a proxy or a log may read the first): such a body is refused instead.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key '{key}' is given twice"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -249,6 +324,28 @@ fn refuse_leftovers(map: Map<String, Value>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth_and_distinct_keys_are_kept() {
+        for body in [
+            r#"{"name":"a","name":"b"}"#,
+            r#"{"settings":{"heartbeat.interval":"1m","heartbeat.interval":"2m"}}"#,
+            r#"{"rules":[{"action":"deny","action":"allow"}]}"#,
+        ] {
+            let err = object(body.as_bytes()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("body"), "{body}");
+            assert!(
+                err.message.contains("given twice"),
+                "{body}: {}",
+                err.message
+            );
+        }
+        let map = object(br#"{"a":1,"b":[1,2.5,"x",null,true],"c":{"a":-1}}"#).unwrap();
+        assert_eq!(
+            Value::Object(map),
+            serde_json::json!({"a":1,"b":[1,2.5,"x",null,true],"c":{"a":-1}})
+        );
+    }
 
     #[test]
     fn reads_a_policy_change() {

@@ -160,6 +160,45 @@ impl ApiResponse {
     }
 }
 
+/// What a request without credentials may send as its body: a login is a few hundred bytes.
+pub const PUBLIC_BODY_BYTES: usize = 8 * 1024;
+
+/// What [`admit`] decided from a request's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// The request presented an API key or a live console session.
+    pub authenticated: bool,
+    /// How many body bytes may be read for it.
+    pub body_limit: usize,
+}
+
+/// Decides from the head alone, before a byte of the body is read: a request to a path that
+/// needs credentials and has none is answered now (its body never read), and a request
+/// without credentials may send at most [`PUBLIC_BODY_BYTES`]. Everything else about the
+/// request (same origin, the password chosen) is checked by [`handle`] as before.
+pub fn admit(state: &ApiState, req: &ApiRequest) -> Result<Admitted, ApiError> {
+    let path = req.path.trim_end_matches('/');
+    let login = path == "/api/v1/session" && req.method == Method::POST;
+    let needs_caller = !login && (path == "/metrics" || path.starts_with("/api/"));
+    match auth::caller(state, req) {
+        Ok(Some(_)) => Ok(Admitted {
+            authenticated: true,
+            body_limit: super::MAX_BODY_BYTES,
+        }),
+        Ok(None) if !needs_caller => Ok(Admitted {
+            authenticated: false,
+            body_limit: PUBLIC_BODY_BYTES,
+        }),
+        Ok(None) => Err(required_caller_error()),
+        // A wrong API key on a public path (a login page) is still nobody there.
+        Err(_) if !needs_caller => Ok(Admitted {
+            authenticated: false,
+            body_limit: PUBLIC_BODY_BYTES,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// Serves one request. Errors become their JSON form here, so the HTTP shell never sees one.
 pub fn handle(state: &ApiState, req: &ApiRequest) -> ApiResponse {
     match route(state, req) {
@@ -215,11 +254,13 @@ type Handled = Result<ApiResponse, ApiError>;
 
 /// The caller, who must have presented an API key or a live session.
 fn required_caller(state: &ApiState, req: &ApiRequest) -> Result<Caller, ApiError> {
-    auth::caller(state, req)?.ok_or_else(|| {
-        ApiError::unauthorized(
-            "not logged in: send 'Authorization: Bearer KEY' or log in to the console",
-        )
-    })
+    auth::caller(state, req)?.ok_or_else(required_caller_error)
+}
+
+fn required_caller_error() -> ApiError {
+    ApiError::unauthorized(
+        "not logged in: send 'Authorization: Bearer KEY' or log in to the console",
+    )
 }
 
 /// [`required_caller`], and for a console session the checks every request passes: same

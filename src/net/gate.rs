@@ -53,7 +53,8 @@ impl Closed {
 
 struct Inner {
     admission: Admission,
-    /// Dropping a connection's sender is what tells it that it was evicted.
+    /// A message on a connection's channel tells it that it was evicted; the channel closing
+    /// without one means it authenticated and no longer counts.
     evictors: HashMap<ConnId, (smol::channel::Sender<()>, IpAddr)>,
     tally: Tally,
 }
@@ -109,8 +110,9 @@ impl Gate {
         let admitted = inner.admission.admit(Source::of(peer));
         let mut evicted_one = false;
         if let Some(old) = admitted.evicted
-            && let Some((_, source)) = inner.evictors.remove(&old)
+            && let Some((evict, source)) = inner.evictors.remove(&old)
         {
+            let _ = evict.try_send(());
             // Evictions come in floods and say nothing of their own: the summary counts them.
             let _ = inner.tally.record(now, source, Closed::Evicted.words());
             evicted_one = true;
@@ -172,8 +174,7 @@ impl Ticket {
         work: impl Future<Output = T>,
     ) -> Result<T, Closed> {
         let evicted = async {
-            // Never sent to: the sender is dropped when this connection is evicted.
-            let _ = self.evicted.recv().await;
+            self.evicted().await;
             Err(Closed::Evicted)
         };
         let timed_out = async {
@@ -190,6 +191,29 @@ impl Ticket {
             let _ = self.gate.closed(now(), self.peer, Closed::TimedOut);
         }
         result
+    }
+
+    /// Runs `work` until it ends or the budget evicts this connection (which cannot happen any
+    /// more once it [authenticated](Ticket::authenticated)).
+    pub async fn until_evicted<T>(&self, work: impl Future<Output = T>) -> Result<T, Closed> {
+        smol::future::or(async { Ok(work.await) }, async {
+            self.evicted().await;
+            Err(Closed::Evicted)
+        })
+        .await
+    }
+
+    /// Completes when this connection is evicted; never once it authenticated.
+    async fn evicted(&self) {
+        if self.evicted.recv().await.is_err() {
+            // Authenticated (or the gate is gone): nothing will evict it now.
+            smol::future::pending::<()>().await;
+        }
+    }
+
+    /// The connection proved who it is: it leaves the budget and can no longer be evicted.
+    pub fn authenticated(&self) {
+        self.gate.release(self.id);
     }
 
     /// Counts this connection as closed for `why` (a failed handshake, say); true if the
@@ -254,18 +278,27 @@ mod tests {
             );
             drop((first, second));
             assert_eq!(gate.open(), 1);
-            drop(third);
+            // Authenticated, it no longer counts and is never evicted: its work runs on.
+            third.authenticated();
             assert_eq!(gate.open(), 0);
+            let (fourth, _fifth) = (gate.admit(ip, now()), gate.admit(ip, now()));
+            let _sixth = gate.admit(ip, now());
+            let forever = smol::future::pending::<()>();
+            assert_eq!(fourth.until_evicted(forever).await, Err(Closed::Evicted));
+            let slow = smol::Timer::after(Duration::from_millis(20));
+            assert!(third.until_evicted(slow).await.is_ok());
+            drop(third);
+            assert_eq!(gate.open(), 2);
         });
         let line = gate
             .poll_summary(Instant::from_millis(0).saturating_add(super::super::tally::WINDOW))
             .unwrap();
         assert!(
-            line.contains("closed 2 connections from 1 source"),
+            line.contains("closed 3 connections from 1 source"),
             "{line}"
         );
         assert!(
-            line.contains("1 closed to make room") && line.contains("1 too slow"),
+            line.contains("2 closed to make room") && line.contains("1 too slow"),
             "{line}"
         );
     }

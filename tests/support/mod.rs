@@ -100,6 +100,33 @@ impl Manager {
             .unwrap_or_else(|| panic!("no console password in the banner:\n{printed}"))
     }
 
+    /// The manager's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The manager's resident memory, in bytes (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
+    }
+
+    /// Where a listener is (`"agent"` or `"console"` in `ports.json`).
+    pub fn addr(&self, listener: &str) -> std::net::SocketAddr {
+        let text = std::fs::read_to_string(self.dir.join("ports.json")).expect("ports.json");
+        let ports: serde_json::Value = serde_json::from_str(&text).expect("ports.json is JSON");
+        ports[listener]
+            .as_str()
+            .expect("listener")
+            .parse()
+            .expect("an address")
+    }
+
     /// Everything the manager logged so far (all its runs on this data dir).
     pub fn log(&self) -> String {
         std::fs::read_to_string(log_path(&self.dir)).unwrap_or_default()
