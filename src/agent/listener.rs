@@ -2,17 +2,18 @@
 //! manager-initiated, closed when agent-initiated, switched as soon as a new configuration is
 //! applied. A peer is checked against the agent-port firewall rule before any TLS byte is read;
 //! then only the manager's certificate completes the handshake, and the manager drives one
-//! session as on its own port.
+//! session as on its own port. Until its handshake is done a connection counts against a small
+//! budget under a short deadline, the oldest evicted when it is full, so idle sockets cannot
+//! keep the manager's dial out; what is closed is logged as one line a minute.
 
 use super::gate::{self, Verdict};
+use super::neighbours;
 use super::runtime::Runtime;
-use super::{neighbours, session};
 use crate::files::write_atomic;
-use crate::net::within;
+use crate::net::{Budget, Closed, Gate, Ticket};
 use crate::proto::Purpose;
 use futures_rustls::TlsAcceptor;
 use smol::net::{TcpListener, TcpStream};
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +21,15 @@ use std::time::Duration;
 
 /// Where the agent writes the address it listens on, for tests and scripts.
 const PORTS_FILE: &str = "ports.json";
-/// Connections being handshaken or served at once; more are closed at once, so a flood cannot
-/// exhaust the agent.
-const MAX_CONNECTIONS: usize = 16;
+/// Connections whose handshake is not done: 64 in all, 16 from one source. The manager dials
+/// one at a time per agent, and it is the newest when it comes, so it evicts the oldest idle
+/// socket rather than being refused.
+const PREAUTH_BUDGET: Budget = Budget {
+    total: 64,
+    per_source: 16,
+};
+/// How long a connection may take from its accept to the end of its TLS handshake.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long to wait before trying to bind again after a failure.
 const REBIND_DELAY: Duration = Duration::from_secs(30);
 
@@ -78,9 +85,10 @@ async fn serve_until_closed(
     port: u16,
     acceptor: &TlsAcceptor,
 ) {
-    // Declared before the executor, so it outlives the tasks that count with it.
-    let active = Cell::new(0usize);
+    // Declared before the executor, so it outlives the tasks that hold its tickets.
+    let gate = Gate::new("listener", PREAUTH_BUDGET);
     let ex = smol::LocalExecutor::new();
+    let summaries = crate::net::gate::log_summaries(gate.clone(), || rt.clock.now());
     let accepting = async {
         loop {
             let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
@@ -95,22 +103,16 @@ async fn serve_until_closed(
                     log::warn!("accepting a connection failed: {e}");
                     smol::Timer::after(Duration::from_millis(100)).await;
                 }
-                Some(Ok((_, peer))) if active.get() >= MAX_CONNECTIONS => {
-                    log::warn!("closed a connection from {peer}: {MAX_CONNECTIONS} already open");
-                }
                 Some(Ok((tcp, peer))) => {
-                    active.set(active.get() + 1);
-                    let (active, acceptor) = (&active, acceptor.clone());
-                    ex.spawn(async move {
-                        connection(rt, tcp, peer, port, acceptor).await;
-                        active.set(active.get() - 1);
-                    })
-                    .detach();
+                    let ticket = gate.admit(peer.ip(), rt.clock.now());
+                    let acceptor = acceptor.clone();
+                    ex.spawn(connection(rt, tcp, peer, port, acceptor, ticket))
+                        .detach();
                 }
             }
         }
     };
-    ex.run(accepting).await;
+    ex.run(smol::future::or(accepting, summaries)).await;
 }
 
 /// One connection: the firewall rule, the handshake, one session.
@@ -120,7 +122,9 @@ async fn connection(
     peer: SocketAddr,
     port: u16,
     acceptor: TlsAcceptor,
+    ticket: Ticket,
 ) {
+    let now = || rt.clock.now();
     let rules = rt.listener_rules();
     let mac = if gate::needs_mac(&rules, port) {
         neighbours::mac_of(peer.ip())
@@ -130,13 +134,16 @@ async fn connection(
     if let Verdict::Refuse { rules } = gate::check(&rules, port, peer.ip(), mac) {
         let refused = &rt.counters.listener_refused;
         refused.set(refused.get() + 1);
-        let mac = mac.map_or("unknown".to_string(), |m| m.to_string());
-        log::warn!(
-            "refused a connection from {peer} (MAC {mac}) to port {port}: not a source of the \
-             firewall rule(s) {} ({} refused so far)",
-            rules.join(", "),
-            refused.get()
-        );
+        // The first few of a minute with their details, the rest in the summary line.
+        if ticket.closed(now(), Closed::Refused) {
+            let mac = mac.map_or("unknown".to_string(), |m| m.to_string());
+            log::warn!(
+                "refused a connection from {peer} (MAC {mac}) to port {port}: not a source of \
+                 the firewall rule(s) {} ({} refused so far)",
+                rules.join(", "),
+                refused.get()
+            );
+        }
         // Dropping the socket closes it before any TLS byte is read.
         return;
     }
@@ -144,17 +151,22 @@ async fn connection(
     if let Err(e) = tcp.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY for {peer}: {e}");
     }
-    let mut tls = match within(session::STEP_TIMEOUT, acceptor.accept(tcp)).await {
-        None => {
-            log::warn!("connection from {peer}: the TLS handshake timed out");
+    let mut tls = match ticket
+        .guard(HANDSHAKE_DEADLINE, now, acceptor.accept(tcp))
+        .await
+    {
+        // Timed out or evicted: counted for the summary line.
+        Err(_) => return,
+        Ok(Err(e)) => {
+            if ticket.closed(now(), Closed::HandshakeFailed) {
+                log::warn!("connection from {peer} refused: TLS handshake failed: {e}");
+            }
             return;
         }
-        Some(Err(e)) => {
-            log::warn!("connection from {peer} refused: TLS handshake failed: {e}");
-            return;
-        }
-        Some(Ok(tls)) => tls,
+        Ok(Ok(tls)) => tls,
     };
+    // The manager's certificate: no longer a stranger's connection.
+    ticket.authenticated();
     let sessions = &rt.counters.manager_sessions;
     sessions.set(sessions.get() + 1);
     match rt.session(&mut tls, Purpose::Heartbeat).await {
