@@ -52,9 +52,13 @@ pub struct AgentArgs {
     /// the manager's agent port, HOST:PORT (activation only)
     #[argh(option)]
     pub manager: Option<String>,
-    /// activation token from 'picket token create' (activation only)
+    /// activation token from 'picket token create' (activation only; visible in `ps` while
+    /// the agent runs: prefer PICKET_TOKEN or --token-file)
     #[argh(option)]
     pub token: Option<String>,
+    /// file holding the activation token (activation only); PICKET_TOKEN works too
+    #[argh(option)]
+    pub token_file: Option<PathBuf>,
     /// SHA-256 of the manager's CA, from 'picket token create' (activation only)
     #[argh(option)]
     pub ca_sha256: Option<String>,
@@ -68,6 +72,32 @@ pub struct AgentArgs {
 
 fn default_agent_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 4118))
+}
+
+impl AgentArgs {
+    /// The activation token: `--token`, else the first line of `--token-file`, else the
+    /// environment's `PICKET_TOKEN`; `Err` names the file that cannot be read.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(format!(
+                    "--token-file {}: the file is empty",
+                    path.display()
+                ));
+            }
+            return Ok(Some(token));
+        }
+        Ok(std::env::var("PICKET_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 /// Show the events agents reported.
@@ -415,7 +445,7 @@ admin_verb!(
         /// policy name or id that activated computers join; default: Base Policy
         #[argh(option)]
         pub policy: Option<String>,
-        /// how many activations it allows, 1 to 100000 or `unlimited`; default: unlimited
+        /// how many activations it allows, 1 to 100000 or `unlimited`; default: 10
         #[argh(option)]
         pub uses: Option<String>,
         /// how long it works, 1m to 365d (e.g. 30m, 24h, 7d); default: 24h

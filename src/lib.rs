@@ -10,7 +10,9 @@
 //! - [`framed`]: protocol frames over an async stream (the only I/O of the session shells).
 //! - [`liveness`]: sans-io heartbeat monitor: deadlines, missed counts, offline and clock decisions.
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens.
-//! - [`net`]: the accept loop shared by the listeners, and deadlines around futures.
+//! - [`net`]: the accept loop shared by the listeners, deadlines around futures, and the budget
+//!   of connections that have not authenticated yet (`admission`, sans-io; `gate`, its shell;
+//!   `tally`, the one-line-a-minute summary of what was closed).
 //! - [`tasks`]: the manager's executor, one worker thread per core, and task sets that end
 //!   their tasks when dropped.
 //! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.

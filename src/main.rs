@@ -57,15 +57,21 @@ fn run(cli: Picket) -> ExitCode {
         Command::Token(t) => admin::tokens(t.verb).map_err(admin_failure),
         Command::Events(e) => admin::events(e.verb).map_err(admin_failure),
         Command::Alerts(a) => admin::alerts(a.verb).map_err(admin_failure),
-        Command::Agent(args) => agent::run(agent::AgentOptions {
-            data_dir: args.data_dir,
-            manager: args.manager,
-            token: args.token,
-            ca_sha256: args.ca_sha256,
-            hostname: args.hostname.unwrap_or_else(manager::system_hostname),
-            listen: args.listen,
-        })
-        .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        Command::Agent(args) => match args.token() {
+            Err(usage) => {
+                eprintln!("picket agent: {usage}");
+                return ExitCode::from(2);
+            }
+            Ok(token) => agent::run(agent::AgentOptions {
+                data_dir: args.data_dir,
+                manager: args.manager,
+                token,
+                ca_sha256: args.ca_sha256,
+                hostname: args.hostname.unwrap_or_else(manager::system_hostname),
+                listen: args.listen,
+            })
+            .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        },
         Command::Bench(args) => bench::run(&args).map_err(|e| {
             let code = e.exit_code();
             (Box::new(e) as Box<dyn Error>, code)

@@ -438,3 +438,56 @@ fn idle_sockets_to_an_agents_listener_neither_keep_the_manager_out_nor_flood_its
     assert!(new_lines.len() <= 5, "{new_lines:#?}");
     drop(agent);
 }
+
+/// The token is needed once and never on the command line: `--token-file` and `PICKET_TOKEN`
+/// activate as `--token` does, and `ps` (the process's command line) never shows the secret.
+#[test]
+fn an_agent_activates_from_a_token_file_or_the_environment_and_ps_never_shows_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    for (i, how) in ["file", "env"].iter().enumerate() {
+        let a = activation(&m);
+        let dir = tmp.path().join(format!("agent-{how}"));
+        let mut cmd = std::process::Command::new(support::BIN);
+        cmd.args(["agent", "--data-dir"]).arg(&dir);
+        cmd.args(["--manager", &a.manager, "--ca-sha256", &a.pin]);
+        cmd.args([
+            "--hostname",
+            &format!("by-{how}"),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        if *how == "file" {
+            let file = tmp.path().join("token");
+            std::fs::write(&file, format!("{}\n", a.token)).unwrap();
+            cmd.arg("--token-file").arg(&file);
+        } else {
+            cmd.env("PICKET_TOKEN", &a.token);
+        }
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let child = cmd.stderr(log).spawn().unwrap();
+        let agent = Agent {
+            dir: dir.clone(),
+            child: Some(child),
+        };
+        agent.wait_until_running(1);
+        let pid = agent.child.as_ref().unwrap().id();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(&a.token),
+            "the token is on the command line"
+        );
+        wait_for(Duration::from_secs(20), || {
+            (computers(&m).len() == i + 1).then_some(())
+        });
+    }
+    // An unreadable token file is a usage error naming the option.
+    let out = std::process::Command::new(support::BIN)
+        .args(["agent", "--data-dir"])
+        .arg(tmp.path().join("agent-none"))
+        .args(["--token-file", "/nonexistent/token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file /nonexistent/token"));
+}

@@ -86,15 +86,15 @@ fn a_token_is_created_listed_and_revoked_and_its_secret_is_never_shown_again() {
     assert_eq!(
         created["agent_command"],
         format!(
-            "picket agent --data-dir /var/lib/picket-agent --manager {} --token {secret} --ca-sha256 {pin}",
+            "PICKET_TOKEN={secret} picket agent --data-dir /var/lib/picket-agent --manager {} --ca-sha256 {pin}",
             agent_addr(&m)
         )
     );
 
-    // Defaults: the Base Policy, no use limit, a day; same pin, another secret.
+    // Defaults: the Base Policy, 10 uses, a day; same pin, another secret.
     let second = m.cli_json(&["token", "create"]);
     assert_eq!(second["policy"], "Base Policy");
-    assert_eq!(second["uses_left"], Value::Null);
+    assert_eq!(second["uses_left"], 10);
     let day = second["expires_ms"].as_u64().unwrap() - second["created_ms"].as_u64().unwrap();
     assert_eq!(day, 24 * HOUR_MS);
     let second_secret = second["token"].as_str().unwrap().to_string();
@@ -112,12 +112,12 @@ fn a_token_is_created_listed_and_revoked_and_its_secret_is_never_shown_again() {
     let text = String::from_utf8(out.stdout).unwrap();
     let command = text
         .lines()
-        .find(|l| l.starts_with("picket agent "))
+        .find(|l| l.starts_with("PICKET_TOKEN="))
         .unwrap_or_else(|| panic!("no command line in:\n{text}"));
+    assert!(command.contains(" picket agent "), "{command}");
     let third_secret = command
         .split_whitespace()
-        .skip_while(|w| *w != "--token")
-        .nth(1)
+        .find_map(|w| w.strip_prefix("PICKET_TOKEN="))
         .unwrap()
         .to_string();
     assert!(is_hex(&third_secret, 64), "{text}");

@@ -25,7 +25,7 @@ pub use error::AgentError;
 pub use schedule::Schedule;
 pub use spool::Spool;
 
-use crate::clock::{Clock, RealClock, SkewFileClock};
+use crate::clock::{Clock, RealClock};
 use crate::pki::{self, AgentKey};
 use crate::proto::{ActivationRequest, AgentSession, PROTOCOL_VERSION};
 use identity::Identity;
@@ -73,10 +73,7 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
     let spool = Spool::open(&dir.join("spool.redb"))?;
     // The spool holds every event not yet delivered, the dir the agent's key.
     crate::files::make_private_logged(dir);
-    let clock: Box<dyn Clock> = match std::env::var_os("PICKET_TEST_WALL_SKEW_FILE") {
-        Some(path) => Box::new(SkewFileClock::new(path.into())),
-        None => Box::new(RealClock::new()),
-    };
+    let clock = agent_clock();
     let clock = clock.as_ref();
     smol::block_on(async {
         let identity = match Identity::load(dir)? {
@@ -110,6 +107,17 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
         };
         smol::future::or(listening, heartbeat::run(&rt, &client_tls, shutdown)).await
     })
+}
+
+/// The real clock. Debug builds (the tests') read a wall-clock skew from the file named by
+/// `PICKET_TEST_WALL_SKEW_FILE`, to step the clock without root; release builds have no such
+/// hook, so nobody can fake a clock step through an agent's environment.
+fn agent_clock() -> Box<dyn Clock> {
+    #[cfg(debug_assertions)]
+    if let Some(path) = std::env::var_os("PICKET_TEST_WALL_SKEW_FILE") {
+        return Box::new(crate::clock::SkewFileClock::new(path.into()));
+    }
+    Box::new(RealClock::new())
 }
 
 async fn activate(

@@ -212,7 +212,7 @@ pub struct TokenRequest {
 pub fn token_request(mut map: Map<String, Value>) -> Result<TokenRequest, ApiError> {
     let policy = optional_reference(&mut map, "policy")?;
     let uses = match map.remove("uses") {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => Some(activation::DEFAULT_USES),
         Some(Value::String(s)) => activation::parse_uses(&s)?,
         Some(Value::Number(n)) => activation::parse_uses(&n.to_string())?,
         Some(other) => {
@@ -389,7 +389,10 @@ mod tests {
         assert_eq!((request.uses, request.ttl), (None, None));
         assert_eq!(
             token_request(object(b"{}").unwrap()).unwrap(),
-            TokenRequest::default()
+            TokenRequest {
+                uses: Some(activation::DEFAULT_USES),
+                ..TokenRequest::default()
+            }
         );
     }
 

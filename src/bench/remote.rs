@@ -136,7 +136,7 @@ impl Target {
             let token = self.call(
                 Method::POST,
                 "/api/v1/tokens",
-                &json!({"policy": policy, "expires": "24h"}),
+                &json!({"policy": policy, "expires": "24h", "uses": "unlimited"}),
                 "creating an activation token",
             )?;
             let text = |field: &str| token[field].as_str().map(str::to_string);

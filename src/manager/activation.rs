@@ -12,6 +12,10 @@ use std::time::Duration;
 
 /// How long a token works when no expiry is given: a forgotten token must not work forever.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
+/// How many activations a token allows unless told otherwise: enough for a batch of computers
+/// set up together, few enough that a token copied into the wrong place does little.
+/// `--uses unlimited` remains for mass enrolment.
+pub const DEFAULT_USES: u32 = 10;
 /// The shortest and longest expiry an administrator may ask for.
 pub const TTL_RANGE: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(365 * 86_400));
@@ -180,9 +184,12 @@ pub fn parse_ttl(text: &str) -> Result<Duration, ActivationError> {
 
 /// The command that activates an agent with this token, as the administrator runs it on the
 /// computer to protect.
+///
+/// The token goes in the environment, not on the command line: arguments are in `ps` for every
+/// user for the agent's whole life, a process's environment only for its owner and root.
 pub fn agent_command(manager: &str, secret: &str, ca_sha256: &str) -> String {
     format!(
-        "picket agent --data-dir {AGENT_DATA_DIR} --manager {manager} --token {secret} --ca-sha256 {ca_sha256}"
+        "PICKET_TOKEN={secret} picket agent --data-dir {AGENT_DATA_DIR} --manager {manager} --ca-sha256 {ca_sha256}"
     )
 }
 
@@ -387,7 +394,7 @@ mod tests {
     fn the_agent_command_carries_endpoint_token_and_pin() {
         assert_eq!(
             agent_command("mgr.example:4120", "s3cret", "ab12"),
-            "picket agent --data-dir /var/lib/picket-agent --manager mgr.example:4120 --token s3cret --ca-sha256 ab12"
+            "PICKET_TOKEN=s3cret picket agent --data-dir /var/lib/picket-agent --manager mgr.example:4120 --ca-sha256 ab12"
         );
     }
 }

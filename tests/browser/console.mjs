@@ -22,6 +22,12 @@ let agent = null;
 // host name and a loopback listen port (the defaults would be the machine's name and :4118).
 function runCopiedCommand(command) {
   const words = command.trim().split(/\s+/);
+  // `PICKET_TOKEN=... picket agent ...`: the token travels in the environment, as a shell runs it.
+  const env = { ...process.env };
+  while (/^[A-Z_]+=/.test(words[0])) {
+    const [name, ...value] = words.shift().split('=');
+    env[name] = value.join('=');
+  }
   if (words[0] !== 'picket' || words[1] !== 'agent') throw new Error(`not an agent command: ${command}`);
   const args = words.slice(1);
   const dir = args.indexOf('--data-dir');
@@ -29,7 +35,7 @@ function runCopiedCommand(command) {
   args[dir + 1] = agentDir;
   args.push('--hostname', hostname, '--listen', '127.0.0.1:0');
   const log = openSync(`${agentDir}.log`, 'a');
-  return spawn(bin, args, { stdio: ['ignore', log, log] });
+  return spawn(bin, args, { stdio: ['ignore', log, log], env });
 }
 const mine = 'a passphrase of my own';
 // Offline detection takes an interval and its grace; the page then needs one refresh.
@@ -114,7 +120,7 @@ try {
   await page.click('a[data-nav="activation"]');
   await page.locator('#token-policy option', { hasText: 'Base Policy' }).waitFor({ state: 'attached' });
   await page.click('#create-token');
-  const command = await expectText(page.locator('#agent-command'), /picket agent .*--token [0-9a-f]{64} --ca-sha256 [0-9a-f]{64}/);
+  const command = await expectText(page.locator('#agent-command'), /^PICKET_TOKEN=[0-9a-f]{64} picket agent .*--ca-sha256 [0-9a-f]{64}$/);
   await shot('activation');
   agent = runCopiedCommand(command);
 

@@ -140,9 +140,15 @@ fn activation_with(m: &Manager, extra: &[&str]) -> Activation {
         let i = words.iter().position(|w| *w == flag).unwrap();
         words[i + 1].to_string()
     };
+    // The printed command carries the token in the environment, not on the command line.
+    let token = command
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PICKET_TOKEN="))
+        .unwrap()
+        .to_string();
     Activation {
         manager: arg("--manager"),
-        token: arg("--token"),
+        token,
         pin: arg("--ca-sha256"),
     }
 }
