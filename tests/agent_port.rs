@@ -90,10 +90,7 @@ fn tokens(m: &Manager) -> Vec<Value> {
 }
 
 fn computers(m: &Manager) -> Vec<Value> {
-    m.cli_json(&["computers", "list"])["computers"]
-        .as_array()
-        .unwrap()
-        .clone()
+    m.computers()
 }
 
 fn hostnames(m: &Manager) -> Vec<String> {

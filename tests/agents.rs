@@ -22,10 +22,7 @@ fn first_heartbeat(m: &Manager) -> u64 {
 }
 
 fn computers(m: &Manager) -> Vec<Value> {
-    m.cli_json(&["computers", "list"])["computers"]
-        .as_array()
-        .unwrap()
-        .clone()
+    m.computers()
 }
 
 fn events(m: &Manager, computer: u64) -> Vec<Value> {

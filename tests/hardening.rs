@@ -134,10 +134,7 @@ fn metric(m: &Manager, name: &str, labels: &str) -> f64 {
 }
 
 fn computers(m: &Manager) -> Vec<Value> {
-    m.cli_json(&["computers", "list"])["computers"]
-        .as_array()
-        .unwrap()
-        .clone()
+    m.computers()
 }
 
 /// How often a computer's history says it went offline.

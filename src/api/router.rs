@@ -180,22 +180,18 @@ pub fn admit(state: &ApiState, req: &ApiRequest) -> Result<Admitted, ApiError> {
     let path = req.path.trim_end_matches('/');
     let login = path == "/api/v1/session" && req.method == Method::POST;
     let needs_caller = !login && (path == "/metrics" || path.starts_with("/api/"));
-    match auth::caller(state, req) {
-        Ok(Some(_)) => Ok(Admitted {
+    match (auth::caller(state, req), needs_caller) {
+        (Ok(Some(_)), _) => Ok(Admitted {
             authenticated: true,
             body_limit: super::MAX_BODY_BYTES,
         }),
-        Ok(None) if !needs_caller => Ok(Admitted {
+        (Ok(None), true) => Err(required_caller_error()),
+        (Err(e), true) => Err(e),
+        // Nobody (or a wrong API key) on a public path, the login included.
+        (_, false) => Ok(Admitted {
             authenticated: false,
             body_limit: PUBLIC_BODY_BYTES,
         }),
-        Ok(None) => Err(required_caller_error()),
-        // A wrong API key on a public path (a login page) is still nobody there.
-        Err(_) if !needs_caller => Ok(Admitted {
-            authenticated: false,
-            body_limit: PUBLIC_BODY_BYTES,
-        }),
-        Err(e) => Err(e),
     }
 }
 

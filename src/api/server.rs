@@ -134,7 +134,9 @@ async fn respond(
         Some(Ok(held)) => held,
         Some(Err(e)) => return closing(to_http(ApiResponse::error(&e))),
         None => {
-            let _ = ticket.closed(state.clock.now(), Closed::TimedOut);
+            if !admitted.authenticated {
+                let _ = ticket.closed(state.clock.now(), Closed::TimedOut);
+            }
             let e = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(

@@ -173,24 +173,14 @@ impl Ticket {
         now: impl Fn() -> Instant,
         work: impl Future<Output = T>,
     ) -> Result<T, Closed> {
-        let evicted = async {
-            self.evicted().await;
-            Err(Closed::Evicted)
-        };
-        let timed_out = async {
-            smol::Timer::after(limit).await;
-            Err(Closed::TimedOut)
-        };
-        let result = smol::future::or(
-            async { Ok(work.await) },
-            smol::future::or(evicted, timed_out),
-        )
-        .await;
-        // An eviction was counted when it happened; a deadline is counted here.
-        if result.as_ref().err() == Some(&Closed::TimedOut) {
-            let _ = self.gate.closed(now(), self.peer, Closed::TimedOut);
+        match self.until_evicted(super::within(limit, work)).await? {
+            Some(done) => Ok(done),
+            None => {
+                // An eviction was counted when it happened; a deadline is counted here.
+                let _ = self.gate.closed(now(), self.peer, Closed::TimedOut);
+                Err(Closed::TimedOut)
+            }
         }
-        result
     }
 
     /// Runs `work` until it ends or the budget evicts this connection (which cannot happen any

@@ -116,6 +116,14 @@ impl Manager {
         kib * 1024
     }
 
+    /// `picket computers list`: every computer as the API shows it.
+    pub fn computers(&self) -> Vec<serde_json::Value> {
+        self.cli_json(&["computers", "list"])["computers"]
+            .as_array()
+            .expect("a computers array")
+            .clone()
+    }
+
     /// Where a listener is (`"agent"` or `"console"` in `ports.json`).
     pub fn addr(&self, listener: &str) -> std::net::SocketAddr {
         let text = std::fs::read_to_string(self.dir.join("ports.json")).expect("ports.json");
