@@ -2,6 +2,7 @@
 //!
 //! Parsing only; `main` dispatches and `admin` runs the client verbs.
 
+use crate::store::Reserve;
 use argh::FromArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -138,10 +139,47 @@ pub struct ManagerArgs {
         default = "EventRetention(Some(crate::manager::DEFAULT_RETENTION))"
     )]
     pub event_retention: EventRetention,
+    /// free space kept on the store's filesystem for alerts and changes: below it agent events
+    /// are refused (agents keep them) until space is freed, e.g. 64MiB, 1GiB, or 0 for none
+    /// (default: 5% of the filesystem, at most 64MiB)
+    #[argh(option, from_str_fn(store_reserve), default = "Reserve::Auto")]
+    pub store_reserve: Reserve,
     /// give the console user admin a new one-time password, print it and exit (stop the
     /// manager first)
     #[argh(switch)]
     pub reset_admin_password: bool,
+}
+
+/// `--store-reserve`: a size in bytes with an optional KiB, MiB or GiB (powers of 1024).
+fn store_reserve(text: &str) -> Result<Reserve, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!(
+            "'{text}' is not a size; write one such as 64MiB, 1GiB or 0"
+        ));
+    }
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; write a size such as 64MiB, 1GiB or 0"
+            ));
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; write one such as 64MiB, 1GiB or 0"))?;
+    number
+        .checked_mul(scale)
+        .map(Reserve::Bytes)
+        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 /// `--event-retention`: how long events are kept, `None` for `unlimited`.
@@ -607,6 +645,27 @@ mod tests {
             let error = manager(&["--event-retention", value]).unwrap_err();
             assert!(
                 error.contains("--event-retention") && error.contains(says),
+                "{value:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_reserve_is_a_size_in_powers_of_1024_or_automatic() {
+        let reserve = |value: &str| manager(&["--store-reserve", value]).map(|m| m.store_reserve);
+        assert_eq!(manager(&[]).unwrap().store_reserve, Reserve::Auto);
+        assert_eq!(reserve("0"), Ok(Reserve::Bytes(0)));
+        assert_eq!(reserve("64MiB"), Ok(Reserve::Bytes(64 << 20)));
+        assert_eq!(reserve("2 GiB"), Ok(Reserve::Bytes(2 << 30)));
+        assert_eq!(reserve("512k"), Ok(Reserve::Bytes(512 << 10)));
+        for (value, says) in [
+            ("64MB", "unknown unit 'mb'"),
+            ("lots", "not a size"),
+            ("99999999999999GiB", "too large"),
+        ] {
+            let error = reserve(value).unwrap_err();
+            assert!(
+                error.contains("--store-reserve") && error.contains(says),
                 "{value:?}: {error}"
             );
         }

@@ -50,6 +50,7 @@ fn run(cli: Picket) -> ExitCode {
             console_listen: args.console_listen,
             hostname: args.hostname.unwrap_or_else(manager::system_hostname),
             event_retention: args.event_retention.0,
+            store_reserve: args.store_reserve,
         })
         .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
         Command::Policies(p) => admin::policies(p.verb).map_err(admin_failure),

@@ -98,6 +98,7 @@ pub struct StoreCounts {
     pub active_alerts: u64,
     /// The store file's size on disk.
     pub file_bytes: u64,
+    pub health: crate::store::HealthReport,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -118,6 +119,10 @@ pub struct Metrics {
     active_alerts: Gauge,
     heartbeat_delay: Gauge<f64, AtomicU64>,
     store_bytes: Gauge,
+    store_writable: Gauge,
+    store_takes_events: Gauge,
+    store_free_bytes: Gauge,
+    store_reserve_bytes: Gauge,
     cpu_seconds: Counter<f64, AtomicU64>,
     resident_bytes: Gauge,
     /// Scrapes set the store gauges then encode; one at a time, so two scrapes cannot mix.
@@ -221,6 +226,32 @@ impl Metrics {
             "Size of the store file (DIR/picket.redb)",
             store_bytes.clone(),
         );
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "1 while the store takes writes; 0 after an I/O error (a full disk) until the store \
+             has reopened its file by itself",
+            store_writable.clone(),
+        );
+        let store_takes_events = Gauge::default();
+        registry.register(
+            "store_takes_events",
+            "1 while the store takes agent events; 0 while it cannot write or free space is \
+             below the reserve (agents keep their events meanwhile)",
+            store_takes_events.clone(),
+        );
+        let store_free_bytes = Gauge::default();
+        registry.register(
+            "store_free_bytes",
+            "Free space on the store's filesystem, as last read (about once a second)",
+            store_free_bytes.clone(),
+        );
+        let store_reserve_bytes = Gauge::default();
+        registry.register(
+            "store_reserve_bytes",
+            "Free space kept for everything but agent events (--store-reserve)",
+            store_reserve_bytes.clone(),
+        );
         // The usual `process_*` measurements, under the manager's prefix: what a capacity
         // check (and `picket bench --manager`) reads of a manager on another box.
         let cpu_seconds = Counter::<f64, AtomicU64>::default();
@@ -239,6 +270,10 @@ impl Metrics {
             registry,
             heartbeat_delay,
             store_bytes,
+            store_writable,
+            store_takes_events,
+            store_free_bytes,
+            store_reserve_bytes,
             cpu_seconds,
             resident_bytes,
             sessions,
@@ -330,6 +365,15 @@ impl Metrics {
             .set(i64::try_from(counts.active_alerts).unwrap_or(i64::MAX));
         self.store_bytes
             .set(i64::try_from(counts.file_bytes).unwrap_or(i64::MAX));
+        let health = &counts.health;
+        self.store_writable.set(i64::from(health.writable));
+        self.store_takes_events.set(i64::from(health.takes_events));
+        if let Some(space) = health.space {
+            self.store_free_bytes
+                .set(i64::try_from(space.free).unwrap_or(i64::MAX));
+        }
+        self.store_reserve_bytes
+            .set(i64::try_from(health.reserve).unwrap_or(i64::MAX));
         // A counter only goes up: it is brought to the process's total, under the scrape lock.
         let cpu = crate::process::process_cpu();
         let counted = self.cpu_seconds.get();
@@ -373,12 +417,26 @@ mod tests {
             events: 42,
             active_alerts: 2,
             file_bytes: 4096,
+            health: crate::store::HealthReport {
+                writable: true,
+                takes_events: false,
+                reason: Some("refusing agent events".into()),
+                space: Some(crate::store::Space {
+                    free: 1000,
+                    total: 1 << 20,
+                }),
+                reserve: 2000,
+            },
         });
         for line in [
             "picket_sessions_total{direction=\"manager-initiated\",kind=\"heartbeat\",outcome=\"ok\"} 1",
             "picket_sessions_total{direction=\"agent-initiated\",kind=\"heartbeat\",outcome=\"failed\"} 1",
             "picket_session_duration_seconds_count{direction=\"agent-initiated\"} 1",
             "picket_store_commit_jobs_total 12",
+            "picket_store_writable 1",
+            "picket_store_takes_events 0",
+            "picket_store_free_bytes 1000",
+            "picket_store_reserve_bytes 2000",
             "picket_store_commit_duration_seconds_count 1",
             "picket_events_received_total 5",
             "picket_events_deleted_total 3",

@@ -91,6 +91,19 @@ impl From<PolicyError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_temporary() {
+            // Said in the log once when it began, by the store; the caller may retry.
+            let reason = match &e {
+                StoreError::Unavailable(reason) => reason.clone(),
+                other => other.chain(),
+            };
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the manager cannot write its store for now ({reason}); try again later"),
+            );
+            error.retry_after = Some(5);
+            return error;
+        }
         // The details go to the manager's log; the caller learns only that it was our fault.
         log::error!("store error while serving a request: {e}");
         ApiError::new(

@@ -383,25 +383,35 @@ fn asset(name: &str) -> Handled {
     Ok(ApiResponse::raw(content_type, bytes))
 }
 
-/// 200 once the store answers and every listener is up; 503 otherwise (starting, stopping, or
-/// a store that fails), so a load balancer or a script waits rather than sends work.
+/// 200 once the store answers and takes writes and every listener is up; 503 otherwise
+/// (starting, stopping, a store that fails or is short of space), so a load balancer or a
+/// script waits rather than sends work.
 fn readyz(state: &ApiState) -> Handled {
-    let store = state.store.read().and_then(|txn| txn.schema_version());
+    let store = match state.store.read().and_then(|txn| txn.schema_version()) {
+        Ok(_) => state.store.health().reason,
+        // An I/O error the store is recovering from: its health says why, and the log already
+        // has it.
+        Err(e) if e.is_temporary() => Some(
+            state
+                .store
+                .health()
+                .reason
+                .unwrap_or_else(|| format!("cannot read: {}", e.chain())),
+        ),
+        Err(e) => {
+            // The error itself (paths and all) is for the log, not for whoever asks.
+            log::error!("readyz: the store does not answer: {e}");
+            Some("does not answer: see the manager's log".to_string())
+        }
+    };
     let listening = state.ready.load(Ordering::SeqCst);
     match (store, listening) {
-        (Ok(_), true) => Ok(ApiResponse::ok(json!({"status": "ready"}))),
+        (None, true) => Ok(ApiResponse::ok(json!({"status": "ready"}))),
         (store, listening) => Ok(ApiResponse {
             status: StatusCode::SERVICE_UNAVAILABLE,
             ..ApiResponse::ok(json!({
                 "status": "not ready",
-                // The error itself (paths and all) is for the log, not for whoever asks.
-                "store": store.map_or_else(
-                    |e| {
-                        log::error!("readyz: the store does not answer: {e}");
-                        "failing: see the manager's log".to_string()
-                    },
-                    |_| "open".to_string(),
-                ),
+                "store": store.map_or_else(|| "open".to_string(), |why| format!("failing: {why}")),
                 "listeners": if listening { "up" } else { "not up" },
             }))
         }),
@@ -424,6 +434,7 @@ fn metrics(state: &ApiState) -> Handled {
         events: txn.event_count()?,
         active_alerts: txn.active_alert_count()?,
         file_bytes: state.store.file_bytes(),
+        health: state.store.health(),
     };
     let text = state.metrics.encode(&counts);
     Ok(ApiResponse::raw(

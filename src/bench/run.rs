@@ -638,6 +638,7 @@ impl Manager {
             hostname: MANAGER_HOSTNAME.into(),
             // As shipped: the retention pass runs (the bench's events are all younger).
             event_retention: Some(manager::DEFAULT_RETENTION),
+            store_reserve: crate::store::Reserve::Auto,
         };
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()

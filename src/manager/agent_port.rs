@@ -256,16 +256,23 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 ManagerOutput::StoreEvents(events) => {
                     let computer = peer.computer.ok_or("events without a computer")?;
                     let steps = clock_steps(&events);
-                    store_events(port, computer, events)
-                        .await
-                        .map_err(|e| format!("cannot store events: {e}"))?;
-                    for change_ms in steps {
-                        port.liveness.send(LivenessEvent::ClockStep {
-                            computer,
-                            change_ms,
-                        });
+                    match store_events(port, computer, events).await {
+                        Ok(()) => {
+                            for change_ms in steps {
+                                port.liveness.send(LivenessEvent::ClockStep {
+                                    computer,
+                                    change_ms,
+                                });
+                            }
+                            session.handle_committed(port.clock.now());
+                        }
+                        // The store said so in its log when it began; the agent keeps them.
+                        Err(e) if e.is_temporary() => {
+                            log::debug!("agent {addr}: events left with the agent: {e}");
+                            session.handle_store_refused(port.clock.now());
+                        }
+                        Err(e) => return Err(format!("cannot store events: {e}")),
                     }
-                    session.handle_committed(port.clock.now());
                 }
                 ManagerOutput::Activate(request) => {
                     let (port, ip) = (port.clone(), addr.ip().to_string());
@@ -443,6 +450,9 @@ async fn store_events(
     computer: ComputerId,
     events: Vec<AgentEvent>,
 ) -> Result<(), crate::store::StoreError> {
+    if let Some(reason) = port.store.event_refusal() {
+        return Err(crate::store::StoreError::Unavailable(reason));
+    }
     let received = port.clock.wall();
     let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
     let events: Vec<StoredEvent> = events
@@ -531,11 +541,16 @@ async fn record(
             txn.put_agent_state(&state)
         })
         .await;
-    if let Err(e) = result {
-        log::error!("cannot record the heartbeat of computer {computer}: {e}");
-        return;
+    match result {
+        Ok(()) => {}
+        // Said once by the store; the computer did heartbeat, and liveness must know it.
+        Err(e) if e.is_temporary() => {
+            log::debug!("cannot record the heartbeat of computer {computer}: {e}");
+        }
+        Err(e) => log::error!("cannot record the heartbeat of computer {computer}: {e}"),
     }
-    // Recorded first, so a status change never shows before the heartbeat that caused it.
+    // Recorded first, so a status change never shows before the heartbeat that caused it. Told
+    // even when the store failed: a computer is not offline because the manager's disk is full.
     if purpose == Some(Purpose::Goodbye) {
         port.liveness.send(LivenessEvent::Goodbye(computer));
     } else if let Some(agent_clock) = agent_clock {

@@ -8,8 +8,8 @@ use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
 use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status, format_duration};
 use crate::policy::{self, PolicyTree};
-use crate::store::{Reads, Store, StoreError, Writer};
-use std::collections::HashMap;
+use crate::store::{Reads, Store, StoreError, WriteTxn, Writer};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -139,12 +139,16 @@ pub async fn run(
         Err(e) => log::error!("liveness: cannot read the active alerts: {e}"),
     }
     let mut behind = false;
+    let mut deferred = Deferred::default();
     loop {
-        let wait = monitor
+        let mut wait = monitor
             .poll_timeout()
             .map_or(Duration::from_secs(3600), |t| {
                 t.saturating_since(clock.now())
             });
+        if !deferred.writes.is_empty() {
+            wait = wait.min(RETRY_DEFERRED);
+        }
         let event = smol::future::or(async { Some(events.recv().await) }, async {
             smol::Timer::after(wait).await;
             None
@@ -170,7 +174,8 @@ pub async fn run(
         monitor.handle_timeout(now);
         behind = report_delay(behind, monitor.manager_delay());
         metrics.heartbeat_delay(monitor.manager_delay());
-        act_all(&writer, clock.wall(), &mut monitor).await;
+        deferred.retry(&writer, now).await;
+        act_all(&writer, clock.wall(), &mut monitor, &mut deferred).await;
     }
 }
 
@@ -265,44 +270,161 @@ fn watch(
     monitor.set_power(now, id, power);
 }
 
+/// A decision's write, kept to be tried again while the store refuses writes (a full disk): an
+/// alert that could not be stored then is stored once it can be, stamped with the time it was
+/// decided.
+struct Write {
+    /// For the log: "a computer-offline alert for computer 7".
+    what: String,
+    change: Change,
+}
+
+type Change = Arc<dyn Fn(&mut WriteTxn) -> Result<(), StoreError> + Send + Sync>;
+
+/// Writes waiting for the store, oldest first. Bounded: each computer adds a few per state
+/// change, so this only fills if a large site flaps for hours on a full disk; the oldest are
+/// then dropped, counted in the log.
+#[derive(Default)]
+struct Deferred {
+    writes: VecDeque<Write>,
+    dropped: u64,
+    /// No retry before this: every heartbeat wakes the task, and a store that refuses is
+    /// asked about once a second, not a thousand times.
+    next_retry: Option<crate::clock::Instant>,
+}
+
+const MAX_DEFERRED: usize = 200_000;
+
+/// How often deferred writes are tried again.
+const RETRY_DEFERRED: Duration = Duration::from_secs(1);
+
+impl Deferred {
+    fn push(&mut self, write: Write) {
+        if self.writes.is_empty() {
+            log::warn!(
+                "liveness: the store refuses writes; {} and what follows is recorded once it \
+                 takes them again",
+                write.what
+            );
+        }
+        if self.writes.len() == MAX_DEFERRED
+            && let Some(oldest) = self.writes.pop_front()
+        {
+            if self.dropped == 0 {
+                log::error!(
+                    "liveness: {MAX_DEFERRED} writes wait for the store; the oldest ({}) and \
+                     further ones are dropped",
+                    oldest.what
+                );
+            }
+            self.dropped += 1;
+        }
+        self.writes.push_back(write);
+    }
+
+    /// Tries the waiting writes in their order: the oldest alone (the store may still refuse),
+    /// then the rest together.
+    async fn retry(&mut self, writer: &Writer, now: crate::clock::Instant) {
+        if self.next_retry.is_some_and(|at| now < at) {
+            return;
+        }
+        let Some(first) = self.writes.pop_front() else {
+            return;
+        };
+        self.next_retry = Some(now.saturating_add(RETRY_DEFERRED));
+        let waited = self.writes.len() + 1;
+        if let Some(again) = apply(writer, first).await {
+            self.writes.push_front(again);
+            return;
+        }
+        let rest: Vec<Write> = self.writes.drain(..).collect();
+        let failed = write_all(writer, rest).await;
+        if failed.is_empty() {
+            log::warn!(
+                "liveness: the store takes writes again; {waited} write(s) that waited are \
+                 recorded{}",
+                if self.dropped > 0 {
+                    format!(", {} older one(s) were dropped", self.dropped)
+                } else {
+                    String::new()
+                }
+            );
+            self.dropped = 0;
+        }
+        self.writes.extend(failed);
+    }
+}
+
 /// Carries out every decision the monitor has, all at once: the writer gets their writes in
 /// the order of the decisions and commits them in groups. One at a time, each waited for its
 /// own commit: ten thousand computers going offline together (a site's network down) took ten
-/// thousand commits, while the heartbeats of everyone else queued behind them.
-async fn act_all(writer: &Writer, now: WallMs, monitor: &mut Monitor) {
-    let mut decisions: Vec<Decision> = std::iter::from_fn(|| monitor.poll_decision()).collect();
-    // Most rounds (a heartbeat) decide nothing or one thing.
-    if decisions.len() <= 1 {
-        if let Some(decision) = decisions.pop() {
-            act(writer, now, decision).await;
+/// thousand commits, while the heartbeats of everyone else queued behind them. While earlier
+/// writes wait for the store, new ones queue behind them, so the order never changes.
+async fn act_all(writer: &Writer, now: WallMs, monitor: &mut Monitor, deferred: &mut Deferred) {
+    let writes: Vec<Write> = std::iter::from_fn(|| monitor.poll_decision())
+        .map(|decision| plan(now, decision))
+        .collect();
+    if !deferred.writes.is_empty() {
+        for write in writes {
+            deferred.push(write);
         }
         return;
     }
-    // Polled first in order, so the writes are queued in order.
-    join_all(
-        decisions
-            .into_iter()
-            .map(|decision| act(writer, now, decision))
-            .collect(),
-    )
-    .await;
+    for write in write_all(writer, writes).await {
+        deferred.push(write);
+    }
+}
+
+/// Writes them together, returning (in order) those the store refused for now.
+async fn write_all(writer: &Writer, mut writes: Vec<Write>) -> Vec<Write> {
+    // Most rounds (a heartbeat) decide nothing or one thing.
+    if writes.len() <= 1 {
+        return match writes.pop() {
+            Some(write) => apply(writer, write).await.into_iter().collect(),
+            None => Vec::new(),
+        };
+    }
+    // Queued in order, so the writer commits them in order.
+    join_all(writes.into_iter().map(|w| apply(writer, w)).collect())
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Writes it; gives it back if the store refuses writes for now.
+async fn apply(writer: &Writer, write: Write) -> Option<Write> {
+    let change = write.change.clone();
+    match writer.write(move |txn| change(txn)).await {
+        Ok(()) => None,
+        Err(e) if e.is_temporary() => Some(write),
+        Err(e) => {
+            log::error!("liveness: cannot record {}: {e}", write.what);
+            None
+        }
+    }
 }
 
 /// Runs `futures` together until every one is done, polling each pending one in order
 /// whenever any can go on. An executor of their own (as here before) yields to the caller's
 /// executor every 200 polls, and on a loaded manager every yield waited behind all the
 /// sessions: 1,396 decisions took 17 s.
-async fn join_all<F: Future<Output = ()>>(futures: Vec<F>) {
-    let mut futures: Vec<Option<Pin<Box<F>>>> =
-        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    enum Slot<F: Future> {
+        Running(Pin<Box<F>>),
+        Done(F::Output),
+    }
+    let mut slots: Vec<Slot<F>> = futures
+        .into_iter()
+        .map(|f| Slot::Running(Box::pin(f)))
+        .collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
-        for slot in &mut futures {
-            if let Some(future) = slot {
-                if future.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
+        for slot in &mut slots {
+            if let Slot::Running(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(output) => *slot = Slot::Done(output),
+                    Poll::Pending => pending = true,
                 }
             }
         }
@@ -313,10 +435,17 @@ async fn join_all<F: Future<Output = ()>>(futures: Vec<F>) {
         }
     })
     .await;
+    slots
+        .into_iter()
+        .filter_map(|slot| match slot {
+            Slot::Done(output) => Some(output),
+            Slot::Running(_) => None,
+        })
+        .collect()
 }
 
-/// Carries out a decision; `now` stamps the records it writes.
-async fn act(writer: &Writer, now: WallMs, decision: Decision) {
+/// Says a decision in the log and makes its write; `now` stamps the records it writes.
+fn plan(now: WallMs, decision: Decision) -> Write {
     match decision {
         Decision::State {
             computer,
@@ -327,7 +456,7 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
                 "computer {computer} is now {} ({reason})",
                 status(state).name()
             );
-            set_status(writer, now, computer, status(state), reason).await;
+            set_status(now, computer, status(state), reason)
         }
         Decision::RaiseOffline {
             computer,
@@ -335,34 +464,22 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
             reason,
         } => {
             log::warn!("alert computer-offline for computer {computer}: {reason}");
-            raise(
-                writer,
-                now,
-                computer,
-                AlertKind::ComputerOffline,
-                move |last| {
-                    let since = last.map_or("it was never heard from".to_string(), |t| {
-                        format!("last heartbeat {}", format_utc(t))
-                    });
-                    format!("offline: {missed} heartbeat(s) missed, {since}; {reason}")
-                },
-            )
-            .await;
+            raise(now, computer, AlertKind::ComputerOffline, move |last| {
+                let since = last.map_or("it was never heard from".to_string(), |t| {
+                    format!("last heartbeat {}", format_utc(t))
+                });
+                format!("offline: {missed} heartbeat(s) missed, {since}; {reason}")
+            })
         }
-        Decision::ClearOffline { computer } => {
-            clear(
-                writer,
-                now,
-                computer,
-                AlertKind::ComputerOffline,
-                "a heartbeat arrived",
-            )
-            .await;
-        }
+        Decision::ClearOffline { computer } => clear(
+            now,
+            computer,
+            AlertKind::ComputerOffline,
+            "a heartbeat arrived",
+        ),
         Decision::RaiseUnreachable { computer, reason } => {
             log::warn!("alert manager-cannot-reach-agent for computer {computer}: {reason}");
             raise(
-                writer,
                 now,
                 computer,
                 AlertKind::ManagerCannotReachAgent,
@@ -375,18 +492,10 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
                     )
                 },
             )
-            .await;
         }
         Decision::ClearUnreachable { computer } => {
             let why = "the manager reached the agent, or it is no longer bidirectional";
-            clear(
-                writer,
-                now,
-                computer,
-                AlertKind::ManagerCannotReachAgent,
-                why,
-            )
-            .await;
+            clear(now, computer, AlertKind::ManagerCannotReachAgent, why)
         }
         Decision::ClockChanged {
             computer,
@@ -394,7 +503,7 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
             limit,
         } => {
             log::warn!("alert clock-changed for computer {computer}: {change_ms} ms");
-            raise(writer, now, computer, AlertKind::ClockChanged, move |_| {
+            raise(now, computer, AlertKind::ClockChanged, move |_| {
                 format!(
                     "the computer's clock moved {} between heartbeats ({}), more than the maximum \
                      of {}",
@@ -407,22 +516,21 @@ async fn act(writer: &Writer, now: WallMs, decision: Decision) {
                     format_duration(limit)
                 )
             })
-            .await;
         }
     }
 }
 
 /// Raises an alert, or updates the active one of the same kind and computer. `message` gets the
 /// computer's last heartbeat time.
-async fn raise(
-    writer: &Writer,
+fn raise(
     now: WallMs,
     computer: ComputerId,
     kind: AlertKind,
-    message: impl Fn(Option<WallMs>) -> String + Send + 'static,
-) {
-    let result = writer
-        .write(move |txn| {
+    message: impl Fn(Option<WallMs>) -> String + Send + Sync + 'static,
+) -> Write {
+    Write {
+        what: format!("a {} alert for computer {computer}", kind.name()),
+        change: Arc::new(move |txn| {
             if txn.computer(computer)?.is_none() {
                 return Ok(());
             }
@@ -449,26 +557,18 @@ async fn raise(
                 })?;
             }
             txn.put_alert(&alert)
-        })
-        .await;
-    if let Err(e) = result {
-        log::error!(
-            "cannot record a {} alert for computer {computer}: {e}",
-            kind.name()
-        );
+        }),
     }
 }
 
 /// Clears the active alert of `kind` for `computer`, saying `why` in its history.
-async fn clear(
-    writer: &Writer,
-    now: WallMs,
-    computer: ComputerId,
-    kind: AlertKind,
-    why: &'static str,
-) {
-    let result = writer
-        .write(move |txn| {
+fn clear(now: WallMs, computer: ComputerId, kind: AlertKind, why: &'static str) -> Write {
+    Write {
+        what: format!(
+            "the clearing of computer {computer}'s {} alert",
+            kind.name()
+        ),
+        change: Arc::new(move |txn| {
             if let Some(alert) = txn.active_alert(computer, kind)?
                 && let Some(cleared) = alerts::clear(&alert, now)
             {
@@ -481,13 +581,7 @@ async fn clear(
                 })?;
             }
             Ok(())
-        })
-        .await;
-    if let Err(e) = result {
-        log::error!(
-            "cannot clear the {} alert of computer {computer}: {e}",
-            kind.name()
-        );
+        }),
     }
 }
 
@@ -501,15 +595,10 @@ fn status(state: State) -> Status {
     }
 }
 
-async fn set_status(
-    writer: &Writer,
-    now: WallMs,
-    computer: ComputerId,
-    status: Status,
-    reason: String,
-) {
-    let result = writer
-        .write(move |txn| {
+fn set_status(now: WallMs, computer: ComputerId, status: Status, reason: String) -> Write {
+    Write {
+        what: format!("the status {} of computer {computer}", status.name()),
+        change: Arc::new(move |txn| {
             if let Some(mut record) = txn.computer(computer)?
                 && record.status != status
             {
@@ -524,10 +613,7 @@ async fn set_status(
                 })?;
             }
             Ok(())
-        })
-        .await;
-    if let Err(e) = result {
-        log::error!("liveness: cannot record the status of computer {computer}: {e}");
+        }),
     }
 }
 
@@ -714,6 +800,41 @@ mod tests {
         // A status and an alert each for 500 computers: 1,000 writes, one commit each before.
         let used = h.commits() - before;
         assert!(used < N / 5, "{used} commits for {N} computers");
+        h.stop();
+    }
+
+    #[test]
+    fn decisions_the_store_refused_are_written_in_order_once_it_takes_writes_again() {
+        let h = Harness::start(2, MissedLimit::Count(0));
+        h.store
+            .fail_for_test("No space left on device (os error 28)");
+        // Computer 1 goes quiet: offline and alerted while nothing can be written.
+        h.clock.advance(Duration::from_secs(20));
+        h.heartbeat(2);
+        h.taken();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(h.store.read().unwrap().alerts().unwrap().len(), 0);
+        // It comes back before the store does: the clearing waits behind the alert.
+        h.heartbeat(1);
+        h.taken();
+        // The store reopens; the next retry (a second later on the task's clock) writes both.
+        h.store.tend(h.clock.now());
+        h.clock.advance(Duration::from_secs(1));
+        h.store.tend(h.clock.now());
+        h.clock.advance(Duration::from_secs(1));
+        h.heartbeat(2);
+        let written = h.until(|s| {
+            let alerts = s.read().unwrap().alerts().unwrap();
+            alerts.len() == 1 && !alerts[0].is_active()
+        });
+        assert!(written, "the alert and its clearing were not written");
+        let history = h.store.read().unwrap().history(ComputerId(1), 10).unwrap();
+        let what: Vec<&str> = history.iter().map(|e| e.what.as_str()).collect();
+        assert!(
+            what.contains(&"alert-raised") && what.contains(&"alert-cleared"),
+            "{what:?}"
+        );
+        assert_eq!(h.status(1), Some(Status::Online));
         h.stop();
     }
 

@@ -51,6 +51,21 @@ pub struct ManagerConfig {
     pub hostname: String,
     /// How long agent events are kept after the manager stored them; `None` keeps them all.
     pub event_retention: Option<Duration>,
+    /// Free space kept for everything but agent events (`--store-reserve`).
+    pub store_reserve: crate::store::Reserve,
+}
+
+/// How often the store's free space is read and, after an I/O error, a reopen considered.
+const STORE_TEND_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps the store's health current (see `store/health.rs`); the work is a `statvfs` and, rarely,
+/// a reopen, so it runs off the async threads.
+async fn tend_store(store: Arc<Store>, clock: Arc<dyn Clock>) {
+    loop {
+        let (store, now) = (store.clone(), clock.now());
+        smol::unblock(move || store.tend(now)).await;
+        smol::Timer::after(STORE_TEND_EVERY).await;
+    }
 }
 
 /// `picket manager --data-dir DIR --reset-admin-password`: gives the console's `admin` a new
@@ -109,7 +124,10 @@ fn serve_with_banner(
     data_dir::prepare(dir)?;
     data_dir::check_store_present(dir)?;
     // The store comes first: its lock is what keeps a second manager off this data dir.
-    let store = Arc::new(Store::open(&dir.join(STORE_FILE))?);
+    let store = Arc::new(Store::open_with(
+        &dir.join(STORE_FILE),
+        config.store_reserve,
+    )?);
     data_dir::check_store_matches_site(dir, &store)?;
     let (pki, pki_created) = ManagerPki::load_or_create(&dir.join(PKI_DIR), &config.hostname)?;
     let first_start = data_dir::ensure_base_policy(&store)?;
@@ -209,6 +227,7 @@ fn serve_with_banner(
                 metrics.clone(),
             ))
         });
+        let store_task = ex.spawn(tend_store(store.clone(), clock.clone()));
         let liveness_task = ex.spawn(liveness::run(
             store.clone(),
             writer,
@@ -224,6 +243,7 @@ fn serve_with_banner(
         agent_task.cancel().await;
         dialer_task.cancel().await;
         liveness_task.cancel().await;
+        store_task.cancel().await;
         if let Some(task) = retention_task {
             task.cancel().await;
         }

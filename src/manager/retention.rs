@@ -285,7 +285,7 @@ mod tests {
             computers_by_status: Vec::new(),
             events: 0,
             active_alerts: 0,
-            file_bytes: 0,
+            ..Default::default()
         });
         assert!(text.contains("picket_events_deleted_total 10"), "{text}");
         drop(writer);

@@ -30,7 +30,8 @@ pub struct SessionParams {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ManagerOutput {
     Send(ManagerMsg),
-    /// Store these events durably, then call [`ManagerSession::handle_committed`].
+    /// Store these events durably, then call [`ManagerSession::handle_committed`] (or
+    /// [`ManagerSession::handle_store_refused`] if the store cannot take them for now).
     StoreEvents(Vec<AgentEvent>),
     /// Decide this activation (token, computer, certificate), then call
     /// [`ManagerSession::handle_activation`].
@@ -57,8 +58,14 @@ pub struct SessionSummary {
 enum Step {
     Hello,
     Status,
-    Events { after: u64 },
-    Commit { through: u64, more: bool },
+    Events {
+        after: u64,
+    },
+    Commit {
+        through: u64,
+        more: bool,
+        count: u64,
+    },
     Config,
     Activation,
     Closed,
@@ -168,7 +175,7 @@ impl ManagerSession {
 
     /// The events of the last `StoreEvents` are durable: acknowledge them and go on.
     pub fn handle_committed(&mut self, now: Instant) {
-        let Step::Commit { through, more } = self.step else {
+        let Step::Commit { through, more, .. } = self.step else {
             return;
         };
         self.summary.last_seq = through;
@@ -178,6 +185,18 @@ impl ManagerSession {
         } else {
             self.config_step(now);
         }
+    }
+
+    /// The store cannot take the events of the last `StoreEvents` for now (a full disk): they
+    /// are not acknowledged, so the agent keeps them in its spool and offers them again at its
+    /// next heartbeat. The session goes on to the configuration and ends as usual: the agent
+    /// did heartbeat, and no earlier retry would find more room.
+    pub fn handle_store_refused(&mut self, now: Instant) {
+        let Step::Commit { count, .. } = self.step else {
+            return;
+        };
+        self.summary.events_stored = self.summary.events_stored.saturating_sub(count);
+        self.config_step(now);
     }
 
     /// The shell's decision on an activation request.
@@ -284,10 +303,12 @@ impl ManagerSession {
             self.config_step(now);
             return Ok(());
         }
-        self.summary.events_stored += events.len() as u64;
+        let count = events.len() as u64;
+        self.summary.events_stored += count;
         self.step = Step::Commit {
             through: previous,
             more,
+            count,
         };
         self.deadline = None;
         self.out.push_back(ManagerOutput::StoreEvents(events));

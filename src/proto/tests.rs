@@ -19,6 +19,8 @@ struct World {
     stored: BTreeMap<u64, AgentEvent>,
     /// Events the manager wrote, counting duplicates (there must be none).
     writes: u64,
+    /// The manager's store refuses events (a full disk).
+    store_full: bool,
 }
 
 impl World {
@@ -119,6 +121,9 @@ impl World {
                         let m: ManagerMsg = decode(&body[HEADER_LEN..]).unwrap();
                         agent.handle_message(now, m);
                     }
+                    ManagerOutput::StoreEvents(_) if self.store_full => {
+                        manager.handle_store_refused(now);
+                    }
                     ManagerOutput::StoreEvents(events) => {
                         for e in events {
                             self.writes += 1;
@@ -157,6 +162,33 @@ fn a_full_session_delivers_events_in_batches_and_pushes_the_config() {
     let (summary, _) = world.session(3, None);
     let summary = summary.unwrap();
     assert_eq!((summary.events_stored, summary.result), (0, Ok(())));
+}
+
+#[test]
+fn events_the_store_refuses_stay_with_the_agent_and_the_session_still_ends_well() {
+    let mut world = World::with_events(5);
+    world.store_full = true;
+    let (summary, finished) = world.session(3, None);
+    let summary = summary.unwrap();
+    assert_eq!(summary.result, Ok(()), "the heartbeat itself went through");
+    assert_eq!((summary.events_stored, summary.last_seq), (0, 0));
+    assert_eq!(
+        summary.applied,
+        Some(samples::config().fingerprint()),
+        "the configuration is still delivered"
+    );
+    assert_eq!(finished, Some(Ok(Duration::from_secs(600))));
+    assert_eq!(
+        world.spool.len(),
+        5,
+        "nothing acknowledged, nothing forgotten"
+    );
+
+    world.store_full = false;
+    let (summary, _) = world.session(3, None);
+    assert_eq!(summary.unwrap().events_stored, 5);
+    assert!(world.spool.is_empty());
+    assert_eq!((world.stored.len(), world.writes), (5, 5));
 }
 
 proptest! {

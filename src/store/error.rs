@@ -52,6 +52,9 @@ pub enum StoreError {
     Table(redb::TableError),
     Storage(redb::StorageError),
     Commit(redb::CommitError),
+    /// Writes are refused for now (an I/O error not yet recovered from, or low free space for
+    /// agent events); the text says why, without paths. The store recovers by itself.
+    Unavailable(String),
     /// The group-commit writer thread is gone (the manager is shutting down).
     WriterStopped,
     /// A change handed to the writer failed; the text is the whole cause chain, since the
@@ -94,6 +97,9 @@ impl fmt::Display for StoreError {
             StoreError::Table(_) => f.write_str("cannot open a store table"),
             StoreError::Storage(_) => f.write_str("store storage error"),
             StoreError::Commit(_) => f.write_str("cannot commit to the store"),
+            StoreError::Unavailable(reason) => {
+                write!(f, "the store refuses writes for now: {reason}")
+            }
             StoreError::WriterStopped => f.write_str("the store writer has stopped"),
             StoreError::WriteFailed(chain) => write!(f, "the store write failed: {chain}"),
         }
@@ -115,6 +121,7 @@ impl std::error::Error for StoreError {
             | StoreError::SchemaTooNew { .. }
             | StoreError::NoMigration { .. }
             | StoreError::Corrupt { .. }
+            | StoreError::Unavailable(_)
             | StoreError::WriterStopped
             | StoreError::WriteFailed(_) => None,
         }
@@ -132,6 +139,32 @@ impl StoreError {
             source = cause.source();
         }
         text
+    }
+}
+
+impl StoreError {
+    /// For an I/O error of the file (which latches redb until it is reopened), what the
+    /// operating system said; `None` for any other error.
+    pub(super) fn io_detail(&self) -> Option<String> {
+        let storage = match self {
+            StoreError::Storage(s)
+            | StoreError::Database(redb::DatabaseError::Storage(s))
+            | StoreError::Transaction(redb::TransactionError::Storage(s))
+            | StoreError::Table(redb::TableError::Storage(s))
+            | StoreError::Commit(redb::CommitError::Storage(s)) => s,
+            _ => return None,
+        };
+        match storage {
+            redb::StorageError::Io(e) => Some(e.to_string()),
+            redb::StorageError::PreviousIo => Some("an earlier write failed".into()),
+            _ => None,
+        }
+    }
+
+    /// Whether the store will take this write again by itself later (a caller may say "try
+    /// later" rather than "failed").
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_)) || self.io_detail().is_some()
     }
 }
 

@@ -14,10 +14,12 @@
 //! that does not decode is reported as [`StoreError::Corrupt`], never a panic.
 
 mod error;
+mod health;
 mod records;
 mod writer;
 
 pub use error::StoreError;
+pub use health::{Report as HealthReport, Reserve, Space};
 pub use writer::Writer;
 
 use crate::clock::WallMs;
@@ -25,6 +27,7 @@ use crate::model::{
     AgentState, Alert, AlertId, AlertKind, Computer, ComputerId, HistoryEntry, Policy, PolicyId,
     RuleId, StoredEvent, Token, TokenHash, User,
 };
+use health::{Due, Health};
 use records::{
     ACTIVE_ALERTS, AGENTS, ALERTS, AgentStateRecord, AlertRecord, COMPUTERS, ComputerRecord,
     EVENTS, EVENTS_BY_TIME, EventRecord, HISTORY, HOSTNAMES, HistoryRecord, META, POLICIES,
@@ -35,15 +38,23 @@ use redb::{
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
 pub const CURRENT_SCHEMA_VERSION: u32 = 6;
 
 /// The open store file.
+///
+/// The database sits behind a lock only so that [`Store::tend`] can close and reopen it after an
+/// I/O error (redb refuses every transaction after one until then). The lock is held only to
+/// clone the handle: a thread waiting in `begin_write` holds the handle, not the lock, so a
+/// reopen never waits behind a transaction (nor a transaction behind a reopen). `None` while a
+/// reopen has failed.
 pub struct Store {
-    db: redb::Database,
+    db: RwLock<Option<Arc<redb::Database>>>,
     path: PathBuf,
+    health: Arc<Health>,
 }
 
 /// A consistent snapshot for reading; writes committed after it began are not seen.
@@ -54,6 +65,7 @@ pub struct ReadTxn {
 /// The one write transaction; see [`Store::write`].
 pub struct WriteTxn {
     txn: redb::WriteTransaction,
+    health: Arc<Health>,
 }
 
 impl Store {
@@ -63,6 +75,12 @@ impl Store {
     /// Every open verifies the checksums of the whole file, so a damaged file is refused here
     /// with [`StoreError::Damaged`] rather than found later in the middle of a request.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Reserve::Auto)
+    }
+
+    /// [`Store::open`], keeping `reserve` free on the filesystem for everything but agent
+    /// events (see `health.rs`).
+    pub fn open_with(path: &Path, reserve: Reserve) -> Result<Store, StoreError> {
         crate::files::create_private(path).map_err(|source| StoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -72,8 +90,9 @@ impl Store {
             .create(path)
             .map_err(|e| StoreError::from(e).at_open(path))?;
         let store = Store {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
+            health: Arc::new(Health::new(reserve)),
         };
         store
             .bring_schema_up_to_date()
@@ -82,23 +101,108 @@ impl Store {
     }
 
     pub fn read(&self) -> Result<ReadTxn, StoreError> {
-        Ok(ReadTxn {
-            txn: self.db.begin_read()?,
+        let db = self.database()?;
+        let txn = db
+            .begin_read()
+            .map_err(|e| self.noted(StoreError::from(e)))?;
+        Ok(ReadTxn { txn })
+    }
+
+    /// Starts the write transaction, waiting while another one is alive. Refused at once while
+    /// an I/O error keeps the file shut.
+    pub fn write(&self) -> Result<WriteTxn, StoreError> {
+        if let Some(reason) = self.health.refusal() {
+            return Err(StoreError::Unavailable(reason));
+        }
+        let db = self.database()?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| self.noted(StoreError::from(e)))?;
+        Ok(WriteTxn {
+            txn,
+            health: self.health.clone(),
         })
     }
 
-    /// Starts the write transaction, waiting while another one is alive.
-    pub fn write(&self) -> Result<WriteTxn, StoreError> {
-        Ok(WriteTxn {
-            txn: self.db.begin_write()?,
-        })
+    fn database(&self) -> Result<Arc<redb::Database>, StoreError> {
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        slot.clone().ok_or_else(|| self.unavailable())
     }
 
     /// Closes the file and releases its lock, reporting what dropping the store would ignore.
     /// Fails if a [`WriteTxn`] is still alive; the file then closes when that transaction ends.
     pub fn close(self) -> Result<(), StoreError> {
-        self.db.close()?;
+        let db = self.db.into_inner().unwrap_or_else(PoisonError::into_inner);
+        // Only `read` and `write` clone the handle, and only for the span of a `begin_*`.
+        if let Some(db) = db.and_then(|db| Arc::try_unwrap(db).ok()) {
+            db.close()?;
+        }
         Ok(())
+    }
+
+    /// Why agent events cannot be stored now (an I/O error, or free space below the reserve),
+    /// for the agent port to tell agents to keep them.
+    pub fn event_refusal(&self) -> Option<String> {
+        self.health.event_refusal()
+    }
+
+    pub fn health(&self) -> HealthReport {
+        self.health.report()
+    }
+
+    /// Reads the filesystem's free space and, after an I/O error, reopens the file when its
+    /// backoff says so. The manager calls this about once a second, off the async threads.
+    pub fn tend(&self, now: crate::clock::Instant) {
+        match free_space(&self.path) {
+            Ok(space) => self.health.space(space),
+            Err(e) => log::debug!("cannot read the store's free space: {e}"),
+        }
+        if self.health.due(now) == Due::Reopen {
+            let result = self.reopen().map_err(|e| e.chain());
+            self.health.reopened(now, result);
+        }
+    }
+
+    /// Closes the latched database and opens the file again; redb repairs it on the way if the
+    /// failed commit left it marked for recovery. No integrity check of the whole file, unlike
+    /// the start: that is a read of all of it, and the file's own checksums still guard every
+    /// page read.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Dropping closes the file once no thread is starting a transaction on it and no write
+        // transaction holds it (else the open below finds it locked, and the backoff tries
+        // again); the error of a close after an I/O error is that same error, already reported.
+        drop(old);
+        let db = redb::Database::builder()
+            .create(&self.path)
+            .map_err(|e| StoreError::from(e).at_open(&self.path))?;
+        *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+        Ok(())
+    }
+
+    /// As if a write had met `detail` from the operating system: for tests of the code that
+    /// lives through a failing store.
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&self, detail: &str) {
+        self.health.io_failed(detail.to_string());
+    }
+
+    fn unavailable(&self) -> StoreError {
+        StoreError::Unavailable(
+            self.health
+                .report()
+                .reason
+                .unwrap_or_else(|| "the store file is being reopened".into()),
+        )
+    }
+
+    /// Remembers an I/O error in the health before handing the error on.
+    fn noted(&self, e: StoreError) -> StoreError {
+        note(&self.health, e)
     }
 
     pub fn path(&self) -> &Path {
@@ -111,7 +215,7 @@ impl Store {
     }
 
     fn bring_schema_up_to_date(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?.txn;
         let found = {
             let meta = txn.open_table(META)?;
             records::get_meta::<u32>(&meta, meta_key::SCHEMA_VERSION)?
@@ -163,6 +267,23 @@ impl Store {
             }),
         }
     }
+}
+
+/// Tells `health` about an I/O error (redb's own, or its "previous I/O error" latch).
+fn note(health: &Health, e: StoreError) -> StoreError {
+    if let Some(detail) = e.io_detail() {
+        health.io_failed(detail);
+    }
+    e
+}
+
+/// Free and total bytes of the filesystem that holds `path`, as an unprivileged writer sees it.
+fn free_space(path: &Path) -> std::io::Result<Space> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(Space {
+        free: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total: stat.f_blocks.saturating_mul(stat.f_frsize),
+    })
 }
 
 /// One migration step: brings the store from schema `from` to the version it returns, inside
@@ -789,8 +910,13 @@ impl WriteTxn {
     /// Makes every change of this transaction durable (redb's `Durability::Immediate`: the
     /// file is synced before this returns).
     pub fn commit(self) -> Result<(), StoreError> {
-        self.txn.commit()?;
-        Ok(())
+        match self.txn.commit() {
+            Ok(()) => {
+                self.health.committed();
+                Ok(())
+            }
+            Err(e) => Err(note(&self.health, e.into())),
+        }
     }
 
     /// The counter's value, which is then advanced. An absent counter is at 1.
@@ -1596,10 +1722,46 @@ mod tests {
     #[test]
     fn a_schema_without_a_migration_step_is_an_error() {
         let (_dir, _path, store) = temp_store();
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.write().unwrap().txn;
         assert!(matches!(
             migrate(&txn, CURRENT_SCHEMA_VERSION),
             Err(StoreError::NoMigration { from }) if from == CURRENT_SCHEMA_VERSION
         ));
+    }
+
+    #[test]
+    fn after_an_io_error_writes_are_refused_until_the_file_is_reopened_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(&dir.path().join("s.redb"), Reserve::Bytes(0)).unwrap();
+        let token = |n: u8| Token {
+            hash: TokenHash([n; 32]),
+            ..sample_token()
+        };
+        let mut txn = store.write().unwrap();
+        txn.put_token(&token(1)).unwrap();
+        txn.commit().unwrap();
+
+        store
+            .health
+            .io_failed("No space left on device (os error 28)".into());
+        let refused = store.write().unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Unavailable(r) if r.contains("No space")),
+            "{refused:?}"
+        );
+        assert!(refused.is_temporary());
+        assert!(store.read().is_ok(), "reads go on");
+        let at = crate::clock::Instant::from_millis;
+        store.tend(at(0));
+        assert!(store.write().is_err(), "the reopen waits its backoff");
+        store.tend(at(1_000));
+        assert!(store.health().writable, "reopened: writes may try");
+        let mut txn = store.write().unwrap();
+        txn.put_token(&token(2)).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(store.health().reason, None, "a commit ends the episode");
+        let txn = store.read().unwrap();
+        assert!(txn.token(&TokenHash([1; 32])).unwrap().is_some(), "kept");
+        assert!(txn.token(&TokenHash([2; 32])).unwrap().is_some());
     }
 }

@@ -123,13 +123,14 @@ fn commit_group(store: &Store, group: Vec<Job>) {
         }
         txn.commit()
     };
-    match together() {
+    match together().map_err(|e| store.noted(e)) {
         Ok(()) => {
             for job in group {
                 let _ = job.done.try_send(Ok(()));
             }
         }
-        Err(e) if group.len() == 1 => fail_all(group, &e),
+        // Alone, a change of a group that met an I/O error would meet it again.
+        Err(e) if group.len() == 1 || e.is_temporary() => fail_all(group, &e),
         Err(e) => {
             log::warn!(
                 "a group commit of {} changes failed ({e}); retrying each alone",
@@ -145,15 +146,20 @@ fn commit_group(store: &Store, group: Vec<Job>) {
 
 fn commit_one(store: &Store, change: &Change) -> Result<(), StoreError> {
     let mut txn = store.write()?;
-    change(&mut txn)?;
+    change(&mut txn).map_err(|e| store.noted(e))?;
     txn.commit()
 }
 
+/// The error stays with this thread, so each job gets its words; a temporary one stays
+/// [`StoreError::Unavailable`], so that callers can say "later" rather than "failed".
 fn fail_all(group: Vec<Job>, error: &StoreError) {
+    let make = || match error {
+        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
+        e if e.is_temporary() => StoreError::Unavailable(e.chain()),
+        e => StoreError::WriteFailed(e.chain()),
+    };
     for job in group {
-        let _ = job
-            .done
-            .try_send(Err(StoreError::WriteFailed(error.chain())));
+        let _ = job.done.try_send(Err(make()));
     }
 }
 

@@ -30,16 +30,21 @@ impl Manager {
     /// on the same data dir listens on the same agent port as before, as a real manager on 4120
     /// would, so activated agents find it again.
     pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Manager {
-        Manager::spawn(dir, env, None)
+        Manager::spawn(dir, env, None, &[])
+    }
+
+    /// [`Manager::start`] with extra options (`--store-reserve 0`, say).
+    pub fn start_with_args(dir: &Path, args: &[&str]) -> Manager {
+        Manager::spawn(dir, &[], None, args)
     }
 
     /// [`Manager::start`] under `umask` (through `sh -c 'umask U; exec ...'`): what the files
     /// it creates get when the umask hides nothing.
     pub fn start_with_umask(dir: &Path, umask: &str) -> Manager {
-        Manager::spawn(dir, &[], Some(umask))
+        Manager::spawn(dir, &[], Some(umask), &[])
     }
 
-    fn spawn(dir: &Path, env: &[(&str, &str)], umask: Option<&str>) -> Manager {
+    fn spawn(dir: &Path, env: &[(&str, &str)], umask: Option<&str>, args: &[&str]) -> Manager {
         let _ = std::fs::remove_file(dir.join("ports.json"));
         let remembered = dir.with_extension("agent-addr");
         let agent_listen =
@@ -55,6 +60,7 @@ impl Manager {
             .args(["--agent-listen", agent_listen.trim()])
             .args(["--console-listen", "127.0.0.1:0"])
             .args(["--hostname", "localhost"])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(stdout_file(dir))
             .stderr(log)
