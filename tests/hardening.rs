@@ -765,3 +765,63 @@ fn a_full_disk_stops_writes_cleanly_and_the_store_recovers_without_a_restart() {
     );
     steady.stop();
 }
+
+/// A login as `user` from `from`; the answer's status.
+fn login_from(
+    m: &Manager,
+    tls: &Arc<rustls::ClientConfig>,
+    from: Ipv4Addr,
+    user: &str,
+    password: &str,
+) -> u16 {
+    let mut s = console_connect(from, m.addr("console"), tls);
+    let body = serde_json::json!({"username": user, "password": password}).to_string();
+    let request = format!(
+        "POST /api/v1/session HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let answer = read_to_close(&mut s);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// Deliverable 6: a guesser who takes a new address for every guess is slowed per user name;
+/// the administrator, from an address they logged in from before, is not.
+#[test]
+fn guesses_from_rotating_addresses_are_slowed_but_the_administrator_gets_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    let tls = console_tls(&m);
+    let password = m.admin_password();
+    let home = Ipv4Addr::new(127, 0, 0, 1);
+    assert_eq!(login_from(&m, &tls, home, "admin", &password), 200);
+    let started = Instant::now();
+    let statuses: Vec<u16> = (0..40u8)
+        .map(|i| login_from(&m, &tls, Ipv4Addr::new(127, 0, 3, 1 + i), "admin", "guess"))
+        .collect();
+    let elapsed = started.elapsed().as_secs();
+    let checked = statuses.iter().filter(|s| **s == 401).count() as u64;
+    let slowed = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked as usize + slowed, 40, "{statuses:?}");
+    // Ten free, then waits of 1, 2, 4, 8 and 10 s: what the elapsed time allows, no more.
+    assert!(
+        checked <= 10 + 4 + elapsed / 10 + 1,
+        "{checked} guesses checked in {elapsed} s: {statuses:?}"
+    );
+    let stranger = Ipv4Addr::new(127, 0, 3, 200);
+    assert_eq!(login_from(&m, &tls, stranger, "admin", &password), 429);
+    assert_eq!(
+        login_from(&m, &tls, home, "admin", &password),
+        200,
+        "the administrator's own address is not slowed"
+    );
+    eprintln!(
+        "40 guesses from 40 addresses in {elapsed} s: {checked} checked, {slowed} answered 429; \
+         the administrator's login from a known address: 200"
+    );
+}

@@ -148,7 +148,7 @@ pub fn login(state: &ApiState, req: &ApiRequest) -> Handled {
             return Err(ApiError::bad_credentials());
         }
     };
-    console.throttle().succeeded(&key);
+    console.throttle().succeeded(&key, state.clock.now());
     state.metrics.login(Outcome::Ok);
     let cookie = open_session(state, &user.name, user.must_change_password)?;
     log::info!("console login as {:?} from {}", user.name, peer_name(req));
@@ -281,7 +281,7 @@ pub fn change_password(state: &ApiState, req: &ApiRequest, caller: &Caller) -> H
                 "the current password is wrong",
             ));
         }
-        Ok(true) => console.throttle().succeeded(&key),
+        Ok(true) => console.throttle().succeeded(&key, state.clock.now()),
     }
     if let Some(why) = password::weakness(&new, &current, &user.name) {
         return Err(ApiError::bad_field("new_password", why));

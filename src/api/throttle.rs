@@ -1,7 +1,14 @@
-//! The growing delay after failed logins, sans-io. Failures are counted per (client address,
-//! user name): a guesser waits longer and longer, while the administrator logging in from their
-//! own machine is not locked out by someone else's failures. One attempt per key is checked at a
-//! time, so parallel requests cannot all slip in before the first failure is counted.
+//! The growing delay after failed logins, sans-io. Failures are counted two ways:
+//! - per (client address, user name): a guesser waits longer and longer (to five minutes),
+//!   while the administrator logging in from their own machine is not delayed by someone else's
+//!   failures;
+//! - per user name, from every address: a guesser who rotates addresses is slowed too. This
+//!   delay is short and capped (ten seconds), so it slows and never locks out, and it does not
+//!   apply at all to an address the user has logged in from before: a stranger cannot keep the
+//!   administrator out, whether from behind the same NAT or from anywhere else.
+//!
+//! One attempt per (address, user) is checked at a time, so parallel requests cannot all slip
+//! in before the first failure is counted.
 
 use crate::clock::Instant;
 use std::collections::{HashMap, HashSet};
@@ -16,6 +23,15 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// Records kept at most; the oldest goes first. Bounds what a scan of many addresses costs.
 const MAX_RECORDS: usize = 10_000;
+/// Failures of one user name, from any address, before its attempts are spaced out.
+const USER_FREE_FAILURES: u32 = 10;
+/// The per-user wait doubles up to this: about six guesses a minute for a whole botnet, and a
+/// few seconds for the administrator on a new machine.
+const USER_MAX_WAIT: Duration = Duration::from_secs(10);
+/// Addresses remembered per user as ones it logged in from, newest kept.
+const KNOWN_ADDRESSES: usize = 16;
+/// How long a successful login's address stays known.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LoginKey {
@@ -63,15 +79,38 @@ struct Failures {
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     failures: HashMap<LoginKey, Failures>,
+    /// Per lowercase user name, from every address.
+    users: HashMap<String, Failures>,
+    /// Per lowercase user name: the addresses (IPv6 by /64) it logged in from, and when.
+    known: HashMap<String, Vec<(Option<IpAddr>, Instant)>>,
     checking: HashSet<LoginKey>,
 }
 
 impl LoginThrottle {
     /// How long this key must still wait before a login attempt is even checked.
     pub fn wait(&self, key: &LoginKey, now: Instant) -> Option<Duration> {
-        let f = self.failures.get(key)?;
-        let left = f.until().saturating_since(now);
+        let own = self
+            .failures
+            .get(key)
+            .map(|f| f.until(delay_after(f.count)));
+        let user = if self.is_known(key, now) {
+            None
+        } else {
+            self.users
+                .get(&key.user)
+                .map(|f| f.until(user_delay_after(f.count)))
+        };
+        let until = own.into_iter().chain(user).max()?;
+        let left = until.saturating_since(now);
         (!left.is_zero()).then_some(left)
+    }
+
+    fn is_known(&self, key: &LoginKey, now: Instant) -> bool {
+        self.known.get(&key.user).is_some_and(|addresses| {
+            addresses
+                .iter()
+                .any(|(peer, at)| *peer == key.peer && now.saturating_since(*at) < KNOWN_FOR)
+        })
     }
 
     /// Claims the right to check one attempt for `key` now. Every successful claim must be
@@ -86,36 +125,26 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Records a failed attempt; returns the wait before the next one.
+    /// Records a failed attempt; returns the wait before the next one from the same address.
     pub fn failed(&mut self, key: LoginKey, now: Instant) -> Duration {
         self.checking.remove(&key);
-        self.failures
-            .retain(|_, f| now.saturating_since(f.last) < FORGET_AFTER);
-        // Full: make room by forgetting the oldest record whose delay is over. Records still
-        // delaying someone are never dropped, so flooding the table cannot erase a guesser's.
-        if self.failures.len() >= MAX_RECORDS
-            && !self.failures.contains_key(&key)
-            && let Some(oldest) = self
-                .failures
-                .iter()
-                .filter(|(_, f)| f.until() <= now)
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| k.clone())
-        {
-            self.failures.remove(&oldest);
-        }
-        let entry = self.failures.entry(key).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
-        delay_after(entry.count)
+        count_failure(&mut self.users, key.user.clone(), now, user_delay_after);
+        count_failure(&mut self.failures, key.clone(), now, delay_after);
+        self.wait(&key, now).unwrap_or_default()
     }
 
-    pub fn succeeded(&mut self, key: &LoginKey) {
+    /// Forgets the address's failures and remembers it as one the user logs in from. The
+    /// user's failures from everywhere stay: a guesser elsewhere is not helped by the
+    /// administrator's login.
+    pub fn succeeded(&mut self, key: &LoginKey, now: Instant) {
         self.checking.remove(key);
         self.failures.remove(key);
+        let addresses = self.known.entry(key.user.clone()).or_default();
+        addresses.retain(|(peer, at)| *peer != key.peer && now.saturating_since(*at) < KNOWN_FOR);
+        if addresses.len() >= KNOWN_ADDRESSES {
+            addresses.remove(0);
+        }
+        addresses.push((key.peer, now));
     }
 
     /// Releases a claim without judging the attempt (the check itself failed).
@@ -124,10 +153,49 @@ impl LoginThrottle {
     }
 }
 
-impl Failures {
-    fn until(&self) -> Instant {
-        self.last.saturating_add(delay_after(self.count))
+/// Counts one more failure for `key` in `records`, forgetting stale records first; a full table
+/// drops its oldest record whose delay is over. Records still delaying someone are never
+/// dropped, so flooding the table cannot erase a guesser's.
+fn count_failure<K: Clone + Eq + std::hash::Hash>(
+    records: &mut HashMap<K, Failures>,
+    key: K,
+    now: Instant,
+    delay: fn(u32) -> Duration,
+) {
+    records.retain(|_, f| now.saturating_since(f.last) < FORGET_AFTER);
+    if records.len() >= MAX_RECORDS
+        && !records.contains_key(&key)
+        && let Some(oldest) = records
+            .iter()
+            .filter(|(_, f)| f.until(delay(f.count)) <= now)
+            .min_by_key(|(_, f)| f.last)
+            .map(|(k, _)| k.clone())
+    {
+        records.remove(&oldest);
     }
+    let entry = records.entry(key).or_insert(Failures {
+        count: 0,
+        last: now,
+    });
+    entry.count = entry.count.saturating_add(1);
+    entry.last = now;
+}
+
+impl Failures {
+    fn until(&self, delay: Duration) -> Instant {
+        self.last.saturating_add(delay)
+    }
+}
+
+/// From one user name's failures at every address: nothing for ten, then 1 s, 2 s, 4 s, 8 s,
+/// then ten seconds.
+fn user_delay_after(failures: u32) -> Duration {
+    let beyond = failures.saturating_sub(USER_FREE_FAILURES);
+    if beyond == 0 {
+        return Duration::ZERO;
+    }
+    let secs = 1u64.checked_shl(beyond - 1).unwrap_or(u64::MAX);
+    Duration::from_secs(secs).min(USER_MAX_WAIT)
 }
 
 /// 0, 0, then 1 s, 2 s, 4 s ... up to five minutes.
@@ -175,7 +243,7 @@ mod tests {
         assert!(t.wait(&key("192.0.2.7", "ADMIN"), clock.now()).is_some());
         clock.advance(Duration::from_millis(500));
         assert_eq!(t.wait(&k, clock.now()), None);
-        t.succeeded(&k);
+        t.succeeded(&k, clock.now());
         assert_eq!(t.failed(k.clone(), clock.now()), Duration::ZERO);
     }
 
@@ -184,7 +252,7 @@ mod tests {
         let clock = ManualClock::new(WallMs(0));
         let mut t = LoginThrottle::default();
         let k = key("192.0.2.7", "admin");
-        for _ in 0..10 {
+        for _ in 0..USER_FREE_FAILURES {
             t.failed(k.clone(), clock.now());
         }
         assert!(t.wait(&k, clock.now()).is_some());
@@ -213,7 +281,7 @@ mod tests {
         t.begin(&k, clock.now()).unwrap();
         t.abandon(&k);
         t.begin(&k, clock.now()).unwrap();
-        t.succeeded(&k);
+        t.succeeded(&k, clock.now());
         assert_eq!(t.wait(&k, clock.now()), None);
     }
 
@@ -254,5 +322,51 @@ mod tests {
         t.failed(key("192.0.2.9", "admin"), clock.now());
         assert_eq!(t.failures.len(), 1);
         assert_eq!(t.failed(old, clock.now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn rotating_addresses_are_slowed_per_user_but_never_for_long() {
+        let clock = ManualClock::new(WallMs(0));
+        let mut t = LoginThrottle::default();
+        let from = |n: u32| key(&format!("198.51.{}.{}", n / 250, n % 250 + 1), "admin");
+        let mut waits = Vec::new();
+        for n in 0..16 {
+            waits.push(t.failed(from(n), clock.now()).as_secs());
+        }
+        assert_eq!(waits, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 10, 10]);
+        // A fresh address for the same user waits too; another user does not.
+        assert_eq!(
+            t.begin(&from(100), clock.now()),
+            Err(Refused::Wait(Duration::from_secs(10)))
+        );
+        assert_eq!(t.wait(&key("198.51.0.1", "alice"), clock.now()), None);
+        // However long it goes on, a new attempt waits ten seconds at most.
+        for n in 16..200 {
+            clock.advance(USER_MAX_WAIT);
+            t.begin(&from(n), clock.now()).unwrap();
+            t.failed(from(n), clock.now());
+        }
+        assert_eq!(t.wait(&from(300), clock.now()), Some(USER_MAX_WAIT));
+    }
+
+    #[test]
+    fn an_address_the_user_logged_in_from_is_not_slowed_by_others_failures() {
+        let clock = ManualClock::new(WallMs(0));
+        let mut t = LoginThrottle::default();
+        let home = key("192.0.2.7", "admin");
+        t.begin(&home, clock.now()).unwrap();
+        t.succeeded(&home, clock.now());
+        for n in 0..40 {
+            t.failed(key(&format!("203.0.113.{}", n + 1), "Admin"), clock.now());
+        }
+        assert!(t.wait(&key("198.51.100.1", "admin"), clock.now()).is_some());
+        assert_eq!(t.begin(&home, clock.now()), Ok(()), "home is not delayed");
+        t.succeeded(&home, clock.now());
+        // The administrator's login does not lift the delay for the guesser.
+        assert!(t.wait(&key("203.0.113.99", "admin"), clock.now()).is_some());
+        // A month later, home is a stranger again.
+        clock.advance(KNOWN_FOR);
+        t.failed(key("203.0.113.1", "admin"), clock.now());
+        assert!(!t.is_known(&home, clock.now()));
     }
 }
