@@ -142,7 +142,29 @@ fn tcp(addr: &str) -> TcpStream {
 /// Connects and runs the TLS handshake to its end on the client's side. Under TLS 1.3 a client
 /// certificate the server refuses still completes here: the refusal arrives on the next read.
 fn handshake(addr: &str, config: Arc<ClientConfig>) -> io::Result<(Tls, SocketAddr)> {
-    let mut sock = tcp(addr);
+    handshake_on(tcp(addr), addr, config)
+}
+
+/// A connection to `addr` from the loopback address `from`: another machine, as the manager
+/// counts sources.
+fn tcp_from(from: std::net::Ipv4Addr, addr: &str) -> io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType};
+    let to: SocketAddr = addr.parse().unwrap();
+    let socket = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    rustix::net::bind(&socket, &std::net::SocketAddrV4::new(from, 0))?;
+    rustix::net::connect(&socket, &to)?;
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(STEP))?;
+    stream.set_write_timeout(Some(STEP))?;
+    Ok(stream)
+}
+
+/// [`handshake`] over a connection already open.
+fn handshake_on(
+    mut sock: TcpStream,
+    addr: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<(Tls, SocketAddr)> {
     let local = sock.local_addr()?;
     let host = addr.rsplit_once(':').unwrap().0.to_string();
     let name = ServerName::try_from(host).unwrap();
@@ -263,9 +285,21 @@ struct Identity {
 /// Activates like `picket agent` does (pinned handshake, `Activate`, one answer). The refusal
 /// reason on `Err`.
 fn activate(addr: &str, pin: [u8; 32], token: &str, hostname: &str) -> Result<Identity, String> {
+    activate_from(std::net::Ipv4Addr::LOCALHOST, addr, pin, token, hostname)
+}
+
+/// [`activate`] from another loopback address.
+fn activate_from(
+    from: std::net::Ipv4Addr,
+    addr: &str,
+    pin: [u8; 32],
+    token: &str,
+    hostname: &str,
+) -> Result<Identity, String> {
     let key = AgentKey::generate().unwrap();
     let (config, pinned) = pki::activation_client_config(pin).unwrap();
-    let (mut tls, _) = handshake(addr, config).map_err(|e| format!("handshake: {e}"))?;
+    let sock = tcp_from(from, addr).map_err(|e| format!("connect: {e}"))?;
+    let (mut tls, _) = handshake_on(sock, addr, config).map_err(|e| format!("handshake: {e}"))?;
     let request = ActivationRequest {
         protocol: PROTOCOL_VERSION,
         agent_version: "0.1.0-test".into(),
@@ -459,6 +493,87 @@ fn activation_with_a_wrong_token_is_refused_and_stores_nothing() {
     assert!(computers(&m).is_empty(), "a computer was created");
     assert_eq!(uses_left(&m, &id), 3, "the real token was spent");
     assert_still_serving(&m, "after-wrong-token");
+}
+
+/// The sum of a metric's samples whose labels contain `labels`.
+fn metric(m: &Manager, name: &str, labels: &str) -> f64 {
+    let text = m.client().get_text("/metrics").unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The issue's check (f): 2,000 bad activations from one address. Before, each was checked
+/// against the store (646 a second) and logged in a line of its own.
+#[test]
+fn a_source_of_bad_activations_is_slowed_and_its_refusals_summarised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    let (addr, pin) = (agent_addr(&m), pin(&m));
+    let log_before = m.log().lines().count();
+    let guesser = std::net::Ipv4Addr::new(127, 0, 4, 1);
+    let started = Instant::now();
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let addr = &addr;
+                scope.spawn(move || {
+                    (0..500)
+                        .map(|i| {
+                            let token = format!("pkt_not-a-token-{t}-{i}");
+                            match activate_from(guesser, addr, pin, &token, "guess") {
+                                Ok(_) => panic!("a made-up token activated"),
+                                Err(reason) => reason,
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let checked = answers
+        .iter()
+        .filter(|a| a.contains("unknown activation token"))
+        .count();
+    let slowed = answers
+        .iter()
+        .filter(|a| a.contains("too many failed activations"))
+        .count();
+    assert_eq!(checked + slowed, 2000, "other answers: {answers:?}");
+    // Five free, then waits of 1, 2, 4, 8, 16, 32 and 60 s: all the elapsed time allows.
+    let allowed = 5 + 7 + elapsed.as_secs() / 60 + 4;
+    assert!(
+        checked as u64 <= allowed,
+        "{checked} tokens checked in {elapsed:?}"
+    );
+    // Another address activates meanwhile, with a real token.
+    let (token, _) = new_token(&m, &[]);
+    let other = std::net::Ipv4Addr::new(127, 0, 4, 2);
+    activate_from(other, &addr, pin, &token, "real-one").unwrap();
+    let log = m.log();
+    let lines = log.lines().skip(log_before).count();
+    assert!(
+        lines < 30,
+        "{lines} log lines for 2,000 bad activations:\n{log}"
+    );
+    let closed = metric(
+        &m,
+        "picket_unauthenticated_closed_total",
+        "reason=\"slowed\"",
+    );
+    assert_eq!(closed, slowed as f64);
+    eprintln!(
+        "2,000 bad activations from one address in {:.1} s ({:.0}/s): {checked} tokens checked, \
+         {slowed} refused unread; {lines} log lines; a real activation from another address: ok",
+        elapsed.as_secs_f64(),
+        2000.0 / elapsed.as_secs_f64()
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use super::registry::Registry;
 use crate::clock::{Clock, Instant, WallMs};
 use crate::framed::{self, FrameError};
 use crate::model::{AgentState, Computer, ComputerId, Status, StoredEvent};
+use crate::net::admission::Source;
 use crate::net::{Budget, Closed, Gate, Ticket, within};
 use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
@@ -40,6 +41,8 @@ pub struct AgentPort {
     pub liveness: Liveness,
     pub dialer: Dialer,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Sources whose activations keep failing wait before their next one is looked at.
+    pub activation_backoff: std::sync::Mutex<crate::net::Backoff>,
 }
 
 /// Serves the agent port until the returned future is dropped (which ends every connection).
@@ -189,16 +192,58 @@ async fn handshake(
         let _ = queue.send(Verified { tls, peer }).await;
         return;
     }
-    match ticket
-        .guard(ACTIVATION_DEADLINE, now, run_session(port, &mut tls, &peer))
-        .await
-    {
-        Ok(Ok(_)) | Err(_) => {}
-        Ok(Err(reason)) => {
-            if ticket.closed(now(), Closed::Failed) {
-                log::warn!("agent connection from {addr} closed: {reason}");
-            }
+    let source = Source::of(addr.ip());
+    let waiting = port.backoff().wait(source, now());
+    if let Some(wait) = waiting {
+        // Refused before its token is looked at: a guesser's attempts cost a handshake each,
+        // not a store transaction, and come no faster than the backoff allows.
+        let refusal = Refusal {
+            reason: format!(
+                "too many failed activations from this address: try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        };
+        let _ = ticket
+            .guard(HANDSHAKE_DEADLINE, now, async {
+                framed::write(&mut tls, &ManagerMsg::Refused(refusal)).await
+            })
+            .await;
+        if ticket.closed(now(), Closed::Slowed) {
+            log::warn!(
+                "activation from {addr} refused unread: its address waits {} s after failed \
+                 activations",
+                wait.as_secs().max(1)
+            );
         }
+        return;
+    }
+    let outcome = ticket
+        .guard(ACTIVATION_DEADLINE, now, run_session(port, &mut tls, &peer))
+        .await;
+    let failure = match outcome {
+        Ok(Ok(_)) => return,
+        Ok(Err(reason)) => Some(reason),
+        // Timed out or evicted: counted by the gate, and a failed attempt all the same.
+        Err(_) => None,
+    };
+    let wait = port.backoff().failed(source, now());
+    if let Some(reason) = failure
+        && ticket.closed(now(), Closed::Failed)
+    {
+        let then = if wait.is_zero() {
+            String::new()
+        } else {
+            format!("; its address now waits {} s", wait.as_secs())
+        };
+        log::warn!("agent connection from {addr} closed: {reason}{then}");
+    }
+}
+
+impl AgentPort {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, crate::net::Backoff> {
+        self.activation_backoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -196,6 +196,7 @@ fn serve_with_banner(
             liveness,
             dialer,
             metrics: metrics.clone(),
+            activation_backoff: std::sync::Mutex::default(),
         });
         if banner {
             print_banner(

@@ -25,6 +25,8 @@ pub enum Closed {
     /// It failed after its handshake but before it authenticated: a refused activation token,
     /// a malformed message, a wrong login.
     Failed,
+    /// Its source failed too often lately: refused before anything it sent was looked at.
+    Slowed,
 }
 
 impl Closed {
@@ -36,6 +38,7 @@ impl Closed {
             Closed::HandshakeFailed => "handshake-failed",
             Closed::Refused => "refused",
             Closed::Failed => "failed",
+            Closed::Slowed => "slowed",
         }
     }
 
@@ -47,6 +50,7 @@ impl Closed {
             Closed::HandshakeFailed => "failed the TLS handshake",
             Closed::Refused => "refused by a firewall rule",
             Closed::Failed => "failed before authenticating",
+            Closed::Slowed => "refused while their source waits after failures",
         }
     }
 }

@@ -1,12 +1,14 @@
 //! What every listener and dialer shares: an accept loop whose connections end with it, a
-//! deadline around any future, and the budget of connections that have not authenticated yet
-//! with its summary log line.
+//! deadline around any future, the budget of connections that have not authenticated yet with
+//! its summary log line, and the backoff of sources whose attempts keep failing.
 
 pub mod admission;
+pub mod backoff;
 pub mod gate;
 pub mod tally;
 
 pub use admission::Budget;
+pub use backoff::Backoff;
 pub use gate::{Closed, Gate, Ticket};
 
 use crate::tasks::{Spawner, TaskSet};
