@@ -94,6 +94,13 @@ fn bad_inputs_are_refused_naming_the_field_and_change_nothing() {
         (Method::POST, "/api/v1/policies/Nope/firewall-rules", br#"{"name":"r","action":"bypass"}"#.to_vec(), StatusCode::NOT_FOUND, ""),
         (Method::DELETE, "/api/v1/policies/Servers/firewall-rules/99", Vec::new(), StatusCode::NOT_FOUND, ""),
         (Method::PATCH, "/api/v1/computers/2", br#"{"address":"web1:4118"}"#.to_vec(), StatusCode::BAD_REQUEST, "address"),
+        // Host names are DNS names or IP addresses; names hold nothing that reorders or hides text.
+        (Method::POST, "/api/v1/computers", br#"{"hostname":":::::"}"#.to_vec(), StatusCode::BAD_REQUEST, "hostname"),
+        (Method::POST, "/api/v1/computers", br#"{"hostname":"."}"#.to_vec(), StatusCode::BAD_REQUEST, "hostname"),
+        (Method::POST, "/api/v1/computers", format!(r#"{{"hostname":"{}.example"}}"#, "a".repeat(64)).into_bytes(), StatusCode::BAD_REQUEST, "hostname"),
+        (Method::POST, "/api/v1/policies", br#"{"name":"Servers\u202etxt.exe"}"#.to_vec(), StatusCode::BAD_REQUEST, "name"),
+        (Method::POST, "/api/v1/policies", br#"{"name":"Base\u200bPolicy"}"#.to_vec(), StatusCode::BAD_REQUEST, "name"),
+        (Method::POST, "/api/v1/policies/Servers/firewall-rules", br#"{"name":"r\u2066","action":"bypass"}"#.to_vec(), StatusCode::BAD_REQUEST, "name"),
         (Method::POST, "/api/v1/policies", Vec::new(), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, "/api/v1/policies", b"{\"name\": ".to_vec(), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, "/api/v1/policies", ten_mb, StatusCode::PAYLOAD_TOO_LARGE, ""),

@@ -10,6 +10,7 @@ mod firewall;
 mod ids;
 mod records;
 mod settings;
+mod text;
 mod user;
 
 pub use agent::{AgentState, HistoryEntry, StoredEvent};
@@ -27,4 +28,5 @@ pub use settings::{
     ClockChangeLimit, Direction, MissedLimit, Setting, SettingError, SettingKey, SettingValue,
     Settings, defaults,
 };
+pub use text::{hidden_character, host_name_problem};
 pub use user::{ADMIN_USER, User};

@@ -256,8 +256,8 @@ fn check_name(tree: &PolicyTree, name: &str, except: Option<PolicyId>) -> Result
     if name.chars().count() > MAX_NAME_LEN {
         return invalid("it is longer than 100 characters");
     }
-    if name.chars().any(char::is_control) {
-        return invalid("it contains control characters");
+    if let Some(problem) = crate::model::hidden_character(name) {
+        return invalid(problem);
     }
     // Policies are addressed by id or name in one URL segment; an all-digit name would be ambiguous.
     if name.bytes().all(|b| b.is_ascii_digit()) {
@@ -279,17 +279,10 @@ fn check_hostname(hostname: &str) -> Result<(), PolicyError> {
             reason,
         })
     };
-    if hostname.is_empty() {
-        return invalid("a hostname is required");
+    match crate::model::host_name_problem(hostname) {
+        Some(problem) => invalid(problem),
+        None => Ok(()),
     }
-    if hostname.len() > MAX_HOSTNAME_LEN {
-        return invalid("it is longer than 253 characters");
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
-    if !hostname.chars().all(allowed) {
-        return invalid("use letters, digits, '-', '.', '_' (or an IP address)");
-    }
-    Ok(())
 }
 
 /// A dial address is a host name or an IP, without a port (the agent reports its own port).
@@ -307,19 +300,11 @@ fn check_address(address: &str) -> Result<Option<String>, PolicyError> {
     if address.len() > MAX_HOSTNAME_LEN {
         return invalid("it is longer than 253 characters");
     }
-    if address.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(Some(address.to_string()));
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    if address.trim_end_matches('.').split('.').all(label_ok) {
-        Ok(Some(address.to_string()))
-    } else {
-        invalid("expected a host name or an IP address, without a port")
+    // Resolved by DNS, where a host name has no '_' (a computer's own name may).
+    match crate::model::host_name_problem(address.trim_end_matches('.')) {
+        None if !address.contains('_') => Ok(Some(address.to_string())),
+        None => invalid("expected a host name or an IP address, without a port"),
+        Some(_) => invalid("expected a host name or an IP address, without a port"),
     }
 }
 

@@ -113,7 +113,8 @@ impl fmt::Display for PolicyError {
         match self {
             PolicyError::Setting(e) => e.fmt(f),
             PolicyError::InvalidName { name, reason } => {
-                write!(f, "invalid policy name '{name}': {reason}")
+                // Escaped: a refused name may hold the very characters it was refused for.
+                write!(f, "invalid policy name {name:?}: {reason}")
             }
             PolicyError::NameTaken(name) => write!(f, "a policy named '{name}' already exists"),
             PolicyError::UnknownParent(p) => write!(f, "parent policy '{p}' does not exist"),
@@ -137,7 +138,7 @@ impl fmt::Display for PolicyError {
                 "policy '{policy}' is still assigned to {count} computer(s): move them first"
             ),
             PolicyError::InvalidHostname { hostname, reason } => {
-                write!(f, "invalid hostname '{hostname}': {reason}")
+                write!(f, "invalid hostname {hostname:?}: {reason}")
             }
             PolicyError::HostnameTaken(h) => write!(f, "a computer named '{h}' already exists"),
             PolicyError::InvalidKind(k) => write!(
@@ -157,7 +158,8 @@ impl fmt::Display for PolicyError {
             PolicyError::Rule(e) => e.fmt(f),
             PolicyError::InvalidRuleName(name) => write!(
                 f,
-                "invalid rule name '{name}': 1 to 100 characters, no control characters"
+                "invalid rule name {name:?}: 1 to 100 characters, no control, bidirectional or \
+                 invisible characters"
             ),
             PolicyError::RuleListTooLong { field, len } => write!(
                 f,

@@ -14,7 +14,10 @@ const MAX_RULE_NAME_LEN: usize = 100;
 /// `policy` with `rule` added under `id`.
 pub fn add_rule(policy: &Policy, id: RuleId, rule: FirewallRule) -> Result<Policy, PolicyError> {
     let name = rule.name.trim();
-    if name.is_empty() || name.len() > MAX_RULE_NAME_LEN || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.len() > MAX_RULE_NAME_LEN
+        || crate::model::hidden_character(name).is_some()
+    {
         return Err(PolicyError::InvalidRuleName(rule.name));
     }
     for (field, len) in [
