@@ -750,18 +750,21 @@ fn a_full_disk_stops_writes_cleanly_and_the_store_recovers_without_a_restart() {
         log.contains("the store cannot write"),
         "the fault is logged"
     );
-    let store_lines: Vec<&str> = log.lines().filter(|l| l.contains("store")).collect();
+    let store_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("picket::store"))
+        .collect();
     assert!(
         log.contains("the store writes again"),
         "and its end: {store_lines:#?}"
     );
     eprintln!(
         "freed: ready again {:.1} s later; steady's events stored once (seqs {seqs:?}); the \
-         offline alert of the dead agent recorded ({} active alert(s)); log lines about the \
-         store: {}",
+         offline alert of the dead agent recorded ({} active alert(s)); the store's own log \
+         lines: {}",
         ready_after.as_secs_f64(),
         alerts.as_array().unwrap().len(),
-        log.lines().filter(|l| l.contains("store")).count()
+        log.lines().filter(|l| l.contains("picket::store")).count()
     );
     steady.stop();
 }

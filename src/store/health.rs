@@ -7,6 +7,9 @@
 //!   remembered here, writes are refused at once instead of queueing on a dead file, and
 //!   [`Store::tend`](super::Store::tend) reopens the file with a backoff (1 s doubling to 30 s:
 //!   each reopen repairs the file, which costs a read of all of it) until a commit works again.
+//!   The episode ends only after a minute without a fault: on a disk that stays full, small
+//!   commits still fit in the file's own free pages and the next one that grows it fails again,
+//!   and that is the same episode, with its backoff still growing and no new error line.
 //! - **Low free space** stops only agent events, the bulk of what the store takes: below the
 //!   reserve they are refused (the agents keep them in their spools and send them later), so the
 //!   disk does not fill in the middle of a commit and alerts, statuses and the administrator's
@@ -21,6 +24,8 @@ use std::time::Duration;
 const FIRST_REOPEN: Duration = Duration::from_secs(1);
 /// Longest wait between two reopen attempts.
 const LAST_REOPEN: Duration = Duration::from_secs(30);
+/// How long a reopened store must write without a fault before the episode is over.
+const PROBATION: Duration = Duration::from_secs(60);
 
 /// The default reserve's ceiling; on a small filesystem it is 5 % of its size instead.
 const AUTO_RESERVE_CEILING: u64 = 64 << 20;
@@ -70,9 +75,13 @@ struct IoFault {
     /// When the next reopen may be tried; `None` until the fault has been seen by `tend`.
     next_attempt: Option<Instant>,
     backoff: Duration,
-    /// The file was reopened: writes may try again, and the first commit that works ends the
-    /// fault. A fault in this state continues the same episode rather than starting a new one.
+    /// The file was reopened: writes may try again.
     reopened: bool,
+    /// A commit worked since the reopen: writes are taken. The episode ends once this has held
+    /// for [`PROBATION`]; a fault meanwhile continues it.
+    written_since: Option<Instant>,
+    /// Whether a commit has worked since the reopen (stamped with the time by the next `due`).
+    written: bool,
 }
 
 #[derive(Debug, Default)]
@@ -89,7 +98,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Health {
     reserve: Reserve,
-    /// Mirrors `state.io.is_some()`, so the hot path (every commit) takes no lock.
+    /// Set while an I/O fault's reopened file has not yet been written, so the hot path (every
+    /// commit) takes no lock the rest of the time.
     failing: AtomicBool,
     /// Mirrors `state.low`.
     low: AtomicBool,
@@ -146,7 +156,12 @@ impl Health {
         match &mut state.io {
             Some(fault) => {
                 // The same episode: after a reopen the disk was still full, say.
+                if fault.written {
+                    log::warn!("the store failed again: {detail}; writes are refused again");
+                }
                 fault.reopened = false;
+                fault.written = false;
+                fault.written_since = None;
                 fault.detail = detail;
             }
             None => {
@@ -161,23 +176,30 @@ impl Health {
                     next_attempt: None,
                     backoff: FIRST_REOPEN,
                     reopened: false,
+                    written_since: None,
+                    written: false,
                 });
-                self.failing.store(true, Ordering::Release);
             }
         }
+        self.failing.store(true, Ordering::Release);
     }
 
-    /// A commit worked: a fault whose file was reopened is over.
+    /// A commit worked: a reopened store takes writes again.
     pub fn committed(&self) {
         if !self.failing.load(Ordering::Acquire) {
             return;
         }
         let mut state = self.state();
-        if state.io.as_ref().is_some_and(|f| f.reopened) {
-            let since = state.io.take().and_then(|f| f.since);
+        let last_tended = state.last_tended;
+        if let Some(fault) = state.io.as_mut()
+            && fault.reopened
+            && !fault.written
+        {
+            fault.written = true;
             self.failing.store(false, Ordering::Release);
-            let down = since
-                .zip(state.last_tended)
+            let down = fault
+                .since
+                .zip(last_tended)
                 .map_or(Duration::ZERO, |(since, now)| now.saturating_since(since));
             log::warn!(
                 "the store writes again, about {:.0} s after it failed",
@@ -186,7 +208,8 @@ impl Health {
         }
     }
 
-    /// Whether the shell should reopen the file now.
+    /// Whether the shell should reopen the file now; also ends an episode whose probation is
+    /// over.
     pub fn due(&self, now: Instant) -> Due {
         let mut state = self.state();
         state.last_tended = Some(now);
@@ -194,6 +217,13 @@ impl Health {
             return Due::Nothing;
         };
         fault.since.get_or_insert(now);
+        if fault.written {
+            let since = *fault.written_since.get_or_insert(now);
+            if now.saturating_since(since) >= PROBATION {
+                state.io = None;
+            }
+            return Due::Nothing;
+        }
         if fault.reopened {
             return Due::Nothing;
         }
@@ -208,8 +238,8 @@ impl Health {
     }
 
     /// The outcome of a reopen [`Health::due`] asked for. The backoff grows either way and
-    /// only resets when a commit ends the episode: a disk that stays full fails again after
-    /// every reopen, and is then not reopened (and repaired) every second.
+    /// only resets when the episode ends: a disk that stays full fails again after every
+    /// reopen, and is then not reopened (and repaired) every second.
     pub fn reopened(&self, now: Instant, result: Result<(), String>) {
         let mut state = self.state();
         let Some(fault) = state.io.as_mut() else {
@@ -258,7 +288,9 @@ impl Health {
     pub fn report(&self) -> Report {
         let state = self.state();
         let reserve = state.space.map_or(0, |s| self.reserve.bytes(s.total));
-        let reason = match (&state.io, state.space) {
+        // Written since its reopen: fine as far as anyone outside can tell.
+        let io = state.io.as_ref().filter(|f| !f.written);
+        let reason = match (io, state.space) {
             (Some(fault), _) if fault.reopened => Some(format!(
                 "reopened after failing ({}); not yet written",
                 fault.detail
@@ -271,9 +303,10 @@ impl Health {
             )),
             _ => None,
         };
+        let writable = io.is_none_or(|f| f.reopened);
         Report {
-            writable: state.io.as_ref().is_none_or(|f| f.reopened),
-            takes_events: state.io.is_none() && !state.low,
+            writable,
+            takes_events: writable && !state.low,
             reason,
             space: state.space,
             reserve,
@@ -305,14 +338,14 @@ mod tests {
         h.reopened(at(11), Ok(()));
         assert_eq!(h.refusal(), None, "a reopened file may be tried");
         assert!(h.report().writable);
-        assert_eq!(
-            h.due(at(12)),
-            Due::Nothing,
-            "nothing to reopen while on probation"
-        );
+        assert_eq!(h.due(at(12)), Due::Nothing, "nothing to reopen meanwhile");
         h.committed();
         assert_eq!(h.report().reason, None);
         assert!(h.report().takes_events);
+        assert_eq!(h.due(at(13)), Due::Nothing);
+        assert!(h.state().io.is_some(), "on probation for a minute");
+        assert_eq!(h.due(at(73)), Due::Nothing);
+        assert!(h.state().io.is_none(), "the episode is over");
     }
 
     #[test]
@@ -352,6 +385,25 @@ mod tests {
             h.refusal().is_some(),
             "a commit before the reopen ends nothing"
         );
+    }
+
+    #[test]
+    fn a_disk_that_stays_full_is_reopened_less_and_less_often() {
+        // Each reopen works and one small commit fits; the next one that grows the file fails.
+        let h = Health::new(Reserve::Auto);
+        h.io_failed("No space left on device".into());
+        let mut now = at(0);
+        let mut reopens = Vec::new();
+        while now < at(120) {
+            if h.due(now) == Due::Reopen {
+                reopens.push(now.as_millis() / 1000);
+                h.reopened(now, Ok(()));
+                h.committed();
+                h.io_failed("No space left on device".into());
+            }
+            now = now.saturating_add(Duration::from_secs(1));
+        }
+        assert_eq!(reopens, [1, 4, 9, 18, 35, 66, 97]);
     }
 
     #[test]

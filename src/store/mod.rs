@@ -48,9 +48,9 @@ pub const CURRENT_SCHEMA_VERSION: u32 = 6;
 ///
 /// The database sits behind a lock only so that [`Store::tend`] can close and reopen it after an
 /// I/O error (redb refuses every transaction after one until then). The lock is held only to
-/// clone the handle: a thread waiting in `begin_write` holds the handle, not the lock, so a
-/// reopen never waits behind a transaction (nor a transaction behind a reopen). `None` while a
-/// reopen has failed.
+/// clone the handle; every transaction (and a thread waiting in `begin_write`) holds a clone, so
+/// a reopen happens only when nobody uses the file, and otherwise waits for the next tend.
+/// `None` while a reopen has failed.
 pub struct Store {
     db: RwLock<Option<Arc<redb::Database>>>,
     path: PathBuf,
@@ -60,12 +60,16 @@ pub struct Store {
 /// A consistent snapshot for reading; writes committed after it began are not seen.
 pub struct ReadTxn {
     txn: redb::ReadTransaction,
+    /// Keeps the file from being reopened under the transaction (dropped after it).
+    _db: Arc<redb::Database>,
 }
 
 /// The one write transaction; see [`Store::write`].
 pub struct WriteTxn {
     txn: redb::WriteTransaction,
     health: Arc<Health>,
+    /// Keeps the file from being reopened under the transaction (dropped after it).
+    _db: Arc<redb::Database>,
 }
 
 impl Store {
@@ -105,7 +109,7 @@ impl Store {
         let txn = db
             .begin_read()
             .map_err(|e| self.noted(StoreError::from(e)))?;
-        Ok(ReadTxn { txn })
+        Ok(ReadTxn { txn, _db: db })
     }
 
     /// Starts the write transaction, waiting while another one is alive. Refused at once while
@@ -121,6 +125,7 @@ impl Store {
         Ok(WriteTxn {
             txn,
             health: self.health.clone(),
+            _db: db,
         })
     }
 
@@ -130,12 +135,18 @@ impl Store {
     }
 
     /// Closes the file and releases its lock, reporting what dropping the store would ignore.
-    /// Fails if a [`WriteTxn`] is still alive; the file then closes when that transaction ends.
+    /// Fails if a transaction is still alive; the file then closes when the last one ends.
     pub fn close(self) -> Result<(), StoreError> {
         let db = self.db.into_inner().unwrap_or_else(PoisonError::into_inner);
-        // Only `read` and `write` clone the handle, and only for the span of a `begin_*`.
-        if let Some(db) = db.and_then(|db| Arc::try_unwrap(db).ok()) {
-            db.close()?;
+        match db.map(Arc::try_unwrap) {
+            Some(Ok(db)) => db.close()?,
+            // A transaction still holds the handle; the file closes when the last one ends.
+            Some(Err(_)) => {
+                return Err(StoreError::Database(
+                    redb::DatabaseError::TransactionInProgress,
+                ));
+            }
+            None => {}
         }
         Ok(())
     }
@@ -158,30 +169,35 @@ impl Store {
             Err(e) => log::debug!("cannot read the store's free space: {e}"),
         }
         if self.health.due(now) == Due::Reopen {
-            let result = self.reopen().map_err(|e| e.chain());
-            self.health.reopened(now, result);
+            match self.reopen() {
+                Ok(true) => self.health.reopened(now, Ok(())),
+                // In use: tried again at the next tend, without growing the backoff.
+                Ok(false) => {}
+                Err(e) => self.health.reopened(now, Err(e.chain())),
+            }
         }
     }
 
     /// Closes the latched database and opens the file again; redb repairs it on the way if the
     /// failed commit left it marked for recovery. No integrity check of the whole file, unlike
     /// the start: that is a read of all of it, and the file's own checksums still guard every
-    /// page read.
-    fn reopen(&self) -> Result<(), StoreError> {
-        let old = self
-            .db
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        // Dropping closes the file once no thread is starting a transaction on it and no write
-        // transaction holds it (else the open below finds it locked, and the backoff tries
-        // again); the error of a close after an I/O error is that same error, already reported.
+    /// page read. `false` (nothing done) while a transaction holds the file.
+    fn reopen(&self) -> Result<bool, StoreError> {
+        let old = {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|db| Arc::strong_count(db) > 1) {
+                return Ok(false);
+            }
+            slot.take()
+        };
+        // The only handle: dropping it closes the file. The error of a close after an I/O
+        // error is that same error, already reported.
         drop(old);
         let db = redb::Database::builder()
             .create(&self.path)
             .map_err(|e| StoreError::from(e).at_open(&self.path))?;
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
-        Ok(())
+        Ok(true)
     }
 
     /// As if a write had met `detail` from the operating system: for tests of the code that
@@ -1754,6 +1770,14 @@ mod tests {
         let at = crate::clock::Instant::from_millis;
         store.tend(at(0));
         assert!(store.write().is_err(), "the reopen waits its backoff");
+        let reading = store.read().unwrap();
+        store.tend(at(1_000));
+        assert!(
+            !store.health().writable,
+            "not reopened under a live transaction"
+        );
+        assert!(reading.token(&TokenHash([1; 32])).unwrap().is_some());
+        drop(reading);
         store.tend(at(1_000));
         assert!(store.health().writable, "reopened: writes may try");
         let mut txn = store.write().unwrap();
