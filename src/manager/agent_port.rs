@@ -193,8 +193,8 @@ async fn handshake(
         return;
     }
     let source = Source::of(addr.ip());
-    let waiting = port.backoff().wait(source, now());
-    if let Some(wait) = waiting {
+    let claim = port.backoff().begin(source, now());
+    if let Err(wait) = claim {
         // Refused before its token is looked at: a guesser's attempts cost a handshake each,
         // not a store transaction, and come no faster than the backoff allows.
         let refusal = Refusal {
@@ -220,20 +220,14 @@ async fn handshake(
     let outcome = ticket
         .guard(ACTIVATION_DEADLINE, now, run_session(port, &mut tls, &peer))
         .await;
-    let failure = match outcome {
-        Ok(Ok(_)) => return,
-        Ok(Err(reason)) => Some(reason),
-        // Timed out or evicted: counted by the gate, and a failed attempt all the same.
-        Err(_) => None,
-    };
-    let wait = port.backoff().failed(source, now());
-    if let Some(reason) = failure
+    port.backoff().release(source);
+    // Timed out or evicted: counted by the gate.
+    if let Ok(Err(reason)) = outcome
         && ticket.closed(now(), Closed::Failed)
     {
-        let then = if wait.is_zero() {
-            String::new()
-        } else {
-            format!("; its address now waits {} s", wait.as_secs())
+        let then = match port.backoff().wait(source, now()) {
+            Some(wait) => format!("; its address now waits {} s", wait.as_secs().max(1)),
+            None => String::new(),
         };
         log::warn!("agent connection from {addr} closed: {reason}{then}");
     }
@@ -320,9 +314,13 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 ManagerOutput::Activate(request) => {
-                    let (port, ip) = (port.clone(), addr.ip().to_string());
-                    let result = smol::unblock(move || activate(&port, request, &ip)).await;
-                    session.handle_activation(result);
+                    let (shared, ip) = (port.clone(), addr.ip().to_string());
+                    let result = smol::unblock(move || activate(&shared, request, &ip)).await;
+                    if let Err(ActivationRefused::Token(_)) = &result {
+                        port.backoff()
+                            .failed(Source::of(addr.ip()), port.clock.now());
+                    }
+                    session.handle_activation(result.map_err(ActivationRefused::into_reason));
                 }
                 ManagerOutput::Close(summary) => {
                     if let Some(computer) = peer.computer {
@@ -634,15 +632,50 @@ fn apply_status(state: &mut AgentState, status: &crate::proto::AgentStatus, at: 
 /// Checks the token, finds or creates the computer, issues its certificate: all in one
 /// transaction, so a refused activation stores nothing and a granted one is durable before the
 /// agent hears of it. The error text goes to the agent and the log; it never holds the token.
-fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Activated, String> {
+fn activate(
+    port: &AgentPort,
+    request: ActivationRequest,
+    ip: &str,
+) -> Result<Activated, ActivationRefused> {
     let now = port.clock.wall();
-    let mut txn = port.store.write().map_err(|e| e.to_string())?;
+    let other = |e: crate::store::StoreError| ActivationRefused::Other(e.to_string());
+    let txn = port.store.write().map_err(other)?;
     let hash = activation::hash_secret(&request.token);
-    let token = txn
-        .token(&hash)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| activation::ActivationError::UnknownToken.to_string())?;
-    let token_after = activation::redeem(&token, now).map_err(|e| e.to_string())?;
+    let token = txn.token(&hash).map_err(other)?.ok_or_else(|| {
+        ActivationRefused::Token(activation::ActivationError::UnknownToken.to_string())
+    })?;
+    let token_after =
+        activation::redeem(&token, now).map_err(|e| ActivationRefused::Token(e.to_string()))?;
+    grant(port, txn, request, ip, &hash, &token, token_after, now).map_err(ActivationRefused::Other)
+}
+
+/// Why an activation was refused. A token that does not work is a guess, which counts against
+/// its source's backoff; a taken host name or a store that cannot write is not.
+enum ActivationRefused {
+    Token(String),
+    Other(String),
+}
+
+impl ActivationRefused {
+    fn into_reason(self) -> String {
+        match self {
+            ActivationRefused::Token(reason) | ActivationRefused::Other(reason) => reason,
+        }
+    }
+}
+
+/// The rest of [`activate`], once the token holds.
+#[allow(clippy::too_many_arguments)]
+fn grant(
+    port: &AgentPort,
+    mut txn: crate::store::WriteTxn,
+    request: ActivationRequest,
+    ip: &str,
+    hash: &crate::model::TokenHash,
+    token: &crate::model::Token,
+    token_after: crate::model::Token,
+    now: WallMs,
+) -> Result<Activated, String> {
     let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
     let existing = txn
         .computer_by_hostname(&request.hostname)
@@ -699,7 +732,7 @@ fn activate(port: &AgentPort, request: ActivationRequest, ip: &str) -> Result<Ac
         detail: format!(
             "agent {} activated from {ip} with token {}",
             request.agent_version,
-            activation::token_id(&hash)
+            activation::token_id(hash)
         ),
     })
     .map_err(store)?;

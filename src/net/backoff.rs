@@ -3,10 +3,15 @@
 //! before). A few failures are free, since a typo in a token is common; after them each failure
 //! doubles the source's wait, up to a minute, and a source is forgotten ten minutes after its
 //! last failure. Sources are IPv4 addresses or IPv6 /64s, as in the admission budget.
+//!
+//! A source that has used its free failures gets one attempt at a time: otherwise it could open
+//! as many connections as the admission budget lets it (256) and have every one checked before
+//! the first failure counted. A source without failures is not limited (a site behind one NAT
+//! activating many computers at once).
 
 use super::admission::Source;
 use crate::clock::Instant;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Failures from one source before it waits at all.
@@ -34,6 +39,8 @@ impl Failures {
 #[derive(Debug, Default)]
 pub struct Backoff {
     sources: HashMap<Source, Failures>,
+    /// Sources past their free failures with an attempt being checked.
+    checking: HashSet<Source>,
 }
 
 impl Backoff {
@@ -41,6 +48,27 @@ impl Backoff {
     pub fn wait(&self, source: Source, now: Instant) -> Option<Duration> {
         let left = self.sources.get(&source)?.until().saturating_since(now);
         (!left.is_zero()).then_some(left)
+    }
+
+    /// Claims the right to have one attempt of `source` checked now, or says how long to wait.
+    /// Every successful claim is followed by [`Backoff::release`].
+    pub fn begin(&mut self, source: Source, now: Instant) -> Result<(), Duration> {
+        if let Some(wait) = self.wait(source, now) {
+            return Err(wait);
+        }
+        let limited = self.sources.get(&source).is_some_and(|f| {
+            f.count >= FREE_FAILURES && now.saturating_since(f.last) < FORGET_AFTER
+        });
+        if limited && !self.checking.insert(source) {
+            return Err(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+
+    /// The attempt claimed by [`Backoff::begin`] is over (its failure, if any, already
+    /// counted by [`Backoff::failed`]).
+    pub fn release(&mut self, source: Source) {
+        self.checking.remove(&source);
     }
 
     /// Counts a failure; returns the wait it now has. Constant time until the table is full;
@@ -105,6 +133,34 @@ mod tests {
         assert_eq!(b.wait(s, at(59_000)), Some(Duration::from_secs(1)));
         assert_eq!(b.wait(s, at(60_000)), None);
         assert_eq!(b.wait(source("192.0.2.8"), at(0)), None, "another source");
+    }
+
+    #[test]
+    fn past_its_free_failures_a_source_has_one_attempt_checked_at_a_time() {
+        let mut b = Backoff::default();
+        let s = source("192.0.2.7");
+        assert_eq!(b.begin(s, at(0)), Ok(()));
+        assert_eq!(b.begin(s, at(0)), Ok(()), "no limit without failures");
+        b.release(s);
+        b.release(s);
+        for _ in 0..5 {
+            b.failed(s, at(0));
+        }
+        assert_eq!(b.begin(s, at(0)), Ok(()));
+        assert_eq!(
+            b.begin(s, at(0)),
+            Err(Duration::from_secs(1)),
+            "one at a time"
+        );
+        assert_eq!(b.begin(source("192.0.2.8"), at(0)), Ok(()));
+        b.failed(s, at(0));
+        b.release(s);
+        assert_eq!(
+            b.begin(s, at(0)),
+            Err(Duration::from_secs(1)),
+            "now it waits"
+        );
+        assert_eq!(b.begin(s, at(1_000)), Ok(()));
     }
 
     #[test]
