@@ -4,8 +4,9 @@
 //!   failures;
 //! - per user name, from every address: a guesser who rotates addresses is slowed too. This
 //!   delay is short and capped (ten seconds), so it slows and never locks out, and it does not
-//!   apply at all to an address the user has logged in from before: a stranger cannot keep the
-//!   administrator out, whether from behind the same NAT or from anywhere else.
+//!   apply at all to an address the user has logged in from before. From such an address the
+//!   per-address wait is capped at those same ten seconds too, since a stranger behind the
+//!   administrator's NAT shares it: nobody can keep the administrator out for longer.
 //!
 //! One attempt per (address, user) is checked at a time, so parallel requests cannot all slip
 //! in before the first failure is counted.
@@ -84,16 +85,24 @@ pub struct LoginThrottle {
     /// Per lowercase user name: the addresses (IPv6 by /64) it logged in from, and when.
     known: HashMap<String, Vec<(Option<IpAddr>, Instant)>>,
     checking: HashSet<LoginKey>,
+    /// Per user name past its free failures: the one attempt from an unknown address being
+    /// checked (else many addresses could each have one checked at once).
+    user_checking: HashMap<String, LoginKey>,
 }
 
 impl LoginThrottle {
     /// How long this key must still wait before a login attempt is even checked.
     pub fn wait(&self, key: &LoginKey, now: Instant) -> Option<Duration> {
-        let own = self
-            .failures
-            .get(key)
-            .map(|f| f.until(delay_after(f.count)));
-        let user = if self.is_known(key, now) {
+        let known = self.is_known(key, now);
+        let own = self.failures.get(key).map(|f| {
+            let delay = delay_after(f.count);
+            f.until(if known {
+                delay.min(USER_MAX_WAIT)
+            } else {
+                delay
+            })
+        });
+        let user = if known {
             None
         } else {
             self.users
@@ -119,15 +128,34 @@ impl LoginThrottle {
         if let Some(wait) = self.wait(key, now) {
             return Err(Refused::Wait(wait));
         }
+        let spaced = !self.is_known(key, now)
+            && self
+                .users
+                .get(&key.user)
+                .is_some_and(|f| f.count >= USER_FREE_FAILURES);
+        if spaced && self.user_checking.contains_key(&key.user) {
+            return Err(Refused::InFlight);
+        }
         if !self.checking.insert(key.clone()) {
             return Err(Refused::InFlight);
+        }
+        if spaced {
+            self.user_checking.insert(key.user.clone(), key.clone());
         }
         Ok(())
     }
 
+    /// Ends `key`'s claim, and its claim on its user name if it held that.
+    fn release(&mut self, key: &LoginKey) {
+        self.checking.remove(key);
+        if self.user_checking.get(&key.user) == Some(key) {
+            self.user_checking.remove(&key.user);
+        }
+    }
+
     /// Records a failed attempt; returns the wait before the next one from the same address.
     pub fn failed(&mut self, key: LoginKey, now: Instant) -> Duration {
-        self.checking.remove(&key);
+        self.release(&key);
         count_failure(&mut self.users, key.user.clone(), now, user_delay_after);
         count_failure(&mut self.failures, key.clone(), now, delay_after);
         self.wait(&key, now).unwrap_or_default()
@@ -137,7 +165,7 @@ impl LoginThrottle {
     /// user's failures from everywhere stay: a guesser elsewhere is not helped by the
     /// administrator's login.
     pub fn succeeded(&mut self, key: &LoginKey, now: Instant) {
-        self.checking.remove(key);
+        self.release(key);
         self.failures.remove(key);
         let addresses = self.known.entry(key.user.clone()).or_default();
         addresses.retain(|(peer, at)| *peer != key.peer && now.saturating_since(*at) < KNOWN_FOR);
@@ -149,7 +177,7 @@ impl LoginThrottle {
 
     /// Releases a claim without judging the attempt (the check itself failed).
     pub fn abandon(&mut self, key: &LoginKey) {
-        self.checking.remove(key);
+        self.release(key);
     }
 }
 
@@ -347,6 +375,12 @@ mod tests {
             t.failed(from(n), clock.now());
         }
         assert_eq!(t.wait(&from(300), clock.now()), Some(USER_MAX_WAIT));
+        // Past its free failures, one attempt per user name is checked at a time.
+        clock.advance(USER_MAX_WAIT);
+        t.begin(&from(301), clock.now()).unwrap();
+        assert_eq!(t.begin(&from(302), clock.now()), Err(Refused::InFlight));
+        t.abandon(&from(301));
+        assert_eq!(t.begin(&from(302), clock.now()), Ok(()));
     }
 
     #[test]
@@ -364,6 +398,17 @@ mod tests {
         t.succeeded(&home, clock.now());
         // The administrator's login does not lift the delay for the guesser.
         assert!(t.wait(&key("203.0.113.99", "admin"), clock.now()).is_some());
+        // A stranger behind the same address fails as admin many times: home still waits ten
+        // seconds at most.
+        for _ in 0..20 {
+            t.failed(home.clone(), clock.now());
+        }
+        assert_eq!(t.wait(&home, clock.now()), Some(USER_MAX_WAIT));
+        assert_eq!(
+            t.wait(&key("192.0.2.8", "admin"), clock.now()),
+            Some(USER_MAX_WAIT),
+            "elsewhere, the per-user wait"
+        );
         // A month later, home is a stranger again.
         clock.advance(KNOWN_FOR);
         t.failed(key("203.0.113.1", "admin"), clock.now());

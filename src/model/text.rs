@@ -25,11 +25,18 @@ pub fn hidden_character(name: &str) -> Option<&'static str> {
 fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
-        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            // The deprecated shaping and symmetric-swapping controls.
+            | '\u{206A}'..='\u{206F}'
     )
 }
 
-/// Characters that take no width: a name holding one looks like another name.
+/// Characters that take no width, separate lines, or select a glyph variant: a name holding
+/// one looks like another name.
 fn is_invisible(c: char) -> bool {
     matches!(
         c,
@@ -40,9 +47,17 @@ fn is_invisible(c: char) -> bool {
             | '\u{180E}'
             | '\u{200B}'..='\u{200D}'
             | '\u{2060}'..='\u{2064}'
+            | '\u{2028}'
+            | '\u{2029}'
             | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
             | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            // Tag characters: invisible text that some software still reads.
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -76,7 +91,8 @@ pub fn host_name_problem(text: &str) -> Option<&'static str> {
             return Some("a label (between dots) must not start or end with '-'");
         }
     }
-    if labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    // One all-digit label is a name (an asset tag such as 4711); dotted digits are an address.
+    if labels.len() > 1 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
         return Some("it looks like an IPv4 address but is not one");
     }
     None
@@ -95,6 +111,9 @@ mod tests {
             "a\u{200F}b",
             "soft\u{00AD}hyphen",
             "zero\u{FEFF}width",
+            "line\u{2028}break",
+            "tag\u{E0041}",
+            "variant\u{FE0F}",
             "tab\there",
         ] {
             assert!(hidden_character(name).is_some(), "{name:?}");
@@ -115,6 +134,7 @@ mod tests {
             "::1",
             "a",
             "3com",
+            "4711",
         ] {
             assert_eq!(host_name_problem(ok), None, "{ok:?}");
         }

@@ -301,7 +301,8 @@ fn check_address(address: &str) -> Result<Option<String>, PolicyError> {
         return invalid("it is longer than 253 characters");
     }
     // Resolved by DNS, where a host name has no '_' (a computer's own name may).
-    match crate::model::host_name_problem(address.trim_end_matches('.')) {
+    // One dot at the end is a fully qualified name; more is a typo.
+    match crate::model::host_name_problem(address.strip_suffix('.').unwrap_or(address)) {
         None if !address.contains('_') => Ok(Some(address.to_string())),
         None => invalid("expected a host name or an IP address, without a port"),
         Some(_) => invalid("expected a host name or an IP address, without a port"),
