@@ -13,7 +13,7 @@ run: build
 test: browser-deps
 	$(CARGO) test --locked --all-targets
 
-# playwright-core for the browser test (tests/browser.rs), from the lock file; the browser itself
+# playwright-core for the browser test (tests/e2e/browser.rs), from the lock file; the browser itself
 # is Debian's chromium (.ci/run installs it), never a downloaded one.
 browser-deps:
 	@[ -d tests/browser/node_modules/playwright-core ] || npm ci --prefix tests/browser --no-audit --no-fund

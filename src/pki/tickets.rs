@@ -172,7 +172,7 @@ impl<C: TicketClock + 'static> ProducesTickets for Ticketer<C> {
 /// Whether rustls's encoded session state (`msgs::persist::ServerSessionValue`: an optional SNI
 /// as a presence byte then a u8-length name, then the protocol version as a big-endian u16) is
 /// a TLS 1.3 one. Reading rustls's private encoding is brittle, so
-/// `tests/agent_port.rs::a_tls12_agent_gets_no_ticket_and_a_tls13_one_does` pins the
+/// `tests/e2e/agent_port.rs::a_tls12_agent_gets_no_ticket_and_a_tls13_one_does` pins the
 /// behaviour with real handshakes.
 fn is_tls13_session(state: &[u8]) -> bool {
     let version_at = match state.first() {

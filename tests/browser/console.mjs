@@ -1,5 +1,5 @@
 // Drives the Picket console in Debian's headless chromium, as an administrator would: run by
-// tests/browser.rs against a real manager with one real agent. Every step waits on what the
+// tests/e2e/browser.rs against a real manager with one real agent. Every step waits on what the
 // page shows (Playwright's auto-waiting), never on a fixed sleep, and throws on a miss.
 //
 // Environment: PICKET_URL (https://127.0.0.1:PORT), PICKET_PASSWORD (the one-time password),

@@ -4,15 +4,12 @@
 //! from the page, watch the computer come online, kill the agent and watch the alert appear. `make test` installs the npm package; `.ci/run` installs
 //! chromium and Node.js on a fresh machine. Screenshots of every page land in
 //! `target/tmp/console-screenshots/`.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::agent::set_base;
+use crate::support::{BIN, Manager};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
-use support::agent::set_base;
-use support::{BIN, Manager};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

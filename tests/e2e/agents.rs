@@ -1,15 +1,12 @@
 //! End-to-end: a real manager and real `picket agent` processes over loopback mutual TLS, with
 //! one-second heartbeats. Every wait is on a condition with a deadline.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::Manager;
+use crate::support::agent::{Agent, activation, set_base, wait_for};
 use hyper::Method;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::Manager;
-use support::agent::{Agent, activation, set_base, wait_for};
 
 /// Waits until the first computer has completed a heartbeat; its id.
 fn first_heartbeat(m: &Manager) -> u64 {

@@ -1,13 +1,10 @@
 //! End-to-end: the REST API over real TLS. Every bad input of the foundation issue is refused
 //! with the documented status and field, and nothing stored changes.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::Manager;
 use hyper::{Method, StatusCode};
 use picket::admin::ApiClient;
 use serde_json::{Value, json};
-use support::Manager;
 
 fn key(m: &Manager) -> String {
     std::fs::read_to_string(m.dir.join("admin-api-key"))

@@ -1,10 +1,6 @@
 //! `picket bench` end to end: a short run of the real binary completes sessions with no
 //! failure and no false alert. Speed is reported, never asserted.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
-
-mod support;
-
 use std::process::Command;
 
 /// One bench at a time: each keeps the machine's cores busy, and two at once on a 2-core CI
@@ -140,7 +136,7 @@ fn a_primed_fleet_resumes_tls_across_a_manager_restart() {
 #[test]
 fn a_running_manager_is_loaded_through_its_api_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let m = support::Manager::start(dir.path());
+    let m = crate::support::Manager::start(dir.path());
     let data_dir = m.dir.to_str().unwrap();
     let report = bench(&[
         "--data-dir",

@@ -1,15 +1,12 @@
 //! End-to-end: activation tokens through the real manager and the `picket token` CLI. The secret
 //! is shown once, at creation, and never again: not in lists, not in the manager's log.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::Manager;
 use hyper::{Method, StatusCode};
 use picket::pki;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
-use support::Manager;
 
 const HOUR_MS: u64 = 3_600_000;
 

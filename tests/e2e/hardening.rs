@@ -1,18 +1,15 @@
 //! Adversarial end-to-end tests: what a stranger on the network can do to a real manager and
 //! agent without credentials, bounded in count and time, on loopback only. Each prints the
 //! figures it measured (run with `--nocapture` to read them).
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::Manager;
+use crate::support::agent::{Agent, activation, set_base, wait_for};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::Manager;
-use support::agent::{Agent, activation, set_base, wait_for};
 
 /// Lets this process hold a few thousand sockets (the usual soft limit is 1,024).
 fn raise_open_files() {
@@ -445,7 +442,7 @@ fn an_agent_activates_from_a_token_file_or_the_environment_and_ps_never_shows_th
     for (i, how) in ["file", "env"].iter().enumerate() {
         let a = activation(&m);
         let dir = tmp.path().join(format!("agent-{how}"));
-        let mut cmd = std::process::Command::new(support::BIN);
+        let mut cmd = std::process::Command::new(crate::support::BIN);
         cmd.args(["agent", "--data-dir"]).arg(&dir);
         cmd.args(["--manager", &a.manager, "--ca-sha256", &a.pin]);
         cmd.args([
@@ -479,7 +476,7 @@ fn an_agent_activates_from_a_token_file_or_the_environment_and_ps_never_shows_th
         });
     }
     // An unreadable token file is a usage error naming the option.
-    let out = std::process::Command::new(support::BIN)
+    let out = std::process::Command::new(crate::support::BIN)
         .args(["agent", "--data-dir"])
         .arg(tmp.path().join("agent-none"))
         .args(["--token-file", "/nonexistent/token"])

@@ -1,16 +1,13 @@
 //! End-to-end: the console's login, sessions and their guards, `/metrics` and `/readyz`, over
 //! real TLS against a real manager. (The pages themselves are driven in a browser by
-//! `tests/browser.rs`.)
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
+//! `tests/e2e/browser.rs`.)
 
-mod support;
-
+use crate::support::agent::{Agent, activation, set_base, wait_for};
+use crate::support::{BIN, Manager};
 use hyper::{Method, StatusCode};
 use picket::admin::{ApiClient, RawResponse};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::agent::{Agent, activation, set_base, wait_for};
-use support::{BIN, Manager};
 
 const NEW_PASSWORD: &str = "a passphrase of my own";
 

@@ -1,14 +1,11 @@
 //! End-to-end: communication direction over loopback. Each direction heartbeats and applies a
 //! policy change; the manager pushes to agents that listen and dials on request; the agent-port
 //! firewall rule keeps the manager out until it is widened. Every wait has a deadline.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::Manager;
+use crate::support::agent::{Agent, activation, activation_for, set_base, wait_for};
 use serde_json::Value;
 use std::time::Duration;
-use support::Manager;
-use support::agent::{Agent, activation, activation_for, set_base, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

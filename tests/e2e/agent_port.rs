@@ -2,10 +2,8 @@
 //! manager keeps serving (a fresh activation and heartbeat over real TLS still complete), and
 //! nothing is stored from the bad connection. Clients are either the real `picket agent` binary
 //! or a small synchronous rustls client speaking the wire protocol frame by frame.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::{BIN, Manager};
 use hyper::{Method, StatusCode};
 use picket::clock::WallMs;
 use picket::pki::{self, AgentKey};
@@ -24,7 +22,6 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{BIN, Manager};
 
 /// How long the manager may take to refuse or answer anything here. Every bad input below
 /// fails at once on the manager's side, far inside its 30 s step timeout.

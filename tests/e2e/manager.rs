@@ -1,12 +1,9 @@
 //! End-to-end: the real `picket manager` binary and the admin CLI, as a new administrator
 //! would use them, including restarts after a clean stop and after `kill -9`.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
 
-mod support;
-
+use crate::support::{BIN, Manager};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-use support::{BIN, Manager};
 
 fn effective(policy: &Value, key: &str) -> (Value, String) {
     let entry = &policy["effective"][key];
@@ -199,14 +196,14 @@ fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
 
 #[test]
 fn under_umask_000_every_file_of_the_manager_and_agent_is_private() {
-    use support::agent::{Agent, activation};
+    use crate::support::agent::{Agent, activation};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let m = Manager::start_with_umask(&dir, "000");
     let agent_dir = tmp.path().join("agent");
     let agent = Agent::start_with_umask(&agent_dir, Some(&activation(&m)), "umask-host", "000");
     agent.wait_until_running(1);
-    support::agent::wait_for(std::time::Duration::from_secs(20), || agent.listen_addr());
+    crate::support::agent::wait_for(std::time::Duration::from_secs(20), || agent.listen_addr());
     for (root, what) in [(&dir, "manager"), (&agent_dir, "agent")] {
         let modes = modes_under(root);
         assert!(modes.len() > 4, "{what}: {modes:?}");

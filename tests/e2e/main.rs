@@ -1,0 +1,18 @@
+//! The end-to-end tests: real `picket` processes on 127.0.0.1, driven through the CLI, the API,
+//! the wire protocol and a browser. One binary, so that the crate is linked once for all of
+//! them (nine binaries linked it nine times on a 2-core CI machine); `support` holds the
+//! harness they share.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests may panic
+
+mod support;
+
+mod agent_port;
+mod agents;
+mod api;
+mod bench;
+mod browser;
+mod console;
+mod direction;
+mod hardening;
+mod manager;
+mod tokens;
