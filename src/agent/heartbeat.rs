@@ -3,10 +3,10 @@
 //! listening port at once whatever the direction, and says goodbye on a clean stop.
 
 use super::error::AgentError;
-use super::events;
 use super::runtime::{Runtime, VERSION};
 use super::schedule::Schedule;
 use super::session;
+use crate::model::events;
 use crate::proto::Purpose;
 use std::future::Future;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 
 mod clock_watch;
 mod error;
-pub mod events;
+use crate::model::events;
 mod gate;
 mod heartbeat;
 mod identity;

@@ -4,11 +4,11 @@
 
 use super::clock_watch::ClockWatch;
 use super::error::AgentError;
-use super::events;
 use super::identity::Identity;
 use super::session;
 use super::spool::Spool;
 use crate::clock::Clock;
+use crate::model::events;
 use crate::model::{Direction, ListenerRule};
 use crate::policy::Fingerprint;
 use crate::proto::{

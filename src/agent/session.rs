@@ -3,10 +3,10 @@
 //! spooled events, apply a configuration).
 
 use super::error::AgentError;
-use super::events;
 use super::spool::Spool;
 use crate::clock::Clock;
 use crate::framed::{self, FrameError};
+use crate::model::events;
 use crate::net::within;
 use crate::proto::{Activated, AgentOutput, AgentSession, ManagerMsg, ProtoError};
 use futures_rustls::TlsConnector;

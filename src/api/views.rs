@@ -180,7 +180,7 @@ pub fn event(e: &StoredEvent) -> Value {
         "computer": e.computer.0,
         "seq": e.seq,
         "id": e.id,
-        "name": crate::agent::events::name(e.id),
+        "name": crate::model::events::name(e.id),
         "time_ms": e.time.0,
         "received_ms": e.received.0,
         "fields": e.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),

@@ -5,9 +5,9 @@
 use super::connect::connect_from;
 use super::enroll::Identity;
 use super::probe::CpuSource;
-use crate::agent::events;
 use crate::clock::Clock;
 use crate::framed::{self, FrameError};
+use crate::model::events;
 use crate::net::within;
 use crate::policy::Fingerprint;
 use crate::proto::{

@@ -523,7 +523,7 @@ async fn store_events(
 fn clock_steps(events: &[AgentEvent]) -> Vec<i64> {
     events
         .iter()
-        .filter(|e| e.id == crate::agent::events::CLOCK_CHANGED.id)
+        .filter(|e| e.id == crate::model::events::CLOCK_CHANGED.id)
         .filter_map(|e| {
             e.fields
                 .iter()

@@ -6,6 +6,7 @@
 mod agent;
 mod alert;
 mod duration;
+pub mod events;
 mod firewall;
 mod ids;
 mod records;

@@ -1,4 +1,6 @@
-//! The agent's own events: ids and names, as listed in `schema/events.md` (a test compares).
+//! The agents' event catalogue: ids and names, as listed in `schema/events.md` (a test compares).
+//! Here in the core rather than in the agent program, since the manager and the API name events
+//! too.
 
 /// An event id with its name, as the catalogue lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +71,7 @@ mod tests {
             .collect();
         assert_eq!(
             rows, code,
-            "schema/events.md and agent::events::CATALOGUE differ"
+            "schema/events.md and model::events::CATALOGUE differ"
         );
     }
 
