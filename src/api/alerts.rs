@@ -3,9 +3,9 @@
 use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::views;
-use crate::alerts::{self, AlertError};
+use crate::alerts::record::{self, DismissError};
 use crate::manager::LivenessEvent;
-use crate::model::{AlertId, AlertKind, HistoryEntry};
+use crate::model::{AlertId, AlertKind};
 use crate::store::Reads;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -38,21 +38,15 @@ pub fn dismiss(state: &ApiState, id: &str) -> Result<ApiResponse, ApiError> {
     let not_found = || ApiError::not_found(format!("alert '{id}'"));
     let id = AlertId(id.parse().map_err(|_| not_found())?);
     let mut txn = state.store.write()?;
-    let alert = txn.alert(id)?.ok_or_else(not_found)?;
-    // An alert that is no longer active (dismissed, or cleared by itself) is a conflict.
-    let dismissed = alerts::dismiss(&alert, state.clock.wall())
-        .map_err(|e: AlertError| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    txn.put_alert(&dismissed)?;
-    txn.add_history(&HistoryEntry {
-        computer: dismissed.computer,
-        at: state.clock.wall(),
-        what: "alert-dismissed".into(),
-        detail: format!(
-            "{} (alert {}) dismissed",
-            dismissed.kind.name(),
-            dismissed.id
-        ),
-    })?;
+    let dismissed = match record::dismiss(&mut txn, id, state.clock.wall()) {
+        Ok(dismissed) => dismissed,
+        Err(DismissError::NotFound(_)) => return Err(not_found()),
+        // An alert that is no longer active (dismissed, or cleared by itself) is a conflict.
+        Err(DismissError::NotActive(e)) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, e.to_string()));
+        }
+        Err(DismissError::Store(e)) => return Err(e.into()),
+    };
     let hostname = txn.computer(dismissed.computer)?.map(|c| c.hostname);
     txn.commit()?;
     log::info!(

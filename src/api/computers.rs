@@ -116,14 +116,7 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     txn.delete_computer(computer.id)?;
     // Its agent state holds the only certificate serial accepted for it: gone, it is revoked.
     txn.delete_agent_state(computer.id)?;
-    // Nothing will clear the alerts of a computer that is gone: they end with it.
-    let now = state.clock.wall();
-    for alert in txn.active_alerts_of(computer.id)? {
-        txn.put_alert(&crate::model::Alert {
-            cleared: Some(now),
-            ..alert
-        })?;
-    }
+    crate::alerts::record::end_with_computer(&mut txn, computer.id, state.clock.wall())?;
     txn.add_history(&HistoryEntry {
         computer: computer.id,
         at: state.clock.wall(),

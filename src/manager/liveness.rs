@@ -2,11 +2,11 @@
 //! API report and the time, and writes the statuses it decides. One task owns the state and
 //! receives events over a channel, so no lock guards a decision.
 
-use crate::alerts;
-use crate::clock::{Clock, WallMs, format_utc};
+use crate::alerts::{catalogue, record};
+use crate::clock::{Clock, WallMs};
 use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
-use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status, format_duration};
+use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status};
 use crate::policy::{self, PolicyTree};
 use crate::store::{Reads, Store, StoreError, WriteTxn, Writer};
 use std::collections::{HashMap, VecDeque};
@@ -465,17 +465,14 @@ fn plan(now: WallMs, decision: Decision) -> Write {
         } => {
             log::warn!("alert computer-offline for computer {computer}: {reason}");
             raise(now, computer, AlertKind::ComputerOffline, move |last| {
-                let since = last.map_or("it was never heard from".to_string(), |t| {
-                    format!("last heartbeat {}", format_utc(t))
-                });
-                format!("offline: {missed} heartbeat(s) missed, {since}; {reason}")
+                catalogue::offline_message(missed, &reason, last)
             })
         }
         Decision::ClearOffline { computer } => clear(
             now,
             computer,
             AlertKind::ComputerOffline,
-            "a heartbeat arrived",
+            catalogue::CLEARED_BY_HEARTBEAT,
         ),
         Decision::RaiseUnreachable { computer, reason } => {
             log::warn!("alert manager-cannot-reach-agent for computer {computer}: {reason}");
@@ -483,20 +480,15 @@ fn plan(now: WallMs, decision: Decision) -> Write {
                 now,
                 computer,
                 AlertKind::ManagerCannotReachAgent,
-                move |_| {
-                    format!(
-                        "heartbeats arrive, but the manager cannot reach the agent: {reason}. \
-                         Check the agent's address and port and the agent-port firewall rule, \
-                         or set communication.direction to agent-initiated if the manager \
-                         cannot reach the agent's network"
-                    )
-                },
+                move |_| catalogue::unreachable_message(&reason),
             )
         }
-        Decision::ClearUnreachable { computer } => {
-            let why = "the manager reached the agent, or it is no longer bidirectional";
-            clear(now, computer, AlertKind::ManagerCannotReachAgent, why)
-        }
+        Decision::ClearUnreachable { computer } => clear(
+            now,
+            computer,
+            AlertKind::ManagerCannotReachAgent,
+            catalogue::CLEARED_BY_DIAL,
+        ),
         Decision::ClockChanged {
             computer,
             change_ms,
@@ -504,17 +496,7 @@ fn plan(now: WallMs, decision: Decision) -> Write {
         } => {
             log::warn!("alert clock-changed for computer {computer}: {change_ms} ms");
             raise(now, computer, AlertKind::ClockChanged, move |_| {
-                format!(
-                    "the computer's clock moved {} between heartbeats ({}), more than the maximum \
-                     of {}",
-                    format_duration(Duration::from_millis(change_ms.unsigned_abs())),
-                    if change_ms < 0 {
-                        "backwards"
-                    } else {
-                        "forwards"
-                    },
-                    format_duration(limit)
-                )
+                catalogue::clock_changed_message(change_ms, limit)
             })
         }
     }
@@ -530,34 +512,7 @@ fn raise(
 ) -> Write {
     Write {
         what: format!("a {} alert for computer {computer}", kind.name()),
-        change: Arc::new(move |txn| {
-            if txn.computer(computer)?.is_none() {
-                return Ok(());
-            }
-            let last = txn.agent_state(computer)?.and_then(|a| a.last_heartbeat);
-            let active = txn.active_alert(computer, kind)?;
-            let mut new_id = None;
-            if active.is_none() {
-                new_id = Some(txn.next_alert_id()?);
-            }
-            let alert = alerts::raise(
-                active.as_ref(),
-                || new_id.unwrap_or(crate::model::AlertId(0)),
-                kind,
-                computer,
-                message(last),
-                now,
-            );
-            if active.is_none() {
-                txn.add_history(&HistoryEntry {
-                    computer,
-                    at: now,
-                    what: "alert-raised".into(),
-                    detail: format!("{} (alert {}): {}", kind.name(), alert.id, alert.message),
-                })?;
-            }
-            txn.put_alert(&alert)
-        }),
+        change: Arc::new(move |txn| record::raise(txn, computer, kind, now, &message).map(|_| ())),
     }
 }
 
@@ -568,20 +523,7 @@ fn clear(now: WallMs, computer: ComputerId, kind: AlertKind, why: &'static str) 
             "the clearing of computer {computer}'s {} alert",
             kind.name()
         ),
-        change: Arc::new(move |txn| {
-            if let Some(alert) = txn.active_alert(computer, kind)?
-                && let Some(cleared) = alerts::clear(&alert, now)
-            {
-                txn.put_alert(&cleared)?;
-                txn.add_history(&HistoryEntry {
-                    computer,
-                    at: now,
-                    what: "alert-cleared".into(),
-                    detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
-                })?;
-            }
-            Ok(())
-        }),
+        change: Arc::new(move |txn| record::clear(txn, computer, kind, now, why).map(|_| ())),
     }
 }
 

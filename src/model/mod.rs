@@ -14,8 +14,9 @@ mod settings;
 mod text;
 mod user;
 
+pub use crate::alerts::{AlertKind, Severity};
 pub use agent::{AgentState, HistoryEntry, StoredEvent};
-pub use alert::{Alert, AlertKind, Severity};
+pub use alert::Alert;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use firewall::{
     FirewallRule, FrameType, IpMatch, ListenerRule, MAX_PRIORITY, MacAddr, PortRange, Protocol,

@@ -1,0 +1,151 @@
+//! The alert catalogue: the kinds, their severities, whether each clears itself, and the words
+//! each is raised with, as `schema/alerts.md` lists them (a test compares).
+
+use crate::clock::{WallMs, format_utc};
+use crate::model::format_duration;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The kinds of alert. Their order is part of the store format (postcard numbers the variants):
+/// add new ones at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AlertKind {
+    /// The N+1th consecutive heartbeat was missed. Clears itself at the next heartbeat.
+    ComputerOffline,
+    /// The computer's clock moved more than allowed between heartbeats. Only a dismissal ends it.
+    ClockChanged,
+    /// A bidirectional computer heartbeats, but the manager cannot dial it. Clears itself when a
+    /// dial succeeds.
+    ManagerCannotReachAgent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 3] = [
+        AlertKind::ComputerOffline,
+        AlertKind::ClockChanged,
+        AlertKind::ManagerCannotReachAgent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::ComputerOffline => "computer-offline",
+            AlertKind::ClockChanged => "clock-changed",
+            AlertKind::ManagerCannotReachAgent => "manager-cannot-reach-agent",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::ComputerOffline => Severity::Critical,
+            AlertKind::ClockChanged | AlertKind::ManagerCannotReachAgent => Severity::Warning,
+        }
+    }
+
+    /// Whether the alert ends by itself when its condition does.
+    pub fn clears_itself(self) -> bool {
+        matches!(
+            self,
+            AlertKind::ComputerOffline | AlertKind::ManagerCannotReachAgent
+        )
+    }
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// `computer-offline`: how many heartbeats were missed and since when; `last` is the computer's
+/// last heartbeat, if it ever had one.
+pub fn offline_message(missed: u64, reason: &str, last: Option<WallMs>) -> String {
+    let since = last.map_or("it was never heard from".to_string(), |t| {
+        format!("last heartbeat {}", format_utc(t))
+    });
+    format!("offline: {missed} heartbeat(s) missed, {since}; {reason}")
+}
+
+/// `manager-cannot-reach-agent`: the dial's error, and what to check.
+pub fn unreachable_message(reason: &str) -> String {
+    format!(
+        "heartbeats arrive, but the manager cannot reach the agent: {reason}. Check the agent's \
+         address and port and the agent-port firewall rule, or set communication.direction to \
+         agent-initiated if the manager cannot reach the agent's network"
+    )
+}
+
+/// `clock-changed`: how far and which way the computer's clock moved, against the limit.
+pub fn clock_changed_message(change_ms: i64, limit: Duration) -> String {
+    format!(
+        "the computer's clock moved {} between heartbeats ({}), more than the maximum of {}",
+        format_duration(Duration::from_millis(change_ms.unsigned_abs())),
+        if change_ms < 0 {
+            "backwards"
+        } else {
+            "forwards"
+        },
+        format_duration(limit)
+    )
+}
+
+/// Why an offline alert cleared, for the computer's history.
+pub const CLEARED_BY_HEARTBEAT: &str = "a heartbeat arrived";
+/// Why a manager-cannot-reach-agent alert cleared.
+pub const CLEARED_BY_DIAL: &str = "the manager reached the agent, or it is no longer bidirectional";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_matches_schema_alerts_md() {
+        let doc = include_str!("../../schema/alerts.md");
+        let rows: Vec<(String, String, String)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let kind = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((
+                    kind.to_string(),
+                    cells.get(2)?.to_string(),
+                    cells.get(3)?.to_string(),
+                ))
+            })
+            .collect();
+        let code: Vec<(String, String, String)> = AlertKind::ALL
+            .iter()
+            .map(|k| {
+                let clears = if k.clears_itself() { "yes" } else { "no" };
+                (
+                    k.name().to_string(),
+                    k.severity().name().to_string(),
+                    clears.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, code, "schema/alerts.md and AlertKind differ");
+    }
+
+    #[test]
+    fn the_words_say_how_far_which_way_and_since_when() {
+        assert_eq!(
+            clock_changed_message(-3_600_000, Duration::from_secs(900)),
+            "the computer's clock moved 1h between heartbeats (backwards), more than the maximum \
+             of 15m"
+        );
+        let offline = offline_message(3, "no heartbeat since the last one", None);
+        assert!(
+            offline.contains("3 heartbeat(s) missed, it was never heard from"),
+            "{offline}"
+        );
+    }
+}
