@@ -3,9 +3,21 @@
 //! Two kinds of time are kept apart on purpose. [`Instant`] is monotonic and drives every
 //! deadline, so a step of the wall clock cannot fake a missed heartbeat. [`WallMs`] is the wall
 //! clock in milliseconds since the Unix epoch and only stamps records.
+//!
+//! This is the only file that reads the system's clocks or sets a timer (clippy's
+//! `disallowed-methods` in `clippy.toml` holds the rest of `src/` to it): a shell sleeps with
+//! [`Clock::sleep_until`], so on a [`ManualClock`] a test moves time instead of waiting for it.
+//! [`Stopwatch`] measures durations (the bench's latencies, the store writer's pacing), which
+//! no decision depends on.
 
-use std::sync::Arc;
+// The one file allowed to read the system's clocks and set timers (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A monotonic instant, in milliseconds since the clock's own origin.
@@ -32,6 +44,9 @@ impl Instant {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 }
+
+/// A wait on a clock; resolves when the clock reaches its instant.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 #[derive(
@@ -83,10 +98,102 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// Where the time comes from.
+/// Where the time comes from, and how a shell waits for it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
     fn wall(&self) -> WallMs;
+    /// Resolves once [`Clock::now`] has reached `at`; `None` never resolves (nothing is due).
+    fn sleep_until(&self, at: Option<Instant>) -> Sleep;
+
+    /// Resolves `d` from now.
+    fn sleep(&self, d: Duration) -> Sleep {
+        self.sleep_until(Some(self.now().saturating_add(d)))
+    }
+}
+
+/// Runs `future` until it completes or `limit` passes on `clock`; `None` if the time ran out.
+pub async fn within<F: Future>(clock: &dyn Clock, limit: Duration, future: F) -> Option<F::Output> {
+    let deadline = clock.sleep(limit);
+    smol::future::or(async { Some(future.await) }, async {
+        deadline.await;
+        None
+    })
+    .await
+}
+
+impl WallMs {
+    /// The same time as the standard library's type (certificates are stamped with it).
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0)
+    }
+}
+
+/// A reading of real monotonic time, to measure how long something took: for figures
+/// (latencies, the bench's pacing, the store writer's commit gap) that no decision depends on,
+/// so they need no [`Clock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// The time now.
+    pub fn now() -> Stopwatch {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    /// The time now, as the start of a measurement.
+    pub fn start() -> Stopwatch {
+        Stopwatch::now()
+    }
+
+    pub fn elapsed(self) -> Duration {
+        self.0.elapsed()
+    }
+
+    /// Time from `earlier` to this one, zero if `earlier` is later.
+    pub fn since(self, earlier: Stopwatch) -> Duration {
+        self.0.saturating_duration_since(earlier.0)
+    }
+
+    /// The same as [`Stopwatch::since`], under the standard library's name.
+    pub fn saturating_duration_since(self, earlier: Stopwatch) -> Duration {
+        self.since(earlier)
+    }
+
+    /// The reading `d` later (for a deadline to compare against); saturates far in the future.
+    pub fn after(self, d: Duration) -> Stopwatch {
+        Stopwatch(self.0.checked_add(d).unwrap_or(self.0))
+    }
+
+    /// Resolves at this reading, in real time.
+    pub async fn reached(self) {
+        smol::Timer::at(self.0).await;
+    }
+}
+
+impl std::ops::Add<Duration> for Stopwatch {
+    type Output = Stopwatch;
+
+    fn add(self, d: Duration) -> Stopwatch {
+        self.after(d)
+    }
+}
+
+/// Waits `d` of real time, for code that measures rather than decides (the bench's load, the
+/// CLI's request timeout, the worker pool's tests).
+pub async fn real_sleep(d: Duration) {
+    smol::Timer::after(d).await;
+}
+
+/// The system's wall clock, for code that stamps rather than decides (the bench's enrolment, a
+/// test's certificates).
+pub fn real_wall() -> WallMs {
+    RealClock::new().wall()
+}
+
+/// Blocks the calling (non-async) thread for `d` of real time: the store writer's pacing and
+/// waits in tests of real processes.
+pub fn block_for(d: Duration) {
+    std::thread::sleep(d);
 }
 
 /// The system's clocks.
@@ -113,6 +220,15 @@ impl Clock for RealClock {
     fn now(&self) -> Instant {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         Instant(ms)
+    }
+
+    fn sleep_until(&self, at: Option<Instant>) -> Sleep {
+        match at.and_then(|at| self.origin.checked_add(Duration::from_millis(at.0))) {
+            Some(at) => Box::pin(async move {
+                smol::Timer::at(at).await;
+            }),
+            None => Box::pin(std::future::pending()),
+        }
     }
 
     fn wall(&self) -> WallMs {
@@ -148,6 +264,10 @@ impl Clock for SkewFileClock {
         self.real.now()
     }
 
+    fn sleep_until(&self, at: Option<Instant>) -> Sleep {
+        self.real.sleep_until(at)
+    }
+
     fn wall(&self) -> WallMs {
         let skew: i64 = std::fs::read_to_string(&self.path)
             .ok()
@@ -158,11 +278,14 @@ impl Clock for SkewFileClock {
     }
 }
 
-/// A clock that moves only when a test moves it. Clones share the same time.
+/// A clock that moves only when a test moves it. Clones share the same time, and a sleep on
+/// any of them resolves when a clone advances past its instant.
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock {
     mono_ms: Arc<AtomicU64>,
     wall_ms: Arc<AtomicU64>,
+    /// Wakers of pending sleeps; all are woken at each advance, and each checks its own time.
+    sleepers: Arc<Mutex<Vec<Waker>>>,
 }
 
 impl ManualClock {
@@ -171,19 +294,35 @@ impl ManualClock {
         ManualClock {
             mono_ms: Arc::new(AtomicU64::new(0)),
             wall_ms: Arc::new(AtomicU64::new(wall.0)),
+            sleepers: Arc::default(),
         }
     }
 
-    /// Let `d` pass: both clocks move forward together.
+    /// Let `d` pass: both clocks move forward together, and sleeps now due resolve.
     pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         self.mono_ms.fetch_add(ms, Ordering::SeqCst);
         self.wall_ms.fetch_add(ms, Ordering::SeqCst);
+        let woken: Vec<Waker> = std::mem::take(&mut *self.lock_sleepers());
+        for waker in woken {
+            waker.wake();
+        }
     }
 
     /// Step only the wall clock, as an administrator or NTP would; monotonic time is unmoved.
     pub fn set_wall(&self, wall: WallMs) {
         self.wall_ms.store(wall.0, Ordering::SeqCst);
+    }
+
+    /// How many sleeps wait on this clock now: a test can tell that a task has gone to sleep.
+    pub fn sleepers(&self) -> usize {
+        self.lock_sleepers().len()
+    }
+
+    fn lock_sleepers(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        self.sleepers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -194,6 +333,22 @@ impl Clock for ManualClock {
 
     fn wall(&self) -> WallMs {
         WallMs(self.wall_ms.load(Ordering::SeqCst))
+    }
+
+    fn sleep_until(&self, at: Option<Instant>) -> Sleep {
+        let clock = self.clone();
+        Box::pin(std::future::poll_fn(move |cx| {
+            // Checked under the lock `advance` wakes under: a wake between the check and the
+            // registration cannot be lost.
+            let mut sleepers = clock.lock_sleepers();
+            if at.is_some_and(|at| clock.now() >= at) {
+                return Poll::Ready(());
+            }
+            if !sleepers.iter().any(|w| w.will_wake(cx.waker())) {
+                sleepers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        }))
     }
 }
 
@@ -251,6 +406,26 @@ mod tests {
         );
         // The largest value formats without overflowing.
         assert!(format_utc(WallMs(u64::MAX)).ends_with(" UTC"));
+    }
+
+    #[test]
+    fn a_sleep_on_the_manual_clock_resolves_when_it_is_advanced_past_its_instant() {
+        let clock = ManualClock::new(WallMs(0));
+        let mut sleep = clock.sleep(Duration::from_secs(10));
+        let mut never = clock.sleep_until(None);
+        let poll = |f: &mut Sleep| {
+            let waker = Waker::noop();
+            f.as_mut().poll(&mut std::task::Context::from_waker(waker))
+        };
+        assert!(poll(&mut sleep).is_pending());
+        assert_eq!(clock.sleepers(), 1);
+        clock.advance(Duration::from_secs(9));
+        assert!(poll(&mut sleep).is_pending());
+        clock.advance(Duration::from_secs(1));
+        assert!(poll(&mut sleep).is_ready());
+        assert!(poll(&mut never).is_pending());
+        let woken = smol::block_on(within(&clock, Duration::ZERO, std::future::pending::<()>()));
+        assert_eq!(woken, None, "a zero limit has passed at once");
     }
 
     #[test]

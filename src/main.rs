@@ -1,9 +1,11 @@
 //! `picket`: parses the command line, runs the subcommand, prints any error with its causes.
 
 use picket::cli::{Command, Picket};
+use picket::clock::RealClock;
 use picket::{admin, agent, bench, manager};
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 // glibc's allocator took a fifth of the session thread's CPU searching and merging free chunks once
 // 100,000 computers' records and TLS buffers fragmented its heap (`picket bench`, perf); mimalloc
@@ -41,17 +43,20 @@ fn main() -> ExitCode {
 fn run(cli: Picket) -> ExitCode {
     let result: Result<(), (Box<dyn Error>, u8)> = match cli.command {
         Command::Manager(args) if args.reset_admin_password => {
-            manager::reset_admin_password(&args.data_dir)
+            manager::reset_admin_password(&args.data_dir, &RealClock::new())
                 .map_err(|e| (Box::new(e) as Box<dyn Error>, 1))
         }
-        Command::Manager(args) => manager::run(manager::ManagerConfig {
-            data_dir: args.data_dir,
-            agent_listen: args.agent_listen,
-            console_listen: args.console_listen,
-            hostname: args.hostname.unwrap_or_else(manager::system_hostname),
-            event_retention: args.event_retention.0,
-            store_reserve: args.store_reserve,
-        })
+        Command::Manager(args) => manager::run(
+            manager::ManagerConfig {
+                data_dir: args.data_dir,
+                agent_listen: args.agent_listen,
+                console_listen: args.console_listen,
+                hostname: args.hostname.unwrap_or_else(manager::system_hostname),
+                event_retention: args.event_retention.0,
+                store_reserve: args.store_reserve,
+            },
+            Arc::new(RealClock::new()),
+        )
         .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
         Command::Policies(p) => admin::policies(p.verb).map_err(admin_failure),
         Command::Computers(c) => admin::computers(c.verb).map_err(admin_failure),
@@ -63,14 +68,17 @@ fn run(cli: Picket) -> ExitCode {
                 eprintln!("picket agent: {usage}");
                 return ExitCode::from(2);
             }
-            Ok(token) => agent::run(agent::AgentOptions {
-                data_dir: args.data_dir,
-                manager: args.manager,
-                token,
-                ca_sha256: args.ca_sha256,
-                hostname: args.hostname.unwrap_or_else(manager::system_hostname),
-                listen: args.listen,
-            })
+            Ok(token) => agent::run(
+                agent::AgentOptions {
+                    data_dir: args.data_dir,
+                    manager: args.manager,
+                    token,
+                    ca_sha256: args.ca_sha256,
+                    hostname: args.hostname.unwrap_or_else(manager::system_hostname),
+                    listen: args.listen,
+                },
+                agent::process_clock().as_ref(),
+            )
             .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
         },
         Command::Bench(args) => bench::run(&args).map_err(|e| {

@@ -143,7 +143,11 @@ mod tests {
                 });
             }
             while done.load(Ordering::SeqCst) < 1000 {
-                smol::Timer::after(Duration::from_millis(5)).await;
+                crate::clock::Clock::sleep(
+                    &crate::clock::RealClock::new(),
+                    Duration::from_millis(5),
+                )
+                .await;
             }
         });
         assert_eq!(threads.lock().unwrap().len(), 2);
@@ -157,7 +161,11 @@ mod tests {
             for i in 0..10_000 {
                 set.spawn(async {});
                 if i % 100 == 0 {
-                    smol::Timer::after(Duration::from_millis(1)).await;
+                    crate::clock::Clock::sleep(
+                        &crate::clock::RealClock::new(),
+                        Duration::from_millis(1),
+                    )
+                    .await;
                 }
             }
         });
@@ -183,10 +191,16 @@ mod tests {
                 smol::future::pending::<()>().await;
             });
         }
-        workers.block_on(smol::Timer::after(Duration::from_millis(20)));
+        workers.block_on(crate::clock::Clock::sleep(
+            &crate::clock::RealClock::new(),
+            Duration::from_millis(20),
+        ));
         assert_eq!(dropped.load(Ordering::SeqCst), 0);
         drop(set);
-        workers.block_on(smol::Timer::after(Duration::from_millis(20)));
+        workers.block_on(crate::clock::Clock::sleep(
+            &crate::clock::RealClock::new(),
+            Duration::from_millis(20),
+        ));
         assert_eq!(dropped.load(Ordering::SeqCst), 10);
     }
 }

@@ -169,7 +169,7 @@ impl ApiClient {
             .map_err(|e| connect_error(e.into()))?;
         let exchange = self.exchange(request);
         let timeout = async {
-            smol::Timer::after(TIMEOUT).await;
+            crate::clock::Clock::sleep(&crate::clock::RealClock::new(), TIMEOUT).await;
             Err("no answer within 30s".into())
         };
         smol::block_on(smol::future::or(exchange, timeout)).map_err(connect_error)

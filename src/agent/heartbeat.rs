@@ -10,7 +10,7 @@ use crate::model::events;
 use crate::proto::Purpose;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Interval before the first configuration arrives (the activation answer carries one).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
@@ -33,15 +33,12 @@ pub(super) async fn run(
         crate::model::format_duration(interval)
     );
     // The first heartbeat goes at once: the manager learns of the restart and the spooled events.
-    let mut due = Instant::now();
+    let mut due = rt.clock.now();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let dials = rt.direction().agent_dials();
-        let wait = if dials || rt.announce_pending() {
-            due.saturating_duration_since(Instant::now())
-        } else {
-            Duration::MAX
-        };
+        let wake_at = (dials || rt.announce_pending()).then_some(due);
+        let sleep = rt.clock.sleep_until(wake_at);
         let woke = smol::future::or(
             async {
                 shutdown.as_mut().await;
@@ -53,7 +50,7 @@ pub(super) async fn run(
                     Wake::Changed
                 },
                 async {
-                    sleep(wait).await;
+                    sleep.await;
                     Wake::Due
                 },
             ),
@@ -68,17 +65,17 @@ pub(super) async fn run(
                     .config()?
                     .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
                 schedule.set_interval(interval);
-                let soonest = Instant::now() + interval;
+                let now = rt.clock.now();
                 due = if rt.announce_pending() {
-                    Instant::now()
+                    now
                 } else {
-                    due.min(soonest)
+                    due.min(now.saturating_add(interval))
                 };
             }
             Wake::Due => {
                 rt.take_announce();
                 let wait = heartbeat(rt, tls, &mut schedule).await;
-                due = Instant::now() + wait;
+                due = rt.clock.now().saturating_add(wait);
             }
         }
     }
@@ -91,16 +88,6 @@ enum Wake {
     Due,
 }
 
-/// `Timer::after` with "never" for `Duration::MAX`.
-async fn sleep(wait: Duration) {
-    match Instant::now().checked_add(wait) {
-        Some(at) => {
-            smol::Timer::at(at).await;
-        }
-        None => smol::future::pending::<()>().await,
-    }
-}
-
 /// One heartbeat; returns the wait until the next.
 async fn heartbeat(
     rt: &Runtime<'_>,
@@ -108,7 +95,7 @@ async fn heartbeat(
     schedule: &mut Schedule,
 ) -> Duration {
     let result = async {
-        let mut stream = session::connect(&rt.identity.manager, tls.clone()).await?;
+        let mut stream = session::connect(&rt.identity.manager, tls.clone(), rt.clock).await?;
         rt.session(&mut stream, Purpose::Heartbeat).await
     }
     .await;
@@ -150,7 +137,7 @@ async fn stop(rt: &Runtime<'_>, tls: &Arc<rustls::ClientConfig>) -> Result<(), A
     // A goodbye delivers the stop event and tells the manager this is no outage. If the manager
     // is unreachable, the event stays spooled and goes with the next start's first heartbeat.
     let goodbye = async {
-        let mut stream = session::connect(&rt.identity.manager, tls.clone()).await?;
+        let mut stream = session::connect(&rt.identity.manager, tls.clone(), rt.clock).await?;
         rt.session(&mut stream, Purpose::Goodbye).await
     };
     if let Err(e) = goodbye.await {

@@ -52,10 +52,7 @@ pub(super) async fn run(
             Err(e) => {
                 log::error!("cannot listen for the manager on {addr}: {e}; retrying");
                 close(rt, dir);
-                smol::future::or(rt.listener_wake.wait(), async {
-                    smol::Timer::after(REBIND_DELAY).await;
-                })
-                .await;
+                smol::future::or(rt.listener_wake.wait(), rt.clock.sleep(REBIND_DELAY)).await;
                 continue;
             }
         };
@@ -88,7 +85,7 @@ async fn serve_until_closed(
     // Declared before the executor, so it outlives the tasks that hold its tickets.
     let gate = Gate::new("listener", PREAUTH_BUDGET);
     let ex = smol::LocalExecutor::new();
-    let summaries = crate::net::gate::log_summaries(gate.clone(), || rt.clock.now());
+    let summaries = crate::net::gate::log_summaries(gate.clone(), rt.clock);
     let accepting = async {
         loop {
             let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
@@ -101,7 +98,7 @@ async fn serve_until_closed(
                 None => {}
                 Some(Err(e)) => {
                     log::warn!("accepting a connection failed: {e}");
-                    smol::Timer::after(Duration::from_millis(100)).await;
+                    rt.clock.sleep(Duration::from_millis(100)).await;
                 }
                 Some(Ok((tcp, peer))) => {
                     let ticket = gate.admit(peer.ip(), rt.clock.now());
@@ -152,7 +149,7 @@ async fn connection(
         log::debug!("cannot set TCP_NODELAY for {peer}: {e}");
     }
     let mut tls = match ticket
-        .guard(HANDSHAKE_DEADLINE, now, acceptor.accept(tcp))
+        .guard(rt.clock, HANDSHAKE_DEADLINE, acceptor.accept(tcp))
         .await
     {
         // Timed out or evicted: counted for the summary line.

@@ -49,10 +49,10 @@ pub struct AgentOptions {
     pub listen: SocketAddr,
 }
 /// Runs until SIGINT or SIGTERM, then says goodbye.
-pub fn run(options: AgentOptions) -> Result<(), AgentError> {
+pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AgentError::Signals)?;
-    serve(options, async move {
+    serve(options, clock, async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("received {signal:?}: stopping");
         }
@@ -60,7 +60,11 @@ pub fn run(options: AgentOptions) -> Result<(), AgentError> {
 }
 
 /// Runs until `shutdown` completes.
-pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub fn serve(
+    options: AgentOptions,
+    clock: &dyn Clock,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let dir = &options.data_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -73,8 +77,6 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
     let spool = Spool::open(&dir.join("spool.redb"))?;
     // The spool holds every event not yet delivered, the dir the agent's key.
     crate::files::make_private_logged(dir);
-    let clock = agent_clock();
-    let clock = clock.as_ref();
     smol::block_on(async {
         let identity = match Identity::load(dir)? {
             Some(identity) => {
@@ -109,10 +111,11 @@ pub fn serve(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Resul
     })
 }
 
-/// The real clock. Debug builds (the tests') read a wall-clock skew from the file named by
-/// `PICKET_TEST_WALL_SKEW_FILE`, to step the clock without root; release builds have no such
-/// hook, so nobody can fake a clock step through an agent's environment.
-fn agent_clock() -> Box<dyn Clock> {
+/// The clock `picket agent` runs on: the real one. Debug builds (the tests') read a wall-clock
+/// skew from the file named by `PICKET_TEST_WALL_SKEW_FILE`, to step a real process's clock
+/// without root; release builds have no such hook, so nobody can fake a clock step through an
+/// agent's environment.
+pub fn process_clock() -> Box<dyn Clock> {
     #[cfg(debug_assertions)]
     if let Some(path) = std::env::var_os("PICKET_TEST_WALL_SKEW_FILE") {
         return Box::new(crate::clock::SkewFileClock::new(path.into()));
@@ -133,7 +136,7 @@ async fn activate(
     let pin = pki::parse_pin(pin)?;
     let key = AgentKey::generate()?;
     let (tls, pinned) = pki::activation_client_config(pin)?;
-    let mut stream = session::connect(manager, tls).await?;
+    let mut stream = session::connect(manager, tls, clock).await?;
     let request = ActivationRequest {
         protocol: PROTOCOL_VERSION,
         agent_version: VERSION.into(),

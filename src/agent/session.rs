@@ -5,9 +5,9 @@
 use super::error::AgentError;
 use super::spool::Spool;
 use crate::clock::Clock;
+use crate::clock::within;
 use crate::framed::{self, FrameError};
 use crate::model::events;
-use crate::net::within;
 use crate::proto::{Activated, AgentOutput, AgentSession, ManagerMsg, ProtoError};
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
@@ -32,6 +32,7 @@ pub struct Ended {
 pub async fn connect(
     manager: &str,
     tls: Arc<rustls::ClientConfig>,
+    clock: &dyn Clock,
 ) -> Result<TlsStream<TcpStream>, AgentError> {
     let host = manager
         .rsplit_once(':')
@@ -42,7 +43,7 @@ pub async fn connect(
         manager: manager.to_string(),
         detail: format!("'{host}' is not a host name: {e}"),
     })?;
-    let tcp = within(STEP_TIMEOUT, TcpStream::connect(manager))
+    let tcp = within(clock, STEP_TIMEOUT, TcpStream::connect(manager))
         .await
         .ok_or(AgentError::Timeout("connecting to the manager"))?
         .map_err(|source| AgentError::Connect {
@@ -54,10 +55,14 @@ pub async fn connect(
     if let Err(e) = tcp.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY: {e}");
     }
-    within(STEP_TIMEOUT, TlsConnector::from(tls).connect(name, tcp))
-        .await
-        .ok_or(AgentError::Timeout("the TLS handshake"))?
-        .map_err(|e| tls_error(manager, e))
+    within(
+        clock,
+        STEP_TIMEOUT,
+        TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .ok_or(AgentError::Timeout("the TLS handshake"))?
+    .map_err(|e| tls_error(manager, e))
 }
 
 /// A pin mismatch is reported as such; everything else as a TLS failure.
@@ -132,7 +137,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         let wait = session
             .poll_timeout()
             .map_or(STEP_TIMEOUT, |d| d.saturating_since(clock.now()));
-        match within(wait, framed::read::<ManagerMsg, _>(tls)).await {
+        match within(clock, wait, framed::read::<ManagerMsg, _>(tls)).await {
             None => session.handle_timeout(clock.now()),
             Some(Ok(message)) => session.handle_message(clock.now(), message),
             Some(Err(FrameError::Proto(e))) => return Err(AgentError::Protocol(e.to_string())),

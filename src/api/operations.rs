@@ -76,7 +76,7 @@ pub fn run(state: &ApiState, id: &str, operation: Operation) -> Handled {
     }
     let summary = state
         .dialer
-        .dial_and_wait(id, OPERATION_LIMIT)
+        .dial_and_wait(&*state.clock, id, OPERATION_LIMIT)
         .map_err(|reason| {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,

@@ -60,9 +60,8 @@ pub async fn serve(
         Box::new(move |why| metrics.unauthenticated_closed("console", why)),
     );
     let bodies = Arc::new(BodyBudget::new(BODIES_IN_FLIGHT));
-    let clock = state.clock.clone();
-    let summaries = crate::net::gate::log_summaries(gate.clone(), move || clock.now());
-    let serving = crate::net::serve(listener, "console", ex, |tcp, peer| {
+    let summaries = crate::net::gate::log_summaries(gate.clone(), &*state.clock);
+    let serving = crate::net::serve(listener, "console", ex, state.clock.clone(), |tcp, peer| {
         let ticket = Arc::new(gate.admit(peer.ip(), state.clock.now()));
         let (acceptor, state, bodies) = (acceptor.clone(), state.clone(), bodies.clone());
         async move {
@@ -84,7 +83,7 @@ async fn connection(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let now = || state.clock.now();
     let tls = match ticket
-        .guard(HANDSHAKE_TIMEOUT, now, acceptor.accept(tcp))
+        .guard(&*state.clock, HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
     {
         Ok(Ok(tls)) => tls,
@@ -130,7 +129,7 @@ async fn respond(
         ticket.authenticated();
     }
     let read = read_body(body, admitted.body_limit, bodies);
-    let held = match crate::net::within(BODY_DEADLINE, read).await {
+    let held = match crate::clock::within(&*state.clock, BODY_DEADLINE, read).await {
         Some(Ok(held)) => held,
         Some(Err(e)) => return closing(to_http(ApiResponse::error(&e))),
         None => {

@@ -6,9 +6,10 @@ use super::connect::connect_from;
 use super::enroll::Identity;
 use super::probe::CpuSource;
 use crate::clock::Clock;
+use crate::clock::Stopwatch;
+use crate::clock::within;
 use crate::framed::{self, FrameError};
 use crate::model::events;
-use crate::net::within;
 use crate::policy::Fingerprint;
 use crate::proto::{
     AgentEvent, AgentOutput, AgentSession, AgentStatus, Component, Counter, EventBatch, Hello,
@@ -22,7 +23,7 @@ use rustls::sign::CertifiedKey;
 use smol::io::{AsyncRead, AsyncWrite};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// As the real agent: how long connecting, the handshake and each step may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,7 +66,7 @@ pub struct SimAgent {
     resolver: Arc<dyn ResolvesClientCert>,
     /// When the manager last heard from this agent before the run, if the run knows (its
     /// activation): its first heartbeat is due a period after, as a real agent's.
-    pub heard: Option<Instant>,
+    pub heard: Option<Stopwatch>,
 }
 
 /// How long a good session took, from the start of the TCP connect.
@@ -144,7 +145,7 @@ impl SimAgent {
         &mut self,
         shared: &Shared,
         tls: &mut S,
-        start: Instant,
+        start: Stopwatch,
         handshake: Duration,
     ) -> Result<Timing, Failure> {
         self.last_seq += u64::from(shared.events_per_heartbeat);
@@ -173,17 +174,22 @@ impl SimAgent {
     }
 
     async fn session(&mut self, shared: &Shared) -> Result<Timing, Failure> {
-        let start = Instant::now();
-        let tcp = within(STEP_TIMEOUT, connect_from(self.id.source, shared.manager))
-            .await
-            .ok_or_else(|| failure("timeout", "connecting"))?
-            .map_err(|e| failure("connect", e))?;
+        let start = Stopwatch::now();
+        let tcp = within(
+            &*shared.clock,
+            STEP_TIMEOUT,
+            connect_from(self.id.source, shared.manager),
+        )
+        .await
+        .ok_or_else(|| failure("timeout", "connecting"))?
+        .map_err(|e| failure("connect", e))?;
         let mut config = shared.template.clone();
         config.client_auth_cert_resolver = self.resolver.clone();
         if shared.resume {
             config.resumption = rustls::client::Resumption::store(self.ticket.clone());
         }
         let mut tls = within(
+            &*shared.clock,
             STEP_TIMEOUT,
             TlsConnector::from(Arc::new(config)).connect(shared.server_name.clone(), tcp),
         )
@@ -202,7 +208,7 @@ impl SimAgent {
         &mut self,
         shared: &Shared,
         tls: &mut S,
-        start: Instant,
+        start: Stopwatch,
         handshake: Duration,
         resumed: bool,
     ) -> Result<Timing, Failure> {
@@ -242,7 +248,9 @@ impl SimAgent {
                     AgentOutput::Activated(_) => {}
                     AgentOutput::Finished(Ok(_)) => {
                         let done = start.elapsed();
-                        let closed = wait_close(tls).await.then(|| start.elapsed());
+                        let closed = wait_close(tls, &*shared.clock)
+                            .await
+                            .then(|| start.elapsed());
                         return Ok(Timing {
                             handshake,
                             done,
@@ -325,7 +333,7 @@ pub async fn next_message<S: AsyncRead + Unpin>(
     let wait = session
         .poll_timeout()
         .map_or(STEP_TIMEOUT, |d| d.saturating_since(clock.now()));
-    match within(wait, framed::read::<ManagerMsg, _>(tls)).await {
+    match within(clock, wait, framed::read::<ManagerMsg, _>(tls)).await {
         None => session.handle_timeout(clock.now()),
         Some(Ok(message)) => session.handle_message(clock.now(), message),
         Some(Err(FrameError::Proto(e))) => return Err(failure("protocol", e)),
@@ -335,10 +343,10 @@ pub async fn next_message<S: AsyncRead + Unpin>(
 }
 
 /// Reads until the manager closes; false if it did not within the limit.
-async fn wait_close<S: smol::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+async fn wait_close<S: smol::io::AsyncRead + Unpin>(stream: &mut S, clock: &dyn Clock) -> bool {
     use smol::io::AsyncReadExt;
     let mut buf = [0u8; 256];
-    within(CLOSE_TIMEOUT, async {
+    within(clock, CLOSE_TIMEOUT, async {
         loop {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => return,

@@ -11,8 +11,9 @@ use super::error::BenchError;
 use super::load::{LoadResult, Schedule};
 use super::probe::CpuMark;
 use super::tally::Tally;
+use crate::clock::Stopwatch;
 use crate::clock::WallMs;
-use crate::net::within;
+use crate::clock::within;
 use crate::pki::{ManagerPki, agent_listener_config, agent_server_name};
 use futures_rustls::TlsAcceptor;
 use rustls::pki_types::ServerName;
@@ -24,7 +25,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// As the real agent's listener: how long the manager's handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,7 +109,7 @@ pub async fn serve(
     stopping: Vec<SimAgent>,
     schedule: Schedule,
 ) -> LoadResult {
-    let start = Instant::now();
+    let start = Stopwatch::now();
     let measure_from = start + schedule.warmup;
     let end = measure_from + schedule.duration;
     let mut cpu_mark = schedule.warmup.is_zero().then(|| CpuMark::now(&shared.cpu));
@@ -125,7 +126,7 @@ pub async fn serve(
     let (mut tally, mut warm) = (Tally::default(), Tally::default());
     let mut in_flight = 0usize;
     loop {
-        let now = Instant::now();
+        let now = Stopwatch::now();
         if cpu_mark.is_none() && now >= measure_from {
             cpu_mark = Some(CpuMark::now(&shared.cpu));
         }
@@ -147,13 +148,13 @@ pub async fn serve(
             smol::future::or(
                 async { Input::Accepted(listening.listener.accept().await) },
                 async {
-                    smol::Timer::at(wake).await;
+                    wake.reached().await;
                     Input::Tick
                 },
             ),
         )
         .await;
-        let measured = Instant::now() >= measure_from;
+        let measured = Stopwatch::now() >= measure_from;
         let counted = if measured { &mut tally } else { &mut warm };
         match input {
             Input::Tick => {}
@@ -173,10 +174,10 @@ pub async fn serve(
             Input::Accepted(Err(e)) => {
                 counted.started += 1;
                 counted.fail("accept", &e.to_string());
-                smol::Timer::after(Duration::from_millis(100)).await;
+                crate::clock::real_sleep(Duration::from_millis(100)).await;
             }
             // After the end, dials are left to fail: the manager is stopped next.
-            Input::Accepted(Ok(_)) if Instant::now() >= end => {}
+            Input::Accepted(Ok(_)) if Stopwatch::now() >= end => {}
             Input::Accepted(Ok((_, peer))) if !peer.ip().is_loopback() => {
                 log::warn!("closed a connection from {peer}: not from the loopback network");
             }
@@ -232,12 +233,12 @@ async fn answer(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
 ) -> Result<Timing, Failure> {
-    let start = Instant::now();
+    let start = Stopwatch::now();
     let fail = |reason, detail: String| Failure { reason, detail };
     if let Err(e) = tcp.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY: {e}");
     }
-    let mut tls = within(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+    let mut tls = within(&*shared.clock, HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .ok_or_else(|| fail("timeout", "TLS handshake".into()))?
         .map_err(|e| fail("tls handshake", e.to_string()))?;

@@ -9,6 +9,7 @@
 use super::connect::source_address;
 use super::error::BenchError;
 use super::options::{Direction, Options, STOPPING_AGENTS};
+use crate::clock::Stopwatch;
 use crate::clock::WallMs;
 use crate::manager::{PKI_DIR, STORE_FILE};
 use crate::model::{
@@ -24,7 +25,6 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 /// Computers written per transaction: large enough that commits do not dominate, small enough
 /// that one transaction's dirty pages stay in the tens of megabytes.
@@ -70,24 +70,24 @@ pub fn enroll(
     options: &Options,
     dialing: Option<Dialing>,
 ) -> Result<Enrolled, BenchError> {
-    let (pki, _) = ManagerPki::load_or_create(&dir.join(PKI_DIR), MANAGER_HOSTNAME)?;
+    let (pki, _) = ManagerPki::load_or_create(
+        &dir.join(PKI_DIR),
+        MANAGER_HOSTNAME,
+        crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+    )?;
     let total = options.agents + STOPPING_AGENTS;
-    let started = Instant::now();
+    let started = Stopwatch::now();
     let issued = issue_all(&pki, total)?;
     let keys_seconds = started.elapsed().as_secs_f64();
 
-    let started = Instant::now();
+    let started = Stopwatch::now();
     let store = Store::open(&dir.join(STORE_FILE))?;
     let (tree, main_policy, stopping_policy) = write_policies(&store, options)?;
     // A listening agent that does not run its expected configuration is pushed one by a dial
     // at once, all of them as the manager starts: they run it already, as in a steady state.
     let applied = |policy| dialing.map(|d| fingerprint(&tree, d.manager, policy).0);
     let (main_applied, stopping_applied) = (applied(main_policy), applied(stopping_policy));
-    let now = WallMs(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    );
+    let now = crate::clock::real_wall();
     let mut agents = Vec::with_capacity(issued.len());
     let mut states = Vec::with_capacity(issued.len());
     for (chunk_start, chunk) in (0..)
@@ -252,7 +252,11 @@ fn issue_all(pki: &ManagerPki, total: u64) -> Result<Vec<Issued>, BenchError> {
 /// `computer` only names the certificate; ids are given out in the same order.
 fn issue_one(pki: &ManagerPki, computer: u64) -> Result<Issued, BenchError> {
     let key = AgentKey::generate()?;
-    let cert = pki.issue_agent_cert(computer, &key.public_key_der(), SystemTime::now())?;
+    let cert = pki.issue_agent_cert(
+        computer,
+        &key.public_key_der(),
+        crate::clock::real_wall().to_system_time(),
+    )?;
     Ok(Issued {
         signing: signing_key(&key)?,
         serial: cert.serial,

@@ -5,6 +5,7 @@
 use super::connect::connect_from;
 use super::enroll::Identity;
 use super::error::BenchError;
+use crate::clock::Stopwatch;
 use crate::tasks::{Workers, cores};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls::pki_types::ServerName;
@@ -14,7 +15,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The round trip's size: about a heartbeat's hello.
 const PING: usize = 64;
@@ -49,6 +50,7 @@ pub async fn measure(
         listener,
         "floor",
         server.clone(),
+        Arc::new(crate::clock::RealClock::new()),
         move |tcp, _| {
             let acceptor = acceptor.clone();
             async move {
@@ -73,7 +75,7 @@ pub async fn measure(
         .collect();
     let left = Arc::new(AtomicU64::new(sessions));
     let failed = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let start = Stopwatch::now();
     let workers: Vec<_> = configs
         .into_iter()
         .map(|(config, source)| {

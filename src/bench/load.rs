@@ -5,12 +5,13 @@
 use super::agent::{Shared, SimAgent};
 use super::probe::CpuMark;
 use super::tally::Tally;
+use crate::clock::Stopwatch;
 use smol::Executor;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most sessions in flight at once; beyond it a due session is skipped and counted, so an
 /// overloaded manager shows as failures instead of exhausting file descriptors.
@@ -164,7 +165,7 @@ async fn drive(
         warmup,
         duration,
     } = schedule;
-    let start = Instant::now();
+    let start = Stopwatch::now();
     // While agents join, the warm-up has not begun: it starts when the last one has.
     let far = start + Duration::from_secs(100 * 365 * 86_400);
     let mut measure_from = if joining.is_some() {
@@ -176,7 +177,7 @@ async fn drive(
     let mut cpu_mark = (warmup.is_zero() && joining.is_none()).then(|| CpuMark::now(&shared.cpu));
     let mut warm = Tally::default();
     let mut jitter = Jitter::new(0x5eed);
-    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut due: BinaryHeap<Reverse<(Stopwatch, usize)>> = BinaryHeap::new();
     // Joining agents are scheduled as they join: one schedule an agent, or it heartbeats twice.
     for (i, agent) in slots.iter().enumerate() {
         if let Some(agent) = agent {
@@ -189,7 +190,7 @@ async fn drive(
     let mut stopping_last = vec![None; slots.len() - main];
     let mut in_flight = 0usize;
     loop {
-        let now = Instant::now();
+        let now = Stopwatch::now();
         if cpu_mark.is_none() && now >= measure_from {
             // A running manager's figures are a blocking API call: off this thread, so the
             // sessions in flight go on meanwhile.
@@ -250,7 +251,7 @@ async fn drive(
                     }
                 },
                 async {
-                    smol::Timer::after(wait).await;
+                    crate::clock::real_sleep(wait).await;
                     Woke::Timer
                 },
             ),
@@ -263,7 +264,7 @@ async fn drive(
                 let at = first_due(
                     &mut jitter,
                     interval,
-                    Instant::now(),
+                    Stopwatch::now(),
                     i >= main,
                     agent.heard,
                 );
@@ -276,7 +277,7 @@ async fn drive(
             // Everyone has joined: the warm-up starts now.
             Woke::Joined(None) => {
                 joining = None;
-                measure_from = Instant::now() + warmup;
+                measure_from = Stopwatch::now() + warmup;
                 end = measure_from + duration;
                 None
             }
@@ -292,7 +293,7 @@ async fn drive(
                 stopping_last[i - main] = result.is_ok().then_some(wall.0);
             } else {
                 let pause = jitter.period(interval);
-                due.push(Reverse((Instant::now() + pause, i)));
+                due.push(Reverse((Stopwatch::now() + pause, i)));
             }
             slots[i] = Some(agent);
         }
@@ -315,10 +316,10 @@ enum Woke<D> {
 fn first_due(
     jitter: &mut Jitter,
     interval: Duration,
-    start: Instant,
+    start: Stopwatch,
     stopping: bool,
-    heard: Option<Instant>,
-) -> Instant {
+    heard: Option<Stopwatch>,
+) -> Stopwatch {
     match heard {
         _ if stopping => start,
         Some(heard) => (heard + jitter.period(interval)).max(start),
@@ -379,7 +380,7 @@ pub async fn saturate(
 ) -> (Tally, Duration) {
     let groups = deal(agents, concurrency);
     let left = Arc::new(AtomicU64::new(sessions));
-    let start = Instant::now();
+    let start = Stopwatch::now();
     let workers: Vec<_> = groups
         .into_iter()
         .map(|mut group| {

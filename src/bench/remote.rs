@@ -15,9 +15,10 @@ use super::error::BenchError;
 use super::options::{Options, STOPPING_AGENTS, TargetOptions};
 use super::report;
 use crate::admin::{AdminError, ApiClient, percent_encode};
+use crate::clock::Stopwatch;
+use crate::clock::within;
 use crate::clock::{Clock, WallMs};
 use crate::model::{ComputerId, format_duration};
-use crate::net::within;
 use crate::pki::{self, AgentKey};
 use crate::proto::{ActivationRequest, AgentOutput, AgentSession, EventBatch, PROTOCOL_VERSION};
 use futures_rustls::TlsConnector;
@@ -30,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Tries per agent before the run gives up on activating it: a busy manager may time one out.
 const ACTIVATION_TRIES: u32 = 3;
@@ -181,11 +182,17 @@ impl Target {
         };
         let (tls, pinned) = pki::activation_client_config(self.ca_pin)?;
         smol::block_on(async {
-            let tcp = within(STEP_TIMEOUT, smol::net::TcpStream::connect(self.agent_addr))
-                .await
-                .ok_or_else(|| unreachable("connecting timed out".into()))?
-                .map_err(|e| unreachable(e.to_string()))?;
+            let clock = crate::clock::RealClock::new();
+            let tcp = within(
+                &clock,
+                STEP_TIMEOUT,
+                smol::net::TcpStream::connect(self.agent_addr),
+            )
+            .await
+            .ok_or_else(|| unreachable("connecting timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
             within(
+                &clock,
                 STEP_TIMEOUT,
                 TlsConnector::from(tls).connect(self.server_name.clone(), tcp),
             )
@@ -244,7 +251,7 @@ impl Target {
         run: smol::channel::Sender<(usize, SimAgent)>,
         made: Arc<Mutex<Vec<ComputerId>>>,
     ) -> ActivationOutcome {
-        let started = Instant::now();
+        let started = Stopwatch::now();
         let total = main + STOPPING_AGENTS;
         let next = Arc::new(AtomicU64::new(0));
         let workers: Vec<_> = (0..concurrency.max(1))
@@ -335,11 +342,12 @@ impl Target {
         let key = AgentKey::generate().map_err(|e| e.to_string())?;
         let (tls, _) = pki::activation_client_config(self.ca_pin).map_err(|e| e.to_string())?;
         let source = self.source(index);
-        let tcp = within(STEP_TIMEOUT, connect_from(source, self.agent_addr))
+        let tcp = within(clock, STEP_TIMEOUT, connect_from(source, self.agent_addr))
             .await
             .ok_or("connecting: timed out")?
             .map_err(|e| format!("connecting: {e}"))?;
         let mut stream = within(
+            clock,
             STEP_TIMEOUT,
             TlsConnector::from(tls).connect(self.server_name.clone(), tcp),
         )
@@ -393,7 +401,7 @@ impl Target {
                             source,
                         };
                         let mut agent = SimAgent::new(id, Some(a.fingerprint));
-                        agent.heard = Some(Instant::now());
+                        agent.heard = Some(Stopwatch::now());
                         return Ok(agent);
                     }
                     AgentOutput::Finished(Err(e)) => return Err(e.to_string()),
@@ -469,7 +477,7 @@ impl Target {
     /// Deletes the bench's computers (unless `keep`), then its policies, and revokes its
     /// tokens. Best effort: what cannot be deleted is logged with its name and left.
     pub fn clean_up(&self, computers: &[ComputerId], keep: bool) -> CleanUp {
-        let started = Instant::now();
+        let started = Stopwatch::now();
         let mut left = 0;
         if !keep {
             let chunk = computers.len().div_ceil(DELETERS).max(1);

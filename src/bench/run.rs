@@ -12,6 +12,7 @@ use super::probe::{CpuMark, CpuSource, GENERATOR_THREAD};
 use super::remote::{self, Target};
 use super::report::{self, Report};
 use crate::cli::BenchArgs;
+use crate::clock::Stopwatch;
 use crate::clock::{Clock, RealClock, WallMs};
 use crate::manager::{self, ManagerConfig, PORTS_FILE, Registry, STORE_FILE};
 use crate::model::{AlertKind, ComputerId, Status};
@@ -25,7 +26,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Threads of the load generator's executor. One carries 2,000 sessions/s at a third of a
 /// core; two spent their time waking each other (0.44 against 0.52-0.56 ms of generator CPU a
@@ -69,7 +70,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     let store_after_registration = file_size(&store_path);
     let (rss_before, _) = crate::process::memory();
 
-    let manager_started = Instant::now();
+    let manager_started = Stopwatch::now();
     let mut manager = Manager::start(dir, manager_listen)?;
     let manager_start_s = manager_started.elapsed().as_secs_f64();
     let listen_port = listening.as_ref().map(|l| l.port);
@@ -111,7 +112,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
     let mut primed = None;
     let mut counted_from = WallMs(0);
     if options.prime && options.direction == Direction::AgentInitiated {
-        let started = Instant::now();
+        let started = Stopwatch::now();
         let (ex2, shared2) = (ex.clone(), shared.clone());
         let (back, mut tally) = smol::block_on(
             ex.spawn(async move { load::once_each(&ex2, &shared2, agents, concurrency).await }),
@@ -644,13 +645,17 @@ impl Manager {
         let thread = std::thread::Builder::new()
             .name("bench-manager".into())
             .spawn(move || {
-                manager::serve_quietly(config, async move {
-                    let _ = stopped.recv().await;
-                })
+                manager::serve_quietly(
+                    config,
+                    Arc::new(crate::clock::RealClock::new()),
+                    async move {
+                        let _ = stopped.recv().await;
+                    },
+                )
             })
             .map_err(BenchError::Thread)?;
         let ports = dir.join(PORTS_FILE);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Stopwatch::now() + Duration::from_secs(60);
         loop {
             if let Some(agent_addr) = read_agent_port(&ports) {
                 return Ok(Manager {
@@ -665,7 +670,7 @@ impl Manager {
                     _ => Err(BenchError::ManagerNotListening(ports)),
                 };
             }
-            if Instant::now() > deadline {
+            if Stopwatch::now() > deadline {
                 return Err(BenchError::ManagerNotListening(ports));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -674,7 +679,7 @@ impl Manager {
 
     /// Stops it and waits until its store is closed; returns how long that took.
     fn stop(self) -> Result<Duration, BenchError> {
-        let started = Instant::now();
+        let started = Stopwatch::now();
         let _ = self.stop.try_send(());
         match self.thread.join() {
             Ok(result) => result?,
@@ -771,7 +776,8 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn create() -> Result<TempDir, BenchError> {
         use std::os::unix::fs::DirBuilderExt;
-        let nanos = std::time::SystemTime::now()
+        let nanos = crate::clock::real_wall()
+            .to_system_time()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let path =

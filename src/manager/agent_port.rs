@@ -6,11 +6,12 @@ use super::activation;
 use super::dialer::{Dialer, DialerEvent};
 use super::liveness::{Liveness, LivenessEvent};
 use super::registry::Registry;
+use crate::clock::within;
 use crate::clock::{Clock, Instant, WallMs};
 use crate::framed::{self, FrameError};
 use crate::model::{AgentState, Computer, ComputerId, Status, StoredEvent};
 use crate::net::admission::Source;
-use crate::net::{Budget, Closed, Gate, Ticket, within};
+use crate::net::{Budget, Closed, Gate, Ticket};
 use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
 use crate::proto::{
@@ -24,7 +25,7 @@ use futures_rustls::server::TlsStream;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Everything the sessions on the agent port share.
 pub struct AgentPort {
@@ -79,8 +80,7 @@ pub async fn serve(
         });
     }
     let mut handshakes = TaskSet::new(ex);
-    let clock = port.clock.clone();
-    let summaries = crate::net::gate::log_summaries(gate.clone(), move || clock.now());
+    let summaries = crate::net::gate::log_summaries(gate.clone(), &*port.clock);
     let accepting = async {
         loop {
             match listener.accept().await {
@@ -95,7 +95,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors or similar: wait instead of spinning.
                     log::warn!("agent listener: accept failed: {e}");
-                    smol::Timer::after(Duration::from_millis(100)).await;
+                    port.clock.sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -151,7 +151,7 @@ async fn handshake(
     }
     let now = || port.clock.now();
     let mut tls = match ticket
-        .guard(HANDSHAKE_DEADLINE, now, acceptor.accept(tcp))
+        .guard(&*port.clock, HANDSHAKE_DEADLINE, acceptor.accept(tcp))
         .await
     {
         Err(_) => return, // Counted by the gate for its summary line.
@@ -176,7 +176,7 @@ async fn handshake(
                     .into(),
             };
             let _ = ticket
-                .guard(HANDSHAKE_DEADLINE, now, async {
+                .guard(&*port.clock, HANDSHAKE_DEADLINE, async {
                     framed::write(&mut tls, &ManagerMsg::Refused(refusal)).await
                 })
                 .await;
@@ -204,7 +204,7 @@ async fn handshake(
             ),
         };
         let _ = ticket
-            .guard(HANDSHAKE_DEADLINE, now, async {
+            .guard(&*port.clock, HANDSHAKE_DEADLINE, async {
                 framed::write(&mut tls, &ManagerMsg::Refused(refusal)).await
             })
             .await;
@@ -218,7 +218,11 @@ async fn handshake(
         return;
     }
     let outcome = ticket
-        .guard(ACTIVATION_DEADLINE, now, run_session(port, &mut tls, &peer))
+        .guard(
+            &*port.clock,
+            ACTIVATION_DEADLINE,
+            run_session(port, &mut tls, &peer),
+        )
         .await;
     port.backoff().release(source);
     // Timed out or evicted: counted by the gate.
@@ -341,7 +345,7 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         let wait = session
             .poll_timeout()
             .map_or(port.step_timeout, |d| d.saturating_since(port.clock.now()));
-        match within(wait, framed::read::<AgentMsg, _>(tls)).await {
+        match within(&*port.clock, wait, framed::read::<AgentMsg, _>(tls)).await {
             None => session.handle_timeout(port.clock.now()),
             Some(Ok(message)) => {
                 if matches!(message, AgentMsg::Status(_)) {
@@ -709,7 +713,7 @@ fn grant(
     };
     let issued = port
         .pki
-        .issue_agent_cert(computer.id.0, &request.public_key, SystemTime::now())
+        .issue_agent_cert(computer.id.0, &request.public_key, now.to_system_time())
         .map_err(|e| e.to_string())?;
     computer.status = Status::Online;
     let state = AgentState {

@@ -7,9 +7,9 @@
 use super::agent_port::{AgentPort, Peer, identify, run_session};
 use super::dial_plan::DialPlan;
 use super::liveness::LivenessEvent;
-use crate::clock::Instant;
+use crate::clock::within;
+use crate::clock::{Clock, Instant};
 use crate::model::{AgentState, Computer, ComputerId, Direction};
-use crate::net::within;
 use crate::pki::agent_server_name;
 use crate::policy::PolicyTree;
 use crate::proto::SessionSummary;
@@ -76,13 +76,18 @@ impl Dialer {
 
     /// Dials `computer` now and waits for the result (at most `limit`). Blocks: for API
     /// handlers, which run on the blocking pool.
-    pub fn dial_and_wait(&self, computer: ComputerId, limit: Duration) -> DialResult {
+    pub fn dial_and_wait(
+        &self,
+        clock: &dyn Clock,
+        computer: ComputerId,
+        limit: Duration,
+    ) -> DialResult {
         let (reply, answer) = smol::channel::bounded(1);
         self.send(DialerEvent::Dial {
             computer,
             reply: Some(reply),
         });
-        smol::block_on(within(limit, answer.recv()))
+        smol::block_on(within(clock, limit, answer.recv()))
             .ok_or_else(|| format!("no answer within {}s", limit.as_secs()))?
             .map_err(|_| "the manager is shutting down".to_string())?
     }
@@ -116,15 +121,13 @@ pub async fn run(
                 let _ = done.send((computer, Box::new(result))).await;
             });
         }
-        let wait = plan.poll_timeout().map_or(Duration::from_secs(3600), |t| {
-            t.saturating_since(port.clock.now())
-        });
+        let tick = port.clock.sleep_until(plan.poll_timeout());
         let next = smol::future::or(
             async { Some(Input::Event(events.recv().await.ok()?)) },
             smol::future::or(
                 async { done_rx.recv().await.ok().map(|(c, r)| Input::Done(c, r)) },
                 async {
-                    smol::Timer::after(wait).await;
+                    tick.await;
                     Some(Input::Tick)
                 },
             ),
@@ -320,8 +323,8 @@ async fn connect(
         let port = port.clone();
         smol::unblock(move || dial_target(&port, computer)).await?
     };
-    let addr = resolve(&host, listen_port).await?;
-    let tcp = within(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let addr = resolve(&*port.clock, &host, listen_port).await?;
+    let tcp = within(&*port.clock, CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .ok_or_else(|| format!("connecting to {addr} timed out"))?
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -331,6 +334,7 @@ async fn connect(
     }
     let name = agent_server_name(computer.0).map_err(|e| e.to_string())?;
     let stream = within(
+        &*port.clock,
         port.step_timeout,
         TlsConnector::from(tls).connect(name, tcp),
     )
@@ -374,8 +378,8 @@ fn target_of(computer: &Computer, state: &AgentState) -> Result<(String, u16), S
 }
 
 /// The system resolver, at each dial: a computer that moved is found at its new address.
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    let found = within(CONNECT_TIMEOUT, smol::net::resolve((host, port)))
+async fn resolve(clock: &dyn Clock, host: &str, port: u16) -> Result<SocketAddr, String> {
+    let found = within(clock, CONNECT_TIMEOUT, smol::net::resolve((host, port)))
         .await
         .ok_or_else(|| format!("resolving '{host}' timed out"))?
         .map_err(|e| format!("cannot resolve '{host}': {e}"))?;
@@ -421,7 +425,8 @@ mod tests {
 
     #[test]
     fn an_unresolvable_host_is_an_error_in_words() {
-        let err = smol::block_on(resolve("no-such-host.invalid", 4118)).unwrap_err();
+        let clock = crate::clock::RealClock::new();
+        let err = smol::block_on(resolve(&clock, "no-such-host.invalid", 4118)).unwrap_err();
         assert!(err.contains("no-such-host.invalid"), "{err}");
     }
 }

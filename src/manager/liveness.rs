@@ -141,16 +141,14 @@ pub async fn run(
     let mut behind = false;
     let mut deferred = Deferred::default();
     loop {
-        let mut wait = monitor
-            .poll_timeout()
-            .map_or(Duration::from_secs(3600), |t| {
-                t.saturating_since(clock.now())
-            });
+        let mut due = monitor.poll_timeout();
         if !deferred.writes.is_empty() {
-            wait = wait.min(RETRY_DEFERRED);
+            let retry = clock.now().saturating_add(RETRY_DEFERRED);
+            due = Some(due.map_or(retry, |d| d.min(retry)));
         }
+        let tick = clock.sleep_until(due);
         let event = smol::future::or(async { Some(events.recv().await) }, async {
-            smol::Timer::after(wait).await;
+            tick.await;
             None
         })
         .await;
@@ -684,8 +682,8 @@ mod tests {
 
         /// Waits (at most 30 s) until `done` holds of the store.
         fn until(&self, done: impl Fn(&Store) -> bool) -> bool {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !done(&self.store) && std::time::Instant::now() < deadline {
+            let deadline = crate::clock::Stopwatch::now() + Duration::from_secs(30);
+            while !done(&self.store) && crate::clock::Stopwatch::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
             done(&self.store)
@@ -750,21 +748,26 @@ mod tests {
         let h = Harness::start(2, MissedLimit::Count(0));
         h.store
             .fail_for_test("No space left on device (os error 28)");
-        // Computer 1 goes quiet: offline and alerted while nothing can be written.
-        h.clock.advance(Duration::from_secs(20));
+        let asleep = || assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
+        // Computer 2 heartbeats at 8 s; computer 1 goes quiet, and at 16 s it is offline and
+        // alerted while nothing can be written.
+        h.clock.advance(Duration::from_secs(8));
         h.heartbeat(2);
         h.taken();
-        std::thread::sleep(Duration::from_millis(50));
+        asleep();
+        h.clock.advance(Duration::from_secs(8));
+        asleep();
         assert_eq!(h.store.read().unwrap().alerts().unwrap().len(), 0);
         // It comes back before the store does: the clearing waits behind the alert.
         h.heartbeat(1);
         h.taken();
-        // The store reopens; the next retry (a second later on the task's clock) writes both.
+        asleep();
+        // The store reopens at 17 s; the retry at 18 s writes both (computer 2 is due at 19 s).
         h.store.tend(h.clock.now());
         h.clock.advance(Duration::from_secs(1));
+        asleep();
         h.store.tend(h.clock.now());
         h.clock.advance(Duration::from_secs(1));
-        h.heartbeat(2);
         let written = h.until(|s| {
             let alerts = s.read().unwrap().alerts().unwrap();
             alerts.len() == 1 && !alerts[0].is_active()
@@ -785,7 +788,7 @@ mod tests {
         let h = Harness::start(2, MissedLimit::Count(0));
         // Computer 1's heartbeats waited 5 s inside the manager: so may 2's, which is past
         // its allowance (10 s + 1 s grace) at 12 s but not past it and the delay.
-        h.clock.advance(Duration::from_secs(12));
+        h.clock.advance(Duration::from_secs(7));
         h.send(LivenessEvent::Heartbeat {
             computer: ComputerId(1),
             agent_clock: None,
@@ -796,11 +799,15 @@ mod tests {
         assert!(h.until(|_| h.heartbeat_delay() > 0.0));
         let delay = h.heartbeat_delay();
         assert!((5.0..6.5).contains(&delay), "{delay}");
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(h.status(2), Some(Status::Online));
-        // Past both, a no-op event wakes the task (its timer sleeps in real time).
+        // At 12 s the task wakes on the clock, judges, and sleeps again.
         h.clock.advance(Duration::from_secs(5));
-        h.send(LivenessEvent::Deleted(ComputerId(3)));
+        assert!(
+            h.until(|_| h.clock.sleepers() == 1),
+            "the task did not sleep again"
+        );
+        assert_eq!(h.status(2), Some(Status::Online));
+        // Past both: the advance alone wakes the task.
+        h.clock.advance(Duration::from_secs(5));
         assert!(h.until(|_| h.status(2) == Some(Status::Offline)));
         h.stop();
     }
@@ -852,7 +859,9 @@ mod tests {
             "the activated computer was never judged"
         );
         assert_eq!(h.status(3), Some(Status::Online));
-        assert_eq!(h.status(1), Some(Status::Online));
+        // The advance itself now wakes the task (it sleeps on the manual clock), so computer 1
+        // may be judged before its heartbeat is taken; after it, it is online.
+        assert!(h.until(|_| h.status(1) == Some(Status::Online)));
         h.stop();
     }
 

@@ -21,7 +21,7 @@ pub use registry::Registry;
 pub use retention::{DEFAULT_RETENTION, MIN_RETENTION};
 
 use crate::api::{self, ApiState, Console};
-use crate::clock::{Clock, RealClock};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::pki::ManagerPki;
 use crate::store::{Reads, Store, Writer};
@@ -64,19 +64,19 @@ async fn tend_store(store: Arc<Store>, clock: Arc<dyn Clock>) {
     loop {
         let (store, now) = (store.clone(), clock.now());
         smol::unblock(move || store.tend(now)).await;
-        smol::Timer::after(STORE_TEND_EVERY).await;
+        clock.sleep(STORE_TEND_EVERY).await;
     }
 }
 
 /// `picket manager --data-dir DIR --reset-admin-password`: gives the console's `admin` a new
 /// one-time password and prints it. The manager must be stopped (the store is locked while it
 /// runs); every session it had ended with it.
-pub fn reset_admin_password(dir: &std::path::Path) -> Result<(), ManagerError> {
+pub fn reset_admin_password(dir: &std::path::Path, clock: &dyn Clock) -> Result<(), ManagerError> {
     data_dir::prepare(dir)?;
     data_dir::check_store_present(dir)?;
     let store = Store::open(&dir.join(STORE_FILE))?;
     data_dir::check_store_matches_site(dir, &store)?;
-    let password = data_dir::set_admin_password(&store, RealClock::new().wall())?;
+    let password = data_dir::set_admin_password(&store, clock.wall())?;
     close_store(Arc::new(store));
     println!("New one-time password for the console user admin: {password}");
     println!(
@@ -86,10 +86,10 @@ pub fn reset_admin_password(dir: &std::path::Path) -> Result<(), ManagerError> {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub fn run(config: ManagerConfig) -> Result<(), ManagerError> {
+pub fn run(config: ManagerConfig, clock: Arc<dyn Clock>) -> Result<(), ManagerError> {
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(ManagerError::Signals)?;
-    serve(config, async move {
+    serve(config, clock, async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("received {signal:?}: shutting down");
         }
@@ -99,22 +99,25 @@ pub fn run(config: ManagerConfig) -> Result<(), ManagerError> {
 /// Runs until `shutdown` completes; tests pass their own future instead of a signal.
 pub fn serve(
     config: ManagerConfig,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    serve_with_banner(config, shutdown, true)
+    serve_with_banner(config, clock, shutdown, true)
 }
 
 /// As [`serve`], without the banner on stdout: `picket bench` runs a manager in-process and its
 /// stdout is the report.
 pub fn serve_quietly(
     config: ManagerConfig,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    serve_with_banner(config, shutdown, false)
+    serve_with_banner(config, clock, shutdown, false)
 }
 
 fn serve_with_banner(
     config: ManagerConfig,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
     banner: bool,
 ) -> Result<(), ManagerError> {
@@ -129,12 +132,15 @@ fn serve_with_banner(
         config.store_reserve,
     )?);
     data_dir::check_store_matches_site(dir, &store)?;
-    let (pki, pki_created) = ManagerPki::load_or_create(&dir.join(PKI_DIR), &config.hostname)?;
+    let (pki, pki_created) = ManagerPki::load_or_create(
+        &dir.join(PKI_DIR),
+        &config.hostname,
+        clock.wall().to_system_time(),
+    )?;
     let first_start = data_dir::ensure_base_policy(&store)?;
     let admin_key_hash = data_dir::ensure_admin_key(&store, dir)?;
     // Every file is in place now; the store file was created by redb under the umask.
     crate::files::make_private_logged(dir);
-    let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
     let admin_password = data_dir::ensure_admin_user(&store, clock.wall())?;
     if pki_created || first_start {
         log::info!("initialised data dir {}", dir.display());
@@ -143,7 +149,7 @@ fn serve_with_banner(
     let registry = Arc::new(Registry::load(&store.read()?.agent_states()?));
     let mut agent_tls = Arc::unwrap_or_clone(pki.agent_port_config(registry.clone())?);
     // Tickets that outlive this process: after a restart, agents still resume.
-    agent_tls.ticketer = crate::pki::persistent_ticketer(&dir.join(PKI_DIR))?;
+    agent_tls.ticketer = crate::pki::persistent_ticketer(&dir.join(PKI_DIR), clock.clone())?;
     let agent_tls = Arc::new(agent_tls);
     let pki = Arc::new(pki);
     let metrics = Arc::new(Metrics::new());

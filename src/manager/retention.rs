@@ -165,7 +165,7 @@ pub async fn run(writer: Writer, clock: Arc<dyn Clock>, keep: Duration, metrics:
             Err(e) => log::error!("cannot delete events older than {keep_text}: {e}"),
         }
         first = false;
-        smol::Timer::after(PASS_EVERY).await;
+        clock.sleep(PASS_EVERY).await;
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::admission::{Admission, Budget, ConnId, Source};
 use super::tally::Tally;
-use crate::clock::Instant;
+use crate::clock::{Clock, Instant, within};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
@@ -173,15 +173,15 @@ impl Ticket {
     /// budget evicts this connection; a deadline or an eviction is counted for the summary.
     pub async fn guard<T>(
         &self,
+        clock: &dyn Clock,
         limit: Duration,
-        now: impl Fn() -> Instant,
         work: impl Future<Output = T>,
     ) -> Result<T, Closed> {
-        match self.until_evicted(super::within(limit, work)).await? {
+        match self.until_evicted(within(clock, limit, work)).await? {
             Some(done) => Ok(done),
             None => {
                 // An eviction was counted when it happened; a deadline is counted here.
-                let _ = self.gate.closed(now(), self.peer, Closed::TimedOut);
+                let _ = self.gate.closed(clock.now(), self.peer, Closed::TimedOut);
                 Err(Closed::TimedOut)
             }
         }
@@ -224,10 +224,10 @@ impl Drop for Ticket {
 }
 
 /// Logs a gate's summary line at most once a [`super::tally::WINDOW`], for as long as it runs.
-pub async fn log_summaries(gate: Arc<Gate>, now: impl Fn() -> Instant) {
+pub async fn log_summaries(gate: Arc<Gate>, clock: &dyn Clock) {
     loop {
-        smol::Timer::after(super::tally::WINDOW / 4).await;
-        if let Some(line) = gate.poll_summary(now()) {
+        clock.sleep(super::tally::WINDOW / 4).await;
+        if let Some(line) = gate.poll_summary(clock.now()) {
             log::warn!("{line}");
         }
     }
@@ -248,6 +248,7 @@ mod tests {
         );
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let now = || Instant::from_millis(0);
+        let clock = crate::clock::ManualClock::new(crate::clock::WallMs(0));
         smol::block_on(async {
             let first = gate.admit(ip, now());
             let second = gate.admit(ip, now());
@@ -256,18 +257,16 @@ mod tests {
             assert_eq!(gate.open(), 2);
             // The first was evicted: its work ends at once instead of waiting a minute.
             let forever = smol::future::pending::<()>();
-            let result = first.guard(Duration::from_secs(60), now, forever).await;
+            let result = first.guard(&clock, Duration::from_secs(60), forever).await;
             assert_eq!(result, Err(Closed::Evicted));
             let result = second
-                .guard(
-                    Duration::from_millis(10),
-                    now,
-                    smol::future::pending::<()>(),
-                )
+                .guard(&clock, Duration::ZERO, smol::future::pending::<()>())
                 .await;
             assert_eq!(result, Err(Closed::TimedOut));
             assert_eq!(
-                third.guard(Duration::from_secs(1), now, async { 7 }).await,
+                third
+                    .guard(&clock, Duration::from_secs(1), async { 7 })
+                    .await,
                 Ok(7)
             );
             drop((first, second));
@@ -279,7 +278,7 @@ mod tests {
             let _sixth = gate.admit(ip, now());
             let forever = smol::future::pending::<()>();
             assert_eq!(fourth.until_evicted(forever).await, Err(Closed::Evicted));
-            let slow = smol::Timer::after(Duration::from_millis(20));
+            let slow = smol::future::yield_now();
             assert!(third.until_evicted(slow).await.is_ok());
             drop(third);
             assert_eq!(gate.open(), 2);

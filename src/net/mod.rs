@@ -11,17 +11,24 @@ pub use admission::Budget;
 pub use backoff::Backoff;
 pub use gate::{Closed, Gate, Ticket};
 
+use crate::clock::Clock;
 use crate::tasks::{Spawner, TaskSet};
 use smol::net::{SocketAddr, TcpListener, TcpStream};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Accepts connections on `listener` and runs `handle` on each, on the workers of `ex`, until
 /// the returned future is dropped. Dropping it also ends every open connection (and lets go of
 /// what they hold, such as the store) instead of leaving detached tasks behind. `what` names
 /// the listener in logs.
-pub async fn serve<F, Fut>(listener: TcpListener, what: &'static str, ex: Spawner, handle: F)
-where
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    what: &'static str,
+    ex: Spawner,
+    clock: Arc<dyn Clock>,
+    handle: F,
+) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -32,17 +39,8 @@ where
             Err(e) => {
                 // Out of file descriptors or similar: wait instead of spinning.
                 log::warn!("{what} listener: accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
+                clock.sleep(Duration::from_millis(100)).await;
             }
         }
     }
-}
-
-/// `future`'s output, or `None` if it takes longer than `limit`.
-pub async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(future.await) }, async {
-        smol::Timer::after(limit).await;
-        None
-    })
-    .await
 }

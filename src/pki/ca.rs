@@ -65,9 +65,14 @@ impl ManagerPki {
     /// exist, this refuses, naming the missing file: a CA is never silently regenerated, because
     /// activated agents pin it.
     ///
-    /// Returns whether the files were created.
-    pub fn load_or_create(pki_dir: &Path, hostname: &str) -> Result<(ManagerPki, bool), PkiError> {
-        load_or_create_at(pki_dir, hostname, SystemTime::now())
+    /// Returns whether the files were created. `now` is the manager's wall clock: what new
+    /// certificates are stamped with and expiry is judged against.
+    pub fn load_or_create(
+        pki_dir: &Path,
+        hostname: &str,
+        now: SystemTime,
+    ) -> Result<(ManagerPki, bool), PkiError> {
+        load_or_create_at(pki_dir, hostname, now)
     }
 
     /// SHA-256 of the CA certificate DER, lowercase hex: what agents pin with `--ca-sha256`.
@@ -571,6 +576,12 @@ fn io_error(path: &Path, action: &'static str, source: io::Error) -> PkiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Certificates made now, as the running manager makes them (rustls checks them against
+    /// the system's time).
+    fn real_now() -> SystemTime {
+        crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time()
+    }
     use rustls::server::WebPkiClientVerifier;
     use std::os::unix::fs::PermissionsExt;
 
@@ -583,7 +594,7 @@ mod tests {
     fn fresh() -> (tempfile::TempDir, PathBuf, ManagerPki) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("pki");
-        let (pki, created) = ManagerPki::load_or_create(&dir, HOST).unwrap();
+        let (pki, created) = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap();
         assert!(created);
         (tmp, dir, pki)
     }
@@ -591,7 +602,7 @@ mod tests {
     #[test]
     fn create_then_load_keeps_the_ca_and_the_manager_certificate() {
         let (_tmp, dir, first) = fresh();
-        let (second, created) = ManagerPki::load_or_create(&dir, HOST).unwrap();
+        let (second, created) = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap();
         assert!(!created);
         assert_eq!(first.ca_sha256_hex(), second.ca_sha256_hex());
         assert_eq!(first.ca_sha256_hex().len(), 64);
@@ -617,7 +628,7 @@ mod tests {
         let (_tmp, dir, _pki) = fresh();
         let ca_before = fs::read(dir.join(CA_CERT)).unwrap();
         fs::remove_file(dir.join(MANAGER_KEY)).unwrap();
-        let err = ManagerPki::load_or_create(&dir, HOST).unwrap_err();
+        let err = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap_err();
         assert!(matches!(err, PkiError::Missing { .. }), "{err:?}");
         assert!(err.to_string().contains("manager.key"), "{err}");
         assert_eq!(fs::read(dir.join(CA_CERT)).unwrap(), ca_before);
@@ -629,7 +640,7 @@ mod tests {
         let (_tmp, dir, _pki) = fresh();
         let path = dir.join(CA_CERT);
         fs::write(&path, "garbage\n").unwrap();
-        let err = ManagerPki::load_or_create(&dir, HOST).unwrap_err();
+        let err = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap_err();
         assert!(matches!(err, PkiError::NotPem { .. }), "{err:?}");
         assert!(
             err.to_string().contains(&path.display().to_string()),
@@ -642,7 +653,7 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let err = ManagerPki::load_or_create(&dir, HOST).unwrap_err();
+        let err = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap_err();
         assert!(matches!(err, PkiError::BadCertificate { .. }), "{err:?}");
         assert!(
             err.to_string().contains(&path.display().to_string()),
@@ -657,7 +668,7 @@ mod tests {
 
         let ca_key = fs::read(dir.join(CA_KEY)).unwrap();
         fs::copy(other.join(CA_KEY), dir.join(CA_KEY)).unwrap();
-        let err = ManagerPki::load_or_create(&dir, HOST).unwrap_err();
+        let err = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap_err();
         assert!(matches!(err, PkiError::Mismatch { .. }), "{err:?}");
         assert!(
             err.to_string().contains("ca.key does not hold the key of"),
@@ -668,7 +679,7 @@ mod tests {
         for name in [MANAGER_CERT, MANAGER_KEY] {
             fs::copy(other.join(name), dir.join(name)).unwrap();
         }
-        let err = ManagerPki::load_or_create(&dir, HOST).unwrap_err();
+        let err = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap_err();
         assert!(matches!(err, PkiError::Mismatch { .. }), "{err:?}");
         assert!(
             err.to_string()
@@ -680,7 +691,7 @@ mod tests {
     #[test]
     fn an_expiring_manager_certificate_is_reissued_by_the_same_ca() {
         let (_tmp, dir, first) = fresh();
-        let later = SystemTime::now() + Duration::from_secs(720 * DAY);
+        let later = real_now() + Duration::from_secs(720 * DAY);
         let (renewed, created) = load_or_create_at(&dir, HOST, later).unwrap();
         assert!(!created);
         assert_eq!(renewed.ca_sha256_hex(), first.ca_sha256_hex());
@@ -698,7 +709,7 @@ mod tests {
     #[test]
     fn a_new_hostname_gets_a_new_manager_certificate() {
         let (_tmp, dir, first) = fresh();
-        let (renamed, _) = ManagerPki::load_or_create(&dir, "10.1.2.3").unwrap();
+        let (renamed, _) = ManagerPki::load_or_create(&dir, "10.1.2.3", real_now()).unwrap();
         assert_eq!(renamed.ca_sha256_hex(), first.ca_sha256_hex());
         let name = server_name("10.1.2.3").unwrap();
         let now = UnixTime::now();
@@ -729,7 +740,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("pki");
         for bad in ["", "two words", "bad/name"] {
-            let err = ManagerPki::load_or_create(&dir, bad).unwrap_err();
+            let err = ManagerPki::load_or_create(&dir, bad, real_now()).unwrap_err();
             assert!(matches!(err, PkiError::Hostname { .. }), "{bad:?}: {err:?}");
             assert!(!dir.exists());
         }
@@ -742,7 +753,7 @@ mod tests {
         fs::create_dir(&dir).unwrap();
         fs::create_dir(tmp.path().join("pki.new")).unwrap();
         fs::write(tmp.path().join("pki.new").join(CA_KEY), b"half").unwrap();
-        let (_pki, created) = ManagerPki::load_or_create(&dir, HOST).unwrap();
+        let (_pki, created) = ManagerPki::load_or_create(&dir, HOST, real_now()).unwrap();
         assert!(created);
         assert!(!tmp.path().join("pki.new").exists());
         assert_eq!(mode(&dir), 0o700);

@@ -170,12 +170,15 @@ mod tests {
     use super::*;
     use crate::pki::agent_client_config;
     use crate::pki::testing::{handshake, manager};
-    use std::time::SystemTime;
 
     fn agent(pki: &ManagerPki, id: u64) -> (AgentKey, CertificateDer<'static>) {
         let key = AgentKey::generate().unwrap();
         let issued = pki
-            .issue_agent_cert(id, &key.public_key_der(), SystemTime::now())
+            .issue_agent_cert(
+                id,
+                &key.public_key_der(),
+                crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+            )
             .unwrap();
         (key, issued.der)
     }

@@ -8,7 +8,12 @@ use std::sync::{Arc, Mutex};
 
 pub(super) fn manager() -> (tempfile::TempDir, ManagerPki) {
     let tmp = tempfile::tempdir().unwrap();
-    let (pki, _) = ManagerPki::load_or_create(&tmp.path().join("pki"), "mgr.example").unwrap();
+    let (pki, _) = ManagerPki::load_or_create(
+        &tmp.path().join("pki"),
+        "mgr.example",
+        crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+    )
+    .unwrap();
     (tmp, pki)
 }
 

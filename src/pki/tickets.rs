@@ -33,7 +33,10 @@ const LIFETIME_SECS: u32 = 12 * 3600;
 const PERIOD_LEN: usize = 8;
 
 /// The ticket key of `pki_dir`, created on first use.
-pub fn persistent_ticketer(pki_dir: &Path) -> Result<Arc<dyn ProducesTickets>, PkiError> {
+pub fn persistent_ticketer(
+    pki_dir: &Path,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> Result<Arc<dyn ProducesTickets>, PkiError> {
     let path = pki_dir.join(TICKET_KEY_FILE);
     let io = |action, source| PkiError::Io {
         path: path.clone(),
@@ -57,7 +60,7 @@ pub fn persistent_ticketer(pki_dir: &Path) -> Result<Arc<dyn ProducesTickets>, P
         }
         Err(e) => return Err(io("read", e)),
     };
-    Ok(Arc::new(Ticketer::new(secret, SystemClock)))
+    Ok(Arc::new(Ticketer::new(secret, SystemClock(clock))))
 }
 
 /// Where the ticketer reads the time; tests step it by hand.
@@ -65,12 +68,18 @@ pub trait TicketClock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> SystemTime;
 }
 
-#[derive(Debug)]
-pub struct SystemClock;
+/// The manager's clock, as the ticketer reads it.
+pub struct SystemClock(pub Arc<dyn crate::clock::Clock>);
+
+impl std::fmt::Debug for SystemClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SystemClock")
+    }
+}
 
 impl TicketClock for SystemClock {
     fn now(&self) -> SystemTime {
-        SystemTime::now()
+        self.0.wall().to_system_time()
     }
 }
 
@@ -272,16 +281,19 @@ mod tests {
     fn the_key_file_is_private_kept_across_starts_and_checked() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let first = persistent_ticketer(dir.path()).unwrap();
+        let first =
+            persistent_ticketer(dir.path(), Arc::new(crate::clock::RealClock::new())).unwrap();
         let ticket = first.encrypt(STATE).unwrap();
         let path = dir.path().join(TICKET_KEY_FILE);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let restarted = persistent_ticketer(dir.path()).unwrap();
+        let restarted =
+            persistent_ticketer(dir.path(), Arc::new(crate::clock::RealClock::new())).unwrap();
         assert_eq!(restarted.decrypt(&ticket).unwrap(), STATE);
 
         std::fs::write(&path, b"short").unwrap();
-        let err = persistent_ticketer(dir.path()).unwrap_err();
+        let err =
+            persistent_ticketer(dir.path(), Arc::new(crate::clock::RealClock::new())).unwrap_err();
         assert!(
             matches!(err, PkiError::BadTicketKey { len: 5, .. }),
             "{err}"

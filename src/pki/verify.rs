@@ -282,7 +282,6 @@ mod tests {
     use crate::pki::{AgentKey, IssuedCert, agent_client_config, parse_pin};
     use rustls::server::NoClientAuth;
     use rustls::{HandshakeKind, ProtocolVersion};
-    use std::time::SystemTime;
 
     const HOST: &str = "mgr.example";
 
@@ -293,7 +292,11 @@ mod tests {
     fn agent(pki: &ManagerPki, computer: u64) -> (AgentKey, IssuedCert) {
         let key = AgentKey::generate().unwrap();
         let issued = pki
-            .issue_agent_cert(computer, &key.public_key_der(), SystemTime::now())
+            .issue_agent_cert(
+                computer,
+                &key.public_key_der(),
+                crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+            )
             .unwrap();
         (key, issued)
     }

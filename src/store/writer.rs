@@ -9,10 +9,11 @@
 //! quiet spell is not held back.
 
 use super::{Store, StoreError, WriteTxn};
+use crate::clock::{Stopwatch, block_for};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A change to make durably, with a way to say when it is.
 /// `Fn`, not `FnOnce`: a change may run twice, once in a group that failed and once alone.
@@ -34,17 +35,17 @@ const COMMIT_GAP: Duration = Duration::from_millis(2);
 /// time).
 #[derive(Debug, Default)]
 struct Pacing {
-    last_start: Option<Instant>,
+    last_start: Option<Stopwatch>,
 }
 
 impl Pacing {
     /// How long a commit that could start `now` waits first.
-    fn wait(&self, now: Instant) -> Option<Duration> {
-        let since = now.saturating_duration_since(self.last_start?);
+    fn wait(&self, now: Stopwatch) -> Option<Duration> {
+        let since = now.since(self.last_start?);
         COMMIT_GAP.checked_sub(since).filter(|w| !w.is_zero())
     }
 
-    fn started(&mut self, now: Instant) {
+    fn started(&mut self, now: Stopwatch) {
         self.last_start = Some(now);
     }
 }
@@ -96,8 +97,8 @@ impl Writer {
 fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
     let mut pacing = Pacing::default();
     while let Ok(first) = queue.recv_blocking() {
-        if let Some(wait) = pacing.wait(Instant::now()) {
-            std::thread::sleep(wait);
+        if let Some(wait) = pacing.wait(Stopwatch::start()) {
+            block_for(wait);
         }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -106,7 +107,7 @@ fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
                 Err(_) => break,
             }
         }
-        let (jobs, started) = (group.len(), Instant::now());
+        let (jobs, started) = (group.len(), Stopwatch::start());
         pacing.started(started);
         commit_group(store, group);
         metrics.commit(jobs, started.elapsed());
@@ -222,17 +223,17 @@ mod tests {
 
     #[test]
     fn commits_start_a_gap_apart_but_not_after_a_quiet_spell() {
-        let t0 = Instant::now();
+        let t0 = Stopwatch::start();
         let mut pacing = Pacing::default();
         assert_eq!(pacing.wait(t0), None, "the first commit waits for nothing");
         pacing.started(t0);
         assert_eq!(pacing.wait(t0), Some(COMMIT_GAP));
         let quarter = COMMIT_GAP / 4;
-        assert_eq!(pacing.wait(t0 + quarter), Some(COMMIT_GAP - quarter));
-        assert_eq!(pacing.wait(t0 + COMMIT_GAP), None);
-        assert_eq!(pacing.wait(t0 + COMMIT_GAP * 50), None);
-        pacing.started(t0 + COMMIT_GAP * 50);
-        assert_eq!(pacing.wait(t0 + COMMIT_GAP * 50), Some(COMMIT_GAP));
+        assert_eq!(pacing.wait(t0.after(quarter)), Some(COMMIT_GAP - quarter));
+        assert_eq!(pacing.wait(t0.after(COMMIT_GAP)), None);
+        assert_eq!(pacing.wait(t0.after(COMMIT_GAP * 50)), None);
+        pacing.started(t0.after(COMMIT_GAP * 50));
+        assert_eq!(pacing.wait(t0.after(COMMIT_GAP * 50)), Some(COMMIT_GAP));
     }
 
     #[test]
