@@ -31,6 +31,7 @@
 //! - [`bench`]: `picket bench`, the load generator: an in-process manager, simulated agents over
 //!   real mutual TLS, the bare-TLS floor, and the report.
 
+pub mod activation;
 pub mod admin;
 pub mod agent;
 pub mod alerts;

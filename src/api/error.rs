@@ -1,6 +1,6 @@
 //! API errors and their JSON form: `{"error":{"message","field"}}` with the matching status.
 
-use crate::manager::activation::ActivationError;
+use crate::activation::ActivationError;
 use crate::policy::PolicyError;
 use crate::store::StoreError;
 use hyper::StatusCode;

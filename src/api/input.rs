@@ -2,7 +2,7 @@
 //! such as `"setings"` is reported instead of silently ignored.
 
 use super::error::ApiError;
-use crate::manager::activation::{self, ActivationError};
+use crate::activation::{self, ActivationError};
 use crate::model::{
     FirewallRule, FrameType, IpMatch, MacAddr, PortRange, Protocol, RuleAction, RuleError, RuleId,
     TrafficDirection, parse_priority,

@@ -5,7 +5,7 @@
 use super::error::ApiError;
 use super::router::{ApiResponse, ApiState};
 use super::{input, views};
-use crate::manager::activation::{self, ActivationError};
+use crate::activation::{self, ActivationError};
 use crate::model::{BASE_POLICY_NAME, Token, format_duration};
 use crate::policy::PolicyTree;
 use crate::store::Reads;

@@ -1,8 +1,8 @@
 //! JSON views of policies and computers, with each effective setting and where it came from,
 //! and of activation tokens (never their secret).
 
+use crate::activation;
 use crate::clock::WallMs;
-use crate::manager::activation;
 use crate::model::{
     AgentState, Alert, ClockChangeLimit, Computer, FirewallRule, MissedLimit, Policy, PolicyId,
     SettingKey, SettingValue, Settings, StoredEvent, Token,

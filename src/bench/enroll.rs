@@ -9,6 +9,7 @@
 use super::connect::source_address;
 use super::error::BenchError;
 use super::options::{Direction, Options, STOPPING_AGENTS};
+use crate::activation;
 use crate::clock::Stopwatch;
 use crate::clock::WallMs;
 use crate::manager::{PKI_DIR, STORE_FILE};
@@ -104,16 +105,21 @@ pub fn enroll(
             };
             let source = source_address(index);
             let id = txn.next_computer_id()?;
-            let computer = computer(id, index, policy, now, options.agents);
+            let (computer, state) = records(
+                &tree,
+                id,
+                &hostname(index, options.agents),
+                policy,
+                issued.serial,
+                now,
+            )?;
+            // A steady state, not a first activation: the agent has reported where it listens
+            // and runs its configuration already.
             let state = AgentState {
-                computer: id,
-                cert_serial: issued.serial,
-                activated: now,
-                agent_version: env!("CARGO_PKG_VERSION").into(),
                 address: dialing.map(|d| SocketAddr::from((source, d.listen_port)).to_string()),
                 listen_port: dialing.map(|d| d.listen_port),
                 applied_fingerprint,
-                ..AgentState::default()
+                ..state
             };
             txn.put_computer(&computer)?;
             txn.put_agent_state(&state)?;
@@ -145,24 +151,34 @@ pub fn enroll(
     })
 }
 
-/// A computer as activation leaves it: online, in its policy, no overrides.
-pub fn computer(id: ComputerId, index: u64, policy: PolicyId, now: WallMs, main: u64) -> Computer {
-    let hostname = if index < main {
+/// Simulated agent `index`'s host name; the first `main` heartbeat, the rest stop.
+pub fn hostname(index: u64, main: u64) -> String {
+    if index < main {
         format!("bench-{index}")
     } else {
         format!("bench-stopping-{}", index - main)
-    };
-    Computer {
-        id,
-        hostname,
-        kind: ComputerKind::Server,
-        policy,
-        settings: Settings::default(),
-        status: Status::Online,
-        created: now,
-        vm_power_state: crate::model::PowerState::Running,
-        address: None,
     }
+}
+
+/// The computer and agent state an activation of `hostname` in `policy` writes, built by the
+/// activation module's own functions (a test compares them with a real grant).
+fn records(
+    tree: &PolicyTree,
+    id: ComputerId,
+    hostname: &str,
+    policy: PolicyId,
+    serial: [u8; 16],
+    now: WallMs,
+) -> Result<(Computer, AgentState), BenchError> {
+    let computer =
+        activation::enrolled_computer(tree, id, hostname, policy, now).map_err(|source| {
+            BenchError::Enrol {
+                hostname: hostname.to_string(),
+                source,
+            }
+        })?;
+    let state = activation::agent_state(id, serial, now, env!("CARGO_PKG_VERSION"), None);
+    Ok((computer, state))
 }
 
 /// The Base Policy with the run's interval, and a sub-policy for the stopping agents: a short
@@ -210,8 +226,18 @@ fn write_policies(
 /// The fingerprint of what the manager sends a computer of `policy`, as it computes it.
 pub fn fingerprint(tree: &PolicyTree, manager: SocketAddr, policy: PolicyId) -> Fingerprint {
     let endpoint = crate::manager::dial_address(MANAGER_HOSTNAME, manager);
-    let computer = computer(ComputerId(0), 0, policy, WallMs(0), 1);
-    crate::manager::expected_config(tree, &computer, &[endpoint]).fingerprint()
+    let computer = Computer {
+        id: ComputerId(0),
+        hostname: hostname(0, 1),
+        kind: ComputerKind::Server,
+        policy,
+        settings: Settings::default(),
+        status: Status::Online,
+        created: WallMs(0),
+        vm_power_state: crate::model::PowerState::Running,
+        address: None,
+    };
+    crate::policy::expected_config(tree, &computer, &[endpoint]).fingerprint()
 }
 
 /// One agent's signing key and certificate (with its serial, for the agent state).
@@ -278,4 +304,63 @@ pub fn signing_key(key: &AgentKey) -> Result<Arc<dyn SigningKey>, PkiError> {
             what: "a simulated agent's signing key",
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{ActivationRequest, PROTOCOL_VERSION};
+    use crate::store::Reads;
+
+    /// The bench writes its agents' records itself (a commit per agent would take minutes);
+    /// they must be the records a real activation writes, or the bench measures another site.
+    #[test]
+    fn an_enrolled_computer_is_what_a_real_activation_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(STORE_FILE)).unwrap();
+        let (_pki_dir, pki) = crate::pki::testing::manager();
+        let now = WallMs(1_700_000_000_000);
+        let base = Policy {
+            id: PolicyId(1),
+            name: BASE_POLICY_NAME.into(),
+            parent: None,
+            settings: Settings::default(),
+            rules: Vec::new(),
+        };
+        let (secret, token) = activation::new_token(base.id, Some(1), None, now).unwrap();
+        let mut txn = store.write().unwrap();
+        txn.put_policy(&base).unwrap();
+        txn.put_token(&token).unwrap();
+        let key = AgentKey::generate().unwrap();
+        let request = ActivationRequest {
+            protocol: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            token: secret,
+            hostname: hostname(0, 1),
+            public_key: key.public_key_der(),
+        };
+        let granted = activation::grant(&mut txn, &pki, &[], &request, "192.0.2.7", now).unwrap();
+        let real = txn.agent_state(granted.computer.id).unwrap().unwrap();
+        txn.commit().unwrap();
+
+        let tree = PolicyTree::new([base]);
+        let (computer, state) = records(
+            &tree,
+            granted.computer.id,
+            &hostname(0, 1),
+            PolicyId(1),
+            real.cert_serial,
+            now,
+        )
+        .unwrap();
+        assert_eq!(computer, granted.computer);
+        // The address is where the real agent came from; the bench sets its own.
+        assert_eq!(
+            state,
+            AgentState {
+                address: None,
+                ..real
+            }
+        );
+    }
 }

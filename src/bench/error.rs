@@ -36,6 +36,11 @@ pub enum BenchError {
         doing: &'static str,
         source: Box<crate::admin::AdminError>,
     },
+    /// A simulated agent's computer could not be made as activation makes it.
+    Enrol {
+        hostname: String,
+        source: crate::policy::PolicyError,
+    },
     /// A simulated agent could not activate with a running manager.
     Activation {
         hostname: String,
@@ -73,6 +78,9 @@ impl fmt::Display for BenchError {
             BenchError::Api { doing, .. } => {
                 write!(f, "the running manager's API failed while {doing}")
             }
+            BenchError::Enrol { hostname, .. } => {
+                write!(f, "cannot enrol simulated agent '{hostname}'")
+            }
             BenchError::Activation {
                 hostname,
                 tries,
@@ -94,6 +102,7 @@ impl std::error::Error for BenchError {
             BenchError::Manager(e) => Some(e.as_ref()),
             BenchError::Thread(e) | BenchError::Floor(e) | BenchError::Listen(e) => Some(e),
             BenchError::Api { source, .. } => Some(source.as_ref()),
+            BenchError::Enrol { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -809,7 +809,7 @@ impl Drop for TempDir {
 mod tests {
     use super::*;
     use crate::clock::WallMs;
-    use crate::model::{HistoryEntry, PolicyId};
+    use crate::model::HistoryEntry;
 
     #[test]
     fn a_healthy_computer_marked_offline_is_counted_even_if_it_came_back() {
@@ -824,7 +824,7 @@ mod tests {
             detail: detail.into(),
         };
         for id in 1..=3 {
-            let c = enroll::computer(ComputerId(id), id, PolicyId(1), WallMs(0), 2);
+            let c = crate::model::Computer::test(id, &enroll::hostname(id, 2));
             txn.put_computer(&c).unwrap();
         }
         // 1 went offline and came back; 2 only ever came online; 3 is a stopping agent.

@@ -2,18 +2,18 @@
 //! each, as the sans-io `ManagerSession` decides; this file only moves frames, loads what the
 //! session needs and records what it learned.
 
-use super::activation;
 use super::dialer::{Dialer, DialerEvent};
 use super::liveness::{Liveness, LivenessEvent};
 use super::registry::Registry;
+use crate::activation;
 use crate::clock::within;
 use crate::clock::{Clock, Instant, WallMs};
 use crate::framed::{self, FrameError};
-use crate::model::{AgentState, Computer, ComputerId, Status, StoredEvent};
+use crate::model::{AgentState, ComputerId, StoredEvent};
 use crate::net::admission::Source;
 use crate::net::{Budget, Closed, Gate, Ticket};
 use crate::pki::{ManagerPki, cert_serial};
-use crate::policy::{self, AgentConfig, ComputerChange, PolicyTree};
+use crate::policy::{self, PolicyTree};
 use crate::proto::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerMsg, ManagerOutput, ManagerSession,
     Purpose, Refusal, SessionParams, SessionSummary,
@@ -320,11 +320,19 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 ManagerOutput::Activate(request) => {
                     let (shared, ip) = (port.clone(), addr.ip().to_string());
                     let result = smol::unblock(move || activate(&shared, request, &ip)).await;
-                    if let Err(ActivationRefused::Token(_)) = &result {
-                        port.backoff()
-                            .failed(Source::of(addr.ip()), port.clock.now());
+                    match &result {
+                        Err(refused) if refused.is_guess() => {
+                            port.backoff()
+                                .failed(Source::of(addr.ip()), port.clock.now());
+                        }
+                        // The agent is only told to try later; the cause is for the log.
+                        Err(refused @ activation::Refused::Store(_)) => {
+                            log::error!("activation from {addr}: {refused}");
+                        }
+                        Err(_) => {}
+                        Ok(_) => {}
                     }
-                    session.handle_activation(result.map_err(ActivationRefused::into_reason));
+                    session.handle_activation(result.map_err(|r| r.reason_for_agent()));
                 }
                 ManagerOutput::Close(summary) => {
                     if let Some(computer) = peer.computer {
@@ -435,22 +443,15 @@ fn version_name(version: rustls::ProtocolVersion) -> String {
     }
 }
 
-/// The configuration `computer` should run, from the current policy tree.
-pub fn expected_config(
-    tree: &PolicyTree,
-    computer: &Computer,
-    endpoints: &[String],
-) -> AgentConfig {
-    let effective = policy::resolve_computer(tree, computer);
-    let rules = policy::listener_rules(tree, computer.policy);
-    AgentConfig::new(&effective, rules, endpoints.to_vec())
-}
-
 fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<SessionParams, String> {
     let txn = port.store.read().map_err(|e| e.to_string())?;
     let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
     let (expected, last_seq, interval) = match computer {
-        None => (base_config(&tree, &port.endpoints), 0, Duration::ZERO),
+        None => (
+            policy::base_config(&tree, &port.endpoints),
+            0,
+            Duration::ZERO,
+        ),
         Some(id) => {
             let record = txn.computer(id).map_err(|e| e.to_string())?;
             let state = txn.agent_state(id).map_err(|e| e.to_string())?;
@@ -459,7 +460,7 @@ fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<Sess
                 port.registry.remove_computer(id);
                 return Err(format!("computer {id} was deleted"));
             };
-            let expected = expected_config(&tree, &record, &port.endpoints);
+            let expected = policy::expected_config(&tree, &record, &port.endpoints);
             let interval = expected.interval;
             // Events are committed without touching the agent's state (one page write less per
             // heartbeat); the state learns their sequence when the session is recorded. A crash
@@ -478,18 +479,6 @@ fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<Sess
         max_batch: port.max_batch,
         manager_time: port.clock.wall(),
     })
-}
-
-fn base_config(tree: &PolicyTree, endpoints: &[String]) -> AgentConfig {
-    let base = tree
-        .base()
-        .map(|p| p.id)
-        .unwrap_or(crate::model::PolicyId(1));
-    AgentConfig::new(
-        &policy::resolve_policy(tree, base),
-        policy::listener_rules(tree, base),
-        endpoints.to_vec(),
-    )
 }
 
 async fn store_events(
@@ -633,115 +622,20 @@ fn apply_status(state: &mut AgentState, status: &crate::proto::AgentStatus, at: 
         .collect();
 }
 
-/// Checks the token, finds or creates the computer, issues its certificate: all in one
-/// transaction, so a refused activation stores nothing and a granted one is durable before the
-/// agent hears of it. The error text goes to the agent and the log; it never holds the token.
+/// Runs an activation request: the grant in one transaction (so a refused activation stores
+/// nothing and a granted one is durable before the agent hears of it), then the registry, the
+/// liveness and dialer tasks learn of the new computer.
 fn activate(
     port: &AgentPort,
     request: ActivationRequest,
     ip: &str,
-) -> Result<Activated, ActivationRefused> {
+) -> Result<Activated, activation::Refused> {
     let now = port.clock.wall();
-    let other = |e: crate::store::StoreError| ActivationRefused::Other(e.to_string());
-    let txn = port.store.write().map_err(other)?;
-    let hash = activation::hash_secret(&request.token);
-    let token = txn.token(&hash).map_err(other)?.ok_or_else(|| {
-        ActivationRefused::Token(activation::ActivationError::UnknownToken.to_string())
-    })?;
-    let token_after =
-        activation::redeem(&token, now).map_err(|e| ActivationRefused::Token(e.to_string()))?;
-    grant(port, txn, request, ip, &hash, &token, token_after, now).map_err(ActivationRefused::Other)
-}
-
-/// Why an activation was refused. A token that does not work is a guess, which counts against
-/// its source's backoff; a taken host name or a store that cannot write is not.
-enum ActivationRefused {
-    Token(String),
-    Other(String),
-}
-
-impl ActivationRefused {
-    fn into_reason(self) -> String {
-        match self {
-            ActivationRefused::Token(reason) | ActivationRefused::Other(reason) => reason,
-        }
-    }
-}
-
-/// The rest of [`activate`], once the token holds.
-#[allow(clippy::too_many_arguments)]
-fn grant(
-    port: &AgentPort,
-    mut txn: crate::store::WriteTxn,
-    request: ActivationRequest,
-    ip: &str,
-    hash: &crate::model::TokenHash,
-    token: &crate::model::Token,
-    token_after: crate::model::Token,
-    now: WallMs,
-) -> Result<Activated, String> {
-    let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
-    let existing = txn
-        .computer_by_hostname(&request.hostname)
-        .map_err(|e| e.to_string())?;
-    let mut computer = match existing {
-        // A token must not let its holder take over a computer that already has an agent: the
-        // administrator deletes the computer first (which revokes the old certificate).
-        Some(computer)
-            if txn
-                .agent_state(computer.id)
-                .map_err(|e| e.to_string())?
-                .is_some() =>
-        {
-            return Err(format!(
-                "computer '{}' is already activated: delete it on the manager first, or activate \
-                 with another --hostname",
-                computer.hostname
-            ));
-        }
-        Some(computer) => computer,
-        None => {
-            let id = txn.next_computer_id().map_err(|e| e.to_string())?;
-            let change = ComputerChange {
-                hostname: Some(request.hostname.clone()),
-                policy: Some(token.policy.0.to_string()),
-                ..ComputerChange::default()
-            };
-            policy::create_computer(&tree, |_| false, id, now, &change)
-                .map_err(|e| e.to_string())?
-        }
-    };
-    let issued = port
-        .pki
-        .issue_agent_cert(computer.id.0, &request.public_key, now.to_system_time())
-        .map_err(|e| e.to_string())?;
-    computer.status = Status::Online;
-    let state = AgentState {
-        computer: computer.id,
-        cert_serial: issued.serial,
-        activated: now,
-        agent_version: request.agent_version.clone(),
-        address: Some(ip.to_string()),
-        ..AgentState::default()
-    };
-    let config = expected_config(&tree, &computer, &port.endpoints);
-    let store = |e: crate::store::StoreError| e.to_string();
-    txn.put_computer(&computer).map_err(store)?;
-    txn.put_agent_state(&state).map_err(store)?;
-    txn.put_token(&token_after).map_err(store)?;
-    txn.add_history(&crate::model::HistoryEntry {
-        computer: computer.id,
-        at: now,
-        what: "activated".into(),
-        detail: format!(
-            "agent {} activated from {ip} with token {}",
-            request.agent_version,
-            activation::token_id(hash)
-        ),
-    })
-    .map_err(store)?;
-    txn.commit().map_err(store)?;
-    port.registry.insert(issued.serial, computer.id);
+    let mut txn = port.store.write()?;
+    let granted = activation::grant(&mut txn, &port.pki, &port.endpoints, &request, ip, now)?;
+    txn.commit()?;
+    let computer = &granted.computer;
+    port.registry.insert(granted.serial, computer.id);
     port.liveness.send(LivenessEvent::Activated(computer.id));
     port.dialer.send(DialerEvent::Activated(computer.id));
     log::info!(
@@ -749,10 +643,5 @@ fn grant(
         computer.hostname,
         computer.id
     );
-    Ok(Activated {
-        computer: computer.id.0,
-        certificate: issued.der.to_vec(),
-        fingerprint: config.fingerprint(),
-        config,
-    })
+    Ok(granted.into_message())
 }

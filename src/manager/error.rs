@@ -37,6 +37,8 @@ pub enum ManagerError {
     Signals(std::io::Error),
     /// The worker threads that run the listeners and sessions could not be started.
     Workers(std::io::Error),
+    /// The store writer's thread could not be started.
+    Writer(std::io::Error),
     Password(crate::api::password::PasswordError),
 }
 
@@ -67,6 +69,7 @@ impl fmt::Display for ManagerError {
             ManagerError::File { path, .. } => write!(f, "cannot write {}", path.display()),
             ManagerError::Signals(_) => write!(f, "cannot install the signal handlers"),
             ManagerError::Workers(_) => write!(f, "cannot start the worker threads"),
+            ManagerError::Writer(_) => write!(f, "cannot start the store writer's thread"),
             ManagerError::Password(_) => write!(f, "cannot set the console password"),
         }
     }
@@ -82,7 +85,8 @@ impl std::error::Error for ManagerError {
             ManagerError::Bind { source, .. }
             | ManagerError::File { source, .. }
             | ManagerError::Signals(source)
-            | ManagerError::Workers(source) => Some(source),
+            | ManagerError::Workers(source)
+            | ManagerError::Writer(source) => Some(source),
             ManagerError::Password(e) => Some(e),
         }
     }

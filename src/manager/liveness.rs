@@ -627,7 +627,11 @@ mod tests {
             }
             txn.commit().unwrap();
             let metrics = Arc::new(Metrics::new());
-            let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());
+            let on_commit = {
+                let metrics = metrics.clone();
+                Box::new(move |jobs, took| metrics.commit(jobs, took))
+            };
+            let (writer, writer_thread) = Writer::start(store.clone(), on_commit).unwrap();
             let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
             let rules = Rules {
                 interval: Duration::from_secs(10),

@@ -1,7 +1,6 @@
 //! The manager process: checks and initialises its data dir, opens the store, binds its
 //! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
 
-pub mod activation;
 mod agent_port;
 mod data_dir;
 mod dial_plan;
@@ -12,7 +11,7 @@ mod open_files;
 mod registry;
 mod retention;
 
-pub use agent_port::expected_config;
+pub use crate::policy::expected_config;
 pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
 pub use dialer::{DialResult, Dialer, DialerEvent, MAX_DIALS_IN_FLIGHT};
 pub use error::ManagerError;
@@ -153,7 +152,12 @@ fn serve_with_banner(
     let agent_tls = Arc::new(agent_tls);
     let pki = Arc::new(pki);
     let metrics = Arc::new(Metrics::new());
-    let (writer, writer_thread) = Writer::start(store.clone(), metrics.clone());
+    let on_commit = {
+        let metrics = metrics.clone();
+        Box::new(move |jobs, took| metrics.commit(jobs, took))
+    };
+    let (writer, writer_thread) =
+        Writer::start(store.clone(), on_commit).map_err(ManagerError::Writer)?;
     let (liveness, liveness_events) = Liveness::channel();
     let (dialer, dialer_events) = Dialer::channel();
     let dial_tls = pki.dial_client_config()?;
@@ -356,7 +360,7 @@ fn print_banner(
     println!("then run the agent command it prints on the computer to protect:");
     println!(
         "  {}",
-        activation::agent_command(&host(agent), "TOKEN", &pki.ca_sha256_hex())
+        crate::activation::agent_command(&host(agent), "TOKEN", &pki.ca_sha256_hex())
     );
 }
 

@@ -264,7 +264,8 @@ mod tests {
         }
         w.commit().unwrap();
         let metrics = Metrics::new();
-        let (writer, thread) = crate::store::Writer::start(store.clone(), Arc::new(Metrics::new()));
+        let (writer, thread) =
+            crate::store::Writer::start(store.clone(), Box::new(|_, _| {})).unwrap();
 
         let keep = Duration::from_secs(3 * 86_400);
         let before = cutoff(clock.wall(), keep);

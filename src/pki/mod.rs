@@ -22,7 +22,7 @@ mod error;
 mod listen;
 mod secret;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod tickets;
 mod tls;
 mod verify;

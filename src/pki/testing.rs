@@ -6,7 +6,7 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerCon
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-pub(super) fn manager() -> (tempfile::TempDir, ManagerPki) {
+pub(crate) fn manager() -> (tempfile::TempDir, ManagerPki) {
     let tmp = tempfile::tempdir().unwrap();
     let (pki, _) = ManagerPki::load_or_create(
         &tmp.path().join("pki"),

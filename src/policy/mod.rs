@@ -6,6 +6,7 @@
 
 mod edit;
 mod error;
+mod expected;
 mod fingerprint;
 mod resolve;
 mod rules;
@@ -16,6 +17,7 @@ pub use edit::{
     create_computer, create_policy, update_policy,
 };
 pub use error::PolicyError;
+pub use expected::{base_config, expected_config};
 pub use fingerprint::{AgentConfig, Fingerprint};
 pub use resolve::{Effective, EffectiveSettings, Source, resolve_computer, resolve_policy};
 pub use rules::{

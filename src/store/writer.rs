@@ -10,7 +10,6 @@
 
 use super::{Store, StoreError, WriteTxn};
 use crate::clock::{Stopwatch, block_for};
-use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -57,22 +56,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread; each group commit's size and time go to `metrics`.
-    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> (Writer, JoinHandle<()>) {
+    /// Starts the writer thread; each group commit's size and time go to `on_commit` (the
+    /// manager's metrics). Fails only when the system cannot start a thread.
+    pub fn start(
+        store: Arc<Store>,
+        on_commit: OnCommit,
+    ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (jobs, queue) = smol::channel::unbounded::<Job>();
-        let thread = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("picket-writer".into())
-            .spawn(move || run(&store, &queue, &metrics));
-        // Spawning a thread only fails when the system is out of resources; the manager cannot
-        // run without its writer, so that is reported at the first write instead of panicking.
-        let handle = match thread {
-            Ok(handle) => handle,
-            Err(e) => {
-                log::error!("cannot start the store writer thread: {e}");
-                std::thread::spawn(|| ())
-            }
-        };
-        (Writer { jobs }, handle)
+            .spawn(move || run(&store, &queue, &on_commit))?;
+        Ok((Writer { jobs }, handle))
     }
 
     /// Applies `change` in the next group transaction and returns once it is durable (or
@@ -94,7 +88,10 @@ impl Writer {
     }
 }
 
-fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
+/// Told of each group commit: how many changes it held and how long it took.
+pub type OnCommit = Box<dyn Fn(usize, Duration) + Send>;
+
+fn run(store: &Store, queue: &smol::channel::Receiver<Job>, on_commit: &OnCommit) {
     let mut pacing = Pacing::default();
     while let Ok(first) = queue.recv_blocking() {
         if let Some(wait) = pacing.wait(Stopwatch::start()) {
@@ -110,7 +107,7 @@ fn run(store: &Store, queue: &smol::channel::Receiver<Job>, metrics: &Metrics) {
         let (jobs, started) = (group.len(), Stopwatch::start());
         pacing.started(started);
         commit_group(store, group);
-        metrics.commit(jobs, started.elapsed());
+        on_commit(jobs, started.elapsed());
     }
 }
 
@@ -186,7 +183,7 @@ mod tests {
     fn concurrent_writes_are_all_durable_and_a_failing_one_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
-        let (writer, thread) = Writer::start(store.clone(), Arc::new(Metrics::new()));
+        let (writer, thread) = Writer::start(store.clone(), Box::new(|_, _| {})).unwrap();
         let results = smol::block_on(async {
             let mut tasks = Vec::new();
             for seq in 1..=50u64 {
