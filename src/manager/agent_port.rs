@@ -3,8 +3,8 @@
 //! session needs and records what it learned.
 
 use super::dialer::{Dialer, DialerEvent};
-use super::liveness::{Liveness, LivenessEvent};
 use super::registry::Registry;
+use super::verdicts::{Liveness, LivenessEvent};
 use crate::activation;
 use crate::clock::within;
 use crate::clock::{Clock, Instant, WallMs};
@@ -512,7 +512,7 @@ async fn store_events(
     stored
 }
 
-/// The clock steps an agent reported (event 5004), for the liveness task to judge.
+/// The clock steps an agent reported (event 5004), for the verdicts task to judge.
 fn clock_steps(events: &[AgentEvent]) -> Vec<i64> {
     events
         .iter()

@@ -2,11 +2,11 @@
 //! interval, and any listening agent at once for an operation (send policy, check status), a
 //! pushed change, or a reachability check. `DialPlan` decides when; this task resolves the
 //! address, connects, checks the agent's certificate by name, and runs the same session as the
-//! agent port. A failed dial goes to the liveness task, which decides what it means.
+//! agent port. A failed dial goes to the verdicts task, which decides what it means.
 
 use super::agent_port::{AgentPort, Peer, identify, run_session};
 use super::dial_plan::DialPlan;
-use super::liveness::LivenessEvent;
+use super::verdicts::LivenessEvent;
 use crate::clock::within;
 use crate::clock::{Clock, Instant};
 use crate::model::{AgentState, Computer, ComputerId, Direction};
@@ -147,7 +147,7 @@ pub async fn run(
                     }
                     // Logged when it starts failing, not at every interval after: a thousand
                     // computers out of reach would otherwise be a thousand lines a minute.
-                    // Each failure still reaches the liveness task, and the computer's status.
+                    // Each failure still reaches the verdicts task, and the computer's status.
                     Err(reason) if unreachable.insert(computer) => {
                         log::warn!("dial to computer {computer} failed: {reason}");
                         LivenessEvent::DialFailed { computer, reason }

@@ -6,18 +6,18 @@ mod data_dir;
 mod dial_plan;
 mod dialer;
 mod error;
-mod liveness;
 mod open_files;
 mod registry;
 mod retention;
+mod verdicts;
 
 pub use crate::policy::expected_config;
 pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
 pub use dialer::{DialResult, Dialer, DialerEvent, MAX_DIALS_IN_FLIGHT};
 pub use error::ManagerError;
-pub use liveness::{Liveness, LivenessEvent};
 pub use registry::Registry;
 pub use retention::{DEFAULT_RETENTION, MIN_RETENTION};
+pub use verdicts::{Liveness, LivenessEvent};
 
 use crate::api::{self, ApiState, Console};
 use crate::clock::Clock;
@@ -161,7 +161,7 @@ fn serve_with_banner(
     let (liveness, liveness_events) = Liveness::channel();
     let (dialer, dialer_events) = Dialer::channel();
     let dial_tls = pki.dial_client_config()?;
-    let tracked = liveness::prepare(&store, clock.wall())?;
+    let tracked = verdicts::prepare(&store, clock.wall())?;
 
     // TLS and sessions on the cores the store writer leaves; the workers stop when this
     // function returns.
@@ -170,7 +170,7 @@ fn serve_with_banner(
     // The agent port's accept loop has a thread of its own: on the workers it waited its turn
     // behind every session while new connections waited in the kernel, unseen, so the manager
     // could not tell how late it heard heartbeats (see `liveness::delay`); accepted at once, a
-    // connection's wait is measured from its accept. (The liveness task stays on the workers:
+    // connection's wait is measured from its accept. (The verdicts task stays on the workers:
     // on this thread each heartbeat's event woke it across threads, 0.71 against 0.67 ms of
     // manager CPU per saturated session over four alternating runs; and the agent port's
     // session limit keeps its turns behind the sessions short.)
@@ -239,7 +239,7 @@ fn serve_with_banner(
             ))
         });
         let store_task = ex.spawn(tend_store(store.clone(), clock.clone()));
-        let liveness_task = ex.spawn(liveness::run(
+        let liveness_task = ex.spawn(verdicts::run(
             store.clone(),
             writer,
             clock,

@@ -1,0 +1,313 @@
+//! The verdicts task: owns the sans-io `liveness::Monitor`, feeds it what the agent port, the
+//! dialer and the API report and the time, and writes the statuses and alerts it decides
+//! (`writes.rs`). One task owns the state and receives events over a channel, so no lock guards
+//! a decision.
+
+use crate::alerts::{catalogue, record};
+use crate::clock::{Clock, WallMs};
+use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
+use crate::metrics::Metrics;
+use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status};
+use crate::policy::{self, PolicyTree};
+use crate::store::{Reads, Store, StoreError, WriteTxn, Writer};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+/// What the rest of the manager tells the verdicts task.
+#[derive(Debug, Clone)]
+pub enum LivenessEvent {
+    Heartbeat {
+        computer: ComputerId,
+        /// The agent's wall clock in its status, if it sent one.
+        agent_clock: Option<WallMs>,
+        /// How long the session had been owed by the manager when the heartbeat was recorded
+        /// (see `Peer::since`).
+        waited: Duration,
+    },
+    Goodbye(ComputerId),
+    Activated(ComputerId),
+    Deleted(ComputerId),
+    /// A policy or computer changed: effective settings may have moved.
+    SettingsChanged,
+    /// An administrator dismissed the computer's offline alert.
+    OfflineDismissed(ComputerId),
+    /// The agent reported a step of its own clock (event 5004).
+    ClockStep {
+        computer: ComputerId,
+        change_ms: i64,
+    },
+    /// The manager's dial to the agent failed, in words.
+    DialFailed {
+        computer: ComputerId,
+        reason: String,
+    },
+    DialSucceeded(ComputerId),
+}
+
+/// A cheap handle to send events; sending never blocks a request.
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    events: smol::channel::Sender<LivenessEvent>,
+}
+
+impl Liveness {
+    pub fn channel() -> (Liveness, smol::channel::Receiver<LivenessEvent>) {
+        let (events, receiver) = smol::channel::unbounded();
+        (Liveness { events }, receiver)
+    }
+
+    pub fn send(&self, event: LivenessEvent) {
+        // Only fails once the task is gone, i.e. during shutdown.
+        let _ = self.events.try_send(event);
+    }
+
+    /// Events sent and not yet taken by the task.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.events.len()
+    }
+}
+
+/// Marks every activated computer `unknown` and returns their rules. Run at start, before the
+/// listeners open, so nobody ever reads a status left over from before the manager's downtime.
+pub fn prepare(store: &Store, now: WallMs) -> Result<HashMap<ComputerId, Watched>, StoreError> {
+    let rules = all_rules(store)?;
+    let mut txn = store.write()?;
+    for id in rules.keys() {
+        if let Some(mut record) = txn.computer(*id)?
+            && record.status != Status::Unknown
+        {
+            let detail = format!(
+                "{} -> unknown: the manager started; waiting to hear from it",
+                record.status.name()
+            );
+            record.status = Status::Unknown;
+            txn.put_computer(&record)?;
+            txn.add_history(&HistoryEntry {
+                computer: *id,
+                at: now,
+                what: "status".into(),
+                detail,
+            })?;
+        }
+    }
+    txn.commit()?;
+    Ok(rules)
+}
+
+/// Events taken from the queue before the decisions they lead to are written: enough that a
+/// burst (a manager start, where every computer's first heartbeat is a status change) is
+/// written in a few group commits instead of one commit per heartbeat.
+const MAX_EVENTS_PER_ROUND: usize = 10_000;
+
+/// Runs until dropped. Every computer in `initial` gets its full allowance from now: the
+/// manager's own downtime is nobody's missed heartbeat.
+pub async fn run(
+    store: Arc<Store>,
+    writer: Writer,
+    clock: Arc<dyn Clock>,
+    initial: HashMap<ComputerId, Watched>,
+    events: smol::channel::Receiver<LivenessEvent>,
+    metrics: Arc<Metrics>,
+) {
+    let mut monitor = Monitor::new();
+    let now = clock.now();
+    for (id, (rules, power)) in initial {
+        monitor.track(now, id, rules);
+        monitor.set_power(now, id, power);
+    }
+    // Offline alerts raised before the restart must still clear at the next heartbeat.
+    let active = {
+        let store = store.clone();
+        smol::unblock(move || store.read().and_then(|txn| txn.alerts())).await
+    };
+    match active {
+        Ok(alerts) => {
+            for alert in alerts.iter().filter(|a| a.is_active()) {
+                match alert.kind {
+                    AlertKind::ComputerOffline => monitor.mark_offline_alerted(alert.computer),
+                    AlertKind::ManagerCannotReachAgent => {
+                        monitor.mark_unreachable_alerted(alert.computer);
+                    }
+                    AlertKind::ClockChanged => {}
+                }
+            }
+        }
+        Err(e) => log::error!("liveness: cannot read the active alerts: {e}"),
+    }
+    let mut behind = false;
+    let mut deferred = Deferred::default();
+    loop {
+        let mut due = monitor.poll_timeout();
+        if deferred.waiting() {
+            let retry = clock.now().saturating_add(RETRY_DEFERRED);
+            due = Some(due.map_or(retry, |d| d.min(retry)));
+        }
+        let tick = clock.sleep_until(due);
+        let event = smol::future::or(async { Some(events.recv().await) }, async {
+            tick.await;
+            None
+        })
+        .await;
+        let mut now = clock.now();
+        match event {
+            None => {}
+            Some(Err(_)) => return,
+            Some(Ok(event)) => handle(&mut monitor, &store, now, event).await,
+        }
+        // Whatever else is already queued, before any deadline is judged: a heartbeat waiting
+        // here is not a missed one. (Bounded, so a flood still lets the decisions out.)
+        for _ in 0..MAX_EVENTS_PER_ROUND {
+            let Ok(event) = events.try_recv() else {
+                break;
+            };
+            now = clock.now();
+            handle(&mut monitor, &store, now, event).await;
+        }
+        // After events too, not only when the timer wins: `or` takes a waiting event first, so
+        // while heartbeats kept coming the deadlines of computers gone quiet were never looked at.
+        monitor.handle_timeout(now);
+        behind = report_delay(behind, monitor.manager_delay());
+        metrics.heartbeat_delay(monitor.manager_delay());
+        deferred.retry(&writer, now).await;
+        act_all(&writer, clock.wall(), &mut monitor, &mut deferred).await;
+    }
+}
+
+/// The manager's own delay is worth a warning once it could hide or fake an offline computer;
+/// said once when it starts and once when it ends, with hysteresis so a delay hovering at the
+/// limit is not a line a second. Returns whether the manager is now behind.
+fn report_delay(behind: bool, delay: Duration) -> bool {
+    if !behind && delay >= BEHIND {
+        log::warn!(
+            "heartbeats wait {:.1} s inside the manager before they are recorded: it is \
+             overloaded; offline verdicts wait as long, so that no computer is blamed for the \
+             manager's delay",
+            delay.as_secs_f64()
+        );
+        return true;
+    }
+    if behind && delay < CAUGHT_UP {
+        log::info!("the manager has caught up: heartbeats are recorded without delay again");
+        return false;
+    }
+    behind
+}
+
+/// See [`report_delay`].
+const BEHIND: Duration = Duration::from_secs(1);
+const CAUGHT_UP: Duration = Duration::from_millis(250);
+
+async fn handle(
+    monitor: &mut Monitor,
+    store: &Arc<Store>,
+    now: crate::clock::Instant,
+    event: LivenessEvent,
+) {
+    match event {
+        LivenessEvent::Heartbeat {
+            computer,
+            agent_clock,
+            waited,
+        } => {
+            monitor.note_wait(now, waited);
+            monitor.handle_heartbeat(now, computer, agent_clock);
+        }
+        LivenessEvent::Goodbye(computer) => monitor.handle_goodbye(now, computer),
+        LivenessEvent::Deleted(computer) => monitor.forget(computer),
+        LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
+        LivenessEvent::ClockStep {
+            computer,
+            change_ms,
+        } => monitor.handle_clock_event(computer, change_ms),
+        LivenessEvent::DialFailed { computer, reason } => {
+            monitor.handle_dial_failed(computer, reason);
+        }
+        LivenessEvent::DialSucceeded(computer) => monitor.handle_dial_succeeded(computer),
+        // One computer's rules, not everyone's: reading all of them for each activation
+        // made a fleet's onboarding quadratic (and heartbeats waited behind it in this task).
+        LivenessEvent::Activated(id) => {
+            let store = store.clone();
+            match smol::unblock(move || rules_of(&store, id)).await {
+                Ok(Some(watched)) => watch(monitor, now, id, watched),
+                // Deleted again before this was read: nothing to watch.
+                Ok(None) => {}
+                Err(e) => log::error!("liveness: cannot read computer {id}'s settings: {e}"),
+            }
+        }
+        LivenessEvent::SettingsChanged => {
+            let store = store.clone();
+            match smol::unblock(move || all_rules(&store)).await {
+                Ok(rules) => {
+                    for (id, watched) in rules {
+                        watch(monitor, now, id, watched);
+                    }
+                }
+                Err(e) => log::error!("liveness: cannot reload settings: {e}"),
+            }
+        }
+    }
+}
+
+/// A computer's current rules and power state: new ones for one watched already, or the start
+/// of its watch from now (just activated).
+fn watch(
+    monitor: &mut Monitor,
+    now: crate::clock::Instant,
+    id: ComputerId,
+    (rules, power): Watched,
+) {
+    if monitor.state(id).is_some() {
+        monitor.set_rules(now, id, rules);
+    } else {
+        monitor.track_activated(now, id, rules);
+    }
+    monitor.set_power(now, id, power);
+}
+
+/// What the monitor needs of a computer: its rules and, for a VM, its power state.
+type Watched = (Rules, PowerState);
+
+/// The liveness rules of every activated computer, from the current policy tree.
+fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> {
+    let txn = store.read()?;
+    let tree = PolicyTree::new(txn.policies()?);
+    let mut rules = HashMap::new();
+    for state in txn.agent_states()? {
+        if let Some(computer) = txn.computer(state.computer)? {
+            rules.insert(computer.id, watched(&tree, &computer));
+        }
+    }
+    Ok(rules)
+}
+
+/// The liveness rules of one computer, if it exists and has an agent.
+fn rules_of(store: &Store, id: ComputerId) -> Result<Option<Watched>, StoreError> {
+    let txn = store.read()?;
+    if txn.agent_state(id)?.is_none() {
+        return Ok(None);
+    }
+    let Some(computer) = txn.computer(id)? else {
+        return Ok(None);
+    };
+    let tree = PolicyTree::new(txn.policies()?);
+    Ok(Some(watched(&tree, &computer)))
+}
+
+fn watched(tree: &PolicyTree, computer: &Computer) -> Watched {
+    let effective = policy::resolve_computer(tree, computer);
+    (
+        Rules::new(&effective, computer.kind),
+        computer.vm_power_state,
+    )
+}
+
+#[cfg(test)]
+mod tests;
+mod writes;
+
+use writes::{Deferred, RETRY_DEFERRED, act_all};

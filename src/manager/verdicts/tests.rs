@@ -1,0 +1,303 @@
+//! The verdicts task on a manual clock, a real store and its writer.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::metrics::Metrics;
+use crate::model::{ClockChangeLimit, Computer, Direction, MissedLimit};
+use std::thread::JoinHandle;
+
+fn online(id: u64) -> Computer {
+    Computer::test(id, &format!("c{id}"))
+}
+
+/// The verdicts task on a store of online computers 1..=n (10 s interval), a manual clock
+/// at monotonic zero, and the store writer.
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    clock: Arc<ManualClock>,
+    liveness: Liveness,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Harness {
+    fn start(n: u64, missed_before_alert: MissedLimit) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let mut txn = store.write().unwrap();
+        for id in 1..=n {
+            txn.put_computer(&online(id)).unwrap();
+        }
+        txn.commit().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let on_commit = {
+            let metrics = metrics.clone();
+            Box::new(move |jobs, took| metrics.commit(jobs, took))
+        };
+        let (writer, writer_thread) = Writer::start(store.clone(), on_commit).unwrap();
+        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
+        let rules = Rules {
+            interval: Duration::from_secs(10),
+            missed_before_alert,
+            max_clock_change: ClockChangeLimit::Unlimited,
+            offline_errors_for_inactive_vms: false,
+            is_vm: false,
+            direction: Direction::AgentInitiated,
+        };
+        let initial = (1..=n)
+            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
+            .collect();
+        let (liveness, events) = Liveness::channel();
+        let task = {
+            let (store, clock, metrics) = (store.clone(), clock.clone(), metrics.clone());
+            std::thread::spawn(move || {
+                smol::block_on(run(store, writer, clock, initial, events, metrics));
+            })
+        };
+        let harness = Harness {
+            _dir: dir,
+            store,
+            metrics,
+            clock,
+            liveness,
+            threads: vec![task, writer_thread],
+        };
+        // Once this no-op is taken, the task has started and taken its "now".
+        harness.send(LivenessEvent::Deleted(ComputerId(n + 1)));
+        harness.taken();
+        harness
+    }
+
+    fn send(&self, event: LivenessEvent) {
+        self.liveness.send(event);
+    }
+
+    fn heartbeat(&self, id: u64) {
+        self.send(LivenessEvent::Heartbeat {
+            computer: ComputerId(id),
+            agent_clock: None,
+            waited: Duration::ZERO,
+        });
+    }
+
+    /// Waits until the task has taken every event sent.
+    fn taken(&self) {
+        while self.liveness.queued() > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits (at most 30 s) until `done` holds of the store.
+    fn until(&self, done: impl Fn(&Store) -> bool) -> bool {
+        let deadline = crate::clock::Stopwatch::now() + Duration::from_secs(30);
+        while !done(&self.store) && crate::clock::Stopwatch::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        done(&self.store)
+    }
+
+    fn status(&self, id: u64) -> Option<Status> {
+        let txn = self.store.read().unwrap();
+        txn.computer(ComputerId(id)).unwrap().map(|c| c.status)
+    }
+
+    /// `picket_heartbeat_delay_seconds` as the metrics page shows it.
+    fn heartbeat_delay(&self) -> f64 {
+        let text = self.metrics.encode(&crate::metrics::StoreCounts::default());
+        text.lines()
+            .find(|l| l.starts_with("picket_heartbeat_delay_seconds "))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no heartbeat delay in:\n{text}"))
+    }
+
+    /// The store commits counted in the manager's metrics.
+    fn commits(&self) -> u64 {
+        let text = self.metrics.encode(&crate::metrics::StoreCounts::default());
+        text.lines()
+            .find(|l| l.contains("store_commit_duration_seconds_count"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no commit count in:\n{text}"))
+    }
+
+    /// Stops the task and the writer; the store stays readable.
+    fn stop(self) -> (Arc<Store>, tempfile::TempDir) {
+        drop(self.liveness);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        (self.store, self._dir)
+    }
+}
+
+#[test]
+fn many_computers_going_offline_together_share_commits() {
+    const N: u64 = 500;
+    let h = Harness::start(N, MissedLimit::Count(0));
+    std::thread::sleep(Duration::from_millis(50));
+    let before = h.commits();
+    // Every allowance runs out at once; a no-op event wakes the task now (its timer
+    // sleeps in real time).
+    h.clock.advance(Duration::from_secs(20));
+    h.send(LivenessEvent::Deleted(ComputerId(N + 1)));
+    let alerted = h.until(|s| s.read().unwrap().alerts().unwrap().len() as u64 == N);
+    assert!(alerted, "not every computer was alerted");
+    assert!((1..=N).all(|id| h.status(id) == Some(Status::Offline)));
+    // A status and an alert each for 500 computers: 1,000 writes, one commit each before.
+    let used = h.commits() - before;
+    assert!(used < N / 5, "{used} commits for {N} computers");
+    h.stop();
+}
+
+#[test]
+fn decisions_the_store_refused_are_written_in_order_once_it_takes_writes_again() {
+    let h = Harness::start(2, MissedLimit::Count(0));
+    h.store
+        .fail_for_test("No space left on device (os error 28)");
+    let asleep = || assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
+    // Computer 2 heartbeats at 8 s; computer 1 goes quiet, and at 16 s it is offline and
+    // alerted while nothing can be written.
+    h.clock.advance(Duration::from_secs(8));
+    h.heartbeat(2);
+    h.taken();
+    asleep();
+    h.clock.advance(Duration::from_secs(8));
+    asleep();
+    assert_eq!(h.store.read().unwrap().alerts().unwrap().len(), 0);
+    // It comes back before the store does: the clearing waits behind the alert.
+    h.heartbeat(1);
+    h.taken();
+    asleep();
+    // The store reopens at 17 s; the retry at 18 s writes both (computer 2 is due at 19 s).
+    h.store.tend(h.clock.now());
+    h.clock.advance(Duration::from_secs(1));
+    asleep();
+    h.store.tend(h.clock.now());
+    h.clock.advance(Duration::from_secs(1));
+    let written = h.until(|s| {
+        let alerts = s.read().unwrap().alerts().unwrap();
+        alerts.len() == 1 && !alerts[0].is_active()
+    });
+    assert!(written, "the alert and its clearing were not written");
+    let history = h.store.read().unwrap().history(ComputerId(1), 10).unwrap();
+    let what: Vec<&str> = history.iter().map(|e| e.what.as_str()).collect();
+    assert!(
+        what.contains(&"alert-raised") && what.contains(&"alert-cleared"),
+        "{what:?}"
+    );
+    assert_eq!(h.status(1), Some(Status::Online));
+    h.stop();
+}
+
+#[test]
+fn heartbeats_that_waited_in_the_manager_hold_back_verdicts_and_show_in_metrics() {
+    let h = Harness::start(2, MissedLimit::Count(0));
+    // Computer 1's heartbeats waited 5 s inside the manager: so may 2's, which is past
+    // its allowance (10 s + 1 s grace) at 12 s but not past it and the delay.
+    h.clock.advance(Duration::from_secs(7));
+    h.send(LivenessEvent::Heartbeat {
+        computer: ComputerId(1),
+        agent_clock: None,
+        waited: Duration::from_secs(5),
+    });
+    // Taken from the queue is not yet handled: the gauge is set once the round has judged
+    // the deadlines (computer 1 was already online in the store, so its status says nothing).
+    assert!(h.until(|_| h.heartbeat_delay() > 0.0));
+    let delay = h.heartbeat_delay();
+    assert!((5.0..6.5).contains(&delay), "{delay}");
+    // At 12 s the task wakes on the clock, judges, and sleeps again.
+    h.clock.advance(Duration::from_secs(5));
+    assert!(
+        h.until(|_| h.clock.sleepers() == 1),
+        "the task did not sleep again"
+    );
+    assert_eq!(h.status(2), Some(Status::Online));
+    // Past both: the advance alone wakes the task.
+    h.clock.advance(Duration::from_secs(5));
+    assert!(h.until(|_| h.status(2) == Some(Status::Offline)));
+    h.stop();
+}
+
+#[test]
+fn a_heartbeat_waiting_in_the_queue_is_not_a_missed_one() {
+    let h = Harness::start(2, MissedLimit::Count(5));
+    // Hold the store's write lock: computer 1's first heartbeat (a status change) keeps
+    // the task waiting on its write, while two more heartbeats queue up past 2's allowance.
+    let held = h.store.write().unwrap();
+    h.heartbeat(1);
+    h.taken();
+    h.clock.advance(Duration::from_secs(20));
+    h.heartbeat(1);
+    h.heartbeat(2);
+    drop(held);
+    h.taken();
+    std::thread::sleep(Duration::from_millis(50));
+    let (store, _dir) = h.stop();
+    let history = store.read().unwrap().history(ComputerId(2), 100).unwrap();
+    assert!(
+        history.iter().all(|e| !e.detail.contains("-> offline")),
+        "{history:?}"
+    );
+}
+
+#[test]
+fn an_activated_computer_is_watched_from_its_activation_and_only_it() {
+    let h = Harness::start(1, MissedLimit::Count(5));
+    let mut txn = h.store.write().unwrap();
+    for id in [2, 3] {
+        txn.put_computer(&online(id)).unwrap();
+    }
+    // 3 has no agent (deleted again, say): its activation event finds nothing to watch.
+    txn.put_agent_state(&crate::model::AgentState {
+        computer: ComputerId(2),
+        ..Default::default()
+    })
+    .unwrap();
+    txn.commit().unwrap();
+    h.send(LivenessEvent::Activated(ComputerId(2)));
+    h.send(LivenessEvent::Activated(ComputerId(3)));
+    h.taken();
+    // No policy is stored: the built-in 10-minute interval, then the grace.
+    h.clock.advance(Duration::from_secs(11 * 60 + 1));
+    h.heartbeat(1);
+    assert!(
+        h.until(|_| h.status(2) == Some(Status::Offline)),
+        "the activated computer was never judged"
+    );
+    assert_eq!(h.status(3), Some(Status::Online));
+    // The advance itself now wakes the task (it sleeps on the manual clock), so computer 1
+    // may be judged before its heartbeat is taken; after it, it is online.
+    assert!(h.until(|_| h.status(1) == Some(Status::Online)));
+    h.stop();
+}
+
+#[test]
+fn a_quiet_computer_goes_offline_while_others_heartbeats_keep_coming() {
+    let h = Harness::start(2, MissedLimit::Count(5));
+    // Past computer 2's allowance (10 s + 1 s grace), with a flood of heartbeats from
+    // computer 1 queued: the loop always has an event waiting.
+    h.clock.advance(Duration::from_secs(20));
+    const FLOOD: usize = 200_000;
+    for _ in 0..FLOOD {
+        h.heartbeat(1);
+    }
+    let offline = h.until(|s| {
+        s.read()
+            .unwrap()
+            .computer(ComputerId(2))
+            .unwrap()
+            .is_some_and(|c| c.status == Status::Offline)
+    });
+    let queued = h.liveness.queued();
+    assert!(offline, "computer 2 never went offline");
+    // The task keeps draining while the offline status commits and this thread polls for
+    // it: with every core busy (the whole suite at once) 90,186 were left once, so the bar
+    // is a tenth, still far from a decision made only after the flood.
+    assert!(
+        queued > FLOOD / 10,
+        "computer 2 went offline only after the heartbeats were handled ({queued} queued)"
+    );
+    h.stop();
+}
