@@ -1,5 +1,11 @@
 //! The run from start to end: registration, the manager, the phases, the report.
 
+mod inprocess;
+mod running;
+
+use inprocess::{Manager, TempDir, free_loopback_address};
+use running::measure_running;
+
 use super::agent::{Shared, SimAgent};
 use super::dialed;
 use super::enroll::Identity;
@@ -348,227 +354,6 @@ fn saturate(
     Some(report::Phase::new(&tally, elapsed.as_secs_f64(), m, g))
 }
 
-/// A run against a manager already running: set up through its API, agents activated with a
-/// token while the others already heartbeat, the interval and saturation phases as in-process,
-/// no floor (it needs the manager's keys), then the bench's computers, policies and tokens
-/// removed.
-fn measure_running(target: &TargetOptions, options: &Options) -> Result<Report, BenchError> {
-    let clock = Arc::new(RealClock::new());
-    let generator =
-        Workers::start(GENERATOR_THREAD, GENERATOR_THREADS).map_err(BenchError::Thread)?;
-    let ex = generator.spawner();
-    let running = Arc::new(Target::set_up(target, options, clock.wall())?);
-    let made = Arc::new(Mutex::new(Vec::new()));
-    let result = drive_running(&running, &ex, clock, options, &made);
-    let mut computers = made
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    // An agent that gave up on an activation the manager still completed left a computer the
-    // bench does not know of.
-    let gave_up = result.as_ref().map_or(true, |(_, failed)| *failed > 0);
-    if gave_up {
-        computers.extend(running.unknown_computers(&computers));
-    }
-    let clean_up = running.clean_up(&computers, target.keep);
-    let (mut report, _) = result?;
-    report.notes.push(if target.keep {
-        format!(
-            "--keep: the {} computers and the policies '{}' and '{} stopping' stay on the \
-             manager; the tokens were revoked",
-            computers.len(),
-            running.run,
-            running.run
-        )
-    } else {
-        format!(
-            "clean-up: the {} computers, 2 policies and 2 tokens the bench made were deleted \
-             in {:.1} s",
-            computers.len(),
-            clean_up.seconds
-        )
-    });
-    if clean_up.left > 0 {
-        report.notes.push(format!(
-            "{} of the bench's records could not be deleted (see the log); their names start \
-             with '{}'",
-            clean_up.left, running.run
-        ));
-    }
-    Ok(report)
-}
-
-/// The run on a running manager: activation and load together, then saturation and the
-/// figures. Every computer activated is noted in `made`, for the clean-up. With the report,
-/// how many agents could not activate.
-fn drive_running(
-    running: &Arc<Target>,
-    ex: &Arc<smol::Executor<'static>>,
-    clock: Arc<RealClock>,
-    options: &Options,
-    made: &Arc<Mutex<Vec<ComputerId>>>,
-) -> Result<(Report, u64), BenchError> {
-    // A manager without the metrics this needs is found out before anything is activated.
-    let before = running.figures()?;
-    let shared = Arc::new(Shared {
-        manager: running.agent_addr,
-        server_name: running.server_name.clone(),
-        cpu: CpuSource::Remote(running.clone()),
-        template: client_template(&running.ca)?,
-        resume: options.resumption,
-        clock: clock.clone(),
-        events_per_heartbeat: options.events_per_heartbeat,
-        fingerprint: None,
-        listen_port: None,
-    });
-    // One interval of warm-up once every agent has joined: each agent's first heartbeat is
-    // due a period after its activation, so the fleet heartbeats in the bunch it was activated
-    // in until the jitter spreads it. Alerts count from the measured part; the stopping
-    // agents' from the start, since they stop at once.
-    let load_start = clock.wall();
-    let (joined, joining) = smol::channel::unbounded();
-    let activation = {
-        let clock: Arc<dyn Clock> = clock.clone();
-        ex.spawn(running.clone().activate_into(
-            ex.clone(),
-            clock,
-            options.agents,
-            options.concurrency as usize,
-            joined,
-            made.clone(),
-        ))
-    };
-    let load = {
-        let (ex2, shared) = (ex.clone(), shared.clone());
-        let joining = load::Joining {
-            slots: (options.agents + STOPPING_AGENTS) as usize,
-            main: options.agents as usize,
-            agents: joining,
-        };
-        let schedule = load::Schedule {
-            interval: options.interval,
-            warmup: options.interval,
-            duration: options.duration,
-        };
-        smol::block_on(
-            ex.spawn(async move { load::as_they_join(&ex2, &shared, joining, schedule).await }),
-        )
-    };
-    let activation = smol::block_on(activation);
-    if activation.activated == 0 {
-        return Err(BenchError::Option {
-            name: "agents",
-            problem: format!(
-                "no simulated agent could activate: {}",
-                activation.first_failure.unwrap_or_default()
-            ),
-        });
-    }
-    let after_load = running.figures()?;
-    let load_phase = load.phase(options.duration.as_secs_f64());
-    let missed = missed(&load.agents);
-    let sessions = load.tally.started + load.warmup_sessions;
-    let saturation = saturate(ex, &shared, load.agents, options);
-    let sessions = sessions + saturation.as_ref().map_or(0, |s| s.sessions_offered);
-    let at_end = running.figures()?;
-    let ours: HashSet<ComputerId> = made
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .copied()
-        .collect();
-    let (stopping_ids, stopping_last): (Vec<ComputerId>, Vec<Option<u64>>) = activation
-        .stopping
-        .iter()
-        .map(|(at, id)| (*id, load.stopping_last.get(*at).copied().flatten()))
-        .unzip();
-    let counted_from = load.measured_from.unwrap_or(WallMs(u64::MAX));
-    let alerts = running.alerts(
-        &stopping_ids,
-        &stopping_last,
-        &ours,
-        &missed,
-        remote::Windows {
-            load_start,
-            counted_from,
-            until: load.ended,
-        },
-        options,
-    )?;
-    let computers = activation.activated;
-    let manager_bytes = after_load.rss_bytes.saturating_sub(before.rss_bytes);
-    let mut notes = vec![
-        format!(
-            "a running manager at {} (agent port): its CPU, memory and store size are from its \
-             /metrics; the generator's CPU is all of this process",
-            running.agent_addr
-        ),
-        format!(
-            "registration: {computers} agents activated over the agent port with a token, {} at \
-             a time, in {:.1} s ({:.0} a second), each heartbeating from a period after its \
-             activation on",
-            options.concurrency,
-            activation.seconds,
-            computers as f64 / activation.seconds.max(1e-9)
-        ),
-        "manager memory = the manager's RSS growth from before the activations to the end of \
-         the interval phase"
-            .to_string(),
-        "every offline status raises an alert in the bench's policy (missed-before-alert 0), \
-         so the alerts list counts the computers that went offline"
-            .to_string(),
-        "no floor: bare handshakes need the manager's keys, which a running manager keeps"
-            .to_string(),
-        format!(
-            "warm-up: the activations, then one unmeasured interval ({} sessions, {} failed); {} \
-             computers went offline in it (alerts count from its end)",
-            load.warmup_sessions, load.warmup_failed, alerts.warmup_offline
-        ),
-    ];
-    if activation.failed > 0 {
-        notes.push(format!(
-            "{} agents could not activate, the first: {}",
-            activation.failed,
-            activation.first_failure.unwrap_or_default()
-        ));
-    }
-    let report = Report {
-        agents: options.agents,
-        stopping_agents: STOPPING_AGENTS,
-        interval_s: options.interval.as_secs_f64(),
-        duration_s: options.duration.as_secs_f64(),
-        events_per_heartbeat: options.events_per_heartbeat,
-        direction: "agent-initiated",
-        registration: report::Registration {
-            method: "activation: each agent generated its key and activated with a token over \
-                     the running manager's agent port",
-            keys_and_certificates_s: activation.seconds,
-            store_s: 0.0,
-        },
-        manager_start_s: 0.0,
-        load: load_phase,
-        saturation,
-        floor: None,
-        saturation_to_floor: None,
-        memory: report::Memory {
-            rss_before_manager_bytes: before.rss_bytes,
-            rss_after_load_bytes: after_load.rss_bytes,
-            peak_rss_bytes: after_load.rss_bytes.max(at_end.rss_bytes),
-            manager_bytes,
-            bytes_per_computer: manager_bytes / computers.max(1),
-        },
-        store: report::StoreSize {
-            after_registration_bytes: before.store_bytes,
-            at_end_bytes: at_end.store_bytes,
-            growth_per_session_bytes: (sessions > 0)
-                .then(|| (at_end.store_bytes as f64 - before.store_bytes as f64) / sessions as f64),
-        },
-        alerts: alerts.counted,
-        notes,
-    };
-    Ok((report, activation.failed))
-}
-
 /// What the simulated agents share, with the configuration their policy gives them.
 fn shared(
     enrolled: &Enrolled,
@@ -593,15 +378,6 @@ fn shared(
     })
 }
 
-/// A loopback address with a port free now, for a manager that must listen where the agents'
-/// configuration already says it does. (Another process could take it first: the manager then
-/// fails to start, in words.)
-fn free_loopback_address() -> Result<SocketAddr, BenchError> {
-    let probe = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .map_err(BenchError::Listen)?;
-    probe.local_addr().map_err(BenchError::Listen)
-}
-
 /// The real agent's client configuration (`pki::agent_client_config`: only the CA, ALPN
 /// "picket/1", TLS 1.3 and 1.2, ring); each session sets its own certificate.
 fn client_template(ca: &CertificateDer<'static>) -> Result<ClientConfig, BenchError> {
@@ -619,84 +395,6 @@ fn client_template(ca: &CertificateDer<'static>) -> Result<ClientConfig, BenchEr
     config.alpn_protocols = vec![crate::proto::ALPN.to_vec()];
     config.resumption = Resumption::disabled();
     Ok(config)
-}
-
-/// The manager, running in-process on its own thread until [`Manager::stop`].
-struct Manager {
-    thread: std::thread::JoinHandle<Result<(), manager::ManagerError>>,
-    stop: smol::channel::Sender<()>,
-    agent_addr: SocketAddr,
-}
-
-impl Manager {
-    /// Starts it with its agent port at `agent_listen` (port 0: of the system's choosing) and
-    /// its console on a loopback port, and waits for its ports file.
-    fn start(dir: &Path, agent_listen: SocketAddr) -> Result<Manager, BenchError> {
-        let config = ManagerConfig {
-            data_dir: dir.to_path_buf(),
-            agent_listen,
-            console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            hostname: MANAGER_HOSTNAME.into(),
-            // As shipped: the retention pass runs (the bench's events are all younger).
-            event_retention: Some(manager::DEFAULT_RETENTION),
-            store_reserve: crate::store::Reserve::Auto,
-        };
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("bench-manager".into())
-            .spawn(move || {
-                manager::serve_quietly(
-                    config,
-                    Arc::new(crate::clock::RealClock::new()),
-                    async move {
-                        let _ = stopped.recv().await;
-                    },
-                )
-            })
-            .map_err(BenchError::Thread)?;
-        let ports = dir.join(PORTS_FILE);
-        let deadline = Stopwatch::now() + Duration::from_secs(60);
-        loop {
-            if let Some(agent_addr) = read_agent_port(&ports) {
-                return Ok(Manager {
-                    thread,
-                    stop,
-                    agent_addr,
-                });
-            }
-            if thread.is_finished() {
-                return match thread.join() {
-                    Ok(Err(e)) => Err(e.into()),
-                    _ => Err(BenchError::ManagerNotListening(ports)),
-                };
-            }
-            if Stopwatch::now() > deadline {
-                return Err(BenchError::ManagerNotListening(ports));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops it and waits until its store is closed; returns how long that took.
-    fn stop(self) -> Result<Duration, BenchError> {
-        let started = Stopwatch::now();
-        let _ = self.stop.try_send(());
-        match self.thread.join() {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(BenchError::Thread(std::io::Error::other(
-                    "the manager thread panicked",
-                )));
-            }
-        }
-        Ok(started.elapsed())
-    }
-}
-
-fn read_agent_port(ports: &Path) -> Option<SocketAddr> {
-    let text = std::fs::read_to_string(ports).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json.get("agent")?.as_str()?.parse().ok()
 }
 
 /// The alerts and offline statuses of the run from `since` (a primed run's first manager is
@@ -768,41 +466,6 @@ fn read_alerts(
 
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// The run's data dir under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create() -> Result<TempDir, BenchError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let nanos = crate::clock::real_wall()
-            .to_system_time()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("picket-bench-{}-{nanos}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|source| BenchError::File {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(TempDir(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            log::warn!("cannot remove {}: {e}", self.0.display());
-        }
-    }
 }
 
 #[cfg(test)]
