@@ -1,6 +1,9 @@
 //! The agent's durable spool (`A/spool.redb`): events with their sequence numbers until the
 //! manager acknowledges them, and the configuration the agent runs. An event leaves the spool
 //! only after the manager said it is stored, so a crash of either side loses none.
+//!
+//! Values are postcard-encoded enums whose variant is the record's version, as in the manager's
+//! store (`schema/agent.md`); a spool written before they were (schema 0) is migrated at open.
 
 use crate::clock::WallMs;
 use crate::policy::{AgentConfig, Fingerprint};
@@ -13,6 +16,22 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
 const CONFIG: &str = "config";
+const SCHEMA_VERSION: &str = "schema_version";
+
+/// The spool schema this binary writes. Schema 0 held the same values without their version.
+pub const SPOOL_SCHEMA_VERSION: u32 = 1;
+
+/// An event as the spool stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum EventRecord {
+    V1(AgentEvent),
+}
+
+/// The applied configuration as the spool stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum ConfigRecord {
+    V1(AgentConfig),
+}
 
 #[derive(Debug)]
 pub struct SpoolError(String);
@@ -50,6 +69,7 @@ impl Spool {
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(EVENTS).map_err(err)?;
         txn.open_table(META).map_err(err)?;
+        bring_up_to_date(&txn, path)?;
         txn.commit().map_err(err)?;
         Ok(Spool { db })
     }
@@ -73,7 +93,7 @@ impl Spool {
                 time,
                 fields,
             };
-            let bytes = postcard::to_allocvec(&event).map_err(err)?;
+            let bytes = postcard::to_allocvec(&EventRecord::V1(event)).map_err(err)?;
             txn.open_table(EVENTS)
                 .map_err(err)?
                 .insert(seq, bytes.as_slice())
@@ -113,7 +133,7 @@ impl Spool {
                 more = true;
                 break;
             }
-            let event: AgentEvent = postcard::from_bytes(value.value())
+            let EventRecord::V1(event) = postcard::from_bytes(value.value())
                 .map_err(|e| SpoolError(format!("event {} is corrupt: {e}", key.value())))?;
             events.push(event);
         }
@@ -137,7 +157,7 @@ impl Spool {
         let Some(bytes) = meta.get(CONFIG).map_err(err)? else {
             return Ok(None);
         };
-        let config: AgentConfig = postcard::from_bytes(bytes.value())
+        let ConfigRecord::V1(config) = postcard::from_bytes(bytes.value())
             .map_err(|e| SpoolError(format!("the stored configuration is corrupt: {e}")))?;
         let fingerprint = config.fingerprint();
         Ok(Some((config, fingerprint)))
@@ -145,13 +165,64 @@ impl Spool {
 
     pub fn set_config(&self, config: &AgentConfig) -> Result<(), SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
-        let bytes = postcard::to_allocvec(config).map_err(err)?;
+        let bytes = postcard::to_allocvec(&ConfigRecord::V1(config.clone())).map_err(err)?;
         txn.open_table(META)
             .map_err(err)?
             .insert(CONFIG, bytes.as_slice())
             .map_err(err)?;
         txn.commit().map_err(err)
     }
+}
+
+/// Brings the spool to [`SPOOL_SCHEMA_VERSION`] inside the open transaction. Schema 0 (no
+/// version stored) held each event and the configuration without a version: postcard writes an
+/// enum's variant as a varint before its fields, so a V1 record is the old bytes after a 0.
+fn bring_up_to_date(txn: &redb::WriteTransaction, path: &Path) -> Result<(), SpoolError> {
+    let mut meta = txn.open_table(META).map_err(err)?;
+    let version = match meta.get(SCHEMA_VERSION).map_err(err)? {
+        None => 0,
+        Some(v) => postcard::from_bytes::<u32>(v.value())
+            .map_err(|e| SpoolError(format!("schema_version is corrupt: {e}")))?,
+    };
+    if version > SPOOL_SCHEMA_VERSION {
+        return Err(SpoolError(format!(
+            "{} was written by a newer Picket agent (spool schema {version}, this one reads \
+             {SPOOL_SCHEMA_VERSION}): run the newer agent",
+            path.display()
+        )));
+    }
+    if version == 0 {
+        let mut events = txn.open_table(EVENTS).map_err(err)?;
+        let old: Vec<(u64, Vec<u8>)> = events
+            .iter()
+            .map_err(err)?
+            .map(|entry| entry.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        for (seq, bytes) in old {
+            events
+                .insert(seq, versioned(&bytes).as_slice())
+                .map_err(err)?;
+        }
+        let config = meta.get(CONFIG).map_err(err)?.map(|v| v.value().to_vec());
+        if let Some(bytes) = config {
+            meta.insert(CONFIG, versioned(&bytes).as_slice())
+                .map_err(err)?;
+        }
+    }
+    if version != SPOOL_SCHEMA_VERSION {
+        let bytes = postcard::to_allocvec(&SPOOL_SCHEMA_VERSION).map_err(err)?;
+        meta.insert(SCHEMA_VERSION, bytes.as_slice()).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A schema 0 value as its V1 record.
+fn versioned(bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bytes.len() + 1);
+    v.push(0);
+    v.extend_from_slice(bytes);
+    v
 }
 
 fn read_u64(
@@ -194,5 +265,42 @@ mod tests {
         spool.acknowledge(6).unwrap();
         assert_eq!(spool.pending().unwrap(), 0);
         assert_eq!(spool.range().unwrap(), SpoolRange { first: 1, last: 0 });
+    }
+
+    /// A spool written before its records carried a version (schema 0) is read as it was.
+    #[test]
+    fn a_schema_0_spool_is_migrated_with_its_events_and_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        let event = AgentEvent {
+            seq: 7,
+            id: 1000,
+            time: WallMs(5),
+            fields: vec![("version".into(), "0.1".into())],
+        };
+        let config = crate::proto::samples::config();
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let old_event = postcard::to_allocvec(&event).unwrap();
+            txn.open_table(EVENTS)
+                .unwrap()
+                .insert(7, old_event.as_slice())
+                .unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            let old_config = postcard::to_allocvec(&config).unwrap();
+            meta.insert(CONFIG, old_config.as_slice()).unwrap();
+            let next = postcard::to_allocvec(&8u64).unwrap();
+            meta.insert(NEXT_SEQ, next.as_slice()).unwrap();
+            drop(meta);
+            txn.commit().unwrap();
+        }
+        let spool = Spool::open(&path).unwrap();
+        assert_eq!(spool.read(0, 10).unwrap().events, vec![event]);
+        assert_eq!(spool.config().unwrap().unwrap().0, config);
+        assert_eq!(spool.append(1001, WallMs(6), Vec::new()).unwrap(), 8);
+        drop(spool);
+        let again = Spool::open(&path).unwrap();
+        assert_eq!(again.read(0, 10).unwrap().events.len(), 2, "migrated once");
     }
 }

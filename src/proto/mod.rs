@@ -15,6 +15,8 @@ pub use agent_session::{AgentOutput, AgentSession};
 pub use error::ProtoError;
 pub use frame::{FrameReader, HEADER_LEN, MAX_FRAME, check_header, decode, encode};
 pub use manager_session::{ManagerOutput, ManagerSession, SessionParams, SessionSummary};
+#[cfg(test)]
+pub(crate) use message::samples;
 pub use message::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, Component, Counter,
     EventBatch, Hello, ManagerMsg, Purpose, Refusal, SpoolRange,
