@@ -270,13 +270,46 @@ pub(super) struct Peer {
     pub since: Instant,
 }
 
+/// Why a session on the manager's side ended badly. The words are for the log; an agent is only
+/// ever told a protocol refusal.
+#[derive(Debug)]
+pub enum SessionError {
+    /// The session machine failed: a timeout, a violation, a refusal, a closed connection.
+    Protocol(crate::proto::ProtoError),
+    /// The store could not be read, or the events not stored.
+    Store(crate::store::StoreError),
+    /// The computer was deleted after its handshake was accepted.
+    Deleted(ComputerId),
+    /// Events came on a connection without a computer (the session machine prevents it).
+    NoComputer,
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Protocol(e) => e.fmt(f),
+            SessionError::Store(e) => write!(f, "store: {}", e.chain()),
+            SessionError::Deleted(id) => write!(f, "computer {id} was deleted"),
+            SessionError::NoComputer => f.write_str("events without a computer"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+impl From<crate::store::StoreError> for SessionError {
+    fn from(e: crate::store::StoreError) -> Self {
+        SessionError::Store(e)
+    }
+}
+
 /// Runs one `ManagerSession` over an open connection, whoever dialed, and records what it
 /// learned. The summary is returned for a dial's caller; errors are in words for the log.
 pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     port: &Arc<AgentPort>,
     tls: &mut S,
     peer: &Peer,
-) -> Result<SessionSummary, String> {
+) -> Result<SessionSummary, SessionError> {
     let addr = peer.addr;
     let started = port.clock.now();
     let params = {
@@ -297,7 +330,7 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             match output {
                 ManagerOutput::Send(_) => {}
                 ManagerOutput::StoreEvents(events) => {
-                    let computer = peer.computer.ok_or("events without a computer")?;
+                    let computer = peer.computer.ok_or(SessionError::NoComputer)?;
                     let steps = clock_steps(&events);
                     match store_events(port, computer, events).await {
                         Ok(()) => {
@@ -314,7 +347,7 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                             log::debug!("agent {addr}: events left with the agent: {e}");
                             session.handle_store_refused(port.clock.now());
                         }
-                        Err(e) => return Err(format!("cannot store events: {e}")),
+                        Err(e) => return Err(SessionError::Store(e)),
                     }
                 }
                 ManagerOutput::Activate(request) => {
@@ -339,9 +372,9 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         record(port, computer, peer, status_at, &summary).await;
                     }
                     count_session(port, peer, summary.result.is_ok(), started);
-                    return match &summary.result {
+                    return match summary.result.clone() {
                         Ok(()) => Ok(summary),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(SessionError::Protocol(e)),
                     };
                 }
             }
@@ -361,7 +394,7 @@ pub(super) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 session.handle_message(port.clock.now(), message);
             }
-            Some(Err(FrameError::Proto(e))) => return Err(e.to_string()),
+            Some(Err(FrameError::Proto(e))) => return Err(SessionError::Protocol(e)),
             Some(Err(e)) => {
                 log::debug!("agent {addr}: {e}");
                 session.handle_closed();
@@ -443,9 +476,12 @@ fn version_name(version: rustls::ProtocolVersion) -> String {
     }
 }
 
-fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<SessionParams, String> {
-    let txn = port.store.read().map_err(|e| e.to_string())?;
-    let tree = PolicyTree::new(txn.policies().map_err(|e| e.to_string())?);
+fn session_params(
+    port: &AgentPort,
+    computer: Option<ComputerId>,
+) -> Result<SessionParams, SessionError> {
+    let txn = port.store.read()?;
+    let tree = PolicyTree::new(txn.policies()?);
     let (expected, last_seq, interval) = match computer {
         None => (
             policy::base_config(&tree, &port.endpoints),
@@ -453,19 +489,19 @@ fn session_params(port: &AgentPort, computer: Option<ComputerId>) -> Result<Sess
             Duration::ZERO,
         ),
         Some(id) => {
-            let record = txn.computer(id).map_err(|e| e.to_string())?;
-            let state = txn.agent_state(id).map_err(|e| e.to_string())?;
+            let record = txn.computer(id)?;
+            let state = txn.agent_state(id)?;
             let (Some(record), Some(state)) = (record, state) else {
                 // Deleted after the handshake was accepted: as good as revoked.
                 port.registry.remove_computer(id);
-                return Err(format!("computer {id} was deleted"));
+                return Err(SessionError::Deleted(id));
             };
             let expected = policy::expected_config(&tree, &record, &port.endpoints);
             let interval = expected.interval;
             // Events are committed without touching the agent's state (one page write less per
             // heartbeat); the state learns their sequence when the session is recorded. A crash
             // between the two leaves the events table ahead, and it is the truth.
-            let stored = txn.newest_event_seq(id).map_err(|e| e.to_string())?;
+            let stored = txn.newest_event_seq(id)?;
             let last_seq = state.last_seq.max(stored.unwrap_or(0));
             (expected, last_seq, interval)
         }

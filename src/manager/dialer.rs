@@ -30,7 +30,43 @@ pub const MAX_DIALS_IN_FLIGHT: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The result of one dial: the session's summary, or why it failed, in words.
-pub type DialResult = Result<SessionSummary, String>;
+pub type DialResult = Result<SessionSummary, DialError>;
+
+/// Why a dial failed, by stage; each holds its words for the log, the API and the
+/// manager-cannot-reach-agent alert. Clone: one dial answers every caller that waited for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialError {
+    /// Where to dial is not known (not activated, no port reported, no address), or the store
+    /// could not say.
+    NoTarget(String),
+    Resolve(String),
+    Connect(String),
+    Tls(String),
+    /// The listener answered with a certificate that is not the computer's.
+    Identity(String),
+    /// Connected, but the session failed.
+    Session(String),
+    /// An operation waited this long for the dial's answer.
+    NoAnswer(Duration),
+    ShuttingDown,
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::NoTarget(words)
+            | DialError::Resolve(words)
+            | DialError::Connect(words)
+            | DialError::Tls(words)
+            | DialError::Identity(words)
+            | DialError::Session(words) => f.write_str(words),
+            DialError::NoAnswer(limit) => write!(f, "no answer within {}s", limit.as_secs()),
+            DialError::ShuttingDown => f.write_str("the manager is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
 
 /// What the rest of the manager tells the dialer.
 #[derive(Debug)]
@@ -88,8 +124,8 @@ impl Dialer {
             reply: Some(reply),
         });
         smol::block_on(within(clock, limit, answer.recv()))
-            .ok_or_else(|| format!("no answer within {}s", limit.as_secs()))?
-            .map_err(|_| "the manager is shutting down".to_string())?
+            .ok_or(DialError::NoAnswer(limit))?
+            .map_err(|_| DialError::ShuttingDown)?
     }
 }
 
@@ -150,11 +186,17 @@ pub async fn run(
                     // Each failure still reaches the verdicts task, and the computer's status.
                     Err(reason) if unreachable.insert(computer) => {
                         log::warn!("dial to computer {computer} failed: {reason}");
-                        LivenessEvent::DialFailed { computer, reason }
+                        LivenessEvent::DialFailed {
+                            computer,
+                            reason: reason.to_string(),
+                        }
                     }
                     Err(reason) => {
                         log::debug!("dial to computer {computer} failed again: {reason}");
-                        LivenessEvent::DialFailed { computer, reason }
+                        LivenessEvent::DialFailed {
+                            computer,
+                            reason: reason.to_string(),
+                        }
                     }
                 };
                 port.liveness.send(event);
@@ -309,7 +351,7 @@ async fn dial(
     let addr = peer.addr;
     run_session(port, &mut stream, &peer)
         .await
-        .map_err(|e| format!("session with {addr}: {e}"))
+        .map_err(|e| DialError::Session(format!("session with {addr}: {e}")))
 }
 
 /// Everything of a dial before the session: the target, TCP, TLS, and the certificate's name.
@@ -318,34 +360,39 @@ async fn connect(
     tls: Arc<rustls::ClientConfig>,
     computer: ComputerId,
     due: Instant,
-) -> Result<(futures_rustls::client::TlsStream<TcpStream>, Peer), String> {
+) -> Result<(futures_rustls::client::TlsStream<TcpStream>, Peer), DialError> {
     let (host, listen_port) = {
         let port = port.clone();
-        smol::unblock(move || dial_target(&port, computer)).await?
+        smol::unblock(move || dial_target(&port, computer))
+            .await
+            .map_err(DialError::NoTarget)?
     };
-    let addr = resolve(&*port.clock, &host, listen_port).await?;
+    let addr = resolve(&*port.clock, &host, listen_port)
+        .await
+        .map_err(DialError::Resolve)?;
     let tcp = within(&*port.clock, CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .ok_or_else(|| format!("connecting to {addr} timed out"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .ok_or_else(|| DialError::Connect(format!("connecting to {addr} timed out")))?
+        .map_err(|e| DialError::Connect(format!("cannot connect to {addr}: {e}")))?;
     // Small frames each way: without this, Nagle and delayed ACKs add ~40 ms per round trip.
     if let Err(e) = tcp.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY towards {addr}: {e}");
     }
-    let name = agent_server_name(computer.0).map_err(|e| e.to_string())?;
+    let name = agent_server_name(computer.0).map_err(|e| DialError::Tls(e.to_string()))?;
     let stream = within(
         &*port.clock,
         port.step_timeout,
         TlsConnector::from(tls).connect(name, tcp),
     )
     .await
-    .ok_or_else(|| format!("the TLS handshake with {addr} timed out"))?
-    .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
-    let peer = identify(stream.get_ref().1, addr, &port.registry, true, due)?;
+    .ok_or_else(|| DialError::Tls(format!("the TLS handshake with {addr} timed out")))?
+    .map_err(|e| DialError::Tls(format!("TLS handshake with {addr} failed: {e}")))?;
+    let peer = identify(stream.get_ref().1, addr, &port.registry, true, due)
+        .map_err(DialError::Identity)?;
     if peer.computer != Some(computer) {
-        return Err(format!(
+        return Err(DialError::Identity(format!(
             "{addr} answered with another computer's certificate"
-        ));
+        )));
     }
     Ok((stream, peer))
 }
