@@ -50,5 +50,6 @@ pub mod pki;
 pub mod policy;
 pub mod process;
 pub mod proto;
+pub mod site;
 pub mod store;
 pub mod tasks;

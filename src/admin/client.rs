@@ -54,7 +54,7 @@ impl ApiClient {
         let key = match (&options.api_key, std::env::var("PICKET_API_KEY"), dir) {
             (Some(key), _, _) => key.clone(),
             (None, Ok(key), _) if !key.is_empty() => key,
-            (None, _, Some(dir)) => read_trimmed(&dir.join(crate::manager::ADMIN_KEY_FILE))?,
+            (None, _, Some(dir)) => read_trimmed(&dir.join(crate::site::ADMIN_KEY_FILE))?,
             (None, _, None) => {
                 return Err(AdminError::Config(
                     "no API key: pass --data-dir DIR, --api-key KEY or set PICKET_API_KEY".into(),
@@ -63,7 +63,7 @@ impl ApiClient {
         };
         let ca = match (&options.ca_cert, dir) {
             (Some(ca), _) => ca.clone(),
-            (None, Some(dir)) => dir.join(crate::manager::PKI_DIR).join("ca.crt"),
+            (None, Some(dir)) => dir.join(crate::site::PKI_DIR).join("ca.crt"),
             (None, None) => {
                 return Err(AdminError::Config(
                     "cannot trust the manager: pass --data-dir DIR or --ca-cert FILE".into(),
@@ -225,7 +225,7 @@ fn parse_url(url: &str) -> Result<(String, u16), AdminError> {
 /// The console address from a running manager's `ports.json`; a wildcard address means this
 /// machine, so it is reached on loopback.
 fn url_from_ports(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(crate::manager::PORTS_FILE)).ok()?;
+    let text = std::fs::read_to_string(dir.join(crate::site::PORTS_FILE)).ok()?;
     let ports: Value = serde_json::from_str(&text).ok()?;
     let addr: std::net::SocketAddr = ports["console"].as_str()?.parse().ok()?;
     let host = if addr.ip().is_unspecified() {

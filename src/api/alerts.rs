@@ -1,8 +1,8 @@
 //! `/api/v1/alerts`: what needs a human, and dismissing it.
 
 use super::error::ApiError;
-use super::router::{ApiResponse, ApiState};
 use super::views;
+use super::{ApiResponse, ApiState};
 use crate::alerts::record::{self, DismissError};
 use crate::manager::LivenessEvent;
 use crate::model::{AlertId, AlertKind};

@@ -3,8 +3,8 @@
 //! come from the console's own origin, and a user with a generated password may only replace it.
 
 use super::error::ApiError;
-use super::router::{ApiRequest, ApiState};
 use super::sessions::{Session, TokenHash};
+use super::{ApiRequest, ApiState};
 use crate::pki;
 use hyper::Method;
 

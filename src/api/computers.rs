@@ -1,7 +1,7 @@
 //! `/api/v1/computers`: computers added by hostname, their policy, kind and overrides.
 
 use super::error::ApiError;
-use super::router::{ApiResponse, ApiState};
+use super::{ApiResponse, ApiState};
 use super::{input, views};
 use crate::manager::LivenessEvent;
 use crate::model::{AgentState, Computer, ComputerId, HistoryEntry};
@@ -9,7 +9,7 @@ use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
 use serde_json::{Value, json};
 
-type Handled = Result<ApiResponse, ApiError>;
+use super::Handled;
 
 pub fn list(state: &ApiState) -> Handled {
     let txn = state.store.read()?;

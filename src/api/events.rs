@@ -1,8 +1,8 @@
 //! `/api/v1/events`: what agents reported, newest first.
 
 use super::error::ApiError;
-use super::router::{ApiResponse, ApiState, percent_decode};
 use super::views;
+use super::{ApiResponse, ApiState, percent_decode};
 use crate::model::ComputerId;
 use crate::store::Reads;
 use serde_json::{Value, json};

@@ -5,9 +5,9 @@ use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::input;
 use super::password;
-use super::router::{ApiRequest, ApiResponse, ApiState};
 use super::sessions::{IDLE_TIMEOUT, Sessions};
 use super::throttle::{LoginKey, LoginThrottle, Refused};
+use super::{ApiRequest, ApiResponse, ApiState};
 use crate::clock::Instant;
 use crate::metrics::Outcome;
 use crate::model::User;
@@ -18,7 +18,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-type Handled = Result<ApiResponse, ApiError>;
+use super::Handled;
 
 /// Argon2 checks running at once, at most. Each takes 19 MiB and a core for a few tens of
 /// milliseconds; a burst of logins must not starve the agents' sessions of CPU or the box of

@@ -3,8 +3,8 @@
 //! an agent-initiated computer is told at its next heartbeat, and the answer says when.
 
 use super::error::ApiError;
-use super::router::{ApiResponse, ApiState};
 use super::views;
+use super::{ApiResponse, ApiState};
 use crate::clock::format_utc;
 use crate::model::{ComputerId, format_duration};
 use crate::policy::PolicyTree;
@@ -13,7 +13,7 @@ use hyper::StatusCode;
 use serde_json::json;
 use std::time::Duration;
 
-type Handled = Result<ApiResponse, ApiError>;
+use super::Handled;
 
 /// Longest an operation waits for its dial: connecting, the handshake and a session's steps
 /// each have their own timeouts well within it.

@@ -1,14 +1,14 @@
 //! `/api/v1/policies`: the policy tree and each policy's settings.
 
 use super::error::ApiError;
-use super::router::{ApiResponse, ApiState};
+use super::{ApiResponse, ApiState};
 use super::{input, views};
 use crate::model::HistoryEntry;
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
 use serde_json::{Value, json};
 
-type Handled = Result<ApiResponse, ApiError>;
+use super::Handled;
 
 fn tree(txn: &impl Reads) -> Result<PolicyTree, ApiError> {
     Ok(PolicyTree::new(txn.policies()?))

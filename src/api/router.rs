@@ -4,161 +4,15 @@
 
 use super::auth::{self, Caller};
 use super::error::ApiError;
-use super::login::{self, Console};
+use super::login;
 use super::operations::{self, Operation};
 use super::{alerts, assets, computers, events, policies, tokens};
-use crate::clock::Clock;
-use crate::metrics::{Metrics, StoreCounts};
-use crate::store::{Reads, Store};
+use crate::metrics::StoreCounts;
+use crate::store::Reads;
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::borrow::Cow;
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// What every handler shares.
-pub struct ApiState {
-    pub store: Arc<Store>,
-    pub clock: Arc<dyn Clock>,
-    /// SHA-256 of the admin API key; the key itself is never held.
-    pub admin_key_hash: [u8; 32],
-    /// `HOST:PORT` of the agent listener as agents should dial it, for agent command lines.
-    pub agent_endpoint: String,
-    /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
-    pub ca_sha256: String,
-    /// The agent certificates the agent port accepts; a deleted computer leaves it at once.
-    pub registry: Arc<crate::manager::Registry>,
-    /// Told of every change that can move a computer's deadlines.
-    pub liveness: crate::manager::Liveness,
-    /// Told of every change that can move a computer's configuration; dials for operations.
-    pub dialer: crate::manager::Dialer,
-    /// Console sessions and failed-login delays.
-    pub console: Console,
-    pub metrics: Arc<Metrics>,
-    /// Set once every listener is up, cleared when shutdown begins: what `/readyz` reports.
-    pub ready: AtomicBool,
-}
-
-impl ApiState {
-    /// Effective settings, rules or assignments may have moved: liveness rules follow, and
-    /// changed configurations are pushed to the agents that listen.
-    pub fn settings_changed(&self) {
-        self.liveness
-            .send(crate::manager::LivenessEvent::SettingsChanged);
-        self.dialer.send(crate::manager::DialerEvent::Refresh);
-    }
-}
-
-/// A request with its body already read and size-checked. Its `Debug` leaves out the
-/// credentials and the body (which may hold a password), so no log line can carry them.
-#[derive(Clone)]
-pub struct ApiRequest {
-    pub method: Method,
-    pub path: String,
-    /// The query string, without the `?`.
-    pub query: Option<String>,
-    pub authorization: Option<String>,
-    /// Every `Cookie` header.
-    pub cookies: Vec<String>,
-    pub origin: Option<String>,
-    pub host: Option<String>,
-    /// The client's address, for the failed-login delay and the log.
-    pub peer: Option<IpAddr>,
-    /// Sent by the console's own refreshes (`X-Picket-Background`): not a user's action.
-    pub background: bool,
-    pub body: Vec<u8>,
-}
-
-impl std::fmt::Debug for ApiRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiRequest")
-            .field("method", &self.method)
-            .field("path", &self.path)
-            .field("query", &self.query)
-            .field("origin", &self.origin)
-            .field("host", &self.host)
-            .field("peer", &self.peer)
-            .field("body_len", &self.body.len())
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug)]
-pub struct ApiResponse {
-    pub status: StatusCode,
-    pub body: Option<Value>,
-    /// A body that is not JSON (a console file, the metrics text), with its content type.
-    pub raw: Option<(&'static str, Cow<'static, [u8]>)>,
-    /// For 201: where the new resource lives; for 303: where to go.
-    pub location: Option<String>,
-    /// For 405: the methods the path accepts.
-    pub allow: Option<&'static str>,
-    pub set_cookie: Option<String>,
-    /// For 429: seconds until the next attempt is considered.
-    pub retry_after: Option<u64>,
-}
-
-impl ApiResponse {
-    pub fn ok(body: Value) -> Self {
-        ApiResponse::with_status(StatusCode::OK, body)
-    }
-
-    pub fn created(location: String, body: Value) -> Self {
-        ApiResponse {
-            location: Some(location),
-            ..ApiResponse::with_status(StatusCode::CREATED, body)
-        }
-    }
-
-    /// For an operation queued until the agent's next heartbeat.
-    pub fn accepted(body: Value) -> Self {
-        ApiResponse::with_status(StatusCode::ACCEPTED, body)
-    }
-
-    pub fn no_content() -> Self {
-        ApiResponse {
-            status: StatusCode::NO_CONTENT,
-            body: None,
-            raw: None,
-            location: None,
-            allow: None,
-            set_cookie: None,
-            retry_after: None,
-        }
-    }
-
-    pub fn error(e: &ApiError) -> Self {
-        ApiResponse {
-            retry_after: e.retry_after,
-            ..ApiResponse::with_status(e.status, e.body())
-        }
-    }
-
-    pub fn raw(content_type: &'static str, bytes: Cow<'static, [u8]>) -> Self {
-        ApiResponse {
-            status: StatusCode::OK,
-            raw: Some((content_type, bytes)),
-            ..ApiResponse::no_content()
-        }
-    }
-
-    pub fn see_other(location: String) -> Self {
-        ApiResponse {
-            status: StatusCode::SEE_OTHER,
-            location: Some(location),
-            ..ApiResponse::no_content()
-        }
-    }
-
-    fn with_status(status: StatusCode, body: Value) -> Self {
-        ApiResponse {
-            status,
-            body: Some(body),
-            ..ApiResponse::no_content()
-        }
-    }
-}
+use std::sync::atomic::Ordering;
 
 /// What a request without credentials may send as its body: a login is a few hundred bytes.
 pub const PUBLIC_BODY_BYTES: usize = 8 * 1024;
@@ -246,7 +100,7 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
     Ok(result.unwrap_or_else(|e| ApiResponse::error(&e)))
 }
 
-type Handled = Result<ApiResponse, ApiError>;
+use super::{ApiRequest, ApiResponse, ApiState, Handled};
 
 /// The caller, who must have presented an API key or a live session.
 fn required_caller(state: &ApiState, req: &ApiRequest) -> Result<Caller, ApiError> {

@@ -8,7 +8,8 @@
 //! requests presents an API key or a live console session.
 
 use super::error::ApiError;
-use super::router::{self, ApiRequest, ApiResponse, ApiState, handle};
+use super::router::{self, handle};
+use super::{ApiRequest, ApiResponse, ApiState};
 use crate::net::{Budget, Closed, Gate, Ticket};
 use crate::tasks::Spawner;
 use futures_rustls::TlsAcceptor;

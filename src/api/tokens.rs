@@ -3,7 +3,7 @@
 //! names tokens by that id only.
 
 use super::error::ApiError;
-use super::router::{ApiResponse, ApiState};
+use super::{ApiResponse, ApiState};
 use super::{input, views};
 use crate::activation::{self, ActivationError};
 use crate::model::{BASE_POLICY_NAME, Token, format_duration};
@@ -12,7 +12,7 @@ use crate::store::Reads;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-type Handled = Result<ApiResponse, ApiError>;
+use super::Handled;
 
 pub fn list(state: &ApiState) -> Handled {
     let txn = state.store.read()?;

@@ -12,13 +12,13 @@ use super::options::{Direction, Options, STOPPING_AGENTS};
 use crate::activation;
 use crate::clock::Stopwatch;
 use crate::clock::WallMs;
-use crate::manager::{PKI_DIR, STORE_FILE};
 use crate::model::{
     AgentState, BASE_POLICY_NAME, Computer, ComputerId, ComputerKind, MissedLimit, Policy,
     PolicyId, SettingValue, Settings, Status,
 };
 use crate::pki::{AgentKey, ManagerPki, PkiError};
 use crate::policy::{Fingerprint, PolicyTree};
+use crate::site::{PKI_DIR, STORE_FILE};
 use crate::store::Store;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -7,17 +7,13 @@ use crate::clock::WallMs;
 use crate::files::write_atomic;
 use crate::model::{ADMIN_USER, BASE_POLICY_NAME, Policy, Settings, User};
 use crate::pki;
+use crate::site::{ADMIN_KEY_FILE, PORTS_FILE, STORE_FILE};
 use crate::store::{Reads, Store};
 use std::fs;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
-
-pub const STORE_FILE: &str = "picket.redb";
-pub const PKI_DIR: &str = "pki";
-pub const ADMIN_KEY_FILE: &str = "admin-api-key";
-pub const PORTS_FILE: &str = "ports.json";
 
 /// Creates the data dir if it is missing (mode 0700: it holds keys) and checks that it is a
 /// writable directory, so a wrong path is reported before anything else is attempted.
@@ -183,15 +179,6 @@ pub fn write_ports(dir: &Path, agent: SocketAddr, console: SocketAddr) -> Result
 /// Removes `ports.json` on a clean stop, so nobody reads the ports of a manager that is gone.
 pub fn remove_ports(dir: &Path) {
     let _ = fs::remove_file(dir.join(PORTS_FILE));
-}
-
-/// The name the manager gives itself: `--hostname`, else the kernel's host name.
-pub fn system_hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 #[cfg(test)]

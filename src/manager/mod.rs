@@ -12,7 +12,7 @@ mod retention;
 mod verdicts;
 
 pub use crate::policy::expected_config;
-pub use data_dir::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
+pub use crate::site::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
 pub use dialer::{DialResult, Dialer, DialerEvent, MAX_DIALS_IN_FLIGHT};
 pub use error::ManagerError;
 pub use registry::Registry;
