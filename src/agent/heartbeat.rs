@@ -4,7 +4,7 @@
 
 use super::error::AgentError;
 use super::runtime::{Runtime, VERSION};
-use super::schedule::Schedule;
+use super::schedule::{Heartbeats, Next};
 use super::session;
 use crate::model::events;
 use crate::proto::Purpose;
@@ -24,7 +24,7 @@ pub(super) async fn run(
         .spool
         .config()?
         .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
-    let mut schedule = Schedule::new(interval);
+    let mut plan = Heartbeats::new(rt.clock.now(), interval);
     log::info!(
         "running as computer {} ({}): manager at {}, heartbeat every {}",
         rt.identity.computer,
@@ -32,13 +32,12 @@ pub(super) async fn run(
         rt.identity.manager,
         crate::model::format_duration(interval)
     );
-    // The first heartbeat goes at once: the manager learns of the restart and the spooled events.
-    let mut due = rt.clock.now();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let dials = rt.direction().agent_dials();
-        let wake_at = (dials || rt.announce_pending()).then_some(due);
-        let sleep = rt.clock.sleep_until(wake_at);
+        let sleep = rt
+            .clock
+            .sleep_until(plan.poll_timeout(dials, rt.announce_pending()));
         let woke = smol::future::or(
             async {
                 shutdown.as_mut().await;
@@ -59,23 +58,20 @@ pub(super) async fn run(
         match woke {
             Wake::Stop => break,
             Wake::Changed => {
-                // A new interval applies from now; an announcement goes at once.
                 let interval = rt
                     .spool
                     .config()?
                     .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
-                schedule.set_interval(interval);
-                let now = rt.clock.now();
-                due = if rt.announce_pending() {
-                    now
-                } else {
-                    due.min(now.saturating_add(interval))
-                };
+                plan.handle_changed(rt.clock.now(), interval, rt.announce_pending());
             }
             Wake::Due => {
-                rt.take_announce();
-                let wait = heartbeat(rt, tls, &mut schedule).await;
-                due = rt.clock.now().saturating_add(wait);
+                let now = rt.clock.now();
+                if plan.poll(now, rt.direction().agent_dials(), rt.announce_pending())
+                    == Next::Heartbeat
+                {
+                    rt.take_announce();
+                    heartbeat(rt, tls, &mut plan).await;
+                }
             }
         }
     }
@@ -88,12 +84,8 @@ enum Wake {
     Due,
 }
 
-/// One heartbeat; returns the wait until the next.
-async fn heartbeat(
-    rt: &Runtime<'_>,
-    tls: &Arc<rustls::ClientConfig>,
-    schedule: &mut Schedule,
-) -> Duration {
+/// One heartbeat session; its outcome goes to the plan.
+async fn heartbeat(rt: &Runtime<'_>, tls: &Arc<rustls::ClientConfig>, plan: &mut Heartbeats) {
     let result = async {
         let mut stream = session::connect(&rt.identity.manager, tls.clone(), rt.clock).await?;
         rt.session(&mut stream, Purpose::Heartbeat).await
@@ -104,21 +96,22 @@ async fn heartbeat(
             rt.counters
                 .heartbeats_ok
                 .set(rt.counters.heartbeats_ok.get() + 1);
-            if let Some(interval) = ended.new_interval {
-                schedule.set_interval(interval);
-            }
-            schedule.after_success(Some(ended.next), super::unit())
+            plan.handle_success(
+                rt.clock.now(),
+                Some(ended.next),
+                ended.new_interval,
+                super::unit(),
+            );
         }
         Err(e) => {
             rt.counters
                 .heartbeats_failed
                 .set(rt.counters.heartbeats_failed.get() + 1);
-            let wait = schedule.after_failure(super::unit());
+            let wait = plan.handle_failure(rt.clock.now(), super::unit());
             log::warn!(
                 "heartbeat failed ({e}); retrying in {:.1}s",
                 wait.as_secs_f64()
             );
-            wait
         }
     }
 }

@@ -1,7 +1,10 @@
-//! When the next heartbeat is due: the manager's word after a session, the effective interval
-//! with jitter otherwise, and a growing backoff after failures (sans-io: randomness and results
-//! come in as arguments).
+//! The agent's heartbeat decisions, sans-io: when the next heartbeat is due (the manager's word
+//! after a session, the effective interval with jitter otherwise, a growing backoff after
+//! failures), whether to dial at all (the direction), when an announcement goes (at once), and
+//! when a new interval applies (from now). The time, randomness and results come in as
+//! arguments; `heartbeat.rs` only sleeps until [`Heartbeats::poll_timeout`] and moves bytes.
 
+use crate::clock::Instant;
 use std::time::Duration;
 
 /// Shortest wait after a failure; doubled with each further failure up to the interval.
@@ -51,9 +54,134 @@ impl Schedule {
     }
 }
 
+/// What the heartbeat loop asks [`Heartbeats`] after waking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing is due yet: sleep until [`Heartbeats::poll_timeout`].
+    Wait,
+    /// Run a heartbeat session now, then report it.
+    Heartbeat,
+}
+
+/// The heartbeat loop's state: the schedule and the instant the next session is due.
+#[derive(Debug, Clone)]
+pub struct Heartbeats {
+    schedule: Schedule,
+    due: Instant,
+}
+
+impl Heartbeats {
+    /// The first heartbeat goes at once: the manager learns of the start and the spooled events.
+    pub fn new(now: Instant, interval: Duration) -> Self {
+        Heartbeats {
+            schedule: Schedule::new(interval),
+            due: now,
+        }
+    }
+
+    /// When the loop should wake: the due time while the agent dials (its direction lets it,
+    /// or an announcement waits), never otherwise (it then waits for the manager's dials).
+    pub fn poll_timeout(&self, dials: bool, announce: bool) -> Option<Instant> {
+        (dials || announce).then_some(self.due)
+    }
+
+    /// Woken at `now`: whether a heartbeat is due.
+    pub fn poll(&self, now: Instant, dials: bool, announce: bool) -> Next {
+        match self.poll_timeout(dials, announce) {
+            Some(due) if now >= due => Next::Heartbeat,
+            _ => Next::Wait,
+        }
+    }
+
+    /// The configuration or the listener changed: a new interval applies from now (never
+    /// later than what was already due), and an announcement goes at once.
+    pub fn handle_changed(&mut self, now: Instant, interval: Duration, announce: bool) {
+        self.schedule.set_interval(interval);
+        self.due = if announce {
+            now
+        } else {
+            self.due.min(now.saturating_add(interval))
+        };
+    }
+
+    /// A heartbeat session completed at `now`; `next` is the manager's delay, `new_interval` a
+    /// configuration it applied. Returns the wait until the next one.
+    pub fn handle_success(
+        &mut self,
+        now: Instant,
+        next: Option<Duration>,
+        new_interval: Option<Duration>,
+        unit: f64,
+    ) -> Duration {
+        if let Some(interval) = new_interval {
+            self.schedule.set_interval(interval);
+        }
+        let wait = self.schedule.after_success(next, unit);
+        self.due = now.saturating_add(wait);
+        wait
+    }
+
+    /// A heartbeat session failed at `now`: the backoff. Returns the wait until the next one.
+    pub fn handle_failure(&mut self, now: Instant, unit: f64) -> Duration {
+        let wait = self.schedule.after_failure(unit);
+        self.due = now.saturating_add(wait);
+        wait
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(s: u64) -> Instant {
+        Instant::from_millis(s * 1000)
+    }
+
+    #[test]
+    fn the_first_heartbeat_goes_at_once_and_the_next_when_the_manager_says() {
+        let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
+        assert_eq!(h.poll(at(0), true, false), Next::Heartbeat);
+        let wait = h.handle_success(at(0), Some(Duration::from_secs(60)), None, 0.0);
+        assert_eq!(wait, Duration::from_secs(60));
+        assert_eq!(h.poll(at(59), true, false), Next::Wait);
+        assert_eq!(h.poll_timeout(true, false), Some(at(60)));
+        assert_eq!(h.poll(at(60), true, false), Next::Heartbeat);
+    }
+
+    #[test]
+    fn a_manager_initiated_agent_never_dials_unless_it_must_announce() {
+        let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
+        assert_eq!(h.poll_timeout(false, false), None);
+        assert_eq!(h.poll(at(999), false, false), Next::Wait);
+        h.handle_changed(at(5), Duration::from_secs(60), true);
+        assert_eq!(
+            h.poll(at(5), false, true),
+            Next::Heartbeat,
+            "announced at once"
+        );
+    }
+
+    #[test]
+    fn failures_back_off_and_a_shorter_interval_applies_from_now() {
+        let mut h = Heartbeats::new(at(0), Duration::from_secs(600));
+        assert_eq!(h.handle_failure(at(0), 0.0), Duration::from_secs(1));
+        assert_eq!(h.handle_failure(at(1), 0.0), Duration::from_secs(2));
+        assert_eq!(h.handle_failure(at(3), 0.0), Duration::from_secs(4));
+        h.handle_success(at(7), None, None, 0.0);
+        assert_eq!(h.poll_timeout(true, false), Some(at(607)));
+        h.handle_changed(at(10), Duration::from_secs(30), false);
+        assert_eq!(
+            h.poll_timeout(true, false),
+            Some(at(40)),
+            "not 10 minutes more"
+        );
+        h.handle_changed(at(11), Duration::from_secs(3600), false);
+        assert_eq!(
+            h.poll_timeout(true, false),
+            Some(at(40)),
+            "a longer one waits its turn"
+        );
+    }
 
     #[test]
     fn success_uses_the_managers_delay_with_jitter_below_it() {
