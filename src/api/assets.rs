@@ -19,13 +19,42 @@ macro_rules! asset {
     };
 }
 
+/// A script: browsers run a module only when it comes with a JavaScript content type.
+macro_rules! js {
+    ($name:literal) => {
+        asset!($name, "text/javascript; charset=utf-8")
+    };
+}
+
+/// Every file the console may load, by its name under `/assets/`; nothing else is served. The
+/// scripts are ES modules (`console/main.js` imports the rest), so a new module goes here too:
+/// `every_file_in_assets_is_embedded` fails otherwise.
 const ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("login.html", "text/html; charset=utf-8"),
-    asset!("common.js", "text/javascript; charset=utf-8"),
-    asset!("app.js", "text/javascript; charset=utf-8"),
-    asset!("login.js", "text/javascript; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
+    js!("common.js"),
+    js!("login.js"),
+    js!("console/main.js"),
+    js!("console/router.js"),
+    js!("console/api.js"),
+    js!("console/state.js"),
+    js!("console/dom.js"),
+    js!("console/forms.js"),
+    js!("console/time.js"),
+    js!("console/format.js"),
+    js!("console/settings.js"),
+    js!("console/poll.js"),
+    js!("console/editor.js"),
+    js!("console/pages/dashboard.js"),
+    js!("console/pages/computers.js"),
+    js!("console/pages/computer.js"),
+    js!("console/pages/policies.js"),
+    js!("console/pages/policy.js"),
+    js!("console/pages/alerts.js"),
+    js!("console/pages/events.js"),
+    js!("console/pages/activation.js"),
+    js!("console/pages/account.js"),
 ];
 
 /// The page every console path is answered with; its script draws the page the path names.
@@ -36,7 +65,9 @@ pub const LOGIN_PAGE: &str = "login.html";
 /// each request, so a change shows on reload without a rebuild.
 const DEV_DIR_VAR: &str = "PICKET_ASSETS_DIR";
 
-/// The named file and its content type, or `None` for a name not in `assets/`.
+/// The named file and its content type, or `None` for a name not in [`ASSETS`]. `name` is the
+/// path under `/assets/`, folders and all (`console/pages/policy.js`); it is only ever compared
+/// with the list, never used to build a path of its own.
 pub fn get(name: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
     let asset = ASSETS.iter().find(|a| a.name == name)?;
     if let Some(dir) = std::env::var_os(DEV_DIR_VAR) {
@@ -72,6 +103,87 @@ mod tests {
         }
         assert!(get("../Cargo.toml").is_none());
         assert!(get("secret").is_none());
+    }
+
+    #[test]
+    fn nested_names_are_served_and_only_the_listed_ones() {
+        let (content_type, _) = get("console/pages/policy.js").unwrap();
+        assert!(
+            content_type.starts_with("text/javascript"),
+            "{content_type}"
+        );
+        for other in [
+            "app.js",
+            "console",
+            "console/",
+            "/console/main.js",
+            "./console/main.js",
+            "console//main.js",
+            "console/pages/../main.js",
+            "console/../../Cargo.toml",
+        ] {
+            assert!(get(other).is_none(), "{other}");
+        }
+    }
+
+    /// A file in `assets/` missing from [`ASSETS`] would be a module the browser cannot load.
+    #[test]
+    fn every_file_in_assets_is_embedded() {
+        fn walk(dir: &std::path::Path, prefix: &str, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let entry = entry.unwrap();
+                let name = format!("{prefix}{}", entry.file_name().to_str().unwrap());
+                if entry.file_type().unwrap().is_dir() {
+                    walk(&entry.path(), &format!("{name}/"), found);
+                } else {
+                    found.push(name);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets"),
+            "",
+            &mut found,
+        );
+        let mut listed: Vec<String> = ASSETS.iter().map(|a| a.name.to_string()).collect();
+        found.sort();
+        listed.sort();
+        assert_eq!(found, listed);
+    }
+
+    /// Each module's imports are relative paths (no import map, no bundler) to embedded files.
+    #[test]
+    fn every_import_names_an_embedded_module() {
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let text = std::str::from_utf8(a.bytes).unwrap();
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let target = line
+                    .rsplit_once(" from '")
+                    .and_then(|(_, rest)| rest.strip_suffix("';"))
+                    .unwrap_or_else(|| panic!("{}: cannot read {line}", a.name));
+                assert!(
+                    target.starts_with("./") || target.starts_with("../"),
+                    "{}: {target} is not relative",
+                    a.name
+                );
+                let mut path: Vec<&str> = a.name.split('/').collect();
+                path.pop();
+                for part in target.split('/') {
+                    match part {
+                        "." => {}
+                        ".." => assert!(path.pop().is_some(), "{}: {target}", a.name),
+                        _ => path.push(part),
+                    }
+                }
+                let resolved = path.join("/");
+                assert!(
+                    ASSETS.iter().any(|b| b.name == resolved),
+                    "{} imports {target}, which is not embedded",
+                    a.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -80,7 +80,9 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
         })?,
         ["readyz"] => only(m, Method::GET, "GET", || readyz(state))?,
         ["login"] => only(m, Method::GET, "GET", || Ok(login_page(state, req)))?,
-        ["assets", name] => only(m, Method::GET, "GET", || asset(name))?,
+        ["assets", name @ ..] if !name.is_empty() => {
+            only(m, Method::GET, "GET", || asset(&name.join("/")))?
+        }
         ["metrics"] => only(m, Method::GET, "GET", || {
             checked_caller(state, req, false)?;
             metrics(state)

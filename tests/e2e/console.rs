@@ -229,6 +229,28 @@ fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
             .status,
         StatusCode::NOT_FOUND
     );
+    // The console's scripts are ES modules in folders: a browser runs one only when it comes
+    // with a JavaScript content type.
+    for module in ["/assets/console/main.js", "/assets/console/pages/policy.js"] {
+        let r = anonymous.send(Method::GET, module, Value::Null);
+        assert_eq!(r.status, StatusCode::OK, "{module}");
+        assert!(
+            header(&r, "content-type").starts_with("text/javascript"),
+            "{module}: {}",
+            header(&r, "content-type")
+        );
+    }
+    for missing in [
+        "/assets/app.js",
+        "/assets/console/",
+        "/assets/console/nothing.js",
+    ] {
+        assert_eq!(
+            anonymous.send(Method::GET, missing, Value::Null).status,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
 }
 
 #[test]

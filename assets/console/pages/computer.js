@@ -1,0 +1,163 @@
+// One computer: summary, agent, effective settings, overrides, history and events.
+
+import { state } from '../state.js';
+import { badge, dash, h, link, pageTitle, statusBadge, syncRows, table, yesNo } from '../dom.js';
+import { formatOffset, timeAbs, timeAgo } from '../time.js';
+import { SETTING_KEYS, sourceLabel } from '../settings.js';
+import { direction, eventFields, eventName } from '../format.js';
+import { ApiError, api, loadPolicies } from '../api.js';
+import { failedOrGone, noticeBox, onSubmit, policyOptions } from '../forms.js';
+import { navigate } from '../router.js';
+import { settingsEditor } from '../editor.js';
+
+export function pageComputer(main, match) {
+  const id = match[1];
+  const h1 = pageTitle(main, 'Computer ' + id);
+  const statusSlot = h('span', { class: 'title-status' });
+  h1.append(' ', statusSlot);
+  const notice = noticeBox();
+  const summary = h('dl', { class: 'facts', id: 'computer-summary' });
+  const agentFacts = h('dl', { class: 'facts', id: 'agent-details' });
+  const effective = table('effective-settings', ['Setting', 'Value', 'Source'], '—');
+  const history = table('computer-history', ['At', 'What', 'Detail'], 'No history yet.');
+  const events = table('computer-events', ['Received', 'Seq', 'Event', 'Agent time', 'Fields'], 'No events yet.');
+  const moveSelect = h('select', { id: 'move-policy', 'data-field': 'policy', 'aria-label': 'Policy' });
+  const editor = settingsEditor((body) => api('PATCH', '/computers/' + id, { settings: body }));
+  let computer = null;
+
+  const actions = h('div', { class: 'actions-bar' },
+    actionButton('send-policy', 'Send policy', 'send-policy'),
+    actionButton('check-status', 'Check status', 'check-status'),
+    h('button', { type: 'button', id: 'delete-computer', class: 'danger', text: 'Delete', onclick: deleteComputer }));
+  const moveForm = h('form', { id: 'move-form', class: 'inline-form compact' },
+    h('label', { for: 'move-policy', text: 'Move to policy' }), moveSelect,
+    h('button', { type: 'submit', id: 'move-button', text: 'Move' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(moveForm, async () => {
+    const c = await api('PATCH', '/computers/' + id, { policy: moveSelect.value });
+    notice.ok('Moved ' + c.hostname + ' to ' + c.policy + '.');
+    await refresh();
+  });
+
+  main.append(notice, h('div', { class: 'toolbar' }, actions, moveForm),
+    h('div', { class: 'columns' },
+      h('section', { class: 'panel' }, h('h2', { text: 'Summary' }), summary),
+      h('section', { class: 'panel' }, h('h2', { text: 'Agent' }), agentFacts)),
+    h('section', {}, h('h2', { text: 'Effective settings' }), effective.node),
+    h('section', { class: 'editor' }, h('h2', { class: 'section-kicker', text: 'Overrides for this computer' }),
+      h('p', { class: 'muted', text: 'A field left "Inherited" takes its value from the computer\'s policy.' }), editor.node),
+    h('section', {}, h('h2', { text: 'History' }), history.node),
+    h('section', {}, h('div', { class: 'section-head' }, h('h2', { text: 'Events' }),
+      link('/events?computer=' + encodeURIComponent(id), 'All events of this computer →')), events.node));
+
+  function actionButton(idName, label, verb) {
+    return h('button', { type: 'button', id: idName, onclick: async (event) => {
+      const button = event.currentTarget;
+      button.disabled = true;
+      notice.ok(label + '…');
+      try {
+        const answer = await api('POST', '/computers/' + id + '/' + verb);
+        notice.ok(answer && answer.message ? answer.message : label + ': done.');
+        await refresh();
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        notice.error(err.message);
+      } finally {
+        button.disabled = false;
+      }
+    }, text: label });
+  }
+
+  async function deleteComputer() {
+    const name = computer ? computer.hostname : 'computer ' + id;
+    if (!confirm('Delete ' + name + '? Its agent is refused from then on.')) return;
+    try {
+      await api('DELETE', '/computers/' + id);
+      state.flash = 'Deleted ' + name + '.';
+      navigate('/computers');
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      notice.error(err.message);
+    }
+  }
+
+  async function refresh() {
+    const [c, policies, hist, evs] = await Promise.all([
+      api('GET', '/computers/' + id), loadPolicies(),
+      api('GET', '/computers/' + id + '/history'),
+      api('GET', '/events?computer=' + encodeURIComponent(id) + '&limit=100')]);
+    computer = c;
+    h1.firstChild.textContent = c.hostname;
+    document.title = c.hostname + ' — Picket';
+    statusSlot.replaceChildren(statusBadge(c.status));
+    statusSlot.dataset.status = c.status;
+    fillSummary(summary, c);
+    fillAgent(agentFacts, c);
+    fillEffective(effective.tbody, c);
+    if (document.activeElement !== moveSelect) policyOptions(moveSelect, policies, c.policy);
+    const policy = policies.find((p) => p.id === c.policy_id);
+    editor.update(c, policy ? policy.effective : null, c.kind);
+    syncRows(history.tbody, hist.history, (x) => x.at_ms + x.what + x.detail, (x) => h('tr', {},
+      h('td', { class: 'nowrap' }, timeAbs(x.at_ms)), h('td', { text: x.what }), h('td', { class: 'message', text: dash(x.detail) })));
+    syncRows(events.tbody, evs.events, (e) => e.seq, (e) => h('tr', { 'data-event-seq': e.seq },
+      h('td', { class: 'nowrap' }, timeAbs(e.received_ms)), h('td', { text: e.seq }),
+      h('td', { text: eventName(e) }), h('td', { class: 'nowrap' }, timeAbs(e.time_ms)), h('td', {}, eventFields(e.fields))));
+  }
+
+  const failed = failedOrGone(main, notice, 'Computer not found',
+    'There is no computer ' + id + ' (it may have been deleted). ', '/computers', 'Back to the computers');
+  return { refresh, failed };
+}
+
+function fact(dl, term, value) {
+  dl.append(h('dt', { text: term }), h('dd', {}, value instanceof Node ? value : dash(value)));
+}
+
+function fillSummary(dl, c) {
+  dl.replaceChildren();
+  fact(dl, 'Status', statusBadge(c.status));
+  fact(dl, 'Policy', c.policy_id !== null && c.policy_id !== undefined ? link('/policies/' + c.policy_id, c.policy) : '—');
+  fact(dl, 'Kind', c.kind);
+  if (c.kind === 'vm') fact(dl, 'VM power state', c.vm_power_state);
+  fact(dl, 'Address', c.address ? c.address : h('span', { class: 'muted', text: '— (where the agent last connected from)' }));
+  fact(dl, 'Direction', direction(c));
+  fact(dl, 'Added', timeAbs(c.created_ms));
+}
+
+function fillAgent(dl, c) {
+  dl.replaceChildren();
+  const a = c.agent;
+  if (!a) {
+    fact(dl, 'Agent', h('span', {}, 'Not activated yet. ', link('/activation', 'Create an activation token'), ' and run the agent with it.'));
+    return;
+  }
+  const code = (v) => (v ? h('code', { class: 'break', text: v }) : '—');
+  fact(dl, 'Version', a.agent_version);
+  fact(dl, 'Connected from', a.address);
+  fact(dl, 'Listen port', a.listen_port);
+  fact(dl, 'Activated', timeAbs(a.activated_ms));
+  fact(dl, 'Last heartbeat', timeAgo(a.last_heartbeat_ms));
+  fact(dl, 'Clock offset', formatOffset(a.clock_offset_ms));
+  fact(dl, 'TLS version', a.tls_version);
+  fact(dl, 'Cipher suite', a.cipher_suite);
+  fact(dl, 'Applied fingerprint', code(a.applied_fingerprint));
+  fact(dl, 'Expected fingerprint', code(a.expected_fingerprint));
+  fact(dl, 'Configuration up to date', h('span', { id: 'config-up-to-date' }, badge('config', yesNo(a.config_up_to_date)),
+    a.config_rejected ? h('span', { class: 'field-note', text: ' rejected: ' + a.config_rejected }) : null));
+  fact(dl, 'Last event seq', a.last_event_seq);
+  if (Array.isArray(a.components) && a.components.length) {
+    fact(dl, 'Components', h('span', {}, a.components.map((x) => badge('component', x.on ? 'on' : 'off', x.name + (x.on ? ' on' : ' off')))));
+  }
+  if (a.counters && Object.keys(a.counters).length) fact(dl, 'Counters', eventFields(a.counters));
+}
+
+function fillEffective(tbody, c) {
+  const eff = c.effective || {};
+  const keys = SETTING_KEYS.filter((k) => k in eff).concat(Object.keys(eff).filter((k) => !SETTING_KEYS.includes(k)));
+  syncRows(tbody, keys.map((k) => Object.assign({ key: k }, eff[k])), (s) => s.key, (s) => h('tr', { 'data-setting': s.key },
+    h('td', { class: 'key' }, h('code', { text: s.key })),
+    h('td', { class: 'value', text: String(s.value) }),
+    h('td', { class: 'source', 'data-source': s.source }, sourceLabel(s.source),
+      s.overrides ? h('small', { class: 'field-note', text: ' (the policy says ' + s.overrides.value + ' from ' +
+        sourceLabel(s.overrides.source) + (s.overrides.reason ? '; ' + s.overrides.reason : '') + ')' }) : null)));
+}
