@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::views;
 use super::{ApiResponse, ApiState};
 use crate::alerts::record::{self, DismissError};
-use crate::manager::LivenessEvent;
+use crate::handles::LivenessEvent;
 use crate::model::{AlertId, AlertKind};
 use crate::store::Reads;
 use hyper::StatusCode;

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::{ApiResponse, ApiState};
 use super::{input, views};
-use crate::manager::LivenessEvent;
+use crate::handles::LivenessEvent;
 use crate::model::{AgentState, Computer, ComputerId, HistoryEntry};
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
@@ -128,7 +128,7 @@ pub fn delete(state: &ApiState, id: &str) -> Handled {
     state.liveness.send(LivenessEvent::Deleted(computer.id));
     state
         .dialer
-        .send(crate::manager::DialerEvent::Deleted(computer.id));
+        .send(crate::handles::DialerEvent::Deleted(computer.id));
     log::info!(
         "computer '{}' (id {}) deleted",
         computer.hostname,

@@ -113,8 +113,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<super::password::PasswordError> for ApiError {
-    fn from(e: super::password::PasswordError) -> Self {
+impl From<crate::password::PasswordError> for ApiError {
+    fn from(e: crate::password::PasswordError) -> Self {
         log::error!("password hashing failed while serving a request: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

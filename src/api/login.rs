@@ -4,13 +4,13 @@
 use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::input;
-use super::password;
 use super::sessions::{IDLE_TIMEOUT, Sessions};
 use super::throttle::{LoginKey, LoginThrottle, Refused};
 use super::{ApiRequest, ApiResponse, ApiState};
 use crate::clock::Instant;
 use crate::metrics::Outcome;
 use crate::model::User;
+use crate::password;
 use crate::pki;
 use crate::store::Reads;
 use hyper::StatusCode;

@@ -15,7 +15,6 @@ mod events;
 mod input;
 mod login;
 mod operations;
-pub mod password;
 mod policies;
 mod router;
 mod server;
@@ -53,11 +52,11 @@ pub struct ApiState {
     /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
     pub ca_sha256: String,
     /// The agent certificates the agent port accepts; a deleted computer leaves it at once.
-    pub registry: Arc<crate::manager::Registry>,
+    pub registry: Arc<crate::registry::Registry>,
     /// Told of every change that can move a computer's deadlines.
-    pub liveness: crate::manager::Liveness,
+    pub liveness: crate::handles::Liveness,
     /// Told of every change that can move a computer's configuration; dials for operations.
-    pub dialer: crate::manager::Dialer,
+    pub dialer: crate::handles::Dialer,
     /// Console sessions and failed-login delays.
     pub console: Console,
     pub metrics: Arc<Metrics>,
@@ -70,8 +69,8 @@ impl ApiState {
     /// changed configurations are pushed to the agents that listen.
     pub fn settings_changed(&self) {
         self.liveness
-            .send(crate::manager::LivenessEvent::SettingsChanged);
-        self.dialer.send(crate::manager::DialerEvent::Refresh);
+            .send(crate::handles::LivenessEvent::SettingsChanged);
+        self.dialer.send(crate::handles::DialerEvent::Refresh);
     }
 }
 

@@ -54,7 +54,7 @@ pub fn run(state: &ApiState, id: &str, operation: Operation) -> Handled {
         ));
     };
     let endpoints = std::slice::from_ref(&state.agent_endpoint);
-    let expected = crate::manager::expected_config(&tree, &computer, endpoints);
+    let expected = crate::policy::expected_config(&tree, &computer, endpoints);
     if agent.listen_port.is_none() {
         let due = agent
             .last_heartbeat

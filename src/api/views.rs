@@ -31,7 +31,7 @@ pub fn computer(
     agent: Option<&AgentState>,
     endpoints: &[String],
 ) -> Value {
-    let expected = crate::manager::expected_config(tree, computer, endpoints).fingerprint();
+    let expected = crate::policy::expected_config(tree, computer, endpoints).fingerprint();
     let agent = agent.map(|a| {
         json!({
             "activated_ms": a.activated.0,

@@ -2,13 +2,12 @@
 //! each, as the sans-io `ManagerSession` decides; this file only moves frames, loads what the
 //! session needs and records what it learned.
 
-use super::dialer::{Dialer, DialerEvent};
-use super::registry::Registry;
-use super::verdicts::{Liveness, LivenessEvent};
 use crate::activation;
 use crate::clock::within;
 use crate::clock::{Clock, Instant, WallMs};
 use crate::framed::{self, FrameError};
+use crate::handles::{Dialer, DialerEvent};
+use crate::handles::{Liveness, LivenessEvent};
 use crate::model::{AgentState, ComputerId, StoredEvent};
 use crate::net::admission::Source;
 use crate::net::{Budget, Closed, Gate, Ticket};
@@ -18,6 +17,7 @@ use crate::proto::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerMsg, ManagerOutput, ManagerSession,
     Purpose, Refusal, SessionParams, SessionSummary,
 };
+use crate::registry::Registry;
 use crate::store::{Reads, Store, Writer};
 use crate::tasks::{Spawner, TaskSet};
 use futures_rustls::TlsAcceptor;

@@ -2,10 +2,10 @@
 //! key, the console's admin user), and the `ports.json` that tells scripts and tests where the manager listens.
 
 use super::error::ManagerError;
-use crate::api::password;
 use crate::clock::WallMs;
 use crate::files::write_atomic;
 use crate::model::{ADMIN_USER, BASE_POLICY_NAME, Policy, Settings, User};
+use crate::password;
 use crate::pki;
 use crate::site::{ADMIN_KEY_FILE, PORTS_FILE, STORE_FILE};
 use crate::store::{Reads, Store};

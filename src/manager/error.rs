@@ -39,7 +39,7 @@ pub enum ManagerError {
     Workers(std::io::Error),
     /// The store writer's thread could not be started.
     Writer(std::io::Error),
-    Password(crate::api::password::PasswordError),
+    Password(crate::password::PasswordError),
 }
 
 impl fmt::Display for ManagerError {
@@ -104,8 +104,8 @@ impl From<PkiError> for ManagerError {
     }
 }
 
-impl From<crate::api::password::PasswordError> for ManagerError {
-    fn from(e: crate::api::password::PasswordError) -> Self {
+impl From<crate::password::PasswordError> for ManagerError {
+    fn from(e: crate::password::PasswordError) -> Self {
         ManagerError::Password(e)
     }
 }

@@ -7,17 +7,17 @@ mod dial_plan;
 mod dialer;
 mod error;
 mod open_files;
-mod registry;
 mod retention;
 mod verdicts;
 
+pub use crate::handles::{DialError, DialResult, Dialer, DialerEvent};
+pub use crate::handles::{Liveness, LivenessEvent};
 pub use crate::policy::expected_config;
+pub use crate::registry::Registry;
 pub use crate::site::{ADMIN_KEY_FILE, PKI_DIR, PORTS_FILE, STORE_FILE, system_hostname};
-pub use dialer::{DialResult, Dialer, DialerEvent, MAX_DIALS_IN_FLIGHT};
+pub use dialer::MAX_DIALS_IN_FLIGHT;
 pub use error::ManagerError;
-pub use registry::Registry;
 pub use retention::{DEFAULT_RETENTION, MIN_RETENTION};
-pub use verdicts::{Liveness, LivenessEvent};
 
 use crate::api::{self, ApiState, Console};
 use crate::clock::Clock;

@@ -5,6 +5,7 @@
 
 use crate::alerts::{catalogue, record};
 use crate::clock::{Clock, WallMs};
+use crate::handles::LivenessEvent;
 use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
 use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status};
@@ -16,61 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-
-/// What the rest of the manager tells the verdicts task.
-#[derive(Debug, Clone)]
-pub enum LivenessEvent {
-    Heartbeat {
-        computer: ComputerId,
-        /// The agent's wall clock in its status, if it sent one.
-        agent_clock: Option<WallMs>,
-        /// How long the session had been owed by the manager when the heartbeat was recorded
-        /// (see `Peer::since`).
-        waited: Duration,
-    },
-    Goodbye(ComputerId),
-    Activated(ComputerId),
-    Deleted(ComputerId),
-    /// A policy or computer changed: effective settings may have moved.
-    SettingsChanged,
-    /// An administrator dismissed the computer's offline alert.
-    OfflineDismissed(ComputerId),
-    /// The agent reported a step of its own clock (event 5004).
-    ClockStep {
-        computer: ComputerId,
-        change_ms: i64,
-    },
-    /// The manager's dial to the agent failed, in words.
-    DialFailed {
-        computer: ComputerId,
-        reason: String,
-    },
-    DialSucceeded(ComputerId),
-}
-
-/// A cheap handle to send events; sending never blocks a request.
-#[derive(Clone, Debug)]
-pub struct Liveness {
-    events: smol::channel::Sender<LivenessEvent>,
-}
-
-impl Liveness {
-    pub fn channel() -> (Liveness, smol::channel::Receiver<LivenessEvent>) {
-        let (events, receiver) = smol::channel::unbounded();
-        (Liveness { events }, receiver)
-    }
-
-    pub fn send(&self, event: LivenessEvent) {
-        // Only fails once the task is gone, i.e. during shutdown.
-        let _ = self.events.try_send(event);
-    }
-
-    /// Events sent and not yet taken by the task.
-    #[cfg(test)]
-    pub fn queued(&self) -> usize {
-        self.events.len()
-    }
-}
 
 /// Marks every activated computer `unknown` and returns their rules. Run at start, before the
 /// listeners open, so nobody ever reads a status left over from before the manager's downtime.

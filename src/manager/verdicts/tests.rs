@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::handles::Liveness;
 use crate::metrics::Metrics;
 use crate::model::{ClockChangeLimit, Computer, Direction, MissedLimit};
 use std::thread::JoinHandle;
