@@ -218,22 +218,12 @@ impl Failures {
 /// From one user name's failures at every address: nothing for ten, then 1 s, 2 s, 4 s, 8 s,
 /// then ten seconds.
 fn user_delay_after(failures: u32) -> Duration {
-    let beyond = failures.saturating_sub(USER_FREE_FAILURES);
-    if beyond == 0 {
-        return Duration::ZERO;
-    }
-    let secs = 1u64.checked_shl(beyond - 1).unwrap_or(u64::MAX);
-    Duration::from_secs(secs).min(USER_MAX_WAIT)
+    crate::net::backoff::doubling(failures, USER_FREE_FAILURES, USER_MAX_WAIT)
 }
 
 /// 0, 0, then 1 s, 2 s, 4 s ... up to five minutes.
 fn delay_after(failures: u32) -> Duration {
-    let beyond = failures.saturating_sub(FREE_FAILURES);
-    if beyond == 0 {
-        return Duration::ZERO;
-    }
-    let secs = 1u64.checked_shl(beyond - 1).unwrap_or(u64::MAX);
-    Duration::from_secs(secs).min(MAX_WAIT)
+    crate::net::backoff::doubling(failures, FREE_FAILURES, MAX_WAIT)
 }
 
 #[cfg(test)]

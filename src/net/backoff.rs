@@ -104,12 +104,18 @@ impl Backoff {
 
 /// Nothing for five failures, then 1 s, 2 s, 4 s ... up to a minute.
 fn delay_after(failures: u32) -> Duration {
-    let beyond = failures.saturating_sub(FREE_FAILURES);
+    doubling(failures, FREE_FAILURES, MAX_WAIT)
+}
+
+/// The wait after `failures`: nothing for the first `free`, then 1 s doubling with each further
+/// one, at most `max`. Shared by this backoff and the login throttle.
+pub fn doubling(failures: u32, free: u32, max: Duration) -> Duration {
+    let beyond = failures.saturating_sub(free);
     if beyond == 0 {
         return Duration::ZERO;
     }
     let secs = 1u64.checked_shl(beyond - 1).unwrap_or(u64::MAX);
-    Duration::from_secs(secs).min(MAX_WAIT)
+    Duration::from_secs(secs).min(max)
 }
 
 #[cfg(test)]
