@@ -203,6 +203,17 @@ fn event_retention(text: &str) -> Result<EventRetention, String> {
     Ok(EventRetention(Some(keep)))
 }
 
+/// Where the manager is and how to trust and authenticate to it: the options every admin verb
+/// takes, as parsed (the admin client resolves the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    pub json: bool,
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+}
+
 /// Defines an admin verb: its own fields plus the options every client of the API takes.
 macro_rules! admin_verb {
     ($(#[$doc:meta])* $name:ident, $verb:literal { $($fields:tt)* }) => {
@@ -229,8 +240,8 @@ macro_rules! admin_verb {
         }
 
         impl $name {
-            pub fn client(&self) -> crate::admin::ClientOptions {
-                crate::admin::ClientOptions {
+            pub fn client(&self) -> ClientOptions {
+                ClientOptions {
                     json: self.json,
                     url: self.url.clone(),
                     api_key: self.api_key.clone(),

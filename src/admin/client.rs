@@ -10,19 +10,11 @@ use hyper::{Method, Request, StatusCode, header};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use smol_hyper::rt::FuturesIo;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where the manager is and how to trust and authenticate to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientOptions {
-    pub json: bool,
-    pub url: Option<String>,
-    pub api_key: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub ca_cert: Option<PathBuf>,
-}
+pub use crate::cli::ClientOptions;
 
 const DEFAULT_URL: &str = "https://127.0.0.1:4119";
 const TIMEOUT: Duration = Duration::from_secs(30);

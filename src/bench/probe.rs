@@ -1,7 +1,6 @@
 //! The load generator's own CPU time, from /proc, so the manager's share of this process can be
 //! told apart in a single process.
 
-use super::remote::Target;
 use crate::process::{cpu_seconds, process_cpu};
 use std::fs;
 use std::sync::Arc;
@@ -31,7 +30,13 @@ pub enum CpuSource {
     /// The manager runs in this process: its share is everything but the generator's threads.
     InProcess,
     /// A running manager: its own metrics say; all of this process is the load generator.
-    Remote(Arc<Target>),
+    Remote(Arc<dyn ManagerCpu>),
+}
+
+/// A manager that reports its own CPU time (a running one, through its metrics).
+pub trait ManagerCpu: Send + Sync {
+    /// Its CPU seconds so far; NaN if they could not be read.
+    fn cpu_seconds(&self) -> f64;
 }
 
 impl CpuSource {
@@ -39,7 +44,7 @@ impl CpuSource {
     fn manager(&self) -> Option<f64> {
         match self {
             CpuSource::InProcess => None,
-            CpuSource::Remote(target) => Some(target.figures().map_or(f64::NAN, |f| f.cpu_s)),
+            CpuSource::Remote(target) => Some(target.cpu_seconds()),
         }
     }
 }

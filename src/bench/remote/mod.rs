@@ -38,6 +38,12 @@ const ACTIVATION_TRIES: u32 = 3;
 /// Deletions in flight at the clean-up; each is its own store commit on the manager.
 const DELETERS: usize = 4;
 
+impl super::probe::ManagerCpu for Target {
+    fn cpu_seconds(&self) -> f64 {
+        self.figures().map_or(f64::NAN, |f| f.cpu_s)
+    }
+}
+
 /// The running manager and what the bench made on it.
 pub struct Target {
     client: ApiClient,
