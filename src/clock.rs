@@ -284,8 +284,12 @@ impl Clock for SkewFileClock {
 pub struct ManualClock {
     mono_ms: Arc<AtomicU64>,
     wall_ms: Arc<AtomicU64>,
-    /// Wakers of pending sleeps; all are woken at each advance, and each checks its own time.
-    sleepers: Arc<Mutex<Vec<Waker>>>,
+    /// Pending sleeps by their id, with the waker of their last poll; all are woken at each
+    /// advance, and each checks its own time. A sleep leaves when it resolves or is dropped.
+    sleepers: Arc<Mutex<Vec<(u64, Waker)>>>,
+    next_sleep: Arc<AtomicU64>,
+    /// Sleeps that have begun to wait (polled once and not due).
+    begun: Arc<AtomicU64>,
 }
 
 impl ManualClock {
@@ -295,6 +299,8 @@ impl ManualClock {
             mono_ms: Arc::new(AtomicU64::new(0)),
             wall_ms: Arc::new(AtomicU64::new(wall.0)),
             sleepers: Arc::default(),
+            next_sleep: Arc::default(),
+            begun: Arc::default(),
         }
     }
 
@@ -303,8 +309,10 @@ impl ManualClock {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         self.mono_ms.fetch_add(ms, Ordering::SeqCst);
         self.wall_ms.fetch_add(ms, Ordering::SeqCst);
-        let woken: Vec<Waker> = std::mem::take(&mut *self.lock_sleepers());
-        for waker in woken {
+        // Taken out: each woken sleep registers again when polled if it is not due yet, so a
+        // count back at its old value means the sleepers have been polled (gone back to sleep).
+        let woken: Vec<(u64, Waker)> = std::mem::take(&mut *self.lock_sleepers());
+        for (_, waker) in woken {
             waker.wake();
         }
     }
@@ -314,12 +322,19 @@ impl ManualClock {
         self.wall_ms.store(wall.0, Ordering::SeqCst);
     }
 
-    /// How many sleeps wait on this clock now: a test can tell that a task has gone to sleep.
+    /// How many sleeps wait on this clock now (polled, not yet due, not dropped): a test can
+    /// tell that a task has gone back to sleep.
     pub fn sleepers(&self) -> usize {
         self.lock_sleepers().len()
     }
 
-    fn lock_sleepers(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+    /// How many sleeps have begun to wait on this clock so far: a task that handled an event
+    /// and went back to sleep has begun a new one.
+    pub fn sleeps_begun(&self) -> u64 {
+        self.begun.load(Ordering::SeqCst)
+    }
+
+    fn lock_sleepers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
         self.sleepers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -336,19 +351,50 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, at: Option<Instant>) -> Sleep {
-        let clock = self.clone();
-        Box::pin(std::future::poll_fn(move |cx| {
-            // Checked under the lock `advance` wakes under: a wake between the check and the
-            // registration cannot be lost.
-            let mut sleepers = clock.lock_sleepers();
-            if at.is_some_and(|at| clock.now() >= at) {
-                return Poll::Ready(());
-            }
-            if !sleepers.iter().any(|w| w.will_wake(cx.waker())) {
-                sleepers.push(cx.waker().clone());
-            }
-            Poll::Pending
-        }))
+        Box::pin(ManualSleep {
+            clock: self.clone(),
+            id: self.next_sleep.fetch_add(1, Ordering::SeqCst),
+            at,
+            begun: false,
+        })
+    }
+}
+
+/// A sleep on a [`ManualClock`], registered while it is pending.
+struct ManualSleep {
+    clock: ManualClock,
+    id: u64,
+    at: Option<Instant>,
+    begun: bool,
+}
+
+impl Future for ManualSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let clock = self.clock.clone();
+        // Checked under the lock `advance` takes the wakers under: a wake between the check and
+        // the registration cannot be lost.
+        let mut sleepers = clock.lock_sleepers();
+        let due = self.at.is_some_and(|at| clock.now() >= at);
+        sleepers.retain(|(id, _)| *id != self.id);
+        if due {
+            return Poll::Ready(());
+        }
+        sleepers.push((self.id, cx.waker().clone()));
+        drop(sleepers);
+        if !self.begun {
+            self.begun = true;
+            clock.begun.fetch_add(1, Ordering::SeqCst);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.clock.lock_sleepers().retain(|(i, _)| *i != id);
     }
 }
 
@@ -424,6 +470,13 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert!(poll(&mut sleep).is_ready());
         assert!(poll(&mut never).is_pending());
+        assert_eq!(
+            clock.sleepers(),
+            1,
+            "the resolved sleep left; the endless one waits"
+        );
+        drop(never);
+        assert_eq!(clock.sleepers(), 0, "a dropped sleep leaves too");
         let woken = smol::block_on(within(&clock, Duration::ZERO, std::future::pending::<()>()));
         assert_eq!(woken, None, "a zero limit has passed at once");
     }

@@ -137,12 +137,10 @@ impl Harness {
 fn many_computers_going_offline_together_share_commits() {
     const N: u64 = 500;
     let h = Harness::start(N, MissedLimit::Count(0));
-    std::thread::sleep(Duration::from_millis(50));
+    assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
     let before = h.commits();
-    // Every allowance runs out at once; a no-op event wakes the task now (its timer
-    // sleeps in real time).
+    // Every allowance runs out at once; the advance wakes the task.
     h.clock.advance(Duration::from_secs(20));
-    h.send(LivenessEvent::Deleted(ComputerId(N + 1)));
     let alerted = h.until(|s| s.read().unwrap().alerts().unwrap().len() as u64 == N);
     assert!(alerted, "not every computer was alerted");
     assert!((1..=N).all(|id| h.status(id) == Some(Status::Offline)));
@@ -161,16 +159,23 @@ fn decisions_the_store_refused_are_written_in_order_once_it_takes_writes_again()
     // Computer 2 heartbeats at 8 s; computer 1 goes quiet, and at 16 s it is offline and
     // alerted while nothing can be written.
     h.clock.advance(Duration::from_secs(8));
-    h.heartbeat(2);
-    h.taken();
     asleep();
+    let begun = h.clock.sleeps_begun();
+    h.heartbeat(2);
+    assert!(
+        h.until(|_| h.clock.sleeps_begun() > begun),
+        "the heartbeat was not handled"
+    );
     h.clock.advance(Duration::from_secs(8));
     asleep();
     assert_eq!(h.store.read().unwrap().alerts().unwrap().len(), 0);
     // It comes back before the store does: the clearing waits behind the alert.
+    let begun = h.clock.sleeps_begun();
     h.heartbeat(1);
-    h.taken();
-    asleep();
+    assert!(
+        h.until(|_| h.clock.sleeps_begun() > begun),
+        "the heartbeat was not handled"
+    );
     // The store reopens at 17 s; the retry at 18 s writes both (computer 2 is due at 19 s).
     h.store.tend(h.clock.now());
     h.clock.advance(Duration::from_secs(1));
@@ -234,7 +239,7 @@ fn a_heartbeat_waiting_in_the_queue_is_not_a_missed_one() {
     h.heartbeat(2);
     drop(held);
     h.taken();
-    std::thread::sleep(Duration::from_millis(50));
+    assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
     let (store, _dir) = h.stop();
     let history = store.read().unwrap().history(ComputerId(2), 100).unwrap();
     assert!(
