@@ -53,6 +53,7 @@ pub mod policy;
 pub mod process;
 pub mod proto;
 pub mod registry;
+pub mod secret;
 pub mod site;
 pub mod store;
 pub mod tasks;

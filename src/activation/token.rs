@@ -148,13 +148,13 @@ pub fn is_expired(token: &Token, now: WallMs) -> bool {
 
 /// The stored form of a secret.
 pub fn hash_secret(secret: &str) -> TokenHash {
-    TokenHash(pki::sha256(secret.as_bytes()))
+    TokenHash(crate::secret::sha256(secret.as_bytes()))
 }
 
 /// The name of a token in lists and deletes: the first [`ID_LEN`] hex digits of its hash. It
 /// says nothing usable about the secret.
 pub fn token_id(hash: &TokenHash) -> String {
-    let mut id = pki::hex(&hash.0);
+    let mut id = crate::secret::hex(&hash.0);
     id.truncate(ID_LEN);
     id
 }
@@ -237,7 +237,7 @@ mod tests {
     fn a_new_token_stores_only_the_hash_of_its_secret() {
         let (secret, t) = token(Some(3), Some(HOUR));
         assert_eq!(secret.len(), 64);
-        assert_eq!(t.hash, TokenHash(pki::sha256(secret.as_bytes())));
+        assert_eq!(t.hash, TokenHash(crate::secret::sha256(secret.as_bytes())));
         assert_eq!(t.hash, hash_secret(&secret));
         assert_eq!(t.policy, PolicyId(2));
         assert_eq!(t.uses_left, Some(3));
@@ -387,7 +387,7 @@ mod tests {
         let (secret, t) = token(None, None);
         let id = token_id(&t.hash);
         assert_eq!(id.len(), ID_LEN);
-        assert!(pki::hex(&pki::sha256(secret.as_bytes())).starts_with(&id));
+        assert!(crate::secret::hex(&crate::secret::sha256(secret.as_bytes())).starts_with(&id));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use super::error::ApiError;
 use super::sessions::{Session, TokenHash};
 use super::{ApiRequest, ApiState};
-use crate::pki;
 use hyper::Method;
 
 /// The cookie that carries a console session's token. The `__Host-` prefix makes browsers
@@ -28,7 +27,7 @@ pub fn caller(state: &ApiState, req: &ApiRequest) -> Result<Option<Caller>, ApiE
     let Some(token) = session_token(req) else {
         return Ok(None);
     };
-    let token = pki::sha256(token.as_bytes());
+    let token = crate::secret::sha256(token.as_bytes());
     let now = state.clock.now();
     // The console's background refreshes do not count as use: a session left open on a screen
     // nobody looks at still ends after its idle timeout.
@@ -45,7 +44,10 @@ fn api_key(state: &ApiState, header: &str) -> Result<(), ApiError> {
     let key = header
         .strip_prefix("Bearer ")
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer KEY'"))?;
-    if pki::hashes_equal(&pki::sha256(key.trim().as_bytes()), &state.admin_key_hash) {
+    if crate::secret::hashes_equal(
+        &crate::secret::sha256(key.trim().as_bytes()),
+        &state.admin_key_hash,
+    ) {
         Ok(())
     } else {
         Err(ApiError::unauthorized("wrong API key"))

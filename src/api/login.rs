@@ -184,7 +184,7 @@ fn open_session(state: &ApiState, user: &str, must_change: bool) -> Result<Strin
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot start a session")
     })?;
     state.console.sessions().open(
-        pki::sha256(token.as_bytes()),
+        crate::secret::sha256(token.as_bytes()),
         user,
         must_change,
         state.clock.now(),

@@ -216,6 +216,6 @@ mod tests {
     }
 
     fn hash_of(i: usize) -> TokenHash {
-        crate::pki::sha256(&i.to_le_bytes())
+        crate::secret::sha256(&i.to_le_bytes())
     }
 }

@@ -42,7 +42,7 @@ pub fn computer(
             "clock_offset_ms": a.clock_offset_ms,
             "tls_version": a.tls_version,
             "cipher_suite": a.cipher_suite,
-            "applied_fingerprint": a.applied_fingerprint.map(|f| crate::pki::hex(&f)),
+            "applied_fingerprint": a.applied_fingerprint.map(|f| crate::secret::hex(&f)),
             "expected_fingerprint": expected.to_string(),
             "config_up_to_date": a.applied_fingerprint == Some(expected.0),
             "config_rejected": a.config_rejected,

@@ -112,7 +112,7 @@ pub fn ensure_admin_key(store: &Store, dir: &Path) -> Result<[u8; 32], ManagerEr
     let stored = store.read()?.admin_key_hash()?;
     match (stored, fs::read_to_string(&path)) {
         (Some(hash), Ok(key)) => {
-            if !pki::hashes_equal(&pki::sha256(key.trim().as_bytes()), &hash) {
+            if !crate::secret::hashes_equal(&crate::secret::sha256(key.trim().as_bytes()), &hash) {
                 log::warn!(
                     "{} does not hold the current admin API key; the CLI will be refused",
                     path.display()
@@ -128,7 +128,7 @@ pub fn ensure_admin_key(store: &Store, dir: &Path) -> Result<[u8; 32], ManagerEr
                 );
             }
             let key = pki::random_secret()?;
-            let hash = pki::sha256(key.as_bytes());
+            let hash = crate::secret::sha256(key.as_bytes());
             write_atomic(&path, format!("{key}\n").as_bytes(), 0o600).map_err(|source| {
                 ManagerError::File {
                     path: path.clone(),
@@ -224,7 +224,7 @@ mod tests {
         let store = Store::open(&tmp.path().join(STORE_FILE)).unwrap();
         let first = ensure_admin_key(&store, tmp.path()).unwrap();
         let key = fs::read_to_string(tmp.path().join(ADMIN_KEY_FILE)).unwrap();
-        assert_eq!(pki::sha256(key.trim().as_bytes()), first);
+        assert_eq!(crate::secret::sha256(key.trim().as_bytes()), first);
         assert_eq!(ensure_admin_key(&store, tmp.path()).unwrap(), first);
 
         fs::remove_file(tmp.path().join(ADMIN_KEY_FILE)).unwrap();

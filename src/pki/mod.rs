@@ -12,7 +12,6 @@
 //! - `der`: the minimal DER reading behind those (certificate serials, agent public keys).
 //! - `tls`: rustls server and client configurations, TLS 1.2 and 1.3 with the ring provider.
 //! - `tickets`: the agent port's session-ticket keys, kept in the data dir across restarts.
-//! - `secret`: SHA-256, hex, random secrets and constant-time comparison.
 //! - `error`: [`PkiError`].
 
 mod agent;
@@ -20,19 +19,23 @@ mod ca;
 mod der;
 mod error;
 mod listen;
-mod secret;
 #[cfg(test)]
 pub(crate) mod testing;
 mod tickets;
 mod tls;
 mod verify;
 
+pub use crate::secret::{hashes_equal, hex, sha256};
 pub use agent::{AgentKey, IssuedCert, agent_client_config, parse_pin};
 pub use ca::ManagerPki;
 pub use der::cert_serial;
 pub use error::PkiError;
 pub use listen::{NotTheManager, agent_listener_config, agent_server_config, agent_server_name};
-pub use secret::{hashes_equal, hex, random_secret, sha256};
+
+/// A new random secret (API key, token) as lowercase hex; see [`crate::secret::random_secret`].
+pub fn random_secret() -> Result<String, PkiError> {
+    crate::secret::random_secret().map_err(|_| PkiError::Random)
+}
 pub use tickets::{TICKET_KEY_FILE, persistent_ticketer};
 pub use tls::{client_config_trusting, client_config_trusting_der};
 pub use verify::{CertRegistry, PinMismatch, PinnedCa, activation_client_config};

@@ -51,13 +51,13 @@ impl AgentConfig {
         // Encoding into a Vec only fails on allocation failure, which aborts anyway; an empty
         // encoding would still hash deterministically.
         bytes.extend(postcard::to_allocvec(self).unwrap_or_default());
-        Fingerprint(crate::pki::sha256(&bytes))
+        Fingerprint(crate::secret::sha256(&bytes))
     }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::pki::hex(&self.0))
+        f.write_str(&crate::secret::hex(&self.0))
     }
 }
 

@@ -1,6 +1,7 @@
-//! Hashes, hex and random secrets: the small primitives behind CA pins, API keys and tokens.
+//! Hashes, hex and random secrets: the small primitives behind CA pins, API keys, tokens,
+//! session ids and configuration fingerprints. Neutral ground, so nothing imports the PKI to
+//! hash a string.
 
-use super::PkiError;
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::fmt::Write as _;
@@ -23,12 +24,24 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The system's random number generator failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomFailed;
+
+impl std::fmt::Display for RandomFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the system's random number generator failed")
+    }
+}
+
+impl std::error::Error for RandomFailed {}
+
 /// A new random secret (API key, token): 32 random bytes as lowercase hex.
-pub fn random_secret() -> Result<String, PkiError> {
+pub fn random_secret() -> Result<String, RandomFailed> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| PkiError::Random)?;
+        .map_err(|_| RandomFailed)?;
     Ok(hex(&bytes))
 }
 
