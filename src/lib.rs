@@ -1,33 +1,37 @@
 //! Picket: an all-in-one security manager for small sites.
 //!
 //! One binary is both the **manager** (keeps computers, policies and events in an embedded store,
-//! serves the REST API) and the **agent** (runs on each protected computer). See `DESIGN.md` for
-//! the contracts and `schema/` for the formats that outlive a release.
+//! serves the console and the REST API) and the **agent** (runs on each protected computer).
+//! `ARCHITECTURE.md` is the map (layers, tasks, where to add what); `schema/` holds the formats
+//! that outlive a release.
 //!
 //! # Layout
-//! - [`clock`]: real and manual clocks; every decision takes the time as an argument.
-//! - [`files`]: atomic, permission-aware writes of data-dir files.
-//! - [`framed`]: protocol frames over an async stream (the only I/O of the session shells).
-//! - [`liveness`]: sans-io heartbeat monitor: deadlines, missed counts, offline and clock decisions.
-//! - [`model`]: plain data: ids, settings, policies, computers, tokens.
-//! - [`net`]: the accept loop shared by the listeners, deadlines around futures, and the budget
-//!   of connections that have not authenticated yet (`admission`, sans-io; `gate`, its shell;
-//!   `tally`, the one-line-a-minute summary of what was closed).
-//! - [`tasks`]: the manager's executor, one worker thread per core, and task sets that end
-//!   their tasks when dropped.
-//! - [`policy`]: inheritance resolution, validation of the policy tree, configuration fingerprint.
-//! - [`store`]: the redb file, its tables, versioned records and migrations.
+//! - [`clock`]: real and manual clocks; every decision takes the time as an argument, and only
+//!   this module reads the system's clocks or sets a timer.
+//! - [`model`]: plain data: ids, settings, policies, computers, tokens, the event catalogue, the
+//!   rules for names and host names.
+//! - [`secret`], [`password`], [`site`], [`files`]: hashes and random secrets, Argon2id
+//!   passwords, a data dir's file names, atomic permission-aware writes.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
-//! - [`proto`]: the agent-manager protocol: frames, messages, sans-io session state machines.
-//! - [`agent`]: the agent process: activation, heartbeat loop, event spool, configuration.
-//! - [`alerts`]: the alert lifecycle: raise or update, clear by itself, dismiss.
-//! - [`api`]: the console and REST API over HTTPS: router, login sessions, handlers, JSON views,
-//!   embedded console assets, errors.
+//! - [`proto`] and [`framed`]: the agent-manager protocol (sans-io session machines) and its
+//!   frames over an async stream.
+//! - [`policy`]: inheritance, validation of the policy tree, the configuration an agent is sent.
+//! - [`liveness`]: the sans-io heartbeat monitor: deadlines, missed counts, offline decisions.
+//! - [`alerts`]: the alert catalogue, lifecycle and the store transactions that write alerts.
+//! - [`activation`]: token rules and the activation grant.
+//! - [`store`]: the redb file, its tables, versioned records, migrations and health.
+//! - [`net`]: listeners' shared parts: the budget of unauthenticated connections, the backoff of
+//!   failing sources, the one-line-a-minute summary.
+//! - [`handles`], [`registry`]: the handles to the manager's tasks, and which certificate belongs
+//!   to which computer.
+//! - [`tasks`]: the manager's executor and task sets that end their tasks when dropped.
+//! - [`api`]: the console and REST API over HTTPS.
 //! - [`metrics`]: the manager's counters and histograms, and their Prometheus text form.
-//! - [`manager`]: the manager process: data-dir initialisation, listeners, shutdown, and the
-//!   rules of activation tokens (`manager::activation`).
-//! - [`admin`]: the admin CLI verbs, each a client of the running manager's REST API.
-//! - [`cli`]: the argh definitions of every subcommand.
+//! - [`manager`]: the manager process: data dir, listeners, the agent port, dialer, verdicts,
+//!   retention and store tasks, shutdown.
+//! - [`agent`]: the agent process: activation, heartbeat loop, listener, spool.
+//! - [`admin`] and [`cli`]: the admin CLI verbs (clients of the REST API) and every subcommand's
+//!   argh definitions.
 //! - [`bench`]: `picket bench`, the load generator: an in-process manager, simulated agents over
 //!   real mutual TLS, the bare-TLS floor, and the report.
 
