@@ -241,19 +241,72 @@ impl Clock for RealClock {
     }
 }
 
+/// The system's clocks, with monotonic time that goes on while the machine is suspended
+/// (`CLOCK_BOOTTIME`): the agent's clock. `std::time::Instant` (`CLOCK_MONOTONIC`) stops during
+/// a suspend, so a laptop asleep for an hour would see its wall clock jump an hour ahead of it
+/// and report a clock change; with this clock both move together. Sleeps are relative (timers
+/// run on the monotonic clock), so a deadline passed during a suspend is met soon after waking.
+#[derive(Debug)]
+pub struct BootClock {
+    origin_ms: u64,
+}
+
+impl BootClock {
+    pub fn new() -> Self {
+        BootClock {
+            origin_ms: boot_ms(),
+        }
+    }
+}
+
+impl Default for BootClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn boot_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let ms = u64::try_from(t.tv_nsec / 1_000_000).unwrap_or(0);
+    secs.saturating_mul(1000).saturating_add(ms)
+}
+
+impl Clock for BootClock {
+    fn now(&self) -> Instant {
+        Instant(boot_ms().saturating_sub(self.origin_ms))
+    }
+
+    fn wall(&self) -> WallMs {
+        RealClock::new().wall()
+    }
+
+    fn sleep_until(&self, at: Option<Instant>) -> Sleep {
+        match at {
+            Some(at) => {
+                let wait = at.saturating_since(self.now());
+                Box::pin(async move {
+                    smol::Timer::after(wait).await;
+                })
+            }
+            None => Box::pin(std::future::pending()),
+        }
+    }
+}
+
 /// The system's clocks with the wall clock shifted by the milliseconds written in a file, read
 /// at each look. Only for end-to-end tests of clock-change detection (`picket agent` uses it
 /// when `PICKET_TEST_WALL_SKEW_FILE` is set): a test steps a real process's clock without root.
 #[derive(Debug)]
 pub struct SkewFileClock {
-    real: RealClock,
+    real: BootClock,
     path: std::path::PathBuf,
 }
 
 impl SkewFileClock {
     pub fn new(path: std::path::PathBuf) -> Self {
         SkewFileClock {
-            real: RealClock::new(),
+            real: BootClock::new(),
             path,
         }
     }
@@ -479,6 +532,26 @@ mod tests {
         assert_eq!(clock.sleepers(), 0, "a dropped sleep leaves too");
         let woken = smol::block_on(within(&clock, Duration::ZERO, std::future::pending::<()>()));
         assert_eq!(woken, None, "a zero limit has passed at once");
+    }
+
+    #[test]
+    fn the_boot_clock_moves_with_the_monotonic_one_while_awake() {
+        let boot = BootClock::new();
+        let real = RealClock::new();
+        block_for(Duration::from_millis(30));
+        let (b, r) = (boot.now().as_millis(), real.now().as_millis());
+        assert!(
+            b >= 30 && b.abs_diff(r) < 20,
+            "boot {b} ms, monotonic {r} ms"
+        );
+        let woken = smol::block_on(within(&boot, Duration::from_secs(5), async {}));
+        assert_eq!(woken, Some(()));
+        let slept = smol::block_on(within(
+            &boot,
+            Duration::from_millis(10),
+            std::future::pending::<()>(),
+        ));
+        assert_eq!(slept, None, "its sleeps end");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Notices steps of the agent's own wall clock: between two looks, the wall clock should move as
 //! much as the monotonic clock; a difference beyond a tolerance is a step (someone set the
-//! clock, or NTP jumped it), reported as event 5004 with the old and new time. Sans-io.
+//! clock, or NTP jumped it), reported as event 5004 with the old and new time. Sans-io. The
+//! monotonic clock must count time suspended (the agent's `BootClock`): a laptop asleep for an
+//! hour moves both clocks by an hour, which is no step.
 
 use crate::clock::{Instant, WallMs};
 
@@ -75,5 +77,24 @@ mod tests {
         clock.set_wall(WallMs(0));
         let step = watch.observe(clock.now(), clock.wall()).unwrap();
         assert!(step.change_ms < -9_000_000);
+    }
+
+    /// What a suspend looks like to the detector, with the agent's clock (monotonic time goes on
+    /// while asleep) and with one that stops (`CLOCK_MONOTONIC`): only the second sees a step.
+    #[test]
+    fn a_suspend_is_no_step_when_monotonic_time_counts_it() {
+        let slept = 2 * 3_600_000;
+        let mut watch = ClockWatch::default();
+        let (t0, w0) = (Instant::from_millis(1_000), WallMs(1_700_000_000_000));
+        watch.observe(t0, w0);
+        let awake = watch.observe(Instant::from_millis(1_000 + slept), WallMs(w0.0 + slept));
+        assert_eq!(awake, None, "boot time counted the two hours asleep");
+
+        let mut stopped = ClockWatch::default();
+        stopped.observe(t0, w0);
+        let step = stopped
+            .observe(Instant::from_millis(1_000), WallMs(w0.0 + slept))
+            .unwrap();
+        assert_eq!(step.change_ms, i64::try_from(slept).unwrap());
     }
 }

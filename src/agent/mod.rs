@@ -25,7 +25,7 @@ pub use error::AgentError;
 pub use schedule::Schedule;
 pub use spool::Spool;
 
-use crate::clock::{Clock, RealClock};
+use crate::clock::Clock;
 use crate::pki::{self, AgentKey};
 use crate::proto::{ActivationRequest, AgentSession, PROTOCOL_VERSION};
 use identity::Identity;
@@ -111,7 +111,8 @@ pub fn serve(
     })
 }
 
-/// The clock `picket agent` runs on: the real one. Debug builds (the tests') read a wall-clock
+/// The clock `picket agent` runs on: the real one, counting time suspended (a laptop asleep is
+/// not a clock change; see `BootClock`). Debug builds (the tests') read a wall-clock
 /// skew from the file named by `PICKET_TEST_WALL_SKEW_FILE`, to step a real process's clock
 /// without root; release builds have no such hook, so nobody can fake a clock step through an
 /// agent's environment.
@@ -120,7 +121,7 @@ pub fn process_clock() -> Box<dyn Clock> {
     if let Some(path) = std::env::var_os("PICKET_TEST_WALL_SKEW_FILE") {
         return Box::new(crate::clock::SkewFileClock::new(path.into()));
     }
-    Box::new(RealClock::new())
+    Box::new(crate::clock::BootClock::new())
 }
 
 async fn activate(
