@@ -140,28 +140,13 @@ impl Stopwatch {
         Stopwatch(std::time::Instant::now())
     }
 
-    /// The time now, as the start of a measurement.
-    pub fn start() -> Stopwatch {
-        Stopwatch::now()
-    }
-
     pub fn elapsed(self) -> Duration {
         self.0.elapsed()
     }
 
     /// Time from `earlier` to this one, zero if `earlier` is later.
-    pub fn since(self, earlier: Stopwatch) -> Duration {
-        self.0.saturating_duration_since(earlier.0)
-    }
-
-    /// The same as [`Stopwatch::since`], under the standard library's name.
     pub fn saturating_duration_since(self, earlier: Stopwatch) -> Duration {
-        self.since(earlier)
-    }
-
-    /// The reading `d` later (for a deadline to compare against); saturates far in the future.
-    pub fn after(self, d: Duration) -> Stopwatch {
-        Stopwatch(self.0.checked_add(d).unwrap_or(self.0))
+        self.0.saturating_duration_since(earlier.0)
     }
 
     /// Resolves at this reading, in real time.
@@ -173,8 +158,9 @@ impl Stopwatch {
 impl std::ops::Add<Duration> for Stopwatch {
     type Output = Stopwatch;
 
+    /// The reading `d` later (a deadline to compare against); saturates far in the future.
     fn add(self, d: Duration) -> Stopwatch {
-        self.after(d)
+        Stopwatch(self.0.checked_add(d).unwrap_or(self.0))
     }
 }
 

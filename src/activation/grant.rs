@@ -117,9 +117,8 @@ pub fn grant(
         Some(computer) => activated_computer(computer),
         None => {
             let id = txn.next_computer_id()?;
-            let created = new_computer(&tree, id, &request.hostname, token.policy, now)
-                .map_err(Refused::Invalid)?;
-            activated_computer(created)
+            enrolled_computer(&tree, id, &request.hostname, token.policy, now)
+                .map_err(Refused::Invalid)?
         }
     };
     let issued = pki
@@ -154,23 +153,6 @@ pub fn grant(
     })
 }
 
-/// A computer made by an activation: named by the agent, in the token's policy, nothing of its
-/// own.
-fn new_computer(
-    tree: &PolicyTree,
-    id: ComputerId,
-    hostname: &str,
-    policy: PolicyId,
-    now: WallMs,
-) -> Result<Computer, PolicyError> {
-    let change = ComputerChange {
-        hostname: Some(hostname.to_string()),
-        policy: Some(policy.0.to_string()),
-        ..ComputerChange::default()
-    };
-    policy::create_computer(tree, |_| false, id, now, &change)
-}
-
 /// The computer as activation leaves it: online (its agent just spoke).
 pub fn activated_computer(computer: Computer) -> Computer {
     Computer {
@@ -197,8 +179,8 @@ pub fn agent_state(
     }
 }
 
-/// A computer for a host name and policy as activation creates it: what the bench's bulk
-/// enrolment writes for each simulated agent.
+/// A computer that activation creates: named by the agent, in the token's policy, nothing of its
+/// own, online. What the bench's bulk enrolment writes for each simulated agent too.
 pub fn enrolled_computer(
     tree: &PolicyTree,
     id: ComputerId,
@@ -206,5 +188,10 @@ pub fn enrolled_computer(
     policy: PolicyId,
     now: WallMs,
 ) -> Result<Computer, PolicyError> {
-    new_computer(tree, id, hostname, policy, now).map(activated_computer)
+    let change = ComputerChange {
+        hostname: Some(hostname.to_string()),
+        policy: Some(policy.0.to_string()),
+        ..ComputerChange::default()
+    };
+    policy::create_computer(tree, |_| false, id, now, &change).map(activated_computer)
 }

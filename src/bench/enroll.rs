@@ -74,7 +74,7 @@ pub fn enroll(
     let (pki, _) = ManagerPki::load_or_create(
         &dir.join(PKI_DIR),
         MANAGER_HOSTNAME,
-        crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+        crate::clock::real_wall().to_system_time(),
     )?;
     let total = options.agents + STOPPING_AGENTS;
     let started = Stopwatch::now();

@@ -95,7 +95,7 @@ impl LoadResult {
     ) -> LoadResult {
         LoadResult {
             tally,
-            ended: crate::clock::Clock::wall(&crate::clock::RealClock::new()),
+            ended: crate::clock::real_wall(),
             measured_from: cpu_mark.as_ref().map(CpuMark::wall),
             cpu: cpu_mark.map_or((0.0, 0.0), |m| m.since()),
             warmup_sessions: warm.started,

@@ -62,7 +62,7 @@ impl CpuMark {
     pub fn now(source: &CpuSource) -> CpuMark {
         CpuMark {
             source: source.clone(),
-            wall: crate::clock::Clock::wall(&crate::clock::RealClock::new()),
+            wall: crate::clock::real_wall(),
             process: process_cpu(),
             generator: threads_cpu(GENERATOR_THREAD),
             manager: source.manager(),

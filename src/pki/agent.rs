@@ -249,7 +249,7 @@ mod tests {
     fn an_agent_certificate_holds_the_agent_key_and_serves_both_ends() {
         let (_tmp, pki) = manager();
         let key = AgentKey::generate().unwrap();
-        let now = crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time();
+        let now = crate::clock::real_wall().to_system_time();
         let issued = pki
             .issue_agent_cert(42, &key.public_key_der(), now)
             .unwrap();
@@ -289,7 +289,7 @@ mod tests {
     fn an_agent_certificate_is_backdated_and_lasts_ten_years() {
         let (_tmp, pki) = manager();
         let key = AgentKey::generate().unwrap();
-        let now = crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time();
+        let now = crate::clock::real_wall().to_system_time();
         let issued = pki.issue_agent_cert(7, &key.public_key_der(), now).unwrap();
         let check = |when| verify_as_server(pki.ca_cert_der(), &issued.der, "picket-agent-7", when);
         let minute = Duration::from_secs(60);
@@ -313,7 +313,7 @@ mod tests {
     fn serials_are_random_positive_and_read_back_from_the_certificate() {
         let (_tmp, pki) = manager();
         let key = AgentKey::generate().unwrap();
-        let now = crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time();
+        let now = crate::clock::real_wall().to_system_time();
         let a = pki.issue_agent_cert(1, &key.public_key_der(), now).unwrap();
         let b = pki.issue_agent_cert(1, &key.public_key_der(), now).unwrap();
         assert_ne!(a.serial, b.serial);
@@ -339,11 +339,7 @@ mod tests {
             (&off_curve, "is not a point on the P-256 curve"),
         ] {
             let err = pki
-                .issue_agent_cert(
-                    1,
-                    spki,
-                    crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
-                )
+                .issue_agent_cert(1, spki, crate::clock::real_wall().to_system_time())
                 .unwrap_err();
             assert!(matches!(err, PkiError::BadPublicKey { .. }), "{err:?}");
             assert_eq!(err.to_string(), format!("the agent's public key {says}"));
@@ -377,7 +373,7 @@ mod tests {
             .issue_agent_cert(
                 3,
                 &key.public_key_der(),
-                crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+                crate::clock::real_wall().to_system_time(),
             )
             .unwrap();
         agent_client_config(pki.ca_cert_der(), issued.der.clone(), &key).unwrap();

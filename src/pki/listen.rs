@@ -177,7 +177,7 @@ mod tests {
             .issue_agent_cert(
                 id,
                 &key.public_key_der(),
-                crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+                crate::clock::real_wall().to_system_time(),
             )
             .unwrap();
         (key, issued.der)

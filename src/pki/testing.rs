@@ -11,7 +11,7 @@ pub(crate) fn manager() -> (tempfile::TempDir, ManagerPki) {
     let (pki, _) = ManagerPki::load_or_create(
         &tmp.path().join("pki"),
         "mgr.example",
-        crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time(),
+        crate::clock::real_wall().to_system_time(),
     )
     .unwrap();
     (tmp, pki)

@@ -40,7 +40,7 @@ struct Pacing {
 impl Pacing {
     /// How long a commit that could start `now` waits first.
     fn wait(&self, now: Stopwatch) -> Option<Duration> {
-        let since = now.since(self.last_start?);
+        let since = now.saturating_duration_since(self.last_start?);
         COMMIT_GAP.checked_sub(since).filter(|w| !w.is_zero())
     }
 
@@ -94,7 +94,7 @@ pub type OnCommit = Box<dyn Fn(usize, Duration) + Send>;
 fn run(store: &Store, queue: &smol::channel::Receiver<Job>, on_commit: &OnCommit) {
     let mut pacing = Pacing::default();
     while let Ok(first) = queue.recv_blocking() {
-        if let Some(wait) = pacing.wait(Stopwatch::start()) {
+        if let Some(wait) = pacing.wait(Stopwatch::now()) {
             block_for(wait);
         }
         let mut group = vec![first];
@@ -104,7 +104,7 @@ fn run(store: &Store, queue: &smol::channel::Receiver<Job>, on_commit: &OnCommit
                 Err(_) => break,
             }
         }
-        let (jobs, started) = (group.len(), Stopwatch::start());
+        let (jobs, started) = (group.len(), Stopwatch::now());
         pacing.started(started);
         commit_group(store, group);
         on_commit(jobs, started.elapsed());
@@ -220,17 +220,17 @@ mod tests {
 
     #[test]
     fn commits_start_a_gap_apart_but_not_after_a_quiet_spell() {
-        let t0 = Stopwatch::start();
+        let t0 = Stopwatch::now();
         let mut pacing = Pacing::default();
         assert_eq!(pacing.wait(t0), None, "the first commit waits for nothing");
         pacing.started(t0);
         assert_eq!(pacing.wait(t0), Some(COMMIT_GAP));
         let quarter = COMMIT_GAP / 4;
-        assert_eq!(pacing.wait(t0.after(quarter)), Some(COMMIT_GAP - quarter));
-        assert_eq!(pacing.wait(t0.after(COMMIT_GAP)), None);
-        assert_eq!(pacing.wait(t0.after(COMMIT_GAP * 50)), None);
-        pacing.started(t0.after(COMMIT_GAP * 50));
-        assert_eq!(pacing.wait(t0.after(COMMIT_GAP * 50)), Some(COMMIT_GAP));
+        assert_eq!(pacing.wait(t0 + quarter), Some(COMMIT_GAP - quarter));
+        assert_eq!(pacing.wait(t0 + COMMIT_GAP), None);
+        assert_eq!(pacing.wait(t0 + COMMIT_GAP * 50), None);
+        pacing.started(t0 + COMMIT_GAP * 50);
+        assert_eq!(pacing.wait(t0 + COMMIT_GAP * 50), Some(COMMIT_GAP));
     }
 
     #[test]

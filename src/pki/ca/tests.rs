@@ -5,7 +5,7 @@ use super::*;
 /// Certificates made now, as the running manager makes them (rustls checks them against
 /// the system's time).
 fn real_now() -> SystemTime {
-    crate::clock::Clock::wall(&crate::clock::RealClock::new()).to_system_time()
+    crate::clock::real_wall().to_system_time()
 }
 use rustls::server::WebPkiClientVerifier;
 use std::os::unix::fs::PermissionsExt;
