@@ -2,11 +2,11 @@
 //! agent without credentials, bounded in count and time, on loopback only. Each prints the
 //! figures it measured (run with `--nocapture` to read them).
 
-use crate::support::Manager;
 use crate::support::agent::{Agent, activation, set_base, wait_for};
+use crate::support::{Manager, connect_from};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,16 +22,6 @@ fn raise_open_files() {
             maximum: limit.maximum,
         },
     );
-}
-
-/// A blocking TCP connection to `to` from the loopback address `from`: the stranger is
-/// another machine than the agents (127.0.0.1), as it would be on a real network.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType};
-    let socket = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
-    rustix::net::bind(&socket, &SocketAddrV4::new(from, 0))?;
-    rustix::net::connect(&socket, &to)?;
-    Ok(TcpStream::from(socket))
 }
 
 /// The first flight of a TLS 1.3 client: what a half-handshake attacker sends before it stalls.
@@ -122,14 +112,6 @@ fn flood(
     stats
 }
 
-fn metric(m: &Manager, name: &str, labels: &str) -> f64 {
-    let text = m.client().get_text("/metrics").unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn computers(m: &Manager) -> Vec<Value> {
     m.computers()
 }
@@ -162,13 +144,8 @@ fn idle_and_half_handshake_floods_do_not_make_real_agents_miss_a_heartbeat() {
         (list.len() == 3 && list.iter().all(|c| c["status"] == "online")).then_some(())
     });
     let to = m.addr("agent");
-    let heartbeats = |m: &Manager| {
-        metric(
-            m,
-            "picket_sessions_total",
-            "kind=\"heartbeat\",outcome=\"ok\"",
-        )
-    };
+    let heartbeats =
+        |m: &Manager| m.metric("picket_sessions_total", "kind=\"heartbeat\",outcome=\"ok\"");
     let before = heartbeats(&m);
 
     // Eight stranger addresses, 250 sockets each; held 15 s, past the 10 s handshake deadline.
@@ -190,8 +167,7 @@ fn idle_and_half_handshake_floods_do_not_make_real_agents_miss_a_heartbeat() {
         .iter()
         .map(|c| times_offline(&m, c["id"].as_u64().unwrap()))
         .sum();
-    let timed_out = metric(
-        &m,
+    let timed_out = m.metric(
         "picket_unauthenticated_closed_total",
         "reason=\"timed-out\"",
     );
@@ -738,7 +714,7 @@ fn a_full_disk_stops_writes_cleanly_and_the_store_recovers_without_a_restart() {
         "{statuses:?}"
     );
     assert_eq!(
-        metric(&m, "picket_store_writable", ""),
+        m.metric("picket_store_writable", ""),
         1.0,
         "the store says it writes again"
     );

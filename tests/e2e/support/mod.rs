@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod agent;
+pub mod wire;
 
 use picket::admin::{ApiClient, ClientOptions};
 use std::path::{Path, PathBuf};
@@ -130,6 +131,15 @@ impl Manager {
             .clone()
     }
 
+    /// The sum of a metric's samples (on `/metrics`) whose labels contain `labels`.
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.client().get_text("/metrics").expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Where a listener is (`"agent"` or `"console"` in `ports.json`).
     pub fn addr(&self, listener: &str) -> std::net::SocketAddr {
         let text = std::fs::read_to_string(self.dir.join("ports.json")).expect("ports.json");
@@ -249,4 +259,17 @@ fn stdout_file(dir: &Path) -> std::fs::File {
 
 pub fn log_path(dir: &Path) -> PathBuf {
     dir.with_extension("log")
+}
+
+/// A blocking TCP connection to `to` from the loopback address `from`: another machine, as the
+/// manager counts sources (a stranger on the network, or one of many agents behind a NAT).
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use rustix::net::{AddressFamily, SocketType};
+    let socket = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    rustix::net::bind(&socket, &std::net::SocketAddrV4::new(from, 0))?;
+    rustix::net::connect(&socket, &to)?;
+    Ok(std::net::TcpStream::from(socket))
 }
