@@ -19,6 +19,22 @@ pub struct DialPlan {
     in_flight: HashSet<ComputerId>,
     /// Requested while a dial to them ran: dial again once it ends.
     again: HashSet<ComputerId>,
+    /// Whose last dial failed: their next own session triggers a new dial, so a fixed network
+    /// or firewall rule is noticed without waiting for an operation.
+    unreachable: HashSet<ComputerId>,
+}
+
+/// What the plan needs to know of a computer to decide its dials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub computer: ComputerId,
+    /// The direction its settings give it now (the agent may not have learnt it yet).
+    pub direction: crate::model::Direction,
+    pub interval: Duration,
+    /// The agent said in its last status that it listens.
+    pub listens: bool,
+    /// The agent runs the configuration the manager expects.
+    pub up_to_date: bool,
 }
 
 impl DialPlan {
@@ -30,6 +46,45 @@ impl DialPlan {
             requested: VecDeque::new(),
             in_flight: HashSet::new(),
             again: HashSet::new(),
+            unreachable: HashSet::new(),
+        }
+    }
+
+    /// Dials a manager-initiated computer at its interval (and no other), and pushes a changed
+    /// configuration to an agent that listens.
+    pub fn target(&mut self, now: Instant, target: &Target) {
+        if target.direction == crate::model::Direction::ManagerInitiated {
+            self.schedule(now, target.computer, target.interval);
+        } else {
+            self.unschedule(target.computer);
+        }
+        if target.listens && !target.up_to_date {
+            self.request(target.computer);
+        }
+    }
+
+    /// A session with the computer ended (either side dialed). A new configuration may have
+    /// changed the agent-port rule: check that the manager still gets in. An agent that called
+    /// while out of reach: check whether it is back.
+    pub fn session_ended(
+        &mut self,
+        computer: ComputerId,
+        dialed: bool,
+        config_applied: bool,
+        listens: bool,
+    ) {
+        if listens && (config_applied || (!dialed && self.unreachable.contains(&computer))) {
+            self.request(computer);
+        }
+    }
+
+    /// How a dial ended. Returns whether this changes the computer's reachability (for the
+    /// log: a thousand computers out of reach are not a thousand lines a minute).
+    pub fn dial_result(&mut self, computer: ComputerId, reached: bool) -> bool {
+        if reached {
+            self.unreachable.remove(&computer)
+        } else {
+            self.unreachable.insert(computer)
         }
     }
 
@@ -74,6 +129,7 @@ impl DialPlan {
     /// Forgets a deleted computer; a dial already running just ends.
     pub fn forget(&mut self, computer: ComputerId) {
         self.unschedule(computer);
+        self.unreachable.remove(&computer);
         self.requested.retain(|c| *c != computer);
         self.again.remove(&computer);
     }

@@ -5,11 +5,11 @@
 //! agent port. A failed dial goes to the verdicts task, which decides what it means.
 
 use super::agent_port::{AgentPort, Peer, identify, run_session};
-use super::dial_plan::DialPlan;
+use super::dial_plan::{DialPlan, Target};
 use crate::clock::within;
 use crate::clock::{Clock, Instant};
 use crate::handles::{DialError, DialResult, DialerEvent, LivenessEvent};
-use crate::model::{AgentState, Computer, ComputerId, Direction};
+use crate::model::{AgentState, Computer, ComputerId};
 use crate::pki::agent_server_name;
 use crate::policy::PolicyTree;
 use crate::store::{Reads, StoreError};
@@ -37,9 +37,6 @@ pub async fn run(
 ) {
     let mut plan = DialPlan::new(MAX_DIALS_IN_FLIGHT);
     let mut waiters: HashMap<ComputerId, Vec<Sender<DialResult>>> = HashMap::new();
-    // Computers whose last dial failed: their next agent-initiated session triggers a new dial,
-    // so a fixed network or firewall rule is noticed without waiting for an operation.
-    let mut unreachable: HashSet<ComputerId> = HashSet::new();
     let (done_tx, done_rx) = smol::channel::unbounded::<(ComputerId, Box<DialResult>)>();
     // Dropping the dialer ends the dials it started.
     let mut dials = TaskSet::new(ex);
@@ -75,7 +72,7 @@ pub async fn run(
                 plan.handle_done(computer);
                 let event = match *result {
                     Ok(_) => {
-                        if unreachable.remove(&computer) {
+                        if plan.dial_result(computer, true) {
                             log::info!("computer {computer} is reachable again");
                         }
                         LivenessEvent::DialSucceeded(computer)
@@ -83,7 +80,7 @@ pub async fn run(
                     // Logged when it starts failing, not at every interval after: a thousand
                     // computers out of reach would otherwise be a thousand lines a minute.
                     // Each failure still reaches the verdicts task, and the computer's status.
-                    Err(reason) if unreachable.insert(computer) => {
+                    Err(reason) if plan.dial_result(computer, false) => {
                         log::warn!("dial to computer {computer} failed: {reason}");
                         LivenessEvent::DialFailed {
                             computer,
@@ -101,7 +98,7 @@ pub async fn run(
                 port.liveness.send(event);
             }
             Some(Input::Event(event)) => {
-                handle(&port, &mut plan, &mut waiters, &unreachable, event).await;
+                handle(&port, &mut plan, &mut waiters, event).await;
             }
         }
     }
@@ -117,7 +114,6 @@ async fn handle(
     port: &Arc<AgentPort>,
     plan: &mut DialPlan,
     waiters: &mut HashMap<ComputerId, Vec<Sender<DialResult>>>,
-    unreachable: &HashSet<ComputerId>,
     event: DialerEvent,
 ) {
     match event {
@@ -128,7 +124,7 @@ async fn handle(
                 smol::unblock(move || load_target(&port, computer)).await
             };
             match loaded {
-                Ok(Some(target)) => plan_target(plan, port.clock.now(), &target),
+                Ok(Some(target)) => plan.target(port.clock.now(), &target),
                 // Deleted again before this was read.
                 Ok(None) => plan.forget(computer),
                 Err(e) => log::error!("dialer: cannot read computer {computer}: {e}"),
@@ -145,13 +141,7 @@ async fn handle(
             dialed,
             config_applied,
             listens,
-        } => {
-            // A new configuration may have changed the agent-port rule: check that the manager
-            // still gets in. An agent that called while out of reach: check whether it is back.
-            if listens && (config_applied || (!dialed && unreachable.contains(&computer))) {
-                plan.request(computer);
-            }
-        }
+        } => plan.session_ended(computer, dialed, config_applied, listens),
         DialerEvent::Deleted(computer) => {
             plan.forget(computer);
             waiters.remove(&computer);
@@ -180,29 +170,8 @@ async fn refresh(port: &Arc<AgentPort>, plan: &mut DialPlan) {
         plan.forget(computer);
     }
     for target in targets {
-        plan_target(plan, now, &target);
+        plan.target(now, &target);
     }
-}
-
-/// Dials a manager-initiated computer at its interval (and no other), and pushes a changed
-/// configuration to an agent that listens.
-fn plan_target(plan: &mut DialPlan, now: Instant, target: &Target) {
-    if target.direction == Direction::ManagerInitiated {
-        plan.schedule(now, target.computer, target.interval);
-    } else {
-        plan.unschedule(target.computer);
-    }
-    if target.listens && !target.up_to_date {
-        plan.request(target.computer);
-    }
-}
-
-struct Target {
-    computer: ComputerId,
-    direction: Direction,
-    interval: Duration,
-    listens: bool,
-    up_to_date: bool,
 }
 
 fn load_targets(port: &AgentPort) -> Result<Vec<Target>, StoreError> {
