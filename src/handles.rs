@@ -27,10 +27,11 @@ pub enum LivenessEvent {
     SettingsChanged,
     /// An administrator dismissed the computer's offline alert.
     OfflineDismissed(ComputerId),
-    /// The agent reported a step of its own clock (event 5004).
+    /// The agent reported a step of its own clock (event 5004), seen when its clock read `at`.
     ClockStep {
         computer: ComputerId,
         change_ms: i64,
+        at: crate::clock::WallMs,
     },
     /// The manager's dial to the agent failed, in words.
     DialFailed {

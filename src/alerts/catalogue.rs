@@ -83,10 +83,12 @@ pub fn unreachable_message(reason: &str) -> String {
     )
 }
 
-/// `clock-changed`: how far and which way the computer's clock moved, against the limit.
-pub fn clock_changed_message(change_ms: i64, limit: Duration) -> String {
+/// `clock-changed`: how far and which way the computer's clock moved, against the limit, and
+/// who saw it (`seen_by`: "the agent", "the manager", "the agent and the manager").
+pub fn clock_changed_message(change_ms: i64, limit: Duration, seen_by: &str) -> String {
     format!(
-        "the computer's clock moved {} between heartbeats ({}), more than the maximum of {}",
+        "the computer's clock moved {} {} since the last heartbeat, more than the maximum of {} \
+         (seen by {seen_by})",
         format_duration(Duration::from_millis(change_ms.unsigned_abs())),
         if change_ms < 0 {
             "backwards"
@@ -138,14 +140,20 @@ mod tests {
     #[test]
     fn the_words_say_how_far_which_way_and_since_when() {
         assert_eq!(
-            clock_changed_message(-3_600_000, Duration::from_secs(900)),
-            "the computer's clock moved 1h between heartbeats (backwards), more than the maximum \
-             of 15m"
+            clock_changed_message(
+                -3_600_000,
+                Duration::from_secs(900),
+                "the agent and the manager"
+            ),
+            "the computer's clock moved 1h backwards since the last heartbeat, more than the \
+             maximum of 15m (seen by the agent and the manager)"
         );
         let offline = offline_message(3, "no heartbeat since the last one", None);
-        assert!(
-            offline.contains("3 heartbeat(s) missed, it was never heard from"),
-            "{offline}"
+        assert_eq!(
+            offline,
+            "offline: 3 heartbeat(s) missed, it was never heard from; no heartbeat since the last \
+             one"
         );
+        assert_eq!(offline.matches("missed").count(), 1, "said once: {offline}");
     }
 }

@@ -9,7 +9,15 @@
 //! interval takes effect at once, with no restart and no drift.
 //!
 //! Deadlines are judged as late as the manager itself hears of heartbeats (`delay`): an
-//! overloaded manager that keeps agents waiting must not mark them offline for it.
+//! overloaded manager that keeps agents waiting must not mark them offline for it. A manager
+//! that did not run at all (its process frozen: a paused VM, a swap storm) is told so by its
+//! shell, which looks often and notices when it wakes late ([`Monitor::handle_frozen`]); that
+//! time counts towards nobody's misses (`paused`).
+//!
+//! An alert follows its settings: a change that means an active offline alert should not exist
+//! withdraws it, one that means it should raises it at once. A clock step is one occurrence
+//! however many witnesses it has: the agent's own report (event 5004) and the manager's check of
+//! the agent's clock between heartbeats are judged together at the heartbeat.
 
 use crate::clock::{Instant, WallMs};
 pub use crate::model::PowerState;
@@ -85,11 +93,14 @@ pub enum Decision {
     },
     /// A heartbeat came after an offline alert.
     ClearOffline { computer: ComputerId },
-    /// The computer's clock moved by `change_ms` between two heartbeats, more than allowed.
+    /// The settings changed so that the active offline alert should not exist (`why`).
+    WithdrawOffline { computer: ComputerId, why: String },
+    /// The computer's clock moved by `change_ms` since the last heartbeat, more than allowed.
     ClockChanged {
         computer: ComputerId,
         change_ms: i64,
         limit: Duration,
+        seen_by: Witness,
     },
     /// A bidirectional computer heartbeats but the manager's dial to it failed with `reason`.
     RaiseUnreachable {
@@ -99,6 +110,39 @@ pub enum Decision {
     /// A dial succeeded again, or the computer no longer expects to be dialed that way.
     ClearUnreachable { computer: ComputerId },
 }
+
+/// Who saw a clock step: the agent (its event 5004), the manager (the agent's clock moved
+/// unlike the manager's own between two heartbeats), or both for the same step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Witness {
+    Agent,
+    Manager,
+    Both,
+}
+
+impl Witness {
+    /// For the alert's words: "seen by ...".
+    pub fn words(self) -> &'static str {
+        match self {
+            Witness::Agent => "the agent",
+            Witness::Manager => "the manager",
+            Witness::Both => "the agent and the manager",
+        }
+    }
+}
+
+/// The shell looks at least this often (twice a second: a freeze is forgiven from its last look,
+/// so at most this much too long) ([`Monitor::handle_timeout`]), so that a wake-up later
+/// than [`FROZEN_AFTER`] past its due time can only mean the manager did not run meanwhile
+/// (and the shell says so with [`Monitor::handle_frozen`]).
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+pub const FROZEN_AFTER: Duration = Duration::from_secs(2);
+
+/// Slack for a step report's time against a heartbeat's clock reading: the agent looks, then
+/// reads its clock for the status, moments apart.
+const SAME_SESSION_MS: u64 = 10_000;
+/// Manager-only clock alerts remembered per computer, for their late reports.
+const MAX_CHECKED_STEPS: usize = 4;
 
 /// Why the base instant was set: decides the words of a later offline alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +171,16 @@ struct Entry {
     heard_since_dial_failed: bool,
     /// A cannot-reach alert is active.
     unreachable: bool,
+    /// Steps the agent reported (change, the agent's clock when it saw it) since the last
+    /// heartbeat, judged with it.
+    reported_steps: Vec<(i64, WallMs)>,
+    /// The heartbeats whose check alone raised a clock alert (the last few): the agent's clock
+    /// then, and how long before it the step may have been. A report of the same step that
+    /// comes late (the store refused it, or its session failed) is the same occurrence.
+    checked_steps: Vec<(WallMs, u64)>,
+    /// The active offline alert was found in the store at start: the misses before the restart
+    /// are not counted again, so it stands until the computer is heard from.
+    carried: bool,
 }
 
 impl Entry {
@@ -149,11 +203,34 @@ pub struct Monitor {
     late_by: Duration,
     /// When the oldest wait behind `late_by` leaves the estimate's window.
     delay_falls: Option<Instant>,
+    /// The manager's own freezes, summed: deadlines are kept on a clock that stood still
+    /// meanwhile (`local`), so no computer's misses count them.
+    paused: Duration,
+    /// The last freeze: waits that overlap it are the freeze's, already forgiven.
+    last_freeze: Option<(Instant, Instant)>,
 }
 
 impl Monitor {
     pub fn new() -> Self {
         Monitor::default()
+    }
+
+    /// The manager did not run from `from` to `to` (its process was frozen: a paused VM, a
+    /// swap storm; or this task got no turn): that time counts towards nobody's misses.
+    pub fn handle_frozen(&mut self, from: Instant, to: Instant) {
+        let gap = to.saturating_since(from);
+        if !gap.is_zero() {
+            self.paused += gap;
+            self.last_freeze = Some((from, to));
+        }
+    }
+
+    /// `now` on the clock deadlines are kept on, which stood still while the manager was frozen.
+    fn local(&self, now: Instant) -> Instant {
+        Instant::from_millis(
+            now.as_millis()
+                .saturating_sub(u64::try_from(self.paused.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Starts watching a computer from `now` with a full allowance: at manager start, or when
@@ -169,6 +246,7 @@ impl Monitor {
     }
 
     fn start_tracking(&mut self, now: Instant, computer: ComputerId, rules: Rules, why: Base) {
+        let now = self.local(now);
         self.forget(computer);
         let entry = Entry {
             rules,
@@ -183,15 +261,26 @@ impl Monitor {
             dial_error: None,
             heard_since_dial_failed: false,
             unreachable: false,
+            reported_steps: Vec::new(),
+            checked_steps: Vec::new(),
+            carried: false,
         };
         self.insert(computer, entry);
     }
 
     /// An offline alert is active for the computer already (found in the store at start), so
     /// its next heartbeat clears it.
+    /// An alert its settings forbid (unlimited, a quiet stopped VM) is withdrawn at once.
     pub fn mark_offline_alerted(&mut self, computer: ComputerId) {
         if let Some(entry) = self.entries.get_mut(&computer) {
             entry.alerted = true;
+            entry.carried = true;
+            if let Some(why) = forbids(entry) {
+                entry.alerted = false;
+                entry.carried = false;
+                self.out
+                    .push_back(Decision::WithdrawOffline { computer, why });
+            }
         }
     }
 
@@ -240,7 +329,16 @@ impl Monitor {
     /// A heartbeat (or a dial's session) recorded at `now` had spent `wait` inside the manager
     /// before the monitor heard of it: from the accept, or from when the dial was due.
     pub fn note_wait(&mut self, now: Instant, wait: Duration) {
-        self.delay.record(now, wait);
+        // The part of the wait the manager spent frozen is forgiven already.
+        let frozen = self.last_freeze.map_or(Duration::ZERO, |(from, to)| {
+            let started = Instant::from_millis(
+                now.as_millis()
+                    .saturating_sub(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            );
+            let (a, b) = (started.max(from), now.min(to));
+            b.saturating_since(a)
+        });
+        self.delay.record(now, wait.saturating_sub(frozen));
     }
 
     /// How late the manager hears of heartbeats, as of the last `handle_timeout`: deadlines
@@ -254,6 +352,7 @@ impl Monitor {
     pub fn rearm_offline(&mut self, computer: ComputerId) {
         if let Some(entry) = self.entries.get_mut(&computer) {
             entry.alerted = false;
+            entry.carried = false;
         }
     }
 
@@ -280,34 +379,17 @@ impl Monitor {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
-        if let (Some(new), Some((then, old)), ClockChangeLimit::Max(limit)) = (
-            agent_clock,
-            entry.last_agent_clock,
-            entry.rules.max_clock_change,
-        ) {
-            let elapsed = i128::from(now.as_millis()) - i128::from(then.as_millis());
-            let change = i128::from(new.0) - i128::from(old.0) - elapsed;
-            if change.unsigned_abs() > limit.as_millis() {
-                self.out.push_back(Decision::ClockChanged {
-                    computer,
-                    change_ms: i64::try_from(change).unwrap_or(if change < 0 {
-                        i64::MIN
-                    } else {
-                        i64::MAX
-                    }),
-                    limit,
-                });
-            }
-        }
+        self.judge_clock(now, computer, &mut entry, agent_clock);
         if let Some(clock) = agent_clock {
             entry.last_agent_clock = Some((now, clock));
         }
         entry.heard_since_dial_failed = entry.dial_error.is_some();
         if entry.alerted {
             entry.alerted = false;
+            entry.carried = false;
             self.out.push_back(Decision::ClearOffline { computer });
         }
-        entry.rebase(now, Base::Heartbeat);
+        entry.rebase(self.local(now), Base::Heartbeat);
         self.set_state(
             computer,
             &mut entry,
@@ -317,19 +399,85 @@ impl Monitor {
         self.insert(computer, entry);
     }
 
-    /// The agent itself reported a step of its clock (event 5004) of `change_ms`.
-    pub fn handle_clock_event(&mut self, computer: ComputerId, change_ms: i64) {
-        let Some(entry) = self.entries.get(&computer) else {
+    /// One decision per step: the agent's reports since the last heartbeat and the manager's
+    /// own check of the agent's clock see the same step, and say so together.
+    fn judge_clock(
+        &mut self,
+        now: Instant,
+        computer: ComputerId,
+        entry: &mut Entry,
+        agent_clock: Option<WallMs>,
+    ) {
+        let reported = std::mem::take(&mut entry.reported_steps);
+        let ClockChangeLimit::Max(limit) = entry.rules.max_clock_change else {
             return;
         };
-        if let ClockChangeLimit::Max(limit) = entry.rules.max_clock_change
-            && u128::from(change_ms.unsigned_abs()) > limit.as_millis()
-        {
+        let beyond = |change: i128| change.unsigned_abs() > limit.as_millis();
+        let previous = entry.last_agent_clock;
+        let mut window = 0;
+        let seen = match (agent_clock, previous) {
+            (Some(new), Some((then, old))) => {
+                let elapsed = i128::from(now.as_millis()) - i128::from(then.as_millis());
+                let change = i128::from(new.0) - i128::from(old.0) - elapsed;
+                window = u64::try_from(elapsed).unwrap_or(0) + SAME_SESSION_MS;
+                beyond(change).then_some(change)
+            }
+            _ => None,
+        };
+        // A report is made on the agent's clock after the step: one made between a checked
+        // heartbeat and the one before it (on the new clock, within the time between them) is
+        // the step that check saw.
+        let checked = &mut entry.checked_steps;
+        let mut reports: Vec<i64> = Vec::new();
+        for (change, at) in reported {
+            let same = checked
+                .iter()
+                .position(|&(clock, window)| at.0 <= clock.0 && clock.0 - at.0 <= window);
+            match same {
+                Some(i) => {
+                    checked.remove(i);
+                }
+                None if beyond(i128::from(change)) => reports.push(change),
+                None => {}
+            }
+        }
+        let last = reports.pop();
+        for change_ms in reports {
             self.out.push_back(Decision::ClockChanged {
                 computer,
                 change_ms,
                 limit,
+                seen_by: Witness::Agent,
             });
+        }
+        let (change_ms, seen_by) = match (last, seen) {
+            (Some(change), Some(_)) => (change, Witness::Both),
+            (Some(change), None) => (change, Witness::Agent),
+            (None, Some(change)) => {
+                if let Some(clock) = agent_clock {
+                    if entry.checked_steps.len() == MAX_CHECKED_STEPS {
+                        entry.checked_steps.remove(0);
+                    }
+                    entry.checked_steps.push((clock, window));
+                }
+                (saturate(change), Witness::Manager)
+            }
+            (None, None) => return,
+        };
+        self.out.push_back(Decision::ClockChanged {
+            computer,
+            change_ms,
+            limit,
+            seen_by,
+        });
+    }
+
+    /// The agent itself reported a step of its clock (event 5004) of `change_ms`, seen when its
+    /// clock read `at`. Judged at the heartbeat that follows (the session's own), with the
+    /// manager's check of the same step.
+    pub fn handle_clock_event(&mut self, computer: ComputerId, change_ms: i64, at: WallMs) {
+        if let Some(entry) = self.entries.get_mut(&computer) {
+            entry.reported_steps.push((change_ms, at));
         }
     }
 
@@ -338,7 +486,7 @@ impl Monitor {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
-        entry.rebase(now, Base::Goodbye);
+        entry.rebase(self.local(now), Base::Goodbye);
         self.set_state(
             computer,
             &mut entry,
@@ -348,7 +496,8 @@ impl Monitor {
         self.insert(computer, entry);
     }
 
-    /// New effective settings (a policy or computer change): deadlines move at once.
+    /// New effective settings (a policy or computer change): deadlines move at once, and the
+    /// offline alert follows (withdrawn or raised now, as the new settings say).
     pub fn set_rules(&mut self, now: Instant, computer: ComputerId, rules: Rules) {
         let Some(mut entry) = self.take(computer) else {
             return;
@@ -359,8 +508,8 @@ impl Monitor {
             self.out.push_back(Decision::ClearUnreachable { computer });
         }
         entry.rules = rules;
+        self.reassess(now, computer, &mut entry);
         self.insert(computer, entry);
-        self.handle_timeout(now);
     }
 
     /// What the hypervisor says about a VM.
@@ -369,8 +518,47 @@ impl Monitor {
             return;
         };
         entry.power = power;
+        self.reassess(now, computer, &mut entry);
         self.insert(computer, entry);
-        self.handle_timeout(now);
+    }
+
+    /// Settles the entry under its current rules and power: its state, and whether its offline
+    /// alert should exist.
+    fn reassess(&mut self, now: Instant, computer: ComputerId, entry: &mut Entry) {
+        let judged = self.judged(now);
+        entry.missed = 0;
+        self.count_misses(judged, computer, entry);
+        if !entry.alerted {
+            return;
+        }
+        let why = forbids(entry).or_else(|| {
+            // An alert carried over a restart of the manager stands until the computer is
+            // heard from: its misses before the restart are not counted again.
+            let threshold = threshold(entry).unwrap_or(u64::MAX);
+            (!entry.carried && entry.missed < threshold).then(|| {
+                format!(
+                    "withdrawn: {} heartbeat(s) missed, fewer than its settings now allow ({})",
+                    entry.missed,
+                    threshold.saturating_sub(1)
+                )
+            })
+        });
+        if let Some(why) = why {
+            entry.alerted = false;
+            self.out
+                .push_back(Decision::WithdrawOffline { computer, why });
+        }
+    }
+
+    /// `now` less the time heartbeats currently wait inside the manager, on the clock that
+    /// stood still while the manager was frozen.
+    fn judged(&self, now: Instant) -> Instant {
+        let local = self.local(now);
+        Instant::from_millis(
+            local
+                .as_millis()
+                .saturating_sub(u64::try_from(self.late_by.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Counts the misses of every computer whose deadline has passed, as of what the manager
@@ -378,10 +566,7 @@ impl Monitor {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.late_by = self.delay.estimate(now);
         self.delay_falls = self.delay.next_change(now);
-        let judged = Instant::from_millis(
-            now.as_millis()
-                .saturating_sub(u64::try_from(self.late_by.as_millis()).unwrap_or(u64::MAX)),
-        );
+        let judged = self.judged(now);
         while let Some(&(deadline, computer)) = self.deadlines.first() {
             if deadline > judged {
                 break;
@@ -397,12 +582,13 @@ impl Monitor {
     }
 
     /// The next instant at which `handle_timeout` has something to do: a deadline, pushed back
-    /// by the manager's delay, or the moment that delay may fall.
+    /// by the manager's delay and its freezes, or the moment that delay may fall.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let paused = self.paused.saturating_add(self.late_by);
         let deadline = self
             .deadlines
             .first()
-            .map(|(t, _)| t.saturating_add(self.late_by));
+            .map(|(t, _)| t.saturating_add(paused));
         let delay_falls = self.delay_falls.filter(|_| !self.late_by.is_zero());
         match (deadline, delay_falls) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -426,17 +612,21 @@ impl Monitor {
             (false, Base::Goodbye) => State::Stopped,
             (false, _) => State::Offline,
         };
-        let mut reason = format!("{missed} heartbeat(s) missed; {}", entry_reason(entry));
+        // The alert's words say the count once (`offline_message`); the status history says it.
+        let mut reason = entry_reason(entry);
         if let Some(error) = &entry.dial_error {
             reason.push_str(&format!("; the manager's last dial failed: {error}"));
         }
-        self.set_state(computer, entry, state, reason.clone());
-        let threshold = match entry.rules.missed_before_alert {
-            MissedLimit::Unlimited => return,
-            MissedLimit::Count(n) => u64::from(n) + 1,
+        self.set_state(
+            computer,
+            entry,
+            state,
+            format!("{missed} heartbeat(s) missed; {reason}"),
+        );
+        let Some(threshold) = threshold(entry) else {
+            return;
         };
-        let quiet = vm_stopped && !entry.rules.offline_errors_for_inactive_vms;
-        if missed >= threshold && !entry.alerted && !quiet {
+        if missed >= threshold && !entry.alerted && forbids(entry).is_none() {
             entry.alerted = true;
             self.out.push_back(Decision::RaiseOffline {
                 computer,
@@ -469,6 +659,28 @@ impl Monitor {
         self.deadlines.insert((entry.deadline, computer));
         self.entries.insert(computer, entry);
     }
+}
+
+/// The misses that raise the offline alert, if the settings allow one at all.
+fn threshold(entry: &Entry) -> Option<u64> {
+    match entry.rules.missed_before_alert {
+        MissedLimit::Unlimited => None,
+        MissedLimit::Count(n) => Some(u64::from(n) + 1),
+    }
+}
+
+/// Why the settings forbid an offline alert for the computer now, if they do.
+fn forbids(entry: &Entry) -> Option<String> {
+    if entry.rules.missed_before_alert == MissedLimit::Unlimited {
+        return Some("withdrawn: missed-before-alert is now unlimited".into());
+    }
+    let vm_stopped = entry.rules.is_vm && entry.power == PowerState::Stopped;
+    (vm_stopped && !entry.rules.offline_errors_for_inactive_vms)
+        .then(|| "withdrawn: the VM is stopped and offline errors for inactive VMs are off".into())
+}
+
+fn saturate(change: i128) -> i64 {
+    i64::try_from(change).unwrap_or(if change < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// When the `n`th miss after the base is counted.

@@ -132,6 +132,7 @@ fn clock_changes_below_and_at_the_maximum_are_fine_above_it_alert() {
         computer: ID,
         change_ms: 60_001,
         limit: Duration::from_secs(60),
+        seen_by: Witness::Manager,
     }));
     // Backwards counts too, and no limit means no alert.
     m.handle_heartbeat(at(40_000), ID, Some(WallMs(40000)));
@@ -178,6 +179,7 @@ fn an_absurd_agent_clock_alerts_without_overflow() {
         computer: ID,
         change_ms: i64::MAX,
         limit: Duration::from_secs(60),
+        seen_by: Witness::Manager,
     }));
 }
 
@@ -289,16 +291,64 @@ fn a_computer_never_heard_from_after_activation_is_said_so() {
 fn a_clock_step_reported_by_the_agent_alerts_only_above_the_maximum() {
     let mut m = Monitor::new();
     m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
-    m.handle_clock_event(ID, 60_000);
-    assert!(drain(&mut m).is_empty(), "at the maximum is fine");
-    m.handle_clock_event(ID, -60_001);
+    m.handle_clock_event(ID, 60_000, WallMs(5));
+    m.handle_heartbeat(at(1_000), ID, None);
+    assert!(
+        !drain(&mut m)
+            .iter()
+            .any(|d| matches!(d, Decision::ClockChanged { .. })),
+        "at the maximum is fine"
+    );
+    m.handle_clock_event(ID, -60_001, WallMs(6));
+    assert!(
+        drain(&mut m).is_empty(),
+        "judged with the session's heartbeat"
+    );
+    m.handle_heartbeat(at(2_000), ID, None);
     assert!(drain(&mut m).contains(&Decision::ClockChanged {
         computer: ID,
         change_ms: -60_001,
         limit: Duration::from_secs(60),
+        seen_by: Witness::Agent,
     }));
-    m.handle_clock_event(ComputerId(99), 1 << 40);
+    m.handle_clock_event(ComputerId(99), 1 << 40, WallMs(7));
     assert!(drain(&mut m).is_empty(), "unknown computers are ignored");
+}
+
+/// The agent's event 5004 and the manager's own check see the same step: one occurrence, with
+/// both witnesses, not two alerts with two wordings. A report that comes late (the store refused
+/// it at first) of a step the check saw alone is not counted again.
+#[test]
+fn one_clock_step_is_one_occurrence_whoever_saw_it() {
+    let clocks = |m: &mut Monitor| -> Vec<Decision> {
+        drain(m)
+            .into_iter()
+            .filter(|d| matches!(d, Decision::ClockChanged { .. }))
+            .collect()
+    };
+    let step = |seen_by| Decision::ClockChanged {
+        computer: ID,
+        change_ms: 3_600_000,
+        limit: Duration::from_secs(60),
+        seen_by,
+    };
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(2)));
+    m.handle_heartbeat(at(0), ID, Some(WallMs(1_000_000)));
+    // The clock jumps an hour ahead; the agent notices before its next session.
+    let after = WallMs(1_000_000 + 10_000 + 3_600_000);
+    m.handle_clock_event(ID, 3_600_000, after);
+    m.handle_heartbeat(at(10_000), ID, Some(after));
+    assert_eq!(clocks(&mut m), vec![step(Witness::Both)]);
+
+    // Another hour: the store refuses the report, the check alone sees it...
+    let later = WallMs(after.0 + 10_000 + 3_600_000);
+    m.handle_heartbeat(at(20_000), ID, Some(later));
+    assert_eq!(clocks(&mut m), vec![step(Witness::Manager)]);
+    // ...and the report the next session delivers is the same occurrence.
+    m.handle_clock_event(ID, 3_600_000, later);
+    m.handle_heartbeat(at(30_000), ID, Some(WallMs(later.0 + 10_000)));
+    assert_eq!(clocks(&mut m), vec![]);
 }
 
 #[test]
@@ -486,4 +536,69 @@ fn once_the_manager_has_caught_up_deadlines_are_on_time_again() {
     assert_eq!(m.state(ComputerId(2)), Some(State::Offline));
     // With no delay left, the next deadline is 3's own, from its last heartbeat at 10.5 s.
     assert_eq!(m.poll_timeout(), Some(at(21_500)));
+}
+
+fn withdrawn(decisions: &[Decision]) -> Option<String> {
+    decisions.iter().find_map(|d| match d {
+        Decision::WithdrawOffline { why, .. } => Some(why.clone()),
+        _ => None,
+    })
+}
+
+/// An alert follows its settings: `unlimited` withdraws it (with the reason), a limit that is
+/// already exceeded raises it at once, and a longer interval whose threshold is not reached
+/// yet withdraws it again.
+#[test]
+fn an_offline_alert_is_withdrawn_or_raised_as_its_settings_change() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_timeout(at(11_000));
+    assert!(raised(&drain(&mut m)));
+
+    m.set_rules(at(12_000), ID, rules(10, MissedLimit::Unlimited));
+    let why = withdrawn(&drain(&mut m)).expect("withdrawn");
+    assert!(why.contains("unlimited"), "{why}");
+
+    m.set_rules(at(13_000), ID, rules(10, MissedLimit::Count(0)));
+    assert!(
+        raised(&drain(&mut m)),
+        "raised at once, not at the next deadline"
+    );
+
+    m.set_rules(at(14_000), ID, rules(60, MissedLimit::Count(0)));
+    let why = withdrawn(&drain(&mut m)).expect("withdrawn");
+    assert!(why.contains("fewer than its settings now allow"), "{why}");
+    m.handle_timeout(at(66_000));
+    assert!(
+        raised(&drain(&mut m)),
+        "raised again once the new threshold passes"
+    );
+}
+
+/// A stopped VM without offline errors: its alert goes, also one found at the manager's start.
+#[test]
+fn a_stopped_vm_loses_its_offline_alert_also_across_a_restart() {
+    let vm = Rules {
+        is_vm: true,
+        ..rules(10, MissedLimit::Count(0))
+    };
+    let mut m = Monitor::new();
+    m.track(at(0), ID, vm);
+    m.handle_timeout(at(11_000));
+    assert!(raised(&drain(&mut m)));
+    m.set_power(at(12_000), ID, PowerState::Stopped);
+    assert!(withdrawn(&drain(&mut m)).is_some_and(|w| w.contains("VM is stopped")));
+
+    let mut restarted = Monitor::new();
+    restarted.track(at(0), ID, vm);
+    restarted.set_power(at(0), ID, PowerState::Stopped);
+    drain(&mut restarted);
+    restarted.mark_offline_alerted(ID);
+    assert!(withdrawn(&drain(&mut restarted)).is_some());
+    // One carried over a restart, on a running computer, stands until it is heard from.
+    let mut carried = Monitor::new();
+    carried.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    carried.mark_offline_alerted(ID);
+    carried.set_rules(at(1_000), ID, rules(20, MissedLimit::Count(0)));
+    assert_eq!(withdrawn(&drain(&mut carried)), None);
 }

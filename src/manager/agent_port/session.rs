@@ -80,10 +80,11 @@ pub(crate) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     let steps = clock_steps(&events);
                     match store_events(port, computer, events).await {
                         Ok(()) => {
-                            for change_ms in steps {
+                            for (change_ms, at) in steps {
                                 port.liveness.send(LivenessEvent::ClockStep {
                                     computer,
                                     change_ms,
+                                    at,
                                 });
                             }
                             session.handle_committed(port.clock.now());
@@ -299,16 +300,19 @@ pub(super) async fn store_events(
     stored
 }
 
-/// The clock steps an agent reported (event 5004), for the verdicts task to judge.
-pub(super) fn clock_steps(events: &[AgentEvent]) -> Vec<i64> {
+/// The clock steps an agent reported (event 5004), for the verdicts task to judge: the change,
+/// and the agent's clock after it (the event's time when its `new` field is missing).
+pub(crate) fn clock_steps(events: &[AgentEvent]) -> Vec<(i64, WallMs)> {
     events
         .iter()
         .filter(|e| e.id == crate::model::events::CLOCK_CHANGED.id)
         .filter_map(|e| {
-            e.fields
-                .iter()
-                .find(|(k, _)| k == "change_ms")
-                .and_then(|(_, v)| v.parse().ok())
+            let field = |name: &str| e.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let change = field("change_ms")?.parse().ok()?;
+            let at = field("new")
+                .and_then(|v| v.parse().ok())
+                .map_or(e.time, WallMs);
+            Some((change, at))
         })
         .collect()
 }

@@ -6,7 +6,7 @@
 use crate::alerts::{catalogue, record};
 use crate::clock::{Clock, WallMs};
 use crate::handles::LivenessEvent;
-use crate::liveness::{Decision, Monitor, PowerState, Rules, State};
+use crate::liveness::{Decision, FROZEN_AFTER, LOOK_EVERY, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
 use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status};
 use crate::policy::{self, PolicyTree};
@@ -88,18 +88,31 @@ pub async fn run(
     let mut behind = false;
     let mut deferred = Deferred::default();
     loop {
-        let mut due = monitor.poll_timeout();
-        if deferred.waiting() {
-            let retry = clock.now().saturating_add(RETRY_DEFERRED);
-            due = Some(due.map_or(retry, |d| d.min(retry)));
+        // At least a look every LOOK_EVERY: waking much later than asked can then only mean
+        // the manager did not run (a paused VM, a swap storm), and nobody's misses count it.
+        let slept_at = clock.now();
+        let mut due = slept_at.saturating_add(LOOK_EVERY);
+        if let Some(deadline) = monitor.poll_timeout() {
+            due = due.min(deadline);
         }
-        let tick = clock.sleep_until(due);
+        if deferred.waiting() {
+            due = due.min(slept_at.saturating_add(RETRY_DEFERRED));
+        }
+        let tick = clock.sleep_until(Some(due));
         let event = smol::future::or(async { Some(events.recv().await) }, async {
             tick.await;
             None
         })
         .await;
         let mut now = clock.now();
+        if now > due.saturating_add(FROZEN_AFTER) {
+            log::warn!(
+                "liveness: the manager did not run for {:.1} s (a paused VM or an overloaded \
+                 host?); that time counts towards no computer's missed heartbeats",
+                now.saturating_since(slept_at).as_secs_f64()
+            );
+            monitor.handle_frozen(slept_at, now);
+        }
         match event {
             None => {}
             Some(Err(_)) => return,
@@ -169,7 +182,8 @@ async fn handle(
         LivenessEvent::ClockStep {
             computer,
             change_ms,
-        } => monitor.handle_clock_event(computer, change_ms),
+            at,
+        } => monitor.handle_clock_event(computer, change_ms, at),
         LivenessEvent::DialFailed { computer, reason } => {
             monitor.handle_dial_failed(computer, reason);
         }

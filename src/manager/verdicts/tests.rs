@@ -82,6 +82,23 @@ impl Harness {
         });
     }
 
+    /// Lets `d` pass as a running manager sees it: in steps no longer than the task's longest
+    /// sleep, each once the task is asleep again. One jump would look like a frozen manager,
+    /// whose time counts towards nobody's misses.
+    fn pass(&self, d: Duration) {
+        let mut left = d;
+        while !left.is_zero() {
+            let step = left.min(crate::liveness::LOOK_EVERY);
+            let begun = self.clock.sleeps_begun();
+            self.clock.advance(step);
+            let deadline = crate::clock::Stopwatch::now() + Duration::from_secs(30);
+            while self.clock.sleeps_begun() == begun && crate::clock::Stopwatch::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            left -= step;
+        }
+    }
+
     /// Waits until the task has taken every event sent.
     fn taken(&self) {
         while self.liveness.queued() > 0 {
@@ -140,7 +157,7 @@ fn many_computers_going_offline_together_share_commits() {
     assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
     let before = h.commits();
     // Every allowance runs out at once; the advance wakes the task.
-    h.clock.advance(Duration::from_secs(20));
+    h.pass(Duration::from_secs(20));
     let alerted = h.until(|s| s.read().unwrap().alerts().unwrap().len() as u64 == N);
     assert!(alerted, "not every computer was alerted");
     assert!((1..=N).all(|id| h.status(id) == Some(Status::Offline)));
@@ -158,7 +175,7 @@ fn decisions_the_store_refused_are_written_in_order_once_it_takes_writes_again()
     let asleep = || assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
     // Computer 2 heartbeats at 8 s; computer 1 goes quiet, and at 16 s it is offline and
     // alerted while nothing can be written.
-    h.clock.advance(Duration::from_secs(8));
+    h.pass(Duration::from_secs(8));
     asleep();
     let begun = h.clock.sleeps_begun();
     h.heartbeat(2);
@@ -166,7 +183,7 @@ fn decisions_the_store_refused_are_written_in_order_once_it_takes_writes_again()
         h.until(|_| h.clock.sleeps_begun() > begun),
         "the heartbeat was not handled"
     );
-    h.clock.advance(Duration::from_secs(8));
+    h.pass(Duration::from_secs(8));
     asleep();
     assert_eq!(h.store.read().unwrap().alerts().unwrap().len(), 0);
     // It comes back before the store does: the clearing waits behind the alert.
@@ -178,10 +195,10 @@ fn decisions_the_store_refused_are_written_in_order_once_it_takes_writes_again()
     );
     // The store reopens at 17 s; the retry at 18 s writes both (computer 2 is due at 19 s).
     h.store.tend(h.clock.now());
-    h.clock.advance(Duration::from_secs(1));
+    h.pass(Duration::from_secs(1));
     asleep();
     h.store.tend(h.clock.now());
-    h.clock.advance(Duration::from_secs(1));
+    h.pass(Duration::from_secs(1));
     let written = h.until(|s| {
         let alerts = s.read().unwrap().alerts().unwrap();
         alerts.len() == 1 && !alerts[0].is_active()
@@ -202,7 +219,7 @@ fn heartbeats_that_waited_in_the_manager_hold_back_verdicts_and_show_in_metrics(
     let h = Harness::start(2, MissedLimit::Count(0));
     // Computer 1's heartbeats waited 5 s inside the manager: so may 2's, which is past
     // its allowance (10 s + 1 s grace) at 12 s but not past it and the delay.
-    h.clock.advance(Duration::from_secs(7));
+    h.pass(Duration::from_secs(7));
     h.send(LivenessEvent::Heartbeat {
         computer: ComputerId(1),
         agent_clock: None,
@@ -214,14 +231,14 @@ fn heartbeats_that_waited_in_the_manager_hold_back_verdicts_and_show_in_metrics(
     let delay = h.heartbeat_delay();
     assert!((5.0..6.5).contains(&delay), "{delay}");
     // At 12 s the task wakes on the clock, judges, and sleeps again.
-    h.clock.advance(Duration::from_secs(5));
+    h.pass(Duration::from_secs(5));
     assert!(
         h.until(|_| h.clock.sleepers() == 1),
         "the task did not sleep again"
     );
     assert_eq!(h.status(2), Some(Status::Online));
     // Past both: the advance alone wakes the task.
-    h.clock.advance(Duration::from_secs(5));
+    h.pass(Duration::from_secs(5));
     assert!(h.until(|_| h.status(2) == Some(Status::Offline)));
     h.stop();
 }
@@ -234,6 +251,7 @@ fn a_heartbeat_waiting_in_the_queue_is_not_a_missed_one() {
     let held = h.store.write().unwrap();
     h.heartbeat(1);
     h.taken();
+    // The task is stuck on the write, not asleep: the time passes at once.
     h.clock.advance(Duration::from_secs(20));
     h.heartbeat(1);
     h.heartbeat(2);
@@ -266,7 +284,7 @@ fn an_activated_computer_is_watched_from_its_activation_and_only_it() {
     h.send(LivenessEvent::Activated(ComputerId(3)));
     h.taken();
     // No policy is stored: the built-in 10-minute interval, then the grace.
-    h.clock.advance(Duration::from_secs(11 * 60 + 1));
+    h.pass(Duration::from_secs(11 * 60 + 1));
     h.heartbeat(1);
     assert!(
         h.until(|_| h.status(2) == Some(Status::Offline)),
@@ -284,7 +302,7 @@ fn a_quiet_computer_goes_offline_while_others_heartbeats_keep_coming() {
     let h = Harness::start(2, MissedLimit::Count(5));
     // Past computer 2's allowance (10 s + 1 s grace), with a flood of heartbeats from
     // computer 1 queued: the loop always has an event waiting.
-    h.clock.advance(Duration::from_secs(20));
+    h.pass(Duration::from_secs(20));
     const FLOOD: usize = 200_000;
     for _ in 0..FLOOD {
         h.heartbeat(1);
@@ -306,4 +324,22 @@ fn a_quiet_computer_goes_offline_while_others_heartbeats_keep_coming() {
         "computer 2 went offline only after the heartbeats were handled ({queued} queued)"
     );
     h.stop();
+}
+
+/// A paused VM or a swap storm: the task wakes a minute after it asked to. That minute is
+/// nobody's missed heartbeat; the silence after it is.
+#[test]
+fn a_frozen_manager_blames_nobody_for_its_own_freeze() {
+    let h = Harness::start(1, MissedLimit::Count(0));
+    h.pass(Duration::from_secs(5));
+    h.clock.advance(Duration::from_secs(60));
+    assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
+    h.pass(Duration::from_secs(1));
+    assert_eq!(h.status(1), Some(Status::Online), "the freeze was counted");
+    // 5 s before the freeze and 6 s after: past the 10 s interval and its 1 s grace.
+    h.pass(Duration::from_secs(6));
+    assert!(
+        h.until(|_| h.status(1) == Some(Status::Offline)),
+        "the silence after the freeze was not counted"
+    );
 }

@@ -215,7 +215,7 @@ fn plan(now: WallMs, decision: Decision) -> Write {
             now,
             computer,
             AlertKind::ComputerOffline,
-            catalogue::CLEARED_BY_HEARTBEAT,
+            catalogue::CLEARED_BY_HEARTBEAT.into(),
         ),
         Decision::RaiseUnreachable { computer, reason } => {
             log::warn!("alert manager-cannot-reach-agent for computer {computer}: {reason}");
@@ -230,17 +230,25 @@ fn plan(now: WallMs, decision: Decision) -> Write {
             now,
             computer,
             AlertKind::ManagerCannotReachAgent,
-            catalogue::CLEARED_BY_DIAL,
+            catalogue::CLEARED_BY_DIAL.into(),
         ),
         Decision::ClockChanged {
             computer,
             change_ms,
             limit,
+            seen_by,
         } => {
-            log::warn!("alert clock-changed for computer {computer}: {change_ms} ms");
+            log::warn!(
+                "alert clock-changed for computer {computer}: {change_ms} ms, seen by {}",
+                seen_by.words()
+            );
             raise(now, computer, AlertKind::ClockChanged, move |_| {
-                catalogue::clock_changed_message(change_ms, limit)
+                catalogue::clock_changed_message(change_ms, limit, seen_by.words())
             })
+        }
+        Decision::WithdrawOffline { computer, why } => {
+            log::info!("computer {computer}'s offline alert: {why}");
+            clear(now, computer, AlertKind::ComputerOffline, why)
         }
     }
 }
@@ -260,13 +268,13 @@ fn raise(
 }
 
 /// Clears the active alert of `kind` for `computer`, saying `why` in its history.
-fn clear(now: WallMs, computer: ComputerId, kind: AlertKind, why: &'static str) -> Write {
+fn clear(now: WallMs, computer: ComputerId, kind: AlertKind, why: String) -> Write {
     Write {
         what: format!(
             "the clearing of computer {computer}'s {} alert",
             kind.name()
         ),
-        change: Arc::new(move |txn| record::clear(txn, computer, kind, now, why).map(|_| ())),
+        change: Arc::new(move |txn| record::clear(txn, computer, kind, now, &why).map(|_| ())),
     }
 }
 
