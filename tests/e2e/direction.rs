@@ -362,3 +362,47 @@ fn a_rule_that_would_shut_the_manager_out_of_a_manager_initiated_computer_is_ref
     let words = String::from_utf8_lossy(&switch.stderr);
     assert!(words.contains("'admin host only'"), "{words}");
 }
+
+#[test]
+fn a_manager_initiated_agent_its_policy_shuts_out_says_why_and_recovers_once_the_rule_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "communication.direction=manager-initiated");
+    // In place before any computer exists: nothing to judge it by, so it is accepted, and the
+    // agent activates into it.
+    let rule = m.cli_json(&agent_port_rule(
+        "Base Policy",
+        "admin host only",
+        "127.0.0.2",
+    ));
+    let rule_id = rule["effective"][0]["id"].to_string();
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "kiosk");
+    wait_for(LIMIT, || {
+        m.log()
+            .contains(
+                "the agent's firewall rule 'admin host only' refused the manager at 127.0.0.1",
+            )
+            .then_some(())
+    });
+    assert!(
+        agent.log().contains("refused a connection from 127.0.0.1"),
+        "{}",
+        agent.log()
+    );
+    let sessions = counter(&computer(&m, "kiosk"), "manager-sessions");
+
+    // The removal cannot be dialed in; the agent fetches it after three silent intervals, and
+    // the manager's dials get through again.
+    m.cli_json(&["policies", "rules", "remove", "Base Policy", &rule_id]);
+    let c = wait_for(LIMIT, || {
+        let c = wait_up_to_date(&m, "kiosk");
+        (counter(&c, "manager-sessions") > sessions).then_some(c)
+    });
+    assert_eq!(c["firewall_rules"], serde_json::json!([]));
+    assert!(
+        agent.log().contains("nothing heard from the manager"),
+        "{}",
+        agent.log()
+    );
+}
