@@ -4,9 +4,12 @@
 //! the manager (which starts the API).
 
 use crate::clock::{Clock, WallMs, within};
-use crate::model::ComputerId;
+use crate::model::{ComputerId, ListenerRule};
 use crate::proto::SessionSummary;
 use smol::channel::{Receiver, Sender};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// What the rest of the manager tells the verdicts task.
@@ -129,16 +132,70 @@ pub enum DialerEvent {
     Deleted(ComputerId),
 }
 
-/// A cheap handle to the dialer task.
+/// Distinct agent-port rule sets the dialer remembers by configuration fingerprint; past it
+/// the memory starts over (a site has a few dozen; this bounds a churn of edits).
+const MAX_REMEMBERED_RULE_SETS: usize = 1024;
+
+/// A cheap handle to the dialer task, and what its dials learned that others ask about.
 #[derive(Clone, Debug)]
 pub struct Dialer {
     events: Sender<DialerEvent>,
+    /// The manager's own address in its latest dial to each computer (known once TCP connected,
+    /// whatever came after): the address the agent's port rule judges. The API checks a rule
+    /// change against it; held in memory only, so unknown until the first dial after a start.
+    sources: Arc<RwLock<HashMap<ComputerId, IpAddr>>>,
+    /// The agent-port rules of each configuration the manager expected an agent to run, by
+    /// fingerprint: an agent that has not applied the newest one still runs one of these, and a
+    /// refused dial can say which of its rules refused the manager.
+    rule_sets: Arc<RwLock<HashMap<[u8; 32], Vec<ListenerRule>>>>,
 }
 
 impl Dialer {
     pub fn channel() -> (Dialer, Receiver<DialerEvent>) {
         let (events, receiver) = smol::channel::unbounded();
-        (Dialer { events }, receiver)
+        let dialer = Dialer {
+            events,
+            sources: Arc::default(),
+            rule_sets: Arc::default(),
+        };
+        (dialer, receiver)
+    }
+
+    pub fn note_source(&self, computer: ComputerId, manager: IpAddr) {
+        let mut sources = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        sources.insert(computer, manager);
+    }
+
+    pub fn forget_source(&self, computer: ComputerId) {
+        let mut sources = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        sources.remove(&computer);
+    }
+
+    /// The manager's address toward `computer`, as its latest dial there found it.
+    pub fn source(&self, computer: ComputerId) -> Option<IpAddr> {
+        let sources = self.sources.read().unwrap_or_else(|e| e.into_inner());
+        sources.get(&computer).copied()
+    }
+
+    /// Remembers the agent-port rules of a configuration; one without any admits everyone and
+    /// needs no remembering.
+    pub fn note_rules(&self, fingerprint: [u8; 32], rules: &[ListenerRule]) {
+        if rules.is_empty() {
+            return;
+        }
+        let mut sets = self.rule_sets.write().unwrap_or_else(|e| e.into_inner());
+        if !sets.contains_key(&fingerprint) {
+            if sets.len() >= MAX_REMEMBERED_RULE_SETS {
+                sets.clear();
+            }
+            sets.insert(fingerprint, rules.to_vec());
+        }
+    }
+
+    /// The agent-port rules of the configuration with `fingerprint`, if remembered.
+    pub fn rules(&self, fingerprint: &[u8; 32]) -> Option<Vec<ListenerRule>> {
+        let sets = self.rule_sets.read().unwrap_or_else(|e| e.into_inner());
+        sets.get(fingerprint).cloned()
     }
 
     pub fn send(&self, event: DialerEvent) {

@@ -1,10 +1,11 @@
 //! The agent's side of the heartbeat: it dials the manager each interval when its direction is
-//! bidirectional or agent-initiated, waits quietly when manager-initiated, announces a new
-//! listening port at once whatever the direction, and says goodbye on a clean stop.
+//! bidirectional or agent-initiated, waits quietly when manager-initiated (but dials once after
+//! `SILENT_INTERVALS` without a session), announces a new listening port at once whatever the
+//! direction, and says goodbye on a clean stop.
 
 use super::error::AgentError;
 use super::runtime::{Runtime, VERSION};
-use super::schedule::{Heartbeats, Next};
+use super::schedule::{Heartbeats, Next, SILENT_INTERVALS};
 use super::session;
 use crate::model::events;
 use crate::proto::Purpose;
@@ -34,10 +35,11 @@ pub(super) async fn run(
     );
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        heard(rt, &mut plan);
         let dials = rt.direction().agent_dials();
         let sleep = rt
             .clock
-            .sleep_until(plan.poll_timeout(dials, rt.announce_pending()));
+            .sleep_until(plan.poll_timeout_with_silence(dials, rt.announce_pending()));
         let woke = smol::future::or(
             async {
                 shutdown.as_mut().await;
@@ -65,10 +67,18 @@ pub(super) async fn run(
                 plan.handle_changed(rt.clock.now(), interval, rt.announce_pending());
             }
             Wake::Due => {
+                // The manager may have dialed in while the loop slept.
+                heard(rt, &mut plan);
                 let now = rt.clock.now();
-                if plan.poll(now, rt.direction().agent_dials(), rt.announce_pending())
-                    == Next::Heartbeat
-                {
+                let (dials, announce) = (rt.direction().agent_dials(), rt.announce_pending());
+                if plan.poll_with_silence(now, dials, announce) == Next::Heartbeat {
+                    if plan.poll(now, dials, announce) == Next::Wait {
+                        log::info!(
+                            "nothing heard from the manager for {SILENT_INTERVALS} intervals: \
+                             dialing it once ({}), in case a rule keeps it out",
+                            rt.direction().name()
+                        );
+                    }
                     rt.take_announce();
                     heartbeat(rt, tls, &mut plan).await;
                 }
@@ -76,6 +86,13 @@ pub(super) async fn run(
         }
     }
     stop(rt, tls).await
+}
+
+/// Sessions the manager dialed count as contact, like the loop's own.
+fn heard(rt: &Runtime<'_>, plan: &mut Heartbeats) {
+    if let Some(at) = rt.take_heard() {
+        plan.handle_heard(at);
+    }
 }
 
 enum Wake {

@@ -6,11 +6,11 @@
 //! budget under a short deadline, the oldest evicted when it is full, so idle sockets cannot
 //! keep the manager's dial out; what is closed is logged as one line a minute.
 
-use super::gate::{self, Verdict};
 use super::neighbours;
 use super::runtime::Runtime;
 use crate::files::write_atomic;
 use crate::net::{Budget, Closed, Gate, Ticket};
+use crate::policy::port_rule::{self as gate, Verdict};
 use crate::proto::Purpose;
 use futures_rustls::TlsAcceptor;
 use smol::net::{TcpListener, TcpStream};

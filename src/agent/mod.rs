@@ -5,13 +5,12 @@
 //! delivers spooled events exactly once and applies the configuration. A clean stop says
 //! goodbye.
 //!
-//! Decisions live in the sans-io `proto::AgentSession`, `schedule` and `gate`; this module only
-//! wires files, sockets and timers to them.
+//! Decisions live in the sans-io `proto::AgentSession`, `schedule` and `policy::port_rule`;
+//! this module only wires files, sockets and timers to them.
 
 mod clock_watch;
 mod error;
 use crate::model::events;
-mod gate;
 mod heartbeat;
 mod identity;
 mod listener;

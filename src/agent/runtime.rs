@@ -7,7 +7,7 @@ use super::error::AgentError;
 use super::identity::Identity;
 use super::session;
 use super::spool::Spool;
-use crate::clock::Clock;
+use crate::clock::{Clock, Instant};
 use crate::model::events;
 use crate::model::{Direction, ListenerRule};
 use crate::policy::Fingerprint;
@@ -60,6 +60,9 @@ pub(super) struct Runtime<'a> {
     listen_port: Cell<Option<u16>>,
     /// Set when the listening port changed: the manager must hear of it, whatever the direction.
     announce: Cell<bool>,
+    /// When the last session with the manager completed, whoever dialed; the heartbeat loop
+    /// takes it to count the silence (`Heartbeats::handle_heard`).
+    heard: Cell<Option<Instant>>,
     /// Wakes the heartbeat loop: new configuration, or a port to announce.
     pub heartbeat_wake: Wake,
     /// Wakes the listener: new configuration (direction or rules).
@@ -77,6 +80,7 @@ impl<'a> Runtime<'a> {
             clock_watch: RefCell::new(ClockWatch::default()),
             listen_port: Cell::new(None),
             announce: Cell::new(false),
+            heard: Cell::new(None),
             heartbeat_wake: Wake::new(),
             listener_wake: Wake::new(),
         }
@@ -120,6 +124,11 @@ impl<'a> Runtime<'a> {
     /// Whether a port change waits to be announced; clears it.
     pub fn take_announce(&self) -> bool {
         self.announce.replace(false)
+    }
+
+    /// When a session with the manager last completed, if one did since the last call.
+    pub fn take_heard(&self) -> Option<Instant> {
+        self.heard.take()
     }
 
     /// Checked before each session, so the clock event travels with it.
@@ -193,6 +202,9 @@ impl<'a> Runtime<'a> {
             session::STEP_TIMEOUT,
         );
         let result = session::drive(core, stream, self.spool, self.clock).await;
+        if result.is_ok() {
+            self.heard.set(Some(self.clock.now()));
+        }
         if self.fingerprint() != before {
             self.heartbeat_wake.notify();
             self.listener_wake.notify();

@@ -1,14 +1,22 @@
 //! The agent's heartbeat decisions, sans-io: when the next heartbeat is due (the manager's word
 //! after a session, the effective interval with jitter otherwise, a growing backoff after
 //! failures), whether to dial at all (the direction), when an announcement goes (at once), and
-//! when a new interval applies (from now). The time, randomness and results come in as
-//! arguments; `heartbeat.rs` only sleeps until [`Heartbeats::poll_timeout`] and moves bytes.
+//! when a new interval applies (from now), and when an agent that must not dial has heard nothing
+//! from the manager for so long that it dials once anyway (a rule that shut the manager out of a
+//! manager-initiated agent can only be undone by a configuration the agent fetches itself). The
+//! time, randomness and results come in as arguments; `heartbeat.rs` only sleeps until
+//! [`Heartbeats::poll_timeout_with_silence`] and moves bytes.
 
 use crate::clock::Instant;
 use std::time::Duration;
 
 /// Shortest wait after a failure; doubled with each further failure up to the interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Intervals without a session with the manager (whoever dialed) after which an agent whose
+/// direction forbids it to dial dials once. Three: the manager's own dials, a little late, never
+/// set it off, and a fixed rule reaches a locked-out agent within three intervals.
+pub const SILENT_INTERVALS: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -68,6 +76,10 @@ pub enum Next {
 pub struct Heartbeats {
     schedule: Schedule,
     due: Instant,
+    /// The later of the last session with the manager (either side dialed) and the agent's last
+    /// attempt to reach it: silence is counted from here, so a failed attempt waits its turn
+    /// again rather than retrying at once.
+    quiet_since: Instant,
 }
 
 impl Heartbeats {
@@ -76,6 +88,7 @@ impl Heartbeats {
         Heartbeats {
             schedule: Schedule::new(interval),
             due: now,
+            quiet_since: now,
         }
     }
 
@@ -91,6 +104,37 @@ impl Heartbeats {
             Some(due) if now >= due => Next::Heartbeat,
             _ => Next::Wait,
         }
+    }
+
+    /// When the loop should wake, counting the silence: [`Heartbeats::poll_timeout`], or earlier
+    /// the instant an agent that does not dial has heard nothing for [`SILENT_INTERVALS`].
+    pub fn poll_timeout_with_silence(&self, dials: bool, announce: bool) -> Option<Instant> {
+        let silence = (!dials).then(|| self.silence_ends());
+        match (self.poll_timeout(dials, announce), silence) {
+            (Some(due), Some(silence)) => Some(due.min(silence)),
+            (due, silence) => due.or(silence),
+        }
+    }
+
+    /// Woken at `now`: whether a heartbeat is due, or the silence has lasted long enough that an
+    /// agent that does not dial dials once.
+    pub fn poll_with_silence(&self, now: Instant, dials: bool, announce: bool) -> Next {
+        match self.poll_timeout_with_silence(dials, announce) {
+            Some(due) if now >= due => Next::Heartbeat,
+            _ => Next::Wait,
+        }
+    }
+
+    /// A session with the manager completed at `now`, whoever dialed: the manager can reach
+    /// the agent (or the agent the manager), so nothing needs undoing.
+    pub fn handle_heard(&mut self, now: Instant) {
+        self.quiet_since = self.quiet_since.max(now);
+    }
+
+    fn silence_ends(&self) -> Instant {
+        let interval = self.schedule.interval;
+        self.quiet_since
+            .saturating_add(interval.saturating_mul(SILENT_INTERVALS))
     }
 
     /// The configuration or the listener changed: a new interval applies from now (never
@@ -116,6 +160,7 @@ impl Heartbeats {
         if let Some(interval) = new_interval {
             self.schedule.set_interval(interval);
         }
+        self.handle_heard(now);
         let wait = self.schedule.after_success(next, unit);
         self.due = now.saturating_add(wait);
         wait
@@ -125,6 +170,9 @@ impl Heartbeats {
     pub fn handle_failure(&mut self, now: Instant, unit: f64) -> Duration {
         let wait = self.schedule.after_failure(unit);
         self.due = now.saturating_add(wait);
+        // An attempt restarts the silence: a manager still out of reach is tried again after
+        // another SILENT_INTERVALS, not at the backoff's pace.
+        self.quiet_since = self.quiet_since.max(now);
         wait
     }
 }
@@ -206,5 +254,47 @@ mod tests {
         s.after_success(None, 0.0);
         assert_eq!(s.after_failure(0.0), Duration::from_secs(1));
         assert_eq!(s.after_failure(1.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_agent_that_does_not_dial_dials_once_after_three_silent_intervals() {
+        let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
+        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(180)));
+        assert_eq!(h.poll_with_silence(at(179), false, false), Next::Wait);
+        // The manager's dials keep it quiet: silence counts from the last one.
+        h.handle_heard(at(100));
+        assert_eq!(h.poll_with_silence(at(180), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(280)));
+        assert_eq!(h.poll_with_silence(at(280), false, false), Next::Heartbeat);
+        // The one dial fails: the next waits another three intervals, not the backoff.
+        h.handle_failure(at(280), 0.0);
+        assert_eq!(h.poll_with_silence(at(281), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(460)));
+        // It succeeds: back to waiting for the manager.
+        h.handle_success(at(460), Some(Duration::from_secs(60)), None, 0.0);
+        assert_eq!(h.poll_with_silence(at(461), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(640)));
+    }
+
+    #[test]
+    fn silence_changes_nothing_for_an_agent_that_dials_and_follows_a_new_interval() {
+        let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
+        h.handle_success(at(0), Some(Duration::from_secs(60)), None, 0.0);
+        assert_eq!(
+            h.poll_timeout_with_silence(true, false),
+            h.poll_timeout(true, false),
+            "a dialing agent's own heartbeats are its contact"
+        );
+        // Announcing goes at once even while silence would wait.
+        h.handle_changed(at(5), Duration::from_secs(60), true);
+        assert_eq!(h.poll_with_silence(at(5), false, true), Next::Heartbeat);
+        // A shorter interval shortens the silence too.
+        let mut h = Heartbeats::new(at(0), Duration::from_secs(600));
+        h.handle_changed(at(0), Duration::from_secs(10), false);
+        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(30)));
+        // A late report of an older session never moves the silence back.
+        h.handle_heard(at(20));
+        h.handle_heard(at(10));
+        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(50)));
     }
 }

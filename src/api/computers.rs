@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::{ApiResponse, ApiState};
-use super::{input, views};
+use super::{input, lockout, views};
 use crate::handles::LivenessEvent;
 use crate::model::{AgentState, Computer, ComputerId, HistoryEntry};
 use crate::policy::{self, PolicyTree};
@@ -86,6 +86,16 @@ pub fn update(state: &ApiState, id: &str, body: &[u8]) -> Handled {
         &current,
         &change,
     )?;
+    let field = if change.settings.0.is_empty() {
+        "policy"
+    } else {
+        "settings"
+    };
+    let changed = lockout::Changed {
+        before: (&tree, &current),
+        after: (&tree, &updated),
+    };
+    lockout::check(state, &mut txn, std::slice::from_ref(&changed), field)?;
     txn.put_computer(&updated)?;
     txn.add_history(&HistoryEntry {
         computer: updated.id,

@@ -1,7 +1,8 @@
 //! The console and REST API over HTTPS: the HTTP shell (`server`), routing (`router`), who is
 //! calling (`auth`: API key or console session), console login (`login`, `sessions`,
 //! `throttle`, `password`), the embedded console files (`assets`), the handlers per resource,
-//! JSON views and input, and the error responses.
+//! JSON views and input, the error responses, and the refusal of a change that would lock the
+//! manager out of an agent (`lockout`).
 //!
 //! Handlers are synchronous functions over the store, run on smol's blocking pool; the async
 //! part only moves bytes. That keeps each handler testable without a socket.
@@ -13,6 +14,7 @@ mod computers;
 mod error;
 mod events;
 mod input;
+mod lockout;
 mod login;
 mod operations;
 mod policies;

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::{ApiResponse, ApiState};
-use super::{input, views};
+use super::{input, lockout, views};
 use crate::model::HistoryEntry;
 use crate::policy::{self, PolicyTree};
 use crate::store::Reads;
@@ -49,14 +49,28 @@ pub fn update(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     let mut tree = tree(&txn)?;
     let current = find(&tree, reference)?;
     let updated = policy::update_policy(&tree, current, &change)?;
-    txn.put_policy(&updated)?;
+    let before = tree.clone();
     tree.upsert(updated.clone());
+    let field = changed_field(&change);
+    lockout::check_policy_change(state, &mut txn, &before, &tree, updated.id, &field)?;
+    txn.put_policy(&updated)?;
     let detail = format!("policy '{}' changed: {}", updated.name, describe(&change));
     note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("policy '{}' (id {}) changed", updated.name, updated.id);
     state.settings_changed();
     Ok(ApiResponse::ok(views::policy(&tree, &updated)))
+}
+
+/// What to blame if a change would lock the manager out: the direction if it moved, else the
+/// parent (which brings inherited rules).
+fn changed_field(change: &policy::PolicyChange) -> String {
+    let direction = crate::model::SettingKey::Direction;
+    if change.settings.0.iter().any(|(key, _)| *key == direction) {
+        format!("settings.{}", direction.name())
+    } else {
+        "parent".to_string()
+    }
 }
 
 /// What a policy change touched: `parent=Servers, heartbeat.interval=5m`.
@@ -121,8 +135,10 @@ pub fn add_rule(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
         updated.name,
         added["name"].as_str().unwrap_or_default()
     );
-    txn.put_policy(&updated)?;
+    let before = tree.clone();
     tree.upsert(updated.clone());
+    lockout::check_policy_change(state, &mut txn, &before, &tree, updated.id, "source_ips")?;
+    txn.put_policy(&updated)?;
     note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("{detail}");
@@ -142,8 +158,11 @@ pub fn remove_rule(state: &ApiState, reference: &str, rule: &str) -> Handled {
     let updated = policy::remove_rule(current, id)
         .map_err(|e| ApiError::new(hyper::StatusCode::NOT_FOUND, e.to_string()))?;
     let detail = format!("policy '{}': firewall rule {id} removed", updated.name);
-    txn.put_policy(&updated)?;
+    let before = tree.clone();
     tree.upsert(updated.clone());
+    // Removing one of two rules can leave the other refusing the manager.
+    lockout::check_policy_change(state, &mut txn, &before, &tree, updated.id, "rule")?;
+    txn.put_policy(&updated)?;
     note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
     txn.commit()?;
     log::info!("{detail}");

@@ -9,16 +9,17 @@ use super::dial_plan::{DialPlan, Target};
 use crate::clock::within;
 use crate::clock::{Clock, Instant};
 use crate::handles::{DialError, DialResult, DialerEvent, LivenessEvent};
-use crate::model::{AgentState, Computer, ComputerId};
+use crate::model::{AgentState, Computer, ComputerId, ListenerRule};
 use crate::pki::agent_server_name;
 use crate::policy::PolicyTree;
+use crate::policy::port_rule::{self, ManagerReach};
 use crate::store::{Reads, StoreError};
 use crate::tasks::{Spawner, TaskSet};
 use futures_rustls::TlsConnector;
 use smol::channel::{Receiver, Sender};
 use smol::net::TcpStream;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,6 +145,7 @@ async fn handle(
         } => plan.session_ended(computer, dialed, config_applied, listens),
         DialerEvent::Deleted(computer) => {
             plan.forget(computer);
+            port.dialer.forget_source(computer);
             waiters.remove(&computer);
         }
     }
@@ -198,12 +200,16 @@ fn load_target(port: &AgentPort, id: ComputerId) -> Result<Option<Target>, Store
 
 fn target(port: &AgentPort, tree: &PolicyTree, computer: &Computer, state: &AgentState) -> Target {
     let expected = super::expected_config(tree, computer, &port.endpoints);
+    let fingerprint = expected.fingerprint().0;
+    // Every configuration an agent may apply was expected here first (each change refreshes).
+    port.dialer
+        .note_rules(fingerprint, &expected.listener_rules);
     Target {
         computer: computer.id,
         direction: expected.direction,
         interval: expected.interval,
         listens: state.listen_port.is_some(),
-        up_to_date: state.applied_fingerprint == Some(expected.fingerprint().0),
+        up_to_date: state.applied_fingerprint == Some(fingerprint),
     }
 }
 
@@ -246,15 +252,32 @@ async fn connect(
     if let Err(e) = tcp.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY towards {addr}: {e}");
     }
+    let source = tcp.local_addr().ok().map(|a| a.ip());
+    if let Some(source) = source {
+        port.dialer.note_source(computer, source);
+    }
     let name = agent_server_name(computer.0).map_err(|e| DialError::Tls(e.to_string()))?;
-    let stream = within(
+    let handshake = within(
         &*port.clock,
         port.step_timeout,
         TlsConnector::from(tls).connect(name, tcp),
     )
     .await
-    .ok_or_else(|| DialError::Tls(format!("the TLS handshake with {addr} timed out")))?
-    .map_err(|e| DialError::Tls(format!("TLS handshake with {addr} failed: {e}")))?;
+    .ok_or_else(|| DialError::Tls(format!("the TLS handshake with {addr} timed out")))?;
+    let stream = match handshake {
+        Ok(stream) => stream,
+        Err(e) => {
+            let words = format!("TLS handshake with {addr} failed: {e}");
+            let refused = match source {
+                Some(source) => refused_by_rule(port, computer, source, listen_port).await,
+                None => None,
+            };
+            return Err(DialError::Tls(match refused {
+                Some(why) => format!("{why}; {words}"),
+                None => words,
+            }));
+        }
+    };
     let peer = identify(stream.get_ref().1, addr, &port.registry, true, due)
         .map_err(DialError::Identity)?;
     if peer.computer != Some(computer) {
@@ -263,6 +286,62 @@ async fn connect(
         )));
     }
     Ok((stream, peer))
+}
+
+/// Why the agent cut a handshake short, if the rules it runs refuse the manager's address. The
+/// agent closes such a connection without a word, so that a refused peer learns nothing of its
+/// rules; but the manager sent it those rules and can tell.
+async fn refused_by_rule(
+    port: &Arc<AgentPort>,
+    computer: ComputerId,
+    manager: IpAddr,
+    listen_port: u16,
+) -> Option<String> {
+    let loaded = {
+        let port = port.clone();
+        smol::unblock(move || agent_rules(&port, computer)).await
+    };
+    let rules = match loaded {
+        Ok(rules) => rules?,
+        Err(e) => {
+            log::debug!("dialer: cannot read computer {computer}'s rules: {e}");
+            return None;
+        }
+    };
+    match port_rule::manager_reach(&rules, listen_port, manager) {
+        ManagerReach::Refused { rules } => Some(refusal_words(&rules, manager, listen_port)),
+        ManagerReach::Admitted | ManagerReach::ByMac { .. } => None,
+    }
+}
+
+/// The agent-port rules the agent runs: those of the configuration it last reported applying,
+/// when the manager knows them (the current one, or one it remembers).
+fn agent_rules(
+    port: &AgentPort,
+    computer: ComputerId,
+) -> Result<Option<Vec<ListenerRule>>, StoreError> {
+    let txn = port.store.read()?;
+    let (Some(record), Some(state)) = (txn.computer(computer)?, txn.agent_state(computer)?) else {
+        return Ok(None);
+    };
+    let Some(applied) = state.applied_fingerprint else {
+        return Ok(None);
+    };
+    let tree = PolicyTree::new(txn.policies()?);
+    let expected = super::expected_config(&tree, &record, &port.endpoints);
+    if expected.fingerprint().0 == applied {
+        return Ok(Some(expected.listener_rules));
+    }
+    Ok(port.dialer.rules(&applied))
+}
+
+/// `the agent's firewall rule 'admin host' refused the manager at 10.0.0.1 (port 4118)`.
+fn refusal_words(rules: &[String], manager: IpAddr, port: u16) -> String {
+    let noun = if rules.len() == 1 { "rule" } else { "rules" };
+    format!(
+        "the agent's firewall {noun} {} refused the manager at {manager} (port {port})",
+        port_rule::quoted(rules)
+    )
 }
 
 /// The host to dial (the administrator's address, else the IP the agent last came from) and
@@ -336,6 +415,17 @@ mod tests {
         };
         let err = target_of(&computer(None), &silent).unwrap_err();
         assert!(err.contains("does not listen"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_names_the_rules_and_the_managers_address() {
+        let manager: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            refusal_words(&["admin host".into()], manager, 4118),
+            "the agent's firewall rule 'admin host' refused the manager at 127.0.0.1 (port 4118)"
+        );
+        let two = refusal_words(&["a".into(), "b".into()], manager, 4118);
+        assert!(two.contains("rules 'a', 'b' refused"), "{two}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::model::{RuleError, RuleId, SettingError};
 use std::fmt;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,6 +63,16 @@ pub enum PolicyError {
         address: String,
         reason: &'static str,
     },
+    /// The change would have the agent-port `rules` of manager-initiated `computer` refuse the
+    /// manager's own address: nothing could then reach the agent to undo it. `field` is what
+    /// the request changed.
+    LocksOutManager {
+        computer: String,
+        rules: Vec<String>,
+        manager: IpAddr,
+        port: u16,
+        field: String,
+    },
 }
 
 impl PolicyError {
@@ -90,6 +101,7 @@ impl PolicyError {
             PolicyError::TooManyRules { .. } => "rules",
             PolicyError::UnknownRule { .. } => "rule",
             PolicyError::InvalidAddress { .. } => "address",
+            PolicyError::LocksOutManager { field, .. } => return field.clone(),
         };
         field.to_string()
     }
@@ -104,6 +116,7 @@ impl PolicyError {
                 | PolicyError::HasChildren { .. }
                 | PolicyError::HasComputers { .. }
                 | PolicyError::TooManyRules { .. }
+                | PolicyError::LocksOutManager { .. }
         )
     }
 }
@@ -176,6 +189,23 @@ impl fmt::Display for PolicyError {
             }
             PolicyError::InvalidAddress { address, reason } => {
                 write!(f, "invalid address '{address}': {reason}")
+            }
+            PolicyError::LocksOutManager {
+                computer,
+                rules,
+                manager,
+                port,
+                ..
+            } => {
+                let noun = if rules.len() == 1 { "rule" } else { "rules" };
+                write!(
+                    f,
+                    "firewall {noun} {} would refuse the manager at {manager} on port {port} of \
+                     manager-initiated computer '{computer}', and the manager could then not \
+                     reach its agent to undo it: admit {manager} in the rule, or make the \
+                     computer bidirectional first",
+                    super::port_rule::quoted(rules)
+                )
             }
         }
     }

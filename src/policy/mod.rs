@@ -1,5 +1,5 @@
-//! Policies: the tree, inheritance resolution, validation of every change, and the fingerprint
-//! of the configuration an agent is sent.
+//! Policies: the tree, inheritance resolution, validation of every change, the fingerprint
+//! of the configuration an agent is sent, and who that configuration lets in to its agent's port.
 //!
 //! Everything here is pure: callers load the tree from the store, ask this module whether a
 //! change is allowed and what it yields, and write the result in the same transaction.
@@ -8,6 +8,7 @@ mod edit;
 mod error;
 mod expected;
 mod fingerprint;
+pub mod port_rule;
 mod resolve;
 mod rules;
 mod tree;

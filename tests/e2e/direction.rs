@@ -279,3 +279,130 @@ fn a_manager_initiated_computer_the_manager_cannot_resolve_goes_offline_saying_w
             .then_some(())
     });
 }
+
+/// `picket policies rules add POLICY` for a rule that governs the agent port (any port) and
+/// admits only `source`.
+fn agent_port_rule<'a>(policy: &'a str, name: &'a str, source: &'a str) -> Vec<&'a str> {
+    vec![
+        "policies",
+        "rules",
+        "add",
+        policy,
+        "--name",
+        name,
+        "--action",
+        "bypass",
+        "--priority",
+        "4",
+        "--direction",
+        "incoming",
+        "--frame-type",
+        "ip",
+        "--protocol",
+        "tcp",
+        "--source-ip",
+        source,
+    ]
+}
+
+#[test]
+fn a_rule_that_would_shut_the_manager_out_of_a_manager_initiated_computer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "communication.direction=manager-initiated");
+    let _agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "kiosk");
+    // The manager has dialed it: it knows the address its dials come from.
+    wait_for(LIMIT, || {
+        let c = wait_up_to_date(&m, "kiosk");
+        (counter(&c, "manager-sessions") >= 1).then_some(())
+    });
+
+    let refused = m.cli(&agent_port_rule(
+        "Base Policy",
+        "admin host only",
+        "127.0.0.2",
+    ));
+    assert_eq!(refused.status.code(), Some(1), "the API refused it");
+    let words = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        words.contains("'admin host only'")
+            && words.contains("127.0.0.1")
+            && words.contains("kiosk"),
+        "the refusal names the rule, the manager's address and the computer: {words}"
+    );
+    let rules = m.cli_json(&["policies", "rules", "list", "Base Policy"]);
+    assert_eq!(rules["rules"], serde_json::json!([]), "nothing was stored");
+
+    // Beside a rule that admits the manager, the narrow one is fine; removing the wide one
+    // would leave the narrow one refusing the manager.
+    let wide = m.cli_json(&agent_port_rule("Base Policy", "loopback", "127.0.0.0/8"));
+    let wide_id = wide["effective"][0]["id"].to_string();
+    m.cli_json(&agent_port_rule(
+        "Base Policy",
+        "admin host only",
+        "127.0.0.2",
+    ));
+    let removal = m.cli(&["policies", "rules", "remove", "Base Policy", &wide_id]);
+    assert_eq!(removal.status.code(), Some(1));
+    let words = String::from_utf8_lossy(&removal.stderr);
+    assert!(words.contains("'admin host only'"), "{words}");
+
+    // Bidirectional, the agent still heartbeats: the removal is accepted. Going
+    // manager-initiated with the narrow rule alone is what would lock the manager out.
+    set_base(&m, "communication.direction=bidirectional");
+    m.cli_json(&["policies", "rules", "remove", "Base Policy", &wide_id]);
+    let switch = m.cli(&[
+        "policies",
+        "set",
+        "Base Policy",
+        "communication.direction=manager-initiated",
+    ]);
+    assert_eq!(switch.status.code(), Some(1));
+    let words = String::from_utf8_lossy(&switch.stderr);
+    assert!(words.contains("'admin host only'"), "{words}");
+}
+
+#[test]
+fn a_manager_initiated_agent_its_policy_shuts_out_says_why_and_recovers_once_the_rule_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "communication.direction=manager-initiated");
+    // In place before any computer exists: nothing to judge it by, so it is accepted, and the
+    // agent activates into it.
+    let rule = m.cli_json(&agent_port_rule(
+        "Base Policy",
+        "admin host only",
+        "127.0.0.2",
+    ));
+    let rule_id = rule["effective"][0]["id"].to_string();
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&activation(&m)), "kiosk");
+    wait_for(LIMIT, || {
+        m.log()
+            .contains(
+                "the agent's firewall rule 'admin host only' refused the manager at 127.0.0.1",
+            )
+            .then_some(())
+    });
+    assert!(
+        agent.log().contains("refused a connection from 127.0.0.1"),
+        "{}",
+        agent.log()
+    );
+    let sessions = counter(&computer(&m, "kiosk"), "manager-sessions");
+
+    // The removal cannot be dialed in; the agent fetches it after three silent intervals, and
+    // the manager's dials get through again.
+    m.cli_json(&["policies", "rules", "remove", "Base Policy", &rule_id]);
+    let c = wait_for(LIMIT, || {
+        let c = wait_up_to_date(&m, "kiosk");
+        (counter(&c, "manager-sessions") > sessions).then_some(c)
+    });
+    assert_eq!(c["firewall_rules"], serde_json::json!([]));
+    assert!(
+        agent.log().contains("nothing heard from the manager"),
+        "{}",
+        agent.log()
+    );
+}
