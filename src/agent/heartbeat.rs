@@ -39,7 +39,7 @@ pub(super) async fn run(
         let dials = rt.direction().agent_dials();
         let sleep = rt
             .clock
-            .sleep_until(plan.poll_timeout_with_silence(dials, rt.announce_pending()));
+            .sleep_until(plan.poll_timeout(dials, rt.announce_pending()));
         let woke = smol::future::or(
             async {
                 shutdown.as_mut().await;
@@ -71,8 +71,9 @@ pub(super) async fn run(
                 heard(rt, &mut plan);
                 let now = rt.clock.now();
                 let (dials, announce) = (rt.direction().agent_dials(), rt.announce_pending());
-                if plan.poll_with_silence(now, dials, announce) == Next::Heartbeat {
-                    if plan.poll(now, dials, announce) == Next::Wait {
+                if plan.poll(now, dials, announce) == Next::Heartbeat {
+                    // Neither its direction nor an announcement: the silence is why.
+                    if !dials && !announce {
                         log::info!(
                             "nothing heard from the manager for {SILENT_INTERVALS} intervals: \
                              dialing it once ({}), in case a rule keeps it out",

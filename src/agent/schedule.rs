@@ -5,7 +5,7 @@
 //! from the manager for so long that it dials once anyway (a rule that shut the manager out of a
 //! manager-initiated agent can only be undone by a configuration the agent fetches itself). The
 //! time, randomness and results come in as arguments; `heartbeat.rs` only sleeps until
-//! [`Heartbeats::poll_timeout_with_silence`] and moves bytes.
+//! [`Heartbeats::poll_timeout`] and moves bytes.
 
 use crate::clock::Instant;
 use std::time::Duration;
@@ -93,33 +93,20 @@ impl Heartbeats {
     }
 
     /// When the loop should wake: the due time while the agent dials (its direction lets it,
-    /// or an announcement waits), never otherwise (it then waits for the manager's dials).
+    /// or an announcement waits); otherwise (it waits for the manager's dials) the instant it
+    /// has heard nothing from the manager for [`SILENT_INTERVALS`], when it dials once.
     pub fn poll_timeout(&self, dials: bool, announce: bool) -> Option<Instant> {
-        (dials || announce).then_some(self.due)
-    }
-
-    /// Woken at `now`: whether a heartbeat is due.
-    pub fn poll(&self, now: Instant, dials: bool, announce: bool) -> Next {
-        match self.poll_timeout(dials, announce) {
-            Some(due) if now >= due => Next::Heartbeat,
-            _ => Next::Wait,
-        }
-    }
-
-    /// When the loop should wake, counting the silence: [`Heartbeats::poll_timeout`], or earlier
-    /// the instant an agent that does not dial has heard nothing for [`SILENT_INTERVALS`].
-    pub fn poll_timeout_with_silence(&self, dials: bool, announce: bool) -> Option<Instant> {
+        let due = (dials || announce).then_some(self.due);
         let silence = (!dials).then(|| self.silence_ends());
-        match (self.poll_timeout(dials, announce), silence) {
+        match (due, silence) {
             (Some(due), Some(silence)) => Some(due.min(silence)),
             (due, silence) => due.or(silence),
         }
     }
 
-    /// Woken at `now`: whether a heartbeat is due, or the silence has lasted long enough that an
-    /// agent that does not dial dials once.
-    pub fn poll_with_silence(&self, now: Instant, dials: bool, announce: bool) -> Next {
-        match self.poll_timeout_with_silence(dials, announce) {
+    /// Woken at `now`: whether a heartbeat (or the dial after a silence) is due.
+    pub fn poll(&self, now: Instant, dials: bool, announce: bool) -> Next {
+        match self.poll_timeout(dials, announce) {
             Some(due) if now >= due => Next::Heartbeat,
             _ => Next::Wait,
         }
@@ -199,8 +186,12 @@ mod tests {
     #[test]
     fn a_manager_initiated_agent_never_dials_unless_it_must_announce() {
         let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
-        assert_eq!(h.poll_timeout(false, false), None);
-        assert_eq!(h.poll(at(999), false, false), Next::Wait);
+        assert_eq!(
+            h.poll_timeout(false, false),
+            Some(at(180)),
+            "only after a silence"
+        );
+        assert_eq!(h.poll(at(179), false, false), Next::Wait);
         h.handle_changed(at(5), Duration::from_secs(60), true);
         assert_eq!(
             h.poll(at(5), false, true),
@@ -259,21 +250,21 @@ mod tests {
     #[test]
     fn an_agent_that_does_not_dial_dials_once_after_three_silent_intervals() {
         let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
-        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(180)));
-        assert_eq!(h.poll_with_silence(at(179), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout(false, false), Some(at(180)));
+        assert_eq!(h.poll(at(179), false, false), Next::Wait);
         // The manager's dials keep it quiet: silence counts from the last one.
         h.handle_heard(at(100));
-        assert_eq!(h.poll_with_silence(at(180), false, false), Next::Wait);
-        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(280)));
-        assert_eq!(h.poll_with_silence(at(280), false, false), Next::Heartbeat);
+        assert_eq!(h.poll(at(180), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout(false, false), Some(at(280)));
+        assert_eq!(h.poll(at(280), false, false), Next::Heartbeat);
         // The one dial fails: the next waits another three intervals, not the backoff.
         h.handle_failure(at(280), 0.0);
-        assert_eq!(h.poll_with_silence(at(281), false, false), Next::Wait);
-        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(460)));
+        assert_eq!(h.poll(at(281), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout(false, false), Some(at(460)));
         // It succeeds: back to waiting for the manager.
         h.handle_success(at(460), Some(Duration::from_secs(60)), None, 0.0);
-        assert_eq!(h.poll_with_silence(at(461), false, false), Next::Wait);
-        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(640)));
+        assert_eq!(h.poll(at(461), false, false), Next::Wait);
+        assert_eq!(h.poll_timeout(false, false), Some(at(640)));
     }
 
     #[test]
@@ -281,20 +272,20 @@ mod tests {
         let mut h = Heartbeats::new(at(0), Duration::from_secs(60));
         h.handle_success(at(0), Some(Duration::from_secs(60)), None, 0.0);
         assert_eq!(
-            h.poll_timeout_with_silence(true, false),
             h.poll_timeout(true, false),
+            Some(at(60)),
             "a dialing agent's own heartbeats are its contact"
         );
         // Announcing goes at once even while silence would wait.
         h.handle_changed(at(5), Duration::from_secs(60), true);
-        assert_eq!(h.poll_with_silence(at(5), false, true), Next::Heartbeat);
+        assert_eq!(h.poll(at(5), false, true), Next::Heartbeat);
         // A shorter interval shortens the silence too.
         let mut h = Heartbeats::new(at(0), Duration::from_secs(600));
         h.handle_changed(at(0), Duration::from_secs(10), false);
-        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(30)));
+        assert_eq!(h.poll_timeout(false, false), Some(at(30)));
         // A late report of an older session never moves the silence back.
         h.handle_heard(at(20));
         h.handle_heard(at(10));
-        assert_eq!(h.poll_timeout_with_silence(false, false), Some(at(50)));
+        assert_eq!(h.poll_timeout(false, false), Some(at(50)));
     }
 }
