@@ -23,7 +23,11 @@ pub enum LivenessEvent {
         /// (see `Peer::since`).
         waited: Duration,
     },
-    Goodbye(ComputerId),
+    /// The agent stopped cleanly, with its wall clock if it sent its status.
+    Goodbye {
+        computer: ComputerId,
+        agent_clock: Option<crate::clock::WallMs>,
+    },
     Activated(ComputerId),
     Deleted(ComputerId),
     /// A policy or computer changed: effective settings may have moved.

@@ -481,11 +481,27 @@ impl Monitor {
         }
     }
 
-    /// The agent stopped cleanly; misses are counted from now, and an alert says so.
-    pub fn handle_goodbye(&mut self, now: Instant, computer: ComputerId) {
+    /// The agent stopped cleanly; misses are counted from now, and an alert says so. It spoke:
+    /// an offline alert raised before ends (a later one says it said goodbye), and its clock is
+    /// judged as at a heartbeat.
+    pub fn handle_goodbye(
+        &mut self,
+        now: Instant,
+        computer: ComputerId,
+        agent_clock: Option<WallMs>,
+    ) {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
+        self.judge_clock(now, computer, &mut entry, agent_clock);
+        if let Some(clock) = agent_clock {
+            entry.last_agent_clock = Some((now, clock));
+        }
+        if entry.alerted {
+            entry.alerted = false;
+            entry.carried = false;
+            self.out.push_back(Decision::ClearOffline { computer });
+        }
         entry.rebase(self.local(now), Base::Goodbye);
         self.set_state(
             computer,
@@ -499,6 +515,27 @@ impl Monitor {
     /// New effective settings (a policy or computer change): deadlines move at once, and the
     /// offline alert follows (withdrawn or raised now, as the new settings say).
     pub fn set_rules(&mut self, now: Instant, computer: ComputerId, rules: Rules) {
+        if let Some(power) = self.entries.get(&computer).map(|e| e.power) {
+            self.set_settings(now, computer, rules, power);
+        }
+    }
+
+    /// What the hypervisor says about a VM.
+    pub fn set_power(&mut self, now: Instant, computer: ComputerId, power: PowerState) {
+        if let Some(rules) = self.entries.get(&computer).map(|e| e.rules) {
+            self.set_settings(now, computer, rules, power);
+        }
+    }
+
+    /// Rules and power state together, judged once: one change that stops a VM and lowers its
+    /// threshold must not raise an alert on the way and withdraw it again.
+    pub fn set_settings(
+        &mut self,
+        now: Instant,
+        computer: ComputerId,
+        rules: Rules,
+        power: PowerState,
+    ) {
         let Some(mut entry) = self.take(computer) else {
             return;
         };
@@ -508,15 +545,6 @@ impl Monitor {
             self.out.push_back(Decision::ClearUnreachable { computer });
         }
         entry.rules = rules;
-        self.reassess(now, computer, &mut entry);
-        self.insert(computer, entry);
-    }
-
-    /// What the hypervisor says about a VM.
-    pub fn set_power(&mut self, now: Instant, computer: ComputerId, power: PowerState) {
-        let Some(mut entry) = self.take(computer) else {
-            return;
-        };
         entry.power = power;
         self.reassess(now, computer, &mut entry);
         self.insert(computer, entry);

@@ -225,7 +225,7 @@ fn goodbye_is_stopped_and_a_later_alert_says_so() {
     let mut m = Monitor::new();
     m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
     m.handle_heartbeat(at(0), ID, None);
-    m.handle_goodbye(at(5_000), ID);
+    m.handle_goodbye(at(5_000), ID, None);
     assert_eq!(m.state(ID), Some(State::Stopped));
     m.handle_timeout(at(16_000));
     assert_eq!(m.state(ID), Some(State::Stopped));

@@ -379,7 +379,10 @@ pub(super) async fn record(
     // Recorded first, so a status change never shows before the heartbeat that caused it. Told
     // even when the store failed: a computer is not offline because the manager's disk is full.
     if purpose == Some(Purpose::Goodbye) {
-        port.liveness.send(LivenessEvent::Goodbye(computer));
+        port.liveness.send(LivenessEvent::Goodbye {
+            computer,
+            agent_clock,
+        });
     } else if let Some(agent_clock) = agent_clock {
         port.liveness.send(LivenessEvent::Heartbeat {
             computer,

@@ -176,7 +176,10 @@ async fn handle(
             monitor.note_wait(now, waited);
             monitor.handle_heartbeat(now, computer, agent_clock);
         }
-        LivenessEvent::Goodbye(computer) => monitor.handle_goodbye(now, computer),
+        LivenessEvent::Goodbye {
+            computer,
+            agent_clock,
+        } => monitor.handle_goodbye(now, computer, agent_clock),
         LivenessEvent::Deleted(computer) => monitor.forget(computer),
         LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
         LivenessEvent::ClockStep {
@@ -222,11 +225,11 @@ fn watch(
     (rules, power): Watched,
 ) {
     if monitor.state(id).is_some() {
-        monitor.set_rules(now, id, rules);
+        monitor.set_settings(now, id, rules, power);
     } else {
         monitor.track_activated(now, id, rules);
+        monitor.set_power(now, id, power);
     }
-    monitor.set_power(now, id, power);
 }
 
 /// What the monitor needs of a computer: its rules and, for a VM, its power state.
