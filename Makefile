@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA ?= data
 
-.PHONY: run test check bench build browser-deps
+.PHONY: run test check bench build browser-deps sim
 
 build:
 	$(CARGO) build --locked --release
@@ -17,6 +17,12 @@ test: browser-deps
 # is Debian's chromium (.ci/run installs it), never a downloaded one.
 browser-deps:
 	@[ -d tests/browser/node_modules/playwright-core ] || npm ci --prefix tests/browser --no-audit --no-fund
+
+# The alert-truth simulation (src/sim/) over many seeds, optimised: `make sim SEEDS=100000`.
+# `make test` runs 200 of them; a failing seed prints the line that replays it alone.
+SEEDS ?= 10000
+sim:
+	PICKET_SIM_SEEDS=$(SEEDS) $(CARGO) test --locked --release --lib sim:: -- --nocapture
 
 check:
 	$(CARGO) fmt --all -- --check

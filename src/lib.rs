@@ -34,6 +34,8 @@
 //!   argh definitions.
 //! - [`bench`]: `picket bench`, the load generator: an in-process manager, simulated agents over
 //!   real mutual TLS, the bare-TLS floor, and the report.
+//! - `sim` (tests only): the seeded chaos simulation of a whole site in virtual time, which
+//!   holds every alert to an oracle (`make sim SEEDS=N`).
 
 pub mod activation;
 pub mod admin;
@@ -58,6 +60,8 @@ pub mod process;
 pub mod proto;
 pub mod registry;
 pub mod secret;
+#[cfg(test)]
+mod sim;
 pub mod site;
 pub mod store;
 pub mod tasks;

@@ -8,7 +8,7 @@
 //! Decisions live in the sans-io `proto::AgentSession`, `schedule` and `policy::port_rule`;
 //! this module only wires files, sockets and timers to them.
 
-mod clock_watch;
+pub(crate) mod clock_watch;
 mod error;
 use crate::model::events;
 mod heartbeat;
@@ -16,7 +16,7 @@ mod identity;
 mod listener;
 mod neighbours;
 mod runtime;
-mod schedule;
+pub(crate) mod schedule;
 mod session;
 mod spool;
 

@@ -3,7 +3,7 @@
 //! dialer and the API decide *when*; this module alone decides *what* is written.
 
 pub mod catalogue;
-mod lifecycle;
+pub(crate) mod lifecycle;
 pub mod record;
 
 pub use catalogue::{AlertKind, Severity};

@@ -1,9 +1,9 @@
 //! The manager process: checks and initialises its data dir, opens the store, binds its
 //! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
 
-mod agent_port;
+pub(crate) mod agent_port;
 mod data_dir;
-mod dial_plan;
+pub(crate) mod dial_plan;
 mod dialer;
 mod error;
 mod open_files;

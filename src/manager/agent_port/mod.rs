@@ -260,4 +260,6 @@ async fn heartbeat(port: &Arc<AgentPort>, mut connection: Verified) {
 
 mod session;
 
+#[cfg(test)]
+pub(crate) use session::clock_steps;
 pub(crate) use session::{Peer, identify, run_session};
