@@ -46,23 +46,40 @@ pub enum LivenessEvent {
         reason: String,
     },
     DialSucceeded(ComputerId),
+    /// A session with the computer got into the manager (a verified connection queued for a
+    /// runner, or a dial that reached the agent): its heartbeat is on its way.
+    Arrived(ComputerId),
+    /// That session ended without a heartbeat or goodbye.
+    Left(ComputerId),
 }
 
-/// A cheap handle to send events; sending never blocks a request.
-#[derive(Clone, Debug)]
+/// A cheap handle to send events; sending never blocks a request. Each event carries when it
+/// was sent: the verdicts task judges deadlines only as far as it has taken every event sent
+/// before, so a heartbeat still queued behind others is never a missed one.
+#[derive(Clone)]
 pub struct Liveness {
-    events: smol::channel::Sender<LivenessEvent>,
+    events: smol::channel::Sender<(crate::clock::Instant, LivenessEvent)>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+/// The verdicts task's end of the channel: each event with when it was sent.
+pub type LivenessEvents = smol::channel::Receiver<(crate::clock::Instant, LivenessEvent)>;
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Liveness").finish_non_exhaustive()
+    }
 }
 
 impl Liveness {
-    pub fn channel() -> (Liveness, smol::channel::Receiver<LivenessEvent>) {
+    pub fn channel(clock: std::sync::Arc<dyn crate::clock::Clock>) -> (Liveness, LivenessEvents) {
         let (events, receiver) = smol::channel::unbounded();
-        (Liveness { events }, receiver)
+        (Liveness { events, clock }, receiver)
     }
 
     pub fn send(&self, event: LivenessEvent) {
         // Only fails once the task is gone, i.e. during shutdown.
-        let _ = self.events.try_send(event);
+        let _ = self.events.try_send((self.clock.now(), event));
     }
 
     /// Events sent and not yet taken by the task.

@@ -129,14 +129,15 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn state(dir: &std::path::Path) -> ApiState {
+        let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
         ApiState {
             store: Arc::new(Store::open(&dir.join("s.redb")).unwrap()),
-            clock: Arc::new(ManualClock::new(WallMs(1_000_000))),
+            clock: clock.clone(),
             admin_key_hash: [0; 32],
             agent_endpoint: "127.0.0.1:4120".into(),
             ca_sha256: String::new(),
             registry: Arc::default(),
-            liveness: crate::handles::Liveness::channel().0,
+            liveness: crate::handles::Liveness::channel(clock).0,
             dialer: crate::handles::Dialer::channel().0,
             console: super::super::Console::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),

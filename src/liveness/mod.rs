@@ -138,6 +138,10 @@ impl Witness {
 pub const LOOK_EVERY: Duration = Duration::from_millis(500);
 pub const FROZEN_AFTER: Duration = Duration::from_secs(2);
 
+/// The longest a session counts as a heartbeat on its way: a verified connection waits at most
+/// a step timeout (30 s) for a runner, then each step may take as long.
+pub const SESSION_LIMIT: Duration = Duration::from_secs(60);
+
 /// Slack for a step report's time against a heartbeat's clock reading: the agent looks, then
 /// reads its clock for the status, moments apart.
 const SAME_SESSION_MS: u64 = 10_000;
@@ -181,6 +185,9 @@ struct Entry {
     /// The active offline alert was found in the store at start: the misses before the restart
     /// are not counted again, so it stands until the computer is heard from.
     carried: bool,
+    /// Since when a session with the computer is inside the manager (on the monitor's clock):
+    /// its heartbeat is on its way, however long the manager keeps it queued.
+    in_session: Option<Instant>,
 }
 
 impl Entry {
@@ -264,6 +271,7 @@ impl Monitor {
             reported_steps: Vec::new(),
             checked_steps: Vec::new(),
             carried: false,
+            in_session: None,
         };
         self.insert(computer, entry);
     }
@@ -384,6 +392,7 @@ impl Monitor {
             entry.last_agent_clock = Some((now, clock));
         }
         entry.heard_since_dial_failed = entry.dial_error.is_some();
+        entry.in_session = None;
         if entry.alerted {
             entry.alerted = false;
             entry.carried = false;
@@ -472,6 +481,26 @@ impl Monitor {
         });
     }
 
+    /// A session with the computer got into the manager (an agent's verified connection, or a
+    /// dial that reached it): until it ends, or [`SESSION_LIMIT`], the computer is not judged.
+    /// A manager too busy to run the session at once (a fleet activating) must not call its
+    /// heartbeat missed.
+    pub fn handle_arrival(&mut self, now: Instant, computer: ComputerId) {
+        let local = self.local(now);
+        if let Some(mut entry) = self.take(computer) {
+            entry.in_session.get_or_insert(local);
+            self.insert(computer, entry);
+        }
+    }
+
+    /// The session ended without a heartbeat (it failed, or the agent gave up waiting).
+    pub fn handle_left(&mut self, computer: ComputerId) {
+        if let Some(mut entry) = self.take(computer) {
+            entry.in_session = None;
+            self.insert(computer, entry);
+        }
+    }
+
     /// The agent itself reported a step of its clock (event 5004) of `change_ms`, seen when its
     /// clock read `at`. Judged at the heartbeat that follows (the session's own), with the
     /// manager's check of the same step.
@@ -497,6 +526,7 @@ impl Monitor {
         if let Some(clock) = agent_clock {
             entry.last_agent_clock = Some((now, clock));
         }
+        entry.in_session = None;
         if entry.alerted {
             entry.alerted = false;
             entry.carried = false;
@@ -629,6 +659,9 @@ impl Monitor {
     }
 
     fn count_misses(&mut self, now: Instant, computer: ComputerId, entry: &mut Entry) {
+        if in_session(entry, now) {
+            return;
+        }
         let missed = misses(entry, now);
         if missed == 0 {
             return;
@@ -684,9 +717,21 @@ impl Monitor {
     /// Stores the entry with its next deadline: the instant its next miss would be counted.
     fn insert(&mut self, computer: ComputerId, mut entry: Entry) {
         entry.deadline = miss_instant(&entry, entry.missed + 1);
+        // Judged once the session ends (or could not still be running).
+        if let Some(since) = entry.in_session {
+            entry.deadline = entry.deadline.max(since.saturating_add(SESSION_LIMIT));
+        }
         self.deadlines.insert((entry.deadline, computer));
         self.entries.insert(computer, entry);
     }
+}
+
+/// A session with the computer is inside the manager at `now` (and not for longer than any
+/// session could be).
+fn in_session(entry: &Entry, now: Instant) -> bool {
+    entry
+        .in_session
+        .is_some_and(|since| now < since.saturating_add(SESSION_LIMIT))
 }
 
 /// The misses that raise the offline alert, if the settings allow one at all.

@@ -602,3 +602,40 @@ fn a_stopped_vm_loses_its_offline_alert_also_across_a_restart() {
     carried.set_rules(at(1_000), ID, rules(20, MissedLimit::Count(0)));
     assert_eq!(withdrawn(&drain(&mut carried)), None);
 }
+
+/// A fleet activating keeps the manager busy: a verified connection waits for a runner past the
+/// computer's deadline. Its heartbeat is on its way; the verdict waits for the session (at
+/// most `SESSION_LIMIT`), and comes at once if the session ends without a heartbeat.
+#[test]
+fn a_heartbeat_inside_the_manager_is_not_a_missed_one() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_arrival(at(10_500), ID);
+    m.handle_timeout(at(20_000));
+    assert!(!raised(&drain(&mut m)), "judged while its session ran");
+    m.handle_heartbeat(at(20_000), ID, None);
+    m.handle_timeout(at(31_000));
+    assert!(raised(&drain(&mut m)), "and judged again once it is over");
+
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_arrival(at(10_500), ID);
+    m.handle_timeout(at(15_000));
+    assert!(!raised(&drain(&mut m)));
+    m.handle_left(ID);
+    m.handle_timeout(at(15_000));
+    assert!(
+        raised(&drain(&mut m)),
+        "a session that failed is no heartbeat"
+    );
+
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_arrival(at(10_500), ID);
+    assert_eq!(
+        m.poll_timeout(),
+        Some(at(10_500).saturating_add(SESSION_LIMIT))
+    );
+    m.handle_timeout(at(10_500).saturating_add(SESSION_LIMIT));
+    assert!(raised(&drain(&mut m)), "no session runs that long");
+}

@@ -158,7 +158,7 @@ fn serve_with_banner(
     };
     let (writer, writer_thread) =
         Writer::start(store.clone(), on_commit).map_err(ManagerError::Writer)?;
-    let (liveness, liveness_events) = Liveness::channel();
+    let (liveness, liveness_events) = Liveness::channel(clock.clone());
     let (dialer, dialer_events) = Dialer::channel();
     let dial_tls = pki.dial_client_config()?;
     let tracked = verdicts::prepare(&store, clock.wall())?;

@@ -67,6 +67,8 @@ pub struct Oracle {
     /// When the manager was frozen: (start, end).
     stalls: Vec<(u64, u64)>,
     pub violations: Vec<String>,
+    /// Sessions inside the manager per computer: (began, ended), the last few.
+    sessions: BTreeMap<ComputerId, Vec<(u64, Option<u64>)>>,
     /// Waits of heartbeats inside the manager: (when recorded, how long).
     waits: Vec<(u64, u64)>,
     said: std::collections::HashSet<(ComputerId, String)>,
@@ -227,6 +229,42 @@ impl Oracle {
         }
     }
 
+    /// A session with the computer got into the manager: until it ends (at most
+    /// `SESSION_LIMIT`), its heartbeat is on its way and the computer is not judged.
+    pub fn session_began(&mut self, computer: ComputerId, now: u64) {
+        let sessions = self.sessions.entry(computer).or_default();
+        if sessions.last().is_none_or(|(_, end)| end.is_some()) {
+            sessions.push((now, None));
+        }
+        if sessions.len() > 8 {
+            sessions.remove(0);
+        }
+    }
+
+    pub fn session_ended(&mut self, computer: ComputerId, now: u64) {
+        if let Some((_, end)) = self
+            .sessions
+            .get_mut(&computer)
+            .and_then(|s| s.last_mut())
+            .filter(|(_, end)| end.is_none())
+        {
+            *end = Some(now);
+        }
+    }
+
+    /// When an alert due at `at` is owed: later if a session was inside the manager then.
+    fn owed_from(&self, computer: ComputerId, at: u64) -> u64 {
+        let limit = crate::liveness::SESSION_LIMIT.as_millis() as u64;
+        let mut owed = at;
+        for &(began, end) in self.sessions.get(&computer).into_iter().flatten() {
+            let until = end.unwrap_or(u64::MAX).min(began + limit);
+            if began <= owed && owed < until {
+                owed = until;
+            }
+        }
+        owed
+    }
+
     /// A heartbeat waited `ms` inside the manager (a short freeze, a dial started late).
     pub fn manager_wait(&mut self, now: u64, ms: u64) {
         if ms > 0 {
@@ -365,9 +403,9 @@ impl Oracle {
         let due_at = self.due_at(t);
         let due = due_at.is_some_and(|at| at <= now);
         let mut found = Vec::new();
-        if let Some(at) = due_at
+        if let Some(at) = due_at.map(|at| self.owed_from(computer, at))
             && !offline_active
-            && now >= at + self.allowed_lateness(now)
+            && now >= at.saturating_add(self.allowed_lateness(now))
         {
             found.push(format!(
                 "missed offline alert: due at {:.3} s, base {:.3} s, settings {:?}",

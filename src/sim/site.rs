@@ -892,6 +892,9 @@ impl Site {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.manager = Some(ManagerSession::new(now, params));
             }
+            // Verified and queued for a runner: its heartbeat is on its way.
+            self.manager.monitor.handle_arrival(now, computer);
+            self.oracle.session_began(computer, self.now);
         }
         if let Some(m) = self.sessions.get_mut(&sid).and_then(|s| s.manager.as_mut()) {
             m.handle_message(now, msg);
@@ -999,7 +1002,10 @@ impl Site {
                         );
                         self.oracle
                             .heard(computer, self.now, status_at, reports_stored);
+                    } else {
+                        self.manager.monitor.handle_left(computer);
                     }
+                    self.oracle.session_ended(computer, self.now);
                     if dialed {
                         self.manager.dials.handle_done(computer);
                         match &summary.result {
@@ -1123,6 +1129,8 @@ impl Site {
         };
         let agent_session = AgentSession::heartbeat(now, hello, status, STEP_TIMEOUT);
         let manager_session = ManagerSession::new(now, self.params(id));
+        self.manager.monitor.handle_arrival(now, id);
+        self.oracle.session_began(id, self.now);
         let sid = self.new_session(id, true, Some(agent_session), Some(manager_session));
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.waited_ms = self.now.saturating_sub(due);

@@ -186,8 +186,10 @@ async fn handshake(
             return;
         }
     };
-    if peer.computer.is_some() {
+    if let Some(computer) = peer.computer {
         drop(ticket);
+        // Its heartbeat is on its way, however long it waits for a runner.
+        port.liveness.send(LivenessEvent::Arrived(computer));
         // Unbounded: never waits. Closed only when the listener is gone.
         let _ = queue.send(Verified { tls, peer }).await;
         return;
@@ -251,6 +253,9 @@ async fn heartbeat(port: &Arc<AgentPort>, mut connection: Verified) {
     // The agent gave up long ago: the session would be work for nobody.
     if port.clock.now().saturating_since(connection.peer.since) > port.step_timeout {
         log::debug!("agent connection from {addr} waited too long; closed");
+        if let Some(computer) = connection.peer.computer {
+            port.liveness.send(LivenessEvent::Left(computer));
+        }
         return;
     }
     if let Err(reason) = run_session(port, &mut connection.tls, &connection.peer).await {

@@ -58,6 +58,13 @@ pub(crate) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<SessionSummary, SessionError> {
     let addr = peer.addr;
     let started = port.clock.now();
+    // A dial that reached the agent: its heartbeat is on its way (an accepted one said so when
+    // it was queued).
+    if peer.dialed
+        && let Some(computer) = peer.computer
+    {
+        port.liveness.send(LivenessEvent::Arrived(computer));
+    }
     let params = {
         let (port, computer) = (port.clone(), peer.computer);
         smol::unblock(move || session_params(&port, computer)).await?
@@ -389,6 +396,8 @@ pub(super) async fn record(
             agent_clock: Some(agent_clock),
             waited: port.clock.now().saturating_since(peer.since),
         });
+    } else {
+        port.liveness.send(LivenessEvent::Left(computer));
     }
     port.dialer.send(ended);
 }

@@ -5,7 +5,7 @@
 
 use crate::alerts::{catalogue, record};
 use crate::clock::{Clock, WallMs};
-use crate::handles::LivenessEvent;
+use crate::handles::{LivenessEvent, LivenessEvents};
 use crate::liveness::{Decision, FROZEN_AFTER, LOOK_EVERY, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
 use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status};
@@ -57,7 +57,7 @@ pub async fn run(
     writer: Writer,
     clock: Arc<dyn Clock>,
     initial: HashMap<ComputerId, Watched>,
-    events: smol::channel::Receiver<LivenessEvent>,
+    events: LivenessEvents,
     metrics: Arc<Metrics>,
 ) {
     let mut monitor = Monitor::new();
@@ -113,23 +113,41 @@ pub async fn run(
             );
             monitor.handle_frozen(slept_at, now);
         }
+        // Whatever else is already queued, before any deadline is judged: a heartbeat waiting
+        // here is not a missed one. (Bounded, so a flood still lets the decisions out.)
+        let mut batch = Vec::new();
         match event {
             None => {}
             Some(Err(_)) => return,
-            Some(Ok(event)) => handle(&mut monitor, &store, now, event).await,
+            Some(Ok(first)) => {
+                batch.push(first);
+                while batch.len() < MAX_EVENTS_PER_ROUND {
+                    let Ok(next) = events.try_recv() else {
+                        break;
+                    };
+                    batch.push(next);
+                }
+            }
         }
-        // Whatever else is already queued, before any deadline is judged: a heartbeat waiting
-        // here is not a missed one. (Bounded, so a flood still lets the decisions out.)
-        for _ in 0..MAX_EVENTS_PER_ROUND {
-            let Ok(event) = events.try_recv() else {
-                break;
-            };
+        // When the last event taken was sent: everything sent before it has been taken.
+        let taken_up_to = batch.last().map(|(sent, _)| *sent);
+        // The activated computers' rules in one read: one read each, on the blocking pool that
+        // the activations' own commits keep busy, let a fleet's onboarding outrun this task.
+        let activated = activated_rules(&store, &batch).await;
+        for (_, event) in batch {
             now = clock.now();
-            handle(&mut monitor, &store, now, event).await;
+            handle(&mut monitor, &store, &activated, now, event).await;
         }
         // After events too, not only when the timer wins: `or` takes a waiting event first, so
         // while heartbeats kept coming the deadlines of computers gone quiet were never looked at.
-        monitor.handle_timeout(now);
+        // With events still queued (a fleet activating keeps the task busy: each activation is a
+        // store read), deadlines are judged only as far as every event sent before was taken:
+        // a heartbeat in the queue is no missed one.
+        let judged = match taken_up_to {
+            Some(sent) if !events.is_empty() => sent.min(now),
+            _ => now,
+        };
+        monitor.handle_timeout(judged);
         behind = report_delay(behind, monitor.manager_delay());
         metrics.heartbeat_delay(monitor.manager_delay());
         deferred.retry(&writer, now).await;
@@ -161,9 +179,42 @@ fn report_delay(behind: bool, delay: Duration) -> bool {
 const BEHIND: Duration = Duration::from_secs(1);
 const CAUGHT_UP: Duration = Duration::from_millis(250);
 
+/// The rules of the computers activated in `batch`, read together (`None`: gone again).
+async fn activated_rules(
+    store: &Arc<Store>,
+    batch: &[(crate::clock::Instant, LivenessEvent)],
+) -> HashMap<ComputerId, Option<Watched>> {
+    let ids: Vec<ComputerId> = batch
+        .iter()
+        .filter_map(|(_, e)| match e {
+            LivenessEvent::Activated(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let store = store.clone();
+    let read = smol::unblock(move || {
+        let txn = store.read()?;
+        let tree = PolicyTree::new(txn.policies()?);
+        let mut rules = HashMap::new();
+        for id in ids {
+            rules.insert(id, rules_in(&txn, &tree, id)?);
+        }
+        Ok::<_, StoreError>(rules)
+    })
+    .await;
+    read.unwrap_or_else(|e| {
+        log::error!("liveness: cannot read the settings of activated computers: {e}");
+        HashMap::new()
+    })
+}
+
 async fn handle(
     monitor: &mut Monitor,
     store: &Arc<Store>,
+    activated: &HashMap<ComputerId, Option<Watched>>,
     now: crate::clock::Instant,
     event: LivenessEvent,
 ) {
@@ -191,17 +242,16 @@ async fn handle(
             monitor.handle_dial_failed(computer, reason);
         }
         LivenessEvent::DialSucceeded(computer) => monitor.handle_dial_succeeded(computer),
+        LivenessEvent::Arrived(computer) => monitor.handle_arrival(now, computer),
+        LivenessEvent::Left(computer) => monitor.handle_left(computer),
         // One computer's rules, not everyone's: reading all of them for each activation
         // made a fleet's onboarding quadratic (and heartbeats waited behind it in this task).
-        LivenessEvent::Activated(id) => {
-            let store = store.clone();
-            match smol::unblock(move || rules_of(&store, id)).await {
-                Ok(Some(watched)) => watch(monitor, now, id, watched),
-                // Deleted again before this was read: nothing to watch.
-                Ok(None) => {}
-                Err(e) => log::error!("liveness: cannot read computer {id}'s settings: {e}"),
-            }
-        }
+        LivenessEvent::Activated(id) => match activated.get(&id) {
+            Some(Some(watched)) => watch(monitor, now, id, *watched),
+            // Deleted again before this was read: nothing to watch.
+            Some(None) => {}
+            None => log::error!("liveness: computer {id}'s settings were not read"),
+        },
         LivenessEvent::SettingsChanged => {
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
@@ -249,16 +299,15 @@ fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> 
 }
 
 /// The liveness rules of one computer, if it exists and has an agent.
-fn rules_of(store: &Store, id: ComputerId) -> Result<Option<Watched>, StoreError> {
-    let txn = store.read()?;
+fn rules_in(
+    txn: &impl Reads,
+    tree: &PolicyTree,
+    id: ComputerId,
+) -> Result<Option<Watched>, StoreError> {
     if txn.agent_state(id)?.is_none() {
         return Ok(None);
     }
-    let Some(computer) = txn.computer(id)? else {
-        return Ok(None);
-    };
-    let tree = PolicyTree::new(txn.policies()?);
-    Ok(Some(watched(&tree, &computer)))
+    Ok(txn.computer(id)?.map(|computer| watched(tree, &computer)))
 }
 
 fn watched(tree: &PolicyTree, computer: &Computer) -> Watched {

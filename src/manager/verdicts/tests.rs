@@ -49,7 +49,7 @@ impl Harness {
         let initial = (1..=n)
             .map(|id| (ComputerId(id), (rules, PowerState::Running)))
             .collect();
-        let (liveness, events) = Liveness::channel();
+        let (liveness, events) = Liveness::channel(clock.clone());
         let task = {
             let (store, clock, metrics) = (store.clone(), clock.clone(), metrics.clone());
             std::thread::spawn(move || {
