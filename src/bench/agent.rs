@@ -60,12 +60,14 @@ pub struct SimAgent {
     fingerprint: Option<Fingerprint>,
     ok: u64,
     failed: u64,
+    /// Heartbeats the generator started late (see [`SimAgent::late`]).
+    late: u64,
     ticket: Arc<super::tickets::AgentTicket>,
     /// Made once: rustls resumes a ticket only with the very resolver (by pointer) that was in
     /// the configuration which received it.
     resolver: Arc<dyn ResolvesClientCert>,
     /// When the manager last heard from this agent before the run, if the run knows (its
-    /// activation): its first heartbeat is due a period after, as a real agent's.
+    /// activation): its first heartbeat goes then, as a real agent's.
     pub heard: Option<Stopwatch>,
 }
 
@@ -124,6 +126,7 @@ impl SimAgent {
             fingerprint,
             ok: 0,
             failed: 0,
+            late: 0,
             ticket: Arc::default(),
             resolver: Arc::new(fixed(id.key.clone())),
             heard: None,
@@ -158,6 +161,17 @@ impl SimAgent {
     /// failed one.
     pub fn skipped(&mut self) {
         self.failed += 1;
+    }
+
+    /// A heartbeat the generator started later than its agent's allowance (the grace) past its
+    /// due time: the manager rightly counts it missed, so the computer's alert is not false.
+    pub fn late(&mut self) {
+        self.late += 1;
+    }
+
+    /// Heartbeats started too late so far.
+    pub fn late_starts(&self) -> u64 {
+        self.late
     }
 
     /// Heartbeats that failed or were skipped so far.

@@ -132,8 +132,8 @@ pub struct Joining {
     pub agents: smol::channel::Receiver<(usize, SimAgent)>,
 }
 
-/// [`at_interval`] for agents that join as they are activated: each heartbeats a period after
-/// its activation, as a real agent after its first heartbeat, while the others still activate.
+/// [`at_interval`] for agents that join as they are activated: each heartbeats at once, as a
+/// real agent does after its activation, then every period, while the others still activate.
 pub async fn as_they_join(
     ex: &Arc<Executor<'static>>,
     shared: &Arc<Shared>,
@@ -220,6 +220,10 @@ async fn drive(
                 slots[i] = Some(agent);
                 due.push(Reverse((now + interval, i)));
                 continue;
+            }
+            // Started past the manager's allowance: the generator's own lateness.
+            if now.saturating_duration_since(when) > (interval / 10).max(Duration::from_secs(1)) {
+                agent.late();
             }
             in_flight += 1;
             let (shared, done_tx) = (shared.clone(), done_tx.clone());
@@ -311,8 +315,9 @@ enum Woke<D> {
 /// When an agent's first heartbeat of the run is due. The stopping agents' one session is the
 /// first of all: their short interval (a quarter of the duration) is then what their alert is
 /// timed against (started later, the manager's own allowance from its start would alert them
-/// first). An agent the manager heard from (its activation) is due a period after that, or at
-/// once if that has passed; the others at a point of a period of their own.
+/// first). An agent just activated heartbeats at once, as a real agent's first heartbeat goes
+/// as soon as it is activated (`agent::schedule::Heartbeats::new`); the others at a point of a
+/// period of their own.
 fn first_due(
     jitter: &mut Jitter,
     interval: Duration,
@@ -322,7 +327,7 @@ fn first_due(
 ) -> Stopwatch {
     match heard {
         _ if stopping => start,
-        Some(heard) => (heard + jitter.period(interval)).max(start),
+        Some(heard) => heard.max(start),
         None => start + jitter.first(interval),
     }
 }

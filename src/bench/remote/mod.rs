@@ -625,6 +625,8 @@ pub struct Windows {
 pub struct RunAlerts {
     pub counted: report::Alerts,
     pub warmup_offline: u64,
+    /// Of those, the computers whose agent completed every session, started on time.
+    pub warmup_falsely_offline: u64,
 }
 
 /// The alert counts of a run on a running manager (sans-io, for its test).
@@ -687,6 +689,10 @@ fn count_alerts(
                 .collect(),
         },
         warmup_offline: warmup_offline.len() as u64,
+        warmup_falsely_offline: warmup_offline
+            .iter()
+            .filter(|c| !missed.contains(c))
+            .count() as u64,
     }
 }
 

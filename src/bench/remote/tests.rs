@@ -67,6 +67,7 @@ fn only_the_runs_own_alerts_count_and_stopping_agents_are_timed() {
         alert(1, true, 500),    // before the run
         alert(5, true, 2_000),  // in the warm-up: not counted, but told
         alert(5, true, 2_500),  // the same computer again
+        alert(2, true, 2_200),  // in the warm-up too, but its agent missed: not false
     ];
     let ours = HashSet::from([1, 2, 3, 5, 6].map(ComputerId));
     let missed = HashSet::from([ComputerId(2)]);
@@ -83,7 +84,8 @@ fn only_the_runs_own_alerts_count_and_stopping_agents_are_timed() {
         },
         &options,
     );
-    assert_eq!(counted.warmup_offline, 1);
+    assert_eq!(counted.warmup_offline, 2);
+    assert_eq!(counted.warmup_falsely_offline, 1);
     let counted = counted.counted;
     assert_eq!(counted.raised, 4);
     assert_eq!(counted.went_offline, 2);

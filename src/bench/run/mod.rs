@@ -330,7 +330,7 @@ fn measure(options: &Options, dir: &Path) -> Result<Report, BenchError> {
 fn missed(agents: &[SimAgent]) -> HashSet<ComputerId> {
     agents
         .iter()
-        .filter(|a| a.failed() > 0)
+        .filter(|a| a.failed() > 0 || a.late_starts() > 0)
         .map(|a| a.id.computer)
         .collect()
 }

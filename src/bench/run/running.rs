@@ -164,8 +164,8 @@ fn drive_running(
         ),
         format!(
             "registration: {computers} agents activated over the agent port with a token, {} at \
-             a time, in {:.1} s ({:.0} a second), each heartbeating from a period after its \
-             activation on",
+             a time, in {:.1} s ({:.0} a second), each heartbeating at once after its activation \
+             and every period after, as a real agent",
             options.concurrency,
             activation.seconds,
             computers as f64 / activation.seconds.max(1e-9)
@@ -180,8 +180,12 @@ fn drive_running(
             .to_string(),
         format!(
             "warm-up: the activations, then one unmeasured interval ({} sessions, {} failed); {} \
-             computers went offline in it (alerts count from its end)",
-            load.warmup_sessions, load.warmup_failed, alerts.warmup_offline
+             computers went offline in it, {} of them though their agent started every session \
+             on time and none failed (alerts count from its end)",
+            load.warmup_sessions,
+            load.warmup_failed,
+            alerts.warmup_offline,
+            alerts.warmup_falsely_offline
         ),
     ];
     if activation.failed > 0 {
