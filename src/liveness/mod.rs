@@ -488,15 +488,22 @@ impl Monitor {
     pub fn handle_arrival(&mut self, now: Instant, computer: ComputerId) {
         let local = self.local(now);
         if let Some(mut entry) = self.take(computer) {
-            entry.in_session.get_or_insert(local);
+            // The earliest of the sessions in progress; one never heard of again is over.
+            if !in_session(&entry, local) {
+                entry.in_session = Some(local);
+            }
             self.insert(computer, entry);
         }
     }
 
-    /// The session ended without a heartbeat (it failed, or the agent gave up waiting).
-    pub fn handle_left(&mut self, computer: ComputerId) {
+    /// The session ended without a heartbeat (it failed, or the agent gave up waiting): the
+    /// computer is judged at once, before another session can hold its verdict again (a
+    /// manager-initiated computer on a bad link is dialed back to back, every session failing).
+    pub fn handle_left(&mut self, now: Instant, computer: ComputerId) {
+        let judged = self.judged(now);
         if let Some(mut entry) = self.take(computer) {
             entry.in_session = None;
+            self.count_misses(judged, computer, &mut entry);
             self.insert(computer, entry);
         }
     }
@@ -603,6 +610,7 @@ impl Monitor {
         });
         if let Some(why) = why {
             entry.alerted = false;
+            entry.carried = false;
             self.out
                 .push_back(Decision::WithdrawOffline { computer, why });
         }
@@ -689,6 +697,7 @@ impl Monitor {
         };
         if missed >= threshold && !entry.alerted && forbids(entry).is_none() {
             entry.alerted = true;
+            entry.carried = false;
             self.out.push_back(Decision::RaiseOffline {
                 computer,
                 missed,

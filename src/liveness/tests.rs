@@ -622,11 +622,10 @@ fn a_heartbeat_inside_the_manager_is_not_a_missed_one() {
     m.handle_arrival(at(10_500), ID);
     m.handle_timeout(at(15_000));
     assert!(!raised(&drain(&mut m)));
-    m.handle_left(ID);
-    m.handle_timeout(at(15_000));
+    m.handle_left(at(15_000), ID);
     assert!(
         raised(&drain(&mut m)),
-        "a session that failed is no heartbeat"
+        "a session that failed is no heartbeat: judged at once, before another arrives"
     );
 
     let mut m = Monitor::new();
@@ -638,4 +637,34 @@ fn a_heartbeat_inside_the_manager_is_not_a_missed_one() {
     );
     m.handle_timeout(at(10_500).saturating_add(SESSION_LIMIT));
     assert!(raised(&drain(&mut m)), "no session runs that long");
+}
+
+/// An alert raised by this monitor after a carried one was withdrawn is its own: a threshold
+/// the new settings no longer reach withdraws it (found by the simulation, seed 1986).
+#[test]
+fn an_alert_raised_after_a_carried_one_went_follows_its_settings() {
+    let mut m = Monitor::new();
+    let vm = Rules {
+        is_vm: true,
+        ..rules(10, MissedLimit::Count(0))
+    };
+    m.track(at(0), ID, vm);
+    m.set_power(at(0), ID, PowerState::Stopped);
+    m.mark_offline_alerted(ID);
+    assert!(
+        withdrawn(&drain(&mut m)).is_some(),
+        "a stopped VM's carried alert"
+    );
+    m.set_power(at(1_000), ID, PowerState::Running);
+    m.handle_timeout(at(11_000));
+    assert!(raised(&drain(&mut m)));
+    m.set_rules(
+        at(12_000),
+        ID,
+        Rules {
+            is_vm: true,
+            ..rules(30, MissedLimit::Count(3))
+        },
+    );
+    assert!(withdrawn(&drain(&mut m)).is_some());
 }

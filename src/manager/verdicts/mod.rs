@@ -243,7 +243,7 @@ async fn handle(
         }
         LivenessEvent::DialSucceeded(computer) => monitor.handle_dial_succeeded(computer),
         LivenessEvent::Arrived(computer) => monitor.handle_arrival(now, computer),
-        LivenessEvent::Left(computer) => monitor.handle_left(computer),
+        LivenessEvent::Left(computer) => monitor.handle_left(now, computer),
         // One computer's rules, not everyone's: reading all of them for each activation
         // made a fleet's onboarding quadratic (and heartbeats waited behind it in this task).
         LivenessEvent::Activated(id) => match activated.get(&id) {
