@@ -187,6 +187,11 @@ impl Oracle {
             t.clock_owed_since = now;
         }
         t.steps.retain(|s| !known(s) && !unknowable(s));
+        // This reading was taken before the steps still pending: the manager's next one shows
+        // them (the session began after any restart of the manager).
+        for step in t.steps.iter_mut().filter(|s| s.at > status_at) {
+            step.manager_restarted = false;
+        }
         t.manager_armed = true;
     }
 
@@ -205,8 +210,11 @@ impl Oracle {
         }
     }
 
-    /// The manager's process ends: a freeze it was in ends with it.
+    /// The manager's process ends: a freeze it was in ends with it, and so do its sessions.
     pub fn manager_stopped(&mut self, now: u64) {
+        for (_, end) in self.sessions.values_mut().flatten() {
+            end.get_or_insert(now);
+        }
         for stall in &mut self.stalls {
             stall.1 = stall.1.min(now);
         }
@@ -232,7 +240,15 @@ impl Oracle {
     /// A session with the computer got into the manager: until it ends (at most
     /// `SESSION_LIMIT`), its heartbeat is on its way and the computer is not judged.
     pub fn session_began(&mut self, computer: ComputerId, now: u64) {
+        let limit = crate::liveness::SESSION_LIMIT.as_millis() as u64;
         let sessions = self.sessions.entry(computer).or_default();
+        // One never heard of again counts no longer than any session could last.
+        if let Some((began, end)) = sessions.last_mut()
+            && end.is_none()
+            && *began + limit <= now
+        {
+            *end = Some(*began + limit);
+        }
         if sessions.last().is_none_or(|(_, end)| end.is_some()) {
             sessions.push((now, None));
         }
@@ -403,9 +419,12 @@ impl Oracle {
         let due_at = self.due_at(t);
         let due = due_at.is_some_and(|at| at <= now);
         let mut found = Vec::new();
-        if let Some(at) = due_at.map(|at| self.owed_from(computer, at))
+        // The manager judges as late as heartbeats wait inside it; a session that reaches it
+        // by then holds the verdict until it ends.
+        let waited = self.allowed_lateness(now) - SLACK_MS;
+        if let Some(at) = due_at.map(|at| self.owed_from(computer, at + waited))
             && !offline_active
-            && now >= at.saturating_add(self.allowed_lateness(now))
+            && now >= at.saturating_add(SLACK_MS)
         {
             found.push(format!(
                 "missed offline alert: due at {:.3} s, base {:.3} s, settings {:?}",

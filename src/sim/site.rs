@@ -375,6 +375,10 @@ impl Site {
                 self.agent_dial(id, Purpose::Heartbeat);
             }
         }
+        // The verdicts task notices a freeze before anything its wake-up brings.
+        if self.manager_running() {
+            self.manager_look();
+        }
         let sids: Vec<u64> = self.sessions.keys().copied().collect();
         for sid in sids {
             if self.agent_side_runs(sid)
@@ -393,7 +397,6 @@ impl Site {
             }
         }
         if self.manager_running() {
-            self.manager_look();
             self.manager.monitor.handle_timeout(now);
             self.decide();
             self.start_dials();
@@ -875,6 +878,11 @@ impl Site {
         }
         if self.now < self.manager.frozen_until {
             let until = self.manager.frozen_until;
+            // The agent is at the manager's door on time; the manager is what is late.
+            if s.manager.is_none() && !s.dialed {
+                let computer = s.computer;
+                self.oracle.session_began(computer, self.now);
+            }
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.waited_ms += until - self.now;
             }
@@ -1003,7 +1011,7 @@ impl Site {
                         self.oracle
                             .heard(computer, self.now, status_at, reports_stored);
                     } else {
-                        self.manager.monitor.handle_left(computer);
+                        self.manager.monitor.handle_left(now, computer);
                     }
                     self.oracle.session_ended(computer, self.now);
                     if dialed {
