@@ -3,13 +3,13 @@
 //! exist and when. Every core the product decides with is the real one: the agents'
 //! `Heartbeats`, `ClockWatch` and `AgentSession`; the manager's `ManagerSession`,
 //! `liveness::Monitor`, `DialPlan` and alert lifecycle. Only the shells that move bytes are
-//! stood in for (`site.rs`).
+//! stood in for (`site/`).
 //!
 //! `make test` runs a few hundred seeds; `make sim SEEDS=N` runs many. A failing seed prints
 //! the one line that replays it alone: `PICKET_SIM_SEED=N cargo test --lib sim::`.
 //!
 //! - `chaos`: the site and its timetable, drawn from the seed.
-//! - `site`: the world and its event loop.
+//! - `site`: the world and its event loop (`site/`: agents, network, manager, chaos actions).
 //! - `oracle`: the ground truth and the checks.
 //! - `rng`: the seeded generator.
 
