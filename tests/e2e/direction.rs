@@ -193,28 +193,9 @@ fn an_agent_port_rule_keeps_the_manager_out_until_it_is_widened() {
     })
     .to_string();
     let add_rule = |name: &str, source: &str| {
-        m.cli_json(&[
-            "policies",
-            "rules",
-            "add",
-            "Base Policy",
-            "--name",
-            name,
-            "--action",
-            "bypass",
-            "--priority",
-            "4",
-            "--direction",
-            "incoming",
-            "--frame-type",
-            "ip",
-            "--protocol",
-            "tcp",
-            "--port",
-            &port,
-            "--source-ip",
-            source,
-        ])
+        let mut args = agent_port_rule("Base Policy", name, source);
+        args.extend(["--port", port.as_str()]);
+        m.cli_json(&args)
     };
     add_rule("admin host only", "127.0.0.2");
     let alert = wait_for(LIMIT, || {
