@@ -406,6 +406,8 @@ impl Monitor {
         let judged = self.judged(now);
         if let Some(mut entry) = self.take(computer) {
             entry.in_session = None;
+            // Clock reports its session stored stay pending: the next heartbeat's check sees
+            // the same step, and they are judged together then.
             self.count_misses(judged, computer, &mut entry);
             self.insert(computer, entry);
         }
@@ -475,17 +477,24 @@ impl Monitor {
         if rules.direction != Direction::Bidirectional && std::mem::take(&mut entry.unreachable) {
             self.out.push_back(Decision::ClearUnreachable { computer });
         }
+        // Only a change of what the misses are counted by can make them too few for the
+        // alert; any other (a policy edit elsewhere) leaves the count as it was raised.
+        let recount = entry.rules.interval != rules.interval
+            || entry.rules.missed_before_alert != rules.missed_before_alert;
         entry.rules = rules;
         entry.power = power;
-        self.reassess(now, computer, &mut entry);
+        self.reassess(now, computer, &mut entry, recount);
         self.insert(computer, entry);
     }
 
     /// Settles the entry under its current rules and power: its state, and whether its offline
     /// alert should exist.
-    fn reassess(&mut self, now: Instant, computer: ComputerId, entry: &mut Entry) {
+    fn reassess(&mut self, now: Instant, computer: ComputerId, entry: &mut Entry, recount: bool) {
         let judged = self.judged(now);
-        entry.missed = 0;
+        if recount {
+            // Counted directly: a session in progress holds a verdict, not the count.
+            entry.missed = misses(entry, judged);
+        }
         self.count_misses(judged, computer, entry);
         if !entry.alerted {
             return;
@@ -494,7 +503,7 @@ impl Monitor {
             // An alert carried over a restart of the manager stands until the computer is
             // heard from: its misses before the restart are not counted again.
             let threshold = threshold(entry).unwrap_or(u64::MAX);
-            (!entry.carried && entry.missed < threshold).then(|| {
+            (recount && !entry.carried && entry.missed < threshold).then(|| {
                 format!(
                     "withdrawn: {} heartbeat(s) missed, fewer than its settings now allow ({})",
                     entry.missed,

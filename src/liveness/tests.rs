@@ -668,3 +668,20 @@ fn an_alert_raised_after_a_carried_one_went_follows_its_settings() {
     );
     assert!(withdrawn(&drain(&mut m)).is_some());
 }
+
+/// A policy edit elsewhere reaches every computer: it must not withdraw an alert whose count
+/// did not change, not even while a session with the computer holds its verdict.
+#[test]
+fn an_unrelated_settings_change_leaves_an_alert_alone() {
+    let mut m = Monitor::new();
+    m.track(at(0), ID, rules(10, MissedLimit::Count(0)));
+    m.handle_timeout(at(11_000));
+    assert!(raised(&drain(&mut m)));
+    m.handle_arrival(at(12_000), ID);
+    let mut same = rules(10, MissedLimit::Count(0));
+    same.offline_errors_for_inactive_vms = true;
+    m.set_rules(at(13_000), ID, same);
+    assert_eq!(withdrawn(&drain(&mut m)), None);
+    m.handle_left(at(14_000), ID);
+    assert!(!raised(&drain(&mut m)), "still the one alert, not a second");
+}
