@@ -56,8 +56,6 @@ pub(crate) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     tls: &mut S,
     peer: &Peer,
 ) -> Result<SessionSummary, SessionError> {
-    let addr = peer.addr;
-    let started = port.clock.now();
     // A dial that reached the agent: its heartbeat is on its way (an accepted one said so when
     // it was queued).
     if peer.dialed
@@ -65,6 +63,26 @@ pub(crate) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     {
         port.liveness.send(LivenessEvent::Arrived(computer));
     }
+    let mut recorded = false;
+    let result = converse(port, tls, peer, &mut recorded).await;
+    // Ended before its summary was recorded (its settings unreadable, a fatal store error, a
+    // broken frame): the verdict it held may come now, not only after SESSION_LIMIT.
+    if !recorded && let Some(computer) = peer.computer {
+        port.liveness.send(LivenessEvent::Left(computer));
+    }
+    result
+}
+
+/// The session itself; `recorded` says whether its summary was recorded (which tells the
+/// verdicts task how it ended).
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    port: &Arc<AgentPort>,
+    tls: &mut S,
+    peer: &Peer,
+    recorded: &mut bool,
+) -> Result<SessionSummary, SessionError> {
+    let addr = peer.addr;
+    let started = port.clock.now();
     let params = {
         let (port, computer) = (port.clone(), peer.computer);
         smol::unblock(move || session_params(&port, computer)).await?
@@ -124,6 +142,7 @@ pub(crate) async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 ManagerOutput::Close(summary) => {
                     if let Some(computer) = peer.computer {
                         record(port, computer, peer, status_at, &summary).await;
+                        *recorded = true;
                     }
                     count_session(port, peer, summary.result.is_ok(), started);
                     return match summary.result.clone() {
