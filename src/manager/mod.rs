@@ -8,7 +8,7 @@ mod dialer;
 mod error;
 mod open_files;
 mod retention;
-mod verdicts;
+pub(crate) mod verdicts;
 
 pub use crate::handles::{DialError, DialResult, Dialer, DialerEvent};
 pub use crate::handles::{Liveness, LivenessEvent};

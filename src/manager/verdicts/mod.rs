@@ -3,7 +3,7 @@
 //! (`writes.rs`). One task owns the state and receives events over a channel, so no lock guards
 //! a decision.
 
-use crate::alerts::{catalogue, record};
+use crate::alerts::record;
 use crate::clock::{Clock, WallMs};
 use crate::handles::{LivenessEvent, LivenessEvents};
 use crate::liveness::{Decision, FROZEN_AFTER, LOOK_EVERY, Monitor, PowerState, Rules, State};
@@ -329,6 +329,7 @@ fn watched(tree: &PolicyTree, computer: &Computer) -> Watched {
     )
 }
 
+pub(crate) mod effect;
 #[cfg(test)]
 mod tests;
 mod writes;

@@ -1,6 +1,7 @@
 //! What the monitor's decisions write: statuses and alerts (through `alerts::record`), all at
 //! once in group commits, and kept in order to be tried again while the store refuses writes.
 
+use super::effect::Effect;
 use super::*;
 
 /// A decision's write, kept to be tried again while the store refuses writes (a full disk): an
@@ -189,8 +190,11 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 
 /// Says a decision in the log and makes its write; `now` stamps the records it writes.
 fn plan(now: WallMs, decision: Decision) -> Write {
-    match decision {
-        Decision::State {
+    if let Decision::WithdrawOffline { computer, why } = &decision {
+        log::info!("computer {computer}'s offline alert: {why}");
+    }
+    match effect::effect(decision) {
+        Effect::Status {
             computer,
             state,
             reason,
@@ -201,55 +205,23 @@ fn plan(now: WallMs, decision: Decision) -> Write {
             );
             set_status(now, computer, status(state), reason)
         }
-        Decision::RaiseOffline {
+        Effect::Raise {
             computer,
-            missed,
-            reason,
-        } => {
-            log::warn!("alert computer-offline for computer {computer}: {reason}");
-            raise(now, computer, AlertKind::ComputerOffline, move |last| {
-                catalogue::offline_message(missed, &reason, last)
-            })
-        }
-        Decision::ClearOffline { computer } => clear(
-            now,
-            computer,
-            AlertKind::ComputerOffline,
-            catalogue::CLEARED_BY_HEARTBEAT.into(),
-        ),
-        Decision::RaiseUnreachable { computer, reason } => {
-            log::warn!("alert manager-cannot-reach-agent for computer {computer}: {reason}");
-            raise(
-                now,
-                computer,
-                AlertKind::ManagerCannotReachAgent,
-                move |_| catalogue::unreachable_message(&reason),
-            )
-        }
-        Decision::ClearUnreachable { computer } => clear(
-            now,
-            computer,
-            AlertKind::ManagerCannotReachAgent,
-            catalogue::CLEARED_BY_DIAL.into(),
-        ),
-        Decision::ClockChanged {
-            computer,
-            change_ms,
-            limit,
-            seen_by,
+            kind,
+            words,
         } => {
             log::warn!(
-                "alert clock-changed for computer {computer}: {change_ms} ms, seen by {}",
-                seen_by.words()
+                "alert {} for computer {computer}: {}",
+                kind.name(),
+                words.detail()
             );
-            raise(now, computer, AlertKind::ClockChanged, move |_| {
-                catalogue::clock_changed_message(change_ms, limit, seen_by.words())
-            })
+            raise(now, computer, kind, move |last| words.message(last))
         }
-        Decision::WithdrawOffline { computer, why } => {
-            log::info!("computer {computer}'s offline alert: {why}");
-            clear(now, computer, AlertKind::ComputerOffline, why)
-        }
+        Effect::Clear {
+            computer,
+            kind,
+            why,
+        } => clear(now, computer, kind, why),
     }
 }
 

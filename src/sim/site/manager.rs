@@ -356,39 +356,21 @@ impl Site {
             self.trace(Some(who), || {
                 format!("decision {decision:?} (delay {delay:?})")
             });
-            match decision {
-                Decision::State { .. } => {}
-                Decision::RaiseOffline {
+            if let Decision::RaiseOffline { computer, .. } = &decision {
+                self.oracle.offline_raised(*computer, self.now);
+            }
+            if let Decision::ClockChanged { computer, .. } = &decision {
+                self.oracle.clock_raised(*computer, self.now);
+            }
+            // The verdicts task's own mapping, onto the simulated records.
+            match effect(decision) {
+                Effect::Status { .. } => {}
+                Effect::Raise {
                     computer,
-                    missed,
-                    reason,
-                } => {
-                    self.oracle.offline_raised(computer, self.now);
-                    let message = catalogue::offline_message(missed, &reason, None);
-                    self.raise(computer, AlertKind::ComputerOffline, message, wall);
-                }
-                Decision::ClockChanged {
-                    computer,
-                    change_ms,
-                    limit,
-                    seen_by,
-                } => {
-                    self.oracle.clock_raised(computer, self.now);
-                    let message =
-                        catalogue::clock_changed_message(change_ms, limit, seen_by.words());
-                    self.raise(computer, AlertKind::ClockChanged, message, wall);
-                }
-                Decision::RaiseUnreachable { computer, reason } => {
-                    let message = catalogue::unreachable_message(&reason);
-                    self.raise(computer, AlertKind::ManagerCannotReachAgent, message, wall);
-                }
-                Decision::ClearOffline { computer }
-                | Decision::WithdrawOffline { computer, .. } => {
-                    self.clear(computer, AlertKind::ComputerOffline, wall);
-                }
-                Decision::ClearUnreachable { computer } => {
-                    self.clear(computer, AlertKind::ManagerCannotReachAgent, wall);
-                }
+                    kind,
+                    words,
+                } => self.raise(computer, kind, words.message(None), wall),
+                Effect::Clear { computer, kind, .. } => self.clear(computer, kind, wall),
             }
         }
     }

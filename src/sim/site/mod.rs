@@ -10,11 +10,12 @@ use super::oracle::Oracle;
 use super::rng::Rng;
 use crate::agent::clock_watch::ClockWatch;
 use crate::agent::schedule::{Heartbeats, Next};
+use crate::alerts::AlertKind;
 use crate::alerts::lifecycle;
-use crate::alerts::{AlertKind, catalogue};
 use crate::clock::{Instant, WallMs};
 use crate::liveness::{Decision, Monitor, Rules};
 use crate::manager::dial_plan::{DialPlan, Target};
+use crate::manager::verdicts::effect::{Effect, effect};
 use crate::model::{Alert, AlertId, ClockChangeLimit, ComputerId, events};
 use crate::policy::{AgentConfig, Fingerprint};
 use crate::proto::{
