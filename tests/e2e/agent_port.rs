@@ -32,21 +32,14 @@ fn activation_with_a_wrong_token_is_refused_and_stores_nothing() {
     let last = if real.ends_with('0') { "1" } else { "0" };
     let wrong = format!("{}{last}", &real[..real.len() - 1]);
 
-    let log = refused_agent(
+    refused_for(
+        &m,
         &tmp.path().join("agent"),
         &agent_addr(&m),
         &wrong,
         &pin_hex(&m),
         "intruder",
-    );
-    assert!(log.contains("the manager refused"), "{log}");
-    assert!(log.contains("unknown activation token"), "{log}");
-    wait_log_line(
-        &m,
-        &[
-            "agent connection from 127.0.0.1:",
-            "unknown activation token",
-        ],
+        "unknown activation token",
     );
     assert!(!m.log().contains(&wrong), "the manager logged the secret");
 
@@ -139,15 +132,14 @@ fn a_used_up_token_is_refused_and_stores_nothing() {
     );
     assert_eq!(uses_left(&m, &id), 0);
 
-    let log = refused_agent(&tmp.path().join("second"), &addr, &token, &pin, "second");
-    assert!(log.contains("the manager refused"), "{log}");
-    assert!(log.contains("used as often as it allows"), "{log}");
-    wait_log_line(
+    refused_for(
         &m,
-        &[
-            "agent connection from 127.0.0.1:",
-            "used as often as it allows",
-        ],
+        &tmp.path().join("second"),
+        &addr,
+        &token,
+        &pin,
+        "second",
+        "used as often as it allows",
     );
 
     assert_eq!(hostnames(&m), ["first"], "the refused agent was stored");
@@ -174,21 +166,14 @@ fn a_deleted_token_is_refused_and_stores_nothing() {
     assert!(deleted.status.is_success(), "{}", deleted.status);
     assert!(tokens(&m).is_empty());
 
-    let log = refused_agent(
+    refused_for(
+        &m,
         &tmp.path().join("agent"),
         &agent_addr(&m),
         &token,
         &pin_hex(&m),
         "late",
-    );
-    assert!(log.contains("the manager refused"), "{log}");
-    assert!(log.contains("unknown activation token"), "{log}");
-    wait_log_line(
-        &m,
-        &[
-            "agent connection from 127.0.0.1:",
-            "unknown activation token",
-        ],
+        "unknown activation token",
     );
     assert!(!m.log().contains(&token), "the manager logged the secret");
 
@@ -224,6 +209,23 @@ fn an_agent_with_the_wrong_ca_pin_refuses_the_manager_and_nothing_is_created() {
     assert!(computers(&m).is_empty(), "a computer was created");
     assert_eq!(uses_left(&m, &id), 2, "the token was spent");
     assert_still_serving(&m, "after-wrong-pin");
+}
+
+/// An activation with `token` that the manager refuses for `reason`: the agent exits saying
+/// so, writes no identity, and the manager logs the refusal.
+fn refused_for(
+    m: &Manager,
+    dir: &std::path::Path,
+    addr: &str,
+    token: &str,
+    pin: &str,
+    hostname: &str,
+    reason: &str,
+) {
+    let log = refused_agent(dir, addr, token, pin, hostname);
+    assert!(log.contains("the manager refused"), "{log}");
+    assert!(log.contains(reason), "{log}");
+    wait_log_line(m, &["agent connection from 127.0.0.1:", reason]);
 }
 
 // ---------------------------------------------------------------------------------------------

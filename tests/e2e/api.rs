@@ -250,26 +250,19 @@ fn unknown_paths_and_methods_are_404_and_405() {
     let m = Manager::start(&tmp.path().join("data"));
     let client = m.client();
     let key = key(&m);
-    assert_eq!(
-        send(&client, &key, Method::GET, "/api/v1/nothing", b"").0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        send(&client, &key, Method::GET, "/api/v1/policies/Nope", b"").0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        send(&client, &key, Method::GET, "/api/v1/computers/99", b"").0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        send(&client, &key, Method::GET, "/api/v1/computers/x", b"").0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        send(&client, &key, Method::PUT, "/api/v1/policies", b"").0,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    for (method, path, status) in [
+        (Method::GET, "/api/v1/nothing", StatusCode::NOT_FOUND),
+        (Method::GET, "/api/v1/policies/Nope", StatusCode::NOT_FOUND),
+        (Method::GET, "/api/v1/computers/99", StatusCode::NOT_FOUND),
+        (Method::GET, "/api/v1/computers/x", StatusCode::NOT_FOUND),
+        (
+            Method::PUT,
+            "/api/v1/policies",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        assert_eq!(send(&client, &key, method, path, b"").0, status, "{path}");
+    }
 }
 
 /// `schema/api.md` is the contract: every route it documents must exist (answer with neither
