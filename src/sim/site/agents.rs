@@ -100,15 +100,17 @@ impl Site {
                     }
                 }
                 AgentOutput::Acked { through } => {
-                    agent.spool.retain(|e| e.seq > through);
-                    let lost: Vec<u64> = (1..=through)
-                        .filter(|seq| !self.manager.events.contains_key(&(computer, *seq)))
-                        .filter(|seq| *seq > self.manager_forgot_before(computer))
-                        .collect();
-                    if let Some(first) = lost.first() {
-                        let what = format!("event {first} acknowledged but never stored");
+                    // What leaves the spool now must be stored (retention never runs here).
+                    let lost = agent
+                        .spool
+                        .iter()
+                        .filter(|e| e.seq <= through)
+                        .find(|e| !self.manager.events.contains_key(&(computer, e.seq)));
+                    if let Some(event) = lost {
+                        let what = format!("event {} acknowledged but never stored", event.seq);
                         self.oracle.violations.push(what);
                     }
+                    agent.spool.retain(|e| e.seq > through);
                 }
                 AgentOutput::Apply {
                     config,
@@ -174,11 +176,6 @@ impl Site {
                 }
             }
         }
-    }
-
-    /// Retention never runs in the simulation: every stored event stays.
-    pub(super) fn manager_forgot_before(&self, _computer: ComputerId) -> u64 {
-        0
     }
 
     pub(super) fn at_agent(&mut self, sid: u64, msg: ManagerMsg) {
