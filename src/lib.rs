@@ -53,6 +53,7 @@ pub mod manager;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod notify;
 pub mod password;
 pub mod pki;
 pub mod policy;

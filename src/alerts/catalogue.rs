@@ -17,6 +17,12 @@ pub enum AlertKind {
     /// A bidirectional computer heartbeats, but the manager cannot dial it. Clears itself when a
     /// dial succeeds.
     ManagerCannotReachAgent,
+    /// A notification channel gave up a notice it could not deliver in time. About a channel,
+    /// not a computer. Clears itself when the channel delivers again.
+    NotificationFailed,
+    /// Many computers of a policy subtree went offline at once: one alert (and one
+    /// notification) for all of them. About a policy. Clears itself when most are back.
+    SiteIncident,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,10 +32,12 @@ pub enum Severity {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 3] = [
+    pub const ALL: [AlertKind; 5] = [
         AlertKind::ComputerOffline,
         AlertKind::ClockChanged,
         AlertKind::ManagerCannotReachAgent,
+        AlertKind::NotificationFailed,
+        AlertKind::SiteIncident,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,22 +45,23 @@ impl AlertKind {
             AlertKind::ComputerOffline => "computer-offline",
             AlertKind::ClockChanged => "clock-changed",
             AlertKind::ManagerCannotReachAgent => "manager-cannot-reach-agent",
+            AlertKind::NotificationFailed => "notification-failed",
+            AlertKind::SiteIncident => "site-incident",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
-            AlertKind::ComputerOffline => Severity::Critical,
-            AlertKind::ClockChanged | AlertKind::ManagerCannotReachAgent => Severity::Warning,
+            AlertKind::ComputerOffline | AlertKind::SiteIncident => Severity::Critical,
+            AlertKind::ClockChanged
+            | AlertKind::ManagerCannotReachAgent
+            | AlertKind::NotificationFailed => Severity::Warning,
         }
     }
 
     /// Whether the alert ends by itself when its condition does.
     pub fn clears_itself(self) -> bool {
-        matches!(
-            self,
-            AlertKind::ComputerOffline | AlertKind::ManagerCannotReachAgent
-        )
+        !matches!(self, AlertKind::ClockChanged)
     }
 }
 

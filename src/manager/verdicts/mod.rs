@@ -79,7 +79,11 @@ pub async fn run(
                     AlertKind::ManagerCannotReachAgent => {
                         monitor.mark_unreachable_alerted(alert.computer);
                     }
-                    AlertKind::ClockChanged => {}
+                    // Not the monitor's: the clock's are judged per step, and the others are
+                    // about channels and policies.
+                    AlertKind::ClockChanged
+                    | AlertKind::NotificationFailed
+                    | AlertKind::SiteIncident => {}
                 }
             }
         }

@@ -1,0 +1,23 @@
+//! Notifications: telling someone outside the console that an alert was raised, repeated or
+//! cleared, by email, syslog or webhook.
+//!
+//! - [`channel`]: where notifications go and how (a channel's settings and their validation);
+//! - [`notice`]: what one notification says (the outbox entry);
+//! - [`format`]: the bytes each channel sends (RFC 5424 syslog with CEF, LEEF or plain text,
+//!   the webhook's JSON body and signature, the email's subject and text);
+//! - [`send`]: the shells that move those bytes to a mail server, a syslog collector or a
+//!   webhook receiver, and report the server's answer.
+//!
+//! Every notice is written to the store's outbox in the transaction that changes its alert
+//! (`alerts/record.rs`), and the manager's notifier task delivers it.
+
+pub mod channel;
+pub mod format;
+pub mod notice;
+pub mod send;
+
+pub use channel::{
+    Channel, ChannelError, Email, SmtpSecurity, Syslog, SyslogFormat, SyslogTransport, Target,
+    Webhook,
+};
+pub use notice::{Change, Notice};
