@@ -4,7 +4,7 @@
 
 use super::AlertKind;
 use crate::clock::WallMs;
-use crate::model::{Alert, AlertId, ComputerId};
+use crate::model::{Acknowledgement, Alert, AlertId, ComputerId};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,9 @@ pub fn raise(
             message,
             cleared: None,
             dismissed: None,
+            acknowledged: None,
+            about: None,
+            computers: Vec::new(),
         },
     }
 }
@@ -60,6 +63,18 @@ pub fn raise(
 pub fn clear(alert: &Alert, now: WallMs) -> Option<Alert> {
     (alert.is_active() && alert.kind.clears_itself()).then(|| Alert {
         cleared: Some(now),
+        ..alert.clone()
+    })
+}
+
+/// Acknowledging keeps the alert active (its condition still holds) and says who is on it; a
+/// second acknowledgement replaces the first (someone else took it over).
+pub fn acknowledge(alert: &Alert, ack: Acknowledgement) -> Result<Alert, AlertError> {
+    if !alert.is_active() {
+        return Err(AlertError::NotActive { id: alert.id });
+    }
+    Ok(Alert {
+        acknowledged: Some(ack),
         ..alert.clone()
     })
 }

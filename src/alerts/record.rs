@@ -1,13 +1,44 @@
-//! The store transactions of the alert lifecycle: raise, clear, dismiss, and end with a deleted
-//! computer, each with its line in the computer's history. Every alert record is written here
-//! and nowhere else, so whatever must follow an alert (a notification) has one place to hook in.
+//! The store transactions of the alert lifecycle: raise, clear, acknowledge, dismiss, and end
+//! with a deleted computer, each with its line in the computer's history (computer 0's for an
+//! alert about the site). Every alert record is written here and nowhere else, and a raise,
+//! repeat or clear queues its notification in the same transaction, so a crash can never keep
+//! the one without the other.
 
 use super::AlertKind;
 use super::lifecycle::{self, AlertError};
 use crate::clock::WallMs;
-use crate::model::{Alert, AlertId, ComputerId, HistoryEntry};
-use crate::store::{Reads, StoreError, WriteTxn};
+use crate::model::{Acknowledgement, Alert, AlertId, ComputerId, HistoryEntry};
+use crate::notify::{Change, Notice, route};
+use crate::store::{NotifyReads, Reads, StoreError, WriteTxn};
 use std::fmt;
+
+/// Queues the notice of `change` to `alert`. A repeat is queued only if some route asks for
+/// repeats and nobody has acknowledged the alert.
+fn notify(
+    txn: &mut WriteTxn,
+    change: Change,
+    alert: &Alert,
+    computer: Option<&crate::model::Computer>,
+    now: WallMs,
+) -> Result<(), StoreError> {
+    if !txn.has_channels()? {
+        return Ok(());
+    }
+    if change == Change::Repeated
+        && (alert.acknowledged.is_some() || !route::any_wants_repeats(&txn.routes()?))
+    {
+        return Ok(());
+    }
+    txn.enqueue_notice(Notice {
+        seq: 0,
+        at: now,
+        change,
+        alert: alert.clone(),
+        hostname: computer.map(|c| c.hostname.clone()).unwrap_or_default(),
+        policy: computer.map(|c| c.policy),
+    })?;
+    Ok(())
+}
 
 /// Raises `kind` for `computer`, or updates its active alert of that kind. `message` gets the
 /// computer's last heartbeat time. Nothing is written for a computer that no longer exists.
@@ -18,9 +49,9 @@ pub fn raise(
     now: WallMs,
     message: impl FnOnce(Option<WallMs>) -> String,
 ) -> Result<Option<Alert>, StoreError> {
-    if txn.computer(computer)?.is_none() {
+    let Some(record) = txn.computer(computer)? else {
         return Ok(None);
-    }
+    };
     let last = txn.agent_state(computer)?.and_then(|a| a.last_heartbeat);
     let active = txn.active_alert(computer, kind)?;
     let new_id = match active {
@@ -44,6 +75,11 @@ pub fn raise(
         })?;
     }
     txn.put_alert(&alert)?;
+    let change = match active {
+        None => Change::Raised,
+        Some(_) => Change::Repeated,
+    };
+    notify(txn, change, &alert, Some(&record), now)?;
     Ok(Some(alert))
 }
 
@@ -69,10 +105,126 @@ pub fn clear(
         what: "alert-cleared".into(),
         detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
     })?;
+    let record = txn.computer(computer)?;
+    notify(txn, Change::Cleared, &cleared, record.as_ref(), now)?;
     Ok(Some(cleared))
 }
 
-/// Why an alert could not be dismissed.
+/// Raises `kind` about `about` (a channel's name, a policy's id): an alert about the site, not
+/// a computer, listing `computers` if it covers some. A repeat updates the active one.
+pub fn raise_site(
+    txn: &mut WriteTxn,
+    kind: AlertKind,
+    about: &str,
+    computers: Vec<ComputerId>,
+    message: String,
+    now: WallMs,
+) -> Result<Alert, StoreError> {
+    let active = txn.active_site_alert(kind, about)?;
+    let alert = match &active {
+        Some(alert) => Alert {
+            updated: now,
+            count: alert.count.saturating_add(1),
+            message,
+            computers,
+            ..alert.clone()
+        },
+        None => Alert {
+            about: Some(about.to_string()),
+            computers,
+            ..lifecycle::raise(None, || AlertId(0), kind, ComputerId(0), message, now)
+        },
+    };
+    let alert = match active {
+        Some(_) => alert,
+        None => {
+            let alert = Alert {
+                id: txn.next_alert_id()?,
+                ..alert
+            };
+            txn.add_history(&HistoryEntry {
+                computer: ComputerId(0),
+                at: now,
+                what: "alert-raised".into(),
+                detail: format!("{} (alert {}): {}", kind.name(), alert.id, alert.message),
+            })?;
+            alert
+        }
+    };
+    txn.put_alert(&alert)?;
+    let change = if alert.count == 1 {
+        Change::Raised
+    } else {
+        Change::Repeated
+    };
+    notify(txn, change, &alert, None, now)?;
+    Ok(alert)
+}
+
+/// Clears the active alert of `kind` about `about`, saying `why` in the site's history.
+pub fn clear_site(
+    txn: &mut WriteTxn,
+    kind: AlertKind,
+    about: &str,
+    now: WallMs,
+    why: &str,
+) -> Result<Option<Alert>, StoreError> {
+    let Some(cleared) = txn
+        .active_site_alert(kind, about)?
+        .and_then(|alert| lifecycle::clear(&alert, now))
+    else {
+        return Ok(None);
+    };
+    txn.put_alert(&cleared)?;
+    txn.add_history(&HistoryEntry {
+        computer: ComputerId(0),
+        at: now,
+        what: "alert-cleared".into(),
+        detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
+    })?;
+    notify(txn, Change::Cleared, &cleared, None, now)?;
+    Ok(Some(cleared))
+}
+
+/// Someone on call has seen alert `id`: it stays active while its condition lasts, and its
+/// repeats are no longer notified.
+pub fn acknowledge(
+    txn: &mut WriteTxn,
+    id: AlertId,
+    by: &str,
+    comment: &str,
+    now: WallMs,
+) -> Result<Alert, DismissError> {
+    let alert = txn.alert(id)?.ok_or(DismissError::NotFound(id))?;
+    let acknowledged = lifecycle::acknowledge(
+        &alert,
+        Acknowledgement {
+            by: by.to_string(),
+            at: now,
+            comment: comment.to_string(),
+        },
+    )
+    .map_err(DismissError::NotActive)?;
+    txn.put_alert(&acknowledged)?;
+    let comment = if comment.is_empty() {
+        String::new()
+    } else {
+        format!(": {comment}")
+    };
+    txn.add_history(&HistoryEntry {
+        computer: acknowledged.computer,
+        at: now,
+        what: "alert-acknowledged".into(),
+        detail: format!(
+            "{} (alert {}) acknowledged by {by}{comment}",
+            acknowledged.kind.name(),
+            acknowledged.id
+        ),
+    })?;
+    Ok(acknowledged)
+}
+
+/// Why an alert could not be dismissed or acknowledged.
 #[derive(Debug)]
 pub enum DismissError {
     NotFound(AlertId),
@@ -245,5 +397,76 @@ mod tests {
             .unwrap()
             .is_none()
         );
+    }
+
+    #[test]
+    fn raises_repeats_and_clears_queue_their_notice_in_the_same_transaction() {
+        use crate::notify::{Change, Route};
+        let (_dir, store) = store_with_computer();
+        let mut txn = store.write().unwrap();
+        let offline = AlertKind::ComputerOffline;
+        let changes = |txn: &WriteTxn| -> Vec<Change> {
+            txn.notices_after(0, 100)
+                .unwrap()
+                .iter()
+                .map(|n| n.change)
+                .collect()
+        };
+        // No channel: nothing is queued.
+        raise(&mut txn, ComputerId(7), offline, WallMs(10), |_| "m".into()).unwrap();
+        assert!(changes(&txn).is_empty());
+        clear(&mut txn, ComputerId(7), offline, WallMs(11), "back").unwrap();
+        txn.put_channel(&crate::notify::channel::tests::sample())
+            .unwrap();
+        let first = raise(&mut txn, ComputerId(7), offline, WallMs(20), |_| "m".into())
+            .unwrap()
+            .unwrap();
+        // A repeat nobody routes is not queued.
+        raise(&mut txn, ComputerId(7), offline, WallMs(30), |_| "m".into()).unwrap();
+        assert_eq!(changes(&txn), [Change::Raised]);
+        let notice = &txn.notices_after(0, 1).unwrap()[0];
+        assert_eq!(
+            (notice.hostname.as_str(), notice.alert.id),
+            ("web1", first.id)
+        );
+        txn.put_route(&Route {
+            id: 1,
+            channel: "sample".into(),
+            kind: None,
+            severity: None,
+            policy: None,
+            on: vec![Change::Repeated],
+        })
+        .unwrap();
+        raise(&mut txn, ComputerId(7), offline, WallMs(40), |_| "m".into()).unwrap();
+        // Acknowledged: repeats are no longer queued, but the clear is.
+        let acked = acknowledge(&mut txn, first.id, "alice", "on it", WallMs(45)).unwrap();
+        assert!(acked.is_active());
+        assert_eq!(acked.acknowledged.as_ref().unwrap().by, "alice");
+        raise(&mut txn, ComputerId(7), offline, WallMs(50), |_| "m".into()).unwrap();
+        clear(&mut txn, ComputerId(7), offline, WallMs(60), "back").unwrap();
+        assert_eq!(
+            changes(&txn),
+            [Change::Raised, Change::Repeated, Change::Cleared]
+        );
+        assert!(matches!(
+            acknowledge(&mut txn, first.id, "bob", "", WallMs(70)),
+            Err(DismissError::NotActive(_))
+        ));
+        // An alert about the site: its own index entry, repeated and cleared like any other.
+        let failed = AlertKind::NotificationFailed;
+        let site = raise_site(&mut txn, failed, "mail", vec![], "down".into(), WallMs(80)).unwrap();
+        let again =
+            raise_site(&mut txn, failed, "mail", vec![], "down".into(), WallMs(90)).unwrap();
+        assert_eq!((again.id, again.count), (site.id, 2));
+        assert!(txn.active_site_alert(failed, "other").unwrap().is_none());
+        assert_eq!(
+            clear_site(&mut txn, failed, "mail", WallMs(95), "sent")
+                .unwrap()
+                .unwrap()
+                .id,
+            site.id
+        );
+        assert!(txn.active_site_alert(failed, "mail").unwrap().is_none());
     }
 }

@@ -16,7 +16,7 @@ mod user;
 
 pub use crate::alerts::{AlertKind, Severity};
 pub use agent::{AgentState, HistoryEntry, StoredEvent};
-pub use alert::Alert;
+pub use alert::{Acknowledgement, Alert, index_name};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use firewall::{
     FirewallRule, FrameType, IpMatch, ListenerRule, MAX_PRIORITY, MacAddr, PortRange, Protocol,

@@ -469,8 +469,19 @@ pub fn host_port(field: &'static str, text: &str) -> Result<(String, u16), Chann
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A channel any test can store: email to a local relay.
+    pub(crate) fn sample() -> Channel {
+        Channel::new(
+            "sample",
+            email("127.0.0.1", SmtpSecurity::None),
+            DEFAULT_GIVE_UP_AFTER,
+            WallMs(0),
+        )
+        .unwrap()
+    }
 
     fn email(host: &str, security: SmtpSecurity) -> Target {
         Target::Email(Email {

@@ -3,6 +3,9 @@
 //!
 //! - [`channel`]: where notifications go and how (a channel's settings and their validation);
 //! - [`notice`]: what one notification says (the outbox entry);
+//! - [`route`] and [`maintenance`]: which notices a channel takes, and the windows that keep a
+//!   computer's quiet;
+//! - [`delivery`]: a channel's progress through the outbox and its retries (sans-io);
 //! - [`format`]: the bytes each channel sends (RFC 5424 syslog with CEF, LEEF or plain text,
 //!   the webhook's JSON body and signature, the email's subject and text);
 //! - [`send`]: the shells that move those bytes to a mail server, a syslog collector or a
@@ -12,12 +15,18 @@
 //! (`alerts/record.rs`), and the manager's notifier task delivers it.
 
 pub mod channel;
+pub mod delivery;
 pub mod format;
+pub mod maintenance;
 pub mod notice;
+pub mod route;
 pub mod send;
 
 pub use channel::{
     Channel, ChannelError, Email, SmtpSecurity, Syslog, SyslogFormat, SyslogTransport, Target,
     Webhook,
 };
+pub use delivery::Delivery;
+pub use maintenance::{Window, WindowTarget};
 pub use notice::{Change, Notice};
+pub use route::Route;

@@ -90,6 +90,13 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
             runs.write(&mut index)?;
             Ok(6)
         }
+        // Notifications: channels, routes, the outbox, delivery progress and maintenance
+        // windows. Alerts are written as `AlertRecord::V2` from now on (acknowledgement, alerts
+        // about no computer); `V1` records are converted as they are read.
+        6 => {
+            super::notify::create_tables(txn)?;
+            Ok(7)
+        }
         _ => Err(StoreError::NoMigration { from }),
     }
 }

@@ -16,6 +16,7 @@
 mod error;
 mod health;
 mod migrate;
+mod notify;
 mod reads;
 mod records;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod writer;
 mod writes;
 
 pub use error::StoreError;
+pub use notify::{NotifyReads, OUTBOX_LIMIT};
 pub use reads::Reads;
 pub use writes::Deleted;
 
@@ -52,7 +54,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 6;
+pub const CURRENT_SCHEMA_VERSION: u32 = 7;
 
 /// The open store file.
 ///

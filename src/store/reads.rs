@@ -184,6 +184,23 @@ pub trait Reads: sealed::Tables {
             .filter(|a| a.is_active() && a.computer == computer && a.kind == kind))
     }
 
+    /// The active alert of `kind` about `about` (a channel's name, a policy's id): alerts about
+    /// no computer, found like a computer's through the index.
+    fn active_site_alert(&self, kind: AlertKind, about: &str) -> Result<Option<Alert>, StoreError> {
+        let name = crate::model::index_name(kind, Some(about));
+        let id = self
+            .table(ACTIVE_ALERTS)?
+            .get((0, name.as_str()))?
+            .map(|v| active_alert_id(ComputerId(0), kind, v.value()))
+            .transpose()?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        Ok(self.alert(id)?.filter(|a| {
+            a.is_active() && a.computer == ComputerId(0) && a.about.as_deref() == Some(about)
+        }))
+    }
+
     /// Every active alert of `computer`, by kind name.
     fn active_alerts_of(&self, computer: ComputerId) -> Result<Vec<Alert>, StoreError> {
         let mut out = Vec::new();

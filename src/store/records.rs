@@ -8,8 +8,8 @@
 use super::error::StoreError;
 use crate::clock::WallMs;
 use crate::model::{
-    AgentState, Alert, Computer, ComputerId, ComputerKind, HistoryEntry, Policy, PolicyId,
-    PowerState, Settings, Status, StoredEvent, Token, User,
+    AgentState, Alert, AlertId, AlertKind, Computer, ComputerId, ComputerKind, HistoryEntry,
+    Policy, PolicyId, PowerState, Settings, Status, StoredEvent, Token, User,
 };
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -62,6 +62,10 @@ pub(super) mod meta_key {
     pub const ADMIN_KEY_SHA256: &str = "admin_key_sha256";
     pub const NEXT_ALERT_ID: &str = "next_alert_id";
     pub const NEXT_RULE_ID: &str = "next_rule_id";
+    pub const NEXT_NOTICE_SEQ: &str = "next_notice_seq";
+    pub const NOTICES_DROPPED: &str = "notices_dropped";
+    pub const NEXT_ROUTE_ID: &str = "next_route_id";
+    pub const NEXT_WINDOW_ID: &str = "next_window_id";
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -122,7 +126,23 @@ pub(super) enum HistoryRecord {
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum AlertRecord {
-    V1(Alert),
+    V1(AlertV1),
+    /// Schema 7: acknowledgement, and alerts about no computer (a channel, a policy).
+    V2(Alert),
+}
+
+/// `Alert` as schemas 2 to 6 wrote it, frozen: read and converted, never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(super) struct AlertV1 {
+    id: AlertId,
+    kind: AlertKind,
+    computer: ComputerId,
+    raised: WallMs,
+    updated: WallMs,
+    count: u32,
+    message: String,
+    cleared: Option<WallMs>,
+    dismissed: Option<WallMs>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -269,12 +289,26 @@ impl Record for AlertRecord {
     const TABLE: &'static str = "alerts";
 
     fn current(model: &Alert) -> Self {
-        AlertRecord::V1(model.clone())
+        AlertRecord::V2(model.clone())
     }
 
     fn into_model(self) -> Alert {
         match self {
-            AlertRecord::V1(a) => a,
+            AlertRecord::V1(a) => Alert {
+                id: a.id,
+                kind: a.kind,
+                computer: a.computer,
+                raised: a.raised,
+                updated: a.updated,
+                count: a.count,
+                message: a.message,
+                cleared: a.cleared,
+                dismissed: a.dismissed,
+                acknowledged: None,
+                about: None,
+                computers: Vec::new(),
+            },
+            AlertRecord::V2(a) => a,
         }
     }
 }
@@ -463,6 +497,30 @@ pub(super) mod tests {
             message: "clock moved".into(),
             cleared: None,
             dismissed: Some(WallMs(1_700_000_120_000)),
+            acknowledged: None,
+            about: None,
+            computers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn sample_site_alert() -> Alert {
+        Alert {
+            id: crate::model::AlertId(9),
+            kind: crate::model::AlertKind::SiteIncident,
+            computer: ComputerId(0),
+            raised: WallMs(1_700_000_000_000),
+            updated: WallMs(1_700_000_060_000),
+            count: 1,
+            message: "2 computers offline".into(),
+            cleared: None,
+            dismissed: None,
+            acknowledged: Some(crate::model::Acknowledgement {
+                by: "admin".into(),
+                at: WallMs(1_700_000_090_000),
+                comment: "on it".into(),
+            }),
+            about: Some("1".into()),
+            computers: vec![ComputerId(3), ComputerId(4)],
         }
     }
 
@@ -552,7 +610,9 @@ pub(super) mod tests {
         check_golden::<TokenRecord>("token-v1", sample_token());
         check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
-        check_golden::<AlertRecord>("alert-v1", sample_alert());
+        check_legacy::<AlertRecord>("alert-v1", sample_alert());
+        check_golden::<AlertRecord>("alert-v2", sample_alert());
+        check_golden::<AlertRecord>("alert-v2-site", sample_site_alert());
         check_golden::<HistoryRecord>("history-v1", sample_history());
         check_golden::<UserRecord>("user-v1", sample_user());
     }
@@ -572,6 +632,11 @@ pub(super) mod tests {
             HOSTNAMES.name(),
             ACTIVE_ALERTS.name(),
             EVENTS_BY_TIME.name(),
+            "channels",
+            "routes",
+            "outbox",
+            "deliveries",
+            "maintenance",
         ] {
             assert!(SCHEMA.contains(&format!("`{name}`")), "table {name}");
         }
@@ -582,6 +647,10 @@ pub(super) mod tests {
             meta_key::ADMIN_KEY_SHA256,
             meta_key::NEXT_ALERT_ID,
             meta_key::NEXT_RULE_ID,
+            meta_key::NEXT_NOTICE_SEQ,
+            meta_key::NOTICES_DROPPED,
+            meta_key::NEXT_ROUTE_ID,
+            meta_key::NEXT_WINDOW_ID,
         ] {
             assert!(SCHEMA.contains(&format!("`{key}`")), "meta key {key}");
         }
@@ -594,8 +663,14 @@ pub(super) mod tests {
             "AgentStateRecord::V1",
             "EventRecord::V1",
             "AlertRecord::V1",
+            "AlertRecord::V2",
             "HistoryRecord::V1",
             "UserRecord::V1",
+            "ChannelRecord::V1",
+            "RouteRecord::V1",
+            "NoticeRecord::V1",
+            "DeliveryRecord::V1",
+            "WindowRecord::V1",
         ] {
             assert!(SCHEMA.contains(record), "record {record}");
         }

@@ -229,7 +229,8 @@ impl WriteTxn {
         self.txn
             .open_table(ALERTS)?
             .insert(a.id.0, bytes.as_slice())?;
-        let key = (a.computer.0, a.kind.name());
+        let name = a.index_name();
+        let key = (a.computer.0, name.as_str());
         let mut index = self.txn.open_table(ACTIVE_ALERTS)?;
         if a.is_active() {
             index.insert(key, a.id.0.to_be_bytes().as_slice())?;
@@ -309,7 +310,7 @@ impl WriteTxn {
     }
 
     /// The counter's value, which is then advanced. An absent counter is at 1.
-    fn take_next(&mut self, key: &'static str) -> Result<u64, StoreError> {
+    pub(super) fn take_next(&mut self, key: &'static str) -> Result<u64, StoreError> {
         let next = self.counter(key)?;
         // A counter at u64::MAX cannot have been reached by counting.
         let after = next.checked_add(1).ok_or_else(|| StoreError::Corrupt {
@@ -335,7 +336,7 @@ impl WriteTxn {
         Ok(records::get_meta::<u64>(&meta, key)?.unwrap_or(1))
     }
 
-    fn put_meta<T: serde::Serialize>(
+    pub(super) fn put_meta<T: serde::Serialize>(
         &mut self,
         key: &'static str,
         value: &T,

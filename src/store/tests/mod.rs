@@ -2,6 +2,7 @@
 //! the events table and its index by time in `events.rs`.
 
 mod events;
+mod notify;
 
 use super::records::tests::{sample_computer, sample_policy, sample_token};
 use super::*;
@@ -314,6 +315,9 @@ fn alert(id: u64, computer: u64, kind: AlertKind) -> Alert {
         message: "m".into(),
         cleared: None,
         dismissed: None,
+        acknowledged: None,
+        about: None,
+        computers: Vec::new(),
     }
 }
 
