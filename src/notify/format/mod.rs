@@ -2,15 +2,21 @@
 //! no clock and no I/O, so every format is pinned by a golden test and `schema/notifications.md`.
 //!
 //! - [`syslog`]: the RFC 5424 message, its framing per transport, and the plain-text line;
-//! - [`cef`] and [`leef`]: the SIEM formats a syslog channel can carry.
+//! - [`cef`] and [`leef`]: the SIEM formats a syslog channel can carry;
+//! - [`webhook`]: the JSON body, the delivery id and the HMAC signature header.
 
 pub mod cef;
 pub mod leef;
 pub mod syslog;
+pub mod webhook;
 
 pub use cef::cef;
 pub use leef::leef;
 pub use syslog::{frame, syslog_message, text};
+pub use webhook::{
+    DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, delivery_id, signature, verify_signature,
+    webhook_body,
+};
 
 use crate::alerts::AlertKind;
 use crate::clock::{WallMs, format_utc};
