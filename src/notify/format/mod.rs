@@ -3,14 +3,17 @@
 //!
 //! - [`syslog`]: the RFC 5424 message, its framing per transport, and the plain-text line;
 //! - [`cef`] and [`leef`]: the SIEM formats a syslog channel can carry;
-//! - [`webhook`]: the JSON body, the delivery id and the HMAC signature header.
+//! - [`webhook`]: the JSON body, the delivery id and the HMAC signature header;
+//! - [`email`]: the subject and the plain-text body.
 
 pub mod cef;
+pub mod email;
 pub mod leef;
 pub mod syslog;
 pub mod webhook;
 
 pub use cef::cef;
+pub use email::email;
 pub use leef::leef;
 pub use syslog::{frame, syslog_message, text};
 pub use webhook::{
