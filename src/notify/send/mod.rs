@@ -7,6 +7,7 @@
 //! settings:
 //!
 //! - [`syslog`] (`syslog.rs`): UDP, TCP, or TCP in TLS (RFC 5425);
+//! - [`webhook`] (`webhook.rs`): an HTTPS POST through hyper;
 //! - `tls.rs`: the TLS client configuration syslog and webhooks share;
 //! - `error.rs`: [`SendError`], why a delivery failed and where;
 //! - `testing.rs` (tests only): a throwaway CA and its certificates.
@@ -16,9 +17,11 @@ mod syslog;
 #[cfg(test)]
 mod testing;
 mod tls;
+mod webhook;
 
 pub use error::SendError;
 pub use syslog::syslog;
+pub use webhook::webhook;
 
 use crate::clock::{Clock, within};
 use smol::net::TcpStream;
