@@ -6,19 +6,25 @@
 //! on the clock it is given, and never panic on anything from the network or the channel's
 //! settings:
 //!
+//! - [`email`] (`email.rs`): SMTP through lettre's blocking transport on the blocking pool;
 //! - [`syslog`] (`syslog.rs`): UDP, TCP, or TCP in TLS (RFC 5425);
 //! - [`webhook`] (`webhook.rs`): an HTTPS POST through hyper;
 //! - `tls.rs`: the TLS client configuration syslog and webhooks share;
 //! - `error.rs`: [`SendError`], why a delivery failed and where;
-//! - `testing.rs` (tests only): a throwaway CA and its certificates.
+//! - `testing.rs`, `smtpd.rs` (tests only): a throwaway CA and its certificates, and a real
+//!   mail server (aiosmtpd) to send to.
 
+mod email;
 mod error;
+#[cfg(test)]
+mod smtpd;
 mod syslog;
 #[cfg(test)]
 mod testing;
 mod tls;
 mod webhook;
 
+pub use email::email;
 pub use error::SendError;
 pub use syslog::syslog;
 pub use webhook::webhook;
