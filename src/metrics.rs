@@ -99,9 +99,32 @@ pub struct StoreCounts {
     /// The store file's size on disk.
     pub file_bytes: u64,
     pub health: crate::store::HealthReport,
+    /// Notices in the outbox, and dropped by it ever.
+    pub notices_queued: u64,
+    pub notices_dropped: u64,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    channel: String,
+    /// sent, failed (given up), skipped (not routed there, or in a maintenance window).
+    outcome: &'static str,
+}
+
+/// What became of one notice on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    Sent,
+    Failed,
+    Skipped,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -125,8 +148,18 @@ pub struct Metrics {
     store_reserve_bytes: Gauge,
     cpu_seconds: Counter<f64, AtomicU64>,
     resident_bytes: Gauge,
+    notices: Family<NoticeLabels, Counter>,
+    notice_seconds: HistogramFamily<ChannelLabels>,
+    notices_pending: Family<ChannelLabels, Gauge>,
+    notices_queued: Gauge,
+    notices_dropped: Gauge,
     /// Scrapes set the store gauges then encode; one at a time, so two scrapes cannot mix.
     scrape: Mutex<()>,
+}
+
+fn notice_histogram() -> Histogram {
+    // 10 ms to about 3 days: a channel down for a day still lands in a bucket.
+    Histogram::new(exponential_buckets(0.01, 4.0, 14))
 }
 
 fn session_histogram() -> Histogram {
@@ -266,8 +299,45 @@ impl Metrics {
             "Resident memory of the manager process",
             resident_bytes.clone(),
         );
+        let notices = Family::<NoticeLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notices done with, by channel and outcome (sent; failed: given up; skipped: not \
+             routed to the channel, or in a maintenance window)",
+            notices.clone(),
+        );
+        let notice_seconds: HistogramFamily<ChannelLabels> =
+            Family::new_with_constructor(notice_histogram);
+        registry.register(
+            "notification_latency_seconds",
+            "Time from an alert's change to its notice's delivery, by channel",
+            notice_seconds.clone(),
+        );
+        let notices_pending = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "notifications_pending",
+            "Notices a channel has not yet done with (queued after its position in the outbox)",
+            notices_pending.clone(),
+        );
+        let notices_queued = Gauge::default();
+        registry.register(
+            "notifications_queued",
+            "Notices in the outbox, waiting for some channel",
+            notices_queued.clone(),
+        );
+        let notices_dropped = Gauge::default();
+        registry.register(
+            "notifications_dropped",
+            "Notices the full outbox dropped undelivered, ever (a channel failing for long)",
+            notices_dropped.clone(),
+        );
         Metrics {
             registry,
+            notices,
+            notice_seconds,
+            notices_pending,
+            notices_queued,
+            notices_dropped,
             heartbeat_delay,
             store_bytes,
             store_writable,
@@ -340,6 +410,45 @@ impl Metrics {
             .inc_by(u64::try_from(jobs).unwrap_or(u64::MAX));
     }
 
+    /// A notice done with on `channel`; `latency` since its alert changed, for a sent one.
+    pub fn notice(&self, channel: &str, outcome: NoticeOutcome, latency: Option<Duration>) {
+        let label = match outcome {
+            NoticeOutcome::Sent => "sent",
+            NoticeOutcome::Failed => "failed",
+            NoticeOutcome::Skipped => "skipped",
+        };
+        self.notices
+            .get_or_create(&NoticeLabels {
+                channel: channel.to_string(),
+                outcome: label,
+            })
+            .inc();
+        if let Some(latency) = latency {
+            self.notice_seconds
+                .get_or_create(&ChannelLabels {
+                    channel: channel.to_string(),
+                })
+                .observe(latency.as_secs_f64());
+        }
+    }
+
+    /// How many notices `channel` has still to do with; a removed channel is forgotten.
+    pub fn notices_pending(&self, channel: &str, pending: Option<u64>) {
+        let labels = ChannelLabels {
+            channel: channel.to_string(),
+        };
+        match pending {
+            Some(n) => {
+                self.notices_pending
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.notices_pending.remove(&labels);
+            }
+        }
+    }
+
     pub fn login(&self, outcome: Outcome) {
         self.logins
             .get_or_create(&OutcomeLabels {
@@ -365,6 +474,10 @@ impl Metrics {
             .set(i64::try_from(counts.active_alerts).unwrap_or(i64::MAX));
         self.store_bytes
             .set(i64::try_from(counts.file_bytes).unwrap_or(i64::MAX));
+        self.notices_queued
+            .set(i64::try_from(counts.notices_queued).unwrap_or(i64::MAX));
+        self.notices_dropped
+            .set(i64::try_from(counts.notices_dropped).unwrap_or(i64::MAX));
         let health = &counts.health;
         self.store_writable.set(i64::from(health.writable));
         self.store_takes_events.set(i64::from(health.takes_events));
@@ -412,6 +525,9 @@ mod tests {
         m.events_received(5);
         m.events_deleted(3);
         m.login(Outcome::Failed);
+        m.notice("mail", NoticeOutcome::Sent, Some(Duration::from_millis(40)));
+        m.notice("mail", NoticeOutcome::Skipped, None);
+        m.notices_pending("mail", Some(3));
         let text = m.encode(&StoreCounts {
             computers_by_status: vec![("online".into(), 3), ("offline".into(), 1)],
             events: 42,
@@ -427,6 +543,8 @@ mod tests {
                 }),
                 reserve: 2000,
             },
+            notices_queued: 7,
+            notices_dropped: 1,
         });
         for line in [
             "picket_sessions_total{direction=\"manager-initiated\",kind=\"heartbeat\",outcome=\"ok\"} 1",
@@ -446,6 +564,12 @@ mod tests {
             "picket_events_stored 42",
             "picket_alerts_active 2",
             "picket_store_file_bytes 4096",
+            "picket_notifications_total{channel=\"mail\",outcome=\"sent\"} 1",
+            "picket_notifications_total{channel=\"mail\",outcome=\"skipped\"} 1",
+            "picket_notification_latency_seconds_count{channel=\"mail\"} 1",
+            "picket_notifications_pending{channel=\"mail\"} 3",
+            "picket_notifications_queued 7",
+            "picket_notifications_dropped 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

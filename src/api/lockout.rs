@@ -135,6 +135,7 @@ mod tests {
             clock: clock.clone(),
             admin_key_hash: [0; 32],
             agent_endpoint: "127.0.0.1:4120".into(),
+            manager_name: "manager".into(),
             ca_sha256: String::new(),
             registry: Arc::default(),
             liveness: crate::handles::Liveness::channel(clock).0,

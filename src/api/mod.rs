@@ -16,6 +16,8 @@ mod events;
 mod input;
 mod lockout;
 mod login;
+mod maintenance;
+mod notifications;
 mod operations;
 mod policies;
 mod router;
@@ -51,6 +53,8 @@ pub struct ApiState {
     pub admin_key_hash: [u8; 32],
     /// `HOST:PORT` of the agent listener as agents should dial it, for agent command lines.
     pub agent_endpoint: String,
+    /// The manager's host name, as notifications name their sender.
+    pub manager_name: String,
     /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
     pub ca_sha256: String,
     /// The agent certificates the agent port accepts; a deleted computer leaves it at once.

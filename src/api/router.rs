@@ -6,9 +6,9 @@ use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::login;
 use super::operations::{self, Operation};
-use super::{alerts, assets, computers, events, policies, tokens};
+use super::{alerts, assets, computers, events, maintenance, notifications, policies, tokens};
 use crate::metrics::StoreCounts;
-use crate::store::Reads;
+use crate::store::{NotifyReads, Reads};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use std::borrow::Cow;
@@ -161,8 +161,37 @@ fn api_v1(
         (["policies", _, "firewall-rules", _], _) => return Err(AllowOnly("DELETE")),
         (["alerts"], &Method::GET) => alerts::list(state, req.query.as_deref()),
         (["alerts"], _) => return Err(AllowOnly("GET")),
+        (["alerts", "acknowledge"], &Method::POST) => alerts::bulk(state, caller, body, true),
+        (["alerts", "dismiss"], &Method::POST) => alerts::bulk(state, caller, body, false),
+        (["alerts", "acknowledge" | "dismiss"], _) => return Err(AllowOnly("POST")),
         (["alerts", id, "dismiss"], &Method::POST) => alerts::dismiss(state, id),
-        (["alerts", _, "dismiss"], _) => return Err(AllowOnly("POST")),
+        (["alerts", id, "acknowledge"], &Method::POST) => {
+            alerts::acknowledge(state, caller, id, body)
+        }
+        (["alerts", _, "dismiss" | "acknowledge"], _) => return Err(AllowOnly("POST")),
+        (["notifications", "channels"], &Method::GET) => notifications::list(state),
+        (["notifications", "channels"], &Method::POST) => notifications::create(state, body),
+        (["notifications", "channels"], _) => return Err(AllowOnly("GET, POST")),
+        (["notifications", "channels", name], &Method::GET) => notifications::show(state, name),
+        (["notifications", "channels", name], &Method::DELETE) => {
+            notifications::delete(state, name)
+        }
+        (["notifications", "channels", _], _) => return Err(AllowOnly("GET, DELETE")),
+        (["notifications", "channels", name, "test"], &Method::POST) => {
+            notifications::test(state, name)
+        }
+        (["notifications", "channels", _, "test"], _) => return Err(AllowOnly("POST")),
+        (["notifications", "routes"], &Method::POST) => notifications::add_route(state, body),
+        (["notifications", "routes"], _) => return Err(AllowOnly("POST")),
+        (["notifications", "routes", id], &Method::DELETE) => {
+            notifications::delete_route(state, id)
+        }
+        (["notifications", "routes", _], _) => return Err(AllowOnly("DELETE")),
+        (["maintenance"], &Method::GET) => maintenance::list(state),
+        (["maintenance"], &Method::POST) => maintenance::create(state, caller, body),
+        (["maintenance"], _) => return Err(AllowOnly("GET, POST")),
+        (["maintenance", id], &Method::DELETE) => maintenance::delete(state, id),
+        (["maintenance", _], _) => return Err(AllowOnly("DELETE")),
         (["events"], &Method::GET) => events::list(state, req.query.as_deref()),
         (["events"], _) => return Err(AllowOnly("GET")),
         (["computers"], &Method::GET) => computers::list(state),
@@ -291,6 +320,8 @@ fn metrics(state: &ApiState) -> Handled {
         active_alerts: txn.active_alert_count()?,
         file_bytes: state.store.file_bytes(),
         health: state.store.health(),
+        notices_queued: txn.outbox_len()?,
+        notices_dropped: txn.notices_dropped()?,
     };
     let text = state.metrics.encode(&counts);
     Ok(ApiResponse::raw(

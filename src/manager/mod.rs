@@ -6,6 +6,7 @@ mod data_dir;
 pub(crate) mod dial_plan;
 mod dialer;
 mod error;
+mod notifier;
 mod open_files;
 mod retention;
 pub(crate) mod verdicts;
@@ -186,6 +187,7 @@ fn serve_with_banner(
             clock: clock.clone(),
             admin_key_hash,
             agent_endpoint: agent_endpoint.clone(),
+            manager_name: config.hostname.clone(),
             ca_sha256: pki.ca_sha256_hex(),
             registry: registry.clone(),
             liveness: liveness.clone(),
@@ -239,6 +241,16 @@ fn serve_with_banner(
             ))
         });
         let store_task = ex.spawn(tend_store(store.clone(), clock.clone()));
+        let notifier = Arc::new(notifier::Notifier {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            site: crate::notify::format::Site {
+                manager: config.hostname.clone(),
+                version: env!("CARGO_PKG_VERSION"),
+            },
+        });
+        let notifier_task = ex.spawn(notifier::run(notifier, ex.clone()));
         let liveness_task = ex.spawn(verdicts::run(
             store.clone(),
             writer,
@@ -255,6 +267,7 @@ fn serve_with_banner(
         dialer_task.cancel().await;
         liveness_task.cancel().await;
         store_task.cancel().await;
+        notifier_task.cancel().await;
         if let Some(task) = retention_task {
             task.cancel().await;
         }

@@ -15,6 +15,7 @@
 //! (`alerts/record.rs`), and the manager's notifier task delivers it.
 
 pub mod channel;
+pub mod deliver;
 pub mod delivery;
 pub mod format;
 pub mod maintenance;

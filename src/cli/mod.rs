@@ -1,0 +1,701 @@
+//! The command line: argh definitions of every subcommand (DESIGN.md fixes the names).
+//!
+//! Parsing only; `main` dispatches and `admin` runs the client verbs.
+
+use crate::store::Reserve;
+use argh::FromArgs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Picket: an all-in-one security manager for small sites.
+#[derive(FromArgs, Debug)]
+pub struct Picket {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Manager(ManagerArgs),
+    Computers(ComputersArgs),
+    Policies(PoliciesArgs),
+    Token(TokenArgs),
+    Agent(AgentArgs),
+    Events(EventsArgs),
+    Alerts(AlertsArgs),
+    Notifications(notifications::NotificationsArgs),
+    Maintenance(notifications::MaintenanceArgs),
+    Bench(BenchArgs),
+}
+
+/// Show, acknowledge and dismiss alerts.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "alerts")]
+pub struct AlertsArgs {
+    #[argh(subcommand)]
+    pub verb: AlertsVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum AlertsVerb {
+    List(AlertsList),
+    Ack(AlertsAck),
+    Dismiss(AlertsDismiss),
+}
+
+/// Run the agent: activate once with a token, then heartbeat to the manager.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "agent")]
+pub struct AgentArgs {
+    /// directory for the agent's key, certificate, pinned CA and event spool
+    #[argh(option)]
+    pub data_dir: PathBuf,
+    /// the manager's agent port, HOST:PORT (activation only)
+    #[argh(option)]
+    pub manager: Option<String>,
+    /// activation token from 'picket token create' (activation only; visible in `ps` while
+    /// the agent runs: prefer PICKET_TOKEN or --token-file)
+    #[argh(option)]
+    pub token: Option<String>,
+    /// file holding the activation token (activation only); PICKET_TOKEN works too
+    #[argh(option)]
+    pub token_file: Option<PathBuf>,
+    /// SHA-256 of the manager's CA, from 'picket token create' (activation only)
+    #[argh(option)]
+    pub ca_sha256: Option<String>,
+    /// the name this computer activates as; default: the system's host name
+    #[argh(option)]
+    pub hostname: Option<String>,
+    /// where to listen for the manager (bidirectional and manager-initiated); default 0.0.0.0:4118
+    #[argh(option, default = "default_agent_listen()")]
+    pub listen: SocketAddr,
+}
+
+fn default_agent_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4118))
+}
+
+impl AgentArgs {
+    /// The activation token: `--token`, else the first line of `--token-file`, else the
+    /// environment's `PICKET_TOKEN`; `Err` names the file that cannot be read.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(format!(
+                    "--token-file {}: the file is empty",
+                    path.display()
+                ));
+            }
+            return Ok(Some(token));
+        }
+        Ok(std::env::var("PICKET_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+}
+
+/// Show the events agents reported.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "events")]
+pub struct EventsArgs {
+    #[argh(subcommand)]
+    pub verb: EventsVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum EventsVerb {
+    List(EventsList),
+}
+
+/// Run the manager on a data dir (created and initialised on first start).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "manager")]
+pub struct ManagerArgs {
+    /// directory that holds the store, certificates and admin API key
+    #[argh(option)]
+    pub data_dir: PathBuf,
+    /// address for agents (activation and heartbeats); default 0.0.0.0:4120
+    #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4120))")]
+    pub agent_listen: SocketAddr,
+    /// address for the console and REST API (HTTPS); default 0.0.0.0:4119
+    #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4119))")]
+    pub console_listen: SocketAddr,
+    /// name of this manager in its certificate and agent command lines; default: the host name
+    #[argh(option)]
+    pub hostname: Option<String>,
+    /// how long agent events are kept after the manager stored them, e.g. 7d, 90d (at least
+    /// 1h), or unlimited; older ones are deleted, oldest first (default 7d)
+    #[argh(
+        option,
+        from_str_fn(event_retention),
+        default = "EventRetention(Some(crate::manager::DEFAULT_RETENTION))"
+    )]
+    pub event_retention: EventRetention,
+    /// free space kept on the store's filesystem for alerts and changes: below it agent events
+    /// are refused (agents keep them) until space is freed, e.g. 64MiB, 1GiB, or 0 for none
+    /// (default: 5% of the filesystem, at most 64MiB)
+    #[argh(option, from_str_fn(store_reserve), default = "Reserve::Auto")]
+    pub store_reserve: Reserve,
+    /// give the console user admin a new one-time password, print it and exit (stop the
+    /// manager first)
+    #[argh(switch)]
+    pub reset_admin_password: bool,
+}
+
+/// `--store-reserve`: a size in bytes with an optional KiB, MiB or GiB (powers of 1024).
+fn store_reserve(text: &str) -> Result<Reserve, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!(
+            "'{text}' is not a size; write one such as 64MiB, 1GiB or 0"
+        ));
+    }
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; write a size such as 64MiB, 1GiB or 0"
+            ));
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; write one such as 64MiB, 1GiB or 0"))?;
+    number
+        .checked_mul(scale)
+        .map(Reserve::Bytes)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// `--event-retention`: how long events are kept, `None` for `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention(pub Option<Duration>);
+
+fn event_retention(text: &str) -> Result<EventRetention, String> {
+    if text.trim().eq_ignore_ascii_case("unlimited") {
+        return Ok(EventRetention(None));
+    }
+    let keep = crate::model::parse_duration(text)
+        .map_err(|e| format!("{e}; write a duration such as 7d or 90d, or unlimited"))?;
+    let least = crate::manager::MIN_RETENTION;
+    if keep < least {
+        return Err(format!(
+            "{} is shorter than the least retention, {}; write days such as 7d, or unlimited",
+            crate::model::format_duration(keep),
+            crate::model::format_duration(least)
+        ));
+    }
+    Ok(EventRetention(Some(keep)))
+}
+
+/// Where the manager is and how to trust and authenticate to it: the options every admin verb
+/// takes, as parsed (the admin client resolves the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    pub json: bool,
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Defines an admin verb: its own fields plus the options every client of the API takes.
+macro_rules! admin_verb {
+    ($(#[$doc:meta])* $name:ident, $verb:literal { $($fields:tt)* }) => {
+        $(#[$doc])*
+        #[derive(FromArgs, Debug)]
+        #[argh(subcommand, name = $verb)]
+        pub struct $name {
+            $($fields)*
+            /// print the API's JSON instead of a table
+            #[argh(switch)]
+            pub json: bool,
+            /// manager API URL; default: from DIR/ports.json, else https://127.0.0.1:4119
+            #[argh(option)]
+            pub url: Option<String>,
+            /// admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
+            #[argh(option)]
+            pub api_key: Option<String>,
+            /// the manager's data dir: its API key, CA and port are read from it
+            #[argh(option)]
+            pub data_dir: Option<PathBuf>,
+            /// CA certificate (PEM) to trust for the API; default: DIR/pki/ca.crt
+            #[argh(option)]
+            pub ca_cert: Option<PathBuf>,
+        }
+
+        impl $name {
+            pub fn client(&self) -> ClientOptions {
+                ClientOptions {
+                    json: self.json,
+                    url: self.url.clone(),
+                    api_key: self.api_key.clone(),
+                    data_dir: self.data_dir.clone(),
+                    ca_cert: self.ca_cert.clone(),
+                }
+            }
+        }
+    };
+}
+
+pub mod notifications;
+
+/// Manage computers.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "computers")]
+pub struct ComputersArgs {
+    #[argh(subcommand)]
+    pub verb: ComputersVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum ComputersVerb {
+    List(ComputersList),
+    Show(ComputersShow),
+    Add(ComputersAdd),
+    Set(ComputersSet),
+    Delete(ComputersDelete),
+    SendPolicy(ComputersSendPolicy),
+    CheckStatus(ComputersCheckStatus),
+}
+
+admin_verb!(
+    /// List computers.
+    ComputersList, "list" {}
+);
+admin_verb!(
+    /// Show a computer with its effective settings and where each comes from.
+    ComputersShow, "show" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// Add a computer by hostname, to be activated later.
+    ComputersAdd, "add" {
+        /// the computer's hostname (or IP address)
+        #[argh(positional)]
+        pub hostname: String,
+        /// policy name or id; default: Base Policy
+        #[argh(option)]
+        pub policy: Option<String>,
+        /// server, laptop, vm or appliance; default: server
+        #[argh(option)]
+        pub kind: Option<String>,
+        /// where the manager dials the agent (host name or IP); default: where it connects from
+        #[argh(option)]
+        pub address: Option<String>,
+    }
+);
+admin_verb!(
+    /// Change a computer: hostname=, policy=, kind=, vm_power_state=, address=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
+    ComputersSet, "set" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+        /// KEY=VALUE pairs
+        #[argh(positional)]
+        pub pairs: Vec<String>,
+    }
+);
+admin_verb!(
+    /// Delete a computer.
+    ComputersDelete, "delete" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// Send the computer its configuration now (queued until its next heartbeat if agent-initiated).
+    ComputersSendPolicy, "send-policy" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// Contact the computer now for a heartbeat (queued until its next one if agent-initiated).
+    ComputersCheckStatus, "check-status" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+
+/// Manage policies.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "policies")]
+pub struct PoliciesArgs {
+    #[argh(subcommand)]
+    pub verb: PoliciesVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum PoliciesVerb {
+    List(PoliciesList),
+    Show(PoliciesShow),
+    Create(PoliciesCreate),
+    Set(PoliciesSet),
+    Delete(PoliciesDelete),
+    Rules(RulesArgs),
+}
+
+/// Firewall rules of a policy (inherited by the policies and computers below it).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rules")]
+pub struct RulesArgs {
+    #[argh(subcommand)]
+    pub verb: RulesVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum RulesVerb {
+    List(RulesList),
+    Add(RulesAdd),
+    Remove(RulesRemove),
+}
+
+admin_verb!(
+    /// List a policy's firewall rules, with those it inherits.
+    RulesList, "list" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+    }
+);
+admin_verb!(
+    /// Add a firewall rule to a policy. A priority-4 force-allow or bypass rule for incoming IP TCP to the agent's port restricts who may connect to it.
+    RulesAdd, "add" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// the rule's name
+        #[argh(option)]
+        pub name: String,
+        /// allow, deny, force-allow, bypass or log-only
+        #[argh(option)]
+        pub action: String,
+        /// priority 0 to 4 (4 highest); default 0
+        #[argh(option)]
+        pub priority: Option<String>,
+        /// incoming or outgoing; default incoming
+        #[argh(option)]
+        pub direction: Option<String>,
+        /// ip, arp or any; default ip
+        #[argh(option)]
+        pub frame_type: Option<String>,
+        /// tcp, udp, icmp or any; default any
+        #[argh(option)]
+        pub protocol: Option<String>,
+        /// destination port or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub port: Vec<String>,
+        /// source IP, CIDR or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub source_ip: Vec<String>,
+        /// source MAC (repeat for more); default any
+        #[argh(option)]
+        pub source_mac: Vec<String>,
+    }
+);
+admin_verb!(
+    /// Remove a firewall rule from the policy that holds it.
+    RulesRemove, "remove" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// rule id
+        #[argh(positional)]
+        pub rule: u64,
+    }
+);
+
+admin_verb!(
+    /// List policies.
+    PoliciesList, "list" {}
+);
+admin_verb!(
+    /// Show a policy with its effective settings and where each comes from.
+    PoliciesShow, "show" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+    }
+);
+admin_verb!(
+    /// Create a policy.
+    PoliciesCreate, "create" {
+        /// the new policy's name
+        #[argh(positional)]
+        pub name: String,
+        /// parent policy name or id; default: Base Policy
+        #[argh(option)]
+        pub parent: Option<String>,
+    }
+);
+admin_verb!(
+    /// Change a policy: name=, parent=, or a setting KEY=VALUE (VALUE `inherited` removes the override).
+    PoliciesSet, "set" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// KEY=VALUE pairs
+        #[argh(positional)]
+        pub pairs: Vec<String>,
+    }
+);
+admin_verb!(
+    /// Delete a policy (not the Base Policy, nor one with sub-policies or computers).
+    PoliciesDelete, "delete" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+    }
+);
+
+/// Manage activation tokens (what a new agent presents to join).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "token")]
+pub struct TokenArgs {
+    #[argh(subcommand)]
+    pub verb: TokenVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum TokenVerb {
+    Create(TokenCreate),
+    List(TokenList),
+    Delete(TokenDelete),
+}
+
+admin_verb!(
+    /// Create an activation token and print the agent command that uses it (shown only once).
+    TokenCreate, "create" {
+        /// policy name or id that activated computers join; default: Base Policy
+        #[argh(option)]
+        pub policy: Option<String>,
+        /// how many activations it allows, 1 to 100000 or `unlimited`; default: 10
+        #[argh(option)]
+        pub uses: Option<String>,
+        /// how long it works, 1m to 365d (e.g. 30m, 24h, 7d); default: 24h
+        #[argh(option)]
+        pub expires: Option<String>,
+    }
+);
+admin_verb!(
+    /// List activation tokens (their ids, never their secrets).
+    TokenList, "list" {}
+);
+admin_verb!(
+    /// Revoke an activation token.
+    TokenDelete, "delete" {
+        /// token id (16 hex digits, from `picket token list`)
+        #[argh(positional)]
+        pub id: String,
+    }
+);
+
+admin_verb!(
+    /// List events, newest first.
+    EventsList, "list" {
+        /// only this computer's events
+        #[argh(option)]
+        pub computer: Option<u64>,
+        /// how many (default 100)
+        #[argh(option, default = "100")]
+        pub limit: u32,
+    }
+);
+
+admin_verb!(
+    /// List active alerts, newest first.
+    AlertsList, "list" {
+        /// also cleared and dismissed alerts
+        #[argh(switch)]
+        pub all: bool,
+    }
+);
+admin_verb!(
+    /// Dismiss alerts: they end now (one that comes back is a new alert).
+    AlertsDismiss, "dismiss" {
+        /// alert ids (several: all in one go)
+        #[argh(positional)]
+        pub ids: Vec<u64>,
+    }
+);
+admin_verb!(
+    /// Acknowledge alerts: they stay active while their condition lasts, but are not notified
+    /// again.
+    AlertsAck, "ack" {
+        /// alert ids (several: all in one go)
+        #[argh(positional)]
+        pub ids: Vec<u64>,
+        /// what you are doing about it
+        #[argh(option)]
+        pub comment: Option<String>,
+    }
+);
+
+/// Load-test a manager: simulated agents heartbeat over real mutual TLS, then a report.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchArgs {
+    /// how many simulated agents to register (default 1000)
+    #[argh(option, default = "1000")]
+    pub agents: u64,
+    /// heartbeat interval of every agent, e.g. 30s, 1m (default 1m)
+    #[argh(option, default = "String::from(\"1m\")")]
+    pub interval: String,
+    /// how long to drive heartbeats, e.g. 30s, 10m (default 1m)
+    #[argh(option, default = "String::from(\"1m\")")]
+    pub duration: String,
+    /// events each agent reports per heartbeat (default 1)
+    #[argh(option, default = "1")]
+    pub events_per_heartbeat: u32,
+    /// agent-initiated or manager-initiated (default agent-initiated)
+    #[argh(option, default = "String::from(\"agent-initiated\")")]
+    pub direction: String,
+    /// back-to-back sessions of the saturation and floor phases; 0 skips both (default 2000)
+    #[argh(option, default = "2000")]
+    pub saturation: u64,
+    /// connections in flight during the saturation and floor phases (default 32)
+    #[argh(option, default = "32")]
+    pub concurrency: u64,
+    /// every session a full TLS handshake: agents keep no session ticket (by default each
+    /// resumes with the ticket of its previous session, as a real agent does)
+    #[argh(switch)]
+    pub full_handshakes: bool,
+    /// run one interval first, unmeasured, so that every agent holds a TLS ticket as in a
+    /// manager's steady state (the first interval after a manager start is all full handshakes)
+    #[argh(switch)]
+    pub warmup: bool,
+    /// agent-initiated: first give every agent one session (back to back, --concurrency at a
+    /// time), then restart the manager, so the run measures a fleet that holds TLS tickets
+    /// after a manager restart instead of a fleet's very first interval
+    #[argh(switch)]
+    pub prime: bool,
+    /// print the report as JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// print the report as a markdown table (header and one row), as `make bench` collects it
+    #[argh(switch)]
+    pub markdown: bool,
+    /// load a manager that is already running instead of one started in-process: its agent
+    /// port (HOST:PORT); default with --url or --data-dir: the address its tokens name
+    #[argh(option)]
+    pub manager: Option<String>,
+    /// the running manager's API URL; default: from DIR/ports.json, else https://127.0.0.1:4119
+    #[argh(option)]
+    pub url: Option<String>,
+    /// the running manager's admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
+    #[argh(option)]
+    pub api_key: Option<String>,
+    /// the running manager's data dir: its API key, CA and port are read from it
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for the running manager's API; default: DIR/pki/ca.crt
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
+    /// with a running manager: leave the bench's computers and policies there at the end (its
+    /// activation tokens are always revoked)
+    #[argh(switch)]
+    pub keep: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(extra: &[&str]) -> Result<ManagerArgs, String> {
+        let mut args = vec!["manager", "--data-dir", "d"];
+        args.extend_from_slice(extra);
+        match Picket::from_args(&["picket"], &args) {
+            Ok(Picket {
+                command: Command::Manager(m),
+            }) => Ok(m),
+            Ok(other) => Err(format!("not the manager: {other:?}")),
+            Err(early) => Err(early.output),
+        }
+    }
+
+    #[test]
+    fn event_retention_is_a_week_unless_set_in_days_or_unlimited() {
+        let week = Some(Duration::from_secs(7 * 86_400));
+        assert_eq!(manager(&[]).unwrap().event_retention, EventRetention(week));
+        let keep = |value: &str| manager(&["--event-retention", value]).map(|m| m.event_retention);
+        assert_eq!(
+            keep("90d"),
+            Ok(EventRetention(Some(Duration::from_secs(90 * 86_400))))
+        );
+        assert_eq!(
+            keep("36h"),
+            Ok(EventRetention(Some(Duration::from_secs(36 * 3_600))))
+        );
+        assert_eq!(keep("unlimited"), Ok(EventRetention(None)));
+        assert_eq!(keep("Unlimited"), Ok(EventRetention(None)));
+    }
+
+    #[test]
+    fn a_bad_or_tiny_event_retention_is_refused_naming_the_option() {
+        for (value, says) in [
+            ("7", "a number needs a unit"),
+            ("7w", "unknown unit 'w'"),
+            ("days", "expected a number"),
+            ("", "empty duration"),
+            ("30m", "30m is shorter than the least retention, 1h"),
+            ("0s", "0s is shorter"),
+        ] {
+            let error = manager(&["--event-retention", value]).unwrap_err();
+            assert!(
+                error.contains("--event-retention") && error.contains(says),
+                "{value:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_reserve_is_a_size_in_powers_of_1024_or_automatic() {
+        let reserve = |value: &str| manager(&["--store-reserve", value]).map(|m| m.store_reserve);
+        assert_eq!(manager(&[]).unwrap().store_reserve, Reserve::Auto);
+        assert_eq!(reserve("0"), Ok(Reserve::Bytes(0)));
+        assert_eq!(reserve("64MiB"), Ok(Reserve::Bytes(64 << 20)));
+        assert_eq!(reserve("2 GiB"), Ok(Reserve::Bytes(2 << 30)));
+        assert_eq!(reserve("512k"), Ok(Reserve::Bytes(512 << 10)));
+        for (value, says) in [
+            ("64MB", "unknown unit 'mb'"),
+            ("lots", "not a size"),
+            ("99999999999999GiB", "too large"),
+        ] {
+            let error = reserve(value).unwrap_err();
+            assert!(
+                error.contains("--store-reserve") && error.contains(says),
+                "{value:?}: {error}"
+            );
+        }
+    }
+}
