@@ -63,6 +63,8 @@ fn run(cli: Picket) -> ExitCode {
         Command::Token(t) => admin::tokens(t.verb).map_err(admin_failure),
         Command::Events(e) => admin::events(e.verb).map_err(admin_failure),
         Command::Alerts(a) => admin::alerts(a.verb).map_err(admin_failure),
+        Command::Notifications(a) => admin::notifications(a.verb).map_err(admin_failure),
+        Command::Maintenance(a) => admin::maintenance(a.verb).map_err(admin_failure),
         Command::Agent(args) => match args.token() {
             Err(usage) => {
                 eprintln!("picket agent: {usage}");

@@ -21,6 +21,8 @@ pub enum AdminError {
         url: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Some of a bulk request's items could not be done (exit code 1).
+    Partial(String),
     /// The manager answered with an error.
     Refused {
         status: u16,
@@ -42,7 +44,7 @@ impl AdminError {
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AdminError::Usage(m) | AdminError::Config(m) => f.write_str(m),
+            AdminError::Usage(m) | AdminError::Config(m) | AdminError::Partial(m) => f.write_str(m),
             AdminError::File { path, .. } => write!(f, "cannot read {}", path.display()),
             AdminError::Tls(_) => write!(f, "cannot set up TLS to the manager"),
             AdminError::Connect { url, .. } => write!(f, "cannot talk to the manager at {url}"),

@@ -3,10 +3,12 @@
 
 mod client;
 mod error;
+mod notifications;
 mod output;
 
 pub use client::{ApiClient, ClientOptions, RawResponse, percent_encode};
 pub use error::AdminError;
+pub use notifications::{maintenance, notifications};
 
 use crate::cli::{AlertsVerb, ComputersVerb, EventsVerb, PoliciesVerb, RulesVerb, TokenVerb};
 use hyper::Method;
@@ -157,11 +159,41 @@ pub fn alerts(verb: AlertsVerb) -> Result<(), AdminError> {
             let answer = connect(&a.client())?.call(Method::GET, path, None)?;
             output::alert_list(&a.client(), &answer);
         }
-        AlertsVerb::Dismiss(a) => {
-            let path = format!("/api/v1/alerts/{}/dismiss", a.id);
-            let answer = connect(&a.client())?.call(Method::POST, &path, None)?;
-            output::alert_list(&a.client(), &json!({"alerts": [answer]}));
-        }
+        AlertsVerb::Dismiss(a) => match a.ids.as_slice() {
+            [] => return Err(AdminError::Usage("give the id of an alert".into())),
+            [id] => {
+                let path = format!("/api/v1/alerts/{id}/dismiss");
+                let answer = connect(&a.client())?.call(Method::POST, &path, None)?;
+                output::alert_list(&a.client(), &json!({"alerts": [answer]}));
+            }
+            ids => {
+                let body = json!({ "ids": ids });
+                let answer = connect(&a.client())?.call(
+                    Method::POST,
+                    "/api/v1/alerts/dismiss",
+                    Some(&body),
+                )?;
+                output::bulk(&a.client(), &answer, "dismissed")?;
+            }
+        },
+        AlertsVerb::Ack(a) => match a.ids.as_slice() {
+            [] => return Err(AdminError::Usage("give the id of an alert".into())),
+            [id] => {
+                let path = format!("/api/v1/alerts/{id}/acknowledge");
+                let body = json!({ "comment": a.comment.clone().unwrap_or_default() });
+                let answer = connect(&a.client())?.call(Method::POST, &path, Some(&body))?;
+                output::alert_list(&a.client(), &json!({"alerts": [answer]}));
+            }
+            ids => {
+                let body = json!({ "ids": ids, "comment": a.comment.clone().unwrap_or_default() });
+                let answer = connect(&a.client())?.call(
+                    Method::POST,
+                    "/api/v1/alerts/acknowledge",
+                    Some(&body),
+                )?;
+                output::bulk(&a.client(), &answer, "acknowledged")?;
+            }
+        },
     }
     Ok(())
 }

@@ -320,3 +320,156 @@ pub fn history(answer: &Value) {
     out!();
     table(["WHEN", "WHAT", "DETAIL"], &rows);
 }
+
+pub fn channel_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 6]> = items(answer, "channels")
+        .map(|c| {
+            let d = &c["delivery"];
+            let state = if d["failing"] == true {
+                format!("failing: {}", text(&d["last_error"]))
+            } else {
+                "ok".to_string()
+            };
+            [
+                text(&c["name"]),
+                text(&c["kind"]),
+                text(&d["pending"]),
+                text(&d["sent"]),
+                text(&d["failed"]),
+                state,
+            ]
+        })
+        .collect();
+    table(
+        ["NAME", "KIND", "PENDING", "SENT", "FAILED", "STATE"],
+        &rows,
+    );
+    let routes: Vec<[String; 6]> = items(answer, "routes").map(route_row).collect();
+    if !routes.is_empty() {
+        out!();
+        table(
+            ["ROUTE", "CHANNEL", "KIND", "SEVERITY", "POLICY", "ON"],
+            &routes,
+        );
+    }
+}
+
+fn route_row(r: &Value) -> [String; 6] {
+    let on: Vec<String> = items(r, "on").map(text).collect();
+    [
+        text(&r["id"]),
+        text(&r["channel"]),
+        text(&r["kind"]),
+        text(&r["severity"]),
+        text(&r["policy"]),
+        on.join(","),
+    ]
+}
+
+pub fn channel(options: &ClientOptions, c: &Value) {
+    if print_json(options, c) {
+        return;
+    }
+    out!("Channel:  {} ({})", text(&c["name"]), text(&c["kind"]));
+    if let Some(settings) = c["settings"].as_object() {
+        for (key, value) in settings {
+            out!("  {key}: {}", text(value));
+        }
+    }
+    let d = &c["delivery"];
+    out!(
+        "Delivery: {} pending, {} sent, {} failed, {} skipped",
+        text(&d["pending"]),
+        text(&d["sent"]),
+        text(&d["failed"]),
+        text(&d["skipped"])
+    );
+    if d["last_error"].is_string() {
+        out!("Last error: {}", text(&d["last_error"]));
+    }
+    if c["secret"].is_string() {
+        out!();
+        out!("Signing secret (shown once; the receiver checks signatures with it):");
+        out!("  {}", text(&c["secret"]));
+    }
+    let routes: Vec<[String; 6]> = items(c, "routes").map(route_row).collect();
+    if !routes.is_empty() {
+        out!();
+        table(
+            ["ROUTE", "CHANNEL", "KIND", "SEVERITY", "POLICY", "ON"],
+            &routes,
+        );
+    }
+}
+
+pub fn channel_test(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    out!(
+        "Delivered to '{}': {}",
+        text(&answer["channel"]),
+        text(&answer["answer"])
+    );
+}
+
+pub fn route(options: &ClientOptions, r: &Value) {
+    if print_json(options, r) {
+        return;
+    }
+    table(
+        ["ROUTE", "CHANNEL", "KIND", "SEVERITY", "POLICY", "ON"],
+        &[route_row(r)],
+    );
+}
+
+pub fn window_list(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let rows: Vec<[String; 6]> = items(answer, "windows")
+        .map(|w| {
+            let target = if w["computer"].is_u64() {
+                format!("computer {} ({})", text(&w["computer"]), text(&w["name"]))
+            } else {
+                format!("policy {} ({})", text(&w["policy"]), text(&w["name"]))
+            };
+            let at = |k: &str| format_utc(WallMs(w[k].as_u64().unwrap_or(0)));
+            [
+                text(&w["id"]),
+                target,
+                at("start_ms"),
+                at("end_ms"),
+                if w["active"] == true { "active" } else { "" }.to_string(),
+                text(&w["reason"]),
+            ]
+        })
+        .collect();
+    table(["ID", "ON", "START", "END", "STATE", "REASON"], &rows);
+}
+
+/// A bulk acknowledgement or dismissal: one line per alert that could not be done, and an
+/// error (exit 1) if any could not.
+pub fn bulk(options: &ClientOptions, answer: &Value, verb: &str) -> Result<(), super::AdminError> {
+    let failed: Vec<String> = items(answer, "results")
+        .filter(|r| r["done"] != true)
+        .map(|r| format!("alert {}: {}", text(&r["id"]), text(&r["error"])))
+        .collect();
+    if !print_json(options, answer) {
+        out!("{} alert(s) {verb}", text(&answer["done"]));
+        for line in &failed {
+            out!("  not {verb}: {line}");
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(super::AdminError::Partial(format!(
+            "{} alert(s) could not be {verb}",
+            failed.len()
+        )))
+    }
+}

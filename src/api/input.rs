@@ -248,12 +248,18 @@ pub fn password_change(mut map: Map<String, Value>) -> Result<(String, String), 
     Ok((current, new))
 }
 
-fn required_string(map: &mut Map<String, Value>, field: &str) -> Result<String, ApiError> {
+pub(super) fn required_string(
+    map: &mut Map<String, Value>,
+    field: &str,
+) -> Result<String, ApiError> {
     optional_string(map, field)?
         .ok_or_else(|| ApiError::bad_field(field, format!("{field} is required")))
 }
 
-fn optional_string(map: &mut Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn optional_string(
+    map: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
     match map.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -265,7 +271,7 @@ fn optional_string(map: &mut Map<String, Value>, field: &str) -> Result<Option<S
 }
 
 /// A policy named by its name (string) or id (number).
-fn optional_reference(
+pub(super) fn optional_reference(
     map: &mut Map<String, Value>,
     field: &str,
 ) -> Result<Option<String>, ApiError> {
@@ -311,7 +317,7 @@ fn settings(map: &mut Map<String, Value>) -> Result<SettingsPatch, ApiError> {
     Ok(patch)
 }
 
-fn refuse_leftovers(map: Map<String, Value>) -> Result<(), ApiError> {
+pub(super) fn refuse_leftovers(map: Map<String, Value>) -> Result<(), ApiError> {
     match map.into_iter().next() {
         None => Ok(()),
         Some((field, _)) => Err(ApiError::bad_field(

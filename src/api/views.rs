@@ -202,5 +202,12 @@ pub fn alert(a: &Alert, hostname: Option<&str>) -> Value {
         "cleared_ms": a.cleared.map(|t| t.0),
         "dismissed_ms": a.dismissed.map(|t| t.0),
         "active": a.is_active(),
+        "acknowledged": a.acknowledged.as_ref().map(|ack| json!({
+            "by": ack.by,
+            "at_ms": ack.at.0,
+            "comment": ack.comment,
+        })),
+        "about": a.about,
+        "computers": a.computers.iter().map(|c| c.0).collect::<Vec<_>>(),
     })
 }

@@ -296,7 +296,8 @@ fn every_documented_route_exists() {
         let path = path
             .replace("{id or name}", "Base%20Policy")
             .replace("{id}", "1")
-            .replace("{rule id}", "1");
+            .replace("{rule id}", "1")
+            .replace("{name}", "x");
         let method: Method = method.parse().unwrap();
         let (status, body) = send(&client, &key, method.clone(), &path, b"{}");
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

@@ -18,4 +18,5 @@ mod console;
 mod direction;
 mod hardening;
 mod manager;
+mod notifications;
 mod tokens;
