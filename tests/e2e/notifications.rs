@@ -6,7 +6,7 @@
 use crate::support::Manager;
 use crate::support::agent::{Agent, activation, set_base, wait_for};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
@@ -296,4 +296,176 @@ fn bad_channels_and_routes_are_refused_naming_the_field() {
                 .to_string()
                 .contains(webhook["secret"].as_str().unwrap())
     );
+}
+
+/// One HTTPS request as the webhook receiver got it.
+struct Hook {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Hook {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// An HTTPS receiver on 127.0.0.1 with a certificate of a CA the test makes; answers 200 to
+/// every request and sends it on. Returns its URL, the CA's PEM and the requests.
+fn https_receiver() -> (String, String, Receiver<Hook>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/hooks/picket", listener.local_addr().unwrap());
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            stream.set_read_timeout(Some(LIMIT)).unwrap();
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            let _ = tls.read_line(&mut line); // the request line
+            loop {
+                line.clear();
+                if tls.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(": ") {
+                    headers.push((k.to_string(), v.to_string()));
+                }
+            }
+            let hook = Hook {
+                headers,
+                body: Vec::new(),
+            };
+            let len: usize = hook.header("content-length").parse().unwrap_or(0);
+            let mut body = vec![0; len];
+            if tls.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let mut tls = tls.into_inner();
+            let _ = std::io::Write::write_all(
+                &mut tls,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            let _ = tx.send(Hook { body, ..hook });
+        }
+    });
+    (url, ca.pem(), rx)
+}
+
+#[test]
+fn a_webhook_is_signed_so_its_receiver_can_verify_it_and_acknowledged_alerts_stay_quiet() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "heartbeat.missed-before-alert=1");
+    let (url, ca_pem, rx) = https_receiver();
+    let ca = tmp.path().join("hook-ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let secret_file = tmp.path().join("secret");
+    let secret = "s3cret-s3cret-s3cret";
+    std::fs::File::create(&secret_file)
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    m.cli_json(&[
+        "notifications",
+        "add",
+        "webhook",
+        "hook",
+        "--url",
+        &url,
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ]);
+    // Repeats go out too, until someone acknowledges.
+    m.cli_json(&[
+        "notifications",
+        "route",
+        "add",
+        "hook",
+        "--on",
+        "raised,repeated,cleared",
+    ]);
+    let a = activation(&m);
+    let dir = tmp.path().join("agent");
+    let agent = Agent::start(&dir, Some(&a), "files1");
+    first_heartbeat(&m);
+    drop(agent);
+    let hook = next_hook(&rx);
+    let timestamp: u64 = hook.header("x-picket-timestamp").parse().unwrap();
+    let signature = hook.header("x-picket-signature");
+    assert!(
+        picket::notify::format::verify_signature(
+            secret.as_bytes(),
+            timestamp,
+            &hook.body,
+            signature
+        ),
+        "the signature does not verify: {signature}"
+    );
+    assert!(!picket::notify::format::verify_signature(
+        b"another-secret!!",
+        timestamp,
+        &hook.body,
+        signature
+    ));
+    let body: Value = serde_json::from_slice(&hook.body).unwrap();
+    assert_eq!(body["change"], "raised", "{body}");
+    assert_eq!(body["alert"]["kind"], "computer-offline", "{body}");
+    assert_eq!(body["alert"]["hostname"], "files1", "{body}");
+    assert_eq!(
+        hook.header("x-picket-delivery"),
+        body["delivery"].as_str().unwrap()
+    );
+    // Acknowledged: no repeat goes out while it stays active, but the clear does.
+    let id = body["alert"]["id"].as_u64().unwrap().to_string();
+    let acked = m.cli_json(&["alerts", "ack", &id, "--comment", "looking"]);
+    assert_eq!(acked["alerts"][0]["acknowledged"]["comment"], "looking");
+    while let Ok(extra) = rx.recv_timeout(Duration::from_secs(3)) {
+        let extra: Value = serde_json::from_slice(&extra.body).unwrap();
+        // A repeat sent before the acknowledgement landed may still arrive; none after.
+        assert_eq!(extra["change"], "repeated", "{extra}");
+        assert!(extra["alert"]["acknowledged"].is_null(), "{extra}");
+    }
+    let _agent = Agent::start(&dir, None, "files1");
+    let cleared: Value = serde_json::from_slice(&next_hook(&rx).body).unwrap();
+    assert_eq!(cleared["change"], "cleared", "{cleared}");
+}
+
+fn next_hook(rx: &Receiver<Hook>) -> Hook {
+    rx.recv_timeout(LIMIT)
+        .unwrap_or_else(|_| panic!("no webhook request within {LIMIT:?}"))
 }

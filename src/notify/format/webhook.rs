@@ -55,6 +55,13 @@ pub fn webhook_body(notice: &Notice, site: &Site) -> Vec<u8> {
             "cleared_ms": alert.cleared.map(|t| t.0),
             "dismissed_ms": alert.dismissed.map(|t| t.0),
             "active": alert.is_active(),
+            "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
+                "by": ack.by,
+                "at_ms": ack.at.0,
+                "comment": ack.comment,
+            })),
+            "about": alert.about,
+            "computers": alert.computers.iter().map(|c| c.0).collect::<Vec<_>>(),
         },
         "policy": notice.policy.map(|p| p.0),
     });
@@ -113,7 +120,7 @@ mod tests {
         let body = String::from_utf8(webhook_body(&offline(), &site())).unwrap();
         assert_eq!(
             body,
-            r#"{"alert":{"active":true,"cleared_ms":null,"computer":7,"count":3,"dismissed_ms":null,"hostname":"web1","id":12,"kind":"computer-offline","message":"offline: 3 heartbeat(s) missed, last heartbeat 2026-03-01 14:03:09 UTC; no goodbye","raised_ms":1772373789000,"severity":"critical","updated_ms":1772373909123},"at":"2026-03-01T14:05:09.123Z","at_ms":1772373909123,"change":"repeated","delivery":"dsm1-42","manager":"dsm1","picket_version":"0.1.0","policy":1,"seq":42,"version":1}"#
+            r#"{"alert":{"about":null,"acknowledged":null,"active":true,"cleared_ms":null,"computer":7,"computers":[],"count":3,"dismissed_ms":null,"hostname":"web1","id":12,"kind":"computer-offline","message":"offline: 3 heartbeat(s) missed, last heartbeat 2026-03-01 14:03:09 UTC; no goodbye","raised_ms":1772373789000,"severity":"critical","updated_ms":1772373909123},"at":"2026-03-01T14:05:09.123Z","at_ms":1772373909123,"change":"repeated","delivery":"dsm1-42","manager":"dsm1","picket_version":"0.1.0","policy":1,"seq":42,"version":1}"#
         );
     }
 
@@ -146,7 +153,7 @@ mod tests {
         let body = webhook_body(&offline(), &site());
         assert_eq!(
             signature(b"0123456789abcdef", 1_772_373_910, &body),
-            "sha256=1eb5ff1c54b68be3a516d1fd55ff9628aae58aab12f745ff9b9d68a82939d2ee"
+            "sha256=2dd7e50c495a0c84db36e75548cb2409b621d4774e786525fc18fdbd666b1545"
         );
     }
 
