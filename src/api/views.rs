@@ -189,25 +189,5 @@ pub fn event(e: &StoredEvent) -> Value {
 
 /// An alert, with its computer's hostname when it still exists.
 pub fn alert(a: &Alert, hostname: Option<&str>) -> Value {
-    json!({
-        "id": a.id.0,
-        "kind": a.kind.name(),
-        "severity": a.kind.severity().name(),
-        "computer": a.computer.0,
-        "hostname": hostname,
-        "message": a.message,
-        "raised_ms": a.raised.0,
-        "updated_ms": a.updated.0,
-        "count": a.count,
-        "cleared_ms": a.cleared.map(|t| t.0),
-        "dismissed_ms": a.dismissed.map(|t| t.0),
-        "active": a.is_active(),
-        "acknowledged": a.acknowledged.as_ref().map(|ack| json!({
-            "by": ack.by,
-            "at_ms": ack.at.0,
-            "comment": ack.comment,
-        })),
-        "about": a.about,
-        "computers": a.computers.iter().map(|c| c.0).collect::<Vec<_>>(),
-    })
+    crate::notify::format::webhook::alert_json(a, hostname)
 }

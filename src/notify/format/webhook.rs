@@ -2,6 +2,7 @@
 //! the HMAC-SHA256 signature that proves the body came from this manager, unchanged and recently.
 
 use super::{Site, rfc3339};
+use crate::model::Alert;
 use crate::notify::{Change, Notice};
 use crate::secret::hex;
 use ring::hmac;
@@ -29,6 +30,31 @@ pub fn delivery_id(notice: &Notice, site: &Site) -> String {
     }
 }
 
+/// An alert as the API's ALERT and the webhook body show it, with its computer's host name.
+pub fn alert_json(alert: &Alert, hostname: Option<&str>) -> serde_json::Value {
+    json!({
+        "id": alert.id.0,
+        "kind": alert.kind.name(),
+        "severity": alert.kind.severity().name(),
+        "computer": alert.computer.0,
+        "hostname": hostname,
+        "message": alert.message,
+        "raised_ms": alert.raised.0,
+        "updated_ms": alert.updated.0,
+        "count": alert.count,
+        "cleared_ms": alert.cleared.map(|t| t.0),
+        "dismissed_ms": alert.dismissed.map(|t| t.0),
+        "active": alert.is_active(),
+        "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
+            "by": ack.by,
+            "at_ms": ack.at.0,
+            "comment": ack.comment,
+        })),
+        "about": alert.about,
+        "computers": alert.computers.iter().map(|c| c.0).collect::<Vec<_>>(),
+    })
+}
+
 /// The request's body, compact UTF-8 JSON (`schema/notifications.md`, "Webhook body"). The
 /// alert has the fields of the API's ALERT, so a receiver can read both with one type.
 pub fn webhook_body(notice: &Notice, site: &Site) -> Vec<u8> {
@@ -42,27 +68,7 @@ pub fn webhook_body(notice: &Notice, site: &Site) -> Vec<u8> {
         "change": notice.change.name(),
         "at_ms": notice.at.0,
         "at": rfc3339(notice.at),
-        "alert": {
-            "id": alert.id.0,
-            "kind": alert.kind.name(),
-            "severity": alert.kind.severity().name(),
-            "computer": alert.computer.0,
-            "hostname": (!notice.hostname.is_empty()).then_some(&notice.hostname),
-            "message": alert.message,
-            "raised_ms": alert.raised.0,
-            "updated_ms": alert.updated.0,
-            "count": alert.count,
-            "cleared_ms": alert.cleared.map(|t| t.0),
-            "dismissed_ms": alert.dismissed.map(|t| t.0),
-            "active": alert.is_active(),
-            "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
-                "by": ack.by,
-                "at_ms": ack.at.0,
-                "comment": ack.comment,
-            })),
-            "about": alert.about,
-            "computers": alert.computers.iter().map(|c| c.0).collect::<Vec<_>>(),
-        },
+        "alert": alert_json(alert, (!notice.hostname.is_empty()).then_some(&notice.hostname)),
         "policy": notice.policy.map(|p| p.0),
     });
     body.to_string().into_bytes()
