@@ -30,6 +30,8 @@ use std::time::Duration;
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How many notices a channel reads at a time.
 const BATCH: usize = 200;
+/// Attempts at a notice the server refuses for good before it is given up.
+const PERMANENT_TRIES: u32 = 3;
 
 /// What every channel's task shares.
 pub struct Notifier {
@@ -80,6 +82,10 @@ struct Planned {
 /// The next notices for `channel`, each marked to send or to skip.
 fn plan(store: &Store, channel: &Channel) -> Result<(Delivery, Vec<Planned>, u64), StoreError> {
     let txn = store.read()?;
+    // A channel removed, or removed and added again under its name, is another task's now.
+    if txn.channel(&channel.name)?.as_ref() != Some(channel) {
+        return Ok((Delivery::default(), Vec::new(), 0));
+    }
     let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
     let notices = txn.notices_after(delivery.done_through, BATCH)?;
     let pending = txn.last_notice_seq()?.saturating_sub(delivery.done_through);
@@ -133,8 +139,8 @@ fn record_done(
     now: WallMs,
 ) -> Result<Delivery, StoreError> {
     let mut txn = store.write()?;
-    // The channel may have been removed meanwhile: its position goes with it.
-    if txn.channel(&channel.name)?.is_none() {
+    // The channel may have been removed (or replaced) meanwhile: its position goes with it.
+    if txn.channel(&channel.name)?.as_ref() != Some(channel) {
         return Ok(delivery);
     }
     if let Some((through, skipped)) = skipped_through {
@@ -171,7 +177,11 @@ fn record_done(
                 crate::model::format_duration(channel.give_up_after)
             );
             delivery.last_error = Some(error);
-            record::raise_site(&mut txn, failed, &channel.name, Vec::new(), message, now)?;
+            // Raised once while the channel fails: a backlog given up notice by notice must
+            // not become a storm of repeats on the other channels.
+            if txn.active_site_alert(failed, &channel.name)?.is_none() {
+                record::raise_site(&mut txn, failed, &channel.name, Vec::new(), message, now)?;
+            }
         }
         Some((_, Done::Failed { error })) => {
             delivery.attempts = delivery.attempts.saturating_add(1);
@@ -189,6 +199,10 @@ fn record_done(
 async fn deliver_channel(notifier: Arc<Notifier>, channel: Channel) {
     let n = &*notifier;
     let name = channel.name.clone();
+    // The last notice sent, even if its record failed: a store that refuses writes (a full
+    // disk) must not make the channel send it again every second.
+    let mut sent_through = 0;
+    let mut store_wait = LOOK_EVERY;
     loop {
         let (store, ch) = (n.store.clone(), channel.clone());
         let (delivery, planned, pending) = match smol::unblock(move || plan(&store, &ch)).await {
@@ -204,12 +218,21 @@ async fn deliver_channel(notifier: Arc<Notifier>, channel: Channel) {
             n.clock.sleep(LOOK_EVERY).await;
             continue;
         }
-        match work_through(n, &channel, delivery, planned).await {
-            Ok(Some(wait)) => n.clock.sleep(wait).await,
-            Ok(None) => {}
+        match work_through(n, &channel, delivery, planned, &mut sent_through).await {
+            Ok(wait) => {
+                store_wait = LOOK_EVERY;
+                if let Some(wait) = wait {
+                    n.clock.sleep(wait).await;
+                }
+            }
             Err(e) => {
-                log::error!("notifications: channel '{name}' cannot record its progress: {e}");
-                n.clock.sleep(LOOK_EVERY).await;
+                log::error!(
+                    "notifications: channel '{name}' cannot record its progress (retrying in \
+                     {}): {e}",
+                    crate::model::format_duration(store_wait)
+                );
+                n.clock.sleep(store_wait).await;
+                store_wait = (store_wait * 2).min(crate::notify::delivery::LONGEST_RETRY);
             }
         }
     }
@@ -221,6 +244,7 @@ async fn work_through(
     channel: &Channel,
     mut delivery: Delivery,
     planned: Vec<Planned>,
+    sent_through: &mut u64,
 ) -> Result<Option<Duration>, StoreError> {
     let mut skipped: Option<(u64, u64)> = None;
     for Planned { notice, send } in planned {
@@ -234,7 +258,10 @@ async fn work_through(
         let age_at = |now: WallMs| Duration::from_millis(now.0.saturating_sub(notice.at.0));
         // A channel that is failing gives up what is already too old without trying: a
         // backlog of a dead channel is not worth a connection timeout per notice.
-        let result = if delivery.failing && age_at(n.clock.wall()) >= channel.give_up_after {
+        let result = if notice.seq <= *sent_through {
+            // Sent before a failed record: only the record is missing.
+            Ok(crate::notify::send::Answer("sent before".into()))
+        } else if delivery.failing && age_at(n.clock.wall()) >= channel.give_up_after {
             Err(None)
         } else {
             deliver::deliver(channel, &notice, &n.site, &*n.clock)
@@ -245,6 +272,7 @@ async fn work_through(
         let age = age_at(now);
         let (done, wait) = match result {
             Ok(answer) => {
+                *sent_through = notice.seq;
                 log::debug!(
                     "notifications: notice {} sent to '{}': {}",
                     notice.seq,
@@ -256,6 +284,7 @@ async fn work_through(
                 (Done::Sent { at: now }, None)
             }
             Err(e) => {
+                let permanent = e.as_ref().is_some_and(|e| e.is_permanent());
                 let e = e.map_or_else(
                     || {
                         delivery
@@ -266,7 +295,15 @@ async fn work_through(
                     |e| e.chain(),
                 );
                 let attempts = delivery.attempts.saturating_add(1);
-                match after_failure(attempts, age, channel.give_up_after) {
+                // The server refused this notice for good (a 5xx from SMTP, a 4xx): a few
+                // tries in case it was a passing fault, then the channel goes on without it
+                // rather than hold every later alert for a day.
+                let decision = if permanent && attempts >= PERMANENT_TRIES {
+                    AfterFailure::GiveUp
+                } else {
+                    after_failure(attempts, age, channel.give_up_after)
+                };
+                match decision {
                     AfterFailure::GiveUp => {
                         log::error!(
                             "notifications: channel '{}' gave up notice {} after {attempts} \

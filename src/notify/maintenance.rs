@@ -3,6 +3,7 @@
 //! notified, and neither is the clearing of an alert raised during one.
 
 use super::notice::{Change, Notice};
+use crate::alerts::AlertKind;
 use crate::clock::WallMs;
 use crate::model::{ComputerId, PolicyId};
 use serde::{Deserialize, Serialize};
@@ -40,29 +41,36 @@ impl Window {
     }
 }
 
-/// The window that keeps `notice` quiet, if one does: a computer's alert changed during a
-/// window over it, or cleared after being raised during one. Alerts about no computer (a site
-/// incident, a failed channel) are never kept quiet: nobody would hear of them otherwise.
+/// The window that keeps `notice` quiet, if one does: a computer's offline or clock alert
+/// raised or repeated during a window over it, or cleared after being raised during one (the
+/// all-clear of a page that went out before the window still goes). Other alerts, and those
+/// about no computer (a site incident, a failed channel), are never kept quiet: nobody would
+/// hear of them otherwise.
 pub fn silencing<'w>(
     windows: &'w [Window],
     notice: &Notice,
     ancestors: &[PolicyId],
 ) -> Option<&'w Window> {
     let alert = &notice.alert;
-    if notice.change == Change::Test || alert.computer == ComputerId(0) {
+    let quiet_kind = matches!(
+        alert.kind,
+        AlertKind::ComputerOffline | AlertKind::ClockChanged
+    );
+    if notice.change == Change::Test || alert.computer == ComputerId(0) || !quiet_kind {
         return None;
     }
     windows.iter().find(|w| {
-        w.covers(alert.computer, ancestors)
-            && (w.contains(notice.at)
-                || (notice.change == Change::Cleared && w.contains(alert.raised)))
+        let when = match notice.change {
+            Change::Cleared => alert.raised,
+            _ => notice.at,
+        };
+        w.covers(alert.computer, ancestors) && w.contains(when)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertKind;
 
     fn notice(change: Change, raised: u64, at: u64) -> Notice {
         let mut n = Notice::test(WallMs(at), "c");
@@ -93,6 +101,11 @@ mod tests {
         // Raised in the window, cleared after it: the page nobody got needs no all-clear.
         assert!(silencing(&windows, &notice(Change::Cleared, 150, 300), &below).is_some());
         assert!(silencing(&windows, &notice(Change::Cleared, 50, 300), &below).is_none());
+        // Paged before the window, back during it: the all-clear goes.
+        assert!(silencing(&windows, &notice(Change::Cleared, 50, 150), &below).is_none());
+        let mut unreachable = notice(Change::Raised, 150, 150);
+        unreachable.alert.kind = AlertKind::ManagerCannotReachAgent;
+        assert!(silencing(&windows, &unreachable, &below).is_none());
         let mut site = notice(Change::Raised, 150, 150);
         site.alert.computer = ComputerId(0);
         assert!(silencing(&windows, &site, &below).is_none());

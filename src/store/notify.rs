@@ -245,7 +245,9 @@ impl WriteTxn {
             drop(outbox);
             let dropped = self.notices_dropped()?.saturating_add(1);
             self.put_meta(meta_key::NOTICES_DROPPED, &dropped)?;
-            if let Some(seq) = oldest {
+            // Once per power of two: a full outbox drops a notice per alert, and the log must
+            // not drown in them.
+            if let Some(seq) = oldest.filter(|_| dropped.is_power_of_two()) {
                 log::warn!(
                     "notifications: the outbox holds {limit} notices: notice {seq} was \
                      dropped undelivered ({dropped} so far); a channel is failing for long"

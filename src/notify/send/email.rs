@@ -27,9 +27,30 @@ pub async fn email(
     let target = host_port(&cfg.host, cfg.port);
     let message = message(cfg, subject, body, clock.wall())?;
     let (cfg, job_target) = (cfg.clone(), target.clone());
-    // If the limit passes first, the thread still ends by itself: lettre's own timeout (the
-    // same limit) bounds each of its connects, reads and writes.
-    let job = blocking::unblock(move || deliver(&cfg, &message, limit, &job_target));
+    // A thread of its own, not the shared blocking pool: heartbeat sessions use that pool,
+    // and a tarpitting mail server must not hold its threads. If the limit passes first, the
+    // thread still ends by itself: lettre's own timeout (the same limit) bounds each of its
+    // connects, reads and writes.
+    let (done, result) = smol::channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("picket-smtp".into())
+        .spawn(move || {
+            let _ = done.send_blocking(deliver(&cfg, &message, limit, &job_target));
+        });
+    if let Err(e) = spawned {
+        return Err(SendError::Io {
+            target,
+            source: Box::new(e),
+        });
+    }
+    let job = async move {
+        result.recv().await.unwrap_or_else(|_| {
+            Err(SendError::Io {
+                target: "the SMTP thread".into(),
+                source: "it ended without an answer".into(),
+            })
+        })
+    };
     bounded(clock, limit, &target, job).await
 }
 
