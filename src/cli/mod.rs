@@ -549,8 +549,7 @@ admin_verb!(
     }
 );
 admin_verb!(
-    /// Acknowledge alerts: they stay active while their condition lasts, but are not notified
-    /// again.
+    /// Acknowledge alerts: still active while their condition lasts, but not notified again.
     AlertsAck, "ack" {
         /// alert ids (several: all in one go)
         #[argh(positional)]
