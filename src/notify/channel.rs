@@ -426,16 +426,23 @@ pub fn https_url(url: &str) -> Result<HttpsUrl, ChannelError> {
             "credentials in the URL are not supported: use a header",
         ));
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| ChannelError::new("url", format!("'{port}' is not a port")))?;
-            (host, port)
+    // `[v6]` or `[v6]:port` for an IPv6 address; otherwise the last ':' starts the port.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| ChannelError::new("url", format!("'{url}' has no closing ']'")))?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, url_port(port)?),
+                None if after.is_empty() => (host, 443),
+                None => return Err(ChannelError::new("url", format!("'{url}' is not a URL"))),
+            }
         }
-        _ => (authority, 443),
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, url_port(port)?),
+            None => (authority, 443),
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     check_host("url", host)?;
     check_port("url", port)?;
     if path
@@ -452,6 +459,11 @@ pub fn https_url(url: &str) -> Result<HttpsUrl, ChannelError> {
         port,
         path,
     })
+}
+
+fn url_port(port: &str) -> Result<u16, ChannelError> {
+    port.parse()
+        .map_err(|_| ChannelError::new("url", format!("'{port}' is not a port")))
 }
 
 /// `host:port` as the CLI and the API take it (`[v6]:port` for an IPv6 address).
@@ -582,6 +594,9 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(https_url("https://example.com").unwrap().port, 443);
+        assert_eq!(https_url("https://[::1]/x").unwrap().host, "::1");
+        assert_eq!(https_url("https://[::1]/x").unwrap().port, 443);
+        assert!(https_url("https://[::1/x").is_err());
         assert_eq!(https_url("https://example.com?a").unwrap().path, "/?a");
         assert_eq!(
             host_port("address", "[::1]:514").unwrap(),
