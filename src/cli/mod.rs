@@ -30,22 +30,6 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Show, acknowledge and dismiss alerts.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "alerts")]
-pub struct AlertsArgs {
-    #[argh(subcommand)]
-    pub verb: AlertsVerb,
-}
-
-#[derive(FromArgs, Debug)]
-#[argh(subcommand)]
-pub enum AlertsVerb {
-    List(AlertsList),
-    Ack(AlertsAck),
-    Dismiss(AlertsDismiss),
-}
-
 /// Run the agent: activate once with a token, then heartbeat to the manager.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "agent")]
@@ -217,9 +201,11 @@ pub struct ClientOptions {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// Defines an admin verb: its own fields plus the options every client of the API takes.
-macro_rules! admin_verb {
-    ($(#[$doc:meta])* $name:ident, $verb:literal { $($fields:tt)* }) => {
+/// Defines an admin verb: its own fields plus the options every client of the API takes. The
+/// API's URL and CA options are named by the caller: `url` and `ca_cert` in most verbs,
+/// `api_url` and `api_ca_cert` where the verb's own `--url` and `--ca-cert` mean something else.
+macro_rules! admin_verb_with {
+    ($url:ident, $ca_cert:ident; $(#[$doc:meta])* $name:ident, $verb:literal { $($fields:tt)* }) => {
         $(#[$doc])*
         #[derive(FromArgs, Debug)]
         #[argh(subcommand, name = $verb)]
@@ -230,33 +216,40 @@ macro_rules! admin_verb {
             pub json: bool,
             /// manager API URL; default: from DIR/ports.json, else https://127.0.0.1:4119
             #[argh(option)]
-            pub url: Option<String>,
+            pub $url: Option<String>,
             /// admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
             #[argh(option)]
             pub api_key: Option<String>,
             /// the manager's data dir: its API key, CA and port are read from it
             #[argh(option)]
             pub data_dir: Option<PathBuf>,
-            /// CA certificate (PEM) to trust for the API; default: DIR/pki/ca.crt
+            /// CA certificate (PEM) to trust for the manager's API; default: DIR/pki/ca.crt
             #[argh(option)]
-            pub ca_cert: Option<PathBuf>,
+            pub $ca_cert: Option<PathBuf>,
         }
 
         impl $name {
             pub fn client(&self) -> ClientOptions {
                 ClientOptions {
                     json: self.json,
-                    url: self.url.clone(),
+                    url: self.$url.clone(),
                     api_key: self.api_key.clone(),
                     data_dir: self.data_dir.clone(),
-                    ca_cert: self.ca_cert.clone(),
+                    ca_cert: self.$ca_cert.clone(),
                 }
             }
         }
     };
 }
 
+macro_rules! admin_verb {
+    ($($verb:tt)*) => {
+        admin_verb_with!(url, ca_cert; $($verb)*);
+    };
+}
+
 pub mod notifications;
+pub use notifications::{AlertsArgs, AlertsVerb};
 
 /// Manage computers.
 #[derive(FromArgs, Debug)]
@@ -529,34 +522,6 @@ admin_verb!(
         /// how many (default 100)
         #[argh(option, default = "100")]
         pub limit: u32,
-    }
-);
-
-admin_verb!(
-    /// List active alerts, newest first.
-    AlertsList, "list" {
-        /// also cleared and dismissed alerts
-        #[argh(switch)]
-        pub all: bool,
-    }
-);
-admin_verb!(
-    /// Dismiss alerts: they end now (one that comes back is a new alert).
-    AlertsDismiss, "dismiss" {
-        /// alert ids (several: all in one go)
-        #[argh(positional)]
-        pub ids: Vec<u64>,
-    }
-);
-admin_verb!(
-    /// Acknowledge alerts: still active while their condition lasts, but not notified again.
-    AlertsAck, "ack" {
-        /// alert ids (several: all in one go)
-        #[argh(positional)]
-        pub ids: Vec<u64>,
-        /// what you are doing about it
-        #[argh(option)]
-        pub comment: Option<String>,
     }
 );
 

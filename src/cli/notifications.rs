@@ -1,5 +1,5 @@
-//! `picket notifications ...` and `picket maintenance ...`: channels, routes and maintenance
-//! windows, as argh definitions.
+//! `picket alerts ...`, `picket notifications ...` and `picket maintenance ...`: alerts, the
+//! channels and routes that carry them, and maintenance windows, as argh definitions.
 //!
 //! In `notifications add`, `--ca-cert` is the CA of the mail server, syslog collector or
 //! webhook receiver and `--url` the webhook's (the command-line contract), so in every verb
@@ -12,40 +12,8 @@ use std::path::PathBuf;
 /// An admin verb whose `--url` and `--ca-cert` belong to the channel: the API's are
 /// `--api-url` and `--api-ca-cert`.
 macro_rules! channel_verb {
-    ($(#[$doc:meta])* $name:ident, $verb:literal { $($fields:tt)* }) => {
-        $(#[$doc])*
-        #[derive(FromArgs, Debug)]
-        #[argh(subcommand, name = $verb)]
-        pub struct $name {
-            $($fields)*
-            /// print the API's JSON instead of a table
-            #[argh(switch)]
-            pub json: bool,
-            /// manager API URL; default: from DIR/ports.json, else https://127.0.0.1:4119
-            #[argh(option)]
-            pub api_url: Option<String>,
-            /// admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
-            #[argh(option)]
-            pub api_key: Option<String>,
-            /// the manager's data dir: its API key, CA and port are read from it
-            #[argh(option)]
-            pub data_dir: Option<PathBuf>,
-            /// CA certificate (PEM) to trust for the manager's API; default: DIR/pki/ca.crt
-            #[argh(option)]
-            pub api_ca_cert: Option<PathBuf>,
-        }
-
-        impl $name {
-            pub fn client(&self) -> ClientOptions {
-                ClientOptions {
-                    json: self.json,
-                    url: self.api_url.clone(),
-                    api_key: self.api_key.clone(),
-                    data_dir: self.data_dir.clone(),
-                    ca_cert: self.api_ca_cert.clone(),
-                }
-            }
-        }
+    ($($verb:tt)*) => {
+        admin_verb_with!(api_url, api_ca_cert; $($verb)*);
     };
 }
 
@@ -281,5 +249,49 @@ channel_verb!(
         /// the window's id
         #[argh(positional)]
         pub id: u64,
+    }
+);
+
+/// Show, acknowledge and dismiss alerts.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "alerts")]
+pub struct AlertsArgs {
+    #[argh(subcommand)]
+    pub verb: AlertsVerb,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum AlertsVerb {
+    List(AlertsList),
+    Ack(AlertsAck),
+    Dismiss(AlertsDismiss),
+}
+
+admin_verb!(
+    /// List active alerts, newest first.
+    AlertsList, "list" {
+        /// also cleared and dismissed alerts
+        #[argh(switch)]
+        pub all: bool,
+    }
+);
+admin_verb!(
+    /// Dismiss alerts: they end now (one that comes back is a new alert).
+    AlertsDismiss, "dismiss" {
+        /// alert ids (several: all in one go)
+        #[argh(positional)]
+        pub ids: Vec<u64>,
+    }
+);
+admin_verb!(
+    /// Acknowledge alerts: still active while their condition lasts, but not notified again.
+    AlertsAck, "ack" {
+        /// alert ids (several: all in one go)
+        #[argh(positional)]
+        pub ids: Vec<u64>,
+        /// what you are doing about it
+        #[argh(option)]
+        pub comment: Option<String>,
     }
 );
