@@ -10,6 +10,9 @@
 //!   this module reads the system's clocks or sets a timer.
 //! - [`model`]: plain data: ids, settings, policies, computers, tokens, the event catalogue, the
 //!   rules for names and host names.
+//! - [`errors`]: an error and its causes on one line.
+//! - [`notify`]: notification channels, notices, routing, maintenance windows, the bytes each
+//!   channel sends and the shells that send them.
 //! - [`secret`], [`password`], [`site`], [`files`]: hashes and random secrets, Argon2id
 //!   passwords, a data dir's file names, atomic permission-aware writes.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
@@ -45,6 +48,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod errors;
 pub mod files;
 pub mod framed;
 pub mod handles;

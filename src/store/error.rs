@@ -131,14 +131,7 @@ impl std::error::Error for StoreError {
 impl StoreError {
     /// The error and its causes on one line, for [`StoreError::WriteFailed`].
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::errors::one_line(self)
     }
 }
 

@@ -53,14 +53,7 @@ impl SendError {
 
     /// The error and its causes on one line, for the delivery log.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::errors::one_line(self)
     }
 
     pub(super) fn timeout(target: &str, limit: Duration) -> SendError {
