@@ -39,6 +39,12 @@ impl Instant {
         Instant(self.0.saturating_add(ms))
     }
 
+    /// The instant `d` earlier, saturating at the clock's zero.
+    pub fn saturating_sub(self, d: Duration) -> Instant {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_sub(ms))
+    }
+
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Instant) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))

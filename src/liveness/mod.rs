@@ -210,10 +210,7 @@ impl Monitor {
 
     /// `now` on the clock deadlines are kept on, which stood still while the manager was frozen.
     fn local(&self, now: Instant) -> Instant {
-        Instant::from_millis(
-            now.as_millis()
-                .saturating_sub(u64::try_from(self.paused.as_millis()).unwrap_or(u64::MAX)),
-        )
+        now.saturating_sub(self.paused)
     }
 
     /// Starts watching a computer from `now` with a full allowance: at manager start, or when
@@ -315,10 +312,7 @@ impl Monitor {
     pub fn note_wait(&mut self, now: Instant, wait: Duration) {
         // The part of the wait the manager spent frozen is forgiven already.
         let frozen = self.last_freeze.map_or(Duration::ZERO, |(from, to)| {
-            let started = Instant::from_millis(
-                now.as_millis()
-                    .saturating_sub(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
-            );
+            let started = now.saturating_sub(wait);
             let (a, b) = (started.max(from), now.min(to));
             b.saturating_since(a)
         });
@@ -523,11 +517,7 @@ impl Monitor {
     /// stood still while the manager was frozen.
     fn judged(&self, now: Instant) -> Instant {
         let local = self.local(now);
-        Instant::from_millis(
-            local
-                .as_millis()
-                .saturating_sub(u64::try_from(self.late_by.as_millis()).unwrap_or(u64::MAX)),
-        )
+        local.saturating_sub(self.late_by)
     }
 
     /// Counts the misses of every computer whose deadline has passed, as of what the manager
