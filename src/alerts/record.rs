@@ -12,13 +12,13 @@ use crate::notify::{Change, Notice, route};
 use crate::store::{NotifyReads, Reads, StoreError, WriteTxn};
 use std::fmt;
 
-/// Queues the notice of `change` to `alert`. A repeat is queued only if some route asks for
-/// repeats and nobody has acknowledged the alert.
+/// Queues the notice of `change` to `alert`, with its computer's name and policy as they are
+/// now. A repeat is queued only if some route asks for repeats and nobody has acknowledged the
+/// alert.
 fn notify(
     txn: &mut WriteTxn,
     change: Change,
     alert: &Alert,
-    computer: Option<&crate::model::Computer>,
     now: WallMs,
 ) -> Result<(), StoreError> {
     if !txn.has_channels()? {
@@ -29,12 +29,19 @@ fn notify(
     {
         return Ok(());
     }
+    let computer = match alert.computer {
+        ComputerId(0) => None,
+        id => txn.computer(id)?,
+    };
     txn.enqueue_notice(Notice {
         seq: 0,
         at: now,
         change,
         alert: alert.clone(),
-        hostname: computer.map(|c| c.hostname.clone()).unwrap_or_default(),
+        hostname: computer
+            .as_ref()
+            .map(|c| c.hostname.clone())
+            .unwrap_or_default(),
         policy: computer.map(|c| c.policy),
     })?;
     Ok(())
@@ -49,23 +56,70 @@ pub fn raise(
     now: WallMs,
     message: impl FnOnce(Option<WallMs>) -> String,
 ) -> Result<Option<Alert>, StoreError> {
-    let Some(record) = txn.computer(computer)? else {
+    if txn.computer(computer)?.is_none() {
         return Ok(None);
-    };
+    }
     let last = txn.agent_state(computer)?.and_then(|a| a.last_heartbeat);
     let active = txn.active_alert(computer, kind)?;
+    let alert = raised(
+        txn,
+        active.as_ref(),
+        kind,
+        computer,
+        None,
+        message(last),
+        now,
+    )?;
+    Ok(Some(alert))
+}
+
+/// Raises `kind` about `about` (a channel's name, a policy's id): an alert about the site, not
+/// a computer. A repeat updates the active one.
+pub fn raise_site(
+    txn: &mut WriteTxn,
+    kind: AlertKind,
+    about: &str,
+    message: String,
+    now: WallMs,
+) -> Result<Alert, StoreError> {
+    let active = txn.active_site_alert(kind, about)?;
+    raised(
+        txn,
+        active.as_ref(),
+        kind,
+        ComputerId(0),
+        Some(about),
+        message,
+        now,
+    )
+}
+
+/// Writes a raise over the `active` alert, if there is one: a new alert gets an id and its
+/// history line, a repeat updates it; either queues its notice.
+fn raised(
+    txn: &mut WriteTxn,
+    active: Option<&Alert>,
+    kind: AlertKind,
+    computer: ComputerId,
+    about: Option<&str>,
+    message: String,
+    now: WallMs,
+) -> Result<Alert, StoreError> {
     let new_id = match active {
         Some(_) => None,
         None => Some(txn.next_alert_id()?),
     };
-    let alert = lifecycle::raise(
-        active.as_ref(),
-        || new_id.unwrap_or(AlertId(0)),
-        kind,
-        computer,
-        message(last),
-        now,
-    );
+    let alert = Alert {
+        about: about.map(str::to_string),
+        ..lifecycle::raise(
+            active,
+            || new_id.unwrap_or(AlertId(0)),
+            kind,
+            computer,
+            message,
+            now,
+        )
+    };
     if active.is_none() {
         txn.add_history(&HistoryEntry {
             computer,
@@ -79,8 +133,8 @@ pub fn raise(
         None => Change::Raised,
         Some(_) => Change::Repeated,
     };
-    notify(txn, change, &alert, Some(&record), now)?;
-    Ok(Some(alert))
+    notify(txn, change, &alert, now)?;
+    Ok(alert)
 }
 
 /// Clears the active alert of `kind` for `computer` if its kind clears itself, saying `why` in
@@ -92,73 +146,8 @@ pub fn clear(
     now: WallMs,
     why: &str,
 ) -> Result<Option<Alert>, StoreError> {
-    let Some(cleared) = txn
-        .active_alert(computer, kind)?
-        .and_then(|alert| lifecycle::clear(&alert, now))
-    else {
-        return Ok(None);
-    };
-    txn.put_alert(&cleared)?;
-    txn.add_history(&HistoryEntry {
-        computer,
-        at: now,
-        what: "alert-cleared".into(),
-        detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
-    })?;
-    let record = txn.computer(computer)?;
-    notify(txn, Change::Cleared, &cleared, record.as_ref(), now)?;
-    Ok(Some(cleared))
-}
-
-/// Raises `kind` about `about` (a channel's name, a policy's id): an alert about the site, not
-/// a computer, listing `computers` if it covers some. A repeat updates the active one.
-pub fn raise_site(
-    txn: &mut WriteTxn,
-    kind: AlertKind,
-    about: &str,
-    computers: Vec<ComputerId>,
-    message: String,
-    now: WallMs,
-) -> Result<Alert, StoreError> {
-    let active = txn.active_site_alert(kind, about)?;
-    let alert = match &active {
-        Some(alert) => Alert {
-            updated: now,
-            count: alert.count.saturating_add(1),
-            message,
-            computers,
-            ..alert.clone()
-        },
-        None => Alert {
-            about: Some(about.to_string()),
-            computers,
-            ..lifecycle::raise(None, || AlertId(0), kind, ComputerId(0), message, now)
-        },
-    };
-    let alert = match active {
-        Some(_) => alert,
-        None => {
-            let alert = Alert {
-                id: txn.next_alert_id()?,
-                ..alert
-            };
-            txn.add_history(&HistoryEntry {
-                computer: ComputerId(0),
-                at: now,
-                what: "alert-raised".into(),
-                detail: format!("{} (alert {}): {}", kind.name(), alert.id, alert.message),
-            })?;
-            alert
-        }
-    };
-    txn.put_alert(&alert)?;
-    let change = if alert.count == 1 {
-        Change::Raised
-    } else {
-        Change::Repeated
-    };
-    notify(txn, change, &alert, None, now)?;
-    Ok(alert)
+    let active = txn.active_alert(computer, kind)?;
+    cleared(txn, active, now, why)
 }
 
 /// Clears the active alert of `kind` about `about`, saying `why` in the site's history.
@@ -169,20 +158,28 @@ pub fn clear_site(
     now: WallMs,
     why: &str,
 ) -> Result<Option<Alert>, StoreError> {
-    let Some(cleared) = txn
-        .active_site_alert(kind, about)?
-        .and_then(|alert| lifecycle::clear(&alert, now))
-    else {
+    let active = txn.active_site_alert(kind, about)?;
+    cleared(txn, active, now, why)
+}
+
+/// Ends `active` if its kind clears itself: the record, its history line and its notice.
+fn cleared(
+    txn: &mut WriteTxn,
+    active: Option<Alert>,
+    now: WallMs,
+    why: &str,
+) -> Result<Option<Alert>, StoreError> {
+    let Some(cleared) = active.and_then(|alert| lifecycle::clear(&alert, now)) else {
         return Ok(None);
     };
     txn.put_alert(&cleared)?;
     txn.add_history(&HistoryEntry {
-        computer: ComputerId(0),
+        computer: cleared.computer,
         at: now,
         what: "alert-cleared".into(),
         detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
     })?;
-    notify(txn, Change::Cleared, &cleared, None, now)?;
+    notify(txn, Change::Cleared, &cleared, now)?;
     Ok(Some(cleared))
 }
 
@@ -455,9 +452,8 @@ mod tests {
         ));
         // An alert about the site: its own index entry, repeated and cleared like any other.
         let failed = AlertKind::NotificationFailed;
-        let site = raise_site(&mut txn, failed, "mail", vec![], "down".into(), WallMs(80)).unwrap();
-        let again =
-            raise_site(&mut txn, failed, "mail", vec![], "down".into(), WallMs(90)).unwrap();
+        let site = raise_site(&mut txn, failed, "mail", "down".into(), WallMs(80)).unwrap();
+        let again = raise_site(&mut txn, failed, "mail", "down".into(), WallMs(90)).unwrap();
         assert_eq!((again.id, again.count), (site.id, 2));
         assert!(txn.active_site_alert(failed, "other").unwrap().is_none());
         assert_eq!(

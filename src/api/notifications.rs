@@ -263,7 +263,7 @@ fn changes(map: &mut Map<String, Value>) -> Result<Vec<Change>, ApiError> {
     for item in items {
         let change = item
             .as_str()
-            .and_then(Change::parse)
+            .and_then(Change::from_name)
             .filter(|c| *c != Change::Test)
             .ok_or_else(bad)?;
         if !on.contains(&change) {
@@ -279,7 +279,7 @@ fn changes(map: &mut Map<String, Value>) -> Result<Vec<Change>, ApiError> {
 fn email(map: &mut Map<String, Value>) -> Result<Email, ApiError> {
     let (host, port) = host_port("smtp", &required_string(map, "smtp")?)?;
     let security_text = required_string(map, "security")?;
-    let security = SmtpSecurity::parse(&security_text).ok_or_else(|| {
+    let security = SmtpSecurity::from_name(&security_text).ok_or_else(|| {
         ApiError::bad_field(
             "security",
             format!("unknown security '{security_text}': use none, starttls or tls"),
@@ -311,14 +311,14 @@ fn email(map: &mut Map<String, Value>) -> Result<Email, ApiError> {
 fn syslog(map: &mut Map<String, Value>) -> Result<Syslog, ApiError> {
     let (host, port) = host_port("address", &required_string(map, "address")?)?;
     let transport_text = required_string(map, "transport")?;
-    let transport = SyslogTransport::parse(&transport_text).ok_or_else(|| {
+    let transport = SyslogTransport::from_name(&transport_text).ok_or_else(|| {
         ApiError::bad_field(
             "transport",
             format!("unknown transport '{transport_text}': use udp, tcp or tls"),
         )
     })?;
     let format_text = required_string(map, "format")?;
-    let format = SyslogFormat::parse(&format_text).ok_or_else(|| {
+    let format = SyslogFormat::from_name(&format_text).ok_or_else(|| {
         ApiError::bad_field(
             "format",
             format!("unknown format '{format_text}': use cef, leef or text"),

@@ -105,7 +105,7 @@ fn plan(store: &Store, channel: &Channel) -> Result<(Delivery, Vec<Planned>, u64
     let planned = notices
         .into_iter()
         .map(|notice| {
-            let up = ancestors(route::notice_policy(&notice));
+            let up = ancestors(notice.policy);
             let send = route::wanted(&routes, &notice, &up)
                 && maintenance::silencing(&windows, &notice, &up).is_none();
             Planned { notice, send }
@@ -116,9 +116,7 @@ fn plan(store: &Store, channel: &Channel) -> Result<(Delivery, Vec<Planned>, u64
 
 /// What happened to a channel's notice, to be written with its position.
 enum Done {
-    Sent {
-        at: WallMs,
-    },
+    Sent,
     GaveUp {
         error: String,
     },
@@ -150,12 +148,12 @@ fn record_done(
     let failed = AlertKind::NotificationFailed;
     match done {
         None => {}
-        Some((seq, Done::Sent { at })) => {
+        Some((seq, Done::Sent)) => {
             delivery.done_through = seq;
             delivery.sent = delivery.sent.saturating_add(1);
             delivery.attempts = 0;
-            delivery.last_attempt = Some(at);
-            delivery.last_sent = Some(at);
+            delivery.last_attempt = Some(now);
+            delivery.last_sent = Some(now);
             delivery.failing = false;
             record::clear_site(
                 &mut txn,
@@ -180,7 +178,7 @@ fn record_done(
             // Raised once while the channel fails: a backlog given up notice by notice must
             // not become a storm of repeats on the other channels.
             if txn.active_site_alert(failed, &channel.name)?.is_none() {
-                record::raise_site(&mut txn, failed, &channel.name, Vec::new(), message, now)?;
+                record::raise_site(&mut txn, failed, &channel.name, message, now)?;
             }
         }
         Some((_, Done::Failed { error })) => {
@@ -281,7 +279,7 @@ async fn work_through(
                 );
                 n.metrics
                     .notice(&channel.name, NoticeOutcome::Sent, Some(age));
-                (Done::Sent { at: now }, None)
+                (Done::Sent, None)
             }
             Err(e) => {
                 let permanent = e.as_ref().is_some_and(|e| e.is_permanent());

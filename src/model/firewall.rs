@@ -160,26 +160,14 @@ fn refuse<T>(field: &'static str, given: &str, expected: &'static str) -> Result
     })
 }
 
+/// [`words!`](super::words::words) and a `parse` that names the field and what it takes.
 macro_rules! named {
-    ($ty:ident, $field:literal, $expected:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+    ($ty:ident, $field:literal, $expected:literal, { $($words:tt)* }) => {
+        super::words::words!($ty { $($words)* });
+
         impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            pub fn name(self) -> &'static str {
-                match self { $($ty::$variant => $name),+ }
-            }
-
             pub fn parse(text: &str) -> Result<$ty, RuleError> {
-                match text {
-                    $($name => Ok($ty::$variant),)+
-                    _ => refuse($field, text, $expected),
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
+                $ty::from_name(text).map_or_else(|| refuse($field, text, $expected), Ok)
             }
         }
     };

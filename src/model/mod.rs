@@ -13,6 +13,7 @@ mod records;
 mod settings;
 mod text;
 mod user;
+pub(crate) mod words;
 
 pub use crate::alerts::{AlertKind, Severity};
 pub use agent::{AgentState, HistoryEntry, StoredEvent};

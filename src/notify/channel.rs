@@ -3,6 +3,7 @@
 //! which refuses what could never work or would leak a secret, naming the field.
 
 use crate::clock::WallMs;
+use crate::model::words::words;
 use crate::model::{hidden_character, host_name_problem};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -55,25 +56,7 @@ pub enum SmtpSecurity {
     Tls,
 }
 
-impl SmtpSecurity {
-    pub fn name(self) -> &'static str {
-        match self {
-            SmtpSecurity::None => "none",
-            SmtpSecurity::StartTls => "starttls",
-            SmtpSecurity::Tls => "tls",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<SmtpSecurity> {
-        [
-            SmtpSecurity::None,
-            SmtpSecurity::StartTls,
-            SmtpSecurity::Tls,
-        ]
-        .into_iter()
-        .find(|s| s.name() == text)
-    }
-}
+words!(SmtpSecurity { None => "none", StartTls => "starttls", Tls => "tls" });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Email {
@@ -97,25 +80,7 @@ pub enum SyslogTransport {
     Tls,
 }
 
-impl SyslogTransport {
-    pub fn name(self) -> &'static str {
-        match self {
-            SyslogTransport::Udp => "udp",
-            SyslogTransport::Tcp => "tcp",
-            SyslogTransport::Tls => "tls",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<SyslogTransport> {
-        [
-            SyslogTransport::Udp,
-            SyslogTransport::Tcp,
-            SyslogTransport::Tls,
-        ]
-        .into_iter()
-        .find(|s| s.name() == text)
-    }
-}
+words!(SyslogTransport { Udp => "udp", Tcp => "tcp", Tls => "tls" });
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyslogFormat {
@@ -124,21 +89,7 @@ pub enum SyslogFormat {
     Text,
 }
 
-impl SyslogFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            SyslogFormat::Cef => "cef",
-            SyslogFormat::Leef => "leef",
-            SyslogFormat::Text => "text",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<SyslogFormat> {
-        [SyslogFormat::Cef, SyslogFormat::Leef, SyslogFormat::Text]
-            .into_iter()
-            .find(|s| s.name() == text)
-    }
-}
+words!(SyslogFormat { Cef => "cef", Leef => "leef", Text => "text" });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Syslog {

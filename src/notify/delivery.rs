@@ -6,9 +6,7 @@ use crate::clock::WallMs;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The first retry comes this long after a failure; each next one waits twice as long...
-pub const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// ...up to this.
+/// The first retry comes 1 s after a failure, each next one twice as long after, up to this.
 pub const LONGEST_RETRY: Duration = Duration::from_secs(300);
 
 /// A channel's progress through the outbox, kept in the store so a restart resumes it.
@@ -44,12 +42,11 @@ pub fn after_failure(attempts: u32, age: Duration, give_up_after: Duration) -> A
     if age >= give_up_after {
         return AfterFailure::GiveUp;
     }
-    let doublings = attempts.saturating_sub(1).min(16);
-    AfterFailure::RetryIn(
-        FIRST_RETRY
-            .saturating_mul(1 << doublings)
-            .min(LONGEST_RETRY),
-    )
+    AfterFailure::RetryIn(crate::net::backoff::doubling(
+        attempts.max(1),
+        0,
+        LONGEST_RETRY,
+    ))
 }
 
 #[cfg(test)]

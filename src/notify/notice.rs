@@ -3,6 +3,7 @@
 //! or renamed meanwhile does not change what is said about the past.
 
 use crate::clock::WallMs;
+use crate::model::words::words;
 use crate::model::{Alert, PolicyId};
 use serde::{Deserialize, Serialize};
 
@@ -19,27 +20,12 @@ pub enum Change {
     Test,
 }
 
-impl Change {
-    pub const ALL: [Change; 4] = [
-        Change::Raised,
-        Change::Repeated,
-        Change::Cleared,
-        Change::Test,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Change::Raised => "raised",
-            Change::Repeated => "repeated",
-            Change::Cleared => "cleared",
-            Change::Test => "test",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Change> {
-        Change::ALL.into_iter().find(|c| c.name() == text)
-    }
-}
+words!(Change {
+    Raised => "raised",
+    Repeated => "repeated",
+    Cleared => "cleared",
+    Test => "test",
+});
 
 /// One outbox entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

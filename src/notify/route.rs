@@ -21,8 +21,7 @@ pub struct Route {
     /// `None`: every severity.
     pub severity: Option<Severity>,
     /// Only alerts of computers in this policy or below it. `None`: every policy, and the
-    /// alerts about no computer (a failed channel); a route with a policy never takes those,
-    /// since they belong to no policy... except a site incident, which is about its policy.
+    /// alerts about no computer (a failed channel), which a route with a policy never takes.
     pub policy: Option<PolicyId>,
     /// Which changes go out (never empty).
     pub on: Vec<Change>,
@@ -54,19 +53,6 @@ pub fn wanted(routes: &[&Route], notice: &Notice, ancestors: &[PolicyId]) -> boo
 /// Whether any route anywhere asks for repeats: if none does, a repeat is not even queued.
 pub fn any_wants_repeats(routes: &[Route]) -> bool {
     routes.iter().any(|r| r.on.contains(&Change::Repeated))
-}
-
-/// The policy of a site incident is what it is about; a computer's notice carries its own.
-pub fn notice_policy(notice: &Notice) -> Option<PolicyId> {
-    match notice.alert.kind {
-        AlertKind::SiteIncident => notice
-            .alert
-            .about
-            .as_deref()
-            .and_then(|a| a.parse().ok())
-            .map(PolicyId),
-        _ => notice.policy,
-    }
 }
 
 #[cfg(test)]

@@ -170,35 +170,13 @@ pub trait Reads: sealed::Tables {
         computer: ComputerId,
         kind: AlertKind,
     ) -> Result<Option<Alert>, StoreError> {
-        let id = self
-            .table(ACTIVE_ALERTS)?
-            .get((computer.0, kind.name()))?
-            .map(|v| active_alert_id(computer, kind, v.value()))
-            .transpose()?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        // The index and the alert are written together; this only guards against a damaged file.
-        Ok(self
-            .alert(id)?
-            .filter(|a| a.is_active() && a.computer == computer && a.kind == kind))
+        active_indexed(self, computer, kind, None)
     }
 
     /// The active alert of `kind` about `about` (a channel's name, a policy's id): alerts about
     /// no computer, found like a computer's through the index.
     fn active_site_alert(&self, kind: AlertKind, about: &str) -> Result<Option<Alert>, StoreError> {
-        let name = crate::model::index_name(kind, Some(about));
-        let id = self
-            .table(ACTIVE_ALERTS)?
-            .get((0, name.as_str()))?
-            .map(|v| active_alert_id(ComputerId(0), kind, v.value()))
-            .transpose()?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        Ok(self.alert(id)?.filter(|a| {
-            a.is_active() && a.computer == ComputerId(0) && a.about.as_deref() == Some(about)
-        }))
+        active_indexed(self, ComputerId(0), kind, Some(about))
     }
 
     /// Every active alert of `computer`, by kind name.
@@ -236,6 +214,28 @@ pub trait Reads: sealed::Tables {
             },
         )
     }
+}
+
+/// The active alert the index names for `(computer, kind, about)`.
+fn active_indexed<R: Reads + ?Sized>(
+    reads: &R,
+    computer: ComputerId,
+    kind: AlertKind,
+    about: Option<&str>,
+) -> Result<Option<Alert>, StoreError> {
+    let name = crate::model::index_name(kind, about);
+    let id = reads
+        .table(ACTIVE_ALERTS)?
+        .get((computer.0, name.as_str()))?
+        .map(|v| active_alert_id(computer, kind, v.value()))
+        .transpose()?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    // The index and the alert are written together; this only guards against a damaged file.
+    Ok(reads.alert(id)?.filter(|a| {
+        a.is_active() && a.computer == computer && a.kind == kind && a.about.as_deref() == about
+    }))
 }
 
 impl sealed::Tables for ReadTxn {

@@ -31,13 +31,22 @@ pub fn client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, SendErro
     Ok(Arc::new(config))
 }
 
-/// [`client_config`] on the blocking pool when it has to read the system's roots.
+/// [`client_config`], reading the system's roots on the blocking pool once per process: a
+/// channel clearing a backlog must not read and parse hundreds of certificates per notice. (A
+/// change to the system's roots is seen at the next start.)
 pub(super) async fn client_config_off_thread(
     ca_pem: Option<&str>,
 ) -> Result<Arc<ClientConfig>, SendError> {
+    static SYSTEM: std::sync::OnceLock<Arc<ClientConfig>> = std::sync::OnceLock::new();
     match ca_pem {
         Some(pem) => client_config(Some(pem)),
-        None => blocking::unblock(|| client_config(None)).await,
+        None => {
+            if let Some(config) = SYSTEM.get() {
+                return Ok(config.clone());
+            }
+            let config = blocking::unblock(|| client_config(None)).await?;
+            Ok(SYSTEM.get_or_init(|| config).clone())
+        }
     }
 }
 
