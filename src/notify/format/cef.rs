@@ -97,45 +97,15 @@ pub(crate) fn escape_header(text: &str) -> String {
 /// An extension value: `\` and `=` behind a backslash, and line breaks written as `\n` and
 /// `\r`, so a value can never end its pair early nor its syslog line.
 pub(crate) fn escape_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '=' => out.push_str("\\="),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
+    super::backslash_escape(text, ('=', "\\="))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::WallMs;
-    use crate::notify::format::tests::{offline, site};
+    use crate::notify::format::tests::{offline, site, unescape};
     use proptest::prelude::*;
-
-    /// A receiver's reading of [`escape_header`] and [`escape_value`] (one function: neither
-    /// escape produces a sequence the other gives another meaning).
-    fn unescape(text: &str) -> String {
-        let mut out = String::new();
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('r') => out.push('\r'),
-                Some(other) => out.push(other),
-                None => out.push('\\'),
-            }
-        }
-        out
-    }
 
     /// The characters of `text` that no backslash escapes.
     fn unescaped(text: &str) -> Vec<char> {

@@ -93,44 +93,15 @@ fn attributes(notice: &Notice) -> Vec<(&'static str, String)> {
 /// An attribute value: LEEF itself escapes nothing and only forbids the delimiter, so tabs and
 /// line breaks are written `\t`, `\n`, `\r`, and `\` as `\\` so that those stay readable back.
 pub(crate) fn escape_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
+    super::backslash_escape(text, ('\t', "\\t"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::WallMs;
-    use crate::notify::format::tests::{offline, site};
+    use crate::notify::format::tests::{offline, site, unescape};
     use proptest::prelude::*;
-
-    fn unescape(text: &str) -> String {
-        let mut out = String::new();
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('t') => out.push('\t'),
-                Some('n') => out.push('\n'),
-                Some('r') => out.push('\r'),
-                Some(other) => out.push(other),
-                None => out.push('\\'),
-            }
-        }
-        out
-    }
 
     /// Reads a LEEF 2.0 line as QRadar does: five header fields and the delimiter's, then
     /// attributes split at the delimiter and each at its first `=`.

@@ -86,6 +86,23 @@ pub(crate) fn rfc3339(t: WallMs) -> String {
 
 /// `text` with every control character (line breaks, tabs) turned into a space: for the places
 /// that must stay on one line and that people read, where an escape would only be noise.
+/// `text` with `\`, line breaks and `also` behind a backslash (`\n`, `\r`, and `also`'s
+/// spelling): what CEF extension values and LEEF attribute values need, each with the one
+/// character its own syntax reserves.
+pub(crate) fn backslash_escape(text: &str, also: (char, &str)) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == also.0 => out.push_str(also.1),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub(crate) fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -122,6 +139,27 @@ pub(crate) mod tests {
             hostname: "web1".to_string(),
             policy: Some(PolicyId(1)),
         }
+    }
+
+    /// A receiver's reading of the backslash escapes CEF and LEEF write (`\\`, `\n`, `\r`,
+    /// and `\=` or `\t`): neither format writes a sequence the other gives another meaning.
+    pub(crate) fn unescape(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            }
+        }
+        out
     }
 
     pub(crate) fn site() -> Site {
