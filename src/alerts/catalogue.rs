@@ -108,6 +108,38 @@ pub fn clock_changed_message(change_ms: i64, limit: Duration, seen_by: &str) -> 
     )
 }
 
+/// `site-incident`: how many computers of which policy went offline, naming the first few
+/// (`names`, at most [`INCIDENT_NAMES`] of them).
+pub fn incident_message(policy: &str, count: usize, window: Duration, names: &[String]) -> String {
+    let more = count.saturating_sub(names.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "{count} computers of policy {policy} went offline within {}: {}{more}; each one's \
+         offline alert clears when it returns",
+        format_duration(window),
+        names.join(", ")
+    )
+}
+
+/// How many computers an incident's message names.
+pub const INCIDENT_NAMES: usize = 10;
+
+/// Why a site incident cleared, for the site's history: how many are back, which are not.
+pub fn incident_cleared(count: usize, still: &[String]) -> String {
+    if still.is_empty() {
+        return format!("all {count} computers are back");
+    }
+    format!(
+        "{} of {count} computers are back; still offline: {}",
+        count - still.len().min(count),
+        still.join(", ")
+    )
+}
+
 /// Why an offline alert cleared, for the computer's history.
 pub const CLEARED_BY_HEARTBEAT: &str = "a heartbeat arrived";
 /// Why a manager-cannot-reach-agent alert cleared.

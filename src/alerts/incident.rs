@@ -1,0 +1,487 @@
+//! Site-wide incidents, sans-io: when many computers of one policy subtree go offline within a
+//! short window (a switch, a site's uplink, a hypervisor), one `site-incident` alert stands for
+//! all of them and is what gets notified, instead of one notice per computer. Each computer's
+//! own offline alert is still recorded and clears when it returns; only its notice changes.
+//!
+//! To be able to replace the first computers' notices, and not only the ones after the
+//! threshold, an offline notice is *held* for one window before it is sent ([`Notify::Hold`]):
+//! if an incident opens meanwhile, it takes the notice's place. Sites too small to ever reach
+//! the threshold hold nothing. The verdicts task feeds this the statuses and the offline raises
+//! and clears it writes, and carries out its [`Action`]s.
+
+use crate::clock::Instant;
+use crate::model::{ComputerId, PolicyId};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+/// When computers going offline together are one incident: at least `min_computers` of one
+/// policy subtree, and at least `min_percent` of those of its computers that were online,
+/// within `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IncidentRules {
+    /// 0 turns the detector off: every offline notice is sent at once.
+    pub min_computers: usize,
+    pub min_percent: u8,
+    pub window: Duration,
+}
+
+impl Default for IncidentRules {
+    fn default() -> Self {
+        IncidentRules {
+            min_computers: 20,
+            min_percent: 30,
+            window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// An incident closes once this share (percent) of its computers are back and none has come
+/// back for a window: the returns of a restored uplink come in a burst, and closing in the
+/// middle of it would send every straggler's clear on its own.
+pub const CLOSE_PERCENT_BACK: usize = 80;
+
+/// What becomes of the notice of an alert's change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notify {
+    /// Queued with the change.
+    Now,
+    /// Kept aside until the detector releases it or an incident takes its place.
+    Hold,
+    /// None: an incident's notice stands for it.
+    Quiet,
+}
+
+/// What the detector asks the verdicts task to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// No incident took this computer's held offline notice: send it.
+    Release(ComputerId),
+    /// Raise (`opened`) or update the incident of `policy`, which lists `computers`; the held
+    /// notices of `absorbed` are dropped, the incident's notice stands for them.
+    Incident {
+        policy: PolicyId,
+        computers: Vec<ComputerId>,
+        absorbed: Vec<ComputerId>,
+        opened: bool,
+    },
+    /// Most of the incident's computers are back: clear it. The ones `still_offline` are on
+    /// their own from now on (their clear is notified).
+    Close {
+        policy: PolicyId,
+        computers: Vec<ComputerId>,
+        still_offline: Vec<ComputerId>,
+    },
+}
+
+#[derive(Debug)]
+struct Seen {
+    policy: PolicyId,
+    online: bool,
+    /// When its offline alert was raised, while that raise counts towards an incident.
+    counted: Option<Instant>,
+    /// The open incident (by policy) it belongs to.
+    member_of: Option<PolicyId>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    members: BTreeSet<ComputerId>,
+    offline: BTreeSet<ComputerId>,
+    last_return: Option<Instant>,
+}
+
+/// The detector. One per manager, owned by the verdicts task.
+#[derive(Debug)]
+pub struct Incidents {
+    rules: IncidentRules,
+    parents: HashMap<PolicyId, Option<PolicyId>>,
+    computers: HashMap<ComputerId, Seen>,
+    /// By a computer's own policy (not its subtree): computers, online ones, counted raises.
+    tracked_in: HashMap<PolicyId, usize>,
+    online_in: HashMap<PolicyId, usize>,
+    counted_in: HashMap<PolicyId, usize>,
+    /// Counted raises, oldest first; an entry whose computer no longer counts from that
+    /// instant is stale and skipped.
+    recent: VecDeque<(Instant, ComputerId)>,
+    /// Held notices by release time, oldest first; `held` says which are still held.
+    releases: VecDeque<(Instant, ComputerId)>,
+    held: HashSet<ComputerId>,
+    open: HashMap<PolicyId, Open>,
+    actions: VecDeque<Action>,
+}
+
+fn bump(map: &mut HashMap<PolicyId, usize>, policy: PolicyId, up: bool) {
+    let n = map.entry(policy).or_default();
+    *n = if up { *n + 1 } else { n.saturating_sub(1) };
+}
+
+impl Incidents {
+    pub fn new(rules: IncidentRules) -> Incidents {
+        Incidents {
+            rules,
+            parents: HashMap::new(),
+            computers: HashMap::new(),
+            tracked_in: HashMap::new(),
+            online_in: HashMap::new(),
+            counted_in: HashMap::new(),
+            recent: VecDeque::new(),
+            releases: VecDeque::new(),
+            held: HashSet::new(),
+            open: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn rules(&self) -> IncidentRules {
+        self.rules
+    }
+
+    /// The policy tree: each policy's parent (`None` for the Base Policy).
+    pub fn set_tree(&mut self, parents: HashMap<PolicyId, Option<PolicyId>>) {
+        self.parents = parents;
+    }
+
+    /// `policy` itself, then its parents up to the Base Policy. Bounded, so a cycle in a
+    /// corrupt tree cannot hang the task.
+    fn chain(&self, policy: PolicyId) -> Vec<PolicyId> {
+        let mut chain = vec![policy];
+        while let Some(Some(parent)) = self.parents.get(&chain[chain.len() - 1])
+            && chain.len() < 64
+            && !chain.contains(parent)
+        {
+            chain.push(*parent);
+        }
+        chain
+    }
+
+    /// The sum of `per_policy` over the subtree of `top`.
+    fn subtree(&self, per_policy: &HashMap<PolicyId, usize>, top: PolicyId) -> usize {
+        per_policy
+            .iter()
+            .filter(|(policy, _)| self.chain(**policy).contains(&top))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// A computer to watch (again), in `policy`.
+    pub fn track(&mut self, computer: ComputerId, policy: PolicyId) {
+        match self.computers.get(&computer).map(|s| s.policy) {
+            Some(old) if old == policy => return,
+            Some(_) => self.forget_counts(computer),
+            None => {}
+        }
+        let seen = self.computers.entry(computer).or_insert(Seen {
+            policy,
+            online: false,
+            counted: None,
+            member_of: None,
+        });
+        seen.policy = policy;
+        let (online, counted) = (seen.online, seen.counted.is_some());
+        bump(&mut self.tracked_in, policy, true);
+        if online {
+            bump(&mut self.online_in, policy, true);
+        }
+        if counted {
+            bump(&mut self.counted_in, policy, true);
+        }
+    }
+
+    /// Takes the computer's share out of its policy's counts (it moves, or goes).
+    fn forget_counts(&mut self, computer: ComputerId) {
+        let Some(seen) = self.computers.get(&computer) else {
+            return;
+        };
+        let (policy, online, counted) = (seen.policy, seen.online, seen.counted.is_some());
+        bump(&mut self.tracked_in, policy, false);
+        if online {
+            bump(&mut self.online_in, policy, false);
+        }
+        if counted {
+            bump(&mut self.counted_in, policy, false);
+        }
+    }
+
+    /// The computer was deleted.
+    pub fn forget(&mut self, computer: ComputerId) {
+        self.forget_counts(computer);
+        if let Some(seen) = self.computers.remove(&computer)
+            && let Some(policy) = seen.member_of
+            && let Some(open) = self.open.get_mut(&policy)
+        {
+            open.members.remove(&computer);
+            open.offline.remove(&computer);
+        }
+        self.held.remove(&computer);
+    }
+
+    /// Whether the computer is online now.
+    pub fn set_online(&mut self, computer: ComputerId, online: bool) {
+        let Some(seen) = self.computers.get_mut(&computer) else {
+            return;
+        };
+        if seen.online != online {
+            seen.online = online;
+            let policy = seen.policy;
+            bump(&mut self.online_in, policy, online);
+        }
+    }
+
+    /// The deepest open incident whose subtree holds `policy`.
+    fn open_over(&self, policy: PolicyId) -> Option<PolicyId> {
+        self.chain(policy)
+            .into_iter()
+            .find(|p| self.open.contains_key(p))
+    }
+
+    /// The computer's offline alert is raised now: what becomes of its notice.
+    pub fn offline_raised(&mut self, now: Instant, computer: ComputerId) -> Notify {
+        if self.rules.min_computers == 0 {
+            return Notify::Now;
+        }
+        self.set_online(computer, false);
+        let Some(seen) = self.computers.get(&computer) else {
+            return Notify::Now;
+        };
+        let policy = seen.policy;
+        if seen.member_of.is_some() {
+            return Notify::Quiet;
+        }
+        if let Some(incident) = self.open_over(policy) {
+            self.join(incident, vec![computer], Vec::new(), false);
+            return Notify::Quiet;
+        }
+        // Too few computers in the whole tree for an incident: nothing to wait for.
+        let top = *self.chain(policy).last().unwrap_or(&policy);
+        if self.subtree(&self.tracked_in, top) < self.rules.min_computers {
+            return Notify::Now;
+        }
+        self.uncount(computer);
+        if let Some(seen) = self.computers.get_mut(&computer) {
+            seen.counted = Some(now);
+        }
+        bump(&mut self.counted_in, policy, true);
+        self.recent.push_back((now, computer));
+        self.releases
+            .push_back((now.saturating_add(self.rules.window), computer));
+        self.held.insert(computer);
+        self.evaluate(policy);
+        Notify::Hold
+    }
+
+    /// A held notice found at the manager's start: held for a window from now, and counted.
+    pub fn restore_held(&mut self, now: Instant, computer: ComputerId) {
+        match self.offline_raised(now, computer) {
+            Notify::Hold => {}
+            // Nothing to wait for after all: send it.
+            Notify::Now => self.actions.push_back(Action::Release(computer)),
+            // Taken by an incident: the incident's write drops it.
+            Notify::Quiet => {}
+        }
+    }
+
+    /// An incident found active at the manager's start: `members` are the computers it lists,
+    /// `offline` says which of them are still offline.
+    pub fn restore_incident(
+        &mut self,
+        policy: PolicyId,
+        members: &[ComputerId],
+        offline: impl Fn(ComputerId) -> bool,
+    ) {
+        let mut open = Open::default();
+        for computer in members {
+            if let Some(seen) = self.computers.get_mut(computer) {
+                seen.member_of = Some(policy);
+                open.members.insert(*computer);
+                if offline(*computer) {
+                    open.offline.insert(*computer);
+                }
+            }
+        }
+        self.open.insert(policy, open);
+    }
+
+    /// Stops counting the computer's raise, if it counted.
+    fn uncount(&mut self, computer: ComputerId) {
+        if let Some(seen) = self.computers.get_mut(&computer)
+            && seen.counted.take().is_some()
+        {
+            let policy = seen.policy;
+            bump(&mut self.counted_in, policy, false);
+        }
+    }
+
+    /// Opens an incident at the widest subtree of `policy`'s chain that qualifies, if any: one
+    /// incident for a site-wide outage rather than one per branch. It is named after the
+    /// narrowest policy that still holds all of its computers, the most precise description.
+    fn evaluate(&mut self, policy: PolicyId) {
+        let rules = self.rules;
+        let widest_first: Vec<PolicyId> = self.chain(policy).into_iter().rev().collect();
+        for (i, top) in widest_first.iter().copied().enumerate() {
+            let counted = self.subtree(&self.counted_in, top);
+            let online = self.subtree(&self.online_in, top);
+            if counted >= rules.min_computers
+                && counted * 100 >= usize::from(rules.min_percent) * (online + counted)
+            {
+                let top = widest_first[i..]
+                    .iter()
+                    .copied()
+                    .take_while(|p| self.subtree(&self.counted_in, *p) == counted)
+                    .last()
+                    .unwrap_or(top);
+                let computers: Vec<ComputerId> = self
+                    .recent
+                    .iter()
+                    .filter(|(at, c)| {
+                        self.computers.get(c).is_some_and(|s| {
+                            s.counted == Some(*at) && self.chain(s.policy).contains(&top)
+                        })
+                    })
+                    .map(|(_, c)| *c)
+                    .collect();
+                let absorbed = computers
+                    .iter()
+                    .copied()
+                    .filter(|c| self.held.contains(c))
+                    .collect();
+                self.open.insert(top, Open::default());
+                self.join(top, computers, absorbed, true);
+                return;
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        policy: PolicyId,
+        joining: Vec<ComputerId>,
+        absorbed: Vec<ComputerId>,
+        opened: bool,
+    ) {
+        for computer in &joining {
+            self.uncount(*computer);
+            self.held.remove(computer);
+            if let Some(seen) = self.computers.get_mut(computer) {
+                seen.member_of = Some(policy);
+            }
+        }
+        let Some(open) = self.open.get_mut(&policy) else {
+            return;
+        };
+        open.members.extend(joining.iter().copied());
+        open.offline.extend(joining);
+        self.actions.push_back(Action::Incident {
+            policy,
+            computers: open.members.iter().copied().collect(),
+            absorbed,
+            opened,
+        });
+    }
+
+    /// The computer's offline alert cleared now (it is back): what becomes of the clear's
+    /// notice. A held raise is sent just before it (the store does that in the clear's
+    /// transaction), so the two arrive in order.
+    pub fn offline_cleared(&mut self, now: Instant, computer: ComputerId) -> Notify {
+        self.uncount(computer);
+        self.held.remove(&computer);
+        let Some(policy) = self.computers.get(&computer).and_then(|s| s.member_of) else {
+            return Notify::Now;
+        };
+        if let Some(open) = self.open.get_mut(&policy) {
+            open.offline.remove(&computer);
+            open.last_return = Some(now);
+            if open.offline.is_empty() {
+                self.close(policy);
+            }
+        }
+        Notify::Quiet
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let window = self.rules.window;
+        // One with nobody offline any more closed as its last computer came back.
+        let closing = self.open.values().filter_map(|open| {
+            closable(open).then(|| open.last_return.map(|at| at.saturating_add(window)))?
+        });
+        self.recent
+            .front()
+            .map(|(at, _)| at.saturating_add(window))
+            .into_iter()
+            .chain(self.releases.front().map(|(at, _)| *at))
+            .chain(closing)
+            .min()
+    }
+
+    /// Ends the windows, releases the notices and closes the incidents whose time has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let window = self.rules.window;
+        while let Some(&(at, computer)) = self.recent.front() {
+            if at.saturating_add(window) > now {
+                break;
+            }
+            self.recent.pop_front();
+            if self
+                .computers
+                .get(&computer)
+                .is_some_and(|s| s.counted == Some(at))
+            {
+                self.uncount(computer);
+            }
+        }
+        while let Some(&(at, computer)) = self.releases.front() {
+            if at > now {
+                break;
+            }
+            self.releases.pop_front();
+            if self.held.remove(&computer) {
+                self.actions.push_back(Action::Release(computer));
+            }
+        }
+        let closing: Vec<PolicyId> = self
+            .open
+            .iter()
+            .filter(|(_, open)| {
+                open.offline.is_empty()
+                    || (closable(open)
+                        && open
+                            .last_return
+                            .is_some_and(|at| at.saturating_add(window) <= now))
+            })
+            .map(|(policy, _)| *policy)
+            .collect();
+        for policy in closing {
+            self.close(policy);
+        }
+    }
+
+    /// Closes the incident: its computers still offline are on their own from now on.
+    fn close(&mut self, policy: PolicyId) {
+        let Some(open) = self.open.remove(&policy) else {
+            return;
+        };
+        for computer in &open.members {
+            if let Some(seen) = self.computers.get_mut(computer) {
+                seen.member_of = None;
+            }
+        }
+        self.actions.push_back(Action::Close {
+            policy,
+            computers: open.members.into_iter().collect(),
+            still_offline: open.offline.into_iter().collect(),
+        });
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+}
+
+/// Whether enough of the incident's computers are back for it to close once returns settle.
+fn closable(open: &Open) -> bool {
+    let back = open.members.len() - open.offline.len().min(open.members.len());
+    back * 100 >= CLOSE_PERCENT_BACK * open.members.len()
+}
+
+#[cfg(test)]
+mod tests;
