@@ -48,6 +48,7 @@ fn run(cli: Picket) -> ExitCode {
         }
         Command::Manager(args) => manager::run(
             manager::ManagerConfig {
+                incidents: args.incidents(),
                 data_dir: args.data_dir,
                 agent_listen: args.agent_listen,
                 console_listen: args.console_listen,

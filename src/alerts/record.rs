@@ -4,24 +4,27 @@
 //! repeat or clear queues its notification in the same transaction, so a crash can never keep
 //! the one without the other.
 
-use super::AlertKind;
+use super::incident::Notify;
 use super::lifecycle::{self, AlertError};
+use super::{AlertKind, catalogue};
 use crate::clock::WallMs;
-use crate::model::{Acknowledgement, Alert, AlertId, ComputerId, HistoryEntry};
+use crate::model::{Acknowledgement, Alert, AlertId, ComputerId, HistoryEntry, PolicyId};
 use crate::notify::{Change, Notice, route};
 use crate::store::{NotifyReads, Reads, StoreError, WriteTxn};
 use std::fmt;
 
 /// Queues the notice of `change` to `alert`, with its computer's name and policy as they are
-/// now. A repeat is queued only if some route asks for repeats and nobody has acknowledged the
-/// alert.
+/// now (a site incident's policy is the one it is about), or holds it back (`fate`). A repeat
+/// is queued only if some route asks for repeats and nobody has acknowledged the alert; only a
+/// raise is ever held.
 fn notify(
     txn: &mut WriteTxn,
     change: Change,
     alert: &Alert,
     now: WallMs,
+    fate: Notify,
 ) -> Result<(), StoreError> {
-    if !txn.has_channels()? {
+    if fate == Notify::Quiet || !txn.has_channels()? {
         return Ok(());
     }
     if change == Change::Repeated
@@ -33,7 +36,11 @@ fn notify(
         ComputerId(0) => None,
         id => txn.computer(id)?,
     };
-    txn.enqueue_notice(Notice {
+    let about_policy = match alert.kind {
+        AlertKind::SiteIncident => alert.about.as_deref().and_then(|a| a.parse().ok()),
+        _ => None,
+    };
+    let notice = Notice {
         seq: 0,
         at: now,
         change,
@@ -42,18 +49,37 @@ fn notify(
             .as_ref()
             .map(|c| c.hostname.clone())
             .unwrap_or_default(),
-        policy: computer.map(|c| c.policy),
-    })?;
+        policy: computer.map(|c| c.policy).or(about_policy.map(PolicyId)),
+    };
+    if fate == Notify::Hold && change == Change::Raised {
+        return txn.hold_notice(&notice);
+    }
+    txn.enqueue_notice(notice)?;
     Ok(())
+}
+
+/// Sends the notice held for `computer`'s offline alert, if its alert is still active and
+/// nobody has acknowledged it (seen it, no need to tell anyone). Whether one was queued.
+pub fn release(txn: &mut WriteTxn, computer: ComputerId) -> Result<bool, StoreError> {
+    let Some(notice) = txn.take_held(computer)? else {
+        return Ok(false);
+    };
+    let current = txn.alert(notice.alert.id)?;
+    if !current.is_some_and(|a| a.is_active() && a.acknowledged.is_none()) {
+        return Ok(false);
+    }
+    Ok(txn.enqueue_notice(notice)?.is_some())
 }
 
 /// Raises `kind` for `computer`, or updates its active alert of that kind. `message` gets the
 /// computer's last heartbeat time. Nothing is written for a computer that no longer exists.
+/// `fate` is what becomes of a new alert's notice (a repeat's is queued as usual).
 pub fn raise(
     txn: &mut WriteTxn,
     computer: ComputerId,
     kind: AlertKind,
     now: WallMs,
+    fate: Notify,
     message: impl FnOnce(Option<WallMs>) -> String,
 ) -> Result<Option<Alert>, StoreError> {
     if txn.computer(computer)?.is_none() {
@@ -61,16 +87,14 @@ pub fn raise(
     }
     let last = txn.agent_state(computer)?.and_then(|a| a.last_heartbeat);
     let active = txn.active_alert(computer, kind)?;
-    let alert = raised(
-        txn,
-        active.as_ref(),
+    let raise = Raise {
         kind,
         computer,
-        None,
-        message(last),
-        now,
-    )?;
-    Ok(Some(alert))
+        about: None,
+        computers: Vec::new(),
+        message: message(last),
+    };
+    Ok(Some(raised(txn, active.as_ref(), raise, now, fate)?))
 }
 
 /// Raises `kind` about `about` (a channel's name, a policy's id): an alert about the site, not
@@ -83,34 +107,109 @@ pub fn raise_site(
     now: WallMs,
 ) -> Result<Alert, StoreError> {
     let active = txn.active_site_alert(kind, about)?;
-    raised(
-        txn,
-        active.as_ref(),
+    let raise = Raise {
         kind,
-        ComputerId(0),
-        Some(about),
+        computer: ComputerId(0),
+        about: Some(about.to_string()),
+        computers: Vec::new(),
         message,
-        now,
-    )
+    };
+    raised(txn, active.as_ref(), raise, now, Notify::Now)
+}
+
+/// Opens or updates the site incident of `policy`, which lists `computers`; `window` is the
+/// detector's, for its words. The held notices of `absorbed` are dropped: this one stands for
+/// them.
+pub fn raise_incident(
+    txn: &mut WriteTxn,
+    policy: PolicyId,
+    computers: &[ComputerId],
+    absorbed: &[ComputerId],
+    window: std::time::Duration,
+    now: WallMs,
+) -> Result<Alert, StoreError> {
+    for computer in absorbed {
+        txn.take_held(*computer)?;
+    }
+    let name = txn
+        .policy(policy)?
+        .map_or_else(|| policy.to_string(), |p| p.name);
+    let names = hostnames(txn, computers, catalogue::INCIDENT_NAMES)?;
+    let about = policy.to_string();
+    let kind = AlertKind::SiteIncident;
+    let active = txn.active_site_alert(kind, &about)?;
+    let raise = Raise {
+        kind,
+        computer: ComputerId(0),
+        about: Some(about),
+        computers: computers.to_vec(),
+        message: catalogue::incident_message(&name, computers.len(), window, &names),
+    };
+    raised(txn, active.as_ref(), raise, now, Notify::Now)
+}
+
+/// Closes the site incident of `policy`; `still_offline` are its computers not back yet.
+pub fn clear_incident(
+    txn: &mut WriteTxn,
+    policy: PolicyId,
+    computers: usize,
+    still_offline: &[ComputerId],
+    now: WallMs,
+) -> Result<Option<Alert>, StoreError> {
+    let names = hostnames(txn, still_offline, usize::MAX)?;
+    let why = catalogue::incident_cleared(computers, &names);
+    clear_site(txn, AlertKind::SiteIncident, &policy.to_string(), now, &why)
+}
+
+/// The host names of the first `limit` of `computers` (the id of one with no record).
+fn hostnames(
+    txn: &WriteTxn,
+    computers: &[ComputerId],
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    computers
+        .iter()
+        .take(limit)
+        .map(|id| {
+            Ok(txn
+                .computer(*id)?
+                .map_or_else(|| format!("computer {id}"), |c| c.hostname))
+        })
+        .collect()
+}
+
+/// What a raise says and is about.
+struct Raise {
+    kind: AlertKind,
+    computer: ComputerId,
+    about: Option<String>,
+    computers: Vec<ComputerId>,
+    message: String,
 }
 
 /// Writes a raise over the `active` alert, if there is one: a new alert gets an id and its
-/// history line, a repeat updates it; either queues its notice.
+/// history line, a repeat updates it; either queues its notice (a new one's as `fate` says).
 fn raised(
     txn: &mut WriteTxn,
     active: Option<&Alert>,
-    kind: AlertKind,
-    computer: ComputerId,
-    about: Option<&str>,
-    message: String,
+    raise: Raise,
     now: WallMs,
+    fate: Notify,
 ) -> Result<Alert, StoreError> {
     let new_id = match active {
         Some(_) => None,
         None => Some(txn.next_alert_id()?),
     };
+    let Raise {
+        kind,
+        computer,
+        about,
+        computers,
+        message,
+    } = raise;
     let alert = Alert {
-        about: about.map(str::to_string),
+        about,
+        computers,
         ..lifecycle::raise(
             active,
             || new_id.unwrap_or(AlertId(0)),
@@ -129,25 +228,26 @@ fn raised(
         })?;
     }
     txn.put_alert(&alert)?;
-    let change = match active {
-        None => Change::Raised,
-        Some(_) => Change::Repeated,
+    let (change, fate) = match active {
+        None => (Change::Raised, fate),
+        Some(_) => (Change::Repeated, Notify::Now),
     };
-    notify(txn, change, &alert, now)?;
+    notify(txn, change, &alert, now, fate)?;
     Ok(alert)
 }
 
 /// Clears the active alert of `kind` for `computer` if its kind clears itself, saying `why` in
-/// the history.
+/// the history; `fate` is what becomes of the clear's notice.
 pub fn clear(
     txn: &mut WriteTxn,
     computer: ComputerId,
     kind: AlertKind,
     now: WallMs,
     why: &str,
+    fate: Notify,
 ) -> Result<Option<Alert>, StoreError> {
     let active = txn.active_alert(computer, kind)?;
-    cleared(txn, active, now, why)
+    cleared(txn, active, now, why, fate)
 }
 
 /// Clears the active alert of `kind` about `about`, saying `why` in the site's history.
@@ -159,19 +259,29 @@ pub fn clear_site(
     why: &str,
 ) -> Result<Option<Alert>, StoreError> {
     let active = txn.active_site_alert(kind, about)?;
-    cleared(txn, active, now, why)
+    cleared(txn, active, now, why, Notify::Now)
 }
 
-/// Ends `active` if its kind clears itself: the record, its history line and its notice.
+/// Ends `active` if its kind clears itself: the record, its history line and its notice. A
+/// raise still held back goes out first, so that the two arrive in order (or neither, if the
+/// clear is `Quiet`).
 fn cleared(
     txn: &mut WriteTxn,
     active: Option<Alert>,
     now: WallMs,
     why: &str,
+    fate: Notify,
 ) -> Result<Option<Alert>, StoreError> {
     let Some(cleared) = active.and_then(|alert| lifecycle::clear(&alert, now)) else {
         return Ok(None);
     };
+    if cleared.computer != ComputerId(0)
+        && let Some(held) = txn.take_held(cleared.computer)?
+        && held.alert.id == cleared.id
+        && fate != Notify::Quiet
+    {
+        txn.enqueue_notice(held)?;
+    }
     txn.put_alert(&cleared)?;
     txn.add_history(&HistoryEntry {
         computer: cleared.computer,
@@ -179,7 +289,7 @@ fn cleared(
         what: "alert-cleared".into(),
         detail: format!("{} (alert {}): {why}", cleared.kind.name(), cleared.id),
     })?;
-    notify(txn, Change::Cleared, &cleared, now)?;
+    notify(txn, Change::Cleared, &cleared, now, fate)?;
     Ok(Some(cleared))
 }
 
@@ -316,30 +426,57 @@ mod tests {
         let (_dir, store) = store_with_computer();
         let mut txn = store.write().unwrap();
         let offline = AlertKind::ComputerOffline;
-        let first = raise(&mut txn, ComputerId(7), offline, WallMs(10), |last| {
-            format!("last {last:?}")
-        })
+        let first = raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(10),
+            Notify::Now,
+            |last| format!("last {last:?}"),
+        )
         .unwrap()
         .unwrap();
         assert_eq!(first.message, "last Some(WallMs(5))");
-        let again = raise(&mut txn, ComputerId(7), offline, WallMs(20), |_| "x".into())
-            .unwrap()
-            .unwrap();
+        let again = raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(20),
+            Notify::Now,
+            |_| "x".into(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((again.id, again.count), (first.id, 2));
-        let cleared = clear(&mut txn, ComputerId(7), offline, WallMs(30), "back")
-            .unwrap()
-            .unwrap();
+        let cleared = clear(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(30),
+            "back",
+            Notify::Now,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(cleared.cleared, Some(WallMs(30)));
         assert!(
-            clear(&mut txn, ComputerId(7), offline, WallMs(31), "again")
-                .unwrap()
-                .is_none()
+            clear(
+                &mut txn,
+                ComputerId(7),
+                offline,
+                WallMs(31),
+                "again",
+                Notify::Now
+            )
+            .unwrap()
+            .is_none()
         );
         let clock = raise(
             &mut txn,
             ComputerId(7),
             AlertKind::ClockChanged,
             WallMs(40),
+            Notify::Now,
             |_| "moved".into(),
         )
         .unwrap()
@@ -375,6 +512,7 @@ mod tests {
             ComputerId(7),
             AlertKind::ClockChanged,
             WallMs(1),
+            Notify::Now,
             |_| "m".into(),
         )
         .unwrap();
@@ -389,6 +527,7 @@ mod tests {
                 ComputerId(8),
                 AlertKind::ClockChanged,
                 WallMs(3),
+                Notify::Now,
                 |_| "m".into()
             )
             .unwrap()
@@ -410,16 +549,47 @@ mod tests {
                 .collect()
         };
         // No channel: nothing is queued.
-        raise(&mut txn, ComputerId(7), offline, WallMs(10), |_| "m".into()).unwrap();
+        raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(10),
+            Notify::Now,
+            |_| "m".into(),
+        )
+        .unwrap();
         assert!(changes(&txn).is_empty());
-        clear(&mut txn, ComputerId(7), offline, WallMs(11), "back").unwrap();
+        clear(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(11),
+            "back",
+            Notify::Now,
+        )
+        .unwrap();
         txn.put_channel(&crate::notify::channel::tests::sample())
             .unwrap();
-        let first = raise(&mut txn, ComputerId(7), offline, WallMs(20), |_| "m".into())
-            .unwrap()
-            .unwrap();
+        let first = raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(20),
+            Notify::Now,
+            |_| "m".into(),
+        )
+        .unwrap()
+        .unwrap();
         // A repeat nobody routes is not queued.
-        raise(&mut txn, ComputerId(7), offline, WallMs(30), |_| "m".into()).unwrap();
+        raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(30),
+            Notify::Now,
+            |_| "m".into(),
+        )
+        .unwrap();
         assert_eq!(changes(&txn), [Change::Raised]);
         let notice = &txn.notices_after(0, 1).unwrap()[0];
         assert_eq!(
@@ -435,13 +605,37 @@ mod tests {
             on: vec![Change::Repeated],
         })
         .unwrap();
-        raise(&mut txn, ComputerId(7), offline, WallMs(40), |_| "m".into()).unwrap();
+        raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(40),
+            Notify::Now,
+            |_| "m".into(),
+        )
+        .unwrap();
         // Acknowledged: repeats are no longer queued, but the clear is.
         let acked = acknowledge(&mut txn, first.id, "alice", "on it", WallMs(45)).unwrap();
         assert!(acked.is_active());
         assert_eq!(acked.acknowledged.as_ref().unwrap().by, "alice");
-        raise(&mut txn, ComputerId(7), offline, WallMs(50), |_| "m".into()).unwrap();
-        clear(&mut txn, ComputerId(7), offline, WallMs(60), "back").unwrap();
+        raise(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(50),
+            Notify::Now,
+            |_| "m".into(),
+        )
+        .unwrap();
+        clear(
+            &mut txn,
+            ComputerId(7),
+            offline,
+            WallMs(60),
+            "back",
+            Notify::Now,
+        )
+        .unwrap();
         assert_eq!(
             changes(&txn),
             [Change::Raised, Change::Repeated, Change::Cleared]
@@ -464,5 +658,78 @@ mod tests {
             site.id
         );
         assert!(txn.active_site_alert(failed, "mail").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_held_raise_goes_out_before_its_clear_at_release_or_never_once_an_incident_takes_it() {
+        let (_dir, store) = store_with_computer();
+        let mut txn = store.write().unwrap();
+        txn.put_channel(&crate::notify::channel::tests::sample())
+            .unwrap();
+        let (web1, offline) = (ComputerId(7), AlertKind::ComputerOffline);
+        let told = |txn: &WriteTxn| -> Vec<(AlertKind, Change)> {
+            let notices = txn.notices_after(0, 100).unwrap();
+            notices.iter().map(|n| (n.alert.kind, n.change)).collect()
+        };
+        let raised = (offline, Change::Raised);
+        let cleared = (offline, Change::Cleared);
+        // Held, then back before its window ends: the raise goes out just before the clear.
+        raise(&mut txn, web1, offline, WallMs(10), Notify::Hold, |_| {
+            "m".into()
+        })
+        .unwrap();
+        assert!(told(&txn).is_empty());
+        assert_eq!(txn.held_notices().unwrap().len(), 1);
+        clear(&mut txn, web1, offline, WallMs(11), "back", Notify::Now).unwrap();
+        assert_eq!(told(&txn), [raised, cleared]);
+        assert!(txn.held_notices().unwrap().is_empty());
+        // Held, and its window ends: released once.
+        raise(&mut txn, web1, offline, WallMs(20), Notify::Hold, |_| {
+            "m".into()
+        })
+        .unwrap();
+        assert!(release(&mut txn, web1).unwrap());
+        assert!(!release(&mut txn, web1).unwrap());
+        clear(&mut txn, web1, offline, WallMs(21), "back", Notify::Now).unwrap();
+        assert_eq!(told(&txn)[2..], [raised, cleared]);
+        // Acknowledged while held: somebody has seen it, nobody needs telling.
+        let alert = raise(&mut txn, web1, offline, WallMs(30), Notify::Hold, |_| {
+            "m".into()
+        })
+        .unwrap()
+        .unwrap();
+        acknowledge(&mut txn, alert.id, "alice", "", WallMs(31)).unwrap();
+        assert!(!release(&mut txn, web1).unwrap());
+        clear(&mut txn, web1, offline, WallMs(32), "back", Notify::Quiet).unwrap();
+        assert_eq!(told(&txn).len(), 4);
+        // Taken by an incident: the incident's notice alone, with the policy it is about.
+        raise(&mut txn, web1, offline, WallMs(40), Notify::Hold, |_| {
+            "m".into()
+        })
+        .unwrap();
+        let window = std::time::Duration::from_secs(120);
+        let incident =
+            raise_incident(&mut txn, PolicyId(1), &[web1], &[web1], window, WallMs(41)).unwrap();
+        assert!(txn.held_notices().unwrap().is_empty());
+        assert_eq!(incident.computers, [web1]);
+        assert!(incident.message.contains("web1"), "{}", incident.message);
+        clear(&mut txn, web1, offline, WallMs(42), "back", Notify::Quiet).unwrap();
+        let over = clear_incident(&mut txn, PolicyId(1), 1, &[], WallMs(43))
+            .unwrap()
+            .unwrap();
+        assert_eq!(over.id, incident.id);
+        let notices = txn.notices_after(4, 100).unwrap();
+        let site: Vec<_> = notices
+            .iter()
+            .map(|n| (n.alert.kind, n.change, n.policy))
+            .collect();
+        let incident = AlertKind::SiteIncident;
+        assert_eq!(
+            site,
+            [
+                (incident, Change::Raised, Some(PolicyId(1))),
+                (incident, Change::Cleared, Some(PolicyId(1)))
+            ]
+        );
     }
 }

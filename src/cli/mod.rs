@@ -2,11 +2,9 @@
 //!
 //! Parsing only; `main` dispatches and `admin` runs the client verbs.
 
-use crate::store::Reserve;
 use argh::FromArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Picket: an all-in-one security manager for small sites.
 #[derive(FromArgs, Debug)]
@@ -102,94 +100,6 @@ pub enum EventsVerb {
     List(EventsList),
 }
 
-/// Run the manager on a data dir (created and initialised on first start).
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "manager")]
-pub struct ManagerArgs {
-    /// directory that holds the store, certificates and admin API key
-    #[argh(option)]
-    pub data_dir: PathBuf,
-    /// address for agents (activation and heartbeats); default 0.0.0.0:4120
-    #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4120))")]
-    pub agent_listen: SocketAddr,
-    /// address for the console and REST API (HTTPS); default 0.0.0.0:4119
-    #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4119))")]
-    pub console_listen: SocketAddr,
-    /// name of this manager in its certificate and agent command lines; default: the host name
-    #[argh(option)]
-    pub hostname: Option<String>,
-    /// how long agent events are kept after the manager stored them, e.g. 7d, 90d (at least
-    /// 1h), or unlimited; older ones are deleted, oldest first (default 7d)
-    #[argh(
-        option,
-        from_str_fn(event_retention),
-        default = "EventRetention(Some(crate::manager::DEFAULT_RETENTION))"
-    )]
-    pub event_retention: EventRetention,
-    /// free space kept on the store's filesystem for alerts and changes: below it agent events
-    /// are refused (agents keep them) until space is freed, e.g. 64MiB, 1GiB, or 0 for none
-    /// (default: 5% of the filesystem, at most 64MiB)
-    #[argh(option, from_str_fn(store_reserve), default = "Reserve::Auto")]
-    pub store_reserve: Reserve,
-    /// give the console user admin a new one-time password, print it and exit (stop the
-    /// manager first)
-    #[argh(switch)]
-    pub reset_admin_password: bool,
-}
-
-/// `--store-reserve`: a size in bytes with an optional KiB, MiB or GiB (powers of 1024).
-fn store_reserve(text: &str) -> Result<Reserve, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    if number.is_empty() {
-        return Err(format!(
-            "'{text}' is not a size; write one such as 64MiB, 1GiB or 0"
-        ));
-    }
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{text}'; write a size such as 64MiB, 1GiB or 0"
-            ));
-        }
-    };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size; write one such as 64MiB, 1GiB or 0"))?;
-    number
-        .checked_mul(scale)
-        .map(Reserve::Bytes)
-        .ok_or_else(|| format!("'{text}' is too large"))
-}
-
-/// `--event-retention`: how long events are kept, `None` for `unlimited`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventRetention(pub Option<Duration>);
-
-fn event_retention(text: &str) -> Result<EventRetention, String> {
-    if text.trim().eq_ignore_ascii_case("unlimited") {
-        return Ok(EventRetention(None));
-    }
-    let keep = crate::model::parse_duration(text)
-        .map_err(|e| format!("{e}; write a duration such as 7d or 90d, or unlimited"))?;
-    let least = crate::manager::MIN_RETENTION;
-    if keep < least {
-        return Err(format!(
-            "{} is shorter than the least retention, {}; write days such as 7d, or unlimited",
-            crate::model::format_duration(keep),
-            crate::model::format_duration(least)
-        ));
-    }
-    Ok(EventRetention(Some(keep)))
-}
-
 /// Where the manager is and how to trust and authenticate to it: the options every admin verb
 /// takes, as parsed (the admin client resolves the defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -248,7 +158,10 @@ macro_rules! admin_verb {
     };
 }
 
+mod manager;
 pub mod notifications;
+
+pub use manager::{EventRetention, ManagerArgs};
 pub use notifications::{AlertsArgs, AlertsVerb};
 
 /// Manage computers.
@@ -589,77 +502,4 @@ pub struct BenchArgs {
     /// activation tokens are always revoked)
     #[argh(switch)]
     pub keep: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manager(extra: &[&str]) -> Result<ManagerArgs, String> {
-        let mut args = vec!["manager", "--data-dir", "d"];
-        args.extend_from_slice(extra);
-        match Picket::from_args(&["picket"], &args) {
-            Ok(Picket {
-                command: Command::Manager(m),
-            }) => Ok(m),
-            Ok(other) => Err(format!("not the manager: {other:?}")),
-            Err(early) => Err(early.output),
-        }
-    }
-
-    #[test]
-    fn event_retention_is_a_week_unless_set_in_days_or_unlimited() {
-        let week = Some(Duration::from_secs(7 * 86_400));
-        assert_eq!(manager(&[]).unwrap().event_retention, EventRetention(week));
-        let keep = |value: &str| manager(&["--event-retention", value]).map(|m| m.event_retention);
-        assert_eq!(
-            keep("90d"),
-            Ok(EventRetention(Some(Duration::from_secs(90 * 86_400))))
-        );
-        assert_eq!(
-            keep("36h"),
-            Ok(EventRetention(Some(Duration::from_secs(36 * 3_600))))
-        );
-        assert_eq!(keep("unlimited"), Ok(EventRetention(None)));
-        assert_eq!(keep("Unlimited"), Ok(EventRetention(None)));
-    }
-
-    #[test]
-    fn a_bad_or_tiny_event_retention_is_refused_naming_the_option() {
-        for (value, says) in [
-            ("7", "a number needs a unit"),
-            ("7w", "unknown unit 'w'"),
-            ("days", "expected a number"),
-            ("", "empty duration"),
-            ("30m", "30m is shorter than the least retention, 1h"),
-            ("0s", "0s is shorter"),
-        ] {
-            let error = manager(&["--event-retention", value]).unwrap_err();
-            assert!(
-                error.contains("--event-retention") && error.contains(says),
-                "{value:?}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_store_reserve_is_a_size_in_powers_of_1024_or_automatic() {
-        let reserve = |value: &str| manager(&["--store-reserve", value]).map(|m| m.store_reserve);
-        assert_eq!(manager(&[]).unwrap().store_reserve, Reserve::Auto);
-        assert_eq!(reserve("0"), Ok(Reserve::Bytes(0)));
-        assert_eq!(reserve("64MiB"), Ok(Reserve::Bytes(64 << 20)));
-        assert_eq!(reserve("2 GiB"), Ok(Reserve::Bytes(2 << 30)));
-        assert_eq!(reserve("512k"), Ok(Reserve::Bytes(512 << 10)));
-        for (value, says) in [
-            ("64MB", "unknown unit 'mb'"),
-            ("lots", "not a size"),
-            ("99999999999999GiB", "too large"),
-        ] {
-            let error = reserve(value).unwrap_err();
-            assert!(
-                error.contains("--store-reserve") && error.contains(says),
-                "{value:?}: {error}"
-            );
-        }
-    }
 }

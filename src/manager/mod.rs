@@ -53,6 +53,8 @@ pub struct ManagerConfig {
     pub event_retention: Option<Duration>,
     /// Free space kept for everything but agent events (`--store-reserve`).
     pub store_reserve: crate::store::Reserve,
+    /// When computers going offline together are one site incident (`--incident-*`).
+    pub incidents: crate::alerts::incident::IncidentRules,
 }
 
 /// How often the store's free space is read and, after an I/O error, a reopen considered.
@@ -256,6 +258,7 @@ fn serve_with_banner(
             writer,
             clock,
             tracked,
+            config.incidents,
             liveness_events,
             metrics,
         ));

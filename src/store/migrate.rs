@@ -97,6 +97,11 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
             super::notify::create_tables(txn)?;
             Ok(7)
         }
+        // Site incidents: offline notices held back while the detector waits for a storm.
+        7 => {
+            super::notify::create_held_table(txn)?;
+            Ok(8)
+        }
         _ => Err(StoreError::NoMigration { from }),
     }
 }

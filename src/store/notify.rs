@@ -1,5 +1,6 @@
 //! The notification tables (schema 7): channels, routes, the outbox of notices, each channel's
-//! delivery progress, and maintenance windows; their records, reads ([`NotifyReads`]) and
+//! delivery progress, maintenance windows, and (schema 8) the notices held for the incident
+//! detector; their records, reads ([`NotifyReads`]) and
 //! writes.
 //!
 //! The outbox is a log: a notice is appended in the transaction that changes its alert, each
@@ -9,6 +10,7 @@
 
 use super::records::{self, Record, meta_key};
 use super::{ReadTxn, StoreError, WriteTxn, reads::sealed};
+use crate::model::ComputerId;
 use crate::notify::{Channel, Delivery, Notice, Route, Window};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,10 @@ pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("out
 pub(super) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 /// Keyed by window id.
 pub(super) const MAINTENANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance");
+/// Keyed by computer id: offline notices held back while the incident detector waits to see
+/// whether they are part of a site incident (schema 8). At most one per computer (its active
+/// offline alert's raise), so bounded by the computers.
+pub(super) const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held_notices");
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum ChannelRecord {
@@ -84,6 +90,12 @@ pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreErr
     txn.open_table(OUTBOX)?;
     txn.open_table(DELIVERIES)?;
     txn.open_table(MAINTENANCE)?;
+    Ok(())
+}
+
+/// The migration step from schema 7: the held notices, none.
+pub(super) fn create_held_table(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(HELD)?;
     Ok(())
 }
 
@@ -148,6 +160,20 @@ pub trait NotifyReads: sealed::Tables {
     fn delivery(&self, channel: &str) -> Result<Option<Delivery>, StoreError> {
         let key = channel.to_lowercase();
         records::get::<&str, DeliveryRecord>(&self.table(DELIVERIES)?, key.as_str(), || key.clone())
+    }
+
+    /// The offline notices held back for the incident detector, in computer order.
+    fn held_notices(&self) -> Result<Vec<Notice>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.table(HELD)?.iter()? {
+            let (key, value) = entry?;
+            let computer = key.value();
+            let notice = records::decode::<NoticeRecord>(value.value(), "held_notices", || {
+                computer.to_string()
+            })?;
+            out.push(notice.into_model());
+        }
+        Ok(out)
     }
 
     /// Every maintenance window, in id order (ended ones too, until deleted).
@@ -258,6 +284,28 @@ impl WriteTxn {
         let bytes = records::encode(NoticeRecord::TABLE, &NoticeRecord::current(&notice))?;
         outbox.insert(notice.seq, bytes.as_slice())?;
         Ok(Some(notice.seq))
+    }
+
+    /// Holds `notice` (an offline raise) back instead of queueing it; it replaces any other
+    /// held for the same computer.
+    pub fn hold_notice(&mut self, notice: &Notice) -> Result<(), StoreError> {
+        let bytes = records::encode(NoticeRecord::TABLE, &NoticeRecord::current(notice))?;
+        self.txn
+            .open_table(HELD)?
+            .insert(notice.alert.computer.0, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Takes the notice held for `computer` out of the held table, if there is one.
+    pub fn take_held(&mut self, computer: ComputerId) -> Result<Option<Notice>, StoreError> {
+        let mut held = self.txn.open_table(HELD)?;
+        let Some(value) = held.remove(computer.0)? else {
+            return Ok(None);
+        };
+        let notice = records::decode::<NoticeRecord>(value.value(), "held_notices", || {
+            computer.to_string()
+        })?;
+        Ok(Some(notice.into_model()))
     }
 
     pub fn put_delivery(&mut self, channel: &str, delivery: &Delivery) -> Result<(), StoreError> {

@@ -30,6 +30,7 @@ impl Manager {
             // As shipped: the retention pass runs (the bench's events are all younger).
             event_retention: Some(manager::DEFAULT_RETENTION),
             store_reserve: crate::store::Reserve::Auto,
+            incidents: crate::alerts::incident::IncidentRules::default(),
         };
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()

@@ -3,14 +3,15 @@
 //! (`writes.rs`). One task owns the state and receives events over a channel, so no lock guards
 //! a decision.
 
+use crate::alerts::incident::{IncidentRules, Incidents};
 use crate::alerts::record;
 use crate::clock::{Clock, WallMs};
 use crate::handles::{LivenessEvent, LivenessEvents};
 use crate::liveness::{Decision, FROZEN_AFTER, LOOK_EVERY, Monitor, PowerState, Rules, State};
 use crate::metrics::Metrics;
-use crate::model::{AlertKind, Computer, ComputerId, HistoryEntry, Status};
+use crate::model::{Alert, AlertKind, Computer, ComputerId, HistoryEntry, PolicyId, Status};
 use crate::policy::{self, PolicyTree};
-use crate::store::{Reads, Store, StoreError, WriteTxn, Writer};
+use crate::store::{NotifyReads, Reads, Store, StoreError, WriteTxn, Writer};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -20,10 +21,10 @@ use std::time::Duration;
 
 /// Marks every activated computer `unknown` and returns their rules. Run at start, before the
 /// listeners open, so nobody ever reads a status left over from before the manager's downtime.
-pub fn prepare(store: &Store, now: WallMs) -> Result<HashMap<ComputerId, Watched>, StoreError> {
+pub fn prepare(store: &Store, now: WallMs) -> Result<Tracked, StoreError> {
     let rules = all_rules(store)?;
     let mut txn = store.write()?;
-    for id in rules.keys() {
+    for id in rules.0.keys() {
         if let Some(mut record) = txn.computer(*id)?
             && record.status != Status::Unknown
         {
@@ -52,39 +53,61 @@ const MAX_EVENTS_PER_ROUND: usize = 10_000;
 
 /// Runs until dropped. Every computer in `initial` gets its full allowance from now: the
 /// manager's own downtime is nobody's missed heartbeat.
+#[allow(clippy::too_many_arguments)] // the task's inputs, each one of its own kind
 pub async fn run(
     store: Arc<Store>,
     writer: Writer,
     clock: Arc<dyn Clock>,
-    initial: HashMap<ComputerId, Watched>,
+    (initial, parents): Tracked,
+    incident_rules: IncidentRules,
     events: LivenessEvents,
     metrics: Arc<Metrics>,
 ) {
     let mut monitor = Monitor::new();
+    let mut incidents = Incidents::new(incident_rules);
+    incidents.set_tree(parents);
     let now = clock.now();
-    for (id, (rules, power)) in initial {
+    for (id, (rules, power, policy)) in initial {
         monitor.track(now, id, rules);
         monitor.set_power(now, id, power);
+        incidents.track(id, policy);
     }
-    // Offline alerts raised before the restart must still clear at the next heartbeat.
+    // Offline alerts raised before the restart must still clear at the next heartbeat, and
+    // the incidents and held notices carry on.
     let active = {
         let store = store.clone();
-        smol::unblock(move || store.read().and_then(|txn| txn.alerts())).await
+        smol::unblock(move || {
+            let txn = store.read()?;
+            Ok::<_, StoreError>((txn.alerts()?, txn.held_notices()?))
+        })
+        .await
     };
     match active {
-        Ok(alerts) => {
-            for alert in alerts.iter().filter(|a| a.is_active()) {
+        Ok((alerts, held)) => {
+            let active: Vec<&Alert> = alerts.iter().filter(|a| a.is_active()).collect();
+            for alert in &active {
                 match alert.kind {
                     AlertKind::ComputerOffline => monitor.mark_offline_alerted(alert.computer),
                     AlertKind::ManagerCannotReachAgent => {
                         monitor.mark_unreachable_alerted(alert.computer);
                     }
+                    AlertKind::SiteIncident => {
+                        let offline = |c| {
+                            active
+                                .iter()
+                                .any(|a| a.computer == c && a.kind == AlertKind::ComputerOffline)
+                        };
+                        if let Some(policy) = alert.about.as_deref().and_then(|a| a.parse().ok()) {
+                            incidents.restore_incident(PolicyId(policy), &alert.computers, offline);
+                        }
+                    }
                     // Not the monitor's: the clock's are judged per step, and the others are
-                    // about channels and policies.
-                    AlertKind::ClockChanged
-                    | AlertKind::NotificationFailed
-                    | AlertKind::SiteIncident => {}
+                    // about channels.
+                    AlertKind::ClockChanged | AlertKind::NotificationFailed => {}
                 }
+            }
+            for notice in held {
+                incidents.restore_held(now, notice.alert.computer);
             }
         }
         Err(e) => log::error!("liveness: cannot read the active alerts: {e}"),
@@ -96,7 +119,10 @@ pub async fn run(
         // the manager did not run (a paused VM, a swap storm), and nobody's misses count it.
         let slept_at = clock.now();
         let mut due = slept_at.saturating_add(LOOK_EVERY);
-        if let Some(deadline) = monitor.poll_timeout() {
+        for deadline in [monitor.poll_timeout(), incidents.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
             due = due.min(deadline);
         }
         if deferred.waiting() {
@@ -141,7 +167,7 @@ pub async fn run(
         let activated = activated_rules(&store, &batch).await;
         for (_, event) in batch {
             now = clock.now();
-            handle(&mut monitor, &store, &activated, now, event).await;
+            handle(&mut monitor, &mut incidents, &store, &activated, now, event).await;
         }
         // After events too, not only when the timer wins: `or` takes a waiting event first, so
         // while heartbeats kept coming the deadlines of computers gone quiet were never looked at.
@@ -156,7 +182,8 @@ pub async fn run(
         behind = report_delay(behind, monitor.manager_delay());
         metrics.heartbeat_delay(monitor.manager_delay());
         deferred.retry(&writer, now).await;
-        act_all(&writer, clock.wall(), &mut monitor, &mut deferred).await;
+        let times = (clock.wall(), now);
+        act_all(&writer, times, &mut monitor, &mut incidents, &mut deferred).await;
     }
 }
 
@@ -228,6 +255,7 @@ async fn activated_rules(
 
 async fn handle(
     monitor: &mut Monitor,
+    incidents: &mut Incidents,
     store: &Arc<Store>,
     activated: &HashMap<ComputerId, Option<Watched>>,
     now: crate::clock::Instant,
@@ -246,7 +274,10 @@ async fn handle(
             computer,
             agent_clock,
         } => monitor.handle_goodbye(now, computer, agent_clock),
-        LivenessEvent::Deleted(computer) => monitor.forget(computer),
+        LivenessEvent::Deleted(computer) => {
+            monitor.forget(computer);
+            incidents.forget(computer);
+        }
         LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
         LivenessEvent::ClockStep {
             computer,
@@ -262,7 +293,7 @@ async fn handle(
         // One computer's rules, not everyone's: reading all of them for each activation
         // made a fleet's onboarding quadratic (and heartbeats waited behind it in this task).
         LivenessEvent::Activated(id) => match activated.get(&id) {
-            Some(Some(watched)) => watch(monitor, now, id, *watched),
+            Some(Some(watched)) => watch(monitor, incidents, now, id, *watched),
             // Deleted again before this was read: nothing to watch.
             Some(None) => {}
             None => log::error!("liveness: computer {id}'s settings were not read"),
@@ -270,9 +301,10 @@ async fn handle(
         LivenessEvent::SettingsChanged => {
             let store = store.clone();
             match smol::unblock(move || all_rules(&store)).await {
-                Ok(rules) => {
+                Ok((rules, parents)) => {
+                    incidents.set_tree(parents);
                     for (id, watched) in rules {
-                        watch(monitor, now, id, watched);
+                        watch(monitor, incidents, now, id, watched);
                     }
                 }
                 Err(e) => log::error!("liveness: cannot reload settings: {e}"),
@@ -285,10 +317,12 @@ async fn handle(
 /// of its watch from now (just activated).
 fn watch(
     monitor: &mut Monitor,
+    incidents: &mut Incidents,
     now: crate::clock::Instant,
     id: ComputerId,
-    (rules, power): Watched,
+    (rules, power, policy): Watched,
 ) {
+    incidents.track(id, policy);
     if monitor.state(id).is_some() {
         monitor.set_settings(now, id, rules, power);
     } else {
@@ -297,20 +331,29 @@ fn watch(
     }
 }
 
-/// What the monitor needs of a computer: its rules and, for a VM, its power state.
-type Watched = (Rules, PowerState);
+/// What the monitor needs of a computer: its rules and, for a VM, its power state; and the
+/// incident detector, its policy.
+type Watched = (Rules, PowerState, PolicyId);
+
+/// Every activated computer's, and the policy tree (each policy's parent).
+pub type Tracked = (
+    HashMap<ComputerId, Watched>,
+    HashMap<PolicyId, Option<PolicyId>>,
+);
 
 /// The liveness rules of every activated computer, from the current policy tree.
-fn all_rules(store: &Store) -> Result<HashMap<ComputerId, Watched>, StoreError> {
+fn all_rules(store: &Store) -> Result<Tracked, StoreError> {
     let txn = store.read()?;
-    let tree = PolicyTree::new(txn.policies()?);
+    let policies = txn.policies()?;
+    let parents = policies.iter().map(|p| (p.id, p.parent)).collect();
+    let tree = PolicyTree::new(policies);
     let mut rules = HashMap::new();
     for state in txn.agent_states()? {
         if let Some(computer) = txn.computer(state.computer)? {
             rules.insert(computer.id, watched(&tree, &computer));
         }
     }
-    Ok(rules)
+    Ok((rules, parents))
 }
 
 /// The liveness rules of one computer, if it exists and has an agent.
@@ -330,6 +373,7 @@ fn watched(tree: &PolicyTree, computer: &Computer) -> Watched {
     (
         Rules::new(&effective, computer.kind),
         computer.vm_power_state,
+        computer.policy,
     )
 }
 

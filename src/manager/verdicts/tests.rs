@@ -24,11 +24,26 @@ struct Harness {
 
 impl Harness {
     fn start(n: u64, missed_before_alert: MissedLimit) -> Harness {
+        Harness::start_with(n, missed_before_alert, IncidentRules::default(), false)
+    }
+
+    /// With these incident rules and, if `channel`, a notification channel (so notices are
+    /// queued).
+    fn start_with(
+        n: u64,
+        missed_before_alert: MissedLimit,
+        incident_rules: IncidentRules,
+        channel: bool,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
         let mut txn = store.write().unwrap();
         for id in 1..=n {
             txn.put_computer(&online(id)).unwrap();
+        }
+        if channel {
+            txn.put_channel(&crate::notify::channel::tests::sample())
+                .unwrap();
         }
         txn.commit().unwrap();
         let metrics = Arc::new(Metrics::new());
@@ -47,13 +62,22 @@ impl Harness {
             direction: Direction::AgentInitiated,
         };
         let initial = (1..=n)
-            .map(|id| (ComputerId(id), (rules, PowerState::Running)))
+            .map(|id| (ComputerId(id), (rules, PowerState::Running, PolicyId(1))))
             .collect();
+        let tracked = (initial, HashMap::from([(PolicyId(1), None)]));
         let (liveness, events) = Liveness::channel(clock.clone());
         let task = {
             let (store, clock, metrics) = (store.clone(), clock.clone(), metrics.clone());
             std::thread::spawn(move || {
-                smol::block_on(run(store, writer, clock, initial, events, metrics));
+                smol::block_on(run(
+                    store,
+                    writer,
+                    clock,
+                    tracked,
+                    incident_rules,
+                    events,
+                    metrics,
+                ));
             })
         };
         let harness = Harness {
@@ -158,13 +182,92 @@ fn many_computers_going_offline_together_share_commits() {
     let before = h.commits();
     // Every allowance runs out at once; the advance wakes the task.
     h.pass(Duration::from_secs(20));
-    let alerted = h.until(|s| s.read().unwrap().alerts().unwrap().len() as u64 == N);
+    let alerted = h.until(|s| {
+        let alerts = s.read().unwrap().alerts().unwrap();
+        let offline = alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::ComputerOffline);
+        offline.count() as u64 == N
+    });
     assert!(alerted, "not every computer was alerted");
     assert!((1..=N).all(|id| h.status(id) == Some(Status::Offline)));
     // A status and an alert each for 500 computers: 1,000 writes, one commit each before.
     let used = h.commits() - before;
     assert!(used < N / 5, "{used} commits for {N} computers");
     h.stop();
+}
+
+#[test]
+fn a_storm_of_offline_computers_is_one_incident_and_one_notice() {
+    use crate::notify::Change;
+    const N: u64 = 40;
+    const SILENT: u64 = 15;
+    let rules = IncidentRules {
+        min_computers: 5,
+        min_percent: 30,
+        window: Duration::from_secs(120),
+    };
+    let h = Harness::start_with(N, MissedLimit::Count(0), rules, true);
+    let notices = |h: &Harness| -> Vec<(AlertKind, Change, usize)> {
+        let txn = h.store.read().unwrap();
+        txn.notices_after(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.alert.kind, n.change, n.alert.computers.len()))
+            .collect()
+    };
+    let beat = |ids: std::ops::RangeInclusive<u64>| {
+        let begun = h.clock.sleeps_begun();
+        for id in ids {
+            h.heartbeat(id);
+        }
+        h.taken();
+        assert!(h.until(|_| h.clock.sleeps_begun() > begun), "not handled");
+    };
+    // Everyone is online; then computers 1..=15 fall silent together (a switch), and the
+    // other 25 go on.
+    assert!(h.until(|_| h.clock.sleepers() == 1), "the task never slept");
+    beat(1..=N);
+    for _ in 0..20 {
+        h.pass(Duration::from_secs(8));
+        beat(SILENT + 1..=N);
+    }
+    let offline = h.until(|s| {
+        let alerts = s.read().unwrap().alerts().unwrap();
+        alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::ComputerOffline && a.is_active())
+            .count() as u64
+            == SILENT
+    });
+    assert!(offline, "the silent computers were not alerted");
+    // 160 s on, past every hold: one notice, the incident's, listing the first twelve
+    // (12 of 40 is 30%); the other three joined it without a notice of their own.
+    assert_eq!(notices(&h), [(AlertKind::SiteIncident, Change::Raised, 12)]);
+    let txn = h.store.read().unwrap();
+    assert!(txn.held_notices().unwrap().is_empty());
+    let incident = txn
+        .active_site_alert(AlertKind::SiteIncident, "1")
+        .unwrap()
+        .expect("the incident");
+    assert_eq!(incident.computers.len() as u64, SILENT);
+    assert!(
+        incident.message.starts_with("15 computers of policy"),
+        "{}",
+        incident.message
+    );
+    drop(txn);
+    // They come back: their clears are the incident's, which ends with the last of them.
+    beat(1..=N);
+    let closed = h.until(|_| notices(&h).len() == 2);
+    assert!(closed, "{:?}", notices(&h));
+    assert_eq!(
+        notices(&h)[1],
+        (AlertKind::SiteIncident, Change::Cleared, SILENT as usize)
+    );
+    let (store, _dir) = h.stop();
+    let alerts = store.read().unwrap().alerts().unwrap();
+    assert!(alerts.iter().all(|a| !a.is_active()), "{alerts:?}");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use super::effect::Effect;
 use super::*;
+use crate::alerts::incident::{Action, Incidents, Notify};
+use crate::clock::Instant;
 
 /// A decision's write, kept to be tried again while the store refuses writes (a full disk): an
 /// alert that could not be stored then is stored once it can be, stamped with the time it was
@@ -99,15 +101,23 @@ impl Deferred {
 /// own commit: ten thousand computers going offline together (a site's network down) took ten
 /// thousand commits, while the heartbeats of everyone else queued behind them. While earlier
 /// writes wait for the store, new ones queue behind them, so the order never changes.
+///
+/// The incident detector sees every decision first (it says what becomes of offline notices),
+/// and its own actions (a held notice to send, an incident to open, update or close) follow
+/// the decisions' writes, so a notice is held before it is taken.
 pub(super) async fn act_all(
     writer: &Writer,
-    now: WallMs,
+    (now, at): (WallMs, Instant),
     monitor: &mut Monitor,
+    incidents: &mut Incidents,
     deferred: &mut Deferred,
 ) {
-    let writes: Vec<Write> = std::iter::from_fn(|| monitor.poll_decision())
-        .map(|decision| plan(now, decision))
+    let mut writes: Vec<Write> = std::iter::from_fn(|| monitor.poll_decision())
+        .map(|decision| plan(now, at, incidents, decision))
         .collect();
+    incidents.handle_timeout(at);
+    let window = incidents.rules().window;
+    writes.extend(std::iter::from_fn(|| incidents.poll_action()).map(|a| act(now, window, a)));
     if !deferred.writes.is_empty() {
         for write in writes {
             deferred.push(write);
@@ -188,8 +198,9 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         .collect()
 }
 
-/// Says a decision in the log and makes its write; `now` stamps the records it writes.
-fn plan(now: WallMs, decision: Decision) -> Write {
+/// Says a decision in the log and makes its write; `now` stamps the records it writes, `at`
+/// is the detector's time.
+fn plan(now: WallMs, at: Instant, incidents: &mut Incidents, decision: Decision) -> Write {
     if let Decision::WithdrawOffline { computer, why } = &decision {
         log::info!("computer {computer}'s offline alert: {why}");
     }
@@ -203,6 +214,7 @@ fn plan(now: WallMs, decision: Decision) -> Write {
                 "computer {computer} is now {} ({reason})",
                 status(state).name()
             );
+            incidents.set_online(computer, state == State::Online);
             set_status(now, computer, status(state), reason)
         }
         Effect::Raise {
@@ -215,13 +227,23 @@ fn plan(now: WallMs, decision: Decision) -> Write {
                 kind.name(),
                 words.detail()
             );
-            raise(now, computer, kind, move |last| words.message(last))
+            let fate = match kind {
+                AlertKind::ComputerOffline => incidents.offline_raised(at, computer),
+                _ => Notify::Now,
+            };
+            raise(now, computer, kind, fate, move |last| words.message(last))
         }
         Effect::Clear {
             computer,
             kind,
             why,
-        } => clear(now, computer, kind, why),
+        } => {
+            let fate = match kind {
+                AlertKind::ComputerOffline => incidents.offline_cleared(at, computer),
+                _ => Notify::Now,
+            };
+            clear(now, computer, kind, why, fate)
+        }
     }
 }
 
@@ -231,22 +253,76 @@ fn raise(
     now: WallMs,
     computer: ComputerId,
     kind: AlertKind,
+    fate: Notify,
     message: impl Fn(Option<WallMs>) -> String + Send + Sync + 'static,
 ) -> Write {
     Write {
         what: format!("a {} alert for computer {computer}", kind.name()),
-        change: Arc::new(move |txn| record::raise(txn, computer, kind, now, &message).map(|_| ())),
+        change: Arc::new(move |txn| {
+            record::raise(txn, computer, kind, now, fate, &message).map(|_| ())
+        }),
     }
 }
 
 /// Clears the active alert of `kind` for `computer`, saying `why` in its history.
-fn clear(now: WallMs, computer: ComputerId, kind: AlertKind, why: String) -> Write {
+fn clear(now: WallMs, computer: ComputerId, kind: AlertKind, why: String, fate: Notify) -> Write {
     Write {
         what: format!(
             "the clearing of computer {computer}'s {} alert",
             kind.name()
         ),
-        change: Arc::new(move |txn| record::clear(txn, computer, kind, now, &why).map(|_| ())),
+        change: Arc::new(move |txn| {
+            record::clear(txn, computer, kind, now, &why, fate).map(|_| ())
+        }),
+    }
+}
+
+/// The write of an incident detector's action.
+fn act(now: WallMs, window: Duration, action: Action) -> Write {
+    match action {
+        Action::Release(computer) => Write {
+            what: format!("the held offline notice of computer {computer}"),
+            change: Arc::new(move |txn| record::release(txn, computer).map(|_| ())),
+        },
+        Action::Incident {
+            policy,
+            computers,
+            absorbed,
+            opened,
+        } => {
+            if opened {
+                log::warn!(
+                    "site incident: {} computers of policy {policy} went offline together; \
+                     one notice for all of them",
+                    computers.len()
+                );
+            }
+            Write {
+                what: format!("the site incident of policy {policy}"),
+                change: Arc::new(move |txn| {
+                    record::raise_incident(txn, policy, &computers, &absorbed, window, now)
+                        .map(|_| ())
+                }),
+            }
+        }
+        Action::Close {
+            policy,
+            computers,
+            still_offline,
+        } => {
+            log::info!(
+                "site incident of policy {policy} is over: {} of {} computers are back",
+                computers.len() - still_offline.len().min(computers.len()),
+                computers.len()
+            );
+            Write {
+                what: format!("the end of the site incident of policy {policy}"),
+                change: Arc::new(move |txn| {
+                    record::clear_incident(txn, policy, computers.len(), &still_offline, now)
+                        .map(|_| ())
+                }),
+            }
+        }
     }
 }
 
