@@ -29,6 +29,7 @@ struct Outcome {
     sessions: u64,
     offline_raised: u64,
     clock_raised: u64,
+    incidents: u64,
     worst_lateness_ms: u64,
 }
 
@@ -43,6 +44,7 @@ fn run_seed(seed: u64) -> Outcome {
         sessions: site.sessions_run,
         offline_raised: site.oracle.offline_raised,
         clock_raised: site.oracle.clock_raised,
+        incidents: site.incidents_opened(),
         worst_lateness_ms: site.oracle.worst_lateness_ms,
     }
 }
@@ -86,6 +88,7 @@ fn every_seed_tells_the_truth() {
         total.sessions += outcome.sessions;
         total.offline_raised += outcome.offline_raised;
         total.clock_raised += outcome.clock_raised;
+        total.incidents += outcome.incidents;
         total.worst_lateness_ms = total.worst_lateness_ms.max(outcome.worst_lateness_ms);
         if !outcome.violations.is_empty() {
             failures.push((seed, outcome.violations));
@@ -94,12 +97,13 @@ fn every_seed_tells_the_truth() {
     failures.sort_by_key(|(seed, _)| *seed);
     println!(
         "simulation: {} seed(s), {:.1} virtual hours, {} sessions, {} offline and {} clock alerts \
-         raised, latest offline alert {} ms after due, {:.2} s of wall time",
+         raised, {} site incidents, latest offline alert {} ms after due, {:.2} s of wall time",
         seeds.len(),
         total.virtual_ms as f64 / 3.6e6,
         total.sessions,
         total.offline_raised,
         total.clock_raised,
+        total.incidents,
         total.worst_lateness_ms,
         started.elapsed().as_secs_f64()
     );

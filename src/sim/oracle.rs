@@ -16,6 +16,9 @@
 //!   it, or the manager kept the computer's previous clock reading) is one clock-changed
 //!   occurrence, raised once, by the time the manager hears from the computer after it.
 //! - Every event an agent spools is stored once; an acknowledged event is already stored.
+//! - Notices (site incidents): every offline alert is told, by its own notice or by an incident
+//!   that lists its computer; never are `min_computers` offline alerts raised within one window
+//!   and all still active told one by one; every incident has closed once everyone is back.
 
 use super::chaos::Settings;
 use crate::model::{ComputerId, MissedLimit, PowerState};
@@ -447,6 +450,85 @@ impl Oracle {
         }
         for what in found {
             self.violation(now, computer, what);
+        }
+    }
+}
+
+/// An offline alert as the notice checks see it: times in virtual ms.
+#[derive(Clone, Copy, Debug)]
+pub struct OfflineAlert {
+    pub id: crate::model::AlertId,
+    pub computer: ComputerId,
+    pub raised: u64,
+    pub cleared: Option<u64>,
+}
+
+impl Oracle {
+    /// The notice rules above, over the whole run: `told` is every notice queued, `end` the
+    /// end of the run, `open_at_end` whether an incident is still open then.
+    pub fn check_notices(
+        &mut self,
+        alerts: &[OfflineAlert],
+        told: &[(u64, super::site::Told)],
+        rules: crate::alerts::incident::IncidentRules,
+        end: u64,
+        open_at_end: bool,
+    ) {
+        use super::site::Told;
+        let window = rules.window.as_millis() as u64;
+        let alone: std::collections::HashSet<_> = told
+            .iter()
+            .filter_map(|(_, t)| match t {
+                Told::Raised(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let listed = |a: &OfflineAlert| {
+            told.iter().any(|(at, t)| match t {
+                Told::Incident(cs) | Told::IncidentOver(cs) => {
+                    *at >= a.raised && cs.contains(&a.computer)
+                }
+                _ => false,
+            })
+        };
+        for a in alerts {
+            // Still held at the end is not yet owed.
+            let owed = a.raised + window <= end || a.cleared.is_some();
+            if owed && !alone.contains(&a.id) && !listed(a) {
+                self.violations.push(format!(
+                    "computer {}: offline alert {} (raised at {} ms) was never told",
+                    a.computer, a.id, a.raised
+                ));
+            }
+        }
+        let mut by_time: Vec<&OfflineAlert> = alerts.iter().collect();
+        by_time.sort_by_key(|a| a.raised);
+        for last in &by_time {
+            let storm: Vec<&OfflineAlert> = by_time
+                .iter()
+                .copied()
+                .filter(|a| {
+                    a.raised + window > last.raised
+                        && a.raised <= last.raised
+                        && a.cleared.is_none_or(|c| c > last.raised)
+                        && alone.contains(&a.id)
+                })
+                .collect();
+            if storm.len() >= rules.min_computers {
+                self.violations.push(format!(
+                    "a storm: {} offline alerts raised within {} ms up to {} ms were told one by \
+                     one: {:?}",
+                    storm.len(),
+                    window,
+                    last.raised,
+                    storm.iter().map(|a| a.computer).collect::<Vec<_>>()
+                ));
+                break;
+            }
+        }
+        if open_at_end {
+            self.violations
+                .push("a site incident is still open at the end".to_string());
         }
     }
 }

@@ -173,5 +173,26 @@ impl Site {
             let active = self.active(id, AlertKind::ComputerOffline).is_some();
             self.oracle.check(self.now, id, active);
         }
+        let since = |t: WallMs| t.0.saturating_sub(WALL0);
+        let offline: Vec<OfflineAlert> = self
+            .manager
+            .alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::ComputerOffline)
+            .map(|a| OfflineAlert {
+                id: a.id,
+                computer: a.computer,
+                raised: since(a.raised),
+                cleared: a.cleared.map(since),
+            })
+            .collect();
+        let open = self.incident_open();
+        self.oracle.check_notices(
+            &offline,
+            &self.manager.notices.told,
+            incidents::SIM_INCIDENTS,
+            self.now,
+            open,
+        );
     }
 }

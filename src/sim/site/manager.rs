@@ -48,6 +48,7 @@ impl Site {
             let target = self.target(*id);
             self.manager.dials.target(now, &target);
         }
+        self.manager.incidents = self.incidents_start();
         let alerts = &self.manager.alerts;
         let active = |id: ComputerId| {
             alerts
@@ -362,17 +363,35 @@ impl Site {
             if let Decision::ClockChanged { computer, .. } = &decision {
                 self.oracle.clock_raised(*computer, self.now);
             }
-            // The verdicts task's own mapping, onto the simulated records.
+            // The verdicts task's own mapping, onto the simulated records, with the incident
+            // detector told as `verdicts/writes.rs` tells it.
             match effect(decision) {
-                Effect::Status { .. } => {}
+                Effect::Status {
+                    computer, state, ..
+                } => self
+                    .manager
+                    .incidents
+                    .set_online(computer, state == crate::liveness::State::Online),
                 Effect::Raise {
                     computer,
                     kind,
                     words,
-                } => self.raise(computer, kind, words.message(None), wall),
-                Effect::Clear { computer, kind, .. } => self.clear(computer, kind, wall),
+                } => {
+                    let fresh = self.active(computer, kind).is_none();
+                    let alert = self.raise(computer, kind, words.message(None), wall);
+                    if kind == AlertKind::ComputerOffline {
+                        self.offline_raised(computer, fresh, alert);
+                    }
+                }
+                Effect::Clear { computer, kind, .. } => {
+                    let cleared = self.clear(computer, kind, wall);
+                    if kind == AlertKind::ComputerOffline {
+                        self.offline_cleared(computer, cleared);
+                    }
+                }
             }
         }
+        self.incidents_act();
     }
 
     pub(super) fn raise(
@@ -381,22 +400,30 @@ impl Site {
         kind: AlertKind,
         message: String,
         wall: WallMs,
-    ) {
+    ) -> AlertId {
         let next_id = AlertId(self.manager.alerts.len() as u64 + 1);
         let index = self.active(computer, kind);
         let active = index.map(|i| self.manager.alerts[i].clone());
         let alert = lifecycle::raise(active.as_ref(), || next_id, kind, computer, message, wall);
+        let id = alert.id;
         match index {
             Some(i) => self.manager.alerts[i] = alert,
             None => self.manager.alerts.push(alert),
         }
+        id
     }
 
-    pub(super) fn clear(&mut self, computer: ComputerId, kind: AlertKind, wall: WallMs) {
-        if let Some(i) = self.active(computer, kind)
-            && let Some(cleared) = lifecycle::clear(&self.manager.alerts[i], wall)
-        {
-            self.manager.alerts[i] = cleared;
-        }
+    /// Clears the active alert, if any; which one it cleared.
+    pub(super) fn clear(
+        &mut self,
+        computer: ComputerId,
+        kind: AlertKind,
+        wall: WallMs,
+    ) -> Option<AlertId> {
+        let i = self.active(computer, kind)?;
+        let cleared = lifecycle::clear(&self.manager.alerts[i], wall)?;
+        let id = cleared.id;
+        self.manager.alerts[i] = cleared;
+        Some(id)
     }
 }

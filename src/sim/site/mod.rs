@@ -6,7 +6,7 @@
 //! `manager/verdicts`) and makes the same calls they make, in the same order.
 
 use super::chaos::{Action, Scenario, Settings};
-use super::oracle::Oracle;
+use super::oracle::{OfflineAlert, Oracle};
 use super::rng::Rng;
 use crate::agent::clock_watch::ClockWatch;
 use crate::agent::schedule::{Heartbeats, Next};
@@ -107,6 +107,8 @@ struct Manager {
     recorded: BTreeMap<ComputerId, Recorded>,
     events: BTreeMap<(ComputerId, u64), AgentEvent>,
     alerts: Vec<Alert>,
+    incidents: crate::alerts::incident::Incidents,
+    notices: incidents::Notices,
 }
 
 struct Session {
@@ -222,6 +224,8 @@ impl Site {
                 recorded: BTreeMap::new(),
                 events: BTreeMap::new(),
                 alerts: Vec::new(),
+                incidents: crate::alerts::incident::Incidents::new(incidents::SIM_INCIDENTS),
+                notices: incidents::Notices::default(),
             },
             sessions: BTreeMap::new(),
             next_session: 0,
@@ -358,6 +362,7 @@ impl Site {
             consider(later(self.manager.monitor.poll_timeout()));
             consider(later(Some(at(self.manager.wake_by))));
             consider(later(self.manager.dials.poll_timeout()));
+            consider(later(self.manager.incidents.poll_timeout()));
         }
         next.map(|n| n.max(self.now))
     }
@@ -505,7 +510,10 @@ impl Site {
 
 mod actions;
 mod agents;
+mod incidents;
 mod manager;
+
+pub use incidents::Told;
 mod network;
 
 use agents::{status, watch_clock};
