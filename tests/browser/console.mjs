@@ -149,9 +149,18 @@ try {
   if (!(await page.evaluate(() => window.stillThisPage))) throw new Error('the page reloaded');
   await shot('alerts');
 
-  step('the alert is dismissed in one click');
-  await alert.first().locator('button.dismiss').click();
+  step('the ticked alert is acknowledged with a comment, then dismissed');
+  await alert.first().locator('input.select-alert').check();
+  await expectText(page.locator('#alerts-selected'), /^1 selected$/);
+  await page.fill('#ack-comment', 'the PSU is on its way');
+  await page.click('#bulk-acknowledge');
+  await expectText(page.locator('#notice'), /^Acknowledged 1 alert\.$/);
+  await expectText(alert.locator('td.state'), /acknowledged\s*by admin.*the PSU is on its way/);
+  await shot('alerts-acknowledged');
+  await alert.first().locator('input.select-alert').check();
+  await page.click('#bulk-dismiss');
   await alert.first().waitFor({ state: 'detached' });
+  await expectText(page.locator('#notice'), /^Dismissed 1 alert\.$/);
 
   step('the computer reads offline');
   await page.click('a[data-nav="computers"]');
