@@ -149,7 +149,18 @@ try {
   if (!(await page.evaluate(() => window.stillThisPage))) throw new Error('the page reloaded');
   await shot('alerts');
 
-  step('the ticked alert is acknowledged with a comment, then dismissed');
+  step('the computer page acknowledges its alert with a comment');
+  await page.goto(`${url}/computers/${computerId}`);
+  const ownAlert = page.locator('#computer-alerts tr[data-alert-id]');
+  await expectText(ownAlert, /computer-offline/);
+  await page.fill('#computer-ack-comment', 'replacing the PSU');
+  await ownAlert.first().locator('button.acknowledge').click();
+  await expectText(ownAlert.first().locator('td.acknowledged'), /acknowledged\s*by admin.*replacing the PSU/);
+  await shot('computer-acknowledged');
+
+  step('the Alerts page shows the acknowledgement; the ticked alert is acknowledged again, then dismissed');
+  await page.click('a[data-nav="alerts"]');
+  await expectText(alert.locator('td.state'), /acknowledged\s*by admin.*replacing the PSU/);
   await alert.first().locator('input.select-alert').check();
   await expectText(page.locator('#alerts-selected'), /^1 selected$/);
   await page.fill('#ack-comment', 'the PSU is on its way');
