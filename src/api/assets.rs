@@ -186,6 +186,87 @@ mod tests {
         }
     }
 
+    fn text_of(name: &str) -> &'static str {
+        let asset = ASSETS.iter().find(|a| a.name == name).unwrap();
+        std::str::from_utf8(asset.bytes).unwrap()
+    }
+
+    /// The routes of `router.js` as (a path each matches, the page function, the navigation
+    /// link it lights), read from its lines `[/^\/computers\/(\d+)$/, pageComputer, 'computers'],`.
+    fn router_routes() -> Vec<(String, String, String)> {
+        let routes: Vec<(String, String, String)> = text_of("console/router.js")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("[/^"))
+            .map(|line| {
+                let (pattern, rest) = line
+                    .split_once("$/, ")
+                    .unwrap_or_else(|| panic!("router.js: cannot read {line}"));
+                let path = pattern.replace("\\/", "/").replace("(\\d+)", "7");
+                assert!(
+                    !path.contains(['\\', '(', '[', '*', '+', '?', '|']),
+                    "router.js: {pattern} is more than a path with (\\d+) in it"
+                );
+                let (function, nav) = rest
+                    .strip_suffix("'],")
+                    .and_then(|r| r.split_once(", '"))
+                    .unwrap_or_else(|| panic!("router.js: cannot read {line}"));
+                (path, function.to_string(), nav.to_string())
+            })
+            .collect();
+        assert!(routes.len() >= 5, "router.js: found only {routes:?}");
+        routes
+    }
+
+    /// A page module that no route draws, a route the server does not answer with the console,
+    /// or a navigation link to no route, is a page nobody reaches.
+    #[test]
+    fn every_page_module_is_routed_and_every_route_served() {
+        let router = text_of("console/router.js");
+        let routes = router_routes();
+        for page in ASSETS
+            .iter()
+            .filter(|a| a.name.starts_with("console/pages/"))
+        {
+            let file = page.name.strip_prefix("console/").unwrap();
+            let import = router
+                .lines()
+                .find(|l| l.ends_with(&format!(" from './{file}';")))
+                .unwrap_or_else(|| panic!("router.js does not import {file}"));
+            let function = import
+                .strip_prefix("import { ")
+                .and_then(|r| r.split_once(" }"))
+                .map(|(f, _)| f)
+                .unwrap_or_else(|| panic!("router.js: cannot read {import}"));
+            assert!(
+                routes.iter().any(|(_, f, _)| f == function),
+                "router.js imports {function} from {file} but no route draws it"
+            );
+        }
+        for (path, function, _) in &routes {
+            let segments: Vec<&str> = path.split('/').skip(1).collect();
+            assert!(
+                is_page(&segments),
+                "{path} ({function}) is routed in router.js but is_page does not serve it"
+            );
+        }
+        let index = text_of("index.html");
+        let navs: Vec<(&str, &str)> = index
+            .lines()
+            .filter_map(|l| {
+                let href = l.split_once("href=\"")?.1.split('"').next()?;
+                let nav = l.split_once("data-nav=\"")?.1.split('"').next()?;
+                Some((href, nav))
+            })
+            .collect();
+        assert!(navs.len() >= 5, "index.html: found only {navs:?}");
+        for (href, nav) in navs {
+            assert!(
+                routes.iter().any(|(p, _, n)| p == href && n == nav),
+                "index.html links {href} as {nav}, which no route of router.js is"
+            );
+        }
+    }
+
     #[test]
     fn pages_are_the_console_paths_only() {
         for page in [
