@@ -20,6 +20,15 @@ export function eventFields(fields) {
   return h('span', { class: 'kv' }, entries.map(([k, v]) => h('code', { text: k + '=' + (typeof v === 'string' ? v : JSON.stringify(v)) })));
 }
 
+// The alert kinds (schema/alerts.md; a test in src/api/assets.rs compares), for route filters.
+export const ALERT_KINDS = [
+  'computer-offline',
+  'clock-changed',
+  'manager-cannot-reach-agent',
+  'notification-failed',
+  'site-incident',
+];
+
 // An alert's acknowledgement: who, when, and their comment.
 export function acknowledgement(ack) {
   if (!ack) return null;

@@ -46,6 +46,7 @@ const ASSETS: &[Asset] = &[
     js!("console/settings.js"),
     js!("console/poll.js"),
     js!("console/editor.js"),
+    js!("console/channels.js"),
     js!("console/pages/dashboard.js"),
     js!("console/pages/computers.js"),
     js!("console/pages/computer.js"),
@@ -54,6 +55,7 @@ const ASSETS: &[Asset] = &[
     js!("console/pages/alerts.js"),
     js!("console/pages/events.js"),
     js!("console/pages/activation.js"),
+    js!("console/pages/notifications.js"),
     js!("console/pages/account.js"),
 ];
 
@@ -85,7 +87,10 @@ pub fn get(name: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
 pub fn is_page(segments: &[&str]) -> bool {
     match segments {
         [] | [""] => true,
-        ["computers" | "policies" | "alerts" | "events" | "activation" | "account"] => true,
+        [
+            "computers" | "policies" | "alerts" | "events" | "activation" | "notifications"
+            | "account",
+        ] => true,
         ["computers" | "policies", id] => !id.is_empty(),
         _ => false,
     }
@@ -267,6 +272,26 @@ mod tests {
         }
     }
 
+    /// The route form offers the alert kinds the API knows.
+    #[test]
+    fn the_consoles_alert_kinds_are_the_catalogues() {
+        let format = text_of("console/format.js");
+        let listed: Vec<&str> = format
+            .split_once("export const ALERT_KINDS = [")
+            .and_then(|(_, rest)| rest.split_once("];"))
+            .unwrap()
+            .0
+            .split(',')
+            .map(|k| k.trim().trim_matches('\''))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let known: Vec<&str> = crate::alerts::AlertKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(listed, known);
+    }
+
     #[test]
     fn pages_are_the_console_paths_only() {
         for page in [
@@ -274,6 +299,7 @@ mod tests {
             &["computers"],
             &["computers", "7"],
             &["policies", "Base%20Policy"],
+            &["notifications"],
         ] {
             assert!(is_page(page), "{page:?}");
         }

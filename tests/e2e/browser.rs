@@ -1,7 +1,9 @@
 //! The console in a real browser: `tests/browser/console.mjs` drives it in Debian's headless
 //! chromium (through playwright-core from npm; no downloaded browser) against a real manager, as
 //! a new administrator would: log in, create a token, run the agent command copied from the
-//! page, watch the computer come online, kill the agent, acknowledge and dismiss its alert.
+//! page, watch the computer come online, kill the agent and see its alert, add notification
+//! channels (one tested against a syslog listener of the script's own), routes and maintenance
+//! windows, acknowledge the alert on the computer's page and dismiss it on the Alerts page.
 //! `make test` installs the npm package; `.ci/run` installs chromium and Node.js on a fresh
 //! machine. Screenshots of every page land in `target/tmp/console-screenshots/`. Node also checks
 //! that every console script parses as a module.

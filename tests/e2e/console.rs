@@ -157,6 +157,7 @@ fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
     let m = Manager::start(&tmp.path().join("data"));
     let anonymous = Browser::new(&m);
     let pages = console_paths();
+    assert!(pages.contains(&"/notifications".to_string()), "{pages:?}");
     for page in &pages {
         let r = anonymous.send(Method::GET, page, Value::Null);
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}");
