@@ -25,12 +25,13 @@ export function option(value, label, selected, extra) {
   return h('option', Object.assign({ value: value, text: label, selected: Boolean(selected) }, extra || {}));
 }
 
+// A header is its text, or a node (a select-all checkbox).
 export function table(id, headers, emptyText) {
   const tbody = h('tbody');
   tbody.dataset.cols = String(headers.length);
   tbody.dataset.empty = emptyText;
-  const node = h('table', { id: id, class: 'grid' },
-    h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col', text: t })))), tbody);
+  const th = (t) => (t instanceof Node ? h('th', { scope: 'col' }, t) : h('th', { scope: 'col', text: t }));
+  const node = h('table', { id: id, class: 'grid' }, h('thead', {}, h('tr', {}, headers.map(th))), tbody);
   return { node, tbody };
 }
 

@@ -1,6 +1,7 @@
-// How the API's computers and events read on the page.
+// How the API's computers, events and alerts read on the page.
 
-import { h } from './dom.js';
+import { badge, computerLink, h, link } from './dom.js';
+import { timeAgo } from './time.js';
 
 export const STATUSES = ['online', 'offline', 'unknown', 'stopped', 'vm-stopped', 'activation-required'];
 
@@ -17,4 +18,32 @@ export function eventFields(fields) {
   const entries = Object.entries(fields || {});
   if (!entries.length) return '—';
   return h('span', { class: 'kv' }, entries.map(([k, v]) => h('code', { text: k + '=' + (typeof v === 'string' ? v : JSON.stringify(v)) })));
+}
+
+// The alert kinds (schema/alerts.md; a test in src/api/assets.rs compares), for route filters.
+export const ALERT_KINDS = [
+  'computer-offline',
+  'clock-changed',
+  'manager-cannot-reach-agent',
+  'notification-failed',
+  'site-incident',
+];
+
+// An alert's acknowledgement: who, when, and their comment.
+export function acknowledgement(ack) {
+  if (!ack) return null;
+  return h('span', { class: 'ack' }, badge('alert', 'acknowledged', 'acknowledged'),
+    h('span', { class: 'ack-by', text: 'by ' + ack.by + ' ' }), timeAgo(ack.at_ms),
+    ack.comment ? h('span', { class: 'ack-comment', text: ack.comment }) : null);
+}
+
+// A computer's alert links to it; one about no computer (computer 0) names what it is about.
+export function alertSubject(a) {
+  if (a.computer) return computerLink(a.computer, a.hostname);
+  if (a.kind === 'notification-failed' && a.about) return link('/notifications', 'channel ' + a.about);
+  if (a.kind === 'site-incident' && a.about) {
+    return h('span', {}, link('/policies/' + encodeURIComponent(a.about), 'policy ' + a.about),
+      ' (' + (a.computers || []).length + ' computers)');
+  }
+  return '—';
 }

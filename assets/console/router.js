@@ -11,6 +11,7 @@ import { pageComputer } from './pages/computer.js';
 import { pageComputers } from './pages/computers.js';
 import { pageDashboard } from './pages/dashboard.js';
 import { pageEvents } from './pages/events.js';
+import { pageNotifications } from './pages/notifications.js';
 import { pagePolicies } from './pages/policies.js';
 import { pagePolicy } from './pages/policy.js';
 
@@ -23,6 +24,7 @@ const ROUTES = [
   [/^\/alerts$/, pageAlerts, 'alerts'],
   [/^\/events$/, pageEvents, 'events'],
   [/^\/activation$/, pageActivation, 'activation'],
+  [/^\/notifications$/, pageNotifications, 'notifications'],
   [/^\/account$/, pageAccount, 'account'],
 ];
 

@@ -46,6 +46,7 @@ const ASSETS: &[Asset] = &[
     js!("console/settings.js"),
     js!("console/poll.js"),
     js!("console/editor.js"),
+    js!("console/channels.js"),
     js!("console/pages/dashboard.js"),
     js!("console/pages/computers.js"),
     js!("console/pages/computer.js"),
@@ -54,6 +55,7 @@ const ASSETS: &[Asset] = &[
     js!("console/pages/alerts.js"),
     js!("console/pages/events.js"),
     js!("console/pages/activation.js"),
+    js!("console/pages/notifications.js"),
     js!("console/pages/account.js"),
 ];
 
@@ -85,7 +87,10 @@ pub fn get(name: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
 pub fn is_page(segments: &[&str]) -> bool {
     match segments {
         [] | [""] => true,
-        ["computers" | "policies" | "alerts" | "events" | "activation" | "account"] => true,
+        [
+            "computers" | "policies" | "alerts" | "events" | "activation" | "notifications"
+            | "account",
+        ] => true,
         ["computers" | "policies", id] => !id.is_empty(),
         _ => false,
     }
@@ -186,6 +191,107 @@ mod tests {
         }
     }
 
+    fn text_of(name: &str) -> &'static str {
+        let asset = ASSETS.iter().find(|a| a.name == name).unwrap();
+        std::str::from_utf8(asset.bytes).unwrap()
+    }
+
+    /// The routes of `router.js` as (a path each matches, the page function, the navigation
+    /// link it lights), read from its lines `[/^\/computers\/(\d+)$/, pageComputer, 'computers'],`.
+    fn router_routes() -> Vec<(String, String, String)> {
+        let routes: Vec<(String, String, String)> = text_of("console/router.js")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("[/^"))
+            .map(|line| {
+                let (pattern, rest) = line
+                    .split_once("$/, ")
+                    .unwrap_or_else(|| panic!("router.js: cannot read {line}"));
+                let path = pattern.replace("\\/", "/").replace("(\\d+)", "7");
+                assert!(
+                    !path.contains(['\\', '(', '[', '*', '+', '?', '|']),
+                    "router.js: {pattern} is more than a path with (\\d+) in it"
+                );
+                let (function, nav) = rest
+                    .strip_suffix("'],")
+                    .and_then(|r| r.split_once(", '"))
+                    .unwrap_or_else(|| panic!("router.js: cannot read {line}"));
+                (path, function.to_string(), nav.to_string())
+            })
+            .collect();
+        assert!(routes.len() >= 5, "router.js: found only {routes:?}");
+        routes
+    }
+
+    /// A page module that no route draws, a route the server does not answer with the console,
+    /// or a navigation link to no route, is a page nobody reaches.
+    #[test]
+    fn every_page_module_is_routed_and_every_route_served() {
+        let router = text_of("console/router.js");
+        let routes = router_routes();
+        for page in ASSETS
+            .iter()
+            .filter(|a| a.name.starts_with("console/pages/"))
+        {
+            let file = page.name.strip_prefix("console/").unwrap();
+            let import = router
+                .lines()
+                .find(|l| l.ends_with(&format!(" from './{file}';")))
+                .unwrap_or_else(|| panic!("router.js does not import {file}"));
+            let function = import
+                .strip_prefix("import { ")
+                .and_then(|r| r.split_once(" }"))
+                .map(|(f, _)| f)
+                .unwrap_or_else(|| panic!("router.js: cannot read {import}"));
+            assert!(
+                routes.iter().any(|(_, f, _)| f == function),
+                "router.js imports {function} from {file} but no route draws it"
+            );
+        }
+        for (path, function, _) in &routes {
+            let segments: Vec<&str> = path.split('/').skip(1).collect();
+            assert!(
+                is_page(&segments),
+                "{path} ({function}) is routed in router.js but is_page does not serve it"
+            );
+        }
+        let index = text_of("index.html");
+        let navs: Vec<(&str, &str)> = index
+            .lines()
+            .filter_map(|l| {
+                let href = l.split_once("href=\"")?.1.split('"').next()?;
+                let nav = l.split_once("data-nav=\"")?.1.split('"').next()?;
+                Some((href, nav))
+            })
+            .collect();
+        assert!(navs.len() >= 5, "index.html: found only {navs:?}");
+        for (href, nav) in navs {
+            assert!(
+                routes.iter().any(|(p, _, n)| p == href && n == nav),
+                "index.html links {href} as {nav}, which no route of router.js is"
+            );
+        }
+    }
+
+    /// The route form offers the alert kinds the API knows.
+    #[test]
+    fn the_consoles_alert_kinds_are_the_catalogues() {
+        let format = text_of("console/format.js");
+        let listed: Vec<&str> = format
+            .split_once("export const ALERT_KINDS = [")
+            .and_then(|(_, rest)| rest.split_once("];"))
+            .unwrap()
+            .0
+            .split(',')
+            .map(|k| k.trim().trim_matches('\''))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let known: Vec<&str> = crate::alerts::AlertKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(listed, known);
+    }
+
     #[test]
     fn pages_are_the_console_paths_only() {
         for page in [
@@ -193,6 +299,7 @@ mod tests {
             &["computers"],
             &["computers", "7"],
             &["policies", "Base%20Policy"],
+            &["notifications"],
         ] {
             assert!(is_page(page), "{page:?}");
         }

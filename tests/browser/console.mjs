@@ -1,5 +1,6 @@
 // Drives the Picket console in Debian's headless chromium, as an administrator would: run by
-// tests/e2e/browser.rs against a real manager with one real agent. Every step waits on what the
+// tests/e2e/browser.rs against a real manager with one real agent, and a syslog collector of
+// its own (a TCP listener) for the notification channel's test. Every step waits on what the
 // page shows (Playwright's auto-waiting), never on a fixed sleep, and throws on a miss.
 //
 // Environment: PICKET_URL (https://127.0.0.1:PORT), PICKET_PASSWORD (the one-time password),
@@ -8,6 +9,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 const url = process.env.PICKET_URL;
@@ -40,6 +42,20 @@ function runCopiedCommand(command) {
 const mine = 'a passphrase of my own';
 // Offline detection takes an interval and its grace; the page then needs one refresh.
 const SLOW = { timeout: 30_000 };
+
+// A syslog collector over TCP that keeps what it receives, and a port where nothing listens.
+let received = '';
+const sockets = new Set();
+const collector = createServer((socket) => {
+  sockets.add(socket);
+  socket.on('data', (d) => { received += d.toString(); });
+});
+await new Promise((resolve) => collector.listen(0, '127.0.0.1', resolve));
+const collectorPort = collector.address().port;
+const closed = createServer();
+await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
+const closedPort = closed.address().port;
+await new Promise((resolve) => closed.close(resolve));
 
 mkdirSync(shots, { recursive: true });
 const browser = await chromium.launch({
@@ -149,9 +165,118 @@ try {
   if (!(await page.evaluate(() => window.stillThisPage))) throw new Error('the page reloaded');
   await shot('alerts');
 
-  step('the alert is dismissed in one click');
-  await alert.first().locator('button.dismiss').click();
+  step('an email channel is added: a refused field shows beside it');
+  await page.click('a[data-nav="notifications"]');
+  await page.waitForURL(`${url}/notifications`);
+  await page.selectOption('#channel-kind', 'email');
+  await page.fill('#channel-name', 'oncall');
+  await page.fill('#channel-smtp', 'mail.example.com:25');
+  await page.selectOption('#channel-security', 'none');
+  await page.fill('#channel-from', 'picket@example.com');
+  await page.fill('#channel-to', 'oncall@example.com, admin@example.com');
+  await page.click('#add-channel');
+  await expectText(page.locator('[data-field="security"] + .field-error'), /plain SMTP only to this machine/);
+  await shot('notifications-refused');
+  await page.selectOption('#channel-security', 'starttls');
+  await page.click('#add-channel');
+  await expectText(page.locator('tr[data-channel="oncall"] td.target'), /mail\.example\.com:25 \(starttls\).*oncall@example\.com, admin@example\.com/);
+
+  step('a webhook without a secret gets one, shown once');
+  await page.selectOption('#channel-kind', 'webhook');
+  await page.fill('#channel-name', 'chat');
+  await page.fill('#channel-url', `https://127.0.0.1:${closedPort}/hook`);
+  await page.fill('#channel-headers', 'X-Team: ops');
+  await page.click('#add-channel');
+  await expectText(page.locator('#webhook-secret'), /^[0-9a-f]{64}$/);
+  await expectText(page.locator('#channel-secret-result .warning'), /will not be shown again/);
+  await expectText(page.locator('tr[data-channel="chat"] td.target'), /headers X-Team/);
+  await shot('notifications-secret');
+  await page.click('#secret-copied');
+  await page.locator('#webhook-secret').waitFor({ state: 'detached' });
+
+  step('"Send a test" shows the server\'s answer, or why it failed');
+  await page.selectOption('#channel-kind', 'syslog');
+  await page.fill('#channel-name', 'siem');
+  await page.fill('#channel-address', `127.0.0.1:${collectorPort}`);
+  await page.selectOption('#channel-transport', 'tcp');
+  await page.selectOption('#channel-format', 'cef');
+  await page.click('#add-channel');
+  const siem = page.locator('tr[data-channel="siem"]');
+  await siem.locator('button.test-channel').click();
+  await expectText(siem.locator('.test-result'), /^Delivered\. The server answered: sent \d+ bytes over tcp/, SLOW);
+  for (const deadline = Date.now() + 10_000; !received.includes('CEF:0|'); await page.waitForTimeout(100)) {
+    if (Date.now() > deadline) throw new Error(`the collector received no CEF line: "${received}"`);
+  }
+  const chat = page.locator('tr[data-channel="chat"]');
+  await chat.locator('button.test-channel').click();
+  await expectText(chat.locator('.test-result.test-failed'), /not delivered/, SLOW);
+  await shot('notifications-test');
+
+  step('routes are added and deleted; a channel is removed after a confirmation');
+  await page.locator('#route-policy option', { hasText: 'Base Policy' }).waitFor({ state: 'attached' });
+  await page.selectOption('#route-channel', 'oncall');
+  await page.selectOption('#route-kind', 'computer-offline');
+  await page.selectOption('#route-policy', 'Base Policy');
+  await page.check('#route-on-repeated');
+  await page.click('#add-route');
+  const oncallRoute = page.locator('#routes tr[data-route-id]', { hasText: 'oncall' });
+  await expectText(oncallRoute, /oncall\s*computer-offline\s*any\s*Base Policy and below\s*raised, repeated, cleared/);
+  await page.selectOption('#route-channel', 'chat');
+  await page.selectOption('#route-kind', '');
+  await page.selectOption('#route-severity', 'warning');
+  await page.click('#add-route');
+  const chatRoute = page.locator('#routes tr[data-route-id]', { hasText: 'chat' });
+  await chatRoute.locator('button.delete-route').click();
+  await chatRoute.waitFor({ state: 'detached' });
+  page.once('dialog', (dialog) => dialog.accept());
+  await chat.locator('button.remove-channel').click();
+  await chat.waitFor({ state: 'detached' });
+
+  step('maintenance windows: one on the Base Policy; one on the computer, ended at once');
+  await page.selectOption('#window-policy', 'Base Policy');
+  await page.fill('#window-duration', '45d');
+  await page.fill('#window-reason', 'patching the hosts');
+  await page.click('#add-window');
+  await expectText(page.locator('[data-field="duration"] + .field-error'), /at most/);
+  await page.fill('#window-duration', '2h');
+  await page.click('#add-window');
+  await page.locator('#maintenance tr[data-window-id]', { hasText: 'patching the hosts' }).waitFor();
+  await page.selectOption('#window-target', 'computer');
+  await page.locator('#window-computer option', { hasText: hostname }).waitFor({ state: 'attached' });
+  await page.selectOption('#window-computer', { label: hostname });
+  await page.fill('#window-duration', '1h');
+  await page.fill('#window-reason', 'disk swap');
+  await page.click('#add-window');
+  const swap = page.locator('#maintenance tr[data-window-id]', { hasText: 'disk swap' });
+  await expectText(swap, new RegExp(`computer ${hostname}`));
+  await shot('notifications');
+  await swap.locator('button.end-window').click();
+  await swap.waitFor({ state: 'detached' });
+
+  step('the computer page shows the window over its policy, and acknowledges its alert');
+  await page.goto(`${url}/computers/${computerId}`);
+  await expectText(page.locator('#computer-maintenance'), /In maintenance until .*through the policy Base Policy.*patching the hosts/);
+  const ownAlert = page.locator('#computer-alerts tr[data-alert-id]');
+  await expectText(ownAlert, /computer-offline/);
+  await page.fill('#computer-ack-comment', 'replacing the PSU');
+  await ownAlert.first().locator('button.acknowledge').click();
+  await expectText(ownAlert.first().locator('td.acknowledged'), /acknowledged\s*by admin.*replacing the PSU/);
+  await shot('computer-maintenance');
+
+  step('the Alerts page shows the acknowledgement; the ticked alert is acknowledged again, then dismissed');
+  await page.click('a[data-nav="alerts"]');
+  await expectText(alert.locator('td.state'), /acknowledged\s*by admin.*replacing the PSU/);
+  await alert.first().locator('input.select-alert').check();
+  await expectText(page.locator('#alerts-selected'), /^1 selected$/);
+  await page.fill('#ack-comment', 'the PSU is on its way');
+  await page.click('#bulk-acknowledge');
+  await expectText(page.locator('#notice'), /^Acknowledged 1 alert\.$/);
+  await expectText(alert.locator('td.state'), /acknowledged\s*by admin.*the PSU is on its way/);
+  await shot('alerts-acknowledged');
+  await alert.first().locator('input.select-alert').check();
+  await page.click('#bulk-dismiss');
   await alert.first().waitFor({ state: 'detached' });
+  await expectText(page.locator('#notice'), /^Dismissed 1 alert\.$/);
 
   step('the computer reads offline');
   await page.click('a[data-nav="computers"]');
@@ -219,5 +344,7 @@ try {
   process.exitCode = 1;
 } finally {
   agent?.kill('SIGKILL');
+  collector.close();
+  for (const socket of sockets) socket.destroy();
   await browser.close();
 }

@@ -1,9 +1,12 @@
-//! End-to-end in a real browser: `tests/browser/console.mjs` drives the console in Debian's
-//! headless chromium (through playwright-core from npm; no downloaded browser) against a real
-//! manager, as a new administrator would: log in, create a token, run the agent command copied
-//! from the page, watch the computer come online, kill the agent and watch the alert appear. `make test` installs the npm package; `.ci/run` installs
-//! chromium and Node.js on a fresh machine. Screenshots of every page land in
-//! `target/tmp/console-screenshots/`.
+//! The console in a real browser: `tests/browser/console.mjs` drives it in Debian's headless
+//! chromium (through playwright-core from npm; no downloaded browser) against a real manager, as
+//! a new administrator would: log in, create a token, run the agent command copied from the
+//! page, watch the computer come online, kill the agent and see its alert, add notification
+//! channels (one tested against a syslog listener of the script's own), routes and maintenance
+//! windows, acknowledge the alert on the computer's page and dismiss it on the Alerts page.
+//! `make test` installs the npm package; `.ci/run` installs chromium and Node.js on a fresh
+//! machine. Screenshots of every page land in `target/tmp/console-screenshots/`. Node also checks
+//! that every console script parses as a module.
 
 use crate::support::agent::set_base;
 use crate::support::{BIN, Manager};
@@ -75,4 +78,48 @@ fn an_administrator_uses_the_console_in_a_browser() {
         (&json!("web1"), &json!("Servers"), &json!("offline")),
         "{computers}"
     );
+}
+
+/// Every script of the console parses as the ES module the browser loads it as (a syntax error
+/// in one page would leave the whole console blank): `node --check` on each, copied to `.mjs`
+/// so that Node reads it as a module whatever its version's default.
+#[test]
+fn every_console_script_parses_as_a_module() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "Node.js is not installed: apt-get install nodejs npm (.ci/run does it)"
+    );
+    fn scripts(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                scripts(&path, found);
+            } else if path.extension().is_some_and(|e| e == "js") {
+                found.push(path);
+            }
+        }
+    }
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut found = Vec::new();
+    scripts(&assets, &mut found);
+    assert!(found.len() >= 20, "{found:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    for script in found {
+        let name = script.strip_prefix(&assets).unwrap().display().to_string();
+        let copy = tmp
+            .path()
+            .join(name.replace('/', "_").replace(".js", ".mjs"));
+        std::fs::copy(&script, &copy).unwrap();
+        let out = Command::new("node")
+            .arg("--check")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "assets/{name} does not parse:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -134,22 +134,31 @@ fn key(m: &Manager) -> String {
         .to_string()
 }
 
+/// A path of each route of the console's router (`assets/console/router.js`), `(\d+)` as 1: a
+/// page the router draws must be one the manager answers with the console.
+fn console_paths() -> Vec<String> {
+    let router = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/console/router.js"
+    ))
+    .unwrap();
+    let paths: Vec<String> = router
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[/^")?.split_once("$/, "))
+        .map(|(pattern, _)| pattern.replace("\\/", "/").replace("(\\d+)", "1"))
+        .collect();
+    assert!(paths.len() >= 5, "router.js: found only {paths:?}");
+    paths
+}
+
 #[test]
 fn without_a_session_or_key_pages_redirect_to_login_and_the_api_is_401() {
     let tmp = tempfile::tempdir().unwrap();
     let m = Manager::start(&tmp.path().join("data"));
     let anonymous = Browser::new(&m);
-    for page in [
-        "/",
-        "/computers",
-        "/computers/1",
-        "/policies",
-        "/policies/1",
-        "/alerts",
-        "/events",
-        "/activation",
-        "/account",
-    ] {
+    let pages = console_paths();
+    assert!(pages.contains(&"/notifications".to_string()), "{pages:?}");
+    for page in &pages {
         let r = anonymous.send(Method::GET, page, Value::Null);
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}");
         assert!(

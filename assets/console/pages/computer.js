@@ -1,12 +1,13 @@
-// One computer: summary, agent, effective settings, overrides, history and events.
+// One computer: summary, maintenance, active alerts (acknowledged or not), agent, effective
+// settings, overrides, history and events.
 
 import { state } from '../state.js';
 import { badge, dash, h, link, pageTitle, statusBadge, syncRows, table, yesNo } from '../dom.js';
-import { formatOffset, timeAbs, timeAgo } from '../time.js';
+import { absTime, formatOffset, timeAbs, timeAgo } from '../time.js';
 import { SETTING_KEYS, sourceLabel } from '../settings.js';
-import { direction, eventFields, eventName } from '../format.js';
+import { acknowledgement, direction, eventFields, eventName } from '../format.js';
 import { ApiError, api, loadPolicies } from '../api.js';
-import { failedOrGone, noticeBox, onSubmit, policyOptions } from '../forms.js';
+import { clearErrors, failedOrGone, noticeBox, onSubmit, policyOptions, showError } from '../forms.js';
 import { navigate } from '../router.js';
 import { settingsEditor } from '../editor.js';
 
@@ -23,6 +24,16 @@ export function pageComputer(main, match) {
   const events = table('computer-events', ['Received', 'Seq', 'Event', 'Agent time', 'Fields'], 'No events yet.');
   const moveSelect = h('select', { id: 'move-policy', 'data-field': 'policy', 'aria-label': 'Policy' });
   const editor = settingsEditor((body) => api('PATCH', '/computers/' + id, { settings: body }));
+  const maintenance = h('div', { id: 'computer-maintenance', class: 'notice notice-warning', role: 'status', hidden: true });
+  const alerts = table('computer-alerts', ['Severity', 'Alert', 'Message', 'Raised', 'Count', 'Acknowledged', ''], 'No active alerts.');
+  const ackComment = h('input', { id: 'computer-ack-comment', 'data-field': 'comment', maxlength: 500, autocomplete: 'off',
+    placeholder: 'replacing the PSU' });
+  // Not submitted itself: each alert's Acknowledge button sends the comment typed here.
+  const ackForm = h('form', { id: 'computer-ack', class: 'inline-form compact' },
+    h('label', { for: 'computer-ack-comment', text: 'Comment with an acknowledgement' }), ackComment,
+    h('small', { class: 'hint', text: 'optional; an acknowledged alert is not notified again' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  ackForm.addEventListener('submit', (event) => event.preventDefault());
   let computer = null;
 
   const actions = h('div', { class: 'actions-bar' },
@@ -39,7 +50,9 @@ export function pageComputer(main, match) {
     await refresh();
   });
 
-  main.append(notice, h('div', { class: 'toolbar' }, actions, moveForm),
+  main.append(notice, maintenance, h('div', { class: 'toolbar' }, actions, moveForm),
+    h('section', {}, h('div', { class: 'section-head' }, h('h2', { text: 'Active alerts' }), link('/alerts', 'All alerts →')),
+      ackForm, alerts.node),
     h('div', { class: 'columns' },
       h('section', { class: 'panel' }, h('h2', { text: 'Summary' }), summary),
       h('section', { class: 'panel' }, h('h2', { text: 'Agent' }), agentFacts)),
@@ -81,16 +94,41 @@ export function pageComputer(main, match) {
     }
   }
 
+  async function acknowledge(alert, button) {
+    clearErrors(ackForm);
+    button.disabled = true;
+    const comment = ackComment.value.trim();
+    try {
+      await api('POST', '/alerts/' + alert.id + '/acknowledge', comment ? { comment: comment } : undefined);
+      ackComment.value = '';
+      notice.ok('Acknowledged the ' + alert.kind + ' alert.');
+      await refresh();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showError(ackForm, err);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   async function refresh() {
-    const [c, policies, hist, evs] = await Promise.all([
+    const [c, policies, hist, evs, active, windows] = await Promise.all([
       api('GET', '/computers/' + id), loadPolicies(),
       api('GET', '/computers/' + id + '/history'),
-      api('GET', '/events?computer=' + encodeURIComponent(id) + '&limit=100')]);
+      api('GET', '/events?computer=' + encodeURIComponent(id) + '&limit=100'),
+      api('GET', '/alerts'), api('GET', '/maintenance')]);
     computer = c;
     h1.firstChild.textContent = c.hostname;
     document.title = c.hostname + ' — Picket';
     statusSlot.replaceChildren(statusBadge(c.status));
     statusSlot.dataset.status = c.status;
+    fillMaintenance(maintenance, covering(windows.windows, c, policies));
+    syncRows(alerts.tbody, active.alerts.filter((a) => a.computer === c.id), (a) => a.id, (a) => h('tr', { 'data-alert-id': a.id },
+      h('td', {}, badge('severity', a.severity)), h('td', { class: 'kind', text: a.kind }),
+      h('td', { class: 'message', text: a.message }), h('td', { class: 'nowrap' }, timeAgo(a.raised_ms)),
+      h('td', { class: 'num', text: a.count }), h('td', { class: 'acknowledged' }, acknowledgement(a.acknowledged) || '—'),
+      h('td', {}, a.acknowledged ? null : h('button', { type: 'button', class: 'small acknowledge', 'data-alert-id': a.id,
+        text: 'Acknowledge', onclick: (event) => acknowledge(a, event.currentTarget) }))));
     fillSummary(summary, c);
     fillAgent(agentFacts, c);
     fillEffective(effective.tbody, c);
@@ -107,6 +145,31 @@ export function pageComputer(main, match) {
   const failed = failedOrGone(main, notice, 'Computer not found',
     'There is no computer ' + id + ' (it may have been deleted). ', '/computers', 'Back to the computers');
   return { refresh, failed };
+}
+
+// The windows over the computer, itself or a policy above it, that are open or still to come
+// (ended ones stay listed by the API until deleted).
+function covering(windows, c, policies) {
+  const above = new Set();
+  let p = policies.find((x) => x.id === c.policy_id);
+  while (p && !above.has(p.id)) {
+    above.add(p.id);
+    p = policies.find((x) => x.id === p.parent_id);
+  }
+  const now = Date.now();
+  return windows.filter((w) => (w.computer === c.id || above.has(w.policy)) && (w.active || w.start_ms > now));
+}
+
+function fillMaintenance(box, windows) {
+  box.hidden = windows.length === 0;
+  box.replaceChildren(...windows.map((w) => {
+    const on = w.computer !== undefined ? 'on this computer'
+      : h('span', {}, 'through the policy ', link('/policies/' + w.policy, w.name || '#' + w.policy));
+    const when = w.active ? 'In maintenance until ' + absTime(w.end_ms) : 'Maintenance planned from ' + absTime(w.start_ms) + ' to ' + absTime(w.end_ms);
+    return h('p', { class: 'maintenance-window', 'data-window-id': w.id },
+      h('strong', { text: when }), ' (', on, ', by ' + w.by + '): ', h('span', { class: 'reason', text: w.reason }),
+      '. Its offline and clock alerts are recorded but not notified.');
+  }));
 }
 
 function fact(dl, term, value) {

@@ -2,7 +2,7 @@
 
 import { badge, computerLink, dash, h, link, pageTitle, statusBadge, syncRows, table } from '../dom.js';
 import { timeAgo } from '../time.js';
-import { STATUSES, direction } from '../format.js';
+import { STATUSES, alertSubject, direction } from '../format.js';
 import { api, loadComputers } from '../api.js';
 import { setAlertCount } from '../poll.js';
 
@@ -31,7 +31,7 @@ export function pageDashboard(main) {
     setAlertCount(alertList.length);
     syncRows(alerts.tbody, alertList.slice(0, 10), (a) => a.id, (a) => h('tr', { 'data-alert-id': a.id },
       h('td', {}, badge('severity', a.severity)), h('td', { text: a.kind }),
-      h('td', {}, computerLink(a.computer, a.hostname)), h('td', { class: 'message', text: a.message }),
+      h('td', {}, alertSubject(a)), h('td', { class: 'message', text: a.message }),
       h('td', {}, timeAgo(a.updated_ms))));
     const stale = computers.filter((c) => c.agent && c.agent.config_up_to_date === false);
     syncRows(outdated.tbody, stale, (c) => c.id, (c) => h('tr', { 'data-computer-id': c.id },
