@@ -133,7 +133,8 @@ pub fn maintenance(verb: MaintenanceVerb) -> Result<(), AdminError> {
         MaintenanceVerb::Remove(a) => {
             let path = format!("/api/v1/maintenance/{}", a.id);
             ApiClient::new(&a.client())?.call(Method::DELETE, &path, None)?;
-            output::deleted(&a.client(), "maintenance window", &a.id.to_string());
+            // An open window ends (and stays listed); a planned or ended one goes.
+            output::ended(&a.client(), "maintenance window", &a.id.to_string());
         }
     }
     Ok(())

@@ -165,6 +165,17 @@ pub fn deleted(options: &ClientOptions, what: &str, name: &str) {
     }
 }
 
+pub fn ended(options: &ClientOptions, what: &str, name: &str) {
+    if options.json {
+        out!(
+            "{}",
+            serde_json::json!({"ended": {"kind": what, "ref": name}})
+        );
+    } else {
+        out!("Ended {what} {name}.");
+    }
+}
+
 /// Effective settings in the order of the settings table, not JSON's alphabetical order.
 fn settings(v: &Value) {
     let rows: Vec<[String; 3]> = SettingKey::ALL

@@ -58,6 +58,19 @@ fn notify(
     Ok(())
 }
 
+/// A maintenance window that kept alert `id` quiet has ended and the alert is still active:
+/// its raise is notified now (stamped now, so the window no longer silences it).
+pub fn notify_after_maintenance(
+    txn: &mut WriteTxn,
+    id: AlertId,
+    now: WallMs,
+) -> Result<(), StoreError> {
+    match txn.alert(id)? {
+        Some(alert) if alert.is_active() => notify(txn, Change::Raised, &alert, now, Notify::Now),
+        _ => Ok(()),
+    }
+}
+
 /// Sends the notice held for `computer`'s offline alert, if its alert is still active and
 /// nobody has acknowledged it (seen it, no need to tell anyone). Whether one was queued.
 pub fn release(txn: &mut WriteTxn, computer: ComputerId) -> Result<bool, StoreError> {

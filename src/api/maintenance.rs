@@ -125,12 +125,23 @@ pub fn create(state: &ApiState, caller: &Caller, body: &[u8]) -> Handled {
 pub fn delete(state: &ApiState, id: &str) -> Handled {
     let not_found = || ApiError::not_found(format!("maintenance window '{id}'"));
     let id: u64 = id.parse().map_err(|_| not_found())?;
+    let now = state.clock.wall();
     let mut txn = state.store.write()?;
-    if !txn.delete_window(id)? {
-        return Err(not_found());
+    let window = txn
+        .windows()?
+        .into_iter()
+        .find(|w| w.id == id)
+        .ok_or_else(not_found)?;
+    if window.contains(now) {
+        // Ended, not deleted: what it kept quiet and is still active is notified now, and
+        // the notices from its time still wait in the outbox stay quiet.
+        txn.put_window(&Window { end: now, ..window })?;
+        log::info!("maintenance window {id} ended");
+    } else {
+        txn.delete_window(id)?;
+        log::info!("maintenance window {id} deleted");
     }
     txn.commit()?;
-    log::info!("maintenance window {id} ended");
     Ok(ApiResponse::no_content())
 }
 

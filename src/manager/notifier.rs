@@ -69,8 +69,54 @@ pub async fn run(notifier: Arc<Notifier>, ex: Spawner) {
             }
             Err(e) => log::error!("notifications: cannot read the channels: {e}"),
         }
+        let (store, now) = (notifier.store.clone(), notifier.clock.wall());
+        if let Err(e) = smol::unblock(move || end_windows(&store, now)).await {
+            log::error!("notifications: cannot deal with ended maintenance windows: {e}");
+        }
         notifier.clock.sleep(LOOK_EVERY).await;
     }
+}
+
+/// Notifies the alerts that maintenance windows ended since the last look kept quiet and that
+/// are still active, and deletes the windows ended a month ago, in one transaction (a manager
+/// down when a window ended catches up at its start). Writes nothing when nothing ended.
+fn end_windows(store: &Store, now: WallMs) -> Result<(), StoreError> {
+    let (owed, expired) = {
+        let txn = store.read()?;
+        let windows = txn.windows()?;
+        let done = txn.windows_done_through()?;
+        let ending = maintenance::ending(&windows, done, now);
+        if done.is_some() && ending.ended.is_empty() && ending.expired.is_empty() {
+            return Ok(());
+        }
+        let mut owed = Vec::new();
+        if !ending.ended.is_empty() {
+            let tree = PolicyTree::new(txn.policies()?);
+            for alert in txn.active_alerts()? {
+                let Some(computer) = txn.computer(alert.computer)? else {
+                    continue;
+                };
+                let up: Vec<PolicyId> = tree.chain(computer.policy).iter().map(|p| p.id).collect();
+                if ending
+                    .ended
+                    .iter()
+                    .any(|w| maintenance::owed_at_end(w, &alert, &up))
+                {
+                    owed.push(alert.id);
+                }
+            }
+        }
+        (owed, ending.expired)
+    };
+    let mut txn = store.write()?;
+    for id in owed {
+        record::notify_after_maintenance(&mut txn, id, now)?;
+    }
+    for id in expired {
+        txn.delete_window(id)?;
+    }
+    txn.set_windows_done_through(now)?;
+    txn.commit()
 }
 
 /// One notice and what the channel does with it.
@@ -339,4 +385,63 @@ async fn work_through(
         smol::unblock(move || record_done(&store, &ch, delivery, skipped, None, now)).await?;
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AgentState, Computer, ComputerId};
+    use crate::notify::{Change, Window, WindowTarget};
+
+    #[test]
+    fn an_alert_a_window_kept_quiet_is_notified_when_it_ends_and_the_window_goes_a_month_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut txn = store.write().unwrap();
+        txn.put_computer(&Computer::test(7, "web1")).unwrap();
+        txn.put_agent_state(&AgentState {
+            computer: ComputerId(7),
+            ..AgentState::default()
+        })
+        .unwrap();
+        txn.put_channel(&crate::notify::channel::tests::sample())
+            .unwrap();
+        txn.put_window(&Window {
+            id: 1,
+            target: WindowTarget::Computer(ComputerId(7)),
+            start: WallMs(100),
+            end: WallMs(200),
+            reason: "patching".into(),
+            by: "admin".into(),
+        })
+        .unwrap();
+        txn.commit().unwrap();
+        // The first look only notes the time: nothing is owed from before it.
+        end_windows(&store, WallMs(120)).unwrap();
+        let mut txn = store.write().unwrap();
+        let offline = AlertKind::ComputerOffline;
+        let now = crate::alerts::incident::Notify::Now;
+        record::raise(&mut txn, ComputerId(7), offline, WallMs(150), now, |_| {
+            "m".into()
+        })
+        .unwrap();
+        txn.commit().unwrap();
+        let told = |store: &Store| -> Vec<(Change, WallMs)> {
+            let txn = store.read().unwrap();
+            let notices = txn.notices_after(0, 10).unwrap();
+            notices.iter().map(|n| (n.change, n.at)).collect()
+        };
+        end_windows(&store, WallMs(199)).unwrap();
+        assert_eq!(told(&store), [(Change::Raised, WallMs(150))]);
+        // It ends with the computer still offline: its raise goes out again, stamped now, once.
+        end_windows(&store, WallMs(250)).unwrap();
+        end_windows(&store, WallMs(260)).unwrap();
+        assert_eq!(
+            told(&store),
+            [(Change::Raised, WallMs(150)), (Change::Raised, WallMs(250))]
+        );
+        let month = maintenance::KEEP_ENDED.as_millis() as u64;
+        end_windows(&store, WallMs(200 + month)).unwrap();
+        assert!(store.read().unwrap().windows().unwrap().is_empty());
+    }
 }

@@ -1,6 +1,8 @@
 //! Maintenance windows: a computer or a policy subtree being worked on. During a window its
 //! computers' alerts are still recorded (the console shows them and the window) but not
-//! notified, and neither is the clearing of an alert raised during one.
+//! notified, and neither is the clearing of an alert raised during one. An alert raised during
+//! a window and still active when it ends is notified then: the work is over, the problem is
+//! not.
 
 use super::notice::{Change, Notice};
 use crate::alerts::AlertKind;
@@ -42,8 +44,8 @@ impl Window {
 }
 
 /// The window that keeps `notice` quiet, if one does: a computer's offline or clock alert
-/// raised or repeated during a window over it, or cleared after being raised during one (the
-/// all-clear of a page that went out before the window still goes). Other alerts, and those
+/// raised or repeated during a window over it, or raised and cleared during one (the all-clear
+/// of a page that went out before the window, or at its end, still goes). Other alerts, and those
 /// about no computer (a site incident, a failed channel), are never kept quiet: nobody would
 /// hear of them otherwise.
 pub fn silencing<'w>(
@@ -60,12 +62,60 @@ pub fn silencing<'w>(
         return None;
     }
     windows.iter().find(|w| {
-        let when = match notice.change {
-            Change::Cleared => alert.raised,
-            _ => notice.at,
+        let quiet = match notice.change {
+            // Raised and back during the window. One still active at its end was notified then
+            // (`owed_at_end`), and its all-clear goes too.
+            Change::Cleared => w.contains(alert.raised) && notice.at < w.end,
+            _ => w.contains(notice.at),
         };
-        w.covers(alert.computer, ancestors) && w.contains(when)
+        w.covers(alert.computer, ancestors) && quiet
     })
+}
+
+/// How long an ended window is kept: notices from its time may still wait for a channel
+/// (at most `give_up_after`, 30 days), and the window must still silence them.
+pub const KEEP_ENDED: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// What becomes of the windows once time has moved from `done` (up to when this was last
+/// asked; `None`: never) to `now`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ending<'w> {
+    /// Ended in between: their alerts still active are owed a notice now.
+    pub ended: Vec<&'w Window>,
+    /// Ended more than [`KEEP_ENDED`] ago: to delete.
+    pub expired: Vec<u64>,
+}
+
+pub fn ending(windows: &[Window], done: Option<WallMs>, now: WallMs) -> Ending<'_> {
+    let keep = KEEP_ENDED.as_millis() as u64;
+    Ending {
+        // Never asked before (a store from before this rule): nothing is owed from the past.
+        ended: windows
+            .iter()
+            .filter(|w| done.is_some_and(|d| d < w.end && w.end <= now))
+            .collect(),
+        expired: windows
+            .iter()
+            .filter(|w| w.end.0.saturating_add(keep) <= now.0)
+            .map(|w| w.id)
+            .collect(),
+    }
+}
+
+/// Whether `alert`, still active as `window` ends, was kept quiet by it and is owed its notice
+/// now: a computer's offline or clock alert raised during the window and not acknowledged
+/// (somebody has seen it).
+pub fn owed_at_end(window: &Window, alert: &crate::model::Alert, ancestors: &[PolicyId]) -> bool {
+    let quiet_kind = matches!(
+        alert.kind,
+        AlertKind::ComputerOffline | AlertKind::ClockChanged
+    );
+    quiet_kind
+        && alert.is_active()
+        && alert.acknowledged.is_none()
+        && alert.computer != ComputerId(0)
+        && window.covers(alert.computer, ancestors)
+        && window.contains(alert.raised)
 }
 
 #[cfg(test)]
@@ -98,8 +148,10 @@ mod tests {
         assert!(silencing(&windows, &notice(Change::Raised, 150, 150), &beside).is_none());
         assert!(silencing(&windows, &notice(Change::Raised, 250, 250), &below).is_none());
         assert!(silencing(&windows, &notice(Change::Raised, 50, 50), &below).is_none());
-        // Raised in the window, cleared after it: the page nobody got needs no all-clear.
-        assert!(silencing(&windows, &notice(Change::Cleared, 150, 300), &below).is_some());
+        // Raised and back in the window: the page nobody got needs no all-clear.
+        assert!(silencing(&windows, &notice(Change::Cleared, 150, 180), &below).is_some());
+        // Still active at its end, so paged then: the all-clear goes.
+        assert!(silencing(&windows, &notice(Change::Cleared, 150, 300), &below).is_none());
         assert!(silencing(&windows, &notice(Change::Cleared, 50, 300), &below).is_none());
         // Paged before the window, back during it: the all-clear goes.
         assert!(silencing(&windows, &notice(Change::Cleared, 50, 150), &below).is_none());
@@ -109,5 +161,47 @@ mod tests {
         let mut site = notice(Change::Raised, 150, 150);
         site.alert.computer = ComputerId(0);
         assert!(silencing(&windows, &site, &below).is_none());
+    }
+
+    #[test]
+    fn an_ended_window_owes_the_notices_of_what_it_kept_quiet_and_is_deleted_a_month_later() {
+        let window = |id, end| Window {
+            id,
+            target: WindowTarget::Computer(ComputerId(7)),
+            start: WallMs(100),
+            end: WallMs(end),
+            reason: "r".into(),
+            by: "admin".into(),
+        };
+        let windows = [window(1, 200), window(2, 400)];
+        let month = KEEP_ENDED.as_millis() as u64;
+        let ids = |ws: Vec<&Window>| ws.iter().map(|w| w.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(ending(&windows, Some(WallMs(150)), WallMs(300)).ended),
+            [1]
+        );
+        assert!(
+            ending(&windows, Some(WallMs(200)), WallMs(300))
+                .ended
+                .is_empty()
+        );
+        // Never asked before: nothing is owed from the past.
+        assert!(ending(&windows, None, WallMs(300)).ended.is_empty());
+        assert_eq!(ending(&windows, None, WallMs(200 + month)).expired, [1]);
+        let mut alert = notice(Change::Raised, 150, 150).alert;
+        let w = &windows[0];
+        assert!(owed_at_end(w, &alert, &[]));
+        alert.raised = WallMs(50);
+        assert!(!owed_at_end(w, &alert, &[]), "notified before the window");
+        alert.raised = WallMs(150);
+        alert.acknowledged = Some(crate::model::Acknowledgement {
+            by: "bob".into(),
+            at: WallMs(160),
+            comment: String::new(),
+        });
+        assert!(!owed_at_end(w, &alert, &[]), "somebody has seen it");
+        alert.acknowledged = None;
+        alert.cleared = Some(WallMs(180));
+        assert!(!owed_at_end(w, &alert, &[]), "over before the window ended");
     }
 }

@@ -10,6 +10,7 @@
 
 use super::records::{self, Record, meta_key};
 use super::{ReadTxn, StoreError, WriteTxn, reads::sealed};
+use crate::clock::WallMs;
 use crate::model::ComputerId;
 use crate::notify::{Channel, Delivery, Notice, Route, Window};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -174,6 +175,12 @@ pub trait NotifyReads: sealed::Tables {
             out.push(notice.into_model());
         }
         Ok(out)
+    }
+
+    /// Up to when ended maintenance windows have been dealt with (`None`: never yet).
+    fn windows_done_through(&self) -> Result<Option<WallMs>, StoreError> {
+        let meta = self.table(super::records::META)?;
+        Ok(records::get_meta::<u64>(&meta, meta_key::WINDOWS_DONE_THROUGH)?.map(WallMs))
     }
 
     /// Every maintenance window, in id order (ended ones too, until deleted).
@@ -351,6 +358,10 @@ impl WriteTxn {
 
     pub fn delete_window(&mut self, id: u64) -> Result<bool, StoreError> {
         Ok(self.txn.open_table(MAINTENANCE)?.remove(id)?.is_some())
+    }
+
+    pub fn set_windows_done_through(&mut self, at: WallMs) -> Result<(), StoreError> {
+        self.put_meta(meta_key::WINDOWS_DONE_THROUGH, &at.0)
     }
 
     pub fn next_window_id(&mut self) -> Result<u64, StoreError> {

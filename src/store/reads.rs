@@ -190,6 +190,25 @@ pub trait Reads: sealed::Tables {
         Ok(out)
     }
 
+    /// Every active alert, through the index (no scan of ended ones).
+    fn active_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in self.table(ACTIVE_ALERTS)?.iter()? {
+            let (key, value) = entry?;
+            let (computer, _) = key.value();
+            let bytes: [u8; 8] = value.value().try_into().map_err(|_| StoreError::Corrupt {
+                table: "active_alerts",
+                key: format!("({computer}, ...)"),
+            })?;
+            ids.push(AlertId(u64::from_be_bytes(bytes)));
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.alert(id)?.filter(Alert::is_active));
+        }
+        Ok(out)
+    }
+
     /// How many alerts are active (redb keeps the count: no scan).
     fn active_alert_count(&self) -> Result<u64, StoreError> {
         Ok(self.table(ACTIVE_ALERTS)?.len()?)

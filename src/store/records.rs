@@ -66,6 +66,7 @@ pub(super) mod meta_key {
     pub const NOTICES_DROPPED: &str = "notices_dropped";
     pub const NEXT_ROUTE_ID: &str = "next_route_id";
     pub const NEXT_WINDOW_ID: &str = "next_window_id";
+    pub const WINDOWS_DONE_THROUGH: &str = "windows_done_through";
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]

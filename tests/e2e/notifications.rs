@@ -186,6 +186,56 @@ fn notices_wait_for_a_dead_collector_and_survive_a_crash_of_the_manager() {
     assert_eq!(state["delivery"]["sent"], 2, "{state}");
 }
 
+/// A computer goes offline during its maintenance window and is still offline when the window
+/// is ended: it is paged then, not never; the ended window stays listed.
+#[test]
+fn an_alert_kept_quiet_by_maintenance_is_sent_when_the_window_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    set_base(&m, "heartbeat.missed-before-alert=1");
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    let rx = tcp_collector(tcp);
+    add_syslog(&m, "siem", &addr, "tcp", "text");
+    let a = activation(&m);
+    let agent = Agent::start(&tmp.path().join("agent"), Some(&a), "web1");
+    let id = first_heartbeat(&m).to_string();
+    let window = m.cli_json(&[
+        "maintenance",
+        "add",
+        "--computer",
+        &id,
+        "--duration",
+        "1h",
+        "--reason",
+        "disk swap",
+    ]);
+    let window_id = window["windows"][0]["id"]
+        .as_u64()
+        .expect("the window id")
+        .to_string();
+    drop(agent);
+    // Recorded, and skipped by the channel: the window keeps it quiet.
+    wait_for(LIMIT, || {
+        (channel_state(&m, "siem")["delivery"]["skipped"] == 1).then_some(())
+    });
+    assert!(
+        rx.try_recv().is_err(),
+        "a notice went out during the window"
+    );
+    m.cli_json(&["maintenance", "remove", &window_id]);
+    let raised = next(&rx, "the raise at the window's end");
+    assert!(
+        raised.contains("computer-offline raised on web1"),
+        "{raised}"
+    );
+    let list = m.cli_json(&["maintenance", "list"]);
+    let windows = list["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 1, "{list}");
+    assert_eq!(windows[0]["active"], false, "{list}");
+}
+
 #[test]
 fn bad_channels_and_routes_are_refused_naming_the_field() {
     let tmp = tempfile::tempdir().unwrap();
