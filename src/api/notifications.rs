@@ -390,7 +390,7 @@ fn view(channel: &Channel, delivery: &crate::notify::Delivery, last_seq: u64) ->
             "ca_cert": s.ca_cert.is_some(),
         }),
         Target::Webhook(w) => json!({
-            "url": w.url,
+            "url": crate::notify::channel::shown_url(&w.url),
             "has_secret": true,
             "headers": w.headers.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
             "ca_cert": w.ca_cert.is_some(),

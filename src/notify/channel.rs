@@ -356,6 +356,33 @@ fn check_header(name: &str, value: &str) -> Result<(), ChannelError> {
     Ok(())
 }
 
+/// The URL as it may be shown and logged: its host, port and the path's first segment. The
+/// rest of the path and the query often are the hook's secret (a chat tool's incoming-webhook
+/// URL is its own credential), and the API and the log are read by more people than the one
+/// who pasted it.
+pub fn shown_url(url: &str) -> String {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, ""),
+    };
+    let first = path
+        .trim_start_matches('/')
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let shown = if first.is_empty() {
+        String::new()
+    } else {
+        format!("/{first}")
+    };
+    let hidden = path.len() > shown.len() && path != "/";
+    format!(
+        "https://{authority}{shown}{}",
+        if hidden { "/\u{2026}" } else { "" }
+    )
+}
+
 /// Takes `https://host[:port][/path]` apart; anything but HTTPS is refused, since the body
 /// names the site's computers and the signature alone would not hide it.
 pub fn https_url(url: &str) -> Result<HttpsUrl, ChannelError> {
@@ -532,6 +559,30 @@ pub(crate) mod tests {
             ca_cert: Some("junk".into()),
         });
         assert_eq!(field_of("s", syslog), "ca_cert");
+    }
+
+    #[test]
+    fn a_webhook_url_is_shown_without_what_may_be_its_secret() {
+        for (url, shown) in [
+            (
+                "https://hooks.example.com/services/T0/B0/s3cr3t",
+                "https://hooks.example.com/services/\u{2026}",
+            ),
+            (
+                "https://h.example:8443/hook?token=s3cr3t",
+                "https://h.example:8443/hook/\u{2026}",
+            ),
+            (
+                "https://h.example/?token=s3cr3t",
+                "https://h.example/\u{2026}",
+            ),
+            ("https://h.example/hook", "https://h.example/hook"),
+            ("https://h.example/", "https://h.example"),
+            ("https://[::1]:9443", "https://[::1]:9443"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+            assert!(!shown_url(url).contains("s3cr3t"));
+        }
     }
 
     #[test]
