@@ -330,7 +330,39 @@ fn syslog(map: &mut Map<String, Value>) -> Result<Syslog, ApiError> {
         transport,
         format,
         ca_cert: optional_string(map, "ca_cert")?,
+        events: event_ids(map)?,
     })
+}
+
+/// `"events": [1000, "agent-stopped", ...]`: agent events by id or catalogue name; absent:
+/// none. `Channel::new` checks the ids against the catalogue.
+fn event_ids(map: &mut Map<String, Value>) -> Result<Vec<u32>, ApiError> {
+    let bad = |what: &str| {
+        ApiError::bad_field(
+            "events",
+            format!("{what}: events is a list of agent event ids or names (schema/events.md)"),
+        )
+    };
+    let items = match map.remove("events") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(bad(&format!("'{other}' is not a list"))),
+    };
+    items
+        .into_iter()
+        .map(|item| match &item {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| bad(&format!("{n} is not an event id"))),
+            Value::String(name) => crate::model::events::CATALOGUE
+                .iter()
+                .find(|k| k.name == name || k.id.to_string() == *name)
+                .map(|k| k.id)
+                .ok_or_else(|| bad(&format!("'{name}' is no agent event"))),
+            other => Err(bad(&format!("'{other}' is neither an id nor a name"))),
+        })
+        .collect()
 }
 
 /// The webhook, and whether its secret was generated here (then shown once).
@@ -388,6 +420,7 @@ fn view(channel: &Channel, delivery: &crate::notify::Delivery, last_seq: u64) ->
             "transport": s.transport.name(),
             "format": s.format.name(),
             "ca_cert": s.ca_cert.is_some(),
+            "events": s.events,
         }),
         Target::Webhook(w) => json!({
             "url": w.url,

@@ -14,9 +14,11 @@
 //! that does not decode is reported as [`StoreError::Corrupt`], never a panic.
 
 mod error;
+mod event_feed;
 mod health;
 mod migrate;
 mod notify;
+mod notify_v1;
 mod reads;
 mod records;
 #[cfg(test)]
@@ -25,6 +27,7 @@ mod writer;
 mod writes;
 
 pub use error::StoreError;
+pub use event_feed::EventFeedReads;
 pub use notify::{NotifyReads, OUTBOX_LIMIT};
 pub use reads::Reads;
 pub use writes::Deleted;
@@ -54,7 +57,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 7;
+pub const CURRENT_SCHEMA_VERSION: u32 = 8;
 
 /// The open store file.
 ///
