@@ -143,7 +143,8 @@ pub trait EventFeedReads: sealed::Tables {
     }
 
     /// What arrived after `after`, in order: up to `limit` items, from at most `limit`
-    /// arrivals. Events no longer stored come as [`Arrived::Gone`], a gap at a time.
+    /// arrivals. Events no longer stored come as [`Arrived::Gone`], a gap at a time; so do the
+    /// few that no longer decode (logged), since a channel must not stop at one for ever.
     fn events_after(&self, after: Position, limit: usize) -> Result<Vec<Arrived>, StoreError> {
         let events = self.table(EVENTS)?;
         let mut out = Vec::new();
@@ -154,7 +155,17 @@ pub trait EventFeedReads: sealed::Tables {
         {
             let (key, value) = entry?;
             let arrival = key.value();
-            let run = Run::decode(arrival, value.value())?;
+            let run = match Run::decode(arrival, value.value()) {
+                Ok(run) => run,
+                Err(e) => {
+                    log::warn!("{e}: its events cannot be forwarded");
+                    out.push(Arrived::Gone {
+                        through: Position::end_of(arrival),
+                        count: 0,
+                    });
+                    continue;
+                }
+            };
             let Some(from) = first_after(arrival, run, after) else {
                 continue;
             };
@@ -169,14 +180,18 @@ pub trait EventFeedReads: sealed::Tables {
                 if seq > expected {
                     out.push(gone(expected, seq - 1));
                 }
-                let event =
-                    records::decode::<EventRecord>(value.value(), EventRecord::TABLE, || {
-                        format!("({computer}, {seq})")
-                    })?;
-                out.push(Arrived::Event(
-                    Position { arrival, seq },
-                    event.into_model(),
-                ));
+                let at = Position { arrival, seq };
+                let key = || format!("({computer}, {seq})");
+                match records::decode::<EventRecord>(value.value(), EventRecord::TABLE, key) {
+                    Ok(event) => out.push(Arrived::Event(at, event.into_model())),
+                    Err(e) => {
+                        log::warn!("{e}: it cannot be forwarded");
+                        out.push(Arrived::Gone {
+                            through: at,
+                            count: 1,
+                        });
+                    }
+                }
                 if out.len() >= limit {
                     return Ok(out);
                 }
@@ -199,7 +214,9 @@ pub trait EventFeedReads: sealed::Tables {
         for entry in self.table(EVENT_ARRIVALS)?.range(after.arrival..)? {
             let (key, value) = entry?;
             let arrival = key.value();
-            let run = Run::decode(arrival, value.value())?;
+            let Ok(run) = Run::decode(arrival, value.value()) else {
+                continue;
+            };
             let Some(from) = first_after(arrival, run, after) else {
                 continue;
             };

@@ -125,6 +125,33 @@ fn events_deleted_by_retention_before_a_channel_got_to_them_are_reported_gone() 
 }
 
 #[test]
+fn a_record_that_no_longer_decodes_is_passed_as_gone_so_no_channel_stops_at_it() {
+    let (_dir, _path, store) = temp_store();
+    let mut w = store.write().unwrap();
+    w.put_channel(&syslog("siem", &[1000])).unwrap();
+    w.insert_events(&[event(1, 1, 10), event(1, 2, 10)])
+        .unwrap();
+    w.insert_events(&[event(2, 1, 10)]).unwrap();
+    w.insert_events(&[event(3, 1, 10)]).unwrap();
+    w.txn
+        .open_table(EVENTS)
+        .unwrap()
+        .insert((1, 1), [0xff].as_slice())
+        .unwrap();
+    w.txn
+        .open_table(EVENT_ARRIVALS)
+        .unwrap()
+        .insert(2, [1, 2, 3].as_slice())
+        .unwrap();
+    let (events, gone) = read(&w, Position::end_of(0));
+    assert_eq!(events, [at(1, 2), at(3, 1)]);
+    assert_eq!(gone, [(at(1, 1), 1), (Position::end_of(2), 0)]);
+    assert_eq!(w.events_pending(Position::end_of(0)).unwrap(), 3);
+    w.put_event_cursor("siem", &Cursor::at(at(3, 1))).unwrap();
+    assert_eq!(w.trim_event_arrivals().unwrap(), 3);
+}
+
+#[test]
 fn arrivals_are_trimmed_to_the_slowest_cursor_and_go_with_the_last_forwarding_channel() {
     let (_dir, _path, store) = temp_store();
     let mut w = store.write().unwrap();
