@@ -15,7 +15,7 @@ use crate::notify::{
     SyslogTransport, Target, Webhook, deliver,
 };
 use crate::policy::PolicyTree;
-use crate::store::{NotifyReads, Reads};
+use crate::store::{EventFeedReads, NotifyReads, Reads};
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -31,7 +31,9 @@ pub fn list(state: &ApiState) -> Handled {
     let mut all = Vec::new();
     for channel in txn.channels()? {
         let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
-        all.push(view(&channel, &delivery, last));
+        let mut answer = view(&channel, &delivery, last);
+        answer["event_delivery"] = event_view(&txn, &channel)?;
+        all.push(answer);
     }
     let routes: Vec<Value> = txn.routes()?.iter().map(route_view).collect();
     Ok(ApiResponse::ok(
@@ -44,6 +46,7 @@ pub fn show(state: &ApiState, name: &str) -> Handled {
     let channel = find(&txn, name)?;
     let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
     let mut answer = view(&channel, &delivery, txn.last_notice_seq()?);
+    answer["event_delivery"] = event_view(&txn, &channel)?;
     let routes: Vec<Value> = txn
         .routes()?
         .iter()
@@ -93,6 +96,7 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
     txn.put_channel(&channel)?;
     let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
     let last = txn.last_notice_seq()?;
+    let events = event_view(&txn, &channel)?;
     txn.commit()?;
     log::info!(
         "notification channel '{}' ({}) added",
@@ -100,6 +104,7 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
         channel.target.kind()
     );
     let mut answer = view(&channel, &delivery, last);
+    answer["event_delivery"] = events;
     if let Some(secret) = generated_secret {
         // Shown once, like a token: the receiver needs it to check signatures.
         answer["secret"] = json!(secret);
@@ -447,6 +452,26 @@ fn view(channel: &Channel, delivery: &crate::notify::Delivery, last_seq: u64) ->
             "last_error": delivery.last_error,
         },
     })
+}
+
+/// How far a channel that forwards agent events has got through them; `null` for one that
+/// forwards none.
+fn event_view(txn: &impl EventFeedReads, channel: &Channel) -> Result<Value, ApiError> {
+    let Some(cursor) = txn.event_cursor(&channel.name)? else {
+        return Ok(Value::Null);
+    };
+    Ok(json!({
+        "pending": txn.events_pending(cursor.done_through)?,
+        "sent": cursor.sent,
+        "failed": cursor.failed,
+        "skipped": cursor.skipped,
+        "dropped": cursor.dropped,
+        "failing": cursor.failing,
+        "attempts": cursor.attempts,
+        "last_attempt_ms": cursor.last_attempt.map(|t| t.0),
+        "last_sent_ms": cursor.last_sent.map(|t| t.0),
+        "last_error": cursor.last_error,
+    }))
 }
 
 fn route_view(route: &Route) -> Value {
