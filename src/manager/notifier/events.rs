@@ -100,7 +100,11 @@ impl Feed {
                 } => {
                     note_passed(n, name, skipped, dropped);
                     let (s, d) = passed.map_or((0, 0), |(_, s, d)| (s, d));
-                    passed = Some((through, s + skipped, d + dropped));
+                    passed = Some((
+                        through,
+                        s.saturating_add(skipped),
+                        d.saturating_add(dropped),
+                    ));
                     continue;
                 }
                 Planned::Send(at, notice) => (at, notice),
