@@ -401,6 +401,20 @@ pub fn channel(options: &ClientOptions, c: &Value) {
     if d["last_error"].is_string() {
         out!("Last error: {}", text(&d["last_error"]));
     }
+    let e = &c["event_delivery"];
+    if e.is_object() {
+        out!(
+            "Events:   {} pending, {} sent, {} failed, {} skipped, {} dropped",
+            text(&e["pending"]),
+            text(&e["sent"]),
+            text(&e["failed"]),
+            text(&e["skipped"]),
+            text(&e["dropped"])
+        );
+        if e["last_error"].is_string() {
+            out!("Last event error: {}", text(&e["last_error"]));
+        }
+    }
     if c["secret"].is_string() {
         out!();
         out!("Signing secret (shown once; the receiver checks signatures with it):");

@@ -14,9 +14,11 @@
 //! that does not decode is reported as [`StoreError::Corrupt`], never a panic.
 
 mod error;
+mod event_feed;
 mod health;
 mod migrate;
 mod notify;
+mod notify_v1;
 mod reads;
 mod records;
 #[cfg(test)]
@@ -25,6 +27,7 @@ mod writer;
 mod writes;
 
 pub use error::StoreError;
+pub use event_feed::EventFeedReads;
 pub use notify::{NotifyReads, OUTBOX_LIMIT};
 pub use reads::Reads;
 pub use writes::Deleted;
