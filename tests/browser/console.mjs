@@ -200,8 +200,10 @@ try {
   await page.fill('#channel-address', `127.0.0.1:${collectorPort}`);
   await page.selectOption('#channel-transport', 'tcp');
   await page.selectOption('#channel-format', 'cef');
+  await page.fill('#channel-events', 'agent-stopped, 1000');
   await page.click('#add-channel');
   const siem = page.locator('tr[data-channel="siem"]');
+  await expectText(siem.locator('td.delivery .events'), /Agent events .*: 0 pending/);
   await siem.locator('button.test-channel').click();
   await expectText(siem.locator('.test-result'), /^Delivered\. The server answered: sent \d+ bytes over tcp/, SLOW);
   for (const deadline = Date.now() + 10_000; !received.includes('CEF:0|'); await page.waitForTimeout(100)) {
