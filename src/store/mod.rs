@@ -21,6 +21,7 @@ mod notify;
 mod notify_v1;
 mod reads;
 mod records;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use event_feed::EventFeedReads;
 pub use notify::{NotifyReads, OUTBOX_LIMIT};
 pub use reads::Reads;
+pub use snapshot::Snapshot;
 pub use writes::Deleted;
 
 pub use health::{Report as HealthReport, Reserve, Space};
