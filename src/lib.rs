@@ -45,6 +45,7 @@ pub mod admin;
 pub mod agent;
 pub mod alerts;
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod clock;

@@ -36,6 +36,17 @@ impl std::fmt::Display for RandomFailed {
 
 impl std::error::Error for RandomFailed {}
 
+/// The bytes of lowercase or uppercase hex; `None` if it is not hex.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A new random secret (API key, token): 32 random bytes as lowercase hex.
 pub fn random_secret() -> Result<String, RandomFailed> {
     let mut bytes = [0u8; 32];

@@ -75,6 +75,24 @@ impl ManagerPki {
         load_or_create_at(pki_dir, hostname, now)
     }
 
+    /// Reads the four files of a PKI directory and checks each key fits its certificate,
+    /// writing nothing (`picket check`, a restore): what is wrong, or the CA's pin.
+    pub fn check_files(pki_dir: &Path) -> Result<String, PkiError> {
+        let files = PkiFiles::in_dir(pki_dir);
+        let (ca_cert, _) = read_cert(&files.ca_cert)?;
+        let ca_key = read_key(&files.ca_key)?;
+        let (manager_cert, _) = read_cert(&files.manager_cert)?;
+        let manager_key = read_key(&files.manager_key)?;
+        check_key_fits(&ca_key, &files.ca_key, &ca_cert, &files.ca_cert)?;
+        check_key_fits(
+            &manager_key,
+            &files.manager_key,
+            &manager_cert,
+            &files.manager_cert,
+        )?;
+        Ok(hex(&sha256(ca_cert.as_ref())))
+    }
+
     /// SHA-256 of the CA certificate DER, lowercase hex: what agents pin with `--ca-sha256`.
     pub fn ca_sha256_hex(&self) -> String {
         hex(&sha256(self.ca_cert.as_ref()))
