@@ -46,19 +46,26 @@ fn run(cli: Picket) -> ExitCode {
             manager::reset_admin_password(&args.data_dir, &RealClock::new())
                 .map_err(|e| (Box::new(e) as Box<dyn Error>, 1))
         }
-        Command::Manager(args) => manager::run(
-            manager::ManagerConfig {
-                incidents: args.incidents(),
-                data_dir: args.data_dir,
-                agent_listen: args.agent_listen,
-                console_listen: args.console_listen,
-                hostname: args.hostname.unwrap_or_else(picket::site::system_hostname),
-                event_retention: args.event_retention.0,
-                store_reserve: args.store_reserve,
-            },
-            Arc::new(RealClock::new()),
-        )
-        .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        Command::Manager(args) => match args.backups() {
+            Err(usage) => {
+                eprintln!("picket manager: {usage}");
+                return ExitCode::from(2);
+            }
+            Ok(backups) => manager::run(
+                manager::ManagerConfig {
+                    backups,
+                    incidents: args.incidents(),
+                    data_dir: args.data_dir,
+                    agent_listen: args.agent_listen,
+                    console_listen: args.console_listen,
+                    hostname: args.hostname.unwrap_or_else(picket::site::system_hostname),
+                    event_retention: args.event_retention.0,
+                    store_reserve: args.store_reserve,
+                },
+                Arc::new(RealClock::new()),
+            )
+            .map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        },
         Command::Policies(p) => admin::policies(p.verb).map_err(admin_failure),
         Command::Computers(c) => admin::computers(c.verb).map_err(admin_failure),
         Command::Token(t) => admin::tokens(t.verb).map_err(admin_failure),
@@ -66,6 +73,9 @@ fn run(cli: Picket) -> ExitCode {
         Command::Alerts(a) => admin::alerts(a.verb).map_err(admin_failure),
         Command::Notifications(a) => admin::notifications(a.verb).map_err(admin_failure),
         Command::Maintenance(a) => admin::maintenance(a.verb).map_err(admin_failure),
+        Command::Backup(a) => admin::backup(a).map_err(admin_failure),
+        Command::Restore(a) => admin::restore(a).map_err(admin_failure),
+        Command::Check(a) => admin::check(a).map_err(admin_failure),
         Command::Agent(args) => match args.token() {
             Err(usage) => {
                 eprintln!("picket agent: {usage}");

@@ -10,6 +10,7 @@
 mod alerts;
 mod assets;
 mod auth;
+mod backup;
 mod computers;
 mod error;
 mod events;

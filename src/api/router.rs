@@ -6,7 +6,9 @@ use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::login;
 use super::operations::{self, Operation};
-use super::{alerts, assets, computers, events, maintenance, notifications, policies, tokens};
+use super::{
+    alerts, assets, backup, computers, events, maintenance, notifications, policies, tokens,
+};
 use crate::metrics::StoreCounts;
 use crate::store::{NotifyReads, Reads};
 use hyper::{Method, StatusCode};
@@ -187,6 +189,8 @@ fn api_v1(
             notifications::delete_route(state, id)
         }
         (["notifications", "routes", _], _) => return Err(AllowOnly("DELETE")),
+        (["backup"], &Method::POST) => backup::snapshot(state, caller),
+        (["backup"], _) => return Err(AllowOnly("POST")),
         (["maintenance"], &Method::GET) => maintenance::list(state),
         (["maintenance"], &Method::POST) => maintenance::create(state, caller, body),
         (["maintenance"], _) => return Err(AllowOnly("GET, POST")),

@@ -25,6 +25,9 @@ pub enum Command {
     Alerts(AlertsArgs),
     Notifications(notifications::NotificationsArgs),
     Maintenance(notifications::MaintenanceArgs),
+    Backup(backup::BackupArgs),
+    Restore(backup::RestoreArgs),
+    Check(backup::CheckArgs),
     Bench(BenchArgs),
 }
 
@@ -158,6 +161,7 @@ macro_rules! admin_verb {
     };
 }
 
+pub mod backup;
 mod manager;
 pub mod notifications;
 

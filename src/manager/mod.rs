@@ -2,6 +2,7 @@
 //! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
 
 pub(crate) mod agent_port;
+pub mod backups;
 mod data_dir;
 pub(crate) mod dial_plan;
 mod dialer;
@@ -55,6 +56,8 @@ pub struct ManagerConfig {
     pub store_reserve: crate::store::Reserve,
     /// When computers going offline together are one site incident (`--incident-*`).
     pub incidents: crate::alerts::incident::IncidentRules,
+    /// Scheduled backups (`--backup-*`), if asked for.
+    pub backups: Option<backups::Schedule>,
 }
 
 /// How often the store's free space is read and, after an I/O error, a reopen considered.
@@ -78,6 +81,8 @@ pub fn reset_admin_password(dir: &std::path::Path, clock: &dyn Clock) -> Result<
     data_dir::check_store_present(dir)?;
     let store = Store::open(&dir.join(STORE_FILE))?;
     data_dir::check_store_matches_site(dir, &store)?;
+    // Snapshots a `picket backup` asked for and did not take away (it was killed).
+    crate::backup::sweep_snapshots(dir);
     let password = data_dir::set_admin_password(&store, clock.wall())?;
     close_store(Arc::new(store));
     println!("New one-time password for the console user admin: {password}");
@@ -134,6 +139,8 @@ fn serve_with_banner(
         config.store_reserve,
     )?);
     data_dir::check_store_matches_site(dir, &store)?;
+    // Snapshots a `picket backup` asked for and did not take away (it was killed).
+    crate::backup::sweep_snapshots(dir);
     let (pki, pki_created) = ManagerPki::load_or_create(
         &dir.join(PKI_DIR),
         &config.hostname,
@@ -243,6 +250,14 @@ fn serve_with_banner(
             ))
         });
         let store_task = ex.spawn(tend_store(store.clone(), clock.clone()));
+        let backup_task = config.backups.clone().map(|schedule| {
+            ex.spawn(backups::run(
+                store.clone(),
+                dir.clone(),
+                clock.clone(),
+                schedule,
+            ))
+        });
         let notifier = Arc::new(notifier::Notifier {
             store: store.clone(),
             clock: clock.clone(),
@@ -272,6 +287,9 @@ fn serve_with_banner(
         store_task.cancel().await;
         notifier_task.cancel().await;
         if let Some(task) = retention_task {
+            task.cancel().await;
+        }
+        if let Some(task) = backup_task {
             task.cancel().await;
         }
         Ok::<(), ManagerError>(())

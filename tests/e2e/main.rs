@@ -12,6 +12,7 @@ mod support;
 mod agent_port;
 mod agents;
 mod api;
+mod backup;
 mod bench;
 mod browser;
 mod console;
