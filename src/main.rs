@@ -89,6 +89,7 @@ fn run(cli: Picket) -> ExitCode {
                     ca_sha256: args.ca_sha256,
                     hostname: args.hostname.unwrap_or_else(picket::site::system_hostname),
                     listen: args.listen,
+                    activate_only: args.activate_only,
                 },
                 agent::process_clock().as_ref(),
             )

@@ -150,7 +150,10 @@ pub fn token_created(options: &ClientOptions, t: &Value) {
     out!("  Policy:   {}", text(&t["policy"]));
     out!("  Uses:     {}", uses(&t["uses_left"]));
     out!("  Expires:  {}", utc(&t["expires_ms"]));
-    out!("On the computer to protect, run:");
+    out!("On the computer to protect, as root, this one line installs the agent, activates it and");
+    out!("starts its service (it pins this manager's key; see README, Deploying agents):");
+    out!("{}", text(&t["install_command"]));
+    out!("Or, with picket already installed there, run the agent directly:");
     out!("{}", text(&t["agent_command"]));
 }
 

@@ -46,6 +46,8 @@ pub struct AgentOptions {
     pub hostname: String,
     /// Where to listen for the manager while the direction lets it dial.
     pub listen: SocketAddr,
+    /// Activate if not yet, then return (`--activate-only`).
+    pub activate_only: bool,
 }
 /// Runs until SIGINT or SIGTERM, then says goodbye.
 pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
@@ -90,6 +92,14 @@ pub fn serve(
             }
             None => activate(&options, &spool, clock).await?,
         };
+        if options.activate_only {
+            log::info!(
+                "activated as computer {} with {}; --activate-only: not starting",
+                identity.computer,
+                identity.manager
+            );
+            return Ok(());
+        }
         spool.append(
             events::AGENT_STARTED.id,
             clock.wall(),

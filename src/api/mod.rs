@@ -15,6 +15,7 @@ mod computers;
 mod error;
 mod events;
 mod input;
+mod install;
 mod lockout;
 mod login;
 mod maintenance;
@@ -56,6 +57,11 @@ pub struct ApiState {
     pub agent_endpoint: String,
     /// The manager's host name, as notifications name their sender.
     pub manager_name: String,
+    /// `https://HOST:PORT` of the console as agents should reach it: what the install line
+    /// and script fetch from.
+    pub console_url: String,
+    /// curl's pin of the manager's key (`sha256//BASE64`), for the install line.
+    pub key_pin: String,
     /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
     pub ca_sha256: String,
     /// The agent certificates the agent port accepts; a deleted computer leaves it at once.

@@ -7,7 +7,8 @@ use super::error::ApiError;
 use super::login;
 use super::operations::{self, Operation};
 use super::{
-    alerts, assets, backup, computers, events, maintenance, notifications, policies, tokens,
+    alerts, assets, backup, computers, events, install, maintenance, notifications, policies,
+    tokens,
 };
 use crate::metrics::StoreCounts;
 use crate::store::{NotifyReads, Reads};
@@ -81,6 +82,12 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
             Ok(ApiResponse::ok(json!({"status": "ok"})))
         })?,
         ["readyz"] => only(m, Method::GET, "GET", || readyz(state))?,
+        ["agent", "install.sh"] => only(m, Method::GET, "GET", || {
+            install::script(state, req.query.as_deref())
+        })?,
+        ["agent", "download", name] => only(m, Method::GET, "GET", || {
+            install::download(state, name, req.query.as_deref())
+        })?,
         ["login"] => only(m, Method::GET, "GET", || Ok(login_page(state, req)))?,
         ["assets", name @ ..] if !name.is_empty() => {
             only(m, Method::GET, "GET", || asset(&name.join("/")))?

@@ -21,6 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use smol::net::{TcpListener, TcpStream};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -297,7 +298,11 @@ async fn read_body<'a>(
 
 fn to_http(response: ApiResponse) -> Response<Full<Bytes>> {
     let (content_type, body) = match (response.raw, response.body) {
-        (Some((content_type, bytes)), _) => (Some(content_type), Bytes::from(bytes.into_owned())),
+        // A static body (a console file, the agent binary) is sent without a copy.
+        (Some((content_type, Cow::Borrowed(bytes))), _) => {
+            (Some(content_type), Bytes::from_static(bytes))
+        }
+        (Some((content_type, Cow::Owned(bytes))), _) => (Some(content_type), Bytes::from(bytes)),
         (None, Some(v)) => (Some("application/json"), Bytes::from(format!("{v:#}\n"))),
         (None, None) => (None, Bytes::new()),
     };

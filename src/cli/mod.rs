@@ -57,6 +57,10 @@ pub struct AgentArgs {
     /// where to listen for the manager (bidirectional and manager-initiated); default 0.0.0.0:4118
     #[argh(option, default = "default_agent_listen()")]
     pub listen: SocketAddr,
+    /// activate (if not yet) and exit: what the install script runs before it starts the
+    /// service
+    #[argh(switch)]
+    pub activate_only: bool,
 }
 
 fn default_agent_listen() -> SocketAddr {

@@ -197,6 +197,8 @@ fn serve_with_banner(
             admin_key_hash,
             agent_endpoint: agent_endpoint.clone(),
             manager_name: config.hostname.clone(),
+            console_url: format!("https://{}", dial_address(&config.hostname, console_addr)),
+            key_pin: pki.manager_key_pin(),
             ca_sha256: pki.ca_sha256_hex(),
             registry: registry.clone(),
             liveness: liveness.clone(),

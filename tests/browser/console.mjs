@@ -137,6 +137,7 @@ try {
   await page.locator('#token-policy option', { hasText: 'Base Policy' }).waitFor({ state: 'attached' });
   await page.click('#create-token');
   const command = await expectText(page.locator('#agent-command'), /^PICKET_TOKEN=[0-9a-f]{64} picket agent .*--ca-sha256 [0-9a-f]{64}$/);
+  await expectText(page.locator('#install-command'), /^curl -fsS -k --pinnedpubkey 'sha256\/\/[A-Za-z0-9+\/]{43}=' 'https:\/\/[^']+\/agent\/install\.sh\?token=[0-9a-f]{64}' \| sh$/);
   await shot('activation');
   agent = runCopiedCommand(command);
 

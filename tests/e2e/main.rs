@@ -18,6 +18,7 @@ mod browser;
 mod console;
 mod direction;
 mod hardening;
+mod install;
 mod manager;
 mod notifications;
 mod tokens;

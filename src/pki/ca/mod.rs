@@ -93,6 +93,14 @@ impl ManagerPki {
         Ok(hex(&sha256(ca_cert.as_ref())))
     }
 
+    /// curl's pin of the manager's public key (`--pinnedpubkey sha256//BASE64`): what the one
+    /// line that installs an agent trusts before it has the CA. The key outlives certificate
+    /// renewals (a renewal reissues for the same key).
+    pub fn manager_key_pin(&self) -> String {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&self.manager_key);
+        format!("sha256//{}", crate::secret::base64(&sha256(&spki)))
+    }
+
     /// SHA-256 of the CA certificate DER, lowercase hex: what agents pin with `--ca-sha256`.
     pub fn ca_sha256_hex(&self) -> String {
         hex(&sha256(self.ca_cert.as_ref()))
