@@ -95,12 +95,18 @@ fn the_printed_line_installs_and_activates_an_agent_that_comes_online() {
         .expect("the line's URL")
         .to_string();
     assert_eq!(status_of(&format!("{base}/agent/install.sh")), "403");
-    assert_eq!(status_of(&format!("{base}/agent/install.sh?token=00ff")), "403");
+    assert_eq!(
+        status_of(&format!("{base}/agent/install.sh?token=00ff")),
+        "403"
+    );
     let name = format!(
         "picket-{}-{}",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH
     );
     assert_eq!(status_of(&format!("{base}/agent/download/{name}")), "403");
-    assert_eq!(status_of(&format!("{base}/agent/download/picket-0.0.0-vax?token=x")), "404");
+    assert_eq!(
+        status_of(&format!("{base}/agent/download/picket-0.0.0-vax?token=x")),
+        "404"
+    );
 }
