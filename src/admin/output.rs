@@ -158,24 +158,22 @@ pub fn token_created(options: &ClientOptions, t: &Value) {
 }
 
 pub fn deleted(options: &ClientOptions, what: &str, name: &str) {
-    if options.json {
-        out!(
-            "{}",
-            serde_json::json!({"deleted": {"kind": what, "ref": name}})
-        );
-    } else {
-        out!("Deleted {what} {name}.");
-    }
+    done(options, ("deleted", "Deleted"), what, name);
 }
 
 pub fn ended(options: &ClientOptions, what: &str, name: &str) {
+    done(options, ("ended", "Ended"), what, name);
+}
+
+/// `{"deleted": {"kind": ..., "ref": ...}}`, or `Deleted maintenance window 3.`
+fn done(options: &ClientOptions, (key, verb): (&str, &str), what: &str, name: &str) {
     if options.json {
         out!(
             "{}",
-            serde_json::json!({"ended": {"kind": what, "ref": name}})
+            serde_json::json!({ key: {"kind": what, "ref": name} })
         );
     } else {
-        out!("Ended {what} {name}.");
+        out!("{verb} {what} {name}.");
     }
 }
 
