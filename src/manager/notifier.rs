@@ -96,7 +96,17 @@ fn end_windows(store: &Store, now: WallMs) -> Result<(), StoreError> {
         let mut owed = Vec::new();
         if !ending.ended.is_empty() {
             let tree = PolicyTree::new(txn.policies()?);
-            for alert in txn.active_alerts()? {
+            let active = txn.active_alerts()?;
+            // An open incident's computers were (or will be) told of through it.
+            let in_incident: std::collections::HashSet<_> = active
+                .iter()
+                .filter(|a| a.kind == AlertKind::SiteIncident)
+                .flat_map(|a| a.computers.iter().copied())
+                .collect();
+            for alert in active {
+                if in_incident.contains(&alert.computer) {
+                    continue;
+                }
                 let Some(computer) = txn.computer(alert.computer)? else {
                     continue;
                 };
@@ -156,8 +166,13 @@ fn plan(store: &Store, channel: &Channel) -> Result<(Delivery, Vec<Planned>, u64
         .into_iter()
         .map(|notice| {
             let up = ancestors(notice.policy);
+            let of_computer = |id| {
+                let policy = txn.computer(id).ok().flatten().map(|c| c.policy);
+                ancestors(policy)
+            };
             let send = route::wanted(&routes, &notice, &up)
-                && maintenance::silencing(&windows, &notice, &up).is_none();
+                && maintenance::silencing(&windows, &notice, &up).is_none()
+                && !maintenance::silences_incident(&windows, &notice, of_computer);
             Planned { notice, send }
         })
         .collect();
