@@ -2,6 +2,7 @@
 
 use picket::cli::{Command, Picket};
 use picket::clock::RealClock;
+use picket::service::LogFormat;
 use picket::{admin, agent, bench, manager};
 use std::error::Error;
 use std::process::ExitCode;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (program, rest) = match strs.split_first() {
@@ -37,6 +37,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    // After parsing: the manager and the agent choose their log format on the command line.
+    picket::service::logging::init(match &cli.command {
+        Command::Manager(args) => args.log_format,
+        Command::Agent(args) => args.log_format,
+        _ => LogFormat::Auto,
+    });
     run(cli)
 }
 

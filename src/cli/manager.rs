@@ -1,6 +1,7 @@
 //! `picket manager`: its options and the parsers of their values.
 
 use crate::alerts::incident::IncidentRules;
+use crate::service::logging::{LogFormat, parse_log_format};
 use crate::store::Reserve;
 use argh::FromArgs;
 use std::net::SocketAddr;
@@ -67,6 +68,10 @@ pub struct ManagerArgs {
     /// how many scheduled backups to keep, the newest (default 7)
     #[argh(option, default = "7")]
     pub backup_keep: usize,
+    /// how log lines look on stderr: auto (journal under journald, else text), text, journal
+    /// (syslog priority prefixes, no timestamp) or json (one object a line)
+    #[argh(option, from_str_fn(parse_log_format), default = "LogFormat::Auto")]
+    pub log_format: LogFormat,
     /// give the console user admin a new one-time password, print it and exit (stop the
     /// manager first)
     #[argh(switch)]

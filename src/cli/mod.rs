@@ -2,6 +2,7 @@
 //!
 //! Parsing only; `main` dispatches and `admin` runs the client verbs.
 
+use crate::service::logging::{LogFormat, parse_log_format};
 use argh::FromArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ pub struct AgentArgs {
     /// service
     #[argh(switch)]
     pub activate_only: bool,
+    /// how log lines look on stderr: auto (journal under journald, else text), text, journal
+    /// (syslog priority prefixes, no timestamp) or json (one object a line)
+    #[argh(option, from_str_fn(parse_log_format), default = "LogFormat::Auto")]
+    pub log_format: LogFormat,
 }
 
 fn default_agent_listen() -> SocketAddr {

@@ -21,4 +21,5 @@ mod hardening;
 mod install;
 mod manager;
 mod notifications;
+mod service;
 mod tokens;
