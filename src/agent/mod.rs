@@ -29,7 +29,6 @@ use crate::pki::{self, AgentKey};
 use crate::proto::{ActivationRequest, AgentSession, PROTOCOL_VERSION};
 use identity::Identity;
 use runtime::{Runtime, VERSION};
-use smol::stream::StreamExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -49,15 +48,10 @@ pub struct AgentOptions {
     /// Activate if not yet, then return (`--activate-only`).
     pub activate_only: bool,
 }
-/// Runs until SIGINT or SIGTERM, then says goodbye.
+/// Runs until SIGINT or SIGTERM, then says goodbye; SIGHUP is logged and ignored.
 pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
-    use async_signal::{Signal, Signals};
-    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AgentError::Signals)?;
-    serve(options, clock, async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("received {signal:?}: stopping");
-        }
-    })
+    let signals = crate::service::StopSignals::install().map_err(AgentError::Signals)?;
+    serve(options, clock, signals.wait("stopping"))
 }
 
 /// Runs until `shutdown` completes.

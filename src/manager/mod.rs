@@ -29,7 +29,6 @@ use crate::store::{Reads, Store, Writer};
 use crate::tasks::Workers;
 use agent_port::AgentPort;
 use smol::net::TcpListener;
-use smol::stream::StreamExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,15 +91,10 @@ pub fn reset_admin_password(dir: &std::path::Path, clock: &dyn Clock) -> Result<
     Ok(())
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM; SIGHUP is logged and ignored.
 pub fn run(config: ManagerConfig, clock: Arc<dyn Clock>) -> Result<(), ManagerError> {
-    use async_signal::{Signal, Signals};
-    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(ManagerError::Signals)?;
-    serve(config, clock, async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("received {signal:?}: shutting down");
-        }
-    })
+    let signals = crate::service::StopSignals::install().map_err(ManagerError::Signals)?;
+    serve(config, clock, signals.wait("shutting down"))
 }
 
 /// Runs until `shutdown` completes; tests pass their own future instead of a signal.

@@ -1,8 +1,42 @@
-//! The manager and the agent as systemd runs them: journal priorities when stderr is the
-//! journal's stream, and JSON log lines.
+//! The manager and the agent as systemd runs them: SIGHUP ignored, journal priorities when
+//! stderr is the journal's stream, and JSON log lines.
 
+use crate::support::agent::wait_for;
 use crate::support::{Manager, log_path};
+use hyper::Method;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::Duration;
+
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn sighup_is_logged_and_ignored_and_the_manager_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    signal(m.pid(), "-HUP");
+    wait_for(Duration::from_secs(10), || {
+        m.log().contains("received SIGHUP: ignored").then_some(())
+    });
+    signal(m.pid(), "-HUP");
+    wait_for(Duration::from_secs(10), || {
+        (m.log().matches("received SIGHUP: ignored").count() == 2).then_some(())
+    });
+    let health = m
+        .client()
+        .send(Method::GET, "/healthz", Vec::new(), None)
+        .unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(m.computers().len(), 0);
+    let (status, log) = m.stop();
+    assert!(status.success(), "{status}: {log}");
+}
 
 #[test]
 fn under_journald_lines_carry_syslog_priorities_and_no_timestamp() {
