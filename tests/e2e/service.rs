@@ -1,12 +1,44 @@
-//! The manager and the agent as systemd runs them: SIGHUP ignored, journal priorities when
-//! stderr is the journal's stream, and JSON log lines.
+//! The manager and the agent as systemd runs them: readiness and watchdog keep-alives over a
+//! `$NOTIFY_SOCKET` this test binds, SIGHUP ignored, journal priorities when stderr is the
+//! journal's stream, and JSON log lines.
 
-use crate::support::agent::wait_for;
+use crate::support::agent::{Agent, activation, wait_for};
 use crate::support::{Manager, log_path};
 use hyper::Method;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A watchdog of 200 ms: keep-alives every 100 ms, so a few arrive within a second.
+const WATCHDOG_USEC: &str = "200000";
+
+/// The datagrams a service manager would read, in order, until `until` has been seen.
+fn read_until(socket: &UnixDatagram, until: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.iter().any(|s: &String| s.starts_with(until)) {
+        assert!(
+            Instant::now() < deadline,
+            "no {until} within 30 s: {seen:?}"
+        );
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    seen
+}
+
+fn notify_socket(dir: &Path) -> (UnixDatagram, String) {
+    let path = dir.join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (socket, path.to_str().unwrap().to_string())
+}
 
 fn signal(pid: u32, signal: &str) {
     let sent = Command::new("kill")
@@ -14,6 +46,53 @@ fn signal(pid: u32, signal: &str) {
         .status()
         .unwrap();
     assert!(sent.success());
+}
+
+#[test]
+fn the_manager_says_ready_then_keeps_the_watchdog_fed_then_says_stopping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (socket, path) = notify_socket(tmp.path());
+    let m = Manager::start_with_env(
+        &tmp.path().join("data"),
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", WATCHDOG_USEC)],
+    );
+    let seen = read_until(&socket, "READY=1");
+    let ready = seen.last().unwrap();
+    assert!(ready.contains("\nSTATUS=console on 127.0.0.1:"), "{ready}");
+    // Ready is said once the ports are written, so the API answers by now.
+    m.client().get_text("/healthz").unwrap();
+    let mut keep_alives = 0;
+    while keep_alives < 3 {
+        keep_alives += read_until(&socket, "WATCHDOG=1").len();
+    }
+    let (status, log) = m.stop();
+    assert!(status.success(), "{status}: {log}");
+    // Said when SIGTERM came, before the store closed; the datagram waits in the socket.
+    read_until(&socket, "STOPPING=1");
+}
+
+#[test]
+fn an_activated_agent_says_ready_and_keeps_the_watchdog_fed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("data"));
+    let (socket, path) = notify_socket(tmp.path());
+    let a = Agent::start_with_env(
+        &tmp.path().join("agent"),
+        Some(&activation(&m)),
+        "notify-agent",
+        &[
+            ("NOTIFY_SOCKET", Path::new(&path)),
+            ("WATCHDOG_USEC", Path::new(WATCHDOG_USEC)),
+        ],
+    );
+    let seen = read_until(&socket, "READY=1");
+    assert_eq!(seen.last().unwrap(), "READY=1");
+    // Ready comes after the activation: the computer exists by now.
+    assert_eq!(m.computers().len(), 1);
+    read_until(&socket, "WATCHDOG=1");
+    read_until(&socket, "WATCHDOG=1");
+    a.stop();
+    read_until(&socket, "STOPPING=1");
 }
 
 #[test]
