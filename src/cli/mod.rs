@@ -7,7 +7,8 @@ use argh::FromArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Picket: an all-in-one security manager for small sites.
+/// Picket: an all-in-one security manager for small sites (`picket --version` prints its
+/// version).
 #[derive(FromArgs, Debug)]
 pub struct Picket {
     #[argh(subcommand)]
@@ -36,9 +37,10 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "agent")]
 pub struct AgentArgs {
-    /// directory for the agent's key, certificate, pinned CA and event spool
+    /// directory for the agent's key, certificate, pinned CA and event spool; default:
+    /// $PICKET_DATA_DIR
     #[argh(option)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// the manager's agent port, HOST:PORT (activation only)
     #[argh(option)]
     pub manager: Option<String>,
@@ -142,7 +144,8 @@ macro_rules! admin_verb_with {
             /// admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
             #[argh(option)]
             pub api_key: Option<String>,
-            /// the manager's data dir: its API key, CA and port are read from it
+            /// the manager's data dir: its API key, CA and port are read from it; default:
+            /// $PICKET_DATA_DIR
             #[argh(option)]
             pub data_dir: Option<PathBuf>,
             /// CA certificate (PEM) to trust for the manager's API; default: DIR/pki/ca.crt

@@ -1,14 +1,15 @@
 //! The manager and the agent as systemd runs them: readiness and watchdog keep-alives over a
 //! `$NOTIFY_SOCKET` this test binds, SIGHUP ignored, journal priorities when stderr is the
-//! journal's stream, and JSON log lines.
+//! journal's stream, JSON log lines, `$PICKET_DATA_DIR` in place of `--data-dir`, and
+//! `picket --version`.
 
 use crate::support::agent::{Agent, activation, wait_for};
-use crate::support::{Manager, log_path};
+use crate::support::{BIN, Manager, log_path};
 use hyper::Method;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A watchdog of 200 ms: keep-alives every 100 ms, so a few arrive within a second.
@@ -168,5 +169,60 @@ fn json_logs_are_one_object_a_line() {
             .iter()
             .any(|l| l["level"] == "info" && l["message"] == "manager stopped"),
         "{log}"
+    );
+}
+
+#[test]
+fn picket_data_dir_stands_in_for_the_flag_and_neither_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    for role in ["manager", "agent"] {
+        let out = Command::new(BIN)
+            .arg(role)
+            .env_remove("PICKET_DATA_DIR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{role}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--data-dir") && stderr.contains("PICKET_DATA_DIR"),
+            "{role}: {stderr}"
+        );
+    }
+    let dir = tmp.path().join("data");
+    let mut manager = Command::new(BIN)
+        .args(["manager", "--agent-listen", "127.0.0.1:0"])
+        .args(["--console-listen", "127.0.0.1:0", "--hostname", "localhost"])
+        .env("PICKET_DATA_DIR", &dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), || {
+        dir.join("ports.json").exists().then_some(())
+    });
+    // An admin verb finds the key, the CA and the port through the same variable.
+    let out = Command::new(BIN)
+        .args(["policies", "list", "--json"])
+        .env("PICKET_DATA_DIR", &dir)
+        .env_remove("PICKET_API_KEY")
+        .output()
+        .unwrap();
+    let _ = manager.kill();
+    let _ = manager.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Base Policy"));
+}
+
+#[test]
+fn version_prints_picket_and_the_version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("picket {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
