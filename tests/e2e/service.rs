@@ -207,14 +207,26 @@ fn picket_data_dir_stands_in_for_the_flag_and_neither_is_a_usage_error() {
         .env_remove("PICKET_API_KEY")
         .output()
         .unwrap();
+    // So does `picket backup` of the running manager.
+    let file = tmp.path().join("site.backup");
+    let backup = Command::new(BIN)
+        .args(["backup", "--out"])
+        .arg(&file)
+        .env("PICKET_DATA_DIR", &dir)
+        .env_remove("PICKET_API_KEY")
+        .output()
+        .unwrap();
     let _ = manager.kill();
     let _ = manager.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for out in [&out, &backup] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(String::from_utf8_lossy(&out.stdout).contains("Base Policy"));
+    assert!(file.exists());
 }
 
 #[test]
