@@ -27,6 +27,7 @@ ROOT="${PICKET_INSTALL_ROOT:-}"
 BIN="$ROOT/usr/bin/picket"
 DATA="$ROOT/var/lib/picket-agent"
 UNIT="$ROOT/etc/systemd/system/picket-agent.service"
+DEFAULTS="$ROOT/etc/default/picket-agent"
 AGENT_ARGS="${PICKET_AGENT_ARGS:-}"
 
 say() { printf 'picket-install: %s\n' "$*" >&2; }
@@ -77,10 +78,16 @@ if [ "${PICKET_NO_SYSTEMD:-}" = 1 ]; then
 fi
 command -v systemctl >/dev/null 2>&1 || fail "no systemd here: run $BIN agent --data-dir $DATA yourself, or set PICKET_NO_SYSTEMD=1"
 mkdir -p "$(dirname "$UNIT")"
-cat > "$UNIT.new" <<UNIT
+# The packages' unit, word for word (quoted: nothing in it is the shell's to expand).
+cat > "$UNIT.new" <<'UNIT'
 @UNIT@
 UNIT
 mv -f "$UNIT.new" "$UNIT"
+# The unit reads the agent's options from here; a re-run without any keeps the file as it is.
+if [ -n "$AGENT_ARGS" ]; then
+    mkdir -p "$(dirname "$DEFAULTS")"
+    (umask 077 && printf 'PICKET_AGENT_ARGS="%s"\n' "$AGENT_ARGS" > "$DEFAULTS")
+fi
 systemctl daemon-reload
 systemctl enable picket-agent.service >/dev/null
 systemctl restart picket-agent.service

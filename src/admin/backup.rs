@@ -9,7 +9,7 @@ use crate::site::STORE_FILE;
 use crate::store::{Snapshot, Store, StoreError};
 use hyper::Method;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 macro_rules! out {
     ($($arg:tt)*) => {{
@@ -37,8 +37,14 @@ fn passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>, AdminError> {
     Ok(Some(line.as_bytes().to_vec()))
 }
 
+/// `--data-dir`, else `$PICKET_DATA_DIR`. (Not for `restore`: its data dir is a new one, named
+/// on purpose, never the live one a variable points at.)
+fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, AdminError> {
+    crate::site::data_dir(flag.clone()).map_err(|e| AdminError::Usage(e.to_string()))
+}
+
 pub fn backup(args: BackupArgs) -> Result<(), AdminError> {
-    let dir = &args.data_dir;
+    let dir = &data_dir(&args.data_dir)?;
     let store_path = dir.join(STORE_FILE);
     if !store_path.exists() {
         return Err(BackupError::NoStore(store_path).into());
@@ -146,7 +152,8 @@ pub fn restore(args: RestoreArgs) -> Result<(), AdminError> {
 }
 
 pub fn check(args: CheckArgs) -> Result<(), AdminError> {
-    let checked = backup::check(&args.data_dir);
+    let dir = data_dir(&args.data_dir)?;
+    let checked = backup::check(&dir);
     if args.json {
         out!(
             "{}",
@@ -166,7 +173,7 @@ pub fn check(args: CheckArgs) -> Result<(), AdminError> {
         Err(AdminError::Partial(format!(
             "{} problem(s) in {}",
             checked.problems.len(),
-            args.data_dir.display()
+            dir.display()
         )))
     }
 }

@@ -14,20 +14,11 @@ use std::sync::OnceLock;
 
 const TEMPLATE: &str = include_str!("../../assets/agent/install.sh");
 
-/// The unit the script installs, ahead of the packages' own: `$AGENT_ARGS` is the script's
-/// variable, expanded as it writes the file.
-const UNIT: &str = "[Unit]
-Description=Picket agent
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/usr/bin/picket agent --data-dir /var/lib/picket-agent $AGENT_ARGS
-Restart=always
-RestartSec=5
-
-[Install]
-WantedBy=multi-user.target";
+/// The unit the script installs: the packages' own (`assets/systemd/`), so an agent installed
+/// from the manager runs as one installed from a package (`Type=notify`, the watchdog, the
+/// hardening); the script puts `PICKET_AGENT_ARGS` in `/etc/default/picket-agent`, where the
+/// unit reads it.
+const UNIT: &str = include_str!("../../assets/systemd/picket-agent.service");
 
 /// `picket-VERSION-ARCH`: the name of the binary this manager serves.
 pub fn binary_name() -> String {

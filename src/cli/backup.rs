@@ -9,9 +9,9 @@ use std::path::PathBuf;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "backup")]
 pub struct BackupArgs {
-    /// the manager's data dir
+    /// the manager's data dir; default: $PICKET_DATA_DIR
     #[argh(option)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// the backup file to write (mode 0600; never over an existing file)
     #[argh(option)]
     pub out: PathBuf,
@@ -45,9 +45,9 @@ pub struct RestoreArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "check")]
 pub struct CheckArgs {
-    /// the manager's data dir
+    /// the manager's data dir; default: $PICKET_DATA_DIR
     #[argh(option)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// print the result as JSON
     #[argh(switch)]
     pub json: bool,

@@ -1,6 +1,7 @@
 //! `picket manager`: its options and the parsers of their values.
 
 use crate::alerts::incident::IncidentRules;
+use crate::service::logging::{LogFormat, parse_log_format};
 use crate::store::Reserve;
 use argh::FromArgs;
 use std::net::SocketAddr;
@@ -11,9 +12,10 @@ use std::time::Duration;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "manager")]
 pub struct ManagerArgs {
-    /// directory that holds the store, certificates and admin API key
+    /// directory that holds the store, certificates and admin API key; default:
+    /// $PICKET_DATA_DIR
     #[argh(option)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// address for agents (activation and heartbeats); default 0.0.0.0:4120
     #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4120))")]
     pub agent_listen: SocketAddr,
@@ -67,6 +69,10 @@ pub struct ManagerArgs {
     /// how many scheduled backups to keep, the newest (default 7)
     #[argh(option, default = "7")]
     pub backup_keep: usize,
+    /// how log lines look on stderr: auto (journal under journald, else text), text, journal
+    /// (syslog priority prefixes, no timestamp) or json (one object a line)
+    #[argh(option, from_str_fn(parse_log_format), default = "LogFormat::Auto")]
+    pub log_format: LogFormat,
     /// give the console user admin a new one-time password, print it and exit (stop the
     /// manager first)
     #[argh(switch)]
@@ -87,8 +93,12 @@ fn backup_every(text: &str) -> Result<Duration, String> {
 }
 
 impl ManagerArgs {
-    /// The scheduled backups asked for, or why the options do not go together.
-    pub fn backups(&self) -> Result<Option<crate::manager::backups::Schedule>, String> {
+    /// The scheduled backups asked for, or why the options do not go together; `data_dir` is
+    /// the resolved one (`--data-dir` or `$PICKET_DATA_DIR`).
+    pub fn backups(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<crate::manager::backups::Schedule>, String> {
         match (self.backup_every, &self.backup_dir) {
             (None, None) => Ok(None),
             (Some(_), None) | (None, Some(_)) => {
@@ -97,7 +107,7 @@ impl ManagerArgs {
             (Some(_), Some(_)) if self.backup_keep == 0 => {
                 Err("--backup-keep must keep at least 1".to_string())
             }
-            (Some(_), Some(dir)) if dir.starts_with(&self.data_dir) => Err(format!(
+            (Some(_), Some(dir)) if dir.starts_with(data_dir) => Err(format!(
                 "--backup-dir {} is inside the data dir: a backup must survive its loss",
                 dir.display()
             )),
@@ -308,10 +318,11 @@ mod tests {
 
     #[test]
     fn scheduled_backups_need_a_period_and_a_place_outside_the_data_dir() {
-        assert_eq!(manager(&[]).unwrap().backups(), Ok(None));
+        use std::path::Path;
+        assert_eq!(manager(&[]).unwrap().backups(Path::new("d")), Ok(None));
         let set = manager(&["--backup-every", "24h", "--backup-dir", "/srv/backups"])
             .unwrap()
-            .backups()
+            .backups(Path::new("d"))
             .unwrap()
             .unwrap();
         assert_eq!((set.every, set.keep), (Duration::from_secs(86_400), 7));
@@ -334,7 +345,7 @@ mod tests {
                 "at least 1",
             ),
         ] {
-            let error = manager(args).unwrap().backups().unwrap_err();
+            let error = manager(args).unwrap().backups(Path::new("d")).unwrap_err();
             assert!(error.contains(says), "{args:?}: {error}");
         }
         let error = manager(&["--backup-every", "10m"]).unwrap_err();

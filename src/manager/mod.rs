@@ -1,5 +1,6 @@
 //! The manager process: checks and initialises its data dir, opens the store, binds its
-//! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
+//! listeners, serves the API, tells systemd it is ready and alive when run as a service, and
+//! shuts down cleanly on SIGINT or SIGTERM.
 
 pub(crate) mod agent_port;
 pub mod backups;
@@ -11,6 +12,7 @@ mod notifier;
 mod open_files;
 mod retention;
 pub(crate) mod verdicts;
+mod vitals;
 
 pub use crate::handles::{DialError, DialResult, Dialer, DialerEvent};
 pub use crate::handles::{Liveness, LivenessEvent};
@@ -25,11 +27,12 @@ use crate::api::{self, ApiState, Console};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::pki::ManagerPki;
+use crate::service::notify::{READY, STOPPING};
+use crate::service::{StopSignals, Systemd};
 use crate::store::{Reads, Store, Writer};
 use crate::tasks::Workers;
 use agent_port::AgentPort;
 use smol::net::TcpListener;
-use smol::stream::StreamExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,15 +95,12 @@ pub fn reset_admin_password(dir: &std::path::Path, clock: &dyn Clock) -> Result<
     Ok(())
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM (SIGHUP is logged and ignored); under systemd it says when it
+/// is ready, that it is alive (`WatchdogSec=`) and when it stops.
 pub fn run(config: ManagerConfig, clock: Arc<dyn Clock>) -> Result<(), ManagerError> {
-    use async_signal::{Signal, Signals};
-    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(ManagerError::Signals)?;
-    serve(config, clock, async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("received {signal:?}: shutting down");
-        }
-    })
+    let signals = StopSignals::install().map_err(ManagerError::Signals)?;
+    let systemd = Systemd::from_env();
+    serve_with(config, clock, signals.wait("shutting down"), true, &systemd)
 }
 
 /// Runs until `shutdown` completes; tests pass their own future instead of a signal.
@@ -109,7 +109,7 @@ pub fn serve(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    serve_with_banner(config, clock, shutdown, true)
+    serve_with(config, clock, shutdown, true, &Systemd::default())
 }
 
 /// As [`serve`], without the banner on stdout: `picket bench` runs a manager in-process and its
@@ -119,14 +119,15 @@ pub fn serve_quietly(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    serve_with_banner(config, clock, shutdown, false)
+    serve_with(config, clock, shutdown, false, &Systemd::default())
 }
 
-fn serve_with_banner(
+fn serve_with(
     config: ManagerConfig,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
     banner: bool,
+    systemd: &Systemd,
 ) -> Result<(), ManagerError> {
     let dir = &config.data_dir;
     open_files::raise();
@@ -273,14 +274,47 @@ fn serve_with_banner(
         let liveness_task = ex.spawn(verdicts::run(
             store.clone(),
             writer,
-            clock,
+            clock.clone(),
             tracked,
             config.incidents,
             liveness_events,
             metrics,
         ));
         state.ready.store(true, Ordering::SeqCst);
-        shutdown.await;
+        systemd.notify(&format!(
+            "{READY}\nSTATUS=console on {console_addr}, agents on {agent_addr}"
+        ));
+        let mut parts: Vec<(&'static str, &dyn vitals::Ends)> = vec![
+            ("the console and API", &api_task),
+            ("the agent port", &agent_task),
+            ("the dialer", &dialer_task),
+            ("the verdicts task", &liveness_task),
+            ("store tending", &store_task),
+            ("the notifier", &notifier_task),
+            ("the store writer", &writer_thread),
+        ];
+        if let Some(task) = &retention_task {
+            parts.push(("event retention", task));
+        }
+        if let Some(task) = &backup_task {
+            parts.push(("scheduled backups", task));
+        }
+        let vitals = vitals::Vitals {
+            parts,
+            executors: vec![
+                ("the workers", ex.clone()),
+                ("the agent port's accept thread", accepting.spawner()),
+            ],
+            clock: &*clock,
+            within: systemd.keep_alive_every().unwrap_or_default(),
+        };
+        // Raced with the shutdown on this thread, a worker itself: a stuck worker stops it too.
+        smol::future::or(
+            shutdown,
+            systemd.keep_alive(&*clock, async || vitals.check().await),
+        )
+        .await;
+        systemd.notify(STOPPING);
         state.ready.store(false, Ordering::SeqCst);
         api_task.cancel().await;
         agent_task.cancel().await;

@@ -1,7 +1,8 @@
 //! Agents installed from the manager: the one line `picket token create` prints, run as given
 //! into a throwaway root with no systemd, installs the manager's own binary (checked against
 //! its SHA-256), activates it, and the agent it leaves comes online; a second run changes
-//! nothing; nobody without a live token gets the script or the binary.
+//! nothing, and one where systemd is installs the packages' unit; nobody without a live token
+//! gets the script or the binary.
 
 use crate::support::agent::{set_base, wait_for};
 use crate::support::{BIN, Manager};
@@ -44,6 +45,60 @@ fn status_of(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The line once more where systemd is (a stand-in `systemctl` that records its calls): it
+/// installs the packages' agent unit, puts the agent's options where that unit reads them, and
+/// enables and restarts the service.
+fn with_systemd(line: &str, root: &Path, tmp: &Path) {
+    let stubs = tmp.join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let systemctl = stubs.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        "#!/bin/sh\necho \"systemctl $*\" >>\"$CALLS\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let calls = tmp.join("calls");
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .env("PICKET_INSTALL_ROOT", root)
+        .env_remove("PICKET_NO_SYSTEMD")
+        .env("PICKET_AGENT_ARGS", "--listen 127.0.0.1:0 --hostname inst1")
+        .env("PATH", path)
+        .env("CALLS", &calls)
+        .output()
+        .expect("run the install line");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/picket-agent.service"));
+    let packaged = include_str!("../../assets/systemd/picket-agent.service");
+    assert_eq!(unit.unwrap().trim_end(), packaged.trim_end());
+    let defaults = root.join("etc/default/picket-agent");
+    assert_eq!(mode(&defaults), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&defaults).unwrap(),
+        "PICKET_AGENT_ARGS=\"--listen 127.0.0.1:0 --hostname inst1\"\n"
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "systemctl daemon-reload",
+            "systemctl enable picket-agent.service",
+            "systemctl restart picket-agent.service"
+        ]
+    );
+}
+
 #[test]
 fn the_printed_line_installs_and_activates_an_agent_that_comes_online() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,6 +126,7 @@ fn the_printed_line_installs_and_activates_an_agent_that_comes_online() {
     assert!(again.status.success(), "{said}");
     assert!(said.contains("already this version"), "{said}");
     assert_eq!(m.computers().len(), 1);
+    with_systemd(line, &root, tmp.path());
     // The agent the script left runs as it says, and comes online.
     let _agent = Killed(
         Command::new(&bin)

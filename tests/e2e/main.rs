@@ -21,4 +21,6 @@ mod hardening;
 mod install;
 mod manager;
 mod notifications;
+mod packages;
+mod service;
 mod tokens;
