@@ -11,8 +11,12 @@
 #   PICKET_AGENT_ARGS    more agent options, e.g. "--listen 0.0.0.0:4118 --hostname web1"
 #
 # Running it again on a computer already activated changes nothing but the binary, if the
-# manager carries a different one.
+# manager carries a different one. Needs curl 7.55 or later (key pins and headers from a file).
+#
+# Everything is in main(), called on the last line: a download cut short runs nothing.
 set -eu
+
+main() {
 
 MANAGER_URL='@MANAGER_URL@'
 KEY_PIN='@KEY_PIN@'
@@ -35,12 +39,25 @@ fail() { say "$*"; exit 1; }
 
 [ -n "$ROOT" ] || [ "$(id -u)" = 0 ] || fail "run me as root (or set PICKET_INSTALL_ROOT)"
 command -v curl >/dev/null 2>&1 || fail "curl is needed"
+# Checked before the activation uses the token: a host where the service could not start
+# would be left activated and silent.
+# (Under PICKET_INSTALL_ROOT, systemctl is whatever the caller put on the PATH for it.)
+systemd=""
+if [ "${PICKET_NO_SYSTEMD:-}" != 1 ]; then
+    if command -v systemctl >/dev/null 2>&1 && { [ -n "$ROOT" ] || [ -d /run/systemd/system ]; }; then
+        systemd="yes"
+    else
+        fail "systemd is not running here: set PICKET_NO_SYSTEMD=1 and run the agent yourself"
+    fi
+fi
 command -v sha256sum >/dev/null 2>&1 || fail "sha256sum is needed"
 machine="$(uname -m)"
 [ "$machine" = "$ARCH" ] || fail "this computer is $machine; the manager carries the $ARCH agent only"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT INT TERM
+# The token goes in a header read from a file, not in a URL other users could see in ps.
+(umask 077 && printf 'X-Picket-Token: %s\n' "$TOKEN" > "$tmp/token-header")
 
 # The binary: fetched over the pinned connection, then checked against the hash the manager
 # put in this script.
@@ -51,8 +68,8 @@ fi
 if [ "$have" = "$BINARY_SHA256" ]; then
     say "$BIN is already this version"
 else
-    curl -fsS -k --pinnedpubkey "$KEY_PIN" --retry 3 \
-        -o "$tmp/picket" "$MANAGER_URL/agent/download/$BINARY?token=$TOKEN" \
+    curl -fsS -k --pinnedpubkey "$KEY_PIN" --retry 3 -H @"$tmp/token-header" \
+        -o "$tmp/picket" "$MANAGER_URL/agent/download/$BINARY" \
         || fail "cannot download $BINARY from $MANAGER_URL"
     got="$(sha256sum "$tmp/picket" | cut -d' ' -f1)"
     [ "$got" = "$BINARY_SHA256" ] || fail "the download's SHA-256 is $got, not $BINARY_SHA256: refused"
@@ -72,11 +89,10 @@ PICKET_TOKEN="$TOKEN" "$BIN" agent --data-dir "$DATA" --manager "$AGENT_ENDPOINT
     --ca-sha256 "$CA_SHA256" --activate-only $AGENT_ARGS \
     || fail "activation failed (see above)"
 
-if [ "${PICKET_NO_SYSTEMD:-}" = 1 ]; then
+if [ -z "$systemd" ]; then
     say "activated; no unit installed (PICKET_NO_SYSTEMD=1). Run: $BIN agent --data-dir $DATA $AGENT_ARGS"
-    exit 0
+    return 0
 fi
-command -v systemctl >/dev/null 2>&1 || fail "no systemd here: run $BIN agent --data-dir $DATA yourself, or set PICKET_NO_SYSTEMD=1"
 mkdir -p "$(dirname "$UNIT")"
 # The packages' unit, word for word (quoted: nothing in it is the shell's to expand).
 cat > "$UNIT.new" <<'UNIT'
@@ -92,3 +108,6 @@ systemctl daemon-reload
 systemctl enable picket-agent.service >/dev/null
 systemctl restart picket-agent.service
 say "picket-agent is running; it reports to $AGENT_ENDPOINT"
+}
+
+main "$@"

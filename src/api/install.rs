@@ -5,7 +5,7 @@
 //! can fetch neither. The one line that runs the script pins the manager's key; the script
 //! pins its CA and checks the binary's SHA-256.
 
-use super::{ApiError, ApiResponse, ApiState, Handled};
+use super::{ApiError, ApiRequest, ApiResponse, ApiState, Handled};
 use crate::activation;
 use crate::store::Reads;
 use hyper::StatusCode;
@@ -52,8 +52,8 @@ fn binary() -> Result<&'static (Vec<u8>, String), ApiError> {
         })
 }
 
-/// The token in `?token=`, if it is live: known, not expired, not used up.
-fn live_token(state: &ApiState, query: Option<&str>) -> Result<String, ApiError> {
+/// The token in `X-Picket-Token` or `?token=`, if it is live: known, not expired, not used up.
+fn live_token(state: &ApiState, req: &ApiRequest) -> Result<String, ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -61,11 +61,17 @@ fn live_token(state: &ApiState, query: Option<&str>) -> Result<String, ApiError>
              create",
         )
     };
-    let secret = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix("token="))
-        .map(super::router::percent_decode)
+    let from_query = || {
+        req.query
+            .iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(super::router::percent_decode)
+    };
+    let secret = req
+        .token
+        .clone()
+        .or_else(from_query)
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .ok_or_else(refused)?;
     let txn = state.store.read()?;
@@ -83,8 +89,8 @@ fn quoted_ok(value: &str) -> bool {
     !value.contains('\'') && !value.contains('\n')
 }
 
-pub fn script(state: &ApiState, query: Option<&str>) -> Handled {
-    let token = live_token(state, query)?;
+pub fn script(state: &ApiState, req: &ApiRequest) -> Handled {
+    let token = live_token(state, req)?;
     let (_, sha) = binary()?;
     let values = [
         ("@MANAGER@", state.manager_name.as_str()),
@@ -116,14 +122,14 @@ pub fn script(state: &ApiState, query: Option<&str>) -> Handled {
     })
 }
 
-pub fn download(state: &ApiState, name: &str, query: Option<&str>) -> Handled {
+pub fn download(state: &ApiState, name: &str, req: &ApiRequest) -> Handled {
     if name != binary_name() {
         return Err(ApiError::not_found(format!(
             "agent binary {name} (this manager carries {})",
             binary_name()
         )));
     }
-    live_token(state, query)?;
+    live_token(state, req)?;
     let (bytes, _) = binary()?;
     Ok(ApiResponse {
         raw: Some(("application/octet-stream", Cow::Borrowed(bytes.as_slice()))),

@@ -104,6 +104,9 @@ pub struct ApiRequest {
     pub peer: Option<IpAddr>,
     /// Sent by the console's own refreshes (`X-Picket-Background`): not a user's action.
     pub background: bool,
+    /// `X-Picket-Token`: an activation token for the agent install routes, kept out of the
+    /// URL (and so out of the installing computer's process list).
+    pub token: Option<String>,
     pub body: Vec<u8>,
 }
 

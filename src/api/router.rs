@@ -82,11 +82,9 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
             Ok(ApiResponse::ok(json!({"status": "ok"})))
         })?,
         ["readyz"] => only(m, Method::GET, "GET", || readyz(state))?,
-        ["agent", "install.sh"] => only(m, Method::GET, "GET", || {
-            install::script(state, req.query.as_deref())
-        })?,
+        ["agent", "install.sh"] => only(m, Method::GET, "GET", || install::script(state, req))?,
         ["agent", "download", name] => only(m, Method::GET, "GET", || {
-            install::download(state, name, req.query.as_deref())
+            install::download(state, name, req)
         })?,
         ["login"] => only(m, Method::GET, "GET", || Ok(login_page(state, req)))?,
         ["assets", name @ ..] if !name.is_empty() => {

@@ -206,6 +206,11 @@ fn request_head(parts: &hyper::http::request::Parts, peer: IpAddr) -> ApiRequest
         host: text(header::HOST),
         peer: Some(peer),
         background: parts.headers.contains_key("x-picket-background"),
+        token: parts
+            .headers
+            .get("x-picket-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         body: Vec::new(),
     }
 }
