@@ -57,7 +57,15 @@ pub fn backup(args: BackupArgs) -> Result<(), AdminError> {
     }
     let pass = passphrase(args.passphrase_file.as_deref())?;
     let now = crate::clock::real_wall();
-    let (header, snapshot) = match Store::open(&store_path) {
+    let opened = match crate::store::schema_of(&store_path) {
+        // Another version's store, stopped: opening it here would migrate it.
+        Ok(_) if let Some(problem) = backup::schema_problem(&store_path) => {
+            return Err(AdminError::Config(problem));
+        }
+        Ok(_) => Store::open(&store_path),
+        Err(e) => Err(e),
+    };
+    let (header, snapshot) = match opened {
         // Stopped: the store is ours for the moment.
         Ok(store) => backup::backup_store(&store, dir, &args.out, pass.as_deref(), now)?,
         Err(StoreError::Locked { .. }) => {
@@ -65,7 +73,11 @@ pub fn backup(args: BackupArgs) -> Result<(), AdminError> {
                 data_dir: Some(dir.clone()),
                 ..ClientOptions::default()
             };
-            let answer = ApiClient::new(&options)?.call(Method::POST, "/api/v1/backup", None)?;
+            // A large store takes minutes to copy; a client that gave up sooner would leave
+            // the manager's snapshot behind.
+            let answer = ApiClient::new(&options)?
+                .with_timeout(std::time::Duration::from_secs(3600))
+                .call(Method::POST, "/api/v1/backup", None)?;
             let name = answer["snapshot"].as_str().unwrap_or_default();
             // Only a file the manager wrote in its snapshot directory is read, and removed.
             let relative = Path::new(name);

@@ -25,6 +25,7 @@ pub struct ApiClient {
     port: u16,
     key: String,
     tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
 }
 
 /// A raw answer: status, headers and body bytes, for callers that check responses themselves.
@@ -35,6 +36,12 @@ pub struct RawResponse {
 }
 
 impl ApiClient {
+    /// How long a request may take (30 s unless set): a backup's snapshot copies the store.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     pub fn new(options: &ClientOptions) -> Result<Self, AdminError> {
         // `$PICKET_DATA_DIR` stands in for `--data-dir`, as it does for the manager.
         let dir = options.data_dir.clone().or_else(crate::site::env_data_dir);
@@ -74,6 +81,7 @@ impl ApiClient {
             port,
             key,
             tls,
+            timeout: TIMEOUT,
         })
     }
 
@@ -165,9 +173,10 @@ impl ApiClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| connect_error(e.into()))?;
         let exchange = self.exchange(request);
-        let timeout = async {
-            crate::clock::Clock::sleep(&crate::clock::RealClock::new(), TIMEOUT).await;
-            Err("no answer within 30s".into())
+        let limit = self.timeout;
+        let timeout = async move {
+            crate::clock::Clock::sleep(&crate::clock::RealClock::new(), limit).await;
+            Err(format!("no answer within {}s", limit.as_secs()).into())
         };
         smol::block_on(smol::future::or(exchange, timeout)).map_err(connect_error)
     }

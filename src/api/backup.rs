@@ -8,6 +8,10 @@ use super::{ApiError, ApiResponse, ApiState, Handled};
 use crate::backup;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One snapshot at a time: each is a copy of the whole store.
+static TAKING: AtomicBool = AtomicBool::new(false);
 
 pub fn snapshot(state: &ApiState, caller: &Caller) -> Handled {
     if !matches!(caller, Caller::ApiKey) {
@@ -22,6 +26,18 @@ pub fn snapshot(state: &ApiState, caller: &Caller) -> Handled {
             "the store has no data dir",
         ));
     };
+    if TAKING.swap(true, Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "a backup is being taken: wait for it to end",
+        ));
+    }
+    let result = take(state, data_dir);
+    TAKING.store(false, Ordering::SeqCst);
+    result
+}
+
+fn take(state: &ApiState, data_dir: &std::path::Path) -> Handled {
     let now = state.clock.wall();
     let path = backup::snapshot_path(data_dir, now).map_err(|e| {
         log::error!("backup: {}", crate::errors::one_line(&e));

@@ -67,6 +67,8 @@ pub enum FormatError {
     BadHeader(String),
     /// Encrypted, and no passphrase was given.
     NeedsPassphrase,
+    /// A passphrase was given, and the file is not encrypted.
+    NotEncrypted,
     /// A chunk failed its tag: a wrong passphrase, or the file was altered or cut short.
     WrongPassphraseOrDamaged,
     Kdf(String),
@@ -78,6 +80,9 @@ impl std::fmt::Display for FormatError {
         match self {
             FormatError::NotABackup => f.write_str("not a Picket backup file"),
             FormatError::BadHeader(why) => write!(f, "the backup's header cannot be read: {why}"),
+            FormatError::NotEncrypted => f.write_str(
+                "a passphrase was given but this backup is not encrypted: is it the right file?",
+            ),
             FormatError::NeedsPassphrase => {
                 f.write_str("the backup is encrypted: give its passphrase (--passphrase-file)")
             }
@@ -118,7 +123,14 @@ const TAG_FAILED: &str = "a chunk failed its tag";
 fn derive(passphrase: &[u8], e: &Encryption) -> Result<LessSafeKey, FormatError> {
     let salt = crate::secret::from_hex(&e.salt)
         .ok_or_else(|| FormatError::BadHeader("the salt is not hex".into()))?;
-    if e.kdf != "argon2id" || e.cipher != "chacha20-poly1305" || e.chunk != CHUNK {
+    // Only the parameters this Picket writes: the header is not authenticated, and a file
+    // asking for a huge memory or pass count would make a restore hang or run out of memory.
+    if e.kdf != "argon2id"
+        || e.cipher != "chacha20-poly1305"
+        || e.chunk != CHUNK
+        || e.memory_kib != KDF_MEMORY_KIB
+        || e.passes != KDF_PASSES
+    {
         return Err(FormatError::BadHeader(format!(
             "{} / {} / chunks of {} bytes are not what this Picket reads",
             e.kdf, e.cipher, e.chunk
@@ -250,7 +262,9 @@ pub fn reader<R: Read>(mut input: R, passphrase: Option<&[u8]>) -> Result<Opened
     let sealing: Sealing =
         serde_json::from_slice(&line).map_err(|e| FormatError::BadHeader(e.to_string()))?;
     let key = match (&sealing.encryption, passphrase) {
-        (None, _) => None,
+        // Expected encrypted: a plain file in its place is not the backup that was made.
+        (None, Some(_)) => return Err(FormatError::NotEncrypted),
+        (None, None) => None,
         (Some(_), None) => return Err(FormatError::NeedsPassphrase),
         (Some(e), Some(p)) => Some(derive(p, e)?),
     };

@@ -208,8 +208,8 @@ pub fn write(
         picket: env!("CARGO_PKG_VERSION").to_string(),
         files: entries,
     };
-    let partial = out.with_extension("partial");
-    let _ = fs::remove_file(&partial);
+    // A name of this process's own beside `out`: another file is never touched.
+    let partial = out.with_extension(format!("partial-{}", std::process::id()));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -242,7 +242,10 @@ pub fn write(
         let _ = fs::remove_file(&partial);
         return Err(e);
     }
-    fs::rename(&partial, out).map_err(io_err(out, "write"))?;
+    // A link, not a rename: it fails if `out` appeared meanwhile instead of replacing it.
+    let linked = fs::hard_link(&partial, out).map_err(io_err(out, "write"));
+    let _ = fs::remove_file(&partial);
+    linked?;
     Ok(header)
 }
 
@@ -379,6 +382,21 @@ fn restore_into(
     })
 }
 
+/// Why the store at `path` must not be opened by this binary (which would migrate it): its
+/// schema is another's. `None` if it is this binary's.
+pub fn schema_problem(path: &Path) -> Option<String> {
+    match crate::store::schema_of(path) {
+        Ok(Some(found)) if found == CURRENT_SCHEMA_VERSION => None,
+        Ok(found) => Some(format!(
+            "store: {} is in schema {}, this binary's is {CURRENT_SCHEMA_VERSION}: run this \
+             with the binary of the manager that uses it (opening it here would migrate it)",
+            path.display(),
+            found.map_or("none".to_string(), |f| f.to_string())
+        )),
+        Err(e) => Some(format!("store: {}", crate::errors::one_line(&e))),
+    }
+}
+
 /// What `picket check` found in a data dir.
 #[derive(Debug, Default)]
 pub struct Checked {
@@ -397,6 +415,8 @@ pub fn check(data_dir: &Path) -> Checked {
         checked
             .problems
             .push(format!("{} does not exist", store_path.display()));
+    } else if let Some(problem) = schema_problem(&store_path) {
+        checked.problems.push(problem);
     } else {
         match Store::open(&store_path).and_then(|s| s.verify_records()) {
             Ok(counts) => checked.fine.push(format!(

@@ -61,6 +61,7 @@ fn a_backup_of_a_live_store_restores_into_a_new_dir_with_the_same_ca() {
     );
     let checked = check(&new);
     assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert_eq!(schema_problem(&new.join(STORE_FILE)), None);
     assert!(
         checked.fine.iter().any(|l| l.contains("5 computers")),
         "{:?}",

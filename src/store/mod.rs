@@ -31,7 +31,7 @@ pub use error::StoreError;
 pub use event_feed::EventFeedReads;
 pub use notify::{NotifyReads, OUTBOX_LIMIT};
 pub use reads::Reads;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, schema_of};
 pub use writes::Deleted;
 
 pub use health::{Report as HealthReport, Reserve, Space};

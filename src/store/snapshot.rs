@@ -16,6 +16,9 @@ use redb::{Key, ReadableTable, ReadableTableMetadata, TableDefinition, TableHand
 use std::collections::BTreeSet;
 use std::path::Path;
 
+/// Free space kept beyond the store's size for a snapshot (and everything else on the disk).
+const SNAPSHOT_HEADROOM: u64 = 64 << 20;
+
 /// What a snapshot holds: the schema it is in, and the records of each table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -62,6 +65,23 @@ impl Store {
                 "a snapshot is never written over a file",
             )));
         }
+        // The copy is about the size of the store: refused up front rather than filling the
+        // disk the store itself lives on (its reserve kept free too).
+        let dir = to.parent().unwrap_or(Path::new("."));
+        let needed = std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
+            .saturating_add(SNAPSHOT_HEADROOM);
+        match super::free_space(dir) {
+            Ok(space) if space.free < needed => {
+                return Err(StoreError::Unavailable(format!(
+                    "no room for a snapshot: {} MiB free, {} MiB needed",
+                    space.free >> 20,
+                    needed >> 20
+                )));
+            }
+            _ => {}
+        }
         crate::files::create_private(to).map_err(io)?;
         let result = self.snapshot_into(to);
         if result.is_err() {
@@ -101,6 +121,21 @@ impl Store {
             tables: copied,
         })
     }
+}
+
+/// The schema of the store file at `path`, read without opening it as a [`Store`] (which
+/// would migrate it): `picket check` and a backup of a stopped manager must not change the
+/// file a manager of another version will open. `None` for a file with no schema yet.
+pub fn schema_of(path: &Path) -> Result<Option<u32>, StoreError> {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(path).map_err(|e| StoreError::from(e).at_open(path))?;
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    super::records::get_meta::<u32>(&meta, super::records::meta_key::SCHEMA_VERSION)
 }
 
 impl Store {

@@ -26,8 +26,11 @@ fn a_plain_payload_reads_back_as_written() {
     let file = sealed(&data, None);
     assert!(file.starts_with(MAGIC));
     assert_eq!(opened(&file, None).unwrap(), data);
-    // A passphrase given for a plain backup is not needed.
-    assert_eq!(opened(&file, Some(b"x")).unwrap(), data);
+    // A passphrase given for a plain backup: not the file that was expected.
+    assert!(matches!(
+        opened(&file, Some(b"x")),
+        Err(FormatError::NotEncrypted)
+    ));
 }
 
 #[test]
@@ -84,4 +87,20 @@ fn anything_else_is_not_a_backup() {
     let mut bad = MAGIC.to_vec();
     bad.extend_from_slice(b"{\"encryption\": 7}\n");
     assert!(matches!(opened(&bad, None), Err(FormatError::BadHeader(_))));
+}
+
+#[test]
+fn a_header_asking_for_other_key_derivation_costs_is_refused_before_deriving() {
+    let file = sealed(b"x", Some(b"pw"));
+    let text = String::from_utf8_lossy(&file[MAGIC.len()..]).into_owned();
+    let line = text.lines().next().unwrap().to_string();
+    let greedy = line.replace("\"memory_kib\":65536", "\"memory_kib\":4194304");
+    assert_ne!(line, greedy, "{line}");
+    let mut altered = MAGIC.to_vec();
+    altered.extend_from_slice(greedy.as_bytes());
+    altered.extend_from_slice(&file[MAGIC.len() + line.len()..]);
+    assert!(matches!(
+        opened(&altered, Some(b"pw")),
+        Err(FormatError::BadHeader(_))
+    ));
 }
