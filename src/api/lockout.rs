@@ -171,6 +171,8 @@ mod tests {
             destination_ports: vec![],
             source_ips: vec![IpMatch::parse("10.0.0.2").unwrap()],
             source_macs: vec![],
+            destination_ips: vec![],
+            log: false,
         }
     }
 

@@ -113,6 +113,8 @@ pub fn rule(r: &FirewallRule) -> Value {
         "destination_ports": texts(r.destination_ports.iter().map(ToString::to_string).collect()),
         "source_ips": texts(r.source_ips.iter().map(ToString::to_string).collect()),
         "source_macs": texts(r.source_macs.iter().map(ToString::to_string).collect()),
+        "destination_ips": texts(r.destination_ips.iter().map(ToString::to_string).collect()),
+        "log": r.log,
         "governs_agent_port": r.listener_rule().is_some(),
     })
 }
@@ -154,7 +156,7 @@ fn effective(tree: &PolicyTree, effective: &EffectiveSettings) -> Value {
 fn value(v: SettingValue) -> Value {
     match v {
         SettingValue::MissedBeforeAlert(MissedLimit::Count(n)) => json!(n),
-        SettingValue::OfflineErrorsForInactiveVms(b) => json!(b),
+        SettingValue::OfflineErrorsForInactiveVms(b) | SettingValue::FirewallEnabled(b) => json!(b),
         SettingValue::MissedBeforeAlert(MissedLimit::Unlimited)
         | SettingValue::MaxClockChange(ClockChangeLimit::Unlimited | ClockChangeLimit::Max(_))
         | SettingValue::Interval(_)

@@ -105,6 +105,8 @@ mod tests {
             destination_ports: vec![PortRange::parse("4118").unwrap()],
             source_ips: vec![IpMatch::parse(source).unwrap()],
             source_macs: vec![],
+            destination_ips: vec![],
+            log: false,
         }
     }
 

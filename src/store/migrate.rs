@@ -102,6 +102,11 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
             super::notify::create_held_table(txn)?;
             Ok(8)
         }
+        // The host firewall: settings gain `firewall.enabled`, rules destination IPs and `log`
+        // (records `V3`). Older records are converted as they are read (the setting inherited,
+        // no destination, no logging), so nothing is rewritten; the bump keeps schema-8 binaries
+        // from meeting a `V3`.
+        8 => Ok(9),
         _ => Err(StoreError::NoMigration { from }),
     }
 }
