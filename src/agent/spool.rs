@@ -30,7 +30,39 @@ enum EventRecord {
 /// The applied configuration as the spool stores it.
 #[derive(serde::Serialize, serde::Deserialize)]
 enum ConfigRecord {
-    V1(AgentConfig),
+    V1(AgentConfigV1),
+    /// Protocol 2: the firewall.
+    V2(AgentConfig),
+}
+
+/// `AgentConfig` as protocol 1 sent it, frozen: read as a configuration with the firewall off.
+/// Its fingerprint then differs from any the manager expects, so the next heartbeat sends the
+/// current form.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct AgentConfigV1 {
+    interval: std::time::Duration,
+    missed_before_alert: crate::model::MissedLimit,
+    max_clock_change: crate::model::ClockChangeLimit,
+    offline_errors_for_inactive_vms: bool,
+    direction: crate::model::Direction,
+    manager_endpoints: Vec<String>,
+    listener_rules: Vec<crate::model::ListenerRule>,
+}
+
+impl From<AgentConfigV1> for AgentConfig {
+    fn from(c: AgentConfigV1) -> AgentConfig {
+        AgentConfig {
+            interval: c.interval,
+            missed_before_alert: c.missed_before_alert,
+            max_clock_change: c.max_clock_change,
+            offline_errors_for_inactive_vms: c.offline_errors_for_inactive_vms,
+            direction: c.direction,
+            manager_endpoints: c.manager_endpoints,
+            listener_rules: c.listener_rules,
+            firewall_enabled: false,
+            firewall_rules: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -157,15 +189,19 @@ impl Spool {
         let Some(bytes) = meta.get(CONFIG).map_err(err)? else {
             return Ok(None);
         };
-        let ConfigRecord::V1(config) = postcard::from_bytes(bytes.value())
+        let record = postcard::from_bytes(bytes.value())
             .map_err(|e| SpoolError(format!("the stored configuration is corrupt: {e}")))?;
+        let config = match record {
+            ConfigRecord::V1(old) => AgentConfig::from(old),
+            ConfigRecord::V2(config) => config,
+        };
         let fingerprint = config.fingerprint();
         Ok(Some((config, fingerprint)))
     }
 
     pub fn set_config(&self, config: &AgentConfig) -> Result<(), SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
-        let bytes = postcard::to_allocvec(&ConfigRecord::V1(config.clone())).map_err(err)?;
+        let bytes = postcard::to_allocvec(&ConfigRecord::V2(config.clone())).map_err(err)?;
         txn.open_table(META)
             .map_err(err)?
             .insert(CONFIG, bytes.as_slice())
@@ -278,7 +314,17 @@ mod tests {
             time: WallMs(5),
             fields: vec![("version".into(), "0.1".into())],
         };
-        let config = crate::proto::samples::config();
+        // Schema 0 predates protocol 2: its configuration has the first shape.
+        let sample = crate::proto::samples::config();
+        let old = AgentConfigV1 {
+            interval: sample.interval,
+            missed_before_alert: sample.missed_before_alert,
+            max_clock_change: sample.max_clock_change,
+            offline_errors_for_inactive_vms: sample.offline_errors_for_inactive_vms,
+            direction: sample.direction,
+            manager_endpoints: sample.manager_endpoints.clone(),
+            listener_rules: sample.listener_rules.clone(),
+        };
         {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
@@ -288,7 +334,7 @@ mod tests {
                 .insert(7, old_event.as_slice())
                 .unwrap();
             let mut meta = txn.open_table(META).unwrap();
-            let old_config = postcard::to_allocvec(&config).unwrap();
+            let old_config = postcard::to_allocvec(&old).unwrap();
             meta.insert(CONFIG, old_config.as_slice()).unwrap();
             let next = postcard::to_allocvec(&8u64).unwrap();
             meta.insert(NEXT_SEQ, next.as_slice()).unwrap();
@@ -297,7 +343,12 @@ mod tests {
         }
         let spool = Spool::open(&path).unwrap();
         assert_eq!(spool.read(0, 10).unwrap().events, vec![event]);
-        assert_eq!(spool.config().unwrap().unwrap().0, config);
+        let read = spool.config().unwrap().unwrap().0;
+        assert_eq!(read, AgentConfig::from(old.clone()));
+        assert!(!read.firewall_enabled && read.firewall_rules.is_empty());
+        assert_eq!(read.listener_rules, sample.listener_rules);
+        spool.set_config(&sample).unwrap();
+        assert_eq!(spool.config().unwrap().unwrap().0, sample, "written as V2");
         assert_eq!(spool.append(1001, WallMs(6), Vec::new()).unwrap(), 8);
         drop(spool);
         let again = Spool::open(&path).unwrap();

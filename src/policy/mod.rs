@@ -21,7 +21,5 @@ pub use error::PolicyError;
 pub use expected::{base_config, expected_config};
 pub use fingerprint::{AgentConfig, Fingerprint};
 pub use resolve::{Effective, EffectiveSettings, Source, resolve_computer, resolve_policy};
-pub use rules::{
-    MAX_LIST_LEN, MAX_RULES_PER_POLICY, add_rule, effective_rules, listener_rules, remove_rule,
-};
+pub use rules::{MAX_LIST_LEN, MAX_RULES_PER_POLICY, add_rule, effective_rules, remove_rule};
 pub use tree::PolicyTree;

@@ -1,9 +1,10 @@
 //! Firewall rules on policies: adding and removing them, and the rules a computer inherits down
-//! its policy chain, of which the agent is sent those that govern its listening port.
+//! its policy chain (the agent is sent those that govern its listening port, and all of them
+//! when its firewall is enabled).
 
 use super::error::PolicyError;
 use super::tree::PolicyTree;
-use crate::model::{FirewallRule, ListenerRule, Policy, PolicyId, RuleId};
+use crate::model::{FirewallRule, Policy, PolicyId, RuleId};
 
 /// Most rules one policy may hold, and most entries in one rule's port, IP or MAC list: what an
 /// agent is sent must stay far below the protocol's 1 MiB frame.
@@ -68,14 +69,6 @@ pub fn effective_rules(tree: &PolicyTree, policy: PolicyId) -> Vec<(PolicyId, &F
         .collect()
 }
 
-/// The inherited rules that may replace the hidden rule opening the agent's port.
-pub fn listener_rules(tree: &PolicyTree, policy: PolicyId) -> Vec<ListenerRule> {
-    effective_rules(tree, policy)
-        .into_iter()
-        .filter_map(|(_, r)| r.listener_rule())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,8 +120,9 @@ mod tests {
             .map(|(_, r)| r.id.0)
             .collect();
         assert_eq!(ids, [1, 2, 3], "a sibling's rule is not inherited");
-        let names: Vec<String> = listener_rules(&tree, PolicyId(3))
+        let names: Vec<String> = effective_rules(&tree, PolicyId(3))
             .into_iter()
+            .filter_map(|(_, r)| r.listener_rule())
             .map(|r| r.name)
             .collect();
         assert_eq!(

@@ -23,7 +23,9 @@ pub use message::{
 };
 
 /// The protocol version this build speaks, sent in the first message of every connection.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: the configuration carries the firewall (`firewall_enabled`, `firewall_rules`), so a
+/// version-1 agent could not decode it and is refused with a message saying so.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// ALPN name of the protocol on the agent port, so a stray HTTP or other client is refused at
 /// the TLS handshake rather than mid-frame.

@@ -195,6 +195,8 @@ fn config(s: &Settings) -> AgentConfig {
         } else {
             vec![]
         },
+        firewall_enabled: false,
+        firewall_rules: vec![],
     }
 }
 
