@@ -249,10 +249,14 @@ fn matches(entry: &Entry, packet: &Packet) -> Match {
     {
         return Match::No;
     }
+    // An unknown port is an ephemeral one, which is never the agent's listening port: the
+    // hidden rules, which name only that port, do not match it.
+    let hidden = !matches!(entry.origin, Origin::Rule(_));
     let ports = |list: &[PortRange], port: Option<u16>| match port {
         _ if list.is_empty() => Match::Yes,
         Some(p) if list.iter().any(|r| r.contains(p)) => Match::Yes,
         Some(_) => Match::No,
+        None if hidden => Match::No,
         None => Match::Maybe,
     };
     let ips = |list: &[IpMatch], ip: Option<IpAddr>| match ip {

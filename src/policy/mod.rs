@@ -8,6 +8,7 @@ mod edit;
 mod error;
 mod expected;
 mod fingerprint;
+pub mod manager_path;
 pub mod port_rule;
 mod resolve;
 mod rules;
