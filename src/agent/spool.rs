@@ -6,7 +6,7 @@
 //! store (`schema/agent.md`); a spool written before they were (schema 0) is migrated at open.
 
 use crate::clock::WallMs;
-use crate::policy::{AgentConfig, Fingerprint};
+use crate::policy::{AgentConfig, AgentConfigV1, Fingerprint};
 use crate::proto::{AgentEvent, EventBatch, SpoolRange};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::fmt;
@@ -30,39 +30,11 @@ enum EventRecord {
 /// The applied configuration as the spool stores it.
 #[derive(serde::Serialize, serde::Deserialize)]
 enum ConfigRecord {
+    /// Protocol 1's configuration (`policy::AgentConfigV1`), read as the current one with the
+    /// firewall off.
     V1(AgentConfigV1),
     /// Protocol 2: the firewall.
     V2(AgentConfig),
-}
-
-/// `AgentConfig` as protocol 1 sent it, frozen: read as a configuration with the firewall off.
-/// Its fingerprint then differs from any the manager expects, so the next heartbeat sends the
-/// current form.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct AgentConfigV1 {
-    interval: std::time::Duration,
-    missed_before_alert: crate::model::MissedLimit,
-    max_clock_change: crate::model::ClockChangeLimit,
-    offline_errors_for_inactive_vms: bool,
-    direction: crate::model::Direction,
-    manager_endpoints: Vec<String>,
-    listener_rules: Vec<crate::model::ListenerRule>,
-}
-
-impl From<AgentConfigV1> for AgentConfig {
-    fn from(c: AgentConfigV1) -> AgentConfig {
-        AgentConfig {
-            interval: c.interval,
-            missed_before_alert: c.missed_before_alert,
-            max_clock_change: c.max_clock_change,
-            offline_errors_for_inactive_vms: c.offline_errors_for_inactive_vms,
-            direction: c.direction,
-            manager_endpoints: c.manager_endpoints,
-            listener_rules: c.listener_rules,
-            firewall_enabled: false,
-            firewall_rules: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -316,15 +288,7 @@ mod tests {
         };
         // Schema 0 predates protocol 2: its configuration has the first shape.
         let sample = crate::proto::samples::config();
-        let old = AgentConfigV1 {
-            interval: sample.interval,
-            missed_before_alert: sample.missed_before_alert,
-            max_clock_change: sample.max_clock_change,
-            offline_errors_for_inactive_vms: sample.offline_errors_for_inactive_vms,
-            direction: sample.direction,
-            manager_endpoints: sample.manager_endpoints.clone(),
-            listener_rules: sample.listener_rules.clone(),
-        };
+        let old: AgentConfigV1 = sample.v1();
         {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();

@@ -1,9 +1,11 @@
 //! Policies: the tree, inheritance resolution, validation of every change, the fingerprint
-//! of the configuration an agent is sent, and who that configuration lets in to its agent's port.
+//! of the configuration an agent is sent (and protocol 1's form of it, frozen), and who that
+//! configuration lets in to its agent's port.
 //!
 //! Everything here is pure: callers load the tree from the store, ask this module whether a
 //! change is allowed and what it yields, and write the result in the same transaction.
 
+mod config_v1;
 mod edit;
 mod error;
 mod expected;
@@ -14,6 +16,7 @@ mod resolve;
 mod rules;
 mod tree;
 
+pub use config_v1::{AgentConfigV1, FIREWALL_PROTOCOL};
 pub use edit::{
     ComputerChange, PolicyChange, SettingsPatch, apply_computer_change, check_policy_delete,
     create_computer, create_policy, update_policy,
