@@ -1,6 +1,7 @@
 //! The messages. Postcard encodes enums by variant index and structs by field order, so a new
-//! variant goes at the end and a changed field means a new protocol version; the golden vectors
-//! in `schema/wire/` make any such change visible in review.
+//! variant goes at the end and a changed field means a new protocol version, with the old form
+//! frozen for the peers that still speak it (`v1.rs`); the golden vectors in `schema/wire/` make
+//! any such change visible in review.
 
 use crate::clock::WallMs;
 use crate::policy::{AgentConfig, Fingerprint};

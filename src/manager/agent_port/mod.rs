@@ -15,7 +15,7 @@ use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, PolicyTree};
 use crate::proto::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerMsg, ManagerOutput, ManagerSession,
-    Purpose, Refusal, SessionParams, SessionSummary,
+    Outgoing, Purpose, Refusal, SessionParams, SessionSummary,
 };
 use crate::registry::Registry;
 use crate::store::{Reads, Store, Writer};

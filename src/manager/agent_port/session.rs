@@ -180,7 +180,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 pub(super) async fn send<S: AsyncWrite + Unpin>(
     tls: &mut S,
     addr: SocketAddr,
-    outgoing: &mut Vec<ManagerMsg>,
+    outgoing: &mut Vec<Outgoing>,
     session: &mut ManagerSession,
 ) {
     if outgoing.is_empty() {
