@@ -7,9 +7,12 @@ use crate::model::{ClockChangeLimit, Direction, ListenerRule, MissedLimit};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The first protocol whose configuration carries the firewall; an agent speaking an older one
-/// is sent [`AgentConfigV1`], which has none.
-pub const FIREWALL_PROTOCOL: u16 = 2;
+/// Whether an agent speaking `protocol` reads protocol 1's configuration, [`AgentConfigV1`],
+/// which has no firewall. Only protocol 1 does: 2 carries the firewall, and 0 (a protocol not
+/// recorded, as in a default `AgentState`) is read as the current one.
+pub fn reads_v1(protocol: u16) -> bool {
+    protocol == 1
+}
 
 /// `AgentConfig` as protocol 1 encodes it: the fields before the firewall, in their order. Never
 /// change it: a protocol-1 agent decodes these bytes and hashes them for its fingerprint.
@@ -71,7 +74,7 @@ impl AgentConfig {
     /// protocol 1's for an agent older than the firewall, the current one otherwise. Whoever
     /// judges "up to date" compares with this, or a protocol-1 agent would look stale forever.
     pub fn fingerprint_for(&self, protocol: u16) -> Fingerprint {
-        if protocol < FIREWALL_PROTOCOL {
+        if reads_v1(protocol) {
             self.v1().fingerprint()
         } else {
             self.fingerprint()
@@ -81,7 +84,7 @@ impl AgentConfig {
     /// Whether the firewall is on but an agent speaking `protocol` cannot be sent it (it is too
     /// old to enforce it): the manager says so in its log, the computer's history and its JSON.
     pub fn firewall_withheld_from(&self, protocol: u16) -> bool {
-        self.firewall_enabled && protocol < FIREWALL_PROTOCOL
+        self.firewall_enabled && reads_v1(protocol)
     }
 }
 

@@ -16,7 +16,7 @@ mod resolve;
 mod rules;
 mod tree;
 
-pub use config_v1::{AgentConfigV1, FIREWALL_PROTOCOL};
+pub use config_v1::{AgentConfigV1, reads_v1};
 pub use edit::{
     ComputerChange, PolicyChange, SettingsPatch, apply_computer_change, check_policy_delete,
     create_computer, create_policy, update_policy,

@@ -5,7 +5,7 @@
 
 use super::message::{Activated, ManagerMsg, Refusal};
 use crate::clock::WallMs;
-use crate::policy::{AgentConfigV1, FIREWALL_PROTOCOL, Fingerprint};
+use crate::policy::{AgentConfigV1, Fingerprint, reads_v1};
 use serde::{Deserialize, Serialize};
 
 /// `ManagerMsg` as protocol 1 encodes it: the same variants in the same order, with protocol 1's
@@ -97,7 +97,7 @@ pub enum Outgoing {
 impl Outgoing {
     /// `message` for a peer speaking `protocol` (one the manager accepted).
     pub fn for_peer(protocol: u16, message: ManagerMsg) -> Outgoing {
-        if protocol < FIREWALL_PROTOCOL {
+        if reads_v1(protocol) {
             Outgoing::V1(message.into())
         } else {
             Outgoing::Current(message)

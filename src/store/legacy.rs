@@ -4,8 +4,8 @@
 
 use crate::clock::WallMs;
 use crate::model::{
-    Alert, AlertId, AlertKind, ClockChangeLimit, Computer, ComputerId, ComputerKind, Direction,
-    FirewallRule, FrameType, IpMatch, MacAddr, MissedLimit, Policy, PolicyId, PortRange,
+    AgentState, Alert, AlertId, AlertKind, ClockChangeLimit, Computer, ComputerId, ComputerKind,
+    Direction, FirewallRule, FrameType, IpMatch, MacAddr, MissedLimit, Policy, PolicyId, PortRange,
     PowerState, Protocol, RuleAction, RuleId, Setting, Settings, Status, TrafficDirection,
 };
 use serde::{Deserialize, Serialize};
@@ -200,6 +200,54 @@ impl From<AlertV1> for Alert {
             acknowledged: None,
             about: None,
             computers: Vec::new(),
+        }
+    }
+}
+
+/// `AgentState` as schemas 2 to 9 wrote it: before the agent's protocol was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct AgentStateV1 {
+    computer: ComputerId,
+    cert_serial: [u8; 16],
+    activated: WallMs,
+    agent_version: String,
+    address: Option<String>,
+    listen_port: Option<u16>,
+    last_seq: u64,
+    last_heartbeat: Option<WallMs>,
+    clock_offset_ms: Option<i64>,
+    tls_version: Option<String>,
+    cipher_suite: Option<String>,
+    applied_fingerprint: Option<[u8; 32]>,
+    config_rejected: Option<String>,
+    components: Vec<(String, bool)>,
+    counters: Vec<(String, u64)>,
+}
+
+impl From<AgentStateV1> for AgentState {
+    /// The managers that wrote schema 9 and older spoke protocol 1 (protocol 2 ships with schema
+    /// 10), so their agents' applied fingerprints are of protocol 1's form. An agent upgraded
+    /// since says otherwise at its next session, which records its protocol; until then it costs
+    /// at most one needless dial.
+    fn from(a: AgentStateV1) -> AgentState {
+        AgentState {
+            computer: a.computer,
+            cert_serial: a.cert_serial,
+            activated: a.activated,
+            agent_version: a.agent_version,
+            address: a.address,
+            listen_port: a.listen_port,
+            last_seq: a.last_seq,
+            last_heartbeat: a.last_heartbeat,
+            clock_offset_ms: a.clock_offset_ms,
+            tls_version: a.tls_version,
+            cipher_suite: a.cipher_suite,
+            applied_fingerprint: a.applied_fingerprint,
+            config_rejected: a.config_rejected,
+            components: a.components,
+            counters: a.counters,
+            protocol: 1,
+            firewall_withheld: false,
         }
     }
 }

@@ -107,6 +107,10 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
         // no destination, no logging), so nothing is rewritten; the bump keeps schema-8 binaries
         // from meeting a `V3`.
         8 => Ok(9),
+        // Protocol 2: agents' states record the protocol their agent speaks (`AgentStateRecord::
+        // V2`). `V1` states are read as protocol 1, which every agent spoke until now; the bump
+        // keeps schema-9 binaries from meeting a `V2`.
+        9 => Ok(10),
         _ => Err(StoreError::NoMigration { from }),
     }
 }

@@ -6,7 +6,7 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use super::legacy::{AlertV1, ComputerV1, ComputerV2, PolicyV1, PolicyV2};
+use super::legacy::{AgentStateV1, AlertV1, ComputerV1, ComputerV2, PolicyV1, PolicyV2};
 use crate::model::{AgentState, Alert, Computer, HistoryEntry, Policy, StoredEvent, Token, User};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -91,7 +91,9 @@ pub(super) enum TokenRecord {
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum AgentStateRecord {
-    V1(AgentState),
+    V1(AgentStateV1),
+    /// Schema 10: the agent's protocol, and whether its firewall was withheld.
+    V2(AgentState),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -196,12 +198,13 @@ impl Record for AgentStateRecord {
     const TABLE: &'static str = "agents";
 
     fn current(model: &AgentState) -> Self {
-        AgentStateRecord::V1(model.clone())
+        AgentStateRecord::V2(model.clone())
     }
 
     fn into_model(self) -> AgentState {
         match self {
-            AgentStateRecord::V1(a) => a,
+            AgentStateRecord::V1(a) => a.into(),
+            AgentStateRecord::V2(a) => a,
         }
     }
 }
@@ -438,6 +441,8 @@ pub(super) mod tests {
             config_rejected: None,
             components: vec![("spool".into(), true)],
             counters: vec![("events-spooled".into(), 3)],
+            protocol: 2,
+            firewall_withheld: true,
         }
     }
 
@@ -572,7 +577,13 @@ pub(super) mod tests {
         check_golden::<PolicyRecord>("policy-v3", sample_policy());
         check_golden::<ComputerRecord>("computer-v3", sample_computer());
         check_golden::<TokenRecord>("token-v1", sample_token());
-        check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
+        let agent_state_v1 = AgentState {
+            protocol: 1,
+            firewall_withheld: false,
+            ..sample_agent_state()
+        };
+        check_legacy::<AgentStateRecord>("agent-state-v1", agent_state_v1);
+        check_golden::<AgentStateRecord>("agent-state-v2", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
         check_legacy::<AlertRecord>("alert-v1", sample_alert());
         check_golden::<AlertRecord>("alert-v2", sample_alert());
@@ -627,6 +638,7 @@ pub(super) mod tests {
             "ComputerRecord::V3",
             "TokenRecord::V1",
             "AgentStateRecord::V1",
+            "AgentStateRecord::V2",
             "EventRecord::V1",
             "AlertRecord::V1",
             "AlertRecord::V2",
