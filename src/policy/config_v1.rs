@@ -88,6 +88,15 @@ impl AgentConfig {
     }
 }
 
+/// Why an agent of `protocol` is not sent its firewall, in the words of the log, the computer's
+/// history and its JSON.
+pub fn firewall_withheld_reason(protocol: u16) -> String {
+    format!(
+        "firewall.enabled is on, but the agent speaks protocol {protocol}, too old to enforce the \
+         firewall: it is not sent the firewall rules; upgrade the agent"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

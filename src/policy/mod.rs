@@ -16,13 +16,13 @@ mod resolve;
 mod rules;
 mod tree;
 
-pub use config_v1::{AgentConfigV1, reads_v1};
+pub use config_v1::{AgentConfigV1, firewall_withheld_reason, reads_v1};
 pub use edit::{
     ComputerChange, PolicyChange, SettingsPatch, apply_computer_change, check_policy_delete,
     create_computer, create_policy, update_policy,
 };
 pub use error::PolicyError;
-pub use expected::{base_config, expected_config};
+pub use expected::{base_config, expected_config, runs};
 pub use fingerprint::{AgentConfig, Fingerprint};
 pub use resolve::{Effective, EffectiveSettings, Source, resolve_computer, resolve_policy};
 pub use rules::{MAX_LIST_LEN, MAX_RULES_PER_POLICY, add_rule, effective_rules, remove_rule};
