@@ -19,4 +19,5 @@ mod direction;
 mod hardening;
 mod manager;
 mod notifications;
+mod protocol_v1;
 mod tokens;
