@@ -2,10 +2,17 @@
 CARGO ?= cargo
 DATA ?= data
 
-.PHONY: run test check bench build browser-deps sim
+.PHONY: run test check bench build browser-deps sim deb
 
 build:
 	$(CARGO) build --locked --release
+
+# Debian packages of the release build, left under target/: picket-agent (the binary and the
+# agent's unit) and picket (the manager's unit, user and data dir). packaging/deb/build.sh says
+# how; tests/e2e/packages.rs checks what it makes.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+deb: build
+	sh packaging/deb/build.sh $(TARGET_DIR)/release/picket target
 
 run: build
 	./target/release/picket manager --data-dir $(DATA)

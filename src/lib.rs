@@ -34,6 +34,9 @@
 //! - [`manager`]: the manager process: data dir, listeners, the agent port, dialer, verdicts,
 //!   retention and store tasks, shutdown.
 //! - [`agent`]: the agent process: activation, heartbeat loop, listener, spool.
+//! - [`service`]: a long-running process under systemd: readiness and watchdog keep-alives over
+//!   `$NOTIFY_SOCKET`, the signals it answers (SIGHUP is ignored), its log formats (journal
+//!   priorities, JSON).
 //! - [`admin`] and [`cli`]: the admin CLI verbs (clients of the REST API) and every subcommand's
 //!   argh definitions.
 //! - [`bench`]: `picket bench`, the load generator: an in-process manager, simulated agents over
@@ -46,6 +49,7 @@ pub mod admin;
 pub mod agent;
 pub mod alerts;
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod clock;
@@ -67,6 +71,7 @@ pub mod process;
 pub mod proto;
 pub mod registry;
 pub mod secret;
+pub mod service;
 #[cfg(test)]
 mod sim;
 pub mod site;

@@ -109,21 +109,42 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     channel: String,
+    /// `alert` (a notice of the outbox) or `event` (an agent event a syslog channel forwards).
+    what: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NoticeLabels {
     channel: String,
-    /// sent, failed (given up), skipped (not routed there, or in a maintenance window).
+    /// sent, failed (given up), skipped (not routed there, in a maintenance window, or an
+    /// event of another id), dropped (an event retention deleted before it was sent).
     outcome: &'static str,
+    what: &'static str,
 }
 
-/// What became of one notice on one channel.
+/// What became of one notice, or one forwarded event, on one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoticeOutcome {
     Sent,
     Failed,
     Skipped,
+    Dropped,
+}
+
+/// What a channel delivers: the `what` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Alert,
+    Event,
+}
+
+impl Delivered {
+    fn label(self) -> &'static str {
+        match self {
+            Delivered::Alert => "alert",
+            Delivered::Event => "event",
+        }
+    }
 }
 
 pub struct Metrics {
@@ -302,21 +323,24 @@ impl Metrics {
         let notices = Family::<NoticeLabels, Counter>::default();
         registry.register(
             "notifications",
-            "Notices done with, by channel and outcome (sent; failed: given up; skipped: not \
-             routed to the channel, or in a maintenance window)",
+            "Notices and forwarded agent events done with, by channel, outcome (sent; failed: \
+             given up; skipped: not routed there, silenced, or an event of another id; dropped: \
+             an event deleted before it was sent) and what (alert or event)",
             notices.clone(),
         );
         let notice_seconds: HistogramFamily<ChannelLabels> =
             Family::new_with_constructor(notice_histogram);
         registry.register(
             "notification_latency_seconds",
-            "Time from an alert's change to its notice's delivery, by channel",
+            "Time from an alert's change (or an event's storing) to its delivery, by channel \
+             and what",
             notice_seconds.clone(),
         );
         let notices_pending = Family::<ChannelLabels, Gauge>::default();
         registry.register(
             "notifications_pending",
-            "Notices a channel has not yet done with (queued after its position in the outbox)",
+            "Notices (or agent events to forward) a channel has not yet done with, after its \
+             position",
             notices_pending.clone(),
         );
         let notices_queued = Gauge::default();
@@ -412,21 +436,37 @@ impl Metrics {
 
     /// A notice done with on `channel`; `latency` since its alert changed, for a sent one.
     pub fn notice(&self, channel: &str, outcome: NoticeOutcome, latency: Option<Duration>) {
+        self.delivered(channel, Delivered::Alert, outcome, 1, latency);
+    }
+
+    /// `count` notices or forwarded events done with on `channel`; `latency` since the alert
+    /// changed or the event was stored, for a sent one.
+    pub fn delivered(
+        &self,
+        channel: &str,
+        what: Delivered,
+        outcome: NoticeOutcome,
+        count: u64,
+        latency: Option<Duration>,
+    ) {
         let label = match outcome {
             NoticeOutcome::Sent => "sent",
             NoticeOutcome::Failed => "failed",
             NoticeOutcome::Skipped => "skipped",
+            NoticeOutcome::Dropped => "dropped",
         };
         self.notices
             .get_or_create(&NoticeLabels {
                 channel: channel.to_string(),
                 outcome: label,
+                what: what.label(),
             })
-            .inc();
+            .inc_by(count);
         if let Some(latency) = latency {
             self.notice_seconds
                 .get_or_create(&ChannelLabels {
                     channel: channel.to_string(),
+                    what: what.label(),
                 })
                 .observe(latency.as_secs_f64());
         }
@@ -434,8 +474,15 @@ impl Metrics {
 
     /// How many notices `channel` has still to do with; a removed channel is forgotten.
     pub fn notices_pending(&self, channel: &str, pending: Option<u64>) {
+        self.pending(channel, Delivered::Alert, pending);
+    }
+
+    /// How many notices or events `channel` has still to do with; `None` forgets the series
+    /// (a removed channel, one that no longer forwards events).
+    pub fn pending(&self, channel: &str, what: Delivered, pending: Option<u64>) {
         let labels = ChannelLabels {
             channel: channel.to_string(),
+            what: what.label(),
         };
         match pending {
             Some(n) => {
@@ -528,6 +575,8 @@ mod tests {
         m.notice("mail", NoticeOutcome::Sent, Some(Duration::from_millis(40)));
         m.notice("mail", NoticeOutcome::Skipped, None);
         m.notices_pending("mail", Some(3));
+        m.delivered("siem", Delivered::Event, NoticeOutcome::Dropped, 4, None);
+        m.pending("siem", Delivered::Event, Some(2));
         let text = m.encode(&StoreCounts {
             computers_by_status: vec![("online".into(), 3), ("offline".into(), 1)],
             events: 42,
@@ -564,10 +613,12 @@ mod tests {
             "picket_events_stored 42",
             "picket_alerts_active 2",
             "picket_store_file_bytes 4096",
-            "picket_notifications_total{channel=\"mail\",outcome=\"sent\"} 1",
-            "picket_notifications_total{channel=\"mail\",outcome=\"skipped\"} 1",
-            "picket_notification_latency_seconds_count{channel=\"mail\"} 1",
-            "picket_notifications_pending{channel=\"mail\"} 3",
+            "picket_notifications_total{channel=\"mail\",outcome=\"sent\",what=\"alert\"} 1",
+            "picket_notifications_total{channel=\"mail\",outcome=\"skipped\",what=\"alert\"} 1",
+            "picket_notifications_total{channel=\"siem\",outcome=\"dropped\",what=\"event\"} 4",
+            "picket_notification_latency_seconds_count{channel=\"mail\",what=\"alert\"} 1",
+            "picket_notifications_pending{channel=\"mail\",what=\"alert\"} 3",
+            "picket_notifications_pending{channel=\"siem\",what=\"event\"} 2",
             "picket_notifications_queued 7",
             "picket_notifications_dropped 1",
         ] {

@@ -37,6 +37,7 @@ export function channelForm(onAdded) {
     address: input('address', { placeholder: 'siem.example.com:514' }),
     transport: select('transport', [['udp', 'UDP'], ['tcp', 'TCP'], ['tls', 'TLS']], 'tcp'),
     format: select('format', [['cef', 'CEF'], ['leef', 'LEEF'], ['text', 'text']], 'cef'),
+    events: input('events', { class: 'long', placeholder: '1000, agent-stopped' }),
     url: input('url', { class: 'long', placeholder: 'https://hooks.example.com/picket' }),
     secret: input('secret', { type: 'password', autocomplete: 'new-password' }),
     headers: textarea('headers', 'Authorization: Bearer …'),
@@ -48,7 +49,8 @@ export function channelForm(onAdded) {
       labelled('From', f.from), labelled('To', f.to, 'Several: separate them with commas'),
       labelled('User name', f.username, 'Optional login'), labelled('Password', f.password, 'Stored, never shown again')),
     syslog: h('div', { class: 'row', 'data-kind': 'syslog' }, labelled('Collector', f.address, 'HOST:PORT'),
-      labelled('Transport', f.transport), labelled('Format', f.format)),
+      labelled('Transport', f.transport), labelled('Format', f.format),
+      labelled('Agent events', f.events, 'Optional: event ids or names to forward too, separated by commas')),
     webhook: h('div', { class: 'row', 'data-kind': 'webhook' }, labelled('URL', f.url, 'HTTPS only'),
       labelled('Secret', f.secret, 'At least 16 characters; blank: one is made and shown once'),
       labelled('Headers', f.headers, 'Optional: one "Name: value" a line')),
@@ -93,7 +95,14 @@ function kindFields(kind, f) {
     if (f.password.value !== '') body.password = f.password.value;
     return body;
   }
-  if (kind === 'syslog') return { address: value(f.address), transport: f.transport.value, format: f.format.value };
+  if (kind === 'syslog') {
+    const body = { address: value(f.address), transport: f.transport.value, format: f.format.value };
+    // Ids as numbers, names as they are: the API takes either and names a bad one.
+    const events = value(f.events).split(/[\s,;]+/).filter((s) => s !== '')
+      .map((e) => (/^\d+$/.test(e) ? Number(e) : e));
+    if (events.length) body.events = events;
+    return body;
+  }
   const body = { url: value(f.url) };
   if (f.secret.value !== '') body.secret = f.secret.value;
   const headers = parseHeaders(f.headers.value);

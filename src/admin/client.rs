@@ -36,7 +36,9 @@ pub struct RawResponse {
 
 impl ApiClient {
     pub fn new(options: &ClientOptions) -> Result<Self, AdminError> {
-        let dir = options.data_dir.as_deref();
+        // `$PICKET_DATA_DIR` stands in for `--data-dir`, as it does for the manager.
+        let dir = options.data_dir.clone().or_else(crate::site::env_data_dir);
+        let dir = dir.as_deref();
         let url = match (&options.url, dir) {
             (Some(url), _) => url.clone(),
             (None, Some(dir)) => url_from_ports(dir).unwrap_or_else(|| DEFAULT_URL.to_string()),
@@ -49,7 +51,8 @@ impl ApiClient {
             (None, _, Some(dir)) => read_trimmed(&dir.join(crate::site::ADMIN_KEY_FILE))?,
             (None, _, None) => {
                 return Err(AdminError::Config(
-                    "no API key: pass --data-dir DIR, --api-key KEY or set PICKET_API_KEY".into(),
+                    "no API key: pass --data-dir DIR (or set PICKET_DATA_DIR), --api-key KEY or set \
+                     PICKET_API_KEY".into(),
                 ));
             }
         };
@@ -58,7 +61,9 @@ impl ApiClient {
             (None, Some(dir)) => dir.join(crate::site::PKI_DIR).join("ca.crt"),
             (None, None) => {
                 return Err(AdminError::Config(
-                    "cannot trust the manager: pass --data-dir DIR or --ca-cert FILE".into(),
+                    "cannot trust the manager: pass --data-dir DIR (or set PICKET_DATA_DIR) or \
+                     --ca-cert FILE"
+                        .into(),
                 ));
             }
         };

@@ -23,6 +23,8 @@ pub enum AdminError {
     },
     /// Some of a bulk request's items could not be done (exit code 1).
     Partial(String),
+    /// A backup, restore or check failed.
+    Backup(Box<crate::backup::BackupError>),
     /// The manager answered with an error.
     Refused {
         status: u16,
@@ -48,6 +50,7 @@ impl fmt::Display for AdminError {
             AdminError::File { path, .. } => write!(f, "cannot read {}", path.display()),
             AdminError::Tls(_) => write!(f, "cannot set up TLS to the manager"),
             AdminError::Connect { url, .. } => write!(f, "cannot talk to the manager at {url}"),
+            AdminError::Backup(e) => e.fmt(f),
             AdminError::Refused {
                 status,
                 message,
@@ -66,7 +69,14 @@ impl std::error::Error for AdminError {
             AdminError::File { source, .. } => Some(source),
             AdminError::Tls(e) => Some(e.as_ref()),
             AdminError::Connect { source, .. } => Some(source.as_ref()),
+            AdminError::Backup(e) => e.source(),
             _ => None,
         }
+    }
+}
+
+impl From<crate::backup::BackupError> for AdminError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        AdminError::Backup(Box::new(e))
     }
 }

@@ -1,11 +1,13 @@
 //! The admin verbs (`picket policies ...`, `picket computers ...`, `picket token ...`): each is a client of the
 //! running manager's REST API, printing a table or, with `--json`, the API's JSON.
 
+mod backup;
 mod client;
 mod error;
 mod notifications;
 mod output;
 
+pub use backup::{backup, check, restore};
 pub use client::{ApiClient, ClientOptions, RawResponse, percent_encode};
 pub use error::AdminError;
 pub use notifications::{maintenance, notifications};

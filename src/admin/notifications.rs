@@ -25,11 +25,18 @@ pub fn notifications(verb: NotificationsVerb) -> Result<(), AdminError> {
                     (a.client(), body)
                 }
                 AddKind::Syslog(a) => {
+                    // An id goes as a number, a name as it was typed: the API checks both.
+                    let events: Vec<Value> = a
+                        .event
+                        .iter()
+                        .map(|e| e.parse::<u32>().map_or_else(|_| json!(e), |id| json!(id)))
+                        .collect();
                     let body = json!({
                         "name": a.name, "kind": "syslog", "address": a.address,
                         "transport": a.transport, "format": a.format,
                         "ca_cert": a.ca_cert.as_deref().map(whole).transpose()?,
                         "give_up_after": a.give_up_after,
+                        "events": (!events.is_empty()).then_some(events),
                     });
                     (a.client(), body)
                 }

@@ -159,29 +159,30 @@ pub fn token_created(options: &ClientOptions, t: &Value) {
     out!("  Policy:   {}", text(&t["policy"]));
     out!("  Uses:     {}", uses(&t["uses_left"]));
     out!("  Expires:  {}", utc(&t["expires_ms"]));
-    out!("On the computer to protect, run:");
+    out!("On the computer to protect, as root, this one line installs the agent, activates it and");
+    out!("starts its service (it pins this manager's key; see README, Deploying agents):");
+    out!("{}", text(&t["install_command"]));
+    out!("Or, with picket already installed there, run the agent directly:");
     out!("{}", text(&t["agent_command"]));
 }
 
 pub fn deleted(options: &ClientOptions, what: &str, name: &str) {
-    if options.json {
-        out!(
-            "{}",
-            serde_json::json!({"deleted": {"kind": what, "ref": name}})
-        );
-    } else {
-        out!("Deleted {what} {name}.");
-    }
+    done(options, ("deleted", "Deleted"), what, name);
 }
 
 pub fn ended(options: &ClientOptions, what: &str, name: &str) {
+    done(options, ("ended", "Ended"), what, name);
+}
+
+/// `{"deleted": {"kind": ..., "ref": ...}}`, or `Deleted maintenance window 3.`
+fn done(options: &ClientOptions, (key, verb): (&str, &str), what: &str, name: &str) {
     if options.json {
         out!(
             "{}",
-            serde_json::json!({"ended": {"kind": what, "ref": name}})
+            serde_json::json!({ key: {"kind": what, "ref": name} })
         );
     } else {
-        out!("Ended {what} {name}.");
+        out!("{verb} {what} {name}.");
     }
 }
 
@@ -409,6 +410,20 @@ pub fn channel(options: &ClientOptions, c: &Value) {
     );
     if d["last_error"].is_string() {
         out!("Last error: {}", text(&d["last_error"]));
+    }
+    let e = &c["event_delivery"];
+    if e.is_object() {
+        out!(
+            "Events:   {} pending, {} sent, {} failed, {} skipped, {} dropped",
+            text(&e["pending"]),
+            text(&e["sent"]),
+            text(&e["failed"]),
+            text(&e["skipped"]),
+            text(&e["dropped"])
+        );
+        if e["last_error"].is_string() {
+            out!("Last event error: {}", text(&e["last_error"]));
+        }
     }
     if c["secret"].is_string() {
         out!();

@@ -27,9 +27,10 @@ pub use spool::Spool;
 use crate::clock::Clock;
 use crate::pki::{self, AgentKey};
 use crate::proto::{ActivationRequest, AgentSession, PROTOCOL_VERSION};
+use crate::service::notify::{READY, STOPPING};
+use crate::service::{StopSignals, Systemd};
 use identity::Identity;
 use runtime::{Runtime, VERSION};
-use smol::stream::StreamExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -46,16 +47,19 @@ pub struct AgentOptions {
     pub hostname: String,
     /// Where to listen for the manager while the direction lets it dial.
     pub listen: SocketAddr,
+    /// Activate if not yet, then return (`--activate-only`).
+    pub activate_only: bool,
 }
-/// Runs until SIGINT or SIGTERM, then says goodbye.
+/// Runs until SIGINT or SIGTERM (SIGHUP is logged and ignored), then says goodbye; under
+/// systemd it says when it is ready, that it is alive (`WatchdogSec=`) and when it stops.
 pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
-    use async_signal::{Signal, Signals};
-    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AgentError::Signals)?;
-    serve(options, clock, async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("received {signal:?}: stopping");
-        }
-    })
+    let signals = StopSignals::install().map_err(AgentError::Signals)?;
+    let systemd = Systemd::from_env();
+    let shutdown = async {
+        signals.wait("stopping").await;
+        systemd.notify(STOPPING);
+    };
+    serve_with(options, clock, shutdown, &systemd)
 }
 
 /// Runs until `shutdown` completes.
@@ -63,6 +67,15 @@ pub fn serve(
     options: AgentOptions,
     clock: &dyn Clock,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    serve_with(options, clock, shutdown, &Systemd::default())
+}
+
+fn serve_with(
+    options: AgentOptions,
+    clock: &dyn Clock,
+    shutdown: impl Future<Output = ()>,
+    systemd: &Systemd,
 ) -> Result<(), AgentError> {
     let dir = &options.data_dir;
     std::fs::DirBuilder::new()
@@ -90,6 +103,14 @@ pub fn serve(
             }
             None => activate(&options, &spool, clock).await?,
         };
+        if options.activate_only {
+            log::info!(
+                "activated as computer {} with {}; --activate-only: not starting",
+                identity.computer,
+                identity.manager
+            );
+            return Ok(());
+        }
         spool.append(
             events::AGENT_STARTED.id,
             clock.wall(),
@@ -106,7 +127,15 @@ pub fn serve(
             listener::run(&rt, options.listen, dir, server_tls).await;
             Ok(())
         };
-        smol::future::or(listening, heartbeat::run(&rt, &client_tls, shutdown)).await
+        systemd.notify(READY);
+        // On the one thread the heartbeat loop and the listener run on: a keep-alive goes out
+        // only while that thread keeps turning, and the loops end with it at shutdown.
+        let keep_alive = async {
+            systemd.keep_alive(clock, async || Ok(())).await;
+            Ok(())
+        };
+        let serving = smol::future::or(listening, keep_alive);
+        smol::future::or(serving, heartbeat::run(&rt, &client_tls, shutdown)).await
     })
 }
 

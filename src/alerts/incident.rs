@@ -73,6 +73,11 @@ pub enum Action {
     },
 }
 
+/// An incident closes, whatever the share back, once nothing has happened to it (no computer
+/// joined, none came back) for this many windows: its computers still offline are then on
+/// their own, and a later outage in its subtree is news, not a quiet addition to an old one.
+pub const STALE_WINDOWS: u32 = 10;
+
 #[derive(Debug)]
 struct Seen {
     policy: PolicyId,
@@ -83,23 +88,48 @@ struct Seen {
     member_of: Option<PolicyId>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Open {
     members: BTreeSet<ComputerId>,
     offline: BTreeSet<ComputerId>,
+    /// When a computer last joined or came back: a raise within a window of it joins quietly,
+    /// and [`STALE_WINDOWS`] without one close the incident.
+    last_change: Instant,
     last_return: Option<Instant>,
+    /// Changed since its last action: one update per round, however many joined.
+    dirty: bool,
+    /// Not yet announced: the first action raises it.
+    new: bool,
+    /// Held notices it takes the place of, since its last action.
+    absorbed: Vec<ComputerId>,
+}
+
+impl Open {
+    fn new(now: Instant) -> Open {
+        Open {
+            members: BTreeSet::new(),
+            offline: BTreeSet::new(),
+            last_change: now,
+            last_return: None,
+            dirty: true,
+            new: true,
+            absorbed: Vec::new(),
+        }
+    }
 }
 
 /// The detector. One per manager, owned by the verdicts task.
 #[derive(Debug)]
 pub struct Incidents {
     rules: IncidentRules,
-    parents: HashMap<PolicyId, Option<PolicyId>>,
+    /// Each policy's chain: itself, then its parents up to the Base Policy.
+    chains: HashMap<PolicyId, Vec<PolicyId>>,
     computers: HashMap<ComputerId, Seen>,
-    /// By a computer's own policy (not its subtree): computers, online ones, counted raises.
-    tracked_in: HashMap<PolicyId, usize>,
-    online_in: HashMap<PolicyId, usize>,
-    counted_in: HashMap<PolicyId, usize>,
+    /// By subtree (a computer counts in its policy and every one above): computers, online
+    /// ones, counted raises. Kept as computers change, so a raise costs the tree's depth.
+    tracked: HashMap<PolicyId, usize>,
+    online: HashMap<PolicyId, usize>,
+    counted: HashMap<PolicyId, usize>,
     /// Counted raises, oldest first; an entry whose computer no longer counts from that
     /// instant is stale and skipped.
     recent: VecDeque<(Instant, ComputerId)>,
@@ -110,20 +140,15 @@ pub struct Incidents {
     actions: VecDeque<Action>,
 }
 
-fn bump(map: &mut HashMap<PolicyId, usize>, policy: PolicyId, up: bool) {
-    let n = map.entry(policy).or_default();
-    *n = if up { *n + 1 } else { n.saturating_sub(1) };
-}
-
 impl Incidents {
     pub fn new(rules: IncidentRules) -> Incidents {
         Incidents {
             rules,
-            parents: HashMap::new(),
+            chains: HashMap::new(),
             computers: HashMap::new(),
-            tracked_in: HashMap::new(),
-            online_in: HashMap::new(),
-            counted_in: HashMap::new(),
+            tracked: HashMap::new(),
+            online: HashMap::new(),
+            counted: HashMap::new(),
             recent: VecDeque::new(),
             releases: VecDeque::new(),
             held: HashSet::new(),
@@ -136,40 +161,83 @@ impl Incidents {
         self.rules
     }
 
-    /// The policy tree: each policy's parent (`None` for the Base Policy).
+    /// The policy tree: each policy's parent (`None` for the Base Policy). The subtree counts
+    /// are rebuilt.
     pub fn set_tree(&mut self, parents: HashMap<PolicyId, Option<PolicyId>>) {
-        self.parents = parents;
-    }
-
-    /// `policy` itself, then its parents up to the Base Policy. Bounded, so a cycle in a
-    /// corrupt tree cannot hang the task.
-    fn chain(&self, policy: PolicyId) -> Vec<PolicyId> {
-        let mut chain = vec![policy];
-        while let Some(Some(parent)) = self.parents.get(&chain[chain.len() - 1])
-            && chain.len() < 64
-            && !chain.contains(parent)
-        {
-            chain.push(*parent);
+        self.chains = parents
+            .keys()
+            .map(|p| {
+                let mut chain = vec![*p];
+                // Bounded, so a cycle in a corrupt tree cannot hang the task.
+                while let Some(Some(parent)) = parents.get(&chain[chain.len() - 1])
+                    && chain.len() < 64
+                    && !chain.contains(parent)
+                {
+                    chain.push(*parent);
+                }
+                (*p, chain)
+            })
+            .collect();
+        self.tracked.clear();
+        self.online.clear();
+        self.counted.clear();
+        let seen: Vec<(PolicyId, bool, bool)> = self
+            .computers
+            .values()
+            .map(|s| (s.policy, s.online, s.counted.is_some()))
+            .collect();
+        for (policy, online, counted) in seen {
+            self.count(policy, online, counted, true);
         }
-        chain
     }
 
-    /// The sum of `per_policy` over the subtree of `top`.
-    fn subtree(&self, per_policy: &HashMap<PolicyId, usize>, top: PolicyId) -> usize {
-        per_policy
-            .iter()
-            .filter(|(policy, _)| self.chain(**policy).contains(&top))
-            .map(|(_, n)| n)
-            .sum()
+    /// `policy` itself, then its parents up to the Base Policy.
+    fn chain(&self, policy: PolicyId) -> Vec<PolicyId> {
+        self.chains
+            .get(&policy)
+            .cloned()
+            .unwrap_or_else(|| vec![policy])
+    }
+
+    fn bump(&mut self, which: Which, policy: PolicyId, up: bool) {
+        let chain = self.chain(policy);
+        let map = match which {
+            Which::Tracked => &mut self.tracked,
+            Which::Online => &mut self.online,
+            Which::Counted => &mut self.counted,
+        };
+        for p in chain {
+            let n = map.entry(p).or_default();
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
+
+    /// Adds (or takes away) one computer's share of the counts.
+    fn count(&mut self, policy: PolicyId, online: bool, counted: bool, up: bool) {
+        self.bump(Which::Tracked, policy, up);
+        if online {
+            self.bump(Which::Online, policy, up);
+        }
+        if counted {
+            self.bump(Which::Counted, policy, up);
+        }
+    }
+
+    fn get(map: &HashMap<PolicyId, usize>, policy: PolicyId) -> usize {
+        map.get(&policy).copied().unwrap_or(0)
     }
 
     /// A computer to watch (again), in `policy`.
     pub fn track(&mut self, computer: ComputerId, policy: PolicyId) {
-        match self.computers.get(&computer).map(|s| s.policy) {
-            Some(old) if old == policy => return,
-            Some(_) => self.forget_counts(computer),
-            None => {}
-        }
+        let (online, counted) = match self.computers.get(&computer) {
+            Some(seen) if seen.policy == policy => return,
+            Some(seen) => {
+                let (old, online, counted) = (seen.policy, seen.online, seen.counted.is_some());
+                self.count(old, online, counted, false);
+                (online, counted)
+            }
+            None => (false, false),
+        };
         let seen = self.computers.entry(computer).or_insert(Seen {
             policy,
             online: false,
@@ -177,36 +245,16 @@ impl Incidents {
             member_of: None,
         });
         seen.policy = policy;
-        let (online, counted) = (seen.online, seen.counted.is_some());
-        bump(&mut self.tracked_in, policy, true);
-        if online {
-            bump(&mut self.online_in, policy, true);
-        }
-        if counted {
-            bump(&mut self.counted_in, policy, true);
-        }
-    }
-
-    /// Takes the computer's share out of its policy's counts (it moves, or goes).
-    fn forget_counts(&mut self, computer: ComputerId) {
-        let Some(seen) = self.computers.get(&computer) else {
-            return;
-        };
-        let (policy, online, counted) = (seen.policy, seen.online, seen.counted.is_some());
-        bump(&mut self.tracked_in, policy, false);
-        if online {
-            bump(&mut self.online_in, policy, false);
-        }
-        if counted {
-            bump(&mut self.counted_in, policy, false);
-        }
+        self.count(policy, online, counted, true);
     }
 
     /// The computer was deleted.
     pub fn forget(&mut self, computer: ComputerId) {
-        self.forget_counts(computer);
-        if let Some(seen) = self.computers.remove(&computer)
-            && let Some(policy) = seen.member_of
+        let Some(seen) = self.computers.remove(&computer) else {
+            return;
+        };
+        self.count(seen.policy, seen.online, seen.counted.is_some(), false);
+        if let Some(policy) = seen.member_of
             && let Some(open) = self.open.get_mut(&policy)
         {
             open.members.remove(&computer);
@@ -223,7 +271,7 @@ impl Incidents {
         if seen.online != online {
             seen.online = online;
             let policy = seen.policy;
-            bump(&mut self.online_in, policy, online);
+            self.bump(Which::Online, policy, online);
         }
     }
 
@@ -247,25 +295,32 @@ impl Incidents {
         if seen.member_of.is_some() {
             return Notify::Quiet;
         }
-        if let Some(incident) = self.open_over(policy) {
-            self.join(incident, vec![computer], Vec::new(), false);
+        let window = self.rules.window;
+        // A raise soon after the incident's last change is part of the same outage.
+        if let Some(incident) = self.open_over(policy)
+            && self
+                .open
+                .get(&incident)
+                .is_some_and(|o| now <= o.last_change.saturating_add(window))
+        {
+            self.join(now, incident, vec![computer], Vec::new());
             return Notify::Quiet;
         }
         // Too few computers in the whole tree for an incident: nothing to wait for.
         let top = *self.chain(policy).last().unwrap_or(&policy);
-        if self.subtree(&self.tracked_in, top) < self.rules.min_computers {
+        if Self::get(&self.tracked, top) < self.rules.min_computers {
             return Notify::Now;
         }
         self.uncount(computer);
         if let Some(seen) = self.computers.get_mut(&computer) {
             seen.counted = Some(now);
         }
-        bump(&mut self.counted_in, policy, true);
+        self.bump(Which::Counted, policy, true);
         self.recent.push_back((now, computer));
         self.releases
-            .push_back((now.saturating_add(self.rules.window), computer));
+            .push_back((now.saturating_add(window), computer));
         self.held.insert(computer);
-        self.evaluate(policy);
+        self.evaluate(now, policy);
         Notify::Hold
     }
 
@@ -284,11 +339,14 @@ impl Incidents {
     /// `offline` says which of them are still offline.
     pub fn restore_incident(
         &mut self,
+        now: Instant,
         policy: PolicyId,
         members: &[ComputerId],
         offline: impl Fn(ComputerId) -> bool,
     ) {
-        let mut open = Open::default();
+        let mut open = Open::new(now);
+        // Known already: announced before the restart.
+        (open.dirty, open.new) = (false, false);
         for computer in members {
             if let Some(seen) = self.computers.get_mut(computer) {
                 seen.member_of = Some(policy);
@@ -307,56 +365,59 @@ impl Incidents {
             && seen.counted.take().is_some()
         {
             let policy = seen.policy;
-            bump(&mut self.counted_in, policy, false);
+            self.bump(Which::Counted, policy, false);
         }
     }
 
     /// Opens an incident at the widest subtree of `policy`'s chain that qualifies, if any: one
     /// incident for a site-wide outage rather than one per branch. It is named after the
     /// narrowest policy that still holds all of its computers, the most precise description.
-    fn evaluate(&mut self, policy: PolicyId) {
+    /// A stale incident already open there takes the new outage in.
+    fn evaluate(&mut self, now: Instant, policy: PolicyId) {
         let rules = self.rules;
         let widest_first: Vec<PolicyId> = self.chain(policy).into_iter().rev().collect();
         for (i, top) in widest_first.iter().copied().enumerate() {
-            let counted = self.subtree(&self.counted_in, top);
-            let online = self.subtree(&self.online_in, top);
-            if counted >= rules.min_computers
-                && counted * 100 >= usize::from(rules.min_percent) * (online + counted)
+            let counted = Self::get(&self.counted, top);
+            let online = Self::get(&self.online, top);
+            if counted < rules.min_computers
+                || counted * 100 < usize::from(rules.min_percent) * (online + counted)
             {
-                let top = widest_first[i..]
-                    .iter()
-                    .copied()
-                    .take_while(|p| self.subtree(&self.counted_in, *p) == counted)
-                    .last()
-                    .unwrap_or(top);
-                let computers: Vec<ComputerId> = self
-                    .recent
-                    .iter()
-                    .filter(|(at, c)| {
-                        self.computers.get(c).is_some_and(|s| {
-                            s.counted == Some(*at) && self.chain(s.policy).contains(&top)
-                        })
-                    })
-                    .map(|(_, c)| *c)
-                    .collect();
-                let absorbed = computers
-                    .iter()
-                    .copied()
-                    .filter(|c| self.held.contains(c))
-                    .collect();
-                self.open.insert(top, Open::default());
-                self.join(top, computers, absorbed, true);
-                return;
+                continue;
             }
+            let top = widest_first[i..]
+                .iter()
+                .copied()
+                .take_while(|p| Self::get(&self.counted, *p) == counted)
+                .last()
+                .unwrap_or(top);
+            let computers: Vec<ComputerId> = self
+                .recent
+                .iter()
+                .filter(|(at, c)| {
+                    self.computers.get(c).is_some_and(|s| {
+                        s.counted == Some(*at) && self.chain(s.policy).contains(&top)
+                    })
+                })
+                .map(|(_, c)| *c)
+                .collect();
+            let absorbed = computers
+                .iter()
+                .copied()
+                .filter(|c| self.held.contains(c))
+                .collect();
+            let target = self.open_over(top).unwrap_or(top);
+            self.open.entry(target).or_insert_with(|| Open::new(now));
+            self.join(now, target, computers, absorbed);
+            return;
         }
     }
 
     fn join(
         &mut self,
+        now: Instant,
         policy: PolicyId,
         joining: Vec<ComputerId>,
         absorbed: Vec<ComputerId>,
-        opened: bool,
     ) {
         for computer in &joining {
             self.uncount(*computer);
@@ -370,12 +431,9 @@ impl Incidents {
         };
         open.members.extend(joining.iter().copied());
         open.offline.extend(joining);
-        self.actions.push_back(Action::Incident {
-            policy,
-            computers: open.members.iter().copied().collect(),
-            absorbed,
-            opened,
-        });
+        open.absorbed.extend(absorbed);
+        open.last_change = now;
+        open.dirty = true;
     }
 
     /// The computer's offline alert cleared now (it is back): what becomes of the clear's
@@ -390,6 +448,7 @@ impl Incidents {
         if let Some(open) = self.open.get_mut(&policy) {
             open.offline.remove(&computer);
             open.last_return = Some(now);
+            open.last_change = now;
             if open.offline.is_empty() {
                 self.close(policy);
             }
@@ -400,20 +459,24 @@ impl Incidents {
     /// When [`handle_timeout`](Self::handle_timeout) next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let window = self.rules.window;
-        // One with nobody offline any more closed as its last computer came back.
-        let closing = self.open.values().filter_map(|open| {
-            closable(open).then(|| open.last_return.map(|at| at.saturating_add(window)))?
+        let stale = window.saturating_mul(STALE_WINDOWS);
+        let closing = self.open.values().flat_map(|open| {
+            let settled = closable(open)
+                .then(|| open.last_return.map(|at| at.saturating_add(window)))
+                .flatten();
+            [settled, Some(open.last_change.saturating_add(stale))]
         });
         self.recent
             .front()
             .map(|(at, _)| at.saturating_add(window))
             .into_iter()
             .chain(self.releases.front().map(|(at, _)| *at))
-            .chain(closing)
+            .chain(closing.flatten())
             .min()
     }
 
-    /// Ends the windows, releases the notices and closes the incidents whose time has come.
+    /// Ends the windows, releases the notices, says what changed in the incidents (once per
+    /// incident, however many joined) and closes those whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         let window = self.rules.window;
         while let Some(&(at, computer)) = self.recent.front() {
@@ -438,11 +501,32 @@ impl Incidents {
                 self.actions.push_back(Action::Release(computer));
             }
         }
-        let closing: Vec<PolicyId> = self
+        let mut changed: Vec<PolicyId> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.dirty)
+            .map(|(p, _)| *p)
+            .collect();
+        changed.sort();
+        for policy in changed {
+            if let Some(open) = self.open.get_mut(&policy) {
+                open.dirty = false;
+                let opened = std::mem::take(&mut open.new);
+                self.actions.push_back(Action::Incident {
+                    policy,
+                    computers: open.members.iter().copied().collect(),
+                    absorbed: std::mem::take(&mut open.absorbed),
+                    opened,
+                });
+            }
+        }
+        let stale = window.saturating_mul(STALE_WINDOWS);
+        let mut closing: Vec<PolicyId> = self
             .open
             .iter()
             .filter(|(_, open)| {
                 open.offline.is_empty()
+                    || open.last_change.saturating_add(stale) <= now
                     || (closable(open)
                         && open
                             .last_return
@@ -450,6 +534,7 @@ impl Incidents {
             })
             .map(|(policy, _)| *policy)
             .collect();
+        closing.sort();
         for policy in closing {
             self.close(policy);
         }
@@ -465,6 +550,10 @@ impl Incidents {
                 seen.member_of = None;
             }
         }
+        // Never announced (opened and over within one round): nothing to close.
+        if open.new {
+            return;
+        }
         self.actions.push_back(Action::Close {
             policy,
             computers: open.members.into_iter().collect(),
@@ -475,6 +564,13 @@ impl Incidents {
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Tracked,
+    Online,
+    Counted,
 }
 
 /// Whether enough of the incident's computers are back for it to close once returns settle.

@@ -243,6 +243,9 @@ fn raised(
     txn.put_alert(&alert)?;
     let (change, fate) = match active {
         None => (Change::Raised, fate),
+        // An incident's update (more computers joined) is no news to page about: its raise
+        // and clear say it all, and a storm must not come back as a storm of repeats.
+        Some(_) if kind == AlertKind::SiteIncident => (Change::Repeated, Notify::Quiet),
         Some(_) => (Change::Repeated, Notify::Now),
     };
     notify(txn, change, &alert, now, fate)?;

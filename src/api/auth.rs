@@ -130,6 +130,7 @@ mod tests {
             host: Some("127.0.0.1:4119".into()),
             peer: None,
             background: false,
+            token: None,
             body: Vec::new(),
         }
     }

@@ -164,6 +164,8 @@ mod tests {
             admin_key_hash: [0; 32],
             agent_endpoint: "127.0.0.1:4120".into(),
             manager_name: "manager".into(),
+            console_url: "https://manager:4119".into(),
+            key_pin: String::new(),
             ca_sha256: String::new(),
             registry: Arc::default(),
             liveness: crate::handles::Liveness::channel(clock).0,

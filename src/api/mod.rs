@@ -10,10 +10,12 @@
 mod alerts;
 mod assets;
 mod auth;
+mod backup;
 mod computers;
 mod error;
 mod events;
 mod input;
+mod install;
 mod lockout;
 mod login;
 mod maintenance;
@@ -55,6 +57,11 @@ pub struct ApiState {
     pub agent_endpoint: String,
     /// The manager's host name, as notifications name their sender.
     pub manager_name: String,
+    /// `https://HOST:PORT` of the console as agents should reach it: what the install line
+    /// and script fetch from.
+    pub console_url: String,
+    /// curl's pin of the manager's key (`sha256//BASE64`), for the install line.
+    pub key_pin: String,
     /// SHA-256 of the CA certificate (hex): the pin agents are given with `--ca-sha256`.
     pub ca_sha256: String,
     /// The agent certificates the agent port accepts; a deleted computer leaves it at once.
@@ -97,6 +104,9 @@ pub struct ApiRequest {
     pub peer: Option<IpAddr>,
     /// Sent by the console's own refreshes (`X-Picket-Background`): not a user's action.
     pub background: bool,
+    /// `X-Picket-Token`: an activation token for the agent install routes, kept out of the
+    /// URL (and so out of the installing computer's process list).
+    pub token: Option<String>,
     pub body: Vec<u8>,
 }
 

@@ -15,7 +15,7 @@ use crate::notify::{
     SyslogTransport, Target, Webhook, deliver,
 };
 use crate::policy::PolicyTree;
-use crate::store::{NotifyReads, Reads};
+use crate::store::{EventFeedReads, NotifyReads, Reads};
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -31,7 +31,9 @@ pub fn list(state: &ApiState) -> Handled {
     let mut all = Vec::new();
     for channel in txn.channels()? {
         let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
-        all.push(view(&channel, &delivery, last));
+        let mut answer = view(&channel, &delivery, last);
+        answer["event_delivery"] = event_view(&txn, &channel)?;
+        all.push(answer);
     }
     let routes: Vec<Value> = txn.routes()?.iter().map(route_view).collect();
     Ok(ApiResponse::ok(
@@ -44,6 +46,7 @@ pub fn show(state: &ApiState, name: &str) -> Handled {
     let channel = find(&txn, name)?;
     let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
     let mut answer = view(&channel, &delivery, txn.last_notice_seq()?);
+    answer["event_delivery"] = event_view(&txn, &channel)?;
     let routes: Vec<Value> = txn
         .routes()?
         .iter()
@@ -93,6 +96,7 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
     txn.put_channel(&channel)?;
     let delivery = txn.delivery(&channel.name)?.unwrap_or_default();
     let last = txn.last_notice_seq()?;
+    let events = event_view(&txn, &channel)?;
     txn.commit()?;
     log::info!(
         "notification channel '{}' ({}) added",
@@ -100,6 +104,7 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
         channel.target.kind()
     );
     let mut answer = view(&channel, &delivery, last);
+    answer["event_delivery"] = events;
     if let Some(secret) = generated_secret {
         // Shown once, like a token: the receiver needs it to check signatures.
         answer["secret"] = json!(secret);
@@ -330,7 +335,39 @@ fn syslog(map: &mut Map<String, Value>) -> Result<Syslog, ApiError> {
         transport,
         format,
         ca_cert: optional_string(map, "ca_cert")?,
+        events: event_ids(map)?,
     })
+}
+
+/// `"events": [1000, "agent-stopped", ...]`: agent events by id or catalogue name; absent:
+/// none. `Channel::new` checks the ids against the catalogue.
+fn event_ids(map: &mut Map<String, Value>) -> Result<Vec<u32>, ApiError> {
+    let bad = |what: &str| {
+        ApiError::bad_field(
+            "events",
+            format!("{what}: events is a list of agent event ids or names (schema/events.md)"),
+        )
+    };
+    let items = match map.remove("events") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(bad(&format!("'{other}' is not a list"))),
+    };
+    items
+        .into_iter()
+        .map(|item| match &item {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| bad(&format!("{n} is not an event id"))),
+            Value::String(name) => crate::model::events::CATALOGUE
+                .iter()
+                .find(|k| k.name == name || k.id.to_string() == *name)
+                .map(|k| k.id)
+                .ok_or_else(|| bad(&format!("'{name}' is no agent event"))),
+            other => Err(bad(&format!("'{other}' is neither an id nor a name"))),
+        })
+        .collect()
 }
 
 /// The webhook, and whether its secret was generated here (then shown once).
@@ -388,6 +425,7 @@ fn view(channel: &Channel, delivery: &crate::notify::Delivery, last_seq: u64) ->
             "transport": s.transport.name(),
             "format": s.format.name(),
             "ca_cert": s.ca_cert.is_some(),
+            "events": s.events,
         }),
         Target::Webhook(w) => json!({
             "url": crate::notify::channel::shown_url(&w.url),
@@ -414,6 +452,26 @@ fn view(channel: &Channel, delivery: &crate::notify::Delivery, last_seq: u64) ->
             "last_error": delivery.last_error,
         },
     })
+}
+
+/// How far a channel that forwards agent events has got through them; `null` for one that
+/// forwards none.
+fn event_view(txn: &impl EventFeedReads, channel: &Channel) -> Result<Value, ApiError> {
+    let Some(cursor) = txn.event_cursor(&channel.name)? else {
+        return Ok(Value::Null);
+    };
+    Ok(json!({
+        "pending": txn.events_pending(cursor.done_through)?,
+        "sent": cursor.sent,
+        "failed": cursor.failed,
+        "skipped": cursor.skipped,
+        "dropped": cursor.dropped,
+        "failing": cursor.failing,
+        "attempts": cursor.attempts,
+        "last_attempt_ms": cursor.last_attempt.map(|t| t.0),
+        "last_sent_ms": cursor.last_sent.map(|t| t.0),
+        "last_error": cursor.last_error,
+    }))
 }
 
 fn route_view(route: &Route) -> Value {

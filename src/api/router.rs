@@ -6,7 +6,10 @@ use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::login;
 use super::operations::{self, Operation};
-use super::{alerts, assets, computers, events, maintenance, notifications, policies, tokens};
+use super::{
+    alerts, assets, backup, computers, events, install, maintenance, notifications, policies,
+    tokens,
+};
 use crate::metrics::StoreCounts;
 use crate::store::{NotifyReads, Reads};
 use hyper::{Method, StatusCode};
@@ -79,6 +82,10 @@ fn route(state: &ApiState, req: &ApiRequest) -> Result<ApiResponse, AllowOnly> {
             Ok(ApiResponse::ok(json!({"status": "ok"})))
         })?,
         ["readyz"] => only(m, Method::GET, "GET", || readyz(state))?,
+        ["agent", "install.sh"] => only(m, Method::GET, "GET", || install::script(state, req))?,
+        ["agent", "download", name] => only(m, Method::GET, "GET", || {
+            install::download(state, name, req)
+        })?,
         ["login"] => only(m, Method::GET, "GET", || Ok(login_page(state, req)))?,
         ["assets", name @ ..] if !name.is_empty() => {
             only(m, Method::GET, "GET", || asset(&name.join("/")))?
@@ -187,6 +194,8 @@ fn api_v1(
             notifications::delete_route(state, id)
         }
         (["notifications", "routes", _], _) => return Err(AllowOnly("DELETE")),
+        (["backup"], &Method::POST) => backup::snapshot(state, caller),
+        (["backup"], _) => return Err(AllowOnly("POST")),
         (["maintenance"], &Method::GET) => maintenance::list(state),
         (["maintenance"], &Method::POST) => maintenance::create(state, caller, body),
         (["maintenance"], _) => return Err(AllowOnly("GET, POST")),

@@ -21,6 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use smol::net::{TcpListener, TcpStream};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -205,6 +206,11 @@ fn request_head(parts: &hyper::http::request::Parts, peer: IpAddr) -> ApiRequest
         host: text(header::HOST),
         peer: Some(peer),
         background: parts.headers.contains_key("x-picket-background"),
+        token: parts
+            .headers
+            .get("x-picket-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         body: Vec::new(),
     }
 }
@@ -297,7 +303,11 @@ async fn read_body<'a>(
 
 fn to_http(response: ApiResponse) -> Response<Full<Bytes>> {
     let (content_type, body) = match (response.raw, response.body) {
-        (Some((content_type, bytes)), _) => (Some(content_type), Bytes::from(bytes.into_owned())),
+        // A static body (a console file, the agent binary) is sent without a copy.
+        (Some((content_type, Cow::Borrowed(bytes))), _) => {
+            (Some(content_type), Bytes::from_static(bytes))
+        }
+        (Some((content_type, Cow::Owned(bytes))), _) => (Some(content_type), Bytes::from(bytes)),
         (None, Some(v)) => (Some("application/json"), Bytes::from(format!("{v:#}\n"))),
         (None, None) => (None, Bytes::new()),
     };

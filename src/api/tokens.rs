@@ -70,6 +70,7 @@ pub fn create(state: &ApiState, body: &[u8]) -> Handled {
         &secret,
         &state.ca_sha256
     ));
+    answer["install_command"] = json!(super::install::install_command(state, &secret));
     Ok(ApiResponse::created(format!("/api/v1/tokens/{id}"), answer))
 }
 

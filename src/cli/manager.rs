@@ -1,6 +1,7 @@
 //! `picket manager`: its options and the parsers of their values.
 
 use crate::alerts::incident::IncidentRules;
+use crate::service::logging::{LogFormat, parse_log_format};
 use crate::store::Reserve;
 use argh::FromArgs;
 use std::net::SocketAddr;
@@ -11,9 +12,10 @@ use std::time::Duration;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "manager")]
 pub struct ManagerArgs {
-    /// directory that holds the store, certificates and admin API key
+    /// directory that holds the store, certificates and admin API key; default:
+    /// $PICKET_DATA_DIR
     #[argh(option)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// address for agents (activation and heartbeats); default 0.0.0.0:4120
     #[argh(option, default = "SocketAddr::from(([0, 0, 0, 0], 4120))")]
     pub agent_listen: SocketAddr,
@@ -57,13 +59,66 @@ pub struct ManagerArgs {
         default = "IncidentRules::default().window"
     )]
     pub incident_window: Duration,
+    /// take a backup of the running manager this often, e.g. 24h (at least 1h; with
+    /// --backup-dir), for sites without a backup system
+    #[argh(option, from_str_fn(backup_every))]
+    pub backup_every: Option<Duration>,
+    /// where scheduled backups go (picket-MS.backup, mode 0600; not inside the data dir)
+    #[argh(option)]
+    pub backup_dir: Option<PathBuf>,
+    /// how many scheduled backups to keep, the newest (default 7)
+    #[argh(option, default = "7")]
+    pub backup_keep: usize,
+    /// how log lines look on stderr: auto (journal under journald, else text), text, journal
+    /// (syslog priority prefixes, no timestamp) or json (one object a line)
+    #[argh(option, from_str_fn(parse_log_format), default = "LogFormat::Auto")]
+    pub log_format: LogFormat,
     /// give the console user admin a new one-time password, print it and exit (stop the
     /// manager first)
     #[argh(switch)]
     pub reset_admin_password: bool,
 }
 
+/// `--backup-every`: backups more often than hourly would mostly measure the disk.
+fn backup_every(text: &str) -> Result<Duration, String> {
+    let every = crate::model::parse_duration(text)
+        .map_err(|e| format!("{e}; write a duration such as 24h"))?;
+    if every < Duration::from_secs(3600) {
+        return Err(format!(
+            "{} is shorter than 1h; write a duration such as 24h",
+            crate::model::format_duration(every)
+        ));
+    }
+    Ok(every)
+}
+
 impl ManagerArgs {
+    /// The scheduled backups asked for, or why the options do not go together; `data_dir` is
+    /// the resolved one (`--data-dir` or `$PICKET_DATA_DIR`).
+    pub fn backups(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<crate::manager::backups::Schedule>, String> {
+        match (self.backup_every, &self.backup_dir) {
+            (None, None) => Ok(None),
+            (Some(_), None) | (None, Some(_)) => {
+                Err("--backup-every and --backup-dir go together: how often, and where".to_string())
+            }
+            (Some(_), Some(_)) if self.backup_keep == 0 => {
+                Err("--backup-keep must keep at least 1".to_string())
+            }
+            (Some(_), Some(dir)) if dir.starts_with(data_dir) => Err(format!(
+                "--backup-dir {} is inside the data dir: a backup must survive its loss",
+                dir.display()
+            )),
+            (Some(every), Some(dir)) => Ok(Some(crate::manager::backups::Schedule {
+                every,
+                dir: dir.clone(),
+                keep: self.backup_keep,
+            })),
+        }
+    }
+
     pub fn incidents(&self) -> IncidentRules {
         IncidentRules {
             min_computers: self.incident_min_computers,
@@ -259,5 +314,41 @@ mod tests {
                 "{value:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn scheduled_backups_need_a_period_and_a_place_outside_the_data_dir() {
+        use std::path::Path;
+        assert_eq!(manager(&[]).unwrap().backups(Path::new("d")), Ok(None));
+        let set = manager(&["--backup-every", "24h", "--backup-dir", "/srv/backups"])
+            .unwrap()
+            .backups(Path::new("d"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((set.every, set.keep), (Duration::from_secs(86_400), 7));
+        for (args, says) in [
+            (&["--backup-every", "24h"][..], "go together"),
+            (&["--backup-dir", "/srv/b"][..], "go together"),
+            (
+                &["--backup-every", "24h", "--backup-dir", "d/b"][..],
+                "inside the data dir",
+            ),
+            (
+                &[
+                    "--backup-every",
+                    "24h",
+                    "--backup-dir",
+                    "/b",
+                    "--backup-keep",
+                    "0",
+                ][..],
+                "at least 1",
+            ),
+        ] {
+            let error = manager(args).unwrap().backups(Path::new("d")).unwrap_err();
+            assert!(error.contains(says), "{args:?}: {error}");
+        }
+        let error = manager(&["--backup-every", "10m"]).unwrap_err();
+        assert!(error.contains("shorter than 1h"), "{error}");
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! Parsing only; `main` dispatches and `admin` runs the client verbs.
 
+use crate::service::logging::{LogFormat, parse_log_format};
 use argh::FromArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Picket: an all-in-one security manager for small sites.
+/// Picket: an all-in-one security manager for small sites (`picket --version` prints its
+/// version).
 #[derive(FromArgs, Debug)]
 pub struct Picket {
     #[argh(subcommand)]
@@ -25,6 +27,9 @@ pub enum Command {
     Alerts(AlertsArgs),
     Notifications(notifications::NotificationsArgs),
     Maintenance(notifications::MaintenanceArgs),
+    Backup(backup::BackupArgs),
+    Restore(backup::RestoreArgs),
+    Check(backup::CheckArgs),
     Bench(BenchArgs),
 }
 
@@ -32,9 +37,10 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "agent")]
 pub struct AgentArgs {
-    /// directory for the agent's key, certificate, pinned CA and event spool
+    /// directory for the agent's key, certificate, pinned CA and event spool; default:
+    /// $PICKET_DATA_DIR
     #[argh(option)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// the manager's agent port, HOST:PORT (activation only)
     #[argh(option)]
     pub manager: Option<String>,
@@ -54,6 +60,14 @@ pub struct AgentArgs {
     /// where to listen for the manager (bidirectional and manager-initiated); default 0.0.0.0:4118
     #[argh(option, default = "default_agent_listen()")]
     pub listen: SocketAddr,
+    /// activate (if not yet) and exit: what the install script runs before it starts the
+    /// service
+    #[argh(switch)]
+    pub activate_only: bool,
+    /// how log lines look on stderr: auto (journal under journald, else text), text, journal
+    /// (syslog priority prefixes, no timestamp) or json (one object a line)
+    #[argh(option, from_str_fn(parse_log_format), default = "LogFormat::Auto")]
+    pub log_format: LogFormat,
 }
 
 fn default_agent_listen() -> SocketAddr {
@@ -130,7 +144,8 @@ macro_rules! admin_verb_with {
             /// admin API key; default: $PICKET_API_KEY, else DIR/admin-api-key
             #[argh(option)]
             pub api_key: Option<String>,
-            /// the manager's data dir: its API key, CA and port are read from it
+            /// the manager's data dir: its API key, CA and port are read from it; default:
+            /// $PICKET_DATA_DIR
             #[argh(option)]
             pub data_dir: Option<PathBuf>,
             /// CA certificate (PEM) to trust for the manager's API; default: DIR/pki/ca.crt
@@ -158,6 +173,7 @@ macro_rules! admin_verb {
     };
 }
 
+pub mod backup;
 mod manager;
 pub mod notifications;
 

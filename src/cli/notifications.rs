@@ -106,6 +106,9 @@ channel_verb!(
         /// give a notice up after this long undelivered (default 24h)
         #[argh(option)]
         pub give_up_after: Option<String>,
+        /// also forward agent events of this id or name (repeat for several; schema/events.md)
+        #[argh(option)]
+        pub event: Vec<String>,
     }
 );
 

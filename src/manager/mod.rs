@@ -1,7 +1,9 @@
 //! The manager process: checks and initialises its data dir, opens the store, binds its
-//! listeners, serves the API, and shuts down cleanly on SIGINT or SIGTERM.
+//! listeners, serves the API, tells systemd it is ready and alive when run as a service, and
+//! shuts down cleanly on SIGINT or SIGTERM.
 
 pub(crate) mod agent_port;
+pub mod backups;
 mod data_dir;
 pub(crate) mod dial_plan;
 mod dialer;
@@ -10,6 +12,7 @@ mod notifier;
 mod open_files;
 mod retention;
 pub(crate) mod verdicts;
+mod vitals;
 
 pub use crate::handles::{DialError, DialResult, Dialer, DialerEvent};
 pub use crate::handles::{Liveness, LivenessEvent};
@@ -24,11 +27,12 @@ use crate::api::{self, ApiState, Console};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::pki::ManagerPki;
+use crate::service::notify::{READY, STOPPING};
+use crate::service::{StopSignals, Systemd};
 use crate::store::{Reads, Store, Writer};
 use crate::tasks::Workers;
 use agent_port::AgentPort;
 use smol::net::TcpListener;
-use smol::stream::StreamExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +59,8 @@ pub struct ManagerConfig {
     pub store_reserve: crate::store::Reserve,
     /// When computers going offline together are one site incident (`--incident-*`).
     pub incidents: crate::alerts::incident::IncidentRules,
+    /// Scheduled backups (`--backup-*`), if asked for.
+    pub backups: Option<backups::Schedule>,
 }
 
 /// How often the store's free space is read and, after an I/O error, a reopen considered.
@@ -78,6 +84,8 @@ pub fn reset_admin_password(dir: &std::path::Path, clock: &dyn Clock) -> Result<
     data_dir::check_store_present(dir)?;
     let store = Store::open(&dir.join(STORE_FILE))?;
     data_dir::check_store_matches_site(dir, &store)?;
+    // Snapshots a `picket backup` asked for and did not take away (it was killed).
+    crate::backup::sweep_snapshots(dir);
     let password = data_dir::set_admin_password(&store, clock.wall())?;
     close_store(Arc::new(store));
     println!("New one-time password for the console user admin: {password}");
@@ -87,15 +95,12 @@ pub fn reset_admin_password(dir: &std::path::Path, clock: &dyn Clock) -> Result<
     Ok(())
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM (SIGHUP is logged and ignored); under systemd it says when it
+/// is ready, that it is alive (`WatchdogSec=`) and when it stops.
 pub fn run(config: ManagerConfig, clock: Arc<dyn Clock>) -> Result<(), ManagerError> {
-    use async_signal::{Signal, Signals};
-    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(ManagerError::Signals)?;
-    serve(config, clock, async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("received {signal:?}: shutting down");
-        }
-    })
+    let signals = StopSignals::install().map_err(ManagerError::Signals)?;
+    let systemd = Systemd::from_env();
+    serve_with(config, clock, signals.wait("shutting down"), true, &systemd)
 }
 
 /// Runs until `shutdown` completes; tests pass their own future instead of a signal.
@@ -104,7 +109,7 @@ pub fn serve(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    serve_with_banner(config, clock, shutdown, true)
+    serve_with(config, clock, shutdown, true, &Systemd::default())
 }
 
 /// As [`serve`], without the banner on stdout: `picket bench` runs a manager in-process and its
@@ -114,14 +119,15 @@ pub fn serve_quietly(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    serve_with_banner(config, clock, shutdown, false)
+    serve_with(config, clock, shutdown, false, &Systemd::default())
 }
 
-fn serve_with_banner(
+fn serve_with(
     config: ManagerConfig,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
     banner: bool,
+    systemd: &Systemd,
 ) -> Result<(), ManagerError> {
     let dir = &config.data_dir;
     open_files::raise();
@@ -134,6 +140,8 @@ fn serve_with_banner(
         config.store_reserve,
     )?);
     data_dir::check_store_matches_site(dir, &store)?;
+    // Snapshots a `picket backup` asked for and did not take away (it was killed).
+    crate::backup::sweep_snapshots(dir);
     let (pki, pki_created) = ManagerPki::load_or_create(
         &dir.join(PKI_DIR),
         &config.hostname,
@@ -190,6 +198,8 @@ fn serve_with_banner(
             admin_key_hash,
             agent_endpoint: agent_endpoint.clone(),
             manager_name: config.hostname.clone(),
+            console_url: format!("https://{}", dial_address(&config.hostname, console_addr)),
+            key_pin: pki.manager_key_pin(),
             ca_sha256: pki.ca_sha256_hex(),
             registry: registry.clone(),
             liveness: liveness.clone(),
@@ -243,6 +253,14 @@ fn serve_with_banner(
             ))
         });
         let store_task = ex.spawn(tend_store(store.clone(), clock.clone()));
+        let backup_task = config.backups.clone().map(|schedule| {
+            ex.spawn(backups::run(
+                store.clone(),
+                dir.clone(),
+                clock.clone(),
+                schedule,
+            ))
+        });
         let notifier = Arc::new(notifier::Notifier {
             store: store.clone(),
             clock: clock.clone(),
@@ -256,14 +274,47 @@ fn serve_with_banner(
         let liveness_task = ex.spawn(verdicts::run(
             store.clone(),
             writer,
-            clock,
+            clock.clone(),
             tracked,
             config.incidents,
             liveness_events,
             metrics,
         ));
         state.ready.store(true, Ordering::SeqCst);
-        shutdown.await;
+        systemd.notify(&format!(
+            "{READY}\nSTATUS=console on {console_addr}, agents on {agent_addr}"
+        ));
+        let mut parts: Vec<(&'static str, &dyn vitals::Ends)> = vec![
+            ("the console and API", &api_task),
+            ("the agent port", &agent_task),
+            ("the dialer", &dialer_task),
+            ("the verdicts task", &liveness_task),
+            ("store tending", &store_task),
+            ("the notifier", &notifier_task),
+            ("the store writer", &writer_thread),
+        ];
+        if let Some(task) = &retention_task {
+            parts.push(("event retention", task));
+        }
+        if let Some(task) = &backup_task {
+            parts.push(("scheduled backups", task));
+        }
+        let vitals = vitals::Vitals {
+            parts,
+            executors: vec![
+                ("the workers", ex.clone()),
+                ("the agent port's accept thread", accepting.spawner()),
+            ],
+            clock: &*clock,
+            within: systemd.keep_alive_every().unwrap_or_default(),
+        };
+        // Raced with the shutdown on this thread, a worker itself: a stuck worker stops it too.
+        smol::future::or(
+            shutdown,
+            systemd.keep_alive(&*clock, async || vitals.check().await),
+        )
+        .await;
+        systemd.notify(STOPPING);
         state.ready.store(false, Ordering::SeqCst);
         api_task.cancel().await;
         agent_task.cancel().await;
@@ -272,6 +323,9 @@ fn serve_with_banner(
         store_task.cancel().await;
         notifier_task.cancel().await;
         if let Some(task) = retention_task {
+            task.cancel().await;
+        }
+        if let Some(task) = backup_task {
             task.cancel().await;
         }
         Ok::<(), ManagerError>(())

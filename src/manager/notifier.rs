@@ -9,12 +9,15 @@
 //! A failed send is retried with exponential backoff (`notify::delivery::after_failure`) until
 //! the notice is older than the channel's `give_up_after`; then it is counted failed and the
 //! channel's `notification-failed` alert is raised, to clear at its next delivery.
+//!
+//! A syslog channel that forwards agent events sends them from the same task, with the same
+//! rules, whenever no notice waits (`notifier/events.rs`).
 
 use crate::alerts::{AlertKind, record};
 use crate::clock::{Clock, WallMs};
-use crate::metrics::{Metrics, NoticeOutcome};
+use crate::metrics::{Delivered, Metrics, NoticeOutcome};
 use crate::model::PolicyId;
-use crate::notify::delivery::{AfterFailure, after_failure};
+use crate::notify::delivery::{AfterFailure, after_refusal};
 use crate::notify::format::Site;
 use crate::notify::{Channel, Delivery, Notice, deliver, maintenance, route};
 use crate::policy::PolicyTree;
@@ -25,13 +28,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod events;
+
 /// How often the outbox and the list of channels are looked at. A notice waits at most this
 /// long before its first attempt.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How many notices a channel reads at a time.
 const BATCH: usize = 200;
-/// Attempts at a notice the server refuses for good before it is given up.
-const PERMANENT_TRIES: u32 = 3;
 
 /// What every channel's task shares.
 pub struct Notifier {
@@ -54,6 +57,7 @@ pub async fn run(notifier: Arc<Notifier>, ex: Spawner) {
                     let keep = names.contains(name);
                     if !keep {
                         notifier.metrics.notices_pending(name, None);
+                        notifier.metrics.pending(name, Delivered::Event, None);
                     }
                     keep
                 });
@@ -92,7 +96,17 @@ fn end_windows(store: &Store, now: WallMs) -> Result<(), StoreError> {
         let mut owed = Vec::new();
         if !ending.ended.is_empty() {
             let tree = PolicyTree::new(txn.policies()?);
-            for alert in txn.active_alerts()? {
+            let active = txn.active_alerts()?;
+            // An open incident's computers were (or will be) told of through it.
+            let in_incident: std::collections::HashSet<_> = active
+                .iter()
+                .filter(|a| a.kind == AlertKind::SiteIncident)
+                .flat_map(|a| a.computers.iter().copied())
+                .collect();
+            for alert in active {
+                if in_incident.contains(&alert.computer) {
+                    continue;
+                }
                 let Some(computer) = txn.computer(alert.computer)? else {
                     continue;
                 };
@@ -152,8 +166,13 @@ fn plan(store: &Store, channel: &Channel) -> Result<(Delivery, Vec<Planned>, u64
         .into_iter()
         .map(|notice| {
             let up = ancestors(notice.policy);
+            let of_computer = |id| {
+                let policy = txn.computer(id).ok().flatten().map(|c| c.policy);
+                ancestors(policy)
+            };
             let send = route::wanted(&routes, &notice, &up)
-                && maintenance::silencing(&windows, &notice, &up).is_none();
+                && maintenance::silencing(&windows, &notice, &up).is_none()
+                && !maintenance::silences_incident(&windows, &notice, of_computer);
             Planned { notice, send }
         })
         .collect();
@@ -246,6 +265,7 @@ async fn deliver_channel(notifier: Arc<Notifier>, channel: Channel) {
     // The last notice sent, even if its record failed: a store that refuses writes (a full
     // disk) must not make the channel send it again every second.
     let mut sent_through = 0;
+    let mut events = events::Feed::of(&channel);
     let mut store_wait = LOOK_EVERY;
     loop {
         let (store, ch) = (n.store.clone(), channel.clone());
@@ -258,11 +278,13 @@ async fn deliver_channel(notifier: Arc<Notifier>, channel: Channel) {
             }
         };
         n.metrics.notices_pending(&name, Some(pending));
-        if planned.is_empty() {
-            n.clock.sleep(LOOK_EVERY).await;
-            continue;
-        }
-        match work_through(n, &channel, delivery, planned, &mut sent_through).await {
+        // Alerts first: the channel's agent events go when no notice waits, a batch at a time.
+        let round = match (planned.is_empty(), events.as_mut()) {
+            (false, _) => work_through(n, &channel, delivery, planned, &mut sent_through).await,
+            (true, Some(feed)) => feed.round(n, &channel).await,
+            (true, None) => Ok(Some(LOOK_EVERY)),
+        };
+        match round {
             Ok(wait) => {
                 store_wait = LOOK_EVERY;
                 if let Some(wait) = wait {
@@ -339,15 +361,7 @@ async fn work_through(
                     |e| e.chain(),
                 );
                 let attempts = delivery.attempts.saturating_add(1);
-                // The server refused this notice for good (a 5xx from SMTP, a 4xx): a few
-                // tries in case it was a passing fault, then the channel goes on without it
-                // rather than hold every later alert for a day.
-                let decision = if permanent && attempts >= PERMANENT_TRIES {
-                    AfterFailure::GiveUp
-                } else {
-                    after_failure(attempts, age, channel.give_up_after)
-                };
-                match decision {
+                match after_refusal(permanent, attempts, age, channel.give_up_after) {
                     AfterFailure::GiveUp => {
                         log::error!(
                             "notifications: channel '{}' gave up notice {} after {attempts} \

@@ -98,6 +98,9 @@ pub struct Syslog {
     pub transport: SyslogTransport,
     pub format: SyslogFormat,
     pub ca_cert: Option<String>,
+    /// The agent events (ids of `schema/events.md`) this channel forwards besides the alerts,
+    /// in ascending order without repeats; empty: alerts only.
+    pub events: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,10 +149,10 @@ impl fmt::Display for ChannelError {
 impl std::error::Error for ChannelError {}
 
 impl Channel {
-    /// Checks every field and builds the channel.
+    /// Checks every field and builds the channel (a syslog channel's events put in order).
     pub fn new(
         name: &str,
-        target: Target,
+        mut target: Target,
         give_up_after: Duration,
         created: WallMs,
     ) -> Result<Channel, ChannelError> {
@@ -162,9 +165,10 @@ impl Channel {
                 "must be between 1m and 30d",
             ));
         }
-        match &target {
+        match &mut target {
             Target::Email(email) => check_email(email)?,
             Target::Syslog(syslog) => {
+                check_events(&mut syslog.events)?;
                 check_host("address", &syslog.host)?;
                 check_port("address", syslog.port)?;
                 check_ca("ca_cert", syslog.ca_cert.as_deref())?;
@@ -211,6 +215,30 @@ fn check_name(name: &str) -> Result<(), ChannelError> {
             "use letters, digits, '-', '_' and '.' (it is typed on command lines)",
         ));
     }
+    Ok(())
+}
+
+/// Every id must be in the catalogue: an id no agent sends would forward nothing, silently.
+/// Sorted and without repeats, so that two channels forwarding the same events compare equal.
+fn check_events(events: &mut Vec<u32>) -> Result<(), ChannelError> {
+    if let Some(unknown) = events
+        .iter()
+        .find(|id| crate::model::events::name(**id).is_none())
+    {
+        let known: Vec<String> = crate::model::events::CATALOGUE
+            .iter()
+            .map(|k| format!("{} ({})", k.id, k.name))
+            .collect();
+        return Err(ChannelError::new(
+            "events",
+            format!(
+                "{unknown} is not an agent event id; the ids are {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    events.sort_unstable();
+    events.dedup();
     Ok(())
 }
 
@@ -557,8 +585,44 @@ pub(crate) mod tests {
             transport: SyslogTransport::Udp,
             format: SyslogFormat::Cef,
             ca_cert: Some("junk".into()),
+            events: Vec::new(),
         });
         assert_eq!(field_of("s", syslog), "ca_cert");
+    }
+
+    fn syslog_forwarding(events: &[u32]) -> Target {
+        Target::Syslog(Syslog {
+            host: "siem".into(),
+            port: 514,
+            transport: SyslogTransport::Tcp,
+            format: SyslogFormat::Cef,
+            ca_cert: None,
+            events: events.to_vec(),
+        })
+    }
+
+    #[test]
+    fn forwarded_events_are_catalogue_ids_kept_sorted_once() {
+        let channel = Channel::new(
+            "s",
+            syslog_forwarding(&[5004, 1000, 5004]),
+            DEFAULT_GIVE_UP_AFTER,
+            WallMs(0),
+        )
+        .unwrap();
+        let Target::Syslog(syslog) = channel.target else {
+            unreachable!()
+        };
+        assert_eq!(syslog.events, [1000, 5004]);
+        let err = Channel::new(
+            "s",
+            syslog_forwarding(&[1000, 4242]),
+            DEFAULT_GIVE_UP_AFTER,
+            WallMs(0),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "events");
+        assert!(err.problem.contains("4242") && err.problem.contains("1000 (agent-started)"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! One notice to one channel: formats it the channel's way and hands the bytes to the channel's
-//! sender. Shared by the notifier task and the API's "send a test".
+//! One notice (or one forwarded agent event) to one channel: formats it the channel's way and
+//! hands the bytes to the channel's sender. Shared by the notifier task and the API's "send a
+//! test".
 
 use super::format::{self, Site};
 use super::send::{self, Answer, SendError};
-use super::{Channel, Notice, Target};
+use super::{Channel, EventNotice, Notice, Syslog, Target};
 use crate::clock::Clock;
 use std::time::Duration;
 
@@ -40,4 +41,16 @@ pub async fn deliver(
             send::webhook(hook, &body, &headers, clock, SEND_LIMIT).await
         }
     }
+}
+
+/// An agent event to a syslog channel that forwards it.
+pub async fn deliver_event(
+    syslog: &Syslog,
+    notice: &EventNotice,
+    site: &Site,
+    clock: &dyn Clock,
+) -> Result<Answer, SendError> {
+    let message = format::event_message(notice, syslog.format, site);
+    let framed = format::frame(&message, syslog.transport);
+    send::syslog(syslog, &framed, clock, SEND_LIMIT).await
 }

@@ -49,6 +49,25 @@ pub fn after_failure(attempts: u32, age: Duration, give_up_after: Duration) -> A
     ))
 }
 
+/// Attempts at a notice the server refuses for good before it is given up.
+pub const PERMANENT_TRIES: u32 = 3;
+
+/// [`after_failure`], except that a delivery the server refused for good (`permanent`: a 5xx
+/// from SMTP, a 4xx) is given up at its [`PERMANENT_TRIES`]th attempt: a few tries in case it
+/// was a passing fault, then the channel goes on without it rather than hold everything after
+/// it for a day.
+pub fn after_refusal(
+    permanent: bool,
+    attempts: u32,
+    age: Duration,
+    give_up_after: Duration,
+) -> AfterFailure {
+    if permanent && attempts >= PERMANENT_TRIES {
+        return AfterFailure::GiveUp;
+    }
+    after_failure(attempts, age, give_up_after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +87,17 @@ mod tests {
             AfterFailure::RetryIn(LONGEST_RETRY)
         );
         assert_eq!(after_failure(1, day, day), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn a_permanent_refusal_is_given_up_after_a_few_tries_whatever_its_age() {
+        let day = Duration::from_secs(86400);
+        let refused = |n| after_refusal(true, n, Duration::ZERO, day);
+        assert_eq!(refused(1), AfterFailure::RetryIn(Duration::from_secs(1)));
+        assert_eq!(refused(PERMANENT_TRIES), AfterFailure::GiveUp);
+        assert_eq!(
+            after_refusal(false, PERMANENT_TRIES, Duration::ZERO, day),
+            AfterFailure::RetryIn(Duration::from_secs(4))
+        );
     }
 }

@@ -72,6 +72,30 @@ pub fn silencing<'w>(
     })
 }
 
+/// Whether windows keep a site incident's notice quiet: when every computer it lists was
+/// under one at the time (planned work that takes a whole subtree down is no incident).
+/// `ancestors` gives a computer's policy chain (empty for one that no longer exists).
+pub fn silences_incident(
+    windows: &[Window],
+    notice: &Notice,
+    ancestors: impl Fn(ComputerId) -> Vec<PolicyId>,
+) -> bool {
+    let alert = &notice.alert;
+    if alert.kind != AlertKind::SiteIncident || alert.computers.is_empty() {
+        return false;
+    }
+    alert.computers.iter().all(|computer| {
+        let up = ancestors(*computer);
+        windows.iter().any(|w| {
+            let quiet = match notice.change {
+                Change::Cleared => w.contains(alert.raised) && notice.at < w.end,
+                _ => w.contains(notice.at),
+            };
+            quiet && w.covers(*computer, &up)
+        })
+    })
+}
+
 /// How long an ended window is kept: notices from its time may still wait for a channel
 /// (at most `give_up_after`, 30 days), and the window must still silence them.
 pub const KEEP_ENDED: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -203,5 +227,40 @@ mod tests {
         alert.acknowledged = None;
         alert.cleared = Some(WallMs(180));
         assert!(!owed_at_end(w, &alert, &[]), "over before the window ended");
+    }
+
+    #[test]
+    fn a_site_incident_of_computers_all_in_maintenance_stays_quiet() {
+        let windows = [Window {
+            id: 1,
+            target: WindowTarget::Policy(PolicyId(2)),
+            start: WallMs(100),
+            end: WallMs(200),
+            reason: "rack move".into(),
+            by: "admin".into(),
+        }];
+        let mut incident = notice(Change::Raised, 150, 150);
+        incident.alert.kind = AlertKind::SiteIncident;
+        incident.alert.computer = ComputerId(0);
+        incident.alert.computers = vec![ComputerId(7), ComputerId(8)];
+        let under = |_| vec![PolicyId(2), PolicyId(1)];
+        let one_outside = |c: ComputerId| {
+            if c == ComputerId(8) {
+                vec![PolicyId(3), PolicyId(1)]
+            } else {
+                vec![PolicyId(2), PolicyId(1)]
+            }
+        };
+        assert!(silences_incident(&windows, &incident, under));
+        assert!(!silences_incident(&windows, &incident, one_outside));
+        // After the window: news.
+        incident.at = WallMs(250);
+        assert!(!silences_incident(&windows, &incident, under));
+        // A computer's own notice is not this rule's.
+        assert!(!silences_incident(
+            &windows,
+            &notice(Change::Raised, 150, 150),
+            under
+        ));
     }
 }

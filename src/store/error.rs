@@ -60,6 +60,8 @@ pub enum StoreError {
     /// A change handed to the writer failed; the text is the whole cause chain, since the
     /// original error stays with the writer thread.
     WriteFailed(String),
+    /// The store has a table the snapshot does not know to copy: a backup would lack it.
+    NotInSnapshot(String),
 }
 
 impl fmt::Display for StoreError {
@@ -102,6 +104,11 @@ impl fmt::Display for StoreError {
             }
             StoreError::WriterStopped => f.write_str("the store writer has stopped"),
             StoreError::WriteFailed(chain) => write!(f, "the store write failed: {chain}"),
+            StoreError::NotInSnapshot(table) => write!(
+                f,
+                "the store's table '{table}' is not in the snapshot's list: this Picket binary \
+                 cannot back it up"
+            ),
         }
     }
 }
@@ -123,7 +130,8 @@ impl std::error::Error for StoreError {
             | StoreError::Corrupt { .. }
             | StoreError::Unavailable(_)
             | StoreError::WriterStopped
-            | StoreError::WriteFailed(_) => None,
+            | StoreError::WriteFailed(_)
+            | StoreError::NotInSnapshot(_) => None,
         }
     }
 }

@@ -97,9 +97,13 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
             super::notify::create_tables(txn)?;
             Ok(7)
         }
-        // Site incidents: offline notices held back while the detector waits for a storm.
+        // Site incidents: offline notices held back while the detector waits for a storm. Agent
+        // events forwarded to syslog: the order events arrive in and each forwarding channel's
+        // cursor. Channels are written as `ChannelRecord::V2` from now on (a syslog channel's
+        // events); `V1` records are converted as they are read.
         7 => {
             super::notify::create_held_table(txn)?;
+            super::event_feed::create_tables(txn)?;
             Ok(8)
         }
         // The host firewall: settings gain `firewall.enabled`, rules destination IPs and `log`

@@ -14,20 +14,25 @@
 //! that does not decode is reported as [`StoreError::Corrupt`], never a panic.
 
 mod error;
+mod event_feed;
 mod health;
 mod legacy;
 mod migrate;
 mod notify;
+mod notify_v1;
 mod reads;
 mod records;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod writer;
 mod writes;
 
 pub use error::StoreError;
+pub use event_feed::EventFeedReads;
 pub use notify::{NotifyReads, OUTBOX_LIMIT};
 pub use reads::Reads;
+pub use snapshot::Snapshot;
 pub use writes::Deleted;
 
 pub use health::{Report as HealthReport, Reserve, Space};

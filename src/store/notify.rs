@@ -36,7 +36,9 @@ pub(super) const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held_
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum ChannelRecord {
-    V1(Channel),
+    V1(super::notify_v1::ChannelV1),
+    /// Schema 8: a syslog channel's forwarded agent events (read and write in `notify_v1.rs`).
+    V2(Channel),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,7 +80,6 @@ macro_rules! v1_record {
     };
 }
 
-v1_record!(ChannelRecord, Channel, "channels");
 v1_record!(RouteRecord, Route, "routes");
 v1_record!(NoticeRecord, Notice, "outbox");
 v1_record!(DeliveryRecord, Delivery, "deliveries");
@@ -216,6 +217,7 @@ impl WriteTxn {
             };
             self.put_delivery(&key, &start)?;
         }
+        self.sync_event_cursor(channel)?;
         let bytes = records::encode(ChannelRecord::TABLE, &ChannelRecord::current(channel))?;
         self.txn
             .open_table(CHANNELS)?
@@ -232,6 +234,7 @@ impl WriteTxn {
             .remove(key.as_str())?
             .is_some();
         self.txn.open_table(DELIVERIES)?.remove(key.as_str())?;
+        self.forget_event_cursor(&key)?;
         for route in self.routes()? {
             if route.channel.eq_ignore_ascii_case(name) {
                 self.txn.open_table(ROUTES)?.remove(route.id)?;

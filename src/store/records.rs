@@ -505,7 +505,7 @@ pub(super) mod tests {
     }
 
     /// The hex after `golden NAME ` in schema/store.md.
-    fn golden(name: &str) -> Vec<u8> {
+    pub(crate) fn golden(name: &str) -> Vec<u8> {
         let prefix = format!("golden {name} ");
         let line = SCHEMA
             .lines()
@@ -518,7 +518,7 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn check_golden<R: Record>(name: &str, model: R::Model)
+    pub(crate) fn check_golden<R: Record>(name: &str, model: R::Model)
     where
         R::Model: PartialEq + std::fmt::Debug,
     {
@@ -537,7 +537,7 @@ pub(super) mod tests {
     }
 
     /// A frozen version's bytes still decode, into the current model with the new fields empty.
-    fn check_legacy<R: Record>(name: &str, model: R::Model)
+    pub(crate) fn check_legacy<R: Record>(name: &str, model: R::Model)
     where
         R::Model: PartialEq + std::fmt::Debug,
     {

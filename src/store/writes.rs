@@ -139,10 +139,11 @@ impl WriteTxn {
 
     /// Stores each event whose `(computer, seq)` is not already stored; returns how many were
     /// new. The time index gets one entry per computer and time of storing, however many
-    /// events the batch holds.
+    /// events the batch holds; the arrivals of the channels that forward events, one per run
+    /// of consecutive sequences.
     pub fn insert_events(&mut self, batch: &[StoredEvent]) -> Result<usize, StoreError> {
         let mut runs = Runs::default();
-        let mut new = 0;
+        let mut new = Vec::new();
         let mut table = self.txn.open_table(EVENTS)?;
         for e in batch {
             let key = (e.computer.0, e.seq);
@@ -152,10 +153,12 @@ impl WriteTxn {
             let bytes = records::encode(EventRecord::TABLE, &EventRecord::current(e))?;
             table.insert(key, bytes.as_slice())?;
             runs.add(e.received.0, e.computer.0, e.seq);
-            new += 1;
+            new.push(key);
         }
+        drop(table);
         runs.write(&mut self.txn.open_table(EVENTS_BY_TIME)?)?;
-        Ok(new)
+        self.note_arrivals(&new)?;
+        Ok(new.len())
     }
 
     /// Deletes the oldest events the manager received before `cutoff`, a stored batch at a time,

@@ -137,6 +137,7 @@ try {
   await page.locator('#token-policy option', { hasText: 'Base Policy' }).waitFor({ state: 'attached' });
   await page.click('#create-token');
   const command = await expectText(page.locator('#agent-command'), /^PICKET_TOKEN=[0-9a-f]{64} picket agent .*--ca-sha256 [0-9a-f]{64}$/);
+  await expectText(page.locator('#install-command'), /^curl -fsS -k --pinnedpubkey 'sha256\/\/[A-Za-z0-9+\/]{43}=' 'https:\/\/[^']+\/agent\/install\.sh\?token=[0-9a-f]{64}' \| sh$/);
   await shot('activation');
   agent = runCopiedCommand(command);
 
@@ -200,8 +201,10 @@ try {
   await page.fill('#channel-address', `127.0.0.1:${collectorPort}`);
   await page.selectOption('#channel-transport', 'tcp');
   await page.selectOption('#channel-format', 'cef');
+  await page.fill('#channel-events', 'agent-stopped, 1000');
   await page.click('#add-channel');
   const siem = page.locator('tr[data-channel="siem"]');
+  await expectText(siem.locator('td.delivery .events'), /Agent events .*: 0 pending/);
   await siem.locator('button.test-channel').click();
   await expectText(siem.locator('.test-result'), /^Delivered\. The server answered: sent \d+ bytes over tcp/, SLOW);
   for (const deadline = Date.now() + 10_000; !received.includes('CEF:0|'); await page.waitForTimeout(100)) {

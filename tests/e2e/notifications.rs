@@ -1,6 +1,6 @@
 //! Notifications end to end: a real manager raises and clears alerts of a real agent, and
 //! receivers the tests run on 127.0.0.1 (syslog over TCP and UDP, an HTTPS webhook that checks
-//! the signature) get them; a receiver that was down gets the backlog in order; a manager
+//! the signature) get them, and a syslog collector the agent's events it asked for; a receiver that was down gets the backlog in order; a manager
 //! killed between raising an alert and delivering it delivers it after its restart.
 
 use crate::support::Manager;
@@ -236,6 +236,83 @@ fn an_alert_kept_quiet_by_maintenance_is_sent_when_the_window_ends() {
     assert_eq!(windows[0]["active"], false, "{list}");
 }
 
+/// A syslog channel that forwards agent-started (by id) and agent-stopped (by name): those
+/// events of a real agent reach its TCP collector as CEF, and the agent's other events
+/// (activation, configuration applied) do not.
+#[test]
+fn a_syslog_channel_forwards_the_agent_events_it_names_and_no_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manager::start(&tmp.path().join("manager"));
+    set_base(&m, "heartbeat.interval=1s");
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    let rx = tcp_collector(tcp);
+    let added = m.cli_json(&[
+        "notifications",
+        "add",
+        "syslog",
+        "siem",
+        "--address",
+        &addr,
+        "--transport",
+        "tcp",
+        "--format",
+        "cef",
+        "--event",
+        "1000",
+        "--event",
+        "agent-stopped",
+    ]);
+    assert_eq!(added["settings"]["events"], serde_json::json!([1000, 1001]));
+    assert_eq!(added["event_delivery"]["pending"], 0, "{added}");
+    let a = activation(&m);
+    let dir = tmp.path().join("agent");
+    let agent = Agent::start(&dir, Some(&a), "web1");
+    let id = first_heartbeat(&m);
+    let started = next(&rx, "agent-started");
+    assert!(
+        started.contains("|Picket Agent|") && started.contains("|1000|agent-started|2|"),
+        "{started}"
+    );
+    for part in [
+        format!("cn1={id} cn1Label=Host ID dvchost=web1 src=127.0.0.1 externalId="),
+        " - agent-started - CEF:0|Picket|".to_string(),
+        "msg=version\\=".to_string(),
+    ] {
+        assert!(started.contains(&part), "{part} not in {started}");
+    }
+    agent.wait_until_running(1);
+    agent.stop(); // SIGTERM: agent-stopped goes with the goodbye
+    let stopped = next(&rx, "agent-stopped");
+    assert!(stopped.contains("|1001|agent-stopped|2|"), "{stopped}");
+    // The agent's other events were stored too, and the channel passed over them.
+    let events = m.cli_json(&["events", "list", "--computer", &id.to_string()]);
+    let others: Vec<u64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_u64())
+        .filter(|id| ![1000, 1001].contains(id))
+        .collect();
+    assert!(!others.is_empty(), "{events}");
+    let state = wait_for(LIMIT, || {
+        let state = channel_state(&m, "siem");
+        (state["event_delivery"]["pending"] == 0).then_some(state)
+    });
+    let delivery = &state["event_delivery"];
+    assert_eq!(delivery["sent"], 2, "{state}");
+    assert_eq!(delivery["skipped"], others.len(), "{state}");
+    assert_eq!(delivery["dropped"], 0, "{state}");
+    while let Ok(extra) = rx.try_recv() {
+        assert!(!extra.contains("|Picket Agent|"), "not forwarded: {extra}");
+    }
+    let sent = m.metric(
+        "picket_notifications_total",
+        "channel=\"siem\",outcome=\"sent\",what=\"event\"",
+    );
+    assert_eq!(sent, 2.0);
+}
+
 #[test]
 fn bad_channels_and_routes_are_refused_naming_the_field() {
     let tmp = tempfile::tempdir().unwrap();
@@ -305,6 +382,25 @@ fn bad_channels_and_routes_are_refused_naming_the_field() {
         "url",
     );
     refused(&["notifications", "route", "add", "missing"], "channel");
+    for event in ["4242", "agent-exploded"] {
+        refused(
+            &[
+                "notifications",
+                "add",
+                "syslog",
+                "s",
+                "--address",
+                "siem:514",
+                "--transport",
+                "udp",
+                "--format",
+                "cef",
+                "--event",
+                event,
+            ],
+            "events",
+        );
+    }
     let unknown_kind = m.cli(&["notifications", "add", "pager", "p"]);
     assert!(!unknown_kind.status.success());
     add_syslog(&m, "s", "127.0.0.1:514", "udp", "text");

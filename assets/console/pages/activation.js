@@ -61,11 +61,25 @@ export function pageActivation(main) {
 }
 
 function showToken(box, token) {
-  const command = h('code', { id: 'agent-command', text: token.agent_command });
+  box.replaceChildren(
+    h('h2', { text: 'Token ' + token.id + ' created' }),
+    h('p', { class: 'warning', text: 'The secret is shown only once: copy a command now.' }),
+    h('p', { text: 'On the computer to protect, as root: this one line downloads the agent from this manager (pinned to its key), checks it, installs it with its service and activates it.' }),
+    commandBox('install-command', token.install_command),
+    h('p', { text: 'Or, where picket is already installed, run the agent directly:' }),
+    commandBox('agent-command', token.agent_command),
+    h('p', { class: 'muted', text: 'Policy ' + dash(token.policy) + '; ' +
+      (token.uses_left === null ? 'unlimited uses' : token.uses_left + ' use(s)') + '; expires ' + absTime(token.expires_ms) + '.' }));
+  box.hidden = false;
+}
+
+// A command to copy, with its Copy button.
+function commandBox(id, text) {
+  const command = h('code', { id, text });
   const copied = h('span', { class: 'saved', role: 'status' });
-  const copy = h('button', { type: 'button', id: 'copy-command', text: 'Copy', onclick: async () => {
+  const copy = h('button', { type: 'button', id: 'copy-' + id, text: 'Copy', onclick: async () => {
     try {
-      await navigator.clipboard.writeText(token.agent_command);
+      await navigator.clipboard.writeText(text);
       copied.textContent = 'Copied.';
     } catch (e) {
       // No clipboard access (an old browser, or a page not seen as secure): select the text.
@@ -77,11 +91,5 @@ function showToken(box, token) {
       copied.textContent = 'Selected: press Ctrl+C to copy.';
     }
   } });
-  box.replaceChildren(
-    h('h2', { text: 'Token ' + token.id + ' created' }),
-    h('p', { class: 'warning', text: 'The secret is shown only once: copy the command now. Run it on the computer to protect.' }),
-    h('div', { class: 'command' }, h('pre', {}, command), h('div', {}, copy, ' ', copied)),
-    h('p', { class: 'muted', text: 'Policy ' + dash(token.policy) + '; ' +
-      (token.uses_left === null ? 'unlimited uses' : token.uses_left + ' use(s)') + '; expires ' + absTime(token.expires_ms) + '.' }));
-  box.hidden = false;
+  return h('div', { class: 'command' }, h('pre', {}, command), h('div', {}, copy, ' ', copied));
 }

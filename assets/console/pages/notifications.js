@@ -179,7 +179,18 @@ function deliveryCell(c) {
     d.last_sent_ms ? h('div', { class: 'muted' }, 'last sent ', timeAgo(d.last_sent_ms)) : null,
     d.failing ? h('div', { class: 'field-error last-error' }, badge('delivery', 'failing', 'failing'),
       (d.attempts === 1 ? '1 attempt' : d.attempts + ' attempts') + ' failed, the last ', timeAgo(d.last_attempt_ms), ': ' + (d.last_error || 'no error recorded'))
-      : d.last_error ? h('div', { class: 'muted last-error', text: 'Earlier error: ' + d.last_error }) : null);
+      : d.last_error ? h('div', { class: 'muted last-error', text: 'Earlier error: ' + d.last_error }) : null,
+    eventsCell(c));
+}
+
+// A syslog channel that forwards agent events: which, and how their delivery goes.
+function eventsCell(c) {
+  const e = c.event_delivery;
+  const ids = (c.settings && c.settings.events) || [];
+  if (!e || !ids.length) return null;
+  return h('div', { class: 'events' },
+    h('div', { class: 'counts', text: 'Agent events ' + ids.join(', ') + ': ' + e.pending + ' pending, ' + e.sent + ' sent, ' + e.failed + ' given up' + (e.dropped ? ', ' + e.dropped + ' deleted before they were sent' : '') }),
+    e.failing ? h('div', { class: 'field-error last-error', text: 'Events failing: ' + (e.last_error || 'no error recorded') }) : null);
 }
 
 function showSecret(box, channel) {

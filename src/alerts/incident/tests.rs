@@ -34,6 +34,12 @@ fn actions(incidents: &mut Incidents) -> Vec<Action> {
     std::iter::from_fn(|| incidents.poll_action()).collect()
 }
 
+/// What the detector asks for at the end of a round at `now` (as the verdicts task asks).
+fn acted(incidents: &mut Incidents, now: Instant) -> Vec<Action> {
+    incidents.handle_timeout(now);
+    actions(incidents)
+}
+
 #[test]
 fn a_lone_offline_notice_is_held_for_a_window_then_sent() {
     let mut incidents = site();
@@ -61,11 +67,11 @@ fn many_offline_in_one_subtree_open_one_incident_that_takes_their_notices() {
     let mut incidents = site();
     assert_eq!(incidents.offline_raised(at(0), c(1)), Notify::Hold);
     assert_eq!(incidents.offline_raised(at(50), c(2)), Notify::Hold);
-    assert!(actions(&mut incidents).is_empty());
+    assert!(acted(&mut incidents, at(50)).is_empty());
     // The third within two minutes: 3 of policy 2's 10 (the Base Policy's 20 are not 30%).
     assert_eq!(incidents.offline_raised(at(100), c(3)), Notify::Hold);
     assert_eq!(
-        actions(&mut incidents),
+        acted(&mut incidents, at(100)),
         [Action::Incident {
             policy: PolicyId(2),
             computers: vec![c(1), c(2), c(3)],
@@ -73,21 +79,51 @@ fn many_offline_in_one_subtree_open_one_incident_that_takes_their_notices() {
             opened: true,
         }]
     );
-    // Their holds end without a release: the incident's notice stood for them.
-    incidents.handle_timeout(at(300));
-    assert!(actions(&mut incidents).is_empty());
-    // A later one in the subtree joins quietly; one elsewhere is on its own.
-    assert_eq!(incidents.offline_raised(at(400), c(4)), Notify::Quiet);
-    assert_eq!(incidents.offline_raised(at(400), c(11)), Notify::Hold);
+    // Within a window of its last change, more in the subtree join quietly, in one update
+    // however many; one elsewhere is on its own.
+    assert_eq!(incidents.offline_raised(at(200), c(4)), Notify::Quiet);
+    assert_eq!(incidents.offline_raised(at(210), c(5)), Notify::Quiet);
+    assert_eq!(incidents.offline_raised(at(210), c(11)), Notify::Hold);
     assert_eq!(
-        actions(&mut incidents),
+        acted(&mut incidents, at(210)),
         [Action::Incident {
             policy: PolicyId(2),
-            computers: vec![c(1), c(2), c(3), c(4)],
+            computers: vec![c(1), c(2), c(3), c(4), c(5)],
             absorbed: vec![],
             opened: false,
         }]
     );
+    // The holds end without a release: the incident's notice stood for them.
+    incidents.handle_timeout(at(329));
+    assert!(actions(&mut incidents).is_empty());
+    // Long after, one going offline there is news of its own, not a quiet addition.
+    assert_eq!(incidents.offline_raised(at(400), c(6)), Notify::Hold);
+}
+
+#[test]
+fn an_incident_nobody_returns_from_closes_once_nothing_has_changed_for_long() {
+    let mut incidents = site();
+    for id in 1..=4 {
+        incidents.offline_raised(at(id), c(id));
+    }
+    acted(&mut incidents, at(4));
+    // (The raises' windows end: stale entries wake the detector early, harmlessly.)
+    assert!(acted(&mut incidents, at(200)).is_empty());
+    // Nobody comes back; ten windows after the last change it closes, listing them.
+    let stale = 4 + 10 * 120;
+    assert_eq!(incidents.poll_timeout(), Some(at(stale)));
+    assert!(acted(&mut incidents, at(stale - 1)).is_empty());
+    assert_eq!(
+        acted(&mut incidents, at(stale)),
+        [Action::Close {
+            policy: PolicyId(2),
+            computers: (1..=4).map(c).collect(),
+            still_offline: (1..=4).map(c).collect(),
+        }]
+    );
+    assert_eq!(incidents.poll_timeout(), None);
+    // Their returns are news now.
+    assert_eq!(incidents.offline_cleared(at(stale + 1), c(1)), Notify::Now);
 }
 
 #[test]
@@ -115,13 +151,13 @@ fn too_small_a_share_of_the_subtree_is_no_incident() {
     for id in [1, 2, 3] {
         assert_eq!(incidents.offline_raised(at(id), c(id)), Notify::Hold);
     }
-    assert!(actions(&mut incidents).is_empty());
+    assert!(acted(&mut incidents, at(3)).is_empty());
     // A fourth... still 4 of 20; a sixth makes 30%.
     for id in [4, 5, 6] {
         incidents.offline_raised(at(id), c(id));
     }
     assert!(matches!(
-        actions(&mut incidents).as_slice(),
+        acted(&mut incidents, at(6)).as_slice(),
         [Action::Incident { policy: PolicyId(3), opened: true, computers, .. }] if computers.len() == 6
     ));
 }
@@ -132,7 +168,7 @@ fn an_incident_closes_once_most_are_back_and_returns_have_settled() {
     for id in 1..=5 {
         incidents.offline_raised(at(id), c(id));
     }
-    actions(&mut incidents);
+    acted(&mut incidents, at(5));
     // The windows of their raises end (stale entries wake the detector early, harmlessly).
     incidents.handle_timeout(at(499));
     // Members' clears are the incident's business.
@@ -162,12 +198,12 @@ fn an_incident_whose_computers_are_all_back_closes_at_once() {
     for id in 1..=3 {
         incidents.offline_raised(at(id), c(id));
     }
-    actions(&mut incidents);
+    acted(&mut incidents, at(3));
     for id in 1..=3 {
         incidents.offline_cleared(at(10), c(id));
     }
     assert!(matches!(
-        actions(&mut incidents).as_slice(),
+        acted(&mut incidents, at(10)).as_slice(),
         [Action::Close { still_offline, .. }] if still_offline.is_empty()
     ));
     // A new storm opens a new incident.
@@ -175,7 +211,7 @@ fn an_incident_whose_computers_are_all_back_closes_at_once() {
         incidents.offline_raised(at(20), c(id));
     }
     assert!(matches!(
-        actions(&mut incidents).as_slice(),
+        acted(&mut incidents, at(20)).as_slice(),
         [Action::Incident { opened: true, .. }]
     ));
 }
@@ -199,9 +235,9 @@ fn a_computer_back_within_its_hold_no_longer_counts_or_waits() {
 #[test]
 fn what_was_open_or_held_before_a_restart_carries_on() {
     let mut incidents = site();
-    incidents.restore_incident(PolicyId(2), &[c(1), c(2), c(3)], |id| id != c(3));
+    incidents.restore_incident(at(0), PolicyId(2), &[c(1), c(2), c(3)], |id| id != c(3));
     assert_eq!(incidents.offline_raised(at(0), c(4)), Notify::Quiet);
-    actions(&mut incidents);
+    acted(&mut incidents, at(0));
     assert_eq!(incidents.offline_cleared(at(1), c(1)), Notify::Quiet);
     // Held notices count again from the start, and are released a window later.
     incidents.restore_held(at(0), c(11));

@@ -31,6 +31,7 @@ impl Manager {
             event_retention: Some(manager::DEFAULT_RETENTION),
             store_reserve: crate::store::Reserve::Auto,
             incidents: crate::alerts::incident::IncidentRules::default(),
+            backups: None,
         };
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()

@@ -85,6 +85,12 @@ pub async fn run(
     match active {
         Ok((alerts, held)) => {
             let active: Vec<&Alert> = alerts.iter().filter(|a| a.is_active()).collect();
+            // A set: an incident's members are looked up one by one.
+            let offline: std::collections::HashSet<ComputerId> = active
+                .iter()
+                .filter(|a| a.kind == AlertKind::ComputerOffline)
+                .map(|a| a.computer)
+                .collect();
             for alert in &active {
                 match alert.kind {
                     AlertKind::ComputerOffline => monitor.mark_offline_alerted(alert.computer),
@@ -92,13 +98,10 @@ pub async fn run(
                         monitor.mark_unreachable_alerted(alert.computer);
                     }
                     AlertKind::SiteIncident => {
-                        let offline = |c| {
-                            active
-                                .iter()
-                                .any(|a| a.computer == c && a.kind == AlertKind::ComputerOffline)
-                        };
                         if let Some(policy) = alert.about.as_deref().and_then(|a| a.parse().ok()) {
-                            incidents.restore_incident(PolicyId(policy), &alert.computers, offline);
+                            let members = &alert.computers;
+                            let is_offline = |c| offline.contains(&c);
+                            incidents.restore_incident(now, PolicyId(policy), members, is_offline);
                         }
                     }
                     // Not the monitor's: the clock's are judged per step, and the others are

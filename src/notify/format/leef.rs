@@ -15,7 +15,7 @@ use crate::notify::{Change, Notice};
 const DELIMITER: char = '\t';
 
 /// The Java `SimpleDateFormat` pattern of `devTime`, which QRadar parses with it.
-const DEV_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
+pub(crate) const DEV_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
 
 /// LEEF's `sev`, 1-10: the CEF numbers (see [`super::cef::severity`]), with a test at LEEF's
 /// lowest, 1, since LEEF has no 0.

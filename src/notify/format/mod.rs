@@ -3,17 +3,20 @@
 //!
 //! - [`syslog`]: the RFC 5424 message, its framing per transport, and the plain-text line;
 //! - [`cef`] and [`leef`]: the SIEM formats a syslog channel can carry;
+//! - [`event`]: the same three formats for a forwarded agent event;
 //! - [`webhook`]: the JSON body, the delivery id and the HMAC signature header;
 //! - [`email`]: the subject and the plain-text body.
 
 pub mod cef;
 pub mod email;
+pub mod event;
 pub mod leef;
 pub mod syslog;
 pub mod webhook;
 
 pub use cef::cef;
 pub use email::email;
+pub use event::event_message;
 pub use leef::leef;
 pub use syslog::{frame, syslog_message, text};
 pub use webhook::{

@@ -110,7 +110,7 @@ fn clipped(notice: &Notice) -> Cow<'_, Notice> {
 /// A header field as RFC 5424 allows it: printable US-ASCII without spaces, at most `max`
 /// characters, `-` (the nil value) when empty. A host name is already one; this holds the
 /// header together should a name ever not be.
-fn header_field(text: &str, max: usize) -> String {
+pub(crate) fn header_field(text: &str, max: usize) -> String {
     if text.is_empty() {
         return "-".to_string();
     }

@@ -112,6 +112,7 @@ mod tests {
             transport,
             format: SyslogFormat::Cef,
             ca_cert,
+            events: Vec::new(),
         }
     }
 

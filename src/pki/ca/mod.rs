@@ -75,6 +75,21 @@ impl ManagerPki {
         load_or_create_at(pki_dir, hostname, now)
     }
 
+    /// Reads the four files of a PKI directory and checks each key fits its certificate,
+    /// writing nothing (`picket check`, a restore): what is wrong, or the CA's pin.
+    pub fn check_files(pki_dir: &Path) -> Result<String, PkiError> {
+        let pki = read_fitting(&PkiFiles::in_dir(pki_dir))?;
+        Ok(pki.ca_sha256_hex())
+    }
+
+    /// curl's pin of the manager's public key (`--pinnedpubkey sha256//BASE64`): what the one
+    /// line that installs an agent trusts before it has the CA. The key outlives certificate
+    /// renewals (a renewal reissues for the same key).
+    pub fn manager_key_pin(&self) -> String {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&self.manager_key);
+        format!("sha256//{}", crate::secret::base64(&sha256(&spki)))
+    }
+
     /// SHA-256 of the CA certificate DER, lowercase hex: what agents pin with `--ca-sha256`.
     pub fn ca_sha256_hex(&self) -> String {
         hex(&sha256(self.ca_cert.as_ref()))
@@ -290,6 +305,13 @@ fn create(dir: &Path, hostname: &str, now: SystemTime) -> Result<ManagerPki, Pki
 }
 
 fn load(files: &PkiFiles, hostname: &str, now: SystemTime) -> Result<ManagerPki, PkiError> {
+    let mut pki = read_fitting(files)?;
+    pki.check_manager_cert(files, hostname, now)?;
+    Ok(pki)
+}
+
+/// The four files, each key checked against its certificate; nothing is written.
+fn read_fitting(files: &PkiFiles) -> Result<ManagerPki, PkiError> {
     let (ca_cert, ca_pem) = read_cert(&files.ca_cert)?;
     let ca_key = read_key(&files.ca_key)?;
     let (manager_cert, _) = read_cert(&files.manager_cert)?;
@@ -301,15 +323,13 @@ fn load(files: &PkiFiles, hostname: &str, now: SystemTime) -> Result<ManagerPki,
         &manager_cert,
         &files.manager_cert,
     )?;
-    let mut pki = ManagerPki {
+    Ok(ManagerPki {
         ca_cert,
         ca_pem,
         ca_key,
         manager_cert,
         manager_key,
-    };
-    pki.check_manager_cert(files, hostname, now)?;
-    Ok(pki)
+    })
 }
 
 /// The CA's parameters. Rebuilding them (`Issuer::new(ca_params(&ca_key, now)?, &ca_key)`) gives

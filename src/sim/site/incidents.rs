@@ -47,7 +47,7 @@ impl Site {
         }
         if let Some(members) = &self.manager.notices.open {
             let offline = |c| self.active(c, AlertKind::ComputerOffline).is_some();
-            incidents.restore_incident(POLICY, members, offline);
+            incidents.restore_incident(at(self.now), POLICY, members, offline);
         }
         for computer in self.manager.notices.held.keys() {
             incidents.restore_held(at(self.now), *computer);

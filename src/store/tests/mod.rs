@@ -1,6 +1,8 @@
 //! The store's own tests: records round-trip, ids, snapshots, migrations, indexes, faults;
-//! the events table and its index by time in `events.rs`.
+//! the events table and its index by time in `events.rs`; the notification tables in
+//! `notify.rs`, and the arrivals and cursors of forwarded events in `event_feed.rs`.
 
+mod event_feed;
 mod events;
 mod notify;
 
