@@ -19,6 +19,7 @@
 //! - [`proto`] and [`framed`]: the agent-manager protocol (sans-io session machines) and its
 //!   frames over an async stream.
 //! - [`policy`]: inheritance, validation of the policy tree, the configuration an agent is sent.
+//! - [`firewall`]: the host firewall's rule order and its translation into one nftables ruleset.
 //! - [`liveness`]: the sans-io heartbeat monitor: deadlines, missed counts, offline decisions.
 //! - [`alerts`]: the alert catalogue, lifecycle and the store transactions that write alerts.
 //! - [`activation`]: token rules and the activation grant.
@@ -54,6 +55,7 @@ pub mod cli;
 pub mod clock;
 pub mod errors;
 pub mod files;
+pub mod firewall;
 pub mod framed;
 pub mod handles;
 pub mod liveness;

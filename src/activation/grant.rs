@@ -128,7 +128,7 @@ pub fn grant(
         computer.id,
         issued.serial,
         now,
-        &request.agent_version,
+        (&request.agent_version, request.protocol),
         Some(ip.to_string()),
     );
     let config = policy::expected_config(&tree, &computer, endpoints);
@@ -161,12 +161,13 @@ pub fn activated_computer(computer: Computer) -> Computer {
     }
 }
 
-/// The agent state activation writes: the certificate the computer is known by from now on.
+/// The agent state activation writes: the certificate the computer is known by from now on, and
+/// the agent's version and protocol (which form of the configuration it was just sent).
 pub fn agent_state(
     computer: ComputerId,
     serial: [u8; 16],
     now: WallMs,
-    agent_version: &str,
+    (agent_version, protocol): (&str, u16),
     address: Option<String>,
 ) -> AgentState {
     AgentState {
@@ -175,6 +176,7 @@ pub fn agent_state(
         activated: now,
         agent_version: agent_version.to_string(),
         address,
+        protocol,
         ..AgentState::default()
     }
 }

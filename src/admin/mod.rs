@@ -67,7 +67,7 @@ fn firewall_rules(verb: RulesVerb) -> Result<(), AdminError> {
                 "name": a.name, "action": a.action, "priority": a.priority,
                 "direction": a.direction, "frame_type": a.frame_type, "protocol": a.protocol,
                 "destination_ports": a.port, "source_ips": a.source_ip,
-                "source_macs": a.source_mac,
+                "source_macs": a.source_mac, "destination_ips": a.destination_ip, "log": a.log,
             });
             let answer = connect(&a.client())?.call(Method::POST, &path(&a.policy), Some(&body))?;
             output::rule_list(&a.client(), &json!({"effective": [answer]}));

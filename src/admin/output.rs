@@ -77,7 +77,7 @@ pub fn rule_list(options: &ClientOptions, answer: &Value) {
             items.join(",")
         }
     };
-    let rows: Vec<[String; 9]> = items(answer, "effective")
+    let rows: Vec<[String; 11]> = items(answer, "effective")
         .map(|r| {
             [
                 text(&r["id"]),
@@ -93,6 +93,13 @@ pub fn rule_list(options: &ClientOptions, answer: &Value) {
                 joined(&r["destination_ports"]),
                 joined(&r["source_ips"]),
                 joined(&r["source_macs"]),
+                joined(&r["destination_ips"]),
+                if r["log"] == Value::Bool(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_string(),
                 text(&r["policy"]),
             ]
         })
@@ -107,6 +114,8 @@ pub fn rule_list(options: &ClientOptions, answer: &Value) {
             "PORTS",
             "SOURCE IPS",
             "SOURCE MACS",
+            "DEST IPS",
+            "LOG",
             "POLICY",
         ],
         &rows,

@@ -6,7 +6,7 @@
 //! store (`schema/agent.md`); a spool written before they were (schema 0) is migrated at open.
 
 use crate::clock::WallMs;
-use crate::policy::{AgentConfig, Fingerprint};
+use crate::policy::{AgentConfig, AgentConfigV1, Fingerprint};
 use crate::proto::{AgentEvent, EventBatch, SpoolRange};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::fmt;
@@ -30,7 +30,11 @@ enum EventRecord {
 /// The applied configuration as the spool stores it.
 #[derive(serde::Serialize, serde::Deserialize)]
 enum ConfigRecord {
-    V1(AgentConfig),
+    /// Protocol 1's configuration (`policy::AgentConfigV1`), read as the current one with the
+    /// firewall off.
+    V1(AgentConfigV1),
+    /// Protocol 2: the firewall.
+    V2(AgentConfig),
 }
 
 #[derive(Debug)]
@@ -157,15 +161,19 @@ impl Spool {
         let Some(bytes) = meta.get(CONFIG).map_err(err)? else {
             return Ok(None);
         };
-        let ConfigRecord::V1(config) = postcard::from_bytes(bytes.value())
+        let record = postcard::from_bytes(bytes.value())
             .map_err(|e| SpoolError(format!("the stored configuration is corrupt: {e}")))?;
+        let config = match record {
+            ConfigRecord::V1(old) => AgentConfig::from(old),
+            ConfigRecord::V2(config) => config,
+        };
         let fingerprint = config.fingerprint();
         Ok(Some((config, fingerprint)))
     }
 
     pub fn set_config(&self, config: &AgentConfig) -> Result<(), SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
-        let bytes = postcard::to_allocvec(&ConfigRecord::V1(config.clone())).map_err(err)?;
+        let bytes = postcard::to_allocvec(&ConfigRecord::V2(config.clone())).map_err(err)?;
         txn.open_table(META)
             .map_err(err)?
             .insert(CONFIG, bytes.as_slice())
@@ -278,7 +286,9 @@ mod tests {
             time: WallMs(5),
             fields: vec![("version".into(), "0.1".into())],
         };
-        let config = crate::proto::samples::config();
+        // Schema 0 predates protocol 2: its configuration has the first shape.
+        let sample = crate::proto::samples::config();
+        let old: AgentConfigV1 = sample.v1();
         {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
@@ -288,7 +298,7 @@ mod tests {
                 .insert(7, old_event.as_slice())
                 .unwrap();
             let mut meta = txn.open_table(META).unwrap();
-            let old_config = postcard::to_allocvec(&config).unwrap();
+            let old_config = postcard::to_allocvec(&old).unwrap();
             meta.insert(CONFIG, old_config.as_slice()).unwrap();
             let next = postcard::to_allocvec(&8u64).unwrap();
             meta.insert(NEXT_SEQ, next.as_slice()).unwrap();
@@ -297,7 +307,12 @@ mod tests {
         }
         let spool = Spool::open(&path).unwrap();
         assert_eq!(spool.read(0, 10).unwrap().events, vec![event]);
-        assert_eq!(spool.config().unwrap().unwrap().0, config);
+        let read = spool.config().unwrap().unwrap().0;
+        assert_eq!(read, AgentConfig::from(old.clone()));
+        assert!(!read.firewall_enabled && read.firewall_rules.is_empty());
+        assert_eq!(read.listener_rules, sample.listener_rules);
+        spool.set_config(&sample).unwrap();
+        assert_eq!(spool.config().unwrap().unwrap().0, sample, "written as V2");
         assert_eq!(spool.append(1001, WallMs(6), Vec::new()).unwrap(), 8);
         drop(spool);
         let again = Spool::open(&path).unwrap();

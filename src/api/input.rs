@@ -125,8 +125,9 @@ pub fn computer_change(mut map: Map<String, Value>) -> Result<ComputerChange, Ap
 }
 
 /// `{"name", "action", "priority", "direction", "frame_type", "protocol", "destination_ports",
-/// "source_ips", "source_macs"}`: name and action are required; the rest default to priority 0,
-/// incoming, IP, any protocol, and empty lists (any). The id is the store's to give.
+/// "source_ips", "source_macs", "destination_ips", "log"}`: name and action are required; the
+/// rest default to priority 0, incoming, IP, any protocol, empty lists (any) and no logging.
+/// The id is the store's to give.
 pub fn firewall_rule(mut map: Map<String, Value>) -> Result<FirewallRule, ApiError> {
     let name = optional_string(&mut map, "name")?
         .ok_or_else(|| ApiError::bad_field("name", "a rule needs a name"))?;
@@ -163,6 +164,14 @@ pub fn firewall_rule(mut map: Map<String, Value>) -> Result<FirewallRule, ApiErr
         destination_ports: list(&mut map, "destination_ports", PortRange::parse)?,
         source_ips: list(&mut map, "source_ips", IpMatch::parse)?,
         source_macs: list(&mut map, "source_macs", MacAddr::parse)?,
+        destination_ips: list(&mut map, "destination_ips", |text| {
+            IpMatch::parse(text).map_err(|e| e.for_field("destination_ips"))
+        })?,
+        log: match map.remove("log") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(log)) => log,
+            Some(_) => return Err(ApiError::bad_field("log", "log is true or false")),
+        },
     };
     refuse_leftovers(map)?;
     Ok(rule)
@@ -375,6 +384,12 @@ mod tests {
         assert_eq!(rule.frame_type, FrameType::Ip);
         assert_eq!(rule.destination_ports.len(), 2);
         assert!(rule.listener_rule().is_some());
+        assert!(!rule.log && rule.destination_ips.is_empty());
+        let logged =
+            br#"{"name":"ssh","action":"allow","log":true,"destination_ips":["10.0.0.0/8"]}"#;
+        let rule = firewall_rule(object(logged).unwrap()).unwrap();
+        assert!(rule.log);
+        assert_eq!(rule.destination_ips[0].to_string(), "10.0.0.0/8");
     }
 
     #[test]
@@ -469,6 +484,11 @@ mod tests {
             (
                 br#"{"name":"r","action":"bypass","colour":"red"}"#,
                 "colour",
+            ),
+            (br#"{"name":"r","action":"deny","log":"yes"}"#, "log"),
+            (
+                br#"{"name":"r","action":"deny","destination_ips":["10.0.0.0/33"]}"#,
+                "destination_ips",
             ),
         ] {
             let err = firewall_rule(object(body).unwrap()).unwrap_err();

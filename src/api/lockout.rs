@@ -1,12 +1,15 @@
 //! No silent lock-out: a policy or computer change after which a manager-initiated computer's
 //! agent-port rules would refuse the manager is refused (its agent never dials, so nothing could
 //! deliver the undo); one whose effect the manager cannot tell is accepted with a `warning` line
-//! in the computer's history. The judgement is `policy::port_rule::judge_change`.
+//! in the computer's history. The judgement is `policy::port_rule::judge_change`. Likewise a
+//! change after which the computer's firewall (`firewall.enabled`) would surely drop its way to
+//! the manager (`policy::manager_path`) is refused, naming the rules.
 
 use super::ApiState;
 use super::error::ApiError;
 use crate::clock::WallMs;
 use crate::model::{Computer, HistoryEntry, PolicyId};
+use crate::policy::manager_path::{self, Manager, Path};
 use crate::policy::port_rule::{self, Access};
 use crate::policy::{PolicyError, PolicyTree, expected_config};
 use crate::store::{Reads, WriteTxn};
@@ -59,12 +62,37 @@ pub fn check(
         let Some(agent) = txn.agent_state(after.id)? else {
             continue;
         };
-        let access = port_rule::judge_change(
-            &expected_config(before_tree, before, endpoints),
-            &expected_config(after_tree, after, endpoints),
-            agent.listen_port,
-            state.dialer.source(after.id),
+        let (old, new) = (
+            expected_config(before_tree, before, endpoints),
+            expected_config(after_tree, after, endpoints),
         );
+        let manager = Manager {
+            endpoint: manager_path::endpoint(&state.agent_endpoint),
+            source: state.dialer.source(after.id),
+        };
+        if let Path::Cut { what, rules } = manager_path::judge(&new, agent.listen_port, manager) {
+            if manager_path::judge(&old, agent.listen_port, manager) == Path::Open {
+                let noun = if rules.len() == 1 { "rule" } else { "rules" };
+                return Err(PolicyError::CutsManager {
+                    what: format!(
+                        "firewall {noun} {} would drop {what} on computer '{}'",
+                        rules.join(", "),
+                        after.hostname
+                    ),
+                    field: field.to_string(),
+                }
+                .into());
+            }
+            warnings.push((
+                after.id,
+                format!(
+                    "after this change the firewall still drops {what} (rules {}): the agent \
+                     cannot reach the manager until a rule lets it through",
+                    rules.join(", ")
+                ),
+            ));
+        }
+        let access = port_rule::judge_change(&old, &new, agent.listen_port, manager.source);
         match access {
             Access::Open => {}
             Access::LockedOut {
@@ -173,6 +201,8 @@ mod tests {
             destination_ports: vec![],
             source_ips: vec![IpMatch::parse("10.0.0.2").unwrap()],
             source_macs: vec![],
+            destination_ips: vec![],
+            log: false,
         }
     }
 
@@ -225,6 +255,66 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].what, "warning");
         assert!(history[0].detail.contains("not dialed"), "{history:?}");
+    }
+
+    /// An agent-initiated computer with its firewall on, and a rule added to the Base Policy.
+    fn add_outgoing(state: &ApiState, rule: FirewallRule) -> Result<(), ApiError> {
+        let mut txn = state.store.write().unwrap();
+        let mut policy = base(vec![]);
+        policy.settings.direction = Setting::Set(Direction::AgentInitiated);
+        policy.settings.firewall_enabled = Setting::Set(true);
+        txn.put_policy(&policy).unwrap();
+        txn.put_computer(&Computer::test(1, "web1")).unwrap();
+        txn.put_agent_state(&AgentState {
+            computer: ComputerId(1),
+            ..AgentState::default()
+        })
+        .unwrap();
+        let before = PolicyTree::new([policy.clone()]);
+        policy.rules.push(rule);
+        let after = PolicyTree::new([policy]);
+        check_policy_change(state, &mut txn, &before, &after, PolicyId(1), "action")
+    }
+
+    fn outgoing(port: u16) -> FirewallRule {
+        FirewallRule {
+            id: RuleId(9),
+            name: "web only".into(),
+            action: crate::model::RuleAction::Allow,
+            direction: TrafficDirection::Outgoing,
+            priority: 0,
+            destination_ports: vec![crate::model::PortRange::single(port).unwrap()],
+            source_ips: vec![],
+            ..admin_host_only()
+        }
+    }
+
+    #[test]
+    fn a_rule_that_cuts_an_agent_from_its_manager_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = state(dir.path());
+        state.agent_endpoint = "192.0.2.10:4120".into();
+        let err = add_outgoing(&state, outgoing(443)).unwrap_err();
+        assert_eq!(err.status, hyper::StatusCode::CONFLICT);
+        assert_eq!(err.field.as_deref(), Some("action"));
+        assert!(
+            err.message.contains("9 'web only'")
+                && err.message.contains("port 4120")
+                && err.message.contains("'web1'"),
+            "{}",
+            err.message
+        );
+        assert!(add_outgoing(&state, outgoing(4120)).is_ok());
+    }
+
+    #[test]
+    fn a_rule_that_cuts_nothing_on_loopback_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        assert!(
+            add_outgoing(&state, outgoing(443)).is_ok(),
+            "the manager is on 127.0.0.1"
+        );
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub fn run(state: &ApiState, id: &str, operation: Operation) -> Handled {
                 format!("cannot reach the agent of computer {name}: {reason}"),
             )
         })?;
-    let fingerprint = expected.fingerprint();
+    // In the form the agent computes: the session's protocol, else the one last recorded.
+    let fingerprint = expected.fingerprint_for(summary.protocol.unwrap_or(agent.protocol));
     let message = match (&summary.config_rejected, summary.applied) {
         (Some(reason), _) => format!("computer {name} rejected its configuration: {reason}"),
         (None, Some(applied)) if applied == fingerprint => format!(

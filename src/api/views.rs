@@ -31,11 +31,14 @@ pub fn computer(
     agent: Option<&AgentState>,
     endpoints: &[String],
 ) -> Value {
-    let expected = crate::policy::expected_config(tree, computer, endpoints).fingerprint();
+    let config = crate::policy::expected_config(tree, computer, endpoints);
     let agent = agent.map(|a| {
+        // What the agent reports once it runs the configuration, in its protocol's form.
+        let expected = config.fingerprint_for(a.protocol);
         json!({
             "activated_ms": a.activated.0,
             "agent_version": a.agent_version,
+            "protocol": a.protocol,
             "address": a.address,
             "listen_port": a.listen_port,
             "last_heartbeat_ms": a.last_heartbeat.map(|t| t.0),
@@ -44,8 +47,11 @@ pub fn computer(
             "cipher_suite": a.cipher_suite,
             "applied_fingerprint": a.applied_fingerprint.map(|f| crate::secret::hex(&f)),
             "expected_fingerprint": expected.to_string(),
-            "config_up_to_date": a.applied_fingerprint == Some(expected.0),
+            "config_up_to_date": crate::policy::runs(&config, a),
             "config_rejected": a.config_rejected,
+            "firewall_withheld": config
+                .firewall_withheld_from(a.protocol)
+                .then(|| crate::policy::firewall_withheld_reason(a.protocol)),
             "last_event_seq": a.last_seq,
             "components": a.components.iter().map(|(n, on)| json!({"name": n, "on": on})).collect::<Vec<_>>(),
             "counters": a.counters.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<String, Value>>(),
@@ -113,6 +119,8 @@ pub fn rule(r: &FirewallRule) -> Value {
         "destination_ports": texts(r.destination_ports.iter().map(ToString::to_string).collect()),
         "source_ips": texts(r.source_ips.iter().map(ToString::to_string).collect()),
         "source_macs": texts(r.source_macs.iter().map(ToString::to_string).collect()),
+        "destination_ips": texts(r.destination_ips.iter().map(ToString::to_string).collect()),
+        "log": r.log,
         "governs_agent_port": r.listener_rule().is_some(),
     })
 }
@@ -154,7 +162,7 @@ fn effective(tree: &PolicyTree, effective: &EffectiveSettings) -> Value {
 fn value(v: SettingValue) -> Value {
     match v {
         SettingValue::MissedBeforeAlert(MissedLimit::Count(n)) => json!(n),
-        SettingValue::OfflineErrorsForInactiveVms(b) => json!(b),
+        SettingValue::OfflineErrorsForInactiveVms(b) | SettingValue::FirewallEnabled(b) => json!(b),
         SettingValue::MissedBeforeAlert(MissedLimit::Unlimited)
         | SettingValue::MaxClockChange(ClockChangeLimit::Unlimited | ClockChangeLimit::Max(_))
         | SettingValue::Interval(_)

@@ -177,7 +177,8 @@ fn records(
                 source,
             }
         })?;
-    let state = activation::agent_state(id, serial, now, env!("CARGO_PKG_VERSION"), None);
+    let version = (env!("CARGO_PKG_VERSION"), crate::proto::PROTOCOL_VERSION);
+    let state = activation::agent_state(id, serial, now, version, None);
     Ok((computer, state))
 }
 

@@ -275,6 +275,7 @@ pub struct PoliciesArgs {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum PoliciesVerb {
     List(PoliciesList),
     Show(PoliciesShow),
@@ -342,6 +343,12 @@ admin_verb!(
         /// source MAC (repeat for more); default any
         #[argh(option)]
         pub source_mac: Vec<String>,
+        /// destination IP, CIDR or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub destination_ip: Vec<String>,
+        /// log what the rule matches, so the agent reports it as events
+        #[argh(switch)]
+        pub log: bool,
     }
 );
 admin_verb!(

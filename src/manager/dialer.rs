@@ -200,8 +200,9 @@ fn load_target(port: &AgentPort, id: ComputerId) -> Result<Option<Target>, Store
 
 fn target(port: &AgentPort, tree: &PolicyTree, computer: &Computer, state: &AgentState) -> Target {
     let expected = super::expected_config(tree, computer, &port.endpoints);
-    let fingerprint = expected.fingerprint().0;
-    // Every configuration an agent may apply was expected here first (each change refreshes).
+    // Every configuration an agent may apply was expected here first (each change refreshes),
+    // and is remembered by the fingerprint the agent will report: its protocol's form.
+    let fingerprint = expected.fingerprint_for(state.protocol).0;
     port.dialer
         .note_rules(fingerprint, &expected.listener_rules);
     Target {
@@ -209,7 +210,7 @@ fn target(port: &AgentPort, tree: &PolicyTree, computer: &Computer, state: &Agen
         direction: expected.direction,
         interval: expected.interval,
         listens: state.listen_port.is_some(),
-        up_to_date: state.applied_fingerprint == Some(fingerprint),
+        up_to_date: crate::policy::runs(&expected, state),
     }
 }
 
@@ -329,7 +330,7 @@ fn agent_rules(
     };
     let tree = PolicyTree::new(txn.policies()?);
     let expected = super::expected_config(&tree, &record, &port.endpoints);
-    if expected.fingerprint().0 == applied {
+    if expected.fingerprint_for(state.protocol).0 == applied {
         return Ok(Some(expected.listener_rules));
     }
     Ok(port.dialer.rules(&applied))

@@ -28,6 +28,13 @@ pub struct AgentState {
     pub config_rejected: Option<String>,
     pub components: Vec<(String, bool)>,
     pub counters: Vec<(String, u64)>,
+    /// The wire protocol the agent spoke at its last session (its activation's, until then):
+    /// which form of the configuration it reads and fingerprints (`policy::reads_v1`). 0: not
+    /// recorded, read as the current protocol.
+    pub protocol: u16,
+    /// The last session found the firewall on for this computer but withheld it, the agent's
+    /// protocol being too old to carry it: the history says so when this changes.
+    pub firewall_withheld: bool,
 }
 
 /// An agent event as stored: `(computer, seq)` is its key and is written once.

@@ -86,6 +86,12 @@ pub struct FirewallRule {
     pub source_ips: Vec<IpMatch>,
     /// Empty: any MAC.
     pub source_macs: Vec<MacAddr>,
+    /// Empty: any address. Where the packet goes: this computer for an incoming rule, the peer
+    /// for an outgoing one.
+    pub destination_ips: Vec<IpMatch>,
+    /// Log what the rule matches, so the agent can report it as events (a log-only rule always
+    /// logs).
+    pub log: bool,
 }
 
 /// What an agent needs of a rule that may govern its listening port: the rule passed every
@@ -152,6 +158,14 @@ impl fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
+impl RuleError {
+    /// The same refusal about another field that takes the same values (a destination list
+    /// parsed with the source list's parser).
+    pub fn for_field(self, field: &'static str) -> RuleError {
+        RuleError { field, ..self }
+    }
+}
+
 fn refuse<T>(field: &'static str, given: &str, expected: &'static str) -> Result<T, RuleError> {
     Err(RuleError {
         field,
@@ -216,6 +230,14 @@ impl PortRange {
 
     pub fn contains(self, port: u16) -> bool {
         (self.first..=self.last).contains(&port)
+    }
+
+    pub fn first(self) -> u16 {
+        self.first
+    }
+
+    pub fn last(self) -> u16 {
+        self.last
     }
 }
 
@@ -450,6 +472,8 @@ mod tests {
             destination_ports: vec![PortRange::single(4118).unwrap()],
             source_ips: vec![IpMatch::parse("127.0.0.2").unwrap()],
             source_macs: vec![],
+            destination_ips: vec![],
+            log: false,
         }
     }
 

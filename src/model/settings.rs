@@ -1,4 +1,4 @@
-//! The heartbeat and communication settings, each either set or inherited.
+//! The heartbeat, communication and firewall settings, each either set or inherited.
 //!
 //! Keys and ranges are those of DESIGN.md's settings table. A [`SettingValue`] can only be built
 //! by [`SettingValue::parse`] (or from a value already checked), so every stored value is in range.
@@ -83,6 +83,8 @@ pub struct Settings {
     pub max_clock_change: Setting<ClockChangeLimit>,
     pub offline_errors_for_inactive_vms: Setting<bool>,
     pub direction: Setting<Direction>,
+    /// The agent enforces the policy's firewall rules (nftables).
+    pub firewall_enabled: Setting<bool>,
 }
 
 /// The name of one setting.
@@ -93,6 +95,7 @@ pub enum SettingKey {
     MaxClockChange,
     OfflineErrorsForInactiveVms,
     Direction,
+    FirewallEnabled,
 }
 
 /// A value of one setting, in range.
@@ -103,6 +106,7 @@ pub enum SettingValue {
     MaxClockChange(ClockChangeLimit),
     OfflineErrorsForInactiveVms(bool),
     Direction(Direction),
+    FirewallEnabled(bool),
 }
 
 /// Why a setting was refused; `key` is the field to point the administrator at.
@@ -167,15 +171,18 @@ pub mod defaults {
     pub const MAX_CLOCK_CHANGE: ClockChangeLimit = ClockChangeLimit::Max(Duration::from_secs(900));
     pub const OFFLINE_ERRORS_FOR_INACTIVE_VMS: bool = false;
     pub const DIRECTION: Direction = Direction::Bidirectional;
+    /// Off, so a site that upgrades changes nothing on its computers until it opts in.
+    pub const FIREWALL_ENABLED: bool = false;
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 5] = [
+    pub const ALL: [SettingKey; 6] = [
         SettingKey::Interval,
         SettingKey::MissedBeforeAlert,
         SettingKey::MaxClockChange,
         SettingKey::OfflineErrorsForInactiveVms,
         SettingKey::Direction,
+        SettingKey::FirewallEnabled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -185,6 +192,7 @@ impl SettingKey {
             SettingKey::MaxClockChange => "heartbeat.max-clock-change",
             SettingKey::OfflineErrorsForInactiveVms => "heartbeat.offline-errors-for-inactive-vms",
             SettingKey::Direction => "communication.direction",
+            SettingKey::FirewallEnabled => "firewall.enabled",
         }
     }
 
@@ -207,6 +215,9 @@ impl SettingKey {
                 SettingValue::OfflineErrorsForInactiveVms(defaults::OFFLINE_ERRORS_FOR_INACTIVE_VMS)
             }
             SettingKey::Direction => SettingValue::Direction(defaults::DIRECTION),
+            SettingKey::FirewallEnabled => {
+                SettingValue::FirewallEnabled(defaults::FIREWALL_ENABLED)
+            }
         }
     }
 
@@ -215,7 +226,9 @@ impl SettingKey {
             SettingKey::Interval => "a duration from 1s to 24h, such as 30s, 10m or 2h",
             SettingKey::MissedBeforeAlert => "a whole number from 0 to 1000, or unlimited",
             SettingKey::MaxClockChange => "a duration from 1s to 7d, or unlimited",
-            SettingKey::OfflineErrorsForInactiveVms => "true or false",
+            SettingKey::OfflineErrorsForInactiveVms | SettingKey::FirewallEnabled => {
+                "true or false"
+            }
             SettingKey::Direction => "bidirectional, manager-initiated or agent-initiated",
         }
     }
@@ -255,11 +268,12 @@ impl SettingValue {
                     ClockChangeLimit::Max(d)
                 }
             }),
-            SettingKey::OfflineErrorsForInactiveVms => match text {
-                "true" => SettingValue::OfflineErrorsForInactiveVms(true),
-                "false" => SettingValue::OfflineErrorsForInactiveVms(false),
-                _ => return Err(invalid()),
-            },
+            SettingKey::OfflineErrorsForInactiveVms => {
+                SettingValue::OfflineErrorsForInactiveVms(parse_bool(text).ok_or_else(invalid)?)
+            }
+            SettingKey::FirewallEnabled => {
+                SettingValue::FirewallEnabled(parse_bool(text).ok_or_else(invalid)?)
+            }
             SettingKey::Direction => SettingValue::Direction(
                 Direction::ALL
                     .into_iter()
@@ -277,7 +291,17 @@ impl SettingValue {
             SettingValue::MaxClockChange(_) => SettingKey::MaxClockChange,
             SettingValue::OfflineErrorsForInactiveVms(_) => SettingKey::OfflineErrorsForInactiveVms,
             SettingValue::Direction(_) => SettingKey::Direction,
+            SettingValue::FirewallEnabled(_) => SettingKey::FirewallEnabled,
         }
+    }
+}
+
+/// `true` or `false`, the only words a boolean setting takes.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     }
 }
 
@@ -292,7 +316,9 @@ impl fmt::Display for SettingValue {
             SettingValue::MaxClockChange(ClockChangeLimit::Max(d)) => {
                 f.write_str(&format_duration(*d))
             }
-            SettingValue::OfflineErrorsForInactiveVms(b) => write!(f, "{b}"),
+            SettingValue::OfflineErrorsForInactiveVms(b) | SettingValue::FirewallEnabled(b) => {
+                write!(f, "{b}")
+            }
             SettingValue::Direction(d) => f.write_str(d.name()),
         }
     }
@@ -316,6 +342,10 @@ impl Settings {
                 .value()
                 .map(SettingValue::OfflineErrorsForInactiveVms),
             SettingKey::Direction => self.direction.value().map(SettingValue::Direction),
+            SettingKey::FirewallEnabled => self
+                .firewall_enabled
+                .value()
+                .map(SettingValue::FirewallEnabled),
         }
     }
 
@@ -329,6 +359,7 @@ impl Settings {
                 self.offline_errors_for_inactive_vms = Setting::Set(v)
             }
             SettingValue::Direction(v) => self.direction = Setting::Set(v),
+            SettingValue::FirewallEnabled(v) => self.firewall_enabled = Setting::Set(v),
         }
     }
 
@@ -342,6 +373,7 @@ impl Settings {
                 self.offline_errors_for_inactive_vms = Setting::Inherited
             }
             SettingKey::Direction => self.direction = Setting::Inherited,
+            SettingKey::FirewallEnabled => self.firewall_enabled = Setting::Inherited,
         }
     }
 
@@ -422,5 +454,13 @@ mod tests {
         );
         assert!(parse("communication.direction", "both").is_err());
         assert!(parse("heartbeat.offline-errors-for-inactive-vms", "yes").is_err());
+        assert_eq!(
+            parse("firewall.enabled", "true"),
+            Ok(SettingValue::FirewallEnabled(true))
+        );
+        assert_eq!(
+            parse("firewall.enabled", "on").unwrap_err().field(),
+            "settings.firewall.enabled"
+        );
     }
 }

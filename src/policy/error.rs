@@ -73,6 +73,13 @@ pub enum PolicyError {
         port: u16,
         field: String,
     },
+    /// With the change, a computer's firewall would surely drop its way to the manager; `what`
+    /// says which computer, what is dropped and by which rules (ids and names), in words (one
+    /// string keeps the error small). `field` is what the request changed.
+    CutsManager {
+        what: String,
+        field: String,
+    },
 }
 
 impl PolicyError {
@@ -101,7 +108,9 @@ impl PolicyError {
             PolicyError::TooManyRules { .. } => "rules",
             PolicyError::UnknownRule { .. } => "rule",
             PolicyError::InvalidAddress { .. } => "address",
-            PolicyError::LocksOutManager { field, .. } => return field.clone(),
+            PolicyError::LocksOutManager { field, .. } | PolicyError::CutsManager { field, .. } => {
+                return field.clone();
+            }
         };
         field.to_string()
     }
@@ -117,6 +126,7 @@ impl PolicyError {
                 | PolicyError::HasComputers { .. }
                 | PolicyError::TooManyRules { .. }
                 | PolicyError::LocksOutManager { .. }
+                | PolicyError::CutsManager { .. }
         )
     }
 }
@@ -207,6 +217,11 @@ impl fmt::Display for PolicyError {
                     super::port_rule::quoted(rules)
                 )
             }
+            PolicyError::CutsManager { what, .. } => write!(
+                f,
+                "{what}, cutting its agent from the manager: add a rule that lets it through, or \
+                 set firewall.enabled to false first"
+            ),
         }
     }
 }

@@ -237,6 +237,8 @@ mod tests {
             direction,
             manager_endpoints: vec!["manager:4120".into()],
             listener_rules: rules.to_vec(),
+            firewall_enabled: false,
+            firewall_rules: vec![],
         }
     }
 

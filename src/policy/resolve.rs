@@ -34,6 +34,7 @@ pub struct EffectiveSettings {
     pub max_clock_change: Effective<ClockChangeLimit>,
     pub offline_errors_for_inactive_vms: Effective<bool>,
     pub direction: Effective<Direction>,
+    pub firewall_enabled: Effective<bool>,
     /// For an appliance whose inheritance says another direction: what was inherited, shown as
     /// overridden so the administrator sees why the policy's value does not apply.
     pub overridden_direction: Option<Effective<Direction>>,
@@ -64,6 +65,10 @@ impl EffectiveSettings {
             SettingKey::Direction => (
                 SettingValue::Direction(self.direction.value),
                 self.direction.source,
+            ),
+            SettingKey::FirewallEnabled => (
+                SettingValue::FirewallEnabled(self.firewall_enabled.value),
+                self.firewall_enabled.source,
             ),
         }
     }
@@ -114,6 +119,7 @@ fn resolve(own: Option<&Settings>, tree: &PolicyTree, policy: PolicyId) -> Effec
             defaults::OFFLINE_ERRORS_FOR_INACTIVE_VMS,
         ),
         direction: pick(&chain, |s| s.direction, defaults::DIRECTION),
+        firewall_enabled: pick(&chain, |s| s.firewall_enabled, defaults::FIREWALL_ENABLED),
         overridden_direction: None,
     }
 }
@@ -226,11 +232,12 @@ mod tests {
             Just(SettingValue::MaxClockChange(ClockChangeLimit::Unlimited)),
             any::<bool>().prop_map(SettingValue::OfflineErrorsForInactiveVms),
             prop::sample::select(Direction::ALL.to_vec()).prop_map(SettingValue::Direction),
+            any::<bool>().prop_map(SettingValue::FirewallEnabled),
         ]
     }
 
     fn any_settings() -> impl Strategy<Value = Settings> {
-        prop::collection::vec(any_value(), 0..6).prop_map(|values| {
+        prop::collection::vec(any_value(), 0..7).prop_map(|values| {
             let mut s = Settings::default();
             values.into_iter().for_each(|v| s.set(v));
             s

@@ -1,9 +1,12 @@
 //! Firewall rules on policies: adding and removing them, and the rules a computer inherits down
-//! its policy chain, of which the agent is sent those that govern its listening port.
+//! its policy chain (the agent is sent those that govern its listening port, and all of them
+//! when its firewall is enabled).
 
 use super::error::PolicyError;
 use super::tree::PolicyTree;
-use crate::model::{FirewallRule, ListenerRule, Policy, PolicyId, RuleId};
+use crate::model::{
+    FirewallRule, IpMatch, Policy, PolicyId, Protocol, RuleError, RuleId, TrafficDirection,
+};
 
 /// Most rules one policy may hold, and most entries in one rule's port, IP or MAC list: what an
 /// agent is sent must stay far below the protocol's 1 MiB frame.
@@ -29,6 +32,7 @@ pub fn add_rule(policy: &Policy, id: RuleId, rule: FirewallRule) -> Result<Polic
             return Err(PolicyError::RuleListTooLong { field, len });
         }
     }
+    check_expressible(&rule)?;
     if policy.rules.len() >= MAX_RULES_PER_POLICY {
         return Err(PolicyError::TooManyRules {
             policy: policy.name.clone(),
@@ -41,6 +45,48 @@ pub fn add_rule(policy: &Policy, id: RuleId, rule: FirewallRule) -> Result<Polic
         ..rule
     });
     Ok(next)
+}
+
+/// Refuses the shapes of rule that could never match a packet (`schema/firewall.md`), so an
+/// administrator learns it now rather than from a rule that silently does nothing.
+fn check_expressible(rule: &FirewallRule) -> Result<(), RuleError> {
+    let refuse = |field, given: String, expected| {
+        Err(RuleError {
+            field,
+            given,
+            expected,
+        })
+    };
+    let joined = |items: Vec<String>| items.join(",");
+    if rule.protocol == Protocol::Icmp && !rule.destination_ports.is_empty() {
+        let ports = rule.destination_ports.iter().map(ToString::to_string);
+        return refuse(
+            "destination_ports",
+            joined(ports.collect()),
+            "no ports on an ICMP rule: ICMP has none",
+        );
+    }
+    if rule.direction == TrafficDirection::Outgoing && !rule.source_macs.is_empty() {
+        let macs = rule.source_macs.iter().map(ToString::to_string);
+        return refuse(
+            "source_macs",
+            joined(macs.collect()),
+            "no MACs on an outgoing rule: an outgoing packet has no source MAC yet",
+        );
+    }
+    let v6 = |m: &IpMatch| m.to_string().contains(':');
+    let (src, dst) = (&rule.source_ips, &rule.destination_ips);
+    let shared =
+        |want: bool| src.iter().any(|m| v6(m) == want) && dst.iter().any(|m| v6(m) == want);
+    if !src.is_empty() && !dst.is_empty() && !shared(false) && !shared(true) {
+        let ips = dst.iter().map(ToString::to_string);
+        return refuse(
+            "destination_ips",
+            joined(ips.collect()),
+            "addresses of the IP version of source_ips (a packet is IPv4 or IPv6)",
+        );
+    }
+    Ok(())
 }
 
 /// `policy` without rule `id`; a rule of another policy (even an ancestor) is not found here.
@@ -65,14 +111,6 @@ pub fn effective_rules(tree: &PolicyTree, policy: PolicyId) -> Vec<(PolicyId, &F
     chain
         .into_iter()
         .flat_map(|p| p.rules.iter().map(move |r| (p.id, r)))
-        .collect()
-}
-
-/// The inherited rules that may replace the hidden rule opening the agent's port.
-pub fn listener_rules(tree: &PolicyTree, policy: PolicyId) -> Vec<ListenerRule> {
-    effective_rules(tree, policy)
-        .into_iter()
-        .filter_map(|(_, r)| r.listener_rule())
         .collect()
 }
 
@@ -105,6 +143,8 @@ mod tests {
             destination_ports: vec![PortRange::parse("4118").unwrap()],
             source_ips: vec![IpMatch::parse(source).unwrap()],
             source_macs: vec![],
+            destination_ips: vec![],
+            log: false,
         }
     }
 
@@ -125,8 +165,9 @@ mod tests {
             .map(|(_, r)| r.id.0)
             .collect();
         assert_eq!(ids, [1, 2, 3], "a sibling's rule is not inherited");
-        let names: Vec<String> = listener_rules(&tree, PolicyId(3))
+        let names: Vec<String> = effective_rules(&tree, PolicyId(3))
             .into_iter()
+            .filter_map(|(_, r)| r.listener_rule())
             .map(|r| r.name)
             .collect();
         assert_eq!(
@@ -152,6 +193,31 @@ mod tests {
         let err = add_rule(&base, RuleId(10), long).unwrap_err();
         assert_eq!(err.field(), "source_ips");
         assert!(remove_rule(&added, RuleId(9)).unwrap().rules.is_empty());
+        let mut icmp = rule(0, RuleAction::Deny, "127.0.0.2");
+        icmp.protocol = Protocol::Icmp;
+        assert_eq!(
+            add_rule(&base, RuleId(11), icmp).unwrap_err().field(),
+            "destination_ports"
+        );
+        let mut out = rule(0, RuleAction::Deny, "127.0.0.2");
+        out.direction = TrafficDirection::Outgoing;
+        out.source_macs = vec![crate::model::MacAddr([2, 0, 0, 0, 0, 1])];
+        assert_eq!(
+            add_rule(&base, RuleId(12), out).unwrap_err().field(),
+            "source_macs"
+        );
+        let mut mixed = rule(0, RuleAction::Deny, "127.0.0.2");
+        mixed.destination_ips = vec![IpMatch::parse("::1").unwrap()];
+        assert_eq!(
+            add_rule(&base, RuleId(13), mixed.clone())
+                .unwrap_err()
+                .field(),
+            "destination_ips"
+        );
+        mixed
+            .destination_ips
+            .push(IpMatch::parse("10.0.0.1").unwrap());
+        assert!(add_rule(&base, RuleId(13), mixed).is_ok());
         let err = remove_rule(&added, RuleId(8)).unwrap_err();
         assert!(matches!(err, PolicyError::UnknownRule { .. }));
     }

@@ -174,7 +174,7 @@ impl AgentSession {
             got,
         };
         match (self.step, message) {
-            (_, ManagerMsg::Refused(refusal)) => Err(ProtoError::Refused(refusal.reason)),
+            (_, ManagerMsg::Refused(refusal)) => Err(ProtoError::Refused(explain(refusal.reason))),
             (Step::Opening, ManagerMsg::Activated(activated)) if self.activation => {
                 self.out.push_back(AgentOutput::Activated(activated));
                 self.finish(Ok(Duration::ZERO));
@@ -183,8 +183,9 @@ impl AgentSession {
             (Step::Opening, ManagerMsg::GetStatus { protocol, .. }) if !self.activation => {
                 if protocol != PROTOCOL_VERSION {
                     return Err(ProtoError::Version {
-                        ours: PROTOCOL_VERSION,
                         theirs: protocol,
+                        oldest: PROTOCOL_VERSION,
+                        newest: PROTOCOL_VERSION,
                     });
                 }
                 let status = self.status.take().ok_or_else(|| unexpected("get-status"))?;
@@ -260,6 +261,18 @@ impl AgentSession {
         self.step = Step::Finished;
         self.deadline = None;
         self.out.push_back(AgentOutput::Finished(result));
+    }
+}
+
+/// A manager that does not speak this agent's protocol refuses its `Hello` in its own words
+/// (protocol 1's manager: "protocol version 2 is not supported (this build speaks 1)"); the
+/// administrator reading the agent's log is also told what to do.
+fn explain(reason: String) -> String {
+    let ours = format!("protocol version {PROTOCOL_VERSION} is not supported");
+    if reason.starts_with(&ours) {
+        format!("{reason}: upgrade the manager, which must be at least as new as its agents")
+    } else {
+        reason
     }
 }
 

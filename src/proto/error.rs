@@ -14,8 +14,12 @@ pub enum ProtoError {
         expected: &'static str,
         got: &'static str,
     },
-    /// The peer speaks another protocol version.
-    Version { ours: u16, theirs: u16 },
+    /// The peer speaks a protocol version outside `oldest..=newest`, the ones this side speaks.
+    Version {
+        theirs: u16,
+        oldest: u16,
+        newest: u16,
+    },
     /// The peer broke a rule of a message it may send (e.g. events out of order).
     Violation(String),
     /// The peer did not answer in time.
@@ -36,9 +40,22 @@ impl fmt::Display for ProtoError {
             ProtoError::Unexpected { expected, got } => {
                 write!(f, "unexpected {got} message while waiting for {expected}")
             }
-            ProtoError::Version { ours, theirs } => write!(
+            ProtoError::Version {
+                theirs,
+                oldest,
+                newest,
+            } if oldest == newest => write!(
                 f,
-                "protocol version {theirs} is not supported (this build speaks {ours})"
+                "protocol version {theirs} is not supported (this build speaks {newest})"
+            ),
+            ProtoError::Version {
+                theirs,
+                oldest,
+                newest,
+            } => write!(
+                f,
+                "protocol version {theirs} is not supported (this build speaks {oldest} to \
+                 {newest})"
             ),
             ProtoError::Violation(rule) => write!(f, "protocol violation: {rule}"),
             ProtoError::Timeout { waiting_for } => {

@@ -1,11 +1,13 @@
 //! The manager's side of one session, whoever dialed: hello, status, events in batches (each
 //! acknowledged only after the shell reports it durably stored), configuration if stale, done.
+//! Every message goes out in the form of the protocol the agent's first message named.
 
-use super::PROTOCOL_VERSION;
 use super::error::ProtoError;
 use super::message::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, ManagerMsg, Purpose, Refusal,
 };
+use super::v1::Outgoing;
+use super::{OLDEST_PROTOCOL, PROTOCOL_VERSION};
 use crate::clock::{Instant, WallMs};
 use crate::policy::{AgentConfig, Fingerprint};
 use std::collections::VecDeque;
@@ -29,7 +31,8 @@ pub struct SessionParams {
 /// What the shell must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ManagerOutput {
-    Send(ManagerMsg),
+    /// Send this, encoded as the form it holds.
+    Send(Outgoing),
     /// Store these events durably, then call [`ManagerSession::handle_committed`] (or
     /// [`ManagerSession::handle_store_refused`] if the store cannot take them for now).
     StoreEvents(Vec<AgentEvent>),
@@ -45,10 +48,15 @@ pub enum ManagerOutput {
 pub struct SessionSummary {
     pub purpose: Option<Purpose>,
     pub agent_version: Option<String>,
+    /// The protocol the agent speaks, once its first message was accepted.
+    pub protocol: Option<u16>,
     pub status: Option<AgentStatus>,
     /// The fingerprint the agent runs at the end of the session.
     pub applied: Option<Fingerprint>,
     pub config_rejected: Option<String>,
+    /// Whether the agent's protocol is too old to be sent the firewall that its settings turn
+    /// on; `None` when the session ended before the configuration step.
+    pub firewall_withheld: Option<bool>,
     pub events_stored: u64,
     pub last_seq: u64,
     pub result: Result<(), ProtoError>,
@@ -102,9 +110,11 @@ impl ManagerSession {
             summary: SessionSummary {
                 purpose: None,
                 agent_version: None,
+                protocol: None,
                 status: None,
                 applied: None,
                 config_rejected: None,
+                firewall_withheld: None,
                 events_stored: 0,
                 last_seq,
                 result: Ok(()),
@@ -231,7 +241,7 @@ impl ManagerSession {
         self.summary.purpose = Some(hello.purpose);
         self.summary.agent_version = Some(hello.agent_version);
         self.send(ManagerMsg::GetStatus {
-            protocol: PROTOCOL_VERSION,
+            protocol: self.peer(),
             manager_time: self.params.manager_time,
         });
         self.await_agent(now, Step::Status);
@@ -323,16 +333,20 @@ impl ManagerSession {
         self.await_agent(now, Step::Events { after });
     }
 
-    /// After the events: push the configuration if the agent's is stale, else end.
+    /// After the events: push the configuration if the agent's is stale, else end. "Stale" is
+    /// judged by the fingerprint the agent computes in its protocol's form.
     fn config_step(&mut self, now: Instant) {
-        let expected = self.params.expected.fingerprint();
+        let peer = self.peer();
+        let expected = self.params.expected.fingerprint_for(peer);
+        self.summary.firewall_withheld = Some(self.params.expected.firewall_withheld_from(peer));
         let going_away = self.summary.purpose == Some(Purpose::Goodbye);
         if self.summary.applied == Some(expected) || going_away {
             self.finish();
         } else {
+            // In a protocol-1 agent's form, `send` drops the firewall and fingerprints the rest.
             self.send(ManagerMsg::SetConfig {
                 config: self.params.expected.clone(),
-                fingerprint: expected,
+                fingerprint: self.params.expected.fingerprint(),
             });
             self.await_agent(now, Step::Config);
         }
@@ -345,13 +359,17 @@ impl ManagerSession {
         self.close(Ok(()));
     }
 
+    /// Accepts every protocol from the oldest still deployed to this build's, and remembers the
+    /// peer's for the rest of the session.
     fn check_version(&mut self, theirs: u16) -> Result<(), ProtoError> {
-        if theirs == PROTOCOL_VERSION {
+        if (OLDEST_PROTOCOL..=PROTOCOL_VERSION).contains(&theirs) {
+            self.summary.protocol = Some(theirs);
             return Ok(());
         }
         let error = ProtoError::Version {
-            ours: PROTOCOL_VERSION,
             theirs,
+            oldest: OLDEST_PROTOCOL,
+            newest: PROTOCOL_VERSION,
         };
         self.send(ManagerMsg::Refused(Refusal {
             reason: error.to_string(),
@@ -364,7 +382,14 @@ impl ManagerSession {
         self.deadline = Some(now.saturating_add(self.params.step_timeout));
     }
 
+    /// The peer's protocol; before its first message is accepted (a refusal), the current one,
+    /// whose `Refused` every version encodes alike.
+    fn peer(&self) -> u16 {
+        self.summary.protocol.unwrap_or(PROTOCOL_VERSION)
+    }
+
     fn send(&mut self, message: ManagerMsg) {
+        let message = Outgoing::for_peer(self.peer(), message);
         self.out.push_back(ManagerOutput::Send(message));
     }
 

@@ -1,6 +1,7 @@
 //! The messages. Postcard encodes enums by variant index and structs by field order, so a new
-//! variant goes at the end and a changed field means a new protocol version; the golden vectors
-//! in `schema/wire/` make any such change visible in review.
+//! variant goes at the end and a changed field means a new protocol version, with the old form
+//! frozen for the peers that still speak it (`v1.rs`); the golden vectors in `schema/wire/` make
+//! any such change visible in review.
 
 use crate::clock::WallMs;
 use crate::policy::{AgentConfig, Fingerprint};
@@ -163,6 +164,21 @@ pub(crate) mod samples {
                 source_ips: vec![crate::model::IpMatch::parse("10.0.0.0/8").unwrap()],
                 source_macs: vec![],
             }],
+            firewall_enabled: true,
+            firewall_rules: vec![crate::model::FirewallRule {
+                id: crate::model::RuleId(3),
+                name: "ssh from the admin net".into(),
+                action: crate::model::RuleAction::Allow,
+                priority: 0,
+                direction: crate::model::TrafficDirection::Incoming,
+                frame_type: crate::model::FrameType::Ip,
+                protocol: crate::model::Protocol::Tcp,
+                destination_ports: vec![crate::model::PortRange::parse("22").unwrap()],
+                source_ips: vec![crate::model::IpMatch::parse("10.0.0.0/8").unwrap()],
+                source_macs: vec![],
+                destination_ips: vec![],
+                log: true,
+            }],
         }
     }
 
@@ -200,7 +216,7 @@ pub(crate) mod samples {
             (
                 "agent-hello",
                 agent(AgentMsg::Hello(Hello {
-                    protocol: 1,
+                    protocol: 2,
                     agent_version: "0.1.0".into(),
                     purpose: Purpose::Heartbeat,
                 })),
@@ -208,7 +224,7 @@ pub(crate) mod samples {
             (
                 "agent-activate",
                 agent(AgentMsg::Activate(ActivationRequest {
-                    protocol: 1,
+                    protocol: 2,
                     agent_version: "0.1.0".into(),
                     token: "t0k3n".into(),
                     hostname: "web1".into(),
@@ -239,7 +255,7 @@ pub(crate) mod samples {
             (
                 "manager-get-status",
                 manager(ManagerMsg::GetStatus {
-                    protocol: 1,
+                    protocol: 2,
                     manager_time: WallMs(1_796_000_000_000),
                 }),
             ),

@@ -3,13 +3,15 @@
 //! Everything here is sans-io. A session takes messages and the time as input and says what to
 //! send, what to store and when it would time out; the async shells in `manager/` and `agent/`
 //! only move bytes. `schema/wire.md` describes the session step by step and `schema/wire/` holds
-//! a golden encoding of every message, checked by the tests in `message.rs`.
+//! a golden encoding of every message, checked by the tests in `message.rs`; the manager also
+//! serves protocol-1 agents in their own form (`v1.rs`, `schema/wire/v1/`).
 
 mod agent_session;
 mod error;
 mod frame;
 mod manager_session;
 mod message;
+mod v1;
 
 pub use agent_session::{AgentOutput, AgentSession};
 pub use error::ProtoError;
@@ -21,9 +23,17 @@ pub use message::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, Component, Counter,
     EventBatch, Hello, ManagerMsg, Purpose, Refusal, SpoolRange,
 };
+pub use v1::{ActivatedV1, ManagerMsgV1, Outgoing};
 
 /// The protocol version this build speaks, sent in the first message of every connection.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: the configuration carries the firewall (`firewall_enabled`, `firewall_rules`), which a
+/// version-1 agent could not decode. This build's agent speaks only 2.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol the manager serves: a protocol-1 agent is sent protocol 1's messages
+/// (`v1.rs`), without the firewall, so agents deployed before it keep working while a site
+/// upgrades its manager first.
+pub const OLDEST_PROTOCOL: u16 = 1;
 
 /// ALPN name of the protocol on the agent port, so a stray HTTP or other client is refused at
 /// the TLS handshake rather than mid-frame.

@@ -258,7 +258,7 @@ fn out_of_order_and_unknown_version_close_the_session() {
     let outputs: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
     assert!(matches!(
         outputs[0],
-        ManagerOutput::Send(ManagerMsg::Refused(_))
+        ManagerOutput::Send(Outgoing::Current(ManagerMsg::Refused(_)))
     ));
     assert!(matches!(
         outputs[1],
@@ -326,7 +326,9 @@ fn heartbeat_without_certificate_is_refused_and_activation_goes_to_the_shell() {
     );
     assert!(matches!(
         manager.poll_output(),
-        Some(ManagerOutput::Send(ManagerMsg::Refused(_)))
+        Some(ManagerOutput::Send(Outgoing::Current(ManagerMsg::Refused(
+            _
+        ))))
     ));
     assert!(matches!(
         manager.poll_output(),
@@ -359,7 +361,7 @@ fn heartbeat_without_certificate_is_refused_and_activation_goes_to_the_shell() {
         "waiting on the shell, not the agent"
     );
     manager.handle_activation(Err("token expired".into()));
-    let Some(ManagerOutput::Send(answer)) = manager.poll_output() else {
+    let Some(ManagerOutput::Send(Outgoing::Current(answer))) = manager.poll_output() else {
         panic!("manager answers")
     };
     agent.handle_message(now, answer);
@@ -417,7 +419,7 @@ fn goodbye_skips_the_configuration_push() {
     let outputs: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
     assert!(matches!(
         outputs[0],
-        ManagerOutput::Send(ManagerMsg::Done { .. })
+        ManagerOutput::Send(Outgoing::Current(ManagerMsg::Done { .. }))
     ));
 }
 
@@ -442,15 +444,18 @@ fn nothing_is_acknowledged_before_the_commit_is_reported() {
     manager.handle_message(now, AgentMsg::Events(batch));
     let before: Vec<_> = std::iter::from_fn(|| manager.poll_output()).collect();
     assert!(
-        !before
-            .iter()
-            .any(|o| matches!(o, ManagerOutput::Send(ManagerMsg::Ack { .. }))),
+        !before.iter().any(|o| matches!(
+            o,
+            ManagerOutput::Send(Outgoing::Current(ManagerMsg::Ack { .. }))
+        )),
         "{before:?}"
     );
     assert!(matches!(before.last(), Some(ManagerOutput::StoreEvents(e)) if e.len() == 2));
     manager.handle_committed(now);
     assert_eq!(
         manager.poll_output(),
-        Some(ManagerOutput::Send(ManagerMsg::Ack { through: 2 }))
+        Some(ManagerOutput::Send(Outgoing::Current(ManagerMsg::Ack {
+            through: 2
+        })))
     );
 }

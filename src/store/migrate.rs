@@ -106,6 +106,15 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
             super::event_feed::create_tables(txn)?;
             Ok(8)
         }
+        // The host firewall: settings gain `firewall.enabled`, rules destination IPs and `log`
+        // (records `V3`). Older records are converted as they are read (the setting inherited,
+        // no destination, no logging), so nothing is rewritten; the bump keeps schema-8 binaries
+        // from meeting a `V3`.
+        8 => Ok(9),
+        // Protocol 2: agents' states record the protocol their agent speaks (`AgentStateRecord::
+        // V2`). `V1` states are read as protocol 1, which every agent spoke until now; the bump
+        // keeps schema-9 binaries from meeting a `V2`.
+        9 => Ok(10),
         _ => Err(StoreError::NoMigration { from }),
     }
 }

@@ -16,6 +16,7 @@
 mod error;
 mod event_feed;
 mod health;
+mod legacy;
 mod migrate;
 mod notify;
 mod notify_v1;
@@ -59,7 +60,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 /// The schema this binary writes. Bump it together with a new arm in `migrate` and a new
 /// row in `schema/store.md`.
-pub const CURRENT_SCHEMA_VERSION: u32 = 8;
+pub const CURRENT_SCHEMA_VERSION: u32 = 10;
 
 /// The open store file.
 ///

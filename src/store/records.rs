@@ -6,11 +6,8 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use crate::clock::WallMs;
-use crate::model::{
-    AgentState, Alert, AlertId, AlertKind, Computer, ComputerId, ComputerKind, HistoryEntry,
-    Policy, PolicyId, PowerState, Settings, Status, StoredEvent, Token, User,
-};
+use super::legacy::{AgentStateV1, AlertV1, ComputerV1, ComputerV2, PolicyV1, PolicyV2};
+use crate::model::{AgentState, Alert, Computer, HistoryEntry, Policy, StoredEvent, Token, User};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -73,36 +70,18 @@ pub(super) mod meta_key {
 pub(super) enum PolicyRecord {
     V1(PolicyV1),
     /// Schema 3: firewall rules.
-    V2(Policy),
+    V2(PolicyV2),
+    /// Schema 9: the `firewall.enabled` setting; rules gain destination IPs and `log`.
+    V3(Policy),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum ComputerRecord {
     V1(ComputerV1),
     /// Schema 3: the address the manager dials.
-    V2(Computer),
-}
-
-/// `Policy` as schema 2 wrote it, frozen: read and converted, never written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub(super) struct PolicyV1 {
-    id: PolicyId,
-    name: String,
-    parent: Option<PolicyId>,
-    settings: Settings,
-}
-
-/// `Computer` as schema 2 wrote it, frozen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub(super) struct ComputerV1 {
-    id: ComputerId,
-    hostname: String,
-    kind: ComputerKind,
-    policy: PolicyId,
-    settings: Settings,
-    status: Status,
-    created: WallMs,
-    vm_power_state: PowerState,
+    V2(ComputerV2),
+    /// Schema 9: the `firewall.enabled` setting.
+    V3(Computer),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -112,7 +91,9 @@ pub(super) enum TokenRecord {
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) enum AgentStateRecord {
-    V1(AgentState),
+    V1(AgentStateV1),
+    /// Schema 10: the agent's protocol, and whether its firewall was withheld.
+    V2(AgentState),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -130,20 +111,6 @@ pub(super) enum AlertRecord {
     V1(AlertV1),
     /// Schema 7: acknowledgement, and alerts about no computer (a channel, a policy).
     V2(Alert),
-}
-
-/// `Alert` as schemas 2 to 6 wrote it, frozen: read and converted, never written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub(super) struct AlertV1 {
-    id: AlertId,
-    kind: AlertKind,
-    computer: ComputerId,
-    raised: WallMs,
-    updated: WallMs,
-    count: u32,
-    message: String,
-    cleared: Option<WallMs>,
-    dismissed: Option<WallMs>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -167,19 +134,14 @@ impl Record for PolicyRecord {
     const TABLE: &'static str = "policies";
 
     fn current(model: &Policy) -> Self {
-        PolicyRecord::V2(model.clone())
+        PolicyRecord::V3(model.clone())
     }
 
     fn into_model(self) -> Policy {
         match self {
-            PolicyRecord::V1(p) => Policy {
-                id: p.id,
-                name: p.name,
-                parent: p.parent,
-                settings: p.settings,
-                rules: Vec::new(),
-            },
-            PolicyRecord::V2(p) => p,
+            PolicyRecord::V1(p) => p.into(),
+            PolicyRecord::V2(p) => p.into(),
+            PolicyRecord::V3(p) => p,
         }
     }
 }
@@ -189,23 +151,14 @@ impl Record for ComputerRecord {
     const TABLE: &'static str = "computers";
 
     fn current(model: &Computer) -> Self {
-        ComputerRecord::V2(model.clone())
+        ComputerRecord::V3(model.clone())
     }
 
     fn into_model(self) -> Computer {
         match self {
-            ComputerRecord::V1(c) => Computer {
-                id: c.id,
-                hostname: c.hostname,
-                kind: c.kind,
-                policy: c.policy,
-                settings: c.settings,
-                status: c.status,
-                created: c.created,
-                vm_power_state: c.vm_power_state,
-                address: None,
-            },
-            ComputerRecord::V2(c) => c,
+            ComputerRecord::V1(c) => c.into(),
+            ComputerRecord::V2(c) => c.into(),
+            ComputerRecord::V3(c) => c,
         }
     }
 }
@@ -245,12 +198,13 @@ impl Record for AgentStateRecord {
     const TABLE: &'static str = "agents";
 
     fn current(model: &AgentState) -> Self {
-        AgentStateRecord::V1(model.clone())
+        AgentStateRecord::V2(model.clone())
     }
 
     fn into_model(self) -> AgentState {
         match self {
-            AgentStateRecord::V1(a) => a,
+            AgentStateRecord::V1(a) => a.into(),
+            AgentStateRecord::V2(a) => a,
         }
     }
 }
@@ -295,20 +249,7 @@ impl Record for AlertRecord {
 
     fn into_model(self) -> Alert {
         match self {
-            AlertRecord::V1(a) => Alert {
-                id: a.id,
-                kind: a.kind,
-                computer: a.computer,
-                raised: a.raised,
-                updated: a.updated,
-                count: a.count,
-                message: a.message,
-                cleared: a.cleared,
-                dismissed: a.dismissed,
-                acknowledged: None,
-                about: None,
-                computers: Vec::new(),
-            },
+            AlertRecord::V1(a) => a.into(),
             AlertRecord::V2(a) => a,
         }
     }
@@ -417,6 +358,8 @@ pub(super) mod tests {
                 destination_ports: vec![crate::model::PortRange::parse("4118").unwrap()],
                 source_ips: vec![crate::model::IpMatch::parse("10.0.0.0/8").unwrap()],
                 source_macs: vec![crate::model::MacAddr([0, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e])],
+                destination_ips: vec![crate::model::IpMatch::parse("192.0.2.1-192.0.2.9").unwrap()],
+                log: true,
             }],
             id: PolicyId(2),
             name: "Laptops".to_string(),
@@ -427,8 +370,21 @@ pub(super) mod tests {
                 max_clock_change: Setting::Set(ClockChangeLimit::Max(Duration::from_secs(60))),
                 offline_errors_for_inactive_vms: Setting::Inherited,
                 direction: Setting::Set(Direction::AgentInitiated),
+                firewall_enabled: Setting::Set(true),
             },
         }
+    }
+
+    /// `sample_policy` as a schema-8 binary stored it: no destination IPs, no `log`, no
+    /// firewall setting.
+    fn sample_policy_v2() -> Policy {
+        let mut p = sample_policy();
+        p.settings.firewall_enabled = Setting::Inherited;
+        for r in &mut p.rules {
+            r.destination_ips.clear();
+            r.log = false;
+        }
+        p
     }
 
     pub(crate) fn sample_computer() -> Computer {
@@ -440,6 +396,7 @@ pub(super) mod tests {
             policy: PolicyId(2),
             settings: Settings {
                 offline_errors_for_inactive_vms: Setting::Set(true),
+                firewall_enabled: Setting::Set(false),
                 ..Settings::default()
             },
             status: Status::ActivationRequired,
@@ -484,6 +441,8 @@ pub(super) mod tests {
             config_rejected: None,
             components: vec![("spool".into(), true)],
             counters: vec![("events-spooled".into(), 3)],
+            protocol: 2,
+            firewall_withheld: true,
         }
     }
 
@@ -592,24 +551,39 @@ pub(super) mod tests {
 
     #[test]
     fn golden_vectors_in_the_schema_still_decode_and_encode_the_same() {
+        let computer_v2 = Computer {
+            settings: Settings {
+                firewall_enabled: Setting::Inherited,
+                ..sample_computer().settings
+            },
+            ..sample_computer()
+        };
         check_legacy::<PolicyRecord>(
             "policy-v1",
             Policy {
                 rules: Vec::new(),
-                ..sample_policy()
+                ..sample_policy_v2()
             },
         );
         check_legacy::<ComputerRecord>(
             "computer-v1",
             Computer {
                 address: None,
-                ..sample_computer()
+                ..computer_v2.clone()
             },
         );
-        check_golden::<PolicyRecord>("policy-v2", sample_policy());
-        check_golden::<ComputerRecord>("computer-v2", sample_computer());
+        check_legacy::<PolicyRecord>("policy-v2", sample_policy_v2());
+        check_legacy::<ComputerRecord>("computer-v2", computer_v2);
+        check_golden::<PolicyRecord>("policy-v3", sample_policy());
+        check_golden::<ComputerRecord>("computer-v3", sample_computer());
         check_golden::<TokenRecord>("token-v1", sample_token());
-        check_golden::<AgentStateRecord>("agent-state-v1", sample_agent_state());
+        let agent_state_v1 = AgentState {
+            protocol: 1,
+            firewall_withheld: false,
+            ..sample_agent_state()
+        };
+        check_legacy::<AgentStateRecord>("agent-state-v1", agent_state_v1);
+        check_golden::<AgentStateRecord>("agent-state-v2", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
         check_legacy::<AlertRecord>("alert-v1", sample_alert());
         check_golden::<AlertRecord>("alert-v2", sample_alert());
@@ -658,10 +632,13 @@ pub(super) mod tests {
         for record in [
             "PolicyRecord::V1",
             "PolicyRecord::V2",
+            "PolicyRecord::V3",
             "ComputerRecord::V1",
             "ComputerRecord::V2",
+            "ComputerRecord::V3",
             "TokenRecord::V1",
             "AgentStateRecord::V1",
+            "AgentStateRecord::V2",
             "EventRecord::V1",
             "AlertRecord::V1",
             "AlertRecord::V2",
@@ -692,8 +669,8 @@ pub(super) mod tests {
         let err = decode::<PolicyRecord>(&bytes, "policies", || "2".into()).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { table: "policies", ref key } if key == "2"));
 
-        // Variant index 2 would be a V3 this binary does not know.
-        bytes[0] = 2;
+        // Variant index 3 would be a V4 this binary does not know.
+        bytes[0] = 3;
         assert!(decode::<PolicyRecord>(&bytes, "policies", || "2".into()).is_err());
     }
 }

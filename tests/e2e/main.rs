@@ -22,5 +22,6 @@ mod install;
 mod manager;
 mod notifications;
 mod packages;
+mod protocol_v1;
 mod service;
 mod tokens;

@@ -195,7 +195,8 @@ function fillAgent(dl, c) {
     return;
   }
   const code = (v) => (v ? h('code', { class: 'break', text: v }) : '—');
-  fact(dl, 'Version', a.agent_version);
+  fact(dl, 'Version', a.protocol ? a.agent_version + ' (protocol ' + a.protocol + ')' : a.agent_version);
+  if (a.firewall_withheld) fact(dl, 'Firewall', h('span', { id: 'firewall-withheld', class: 'field-note', text: a.firewall_withheld }));
   fact(dl, 'Connected from', a.address);
   fact(dl, 'Listen port', a.listen_port);
   fact(dl, 'Activated', timeAbs(a.activated_ms));

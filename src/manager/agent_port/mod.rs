@@ -8,14 +8,14 @@ use crate::clock::{Clock, Instant, WallMs};
 use crate::framed::{self, FrameError};
 use crate::handles::{Dialer, DialerEvent};
 use crate::handles::{Liveness, LivenessEvent};
-use crate::model::{AgentState, ComputerId, StoredEvent};
+use crate::model::{AgentState, ComputerId, HistoryEntry, StoredEvent};
 use crate::net::admission::Source;
 use crate::net::{Budget, Closed, Gate, Ticket};
 use crate::pki::{ManagerPki, cert_serial};
 use crate::policy::{self, PolicyTree};
 use crate::proto::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, ManagerMsg, ManagerOutput, ManagerSession,
-    Purpose, Refusal, SessionParams, SessionSummary,
+    Outgoing, Purpose, Refusal, SessionParams, SessionSummary,
 };
 use crate::registry::Registry;
 use crate::store::{Reads, Store, Writer};

@@ -180,7 +180,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 pub(super) async fn send<S: AsyncWrite + Unpin>(
     tls: &mut S,
     addr: SocketAddr,
-    outgoing: &mut Vec<ManagerMsg>,
+    outgoing: &mut Vec<Outgoing>,
     session: &mut ManagerSession,
 ) {
     if outgoing.is_empty() {
@@ -369,6 +369,12 @@ pub(super) async fn record(
         peer.tls_version.clone(),
         peer.cipher_suite.clone(),
     );
+    let now = port.clock.wall();
+    // Stored, not set once: the writer may run a change twice, and only the run that committed
+    // says whether the firewall's withholding began or ended.
+    let withholding_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let changed = withholding_changed.clone();
+    let recorded = summary.clone();
     let result = port
         .writer
         .write(move |txn| {
@@ -381,6 +387,9 @@ pub(super) async fn record(
             if let Some(version) = &summary.agent_version {
                 state.agent_version.clone_from(version);
             }
+            if let Some(protocol) = summary.protocol {
+                state.protocol = protocol;
+            }
             // A session that failed before the agent said anything about its configuration
             // leaves what the last good one recorded.
             if summary.status.is_some() {
@@ -391,11 +400,17 @@ pub(super) async fn record(
             if let Some(status) = &summary.status {
                 apply_status(&mut state, status, status_at);
             }
+            let flips = note_withholding(txn, &mut state, summary.firewall_withheld, now)?;
+            changed.store(flips, std::sync::atomic::Ordering::Relaxed);
             txn.put_agent_state(&state)
         })
         .await;
     match result {
-        Ok(()) => {}
+        Ok(()) => {
+            if withholding_changed.load(std::sync::atomic::Ordering::Relaxed) {
+                log_withholding(computer, &recorded);
+            }
+        }
         // Said once by the store; the computer did heartbeat, and liveness must know it.
         Err(e) if e.is_temporary() => {
             log::debug!("cannot record the heartbeat of computer {computer}: {e}");
@@ -419,6 +434,59 @@ pub(super) async fn record(
         port.liveness.send(LivenessEvent::Left(computer));
     }
     port.dialer.send(ended);
+}
+
+/// Records whether the session withheld the firewall, and a history line when that changes
+/// (not at every heartbeat of an old agent). Returns whether it changed.
+fn note_withholding(
+    txn: &mut crate::store::WriteTxn,
+    state: &mut AgentState,
+    withheld: Option<bool>,
+    at: WallMs,
+) -> Result<bool, crate::store::StoreError> {
+    let Some(withheld) = withheld.filter(|w| *w != state.firewall_withheld) else {
+        return Ok(false);
+    };
+    state.firewall_withheld = withheld;
+    txn.add_history(&HistoryEntry {
+        computer: state.computer,
+        at,
+        what: "firewall-withheld".into(),
+        detail: withheld_words(state, withheld),
+    })?;
+    Ok(true)
+}
+
+/// The history's words when a computer's firewall starts or stops being withheld from its agent.
+fn withheld_words(state: &AgentState, withheld: bool) -> String {
+    if withheld {
+        format!(
+            "agent {}: {}",
+            state.agent_version,
+            policy::firewall_withheld_reason(state.protocol)
+        )
+    } else {
+        format!(
+            "the firewall is no longer withheld: agent {} speaks protocol {}, or firewall.enabled \
+             is off",
+            state.agent_version, state.protocol
+        )
+    }
+}
+
+/// The same in the log, once when it changes (not at every heartbeat of an old agent).
+fn log_withholding(computer: ComputerId, summary: &SessionSummary) {
+    let version = summary.agent_version.as_deref().unwrap_or("?");
+    let protocol = summary.protocol.unwrap_or(0);
+    if summary.firewall_withheld == Some(true) {
+        let reason = policy::firewall_withheld_reason(protocol);
+        log::warn!("computer {computer} (agent {version}): {reason}");
+    } else {
+        log::info!(
+            "computer {computer}: the firewall is no longer withheld from its agent {version} \
+             (protocol {protocol})"
+        );
+    }
 }
 
 /// The agent's clock minus the manager's: both read within one round trip, so this is the

@@ -170,6 +170,21 @@ impl Site {
                 let what = format!("computer {id}: {missing} event(s) never stored");
                 self.oracle.violations.push(what);
             }
+            // An agent that runs what its settings give it, in its protocol's form, and said so,
+            // is up to date; otherwise the manager would push to it again and again.
+            let expected = config(&self.manager.settings[&id]).fingerprint_for(agent.protocol);
+            let reported = self.manager.recorded.get(&id).and_then(|r| r.applied);
+            if agent.fingerprint == expected
+                && reported == Some(expected)
+                && !self.target(id).up_to_date
+            {
+                let what = format!(
+                    "computer {id}: its protocol-{} agent runs the expected configuration, but \
+                     the manager judges it out of date",
+                    agent.protocol
+                );
+                self.oracle.violations.push(what);
+            }
             let active = self.active(id, AlertKind::ComputerOffline).is_some();
             self.oracle.check(self.now, id, active);
         }

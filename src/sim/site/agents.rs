@@ -1,5 +1,6 @@
 //! The simulated agents: their processes starting and stopping, their side of each session
-//! (the real `AgentSession`), the clock watch before each session, and the status they send.
+//! (the real `AgentSession`), the clock watch before each session, and the status they send. A
+//! protocol-1 agent is the same session fed protocol 1's messages, read as a v1 agent reads them.
 
 use super::*;
 
@@ -49,6 +50,7 @@ impl Site {
         };
         let stepped = watch_clock(agent, now);
         let status = status(agent, now);
+        let protocol = agent.protocol;
         if let Some(change) = stepped {
             self.trace(Some(id), || {
                 format!("the agent saw its clock step {change} ms")
@@ -56,7 +58,7 @@ impl Site {
         }
         self.oracle.agent_looked(id);
         let hello = Hello {
-            protocol: PROTOCOL_VERSION,
+            protocol,
             agent_version: "sim".into(),
             purpose,
         };
@@ -118,8 +120,19 @@ impl Site {
                 } => {
                     let changed = config.interval != agent.config.interval
                         || config.direction != agent.config.direction;
+                    // As the real agent does, whatever the manager said: what it reports next.
+                    let own = config.fingerprint_for(agent.protocol);
+                    if own != fingerprint {
+                        let what = format!(
+                            "computer {computer}: sent fingerprint {fingerprint}, but a protocol-{} \
+                             agent computes {own}",
+                            agent.protocol
+                        );
+                        self.oracle.violations.push(what);
+                    }
                     agent.config = config;
-                    agent.fingerprint = fingerprint;
+                    agent.fingerprint = own;
+                    let fingerprint = own;
                     let interval = agent.config.interval;
                     if session.dialed {
                         if changed {
@@ -178,7 +191,7 @@ impl Site {
         }
     }
 
-    pub(super) fn at_agent(&mut self, sid: u64, msg: ManagerMsg) {
+    pub(super) fn at_agent(&mut self, sid: u64, msg: Outgoing) {
         let Some(computer) = self.sessions.get(&sid).map(|s| s.computer) else {
             return;
         };
@@ -190,11 +203,59 @@ impl Site {
             return;
         }
         let now = at(self.now);
+        let protocol = self
+            .agents
+            .get(&computer)
+            .map_or(PROTOCOL_VERSION, |a| a.protocol);
+        let msg = match read(protocol, msg) {
+            Ok(msg) => msg,
+            Err(what) => {
+                let what = format!("computer {computer}: {what}");
+                self.oracle.violations.push(what);
+                return;
+            }
+        };
         if let Some(a) = self.sessions.get_mut(&sid).and_then(|s| s.agent.as_mut()) {
             a.handle_message(now, msg);
         }
         self.drive_agent(sid);
     }
+}
+
+/// A manager message as an agent speaking `protocol` reads it, for the current `AgentSession`
+/// that stands in for both: a protocol-1 agent decodes protocol 1's form (a configuration without
+/// the firewall) and checks that `GetStatus` names its own protocol; the wrong form is a
+/// violation, which on the wire would be a frame the agent cannot decode.
+fn read(protocol: u16, msg: Outgoing) -> Result<ManagerMsg, String> {
+    let msg = match (protocol, msg) {
+        (1, Outgoing::V1(msg)) => msg,
+        (PROTOCOL_VERSION, Outgoing::Current(msg)) => return Ok(msg),
+        (protocol, msg) => return Err(format!("a protocol-{protocol} agent was sent {msg:?}")),
+    };
+    Ok(match msg {
+        ManagerMsgV1::GetStatus {
+            protocol: 1,
+            manager_time,
+        } => ManagerMsg::GetStatus {
+            protocol: PROTOCOL_VERSION,
+            manager_time,
+        },
+        ManagerMsgV1::GetStatus { protocol, .. } => {
+            return Err(format!("a protocol-1 agent was told protocol {protocol}"));
+        }
+        ManagerMsgV1::GetEvents { after, max } => ManagerMsg::GetEvents { after, max },
+        ManagerMsgV1::Ack { through } => ManagerMsg::Ack { through },
+        ManagerMsgV1::SetConfig {
+            config,
+            fingerprint,
+        } => ManagerMsg::SetConfig {
+            config: config.into(),
+            fingerprint,
+        },
+        ManagerMsgV1::Done { next_heartbeat_ms } => ManagerMsg::Done { next_heartbeat_ms },
+        ManagerMsgV1::Activated(_) => return Err("an activation in a heartbeat".into()),
+        ManagerMsgV1::Refused(refusal) => ManagerMsg::Refused(refusal),
+    })
 }
 
 /// Before each session in either direction, as the agent's runtime does, so the clock event

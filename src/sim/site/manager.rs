@@ -68,7 +68,8 @@ impl Site {
             direction: settings.direction,
             interval: settings.interval,
             listens: recorded.listens,
-            up_to_date: recorded.applied == Some(config(&settings).fingerprint()),
+            up_to_date: recorded.applied
+                == Some(config(&settings).fingerprint_for(recorded.protocol)),
         }
     }
 
@@ -203,6 +204,9 @@ impl Site {
                     let started_with = summary.status.as_ref().and_then(|s| s.fingerprint);
                     let config_applied =
                         summary.applied.is_some() && summary.applied != started_with;
+                    if let Some(protocol) = summary.protocol {
+                        record.protocol = protocol;
+                    }
                     if let Some(status) = &summary.status {
                         record.applied = summary.applied;
                         record.listens = status.listen_port.is_some();
@@ -296,6 +300,7 @@ impl Site {
         }
         let stepped = watch_clock(agent, now_ms);
         let status = status(agent, now_ms);
+        let protocol = agent.protocol;
         if let Some(change) = stepped {
             self.trace(Some(id), || {
                 format!("the agent saw its clock step {change} ms")
@@ -304,7 +309,7 @@ impl Site {
         self.oracle.agent_looked(id);
         let now = at(self.now);
         let hello = Hello {
-            protocol: PROTOCOL_VERSION,
+            protocol,
             agent_version: "sim".into(),
             purpose: Purpose::Heartbeat,
         };

@@ -20,7 +20,8 @@ use crate::model::{Alert, AlertId, ClockChangeLimit, ComputerId, events};
 use crate::policy::{AgentConfig, Fingerprint};
 use crate::proto::{
     AgentEvent, AgentMsg, AgentOutput, AgentSession, AgentStatus, EventBatch, Hello, ManagerMsg,
-    ManagerOutput, ManagerSession, PROTOCOL_VERSION, Purpose, SessionParams, SpoolRange,
+    ManagerMsgV1, ManagerOutput, ManagerSession, Outgoing, PROTOCOL_VERSION, Purpose,
+    SessionParams, SpoolRange,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -56,6 +57,8 @@ struct Agent {
     next_seq: u64,
     config: AgentConfig,
     fingerprint: Fingerprint,
+    /// The protocol it speaks (see [`protocol_of`]).
+    protocol: u16,
     wall_offset: i64,
     /// Its own session (a heartbeat or goodbye it dialed).
     own: Option<u64>,
@@ -91,6 +94,8 @@ struct Recorded {
     last_seq: u64,
     applied: Option<Fingerprint>,
     listens: bool,
+    /// The protocol its agent spoke in its last session.
+    protocol: u16,
 }
 
 struct Manager {
@@ -137,7 +142,7 @@ enum Ev {
     Thaw(ComputerId, u32),
     ManagerBack(u32),
     ToManager(u64, AgentMsg),
-    ToAgent(u64, ManagerMsg),
+    ToAgent(u64, Outgoing),
     /// The connection ended under the other side.
     ClosedAtManager(u64),
     ClosedAtAgent(u64),
@@ -195,6 +200,18 @@ fn config(s: &Settings) -> AgentConfig {
         } else {
             vec![]
         },
+        firewall_enabled: false,
+        firewall_rules: vec![],
+    }
+}
+
+/// Every third computer runs an agent deployed before protocol 2, which its manager must keep
+/// serving in protocol 1's form. Taken from the id, not the seed, so the draws stay as they were.
+fn protocol_of(id: ComputerId) -> u16 {
+    if id.0.is_multiple_of(3) {
+        1
+    } else {
+        PROTOCOL_VERSION
     }
 }
 
@@ -241,6 +258,7 @@ impl Site {
         };
         for (id, settings) in &scenario.computers {
             let config = config(settings);
+            let protocol = protocol_of(*id);
             // Activated before the manager's start: the activation answer carried the config.
             let agent = Agent {
                 life: Life::Down,
@@ -249,8 +267,9 @@ impl Site {
                 watch: ClockWatch::default(),
                 spool: Vec::new(),
                 next_seq: 0,
-                fingerprint: config.fingerprint(),
+                fingerprint: config.fingerprint_for(protocol),
                 config,
+                protocol,
                 wall_offset: 0,
                 own: None,
                 stopping: None,
@@ -263,6 +282,7 @@ impl Site {
                     last_seq: 0,
                     applied: None,
                     listens: settings.direction.agent_listens(),
+                    protocol,
                 },
             );
             site.oracle.watch(*id, *settings, 0);

@@ -93,7 +93,7 @@ impl Site {
         self.schedule(when, Ev::ToManager(sid, msg));
     }
 
-    pub(super) fn send_to_agent(&mut self, sid: u64, msg: ManagerMsg) {
+    pub(super) fn send_to_agent(&mut self, sid: u64, msg: Outgoing) {
         let Some(latency) = self.transmit(sid) else {
             return;
         };

@@ -213,6 +213,12 @@ pub fn send(tls: &mut Tls, message: &AgentMsg) -> io::Result<()> {
 }
 
 pub fn recv(tls: &mut Tls) -> io::Result<ManagerMsg> {
+    recv_as(tls)
+}
+
+/// The next frame from the manager, decoded as `T`: `ManagerMsgV1` for a client playing a
+/// protocol-1 agent.
+pub fn recv_as<T: serde::de::DeserializeOwned>(tls: &mut Tls) -> io::Result<T> {
     let mut header = [0u8; proto::HEADER_LEN];
     tls.read_exact(&mut header)?;
     let len = proto::check_header(header).map_err(io::Error::other)?;
