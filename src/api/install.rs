@@ -84,6 +84,11 @@ fn live_token(state: &ApiState, req: &ApiRequest) -> Result<String, ApiError> {
     Ok(secret)
 }
 
+/// Whether the request carries a live activation token (see [`live_token`]).
+pub fn holds_live_token(state: &ApiState, req: &ApiRequest) -> bool {
+    live_token(state, req).is_ok()
+}
+
 /// Single quotes for a shell: the token and addresses go into the script as literals.
 fn quoted_ok(value: &str) -> bool {
     !value.contains('\'') && !value.contains('\n')
@@ -144,4 +149,58 @@ pub fn install_command(state: &ApiState, token: &str) -> String {
         "curl -fsS -k --pinnedpubkey '{}' '{}/agent/install.sh?token={token}' | sh",
         state.key_pin, state.console_url
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallMs;
+    use crate::model::PolicyId;
+    use hyper::Method;
+
+    fn request(path: &str, token: Option<&str>) -> ApiRequest {
+        ApiRequest {
+            method: Method::GET,
+            path: path.into(),
+            query: None,
+            authorization: None,
+            cookies: Vec::new(),
+            origin: None,
+            host: None,
+            peer: None,
+            background: false,
+            token: token.map(str::to_string),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_live_token_admits_an_installer_as_somebody_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = super::super::lockout::tests::state(dir.path());
+        let now = state.clock.wall();
+        let (live, token) = activation::new_token(PolicyId(1), Some(1), None, now).unwrap();
+        let (used, mut spent) = activation::new_token(PolicyId(1), Some(1), None, now).unwrap();
+        spent.uses_left = Some(0);
+        let minute = Some(std::time::Duration::from_secs(60));
+        let (old, expired) = activation::new_token(PolicyId(1), None, minute, WallMs(0)).unwrap();
+        let mut txn = state.store.write().unwrap();
+        for t in [&token, &spent, &expired] {
+            txn.put_token(t).unwrap();
+        }
+        txn.commit().unwrap();
+        let admitted = |path: &str, token: Option<&str>| {
+            super::super::router::admit(&state, &request(path, token))
+                .unwrap()
+                .authenticated
+        };
+        let download = format!("/agent/download/{}", binary_name());
+        assert!(admitted(&download, Some(&live)));
+        assert!(admitted("/agent/install.sh", Some(&live)));
+        for stranger in [None, Some("00ff"), Some(used.as_str()), Some(old.as_str())] {
+            assert!(!admitted(&download, stranger), "{stranger:?}");
+        }
+        // A token anywhere else is nobody.
+        assert!(!admitted("/login", Some(&live)));
+    }
 }

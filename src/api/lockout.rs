@@ -145,7 +145,7 @@ pub fn check(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::model::{
@@ -156,7 +156,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
-    fn state(dir: &std::path::Path) -> ApiState {
+    /// An API state over a fresh store in `dir` (other modules' tests use it too).
+    pub(in crate::api) fn state(dir: &std::path::Path) -> ApiState {
         let clock = Arc::new(ManualClock::new(WallMs(1_000_000)));
         ApiState {
             store: Arc::new(Store::open(&dir.join("s.redb")).unwrap()),
