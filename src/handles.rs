@@ -34,6 +34,9 @@ pub enum LivenessEvent {
     SettingsChanged,
     /// An administrator dismissed the computer's offline alert.
     OfflineDismissed(ComputerId),
+    /// An administrator dismissed the site incident of this policy: it is over for the
+    /// detector too, and its computers still offline are on their own.
+    IncidentDismissed(crate::model::PolicyId),
     /// The agent reported a step of its own clock (event 5004), seen when its clock read `at`.
     ClockStep {
         computer: ComputerId,

@@ -540,6 +540,18 @@ impl Incidents {
         }
     }
 
+    /// An administrator dismissed the incident's alert: it is over, with nothing to write
+    /// (the dismissal ended the alert). Its computers still offline are on their own.
+    pub fn dismissed(&mut self, policy: PolicyId) {
+        if let Some(open) = self.open.remove(&policy) {
+            for computer in &open.members {
+                if let Some(seen) = self.computers.get_mut(computer) {
+                    seen.member_of = None;
+                }
+            }
+        }
+    }
+
     /// Closes the incident: its computers still offline are on their own from now on.
     fn close(&mut self, policy: PolicyId) {
         let Some(open) = self.open.remove(&policy) else {

@@ -57,11 +57,7 @@ pub fn dismiss(state: &ApiState, id: &str) -> Result<ApiResponse, ApiError> {
         dismissed.kind.name(),
         dismissed.computer
     );
-    if dismissed.kind == AlertKind::ComputerOffline {
-        state
-            .liveness
-            .send(LivenessEvent::OfflineDismissed(dismissed.computer));
-    }
+    tell_liveness(state, &dismissed);
     Ok(ApiResponse::ok(views::alert(
         &dismissed,
         hostname.as_deref(),
@@ -160,7 +156,7 @@ pub fn bulk(
     let now = state.clock.wall();
     let mut txn = state.store.write()?;
     let mut results = Vec::new();
-    let mut offline_dismissed = Vec::new();
+    let mut dismissed = Vec::new();
     for id in ids {
         let outcome = if ack {
             record::acknowledge(&mut txn, id, &by, &comment, now)
@@ -169,8 +165,8 @@ pub fn bulk(
         };
         results.push(match outcome {
             Ok(alert) => {
-                if !ack && alert.kind == AlertKind::ComputerOffline {
-                    offline_dismissed.push(alert.computer);
+                if !ack {
+                    dismissed.push(alert);
                 }
                 json!({"id": id.0, "done": true})
             }
@@ -182,10 +178,28 @@ pub fn bulk(
     let verb = if ack { "acknowledged" } else { "dismissed" };
     let done = results.iter().filter(|r| r["done"] == true).count();
     log::info!("{done} of {} alert(s) {verb} by {by}", results.len());
-    for computer in offline_dismissed {
-        state
-            .liveness
-            .send(LivenessEvent::OfflineDismissed(computer));
+    for alert in &dismissed {
+        tell_liveness(state, alert);
     }
     Ok(ApiResponse::ok(json!({ "done": done, "results": results })))
+}
+
+/// A dismissal the verdicts task must know of: an offline alert (raised again at the next
+/// miss) or a site incident (over for the detector too).
+fn tell_liveness(state: &ApiState, dismissed: &crate::model::Alert) {
+    match dismissed.kind {
+        AlertKind::ComputerOffline => state
+            .liveness
+            .send(LivenessEvent::OfflineDismissed(dismissed.computer)),
+        AlertKind::SiteIncident => {
+            if let Some(policy) = dismissed.about.as_deref().and_then(|a| a.parse().ok()) {
+                state
+                    .liveness
+                    .send(LivenessEvent::IncidentDismissed(crate::model::PolicyId(
+                        policy,
+                    )));
+            }
+        }
+        _ => {}
+    }
 }

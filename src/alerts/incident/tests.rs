@@ -259,3 +259,17 @@ fn a_deleted_computer_leaves_the_counts_and_its_incident() {
         [Action::Release(c(1)), Action::Release(c(3))]
     );
 }
+
+#[test]
+fn a_dismissed_incident_is_over_for_the_detector_too() {
+    let mut incidents = site();
+    for id in 1..=3 {
+        incidents.offline_raised(at(id), c(id));
+    }
+    acted(&mut incidents, at(3));
+    incidents.dismissed(PolicyId(2));
+    // Nothing to write (the dismissal ended the alert); its computers are on their own.
+    assert!(acted(&mut incidents, at(4)).is_empty());
+    assert_eq!(incidents.offline_cleared(at(5), c(1)), Notify::Now);
+    assert_eq!(incidents.offline_raised(at(6), c(4)), Notify::Hold);
+}

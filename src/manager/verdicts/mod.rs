@@ -282,6 +282,7 @@ async fn handle(
             incidents.forget(computer);
         }
         LivenessEvent::OfflineDismissed(computer) => monitor.rearm_offline(computer),
+        LivenessEvent::IncidentDismissed(policy) => incidents.dismissed(policy),
         LivenessEvent::ClockStep {
             computer,
             change_ms,
