@@ -26,6 +26,7 @@ TOKEN='@TOKEN@'
 BINARY='@BINARY@'
 BINARY_SHA256='@BINARY_SHA256@'
 ARCH='@ARCH@'
+VERSION='@VERSION@'
 
 ROOT="${PICKET_INSTALL_ROOT:-}"
 BIN="$ROOT/usr/bin/picket"
@@ -62,11 +63,17 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 # The binary: fetched over the pinned connection, then checked against the hash the manager
 # put in this script.
 have=""
+installed=""
 if [ -x "$BIN" ]; then
     have="$(sha256sum "$BIN" | cut -d' ' -f1)"
+    installed="$("$BIN" --version 2>/dev/null | cut -d' ' -f2 || true)"
 fi
+# A newer picket (a package, an upgrade) is never replaced by the manager's older one.
+newest="$(printf '%s\n%s\n' "$installed" "$VERSION" | sort -V | tail -n 1)"
 if [ "$have" = "$BINARY_SHA256" ]; then
     say "$BIN is already this version"
+elif [ -n "$installed" ] && [ "$installed" != "$VERSION" ] && [ "$newest" = "$installed" ]; then
+    say "keeping $BIN $installed, newer than the manager's $VERSION"
 else
     curl -fsS -k --pinnedpubkey "$KEY_PIN" --retry 3 -H @"$tmp/token-header" \
         -o "$tmp/picket" "$MANAGER_URL/agent/download/$BINARY" \

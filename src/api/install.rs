@@ -106,6 +106,7 @@ pub fn script(state: &ApiState, req: &ApiRequest) -> Handled {
         ("@TOKEN@", token.as_str()),
         ("@BINARY_SHA256@", sha.as_str()),
         ("@ARCH@", std::env::consts::ARCH),
+        ("@VERSION@", env!("CARGO_PKG_VERSION")),
         ("@UNIT@", UNIT),
     ];
     let mut text = TEMPLATE.replace("@BINARY@", &binary_name());

@@ -165,4 +165,14 @@ fn the_printed_line_installs_and_activates_an_agent_that_comes_online() {
         status_of(&format!("{base}/agent/download/picket-0.0.0-vax?token=x")),
         "404"
     );
+    // A newer picket in place (a package, an upgrade) is kept, not downgraded.
+    let newer = root.join("usr/bin/picket.newer");
+    std::fs::write(&newer, "#!/bin/sh\necho 'picket 99.0.0'\n").unwrap();
+    std::fs::set_permissions(&newer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&newer, &bin).unwrap();
+    let kept = run_line(line, &root);
+    let said = String::from_utf8_lossy(&kept.stderr);
+    assert!(kept.status.success(), "{said}");
+    assert!(said.contains("keeping"), "{said}");
+    assert!(std::fs::read_to_string(&bin).unwrap().contains("99.0.0"));
 }
