@@ -4,14 +4,15 @@
 //! own offline alert is still recorded and clears when it returns; only its notice changes.
 //!
 //! To be able to replace the first computers' notices, and not only the ones after the
-//! threshold, an offline notice is *held* for one window before it is sent ([`Notify::Hold`]):
-//! if an incident opens meanwhile, it takes the notice's place. Sites too small to ever reach
+//! threshold, an offline notice is *held* for one window before it is sent ([`Notify::Hold`]);
+//! when it is due, the incident is judged with the whole window's raises counted, and if one
+//! opens, it takes the place of every held notice in its subtree. Sites too small to ever reach
 //! the threshold hold nothing. The verdicts task feeds this the statuses and the offline raises
 //! and clears it writes, and carries out its [`Action`]s.
 
 use crate::clock::Instant;
 use crate::model::{ComputerId, PolicyId};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 /// When computers going offline together are one incident: at least `min_computers` of one
@@ -135,7 +136,9 @@ pub struct Incidents {
     recent: VecDeque<(Instant, ComputerId)>,
     /// Held notices by release time, oldest first; `held` says which are still held.
     releases: VecDeque<(Instant, ComputerId)>,
-    held: HashSet<ComputerId>,
+    /// With the release time of its hold: an earlier hold's entry in `releases` (the computer
+    /// came back, and went offline again) must not release the new one early.
+    held: HashMap<ComputerId, Instant>,
     open: HashMap<PolicyId, Open>,
     actions: VecDeque<Action>,
 }
@@ -151,7 +154,7 @@ impl Incidents {
             counted: HashMap::new(),
             recent: VecDeque::new(),
             releases: VecDeque::new(),
-            held: HashSet::new(),
+            held: HashMap::new(),
             open: HashMap::new(),
             actions: VecDeque::new(),
         }
@@ -319,8 +322,7 @@ impl Incidents {
         self.recent.push_back((now, computer));
         self.releases
             .push_back((now.saturating_add(window), computer));
-        self.held.insert(computer);
-        self.evaluate(now, policy);
+        self.held.insert(computer, now.saturating_add(window));
         Notify::Hold
     }
 
@@ -403,7 +405,7 @@ impl Incidents {
             let absorbed = computers
                 .iter()
                 .copied()
-                .filter(|c| self.held.contains(c))
+                .filter(|c| self.held.contains_key(c))
                 .collect();
             let target = self.open_over(top).unwrap_or(top);
             self.open.entry(target).or_insert_with(|| Open::new(now));
@@ -479,6 +481,25 @@ impl Incidents {
     /// incident, however many joined) and closes those whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         let window = self.rules.window;
+        // A held notice's window is over: now, with the whole window's raises counted, is
+        // when an incident is judged, at the widest subtree that qualifies. Judged at the
+        // threshold instead, the small subtrees of an outage spread over many reached it first
+        // and made an incident each.
+        while let Some(&(at, computer)) = self.releases.front() {
+            if at > now {
+                break;
+            }
+            self.releases.pop_front();
+            if self.held.get(&computer) != Some(&at) {
+                continue;
+            }
+            if let Some(policy) = self.computers.get(&computer).map(|s| s.policy) {
+                self.evaluate(now, policy);
+            }
+            if self.held.remove(&computer).is_some() {
+                self.actions.push_back(Action::Release(computer));
+            }
+        }
         while let Some(&(at, computer)) = self.recent.front() {
             if at.saturating_add(window) > now {
                 break;
@@ -490,15 +511,6 @@ impl Incidents {
                 .is_some_and(|s| s.counted == Some(at))
             {
                 self.uncount(computer);
-            }
-        }
-        while let Some(&(at, computer)) = self.releases.front() {
-            if at > now {
-                break;
-            }
-            self.releases.pop_front();
-            if self.held.remove(&computer) {
-                self.actions.push_back(Action::Release(computer));
             }
         }
         let mut changed: Vec<PolicyId> = self

@@ -18,7 +18,9 @@
 //! - Every event an agent spools is stored once; an acknowledged event is already stored.
 //! - Notices (site incidents): every offline alert is told, by its own notice or by an incident
 //!   that lists its computer; never are `min_computers` offline alerts raised within one window
-//!   and all still active told one by one; every incident has closed once everyone is back.
+//!   of the first, and all still active as that window ends, told one by one (a window with a
+//!   manager restart in it excepted: the detector counts again from the start); every incident
+//!   has closed once everyone is back.
 
 use super::chaos::Settings;
 use crate::model::{ComputerId, MissedLimit, PowerState};
@@ -79,6 +81,8 @@ pub struct Oracle {
     pub worst_lateness_ms: u64,
     pub offline_raised: u64,
     pub clock_raised: u64,
+    /// When the manager stopped and started: the incident detector's counts start again.
+    restarts: Vec<u64>,
 }
 
 impl Oracle {
@@ -215,6 +219,7 @@ impl Oracle {
 
     /// The manager's process ends: a freeze it was in ends with it, and so do its sessions.
     pub fn manager_stopped(&mut self, now: u64) {
+        self.restarts.push(now);
         for (_, end) in self.sessions.values_mut().flatten() {
             end.get_or_insert(now);
         }
@@ -225,6 +230,7 @@ impl Oracle {
 
     /// The manager starts again: it knows only the alerts it recorded.
     pub fn manager_restarted(&mut self, now: u64, active: &dyn Fn(ComputerId) -> bool) {
+        self.restarts.push(now);
         let ids: Vec<ComputerId> = self.truths.keys().copied().collect();
         for id in ids {
             self.settle(id, now);
@@ -503,24 +509,39 @@ impl Oracle {
         }
         let mut by_time: Vec<&OfflineAlert> = alerts.iter().collect();
         by_time.sort_by_key(|a| a.raised);
-        for last in &by_time {
+        // Judged as the first one's hold ends (one told alone and still offline then: its
+        // notice was held the whole window): the raises of its window still active then. A
+        // manager restart inside the window starts the detector's count again (a held notice
+        // it finds is judged a window after the start): such a window is not judged here.
+        let held_to_the_end = |a: &&&OfflineAlert| {
+            alone.contains(&a.id) && a.cleared.is_none_or(|c| c > a.raised + window)
+        };
+        for first in by_time.iter().filter(held_to_the_end) {
+            let end = first.raised + window;
+            if self
+                .restarts
+                .iter()
+                .any(|r| *r >= first.raised && *r <= end)
+            {
+                continue;
+            }
             let storm: Vec<&OfflineAlert> = by_time
                 .iter()
                 .copied()
                 .filter(|a| {
-                    a.raised + window > last.raised
-                        && a.raised <= last.raised
-                        && a.cleared.is_none_or(|c| c > last.raised)
+                    a.raised >= first.raised
+                        && a.raised < end
+                        && a.cleared.is_none_or(|c| c > end)
                         && alone.contains(&a.id)
                 })
                 .collect();
             if storm.len() >= rules.min_computers {
                 self.violations.push(format!(
-                    "a storm: {} offline alerts raised within {} ms up to {} ms were told one by \
-                     one: {:?}",
+                    "a storm: {} offline alerts raised within {} ms from {} ms, all still offline \
+                     then, were told one by one: {:?}",
                     storm.len(),
                     window,
-                    last.raised,
+                    first.raised,
                     storm.iter().map(|a| a.computer).collect::<Vec<_>>()
                 ));
                 break;
