@@ -133,8 +133,11 @@ fn syslog_channels_deliver_tests_raises_and_clears() {
         cleared.contains("computer-offline cleared on web1"),
         "{cleared}"
     );
-    let state = channel_state(&m, "siem");
-    assert_eq!(state["delivery"]["sent"], 2, "{state}");
+    // The delivery is recorded just after the collector has it.
+    let state = wait_for(LIMIT, || {
+        let state = channel_state(&m, "siem");
+        (state["delivery"]["sent"] == 2).then_some(state)
+    });
     assert_eq!(state["delivery"]["failing"], false, "{state}");
     let metrics = m.metric(
         "picket_notifications_total",
