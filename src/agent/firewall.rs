@@ -55,12 +55,7 @@ impl fmt::Display for FirewallError {
 impl std::error::Error for FirewallError {}
 
 /// The component's state, as the heartbeat reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    On,
-    Off,
-    Error,
-}
+pub use crate::model::ComponentState as State;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -123,6 +118,16 @@ impl Default for Firewall {
 impl Firewall {
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
+    }
+
+    /// The heartbeat's `firewall` component.
+    pub fn component(&self) -> crate::model::Component {
+        let status = self.status();
+        crate::model::Component {
+            name: "firewall".into(),
+            state: status.state,
+            reason: status.reason,
+        }
     }
 
     /// Brings the host to `config` with the agent listening on `port`. On failure the table

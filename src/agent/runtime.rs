@@ -211,10 +211,10 @@ impl<'a> Runtime<'a> {
         let c = &self.counters;
         Ok(AgentStatus {
             wall_clock: self.clock.wall(),
-            components: vec![Component {
-                name: "spool".into(),
-                on: true,
-            }],
+            components: vec![
+                Component::from_on("spool".into(), true),
+                self.firewall.component(),
+            ],
             counters: vec![
                 counter("heartbeats-ok", c.heartbeats_ok.get()),
                 counter("heartbeats-failed", c.heartbeats_failed.get()),

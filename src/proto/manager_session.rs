@@ -384,7 +384,9 @@ impl ManagerSession {
 
     /// The peer's protocol; before its first message is accepted (a refusal), the current one,
     /// whose `Refused` every version encodes alike.
-    fn peer(&self) -> u16 {
+    /// The protocol the agent's first message named (this build's until it has spoken): the
+    /// form its messages are decoded in (`v1::decode_agent`) and its answers sent in.
+    pub fn peer(&self) -> u16 {
         self.summary.protocol.unwrap_or(PROTOCOL_VERSION)
     }
 

@@ -159,7 +159,11 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         let wait = session
             .poll_timeout()
             .map_or(port.step_timeout, |d| d.saturating_since(port.clock.now()));
-        match within(&*port.clock, wait, framed::read::<AgentMsg, _>(tls)).await {
+        let read = async {
+            let body = framed::read_body(tls).await?;
+            crate::proto::decode_agent(session.peer(), &body).map_err(FrameError::Proto)
+        };
+        match within(&*port.clock, wait, read).await {
             None => session.handle_timeout(port.clock.now()),
             Some(Ok(message)) => {
                 if matches!(message, AgentMsg::Status(_)) {
@@ -500,11 +504,7 @@ pub(super) fn apply_status(state: &mut AgentState, status: &crate::proto::AgentS
     state.last_heartbeat = Some(at);
     state.clock_offset_ms = Some(clock_offset(status.wall_clock, at));
     state.listen_port = status.listen_port;
-    state.components = status
-        .components
-        .iter()
-        .map(|c| (c.name.clone(), c.on))
-        .collect();
+    state.components = status.components.clone();
     state.counters = status
         .counters
         .iter()
