@@ -101,6 +101,8 @@ fn plan(applied: &Applied, config: &AgentConfig, port: Option<u16>) -> Step {
 pub struct Firewall {
     applied: RefCell<Applied>,
     status: RefCell<Status>,
+    /// The last check could not list the table: the error it set ends with the next listing.
+    unlisted: std::cell::Cell<bool>,
 }
 
 impl Default for Firewall {
@@ -111,6 +113,7 @@ impl Default for Firewall {
                 state: State::Off,
                 reason: "not applied yet".into(),
             }),
+            unlisted: std::cell::Cell::new(false),
         }
     }
 }
@@ -155,10 +158,14 @@ impl Firewall {
         let found = match list() {
             Ok(found) => Shape::of(&found),
             Err(e) => {
-                self.set(State::Error, e.to_string());
+                self.unlisted.set(true);
+                self.set(State::Error, format!("cannot check the table: {e}"));
                 return None;
             }
         };
+        if self.unlisted.replace(false) {
+            self.set(State::On, String::new());
+        }
         let change = drift(&shape, &found)?;
         log::warn!("{change}; restoring it");
         let ruleset = translate(&rules, port).json;

@@ -96,9 +96,12 @@ impl Namespaces {
         command
     }
 
-    fn spawn(&mut self, args: &[&str], log: &Path) -> usize {
+    fn spawn(&mut self, args: &[&str], log: &Path, env: &[(&str, &str)]) -> usize {
         let log = std::fs::File::create(log).unwrap();
-        let child = Namespaces::command(&self.agent, BIN)
+        // Through env(1), so that a PATH given here is the process's and not ip's own.
+        let child = Namespaces::command(&self.agent, "env")
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .arg(BIN)
             .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -183,6 +186,15 @@ fn firewall_component(ns: &Namespaces, manager: &Path, computer: &str) -> Option
     components.into_iter().find(|c| c["name"] == "firewall")
 }
 
+fn driver_offline(ns: &Namespaces, manager: &Path) -> Option<Value> {
+    let alerts = cli(ns, manager, &["alerts", "list"]);
+    alerts["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["kind"] == "driver-offline")
+        .cloned()
+}
+
 fn host_has_table() -> bool {
     Command::new("nft")
         .args(["list", "table", "inet", "picket"])
@@ -215,7 +227,7 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
         "--hostname",
         "localhost",
     ];
-    ns.spawn(&manager_args, &tmp.path().join("manager.log"));
+    ns.spawn(&manager_args, &tmp.path().join("manager.log"), &[]);
     let console = wait_for(LIMIT, || ports(&manager)?["console"].as_str().map(port_of));
     let agent_port = port_of(ports(&manager).unwrap()["agent"].as_str().unwrap());
     cli(
@@ -247,8 +259,24 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
         "--hostname",
         "fw-agent",
     ];
-    ns.spawn(&agent_args, &tmp.path().join("agent.log"));
+    ns.spawn(&agent_args, &tmp.path().join("agent.log"), &[]);
     let listen = wait_for(LIMIT, || ports(&agent)?["listen"].as_str().map(port_of));
+    wait_for(LIMIT, || firewall_component(&ns, &manager, "1"));
+    // A second agent that cannot find nft: its firewall is in error once the policy enables it.
+    let token = cli(&ns, &manager, &["token", "create"]);
+    let command = token["agent_command"].as_str().unwrap().to_string();
+    let secret2 = command
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PICKET_TOKEN="))
+        .unwrap()
+        .to_string();
+    let blind = tmp.path().join("blind");
+    let mut blind_args = agent_args;
+    blind_args[2] = blind.to_str().unwrap();
+    blind_args[6] = &secret2;
+    blind_args[12] = "no-nft";
+    let nowhere = [("PATH", "/nonexistent")];
+    ns.spawn(&blind_args, &tmp.path().join("blind.log"), &nowhere);
 
     // Before the firewall: the component says off, and the console port is reachable from
     // the client (so what blocks it later is the rule).
@@ -321,6 +349,33 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
     assert!(
         !ns.client_connects(console),
         "restored, the deny rule drops again"
+    );
+
+    // The agent without nft: error, and a driver-offline alert while the policy enables it.
+    let error = wait_for(LIMIT, || {
+        firewall_component(&ns, &manager, "2").filter(|c| c["state"] == "error")
+    });
+    assert!(error["reason"].as_str().unwrap().contains("nft"), "{error}");
+    let alert = wait_for(LIMIT, || driver_offline(&ns, &manager));
+    assert_eq!(alert["computer"], 2, "{alert}");
+    assert!(
+        alert["message"].as_str().unwrap().contains("nft"),
+        "{alert}"
+    );
+
+    // Off again: the table is removed, the alert clears itself, the console is reachable.
+    cli(
+        &ns,
+        &manager,
+        &["policies", "set", "Base Policy", "firewall.enabled=false"],
+    );
+    wait_for(LIMIT, || ns.table().is_none().then_some(()));
+    wait_for(LIMIT, || {
+        driver_offline(&ns, &manager).is_none().then_some(())
+    });
+    assert!(
+        ns.client_connects(console),
+        "off, the console is reachable again"
     );
 
     drop(ns);
