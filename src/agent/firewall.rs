@@ -9,7 +9,7 @@
 //! refuses changes nothing, so after a failure the last good table stays in force.
 
 use crate::firewall::nft::{self, render, translate};
-use crate::firewall::shape::{Shape, drift};
+use crate::firewall::shape::{Shape, counters, drift};
 use crate::model::FirewallRule;
 use crate::policy::AgentConfig;
 use serde_json::Value;
@@ -103,6 +103,8 @@ pub struct Firewall {
     status: RefCell<Status>,
     /// The last check could not list the table: the error it set ends with the next listing.
     unlisted: std::cell::Cell<bool>,
+    /// The table's named counters at the last check: `(name, packets, bytes)`.
+    counters: RefCell<Vec<(String, u64, u64)>>,
 }
 
 impl Default for Firewall {
@@ -114,6 +116,7 @@ impl Default for Firewall {
                 reason: "not applied yet".into(),
             }),
             unlisted: std::cell::Cell::new(false),
+            counters: RefCell::new(Vec::new()),
         }
     }
 }
@@ -149,14 +152,25 @@ impl Firewall {
         self.settle(result)
     }
 
+    /// The per-rule counters read at the last check, for the heartbeat; none while the firewall
+    /// is not on.
+    pub fn counters(&self) -> Vec<(String, u64, u64)> {
+        self.counters.borrow().clone()
+    }
+
     /// Compares the table on the host with what was applied; a drift is restored at once.
+    /// Reads the rules' counters on the way.
     /// Returns the drift, in words, when there was one (restored or not: see the status).
     pub fn watch(&self) -> Option<String> {
         let Applied::On { rules, port, shape } = self.applied.borrow().clone() else {
+            self.counters.borrow_mut().clear();
             return None;
         };
         let found = match list() {
-            Ok(found) => Shape::of(&found),
+            Ok(found) => {
+                *self.counters.borrow_mut() = counters(&found);
+                Shape::of(&found)
+            }
             Err(e) => {
                 self.unlisted.set(true);
                 self.set(State::Error, format!("cannot check the table: {e}"));

@@ -209,19 +209,25 @@ impl<'a> Runtime<'a> {
             value,
         };
         let c = &self.counters;
+        let mut counters = vec![
+            counter("heartbeats-ok", c.heartbeats_ok.get()),
+            counter("heartbeats-failed", c.heartbeats_failed.get()),
+            counter("manager-sessions", c.manager_sessions.get()),
+            counter("listener-refused", c.listener_refused.get()),
+            counter("events-spooled", self.spool.pending()?),
+        ];
+        // The host firewall's per-rule counters (`firewall.md`, Counters and logs).
+        for (name, packets, bytes) in self.firewall.counters() {
+            counters.push(counter(&format!("firewall:{name}:packets"), packets));
+            counters.push(counter(&format!("firewall:{name}:bytes"), bytes));
+        }
         Ok(AgentStatus {
             wall_clock: self.clock.wall(),
             components: vec![
                 Component::from_on("spool".into(), true),
                 self.firewall.component(),
             ],
-            counters: vec![
-                counter("heartbeats-ok", c.heartbeats_ok.get()),
-                counter("heartbeats-failed", c.heartbeats_failed.get()),
-                counter("manager-sessions", c.manager_sessions.get()),
-                counter("listener-refused", c.listener_refused.get()),
-                counter("events-spooled", self.spool.pending()?),
-            ],
+            counters,
             fingerprint: self.fingerprint(),
             spool: self.spool.range()?,
             listen_port: self.listen_port.get(),

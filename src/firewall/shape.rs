@@ -116,6 +116,26 @@ pub fn drift(applied: &Shape, found: &Shape) -> Option<String> {
     ))
 }
 
+/// Most named counters a heartbeat carries: two numbers each, well under a frame's 1 MiB.
+pub const MAX_COUNTERS: usize = 4096;
+
+/// The named counters of the table in nft's listing: `(name, packets, bytes)`, in listing
+/// order, at most [`MAX_COUNTERS`]. A counter without numbers reads as zero.
+pub fn counters(listing: &Value) -> Vec<(String, u64, u64)> {
+    let Some(objects) = listing.get("nftables").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    objects
+        .iter()
+        .filter_map(|o| o.get("counter").filter(|c| ours(c)))
+        .map(|c| {
+            let number = |key: &str| c.get(key).and_then(Value::as_u64).unwrap_or(0);
+            (text(c, "name"), number("packets"), number("bytes"))
+        })
+        .take(MAX_COUNTERS)
+        .collect()
+}
+
 fn ours(object: &Value) -> bool {
     object.get("family").and_then(Value::as_str) == Some(super::nft::FAMILY)
         && object.get("table").and_then(Value::as_str) == Some(super::nft::TABLE)
@@ -165,6 +185,23 @@ mod tests {
         let shape = Shape::of(&applied);
         assert!(!shape.is_empty());
         assert_eq!(drift(&shape, &Shape::of(&listing_of(&applied))), None);
+    }
+
+    #[test]
+    fn counters_are_read_from_the_listing() {
+        let listing = json!({"nftables": [
+            {"metainfo": {"json_schema_version": 1}},
+            {"counter": {"family": "inet", "table": "picket", "name": "rule-1", "packets": 3, "bytes": 180}},
+            {"counter": {"family": "inet", "table": "other", "name": "theirs", "packets": 1, "bytes": 1}},
+            {"counter": {"family": "inet", "table": "picket", "name": "agent-port"}},
+        ]});
+        assert_eq!(
+            counters(&listing),
+            vec![
+                ("rule-1".to_string(), 3, 180),
+                ("agent-port".to_string(), 0, 0)
+            ]
+        );
     }
 
     #[test]

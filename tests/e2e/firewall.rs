@@ -330,6 +330,19 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
         "the deny rule drops the console port"
     );
     assert!(ns.client_connects(listen), "the agent port is allowed");
+    // The deny rule's counter reaches the manager with a heartbeat.
+    wait_for(LIMIT, || {
+        let computer = cli(&ns, &manager, &["computers", "show", "1"]);
+        let counters = computer["agent"]["counters"].as_object()?.clone();
+        counters
+            .iter()
+            .any(|(name, value)| {
+                name.starts_with("firewall:rule-")
+                    && name.ends_with(":packets")
+                    && value.as_u64() > Some(0)
+            })
+            .then_some(())
+    });
 
     // Flushed by someone: restored at the next heartbeat and reported.
     ns.nft(&["flush", "table", "inet", "picket"]);
