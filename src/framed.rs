@@ -33,6 +33,13 @@ impl std::error::Error for FrameError {}
 pub async fn read<T: DeserializeOwned, S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<T, FrameError> {
+    let body = read_body(stream).await?;
+    decode(&body).map_err(FrameError::Proto)
+}
+
+/// Reads one frame's body, for a reader that picks the message's form by what it knows of the
+/// peer (the manager decodes an agent's messages by the protocol it speaks).
+pub async fn read_body<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
@@ -52,7 +59,7 @@ pub async fn read<T: DeserializeOwned, S: AsyncRead + Unpin>(
     let len = check_header(header).map_err(FrameError::Proto)?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await.map_err(FrameError::Io)?;
-    decode(&body).map_err(FrameError::Proto)
+    Ok(body)
 }
 
 pub async fn write<T: Serialize, S: AsyncWrite + Unpin>(

@@ -27,6 +27,7 @@ export const ALERT_KINDS = [
   'manager-cannot-reach-agent',
   'notification-failed',
   'site-incident',
+  'driver-offline',
 ];
 
 // An alert's acknowledgement: who, when, and their comment.

@@ -10,6 +10,7 @@
 
 pub(crate) mod clock_watch;
 mod error;
+mod firewall;
 use crate::model::events;
 mod heartbeat;
 mod identity;
@@ -121,6 +122,9 @@ fn serve_with(
         let server_tls =
             pki::agent_server_config(&identity.ca, identity.cert.clone(), &identity.key)?;
         let rt = Runtime::new(identity, &spool, clock);
+        // At start, before the listener binds: the table the last configuration asks for (the
+        // agent-port rules follow once the port is known).
+        rt.enforce_firewall()?;
         // The listener never ends by itself; the heartbeat loop ends at shutdown. The listener
         // is polled first so it is bound before the first heartbeat, which then reports its port.
         let listening = async {
@@ -174,7 +178,7 @@ async fn activate(
         public_key: key.public_key_der(),
     };
     let session = AgentSession::activation(clock.now(), request, session::STEP_TIMEOUT);
-    let ended = session::drive(session, &mut stream, spool, clock).await?;
+    let ended = session::drive(session, &mut stream, spool, clock, &|_| Ok(())).await?;
     let activated = ended
         .activated
         .ok_or_else(|| AgentError::Protocol("the session ended without activation".into()))?;

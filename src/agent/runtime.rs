@@ -4,6 +4,7 @@
 
 use super::clock_watch::ClockWatch;
 use super::error::AgentError;
+use super::firewall::{Firewall, FirewallError};
 use super::identity::Identity;
 use super::session;
 use super::spool::Spool;
@@ -67,6 +68,8 @@ pub(super) struct Runtime<'a> {
     pub heartbeat_wake: Wake,
     /// Wakes the listener: new configuration (direction or rules).
     pub listener_wake: Wake,
+    /// The host firewall, as applied from the configuration.
+    pub firewall: Firewall,
 }
 
 impl<'a> Runtime<'a> {
@@ -83,6 +86,7 @@ impl<'a> Runtime<'a> {
             heard: Cell::new(None),
             heartbeat_wake: Wake::new(),
             listener_wake: Wake::new(),
+            firewall: Firewall::default(),
         }
     }
 
@@ -114,7 +118,54 @@ impl<'a> Runtime<'a> {
         if self.listen_port.replace(port) != port {
             self.announce.set(true);
             self.heartbeat_wake.notify();
+            // The hidden agent-port rules follow the port at once, not at the next heartbeat.
+            if let Err(e) = self.enforce_firewall() {
+                log::error!("cannot write the firewall's rejection to the spool: {e}");
+            }
         }
+    }
+
+    /// Brings the host firewall to the applied configuration (at start, when the listening
+    /// port changes, before each session). A failure keeps the last good table; it is logged
+    /// and spooled as `configuration-rejected` once, not at every retry.
+    pub fn enforce_firewall(&self) -> Result<(), AgentError> {
+        let Some((config, fingerprint)) = self.spool.config()? else {
+            return Ok(());
+        };
+        let before = self.firewall.status();
+        if let Err(e) = self.firewall.enforce(&config, self.listen_port.get()) {
+            log::error!("the firewall: {e}; the last good ruleset stays");
+            if self.firewall.status() != before {
+                self.spool.append(
+                    events::CONFIG_REJECTED.id,
+                    self.clock.wall(),
+                    vec![
+                        ("fingerprint".into(), fingerprint.to_string()),
+                        ("reason".into(), format!("the firewall: {e}")),
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the table on the host against what was applied; restores and reports a drift.
+    fn watch_firewall(&self) -> Result<(), AgentError> {
+        if let Some(change) = self.firewall.watch() {
+            let status = self.firewall.status();
+            self.spool.append(
+                events::FIREWALL_RESTORED.id,
+                self.clock.wall(),
+                vec![("reason".into(), status.reason)],
+            )?;
+            log::warn!("the firewall: {change}");
+        }
+        Ok(())
+    }
+
+    /// The check a configuration passes before it is stored: its firewall applies.
+    pub fn enforce_new(&self, config: &crate::policy::AgentConfig) -> Result<(), FirewallError> {
+        self.firewall.enforce(config, self.listen_port.get())
     }
 
     pub fn announce_pending(&self) -> bool {
@@ -158,19 +209,25 @@ impl<'a> Runtime<'a> {
             value,
         };
         let c = &self.counters;
+        let mut counters = vec![
+            counter("heartbeats-ok", c.heartbeats_ok.get()),
+            counter("heartbeats-failed", c.heartbeats_failed.get()),
+            counter("manager-sessions", c.manager_sessions.get()),
+            counter("listener-refused", c.listener_refused.get()),
+            counter("events-spooled", self.spool.pending()?),
+        ];
+        // The host firewall's per-rule counters (`firewall.md`, Counters and logs).
+        for (name, packets, bytes) in self.firewall.counters() {
+            counters.push(counter(&format!("firewall:{name}:packets"), packets));
+            counters.push(counter(&format!("firewall:{name}:bytes"), bytes));
+        }
         Ok(AgentStatus {
             wall_clock: self.clock.wall(),
-            components: vec![Component {
-                name: "spool".into(),
-                on: true,
-            }],
-            counters: vec![
-                counter("heartbeats-ok", c.heartbeats_ok.get()),
-                counter("heartbeats-failed", c.heartbeats_failed.get()),
-                counter("manager-sessions", c.manager_sessions.get()),
-                counter("listener-refused", c.listener_refused.get()),
-                counter("events-spooled", self.spool.pending()?),
+            components: vec![
+                Component::from_on("spool".into(), true),
+                self.firewall.component(),
             ],
+            counters,
             fingerprint: self.fingerprint(),
             spool: self.spool.range()?,
             listen_port: self.listen_port.get(),
@@ -190,6 +247,8 @@ impl<'a> Runtime<'a> {
         let _one_at_a_time = self.session_lock.lock().await;
         let before = self.fingerprint();
         self.watch_clock()?;
+        self.enforce_firewall()?;
+        self.watch_firewall()?;
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             agent_version: VERSION.into(),
@@ -201,7 +260,10 @@ impl<'a> Runtime<'a> {
             self.status()?,
             session::STEP_TIMEOUT,
         );
-        let result = session::drive(core, stream, self.spool, self.clock).await;
+        let result = session::drive(core, stream, self.spool, self.clock, &|c| {
+            self.enforce_new(c).map_err(|e| e.to_string())
+        })
+        .await;
         if result.is_ok() {
             self.heard.set(Some(self.clock.now()));
         }

@@ -83,12 +83,14 @@ fn tls_error(manager: &str, e: std::io::Error) -> AgentError {
     }
 }
 
-/// Runs `session` to its end over `tls`, a connection the agent dialed or accepted.
+/// Runs `session` to its end over `tls`, a connection the agent dialed or accepted. A new
+/// configuration is stored only once `enforce` has applied its firewall.
 pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut session: AgentSession,
     tls: &mut S,
     spool: &Spool,
     clock: &dyn Clock,
+    enforce: &dyn Fn(&crate::policy::AgentConfig) -> Result<(), String>,
 ) -> Result<Ended, AgentError> {
     let mut activated = None;
     let mut new_interval = None;
@@ -112,6 +114,10 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 } => {
                     let result = if config.interval.is_zero() {
                         Err((fingerprint, "a heartbeat interval of zero".to_string()))
+                    } else if let Err(e) = enforce(&config) {
+                        // Not stored: the agent keeps running the last configuration it could
+                        // enforce, and the manager sees the rejection.
+                        Err((fingerprint, format!("the firewall: {e}")))
                     } else {
                         spool.set_config(&config)?;
                         new_interval = Some(config.interval);

@@ -23,6 +23,10 @@ pub enum AlertKind {
     /// Many computers of a policy subtree went offline at once: one alert (and one
     /// notification) for all of them. About a policy. Clears itself when most are back.
     SiteIncident,
+    /// An enforcing component of the agent (the host firewall) is off or in error while the
+    /// policy enables it. Clears itself when the component reports on, or the policy no longer
+    /// enables it.
+    DriverOffline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -32,12 +36,13 @@ pub enum Severity {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 5] = [
+    pub const ALL: [AlertKind; 6] = [
         AlertKind::ComputerOffline,
         AlertKind::ClockChanged,
         AlertKind::ManagerCannotReachAgent,
         AlertKind::NotificationFailed,
         AlertKind::SiteIncident,
+        AlertKind::DriverOffline,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +52,7 @@ impl AlertKind {
             AlertKind::ManagerCannotReachAgent => "manager-cannot-reach-agent",
             AlertKind::NotificationFailed => "notification-failed",
             AlertKind::SiteIncident => "site-incident",
+            AlertKind::DriverOffline => "driver-offline",
         }
     }
 
@@ -55,7 +61,8 @@ impl AlertKind {
             AlertKind::ComputerOffline | AlertKind::SiteIncident => Severity::Critical,
             AlertKind::ClockChanged
             | AlertKind::ManagerCannotReachAgent
-            | AlertKind::NotificationFailed => Severity::Warning,
+            | AlertKind::NotificationFailed
+            | AlertKind::DriverOffline => Severity::Warning,
         }
     }
 

@@ -3,6 +3,7 @@
 //! dialer and the API decide *when*; this module alone decides *what* is written.
 
 pub mod catalogue;
+pub mod drivers;
 pub mod incident;
 pub(crate) mod lifecycle;
 pub mod record;

@@ -53,7 +53,7 @@ pub fn computer(
                 .firewall_withheld_from(a.protocol)
                 .then(|| crate::policy::firewall_withheld_reason(a.protocol)),
             "last_event_seq": a.last_seq,
-            "components": a.components.iter().map(|(n, on)| json!({"name": n, "on": on})).collect::<Vec<_>>(),
+            "components": a.components.iter().map(component).collect::<Vec<_>>(),
             "counters": a.counters.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<String, Value>>(),
         })
     });
@@ -76,6 +76,17 @@ pub fn computer(
 }
 
 /// A computer's effective settings; an appliance's direction also shows what it overrides.
+/// A component of the agent: `state` is the contract (`on`, `off`, `error`); `on` is kept for
+/// the clients written before components had a state.
+fn component(c: &crate::model::Component) -> Value {
+    json!({
+        "name": c.name,
+        "state": c.state.name(),
+        "reason": c.reason,
+        "on": c.state == crate::model::ComponentState::On,
+    })
+}
+
 fn computer_effective(tree: &PolicyTree, computer: &Computer) -> Value {
     let resolved = resolve_computer(tree, computer);
     let mut view = effective(tree, &resolved);

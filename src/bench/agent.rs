@@ -296,10 +296,10 @@ impl SimAgent {
         };
         AgentStatus {
             wall_clock: clock.wall(),
-            components: vec![Component {
-                name: "spool".into(),
-                on: true,
-            }],
+            components: vec![
+                Component::from_on("spool".into(), true),
+                Component::from_on("firewall".into(), false),
+            ],
             counters: vec![
                 counter("heartbeats-ok", self.ok),
                 counter("heartbeats-failed", self.failed),

@@ -9,6 +9,7 @@
 
 pub mod nft;
 pub mod order;
+pub mod shape;
 
 #[cfg(test)]
 mod doc_tests;

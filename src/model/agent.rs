@@ -26,7 +26,8 @@ pub struct AgentState {
     /// The configuration fingerprint the agent reported running.
     pub applied_fingerprint: Option<[u8; 32]>,
     pub config_rejected: Option<String>,
-    pub components: Vec<(String, bool)>,
+    /// The agent's components (drivers) as its last heartbeat reported them.
+    pub components: Vec<Component>,
     pub counters: Vec<(String, u64)>,
     /// The wire protocol the agent spoke at its last session (its activation's, until then):
     /// which form of the configuration it reads and fingerprints (`policy::reads_v1`). 0: not
@@ -35,6 +36,44 @@ pub struct AgentState {
     /// The last session found the firewall on for this computer but withheld it, the agent's
     /// protocol being too old to carry it: the history says so when this changes.
     pub firewall_withheld: bool,
+}
+
+/// One of the agent's components (the reference's drivers), as the heartbeat reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    pub state: ComponentState,
+    /// Why it is in that state, in words; empty when there is nothing to say.
+    pub reason: String,
+}
+
+/// A component's state. The variant order is the wire's and the store's encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ComponentState {
+    On,
+    Off,
+    Error,
+}
+
+super::words::words!(ComponentState {
+    On => "on",
+    Off => "off",
+    Error => "error",
+});
+
+impl Component {
+    /// A protocol-1 agent's component, which said only on or off.
+    pub fn from_on(name: String, on: bool) -> Component {
+        Component {
+            name,
+            state: if on {
+                ComponentState::On
+            } else {
+                ComponentState::Off
+            },
+            reason: String::new(),
+        }
+    }
 }
 
 /// An agent event as stored: `(computer, seq)` is its key and is written once.

@@ -29,6 +29,10 @@ pub const ACTIVATED: EventKind = EventKind {
     id: 1004,
     name: "agent-activated",
 };
+pub const FIREWALL_RESTORED: EventKind = EventKind {
+    id: 1005,
+    name: "firewall-restored",
+};
 
 /// The reference's agent event 5004: the agent saw its own clock change.
 pub const CLOCK_CHANGED: EventKind = EventKind {
@@ -36,12 +40,13 @@ pub const CLOCK_CHANGED: EventKind = EventKind {
     name: "clock-changed",
 };
 
-pub const CATALOGUE: [EventKind; 6] = [
+pub const CATALOGUE: [EventKind; 7] = [
     AGENT_STARTED,
     AGENT_STOPPED,
     CONFIG_APPLIED,
     CONFIG_REJECTED,
     ACTIVATED,
+    FIREWALL_RESTORED,
     CLOCK_CHANGED,
 ];
 

@@ -16,7 +16,7 @@ mod user;
 pub(crate) mod words;
 
 pub use crate::alerts::{AlertKind, Severity};
-pub use agent::{AgentState, HistoryEntry, StoredEvent};
+pub use agent::{AgentState, Component, ComponentState, HistoryEntry, StoredEvent};
 pub use alert::{Acknowledgement, Alert, index_name};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use firewall::{

@@ -57,6 +57,11 @@ pub struct SessionSummary {
     /// Whether the agent's protocol is too old to be sent the firewall that its settings turn
     /// on; `None` when the session ended before the configuration step.
     pub firewall_withheld: Option<bool>,
+    /// Whether the firewall is to be enforced by this agent (enabled and not withheld); `None`
+    /// when the session ended before the configuration step.
+    pub firewall_enforced: Option<bool>,
+    /// Whether the status the agent reported was of the configuration the manager expects.
+    pub ran_expected: bool,
     pub events_stored: u64,
     pub last_seq: u64,
     pub result: Result<(), ProtoError>,
@@ -115,6 +120,8 @@ impl ManagerSession {
                 applied: None,
                 config_rejected: None,
                 firewall_withheld: None,
+                firewall_enforced: None,
+                ran_expected: false,
                 events_stored: 0,
                 last_seq,
                 result: Ok(()),
@@ -338,7 +345,11 @@ impl ManagerSession {
     fn config_step(&mut self, now: Instant) {
         let peer = self.peer();
         let expected = self.params.expected.fingerprint_for(peer);
-        self.summary.firewall_withheld = Some(self.params.expected.firewall_withheld_from(peer));
+        let withheld = self.params.expected.firewall_withheld_from(peer);
+        self.summary.firewall_withheld = Some(withheld);
+        self.summary.firewall_enforced = Some(self.params.expected.firewall_enabled && !withheld);
+        self.summary.ran_expected =
+            self.summary.status.as_ref().and_then(|s| s.fingerprint) == Some(expected);
         let going_away = self.summary.purpose == Some(Purpose::Goodbye);
         if self.summary.applied == Some(expected) || going_away {
             self.finish();
@@ -384,7 +395,9 @@ impl ManagerSession {
 
     /// The peer's protocol; before its first message is accepted (a refusal), the current one,
     /// whose `Refused` every version encodes alike.
-    fn peer(&self) -> u16 {
+    /// The protocol the agent's first message named (this build's until it has spoken): the
+    /// form its messages are decoded in (`v1::decode_agent`) and its answers sent in.
+    pub fn peer(&self) -> u16 {
         self.summary.protocol.unwrap_or(PROTOCOL_VERSION)
     }
 

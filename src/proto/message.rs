@@ -106,11 +106,8 @@ pub struct AgentStatus {
     pub listen_port: Option<u16>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Component {
-    pub name: String,
-    pub on: bool,
-}
+/// A component as protocol 2 reports it: `name`, `state` (on, off, error) and `reason`.
+pub use crate::model::Component;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counter {
@@ -185,10 +182,14 @@ pub(crate) mod samples {
     pub fn status() -> AgentStatus {
         AgentStatus {
             wall_clock: WallMs(1_796_000_000_000),
-            components: vec![Component {
-                name: "spool".into(),
-                on: true,
-            }],
+            components: vec![
+                Component::from_on("spool".into(), true),
+                Component {
+                    name: "firewall".into(),
+                    state: crate::model::ComponentState::Error,
+                    reason: "nft is not installed".into(),
+                },
+            ],
             counters: vec![Counter {
                 name: "events-spooled".into(),
                 value: 3,

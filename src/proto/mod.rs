@@ -23,7 +23,9 @@ pub use message::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, Component, Counter,
     EventBatch, Hello, ManagerMsg, Purpose, Refusal, SpoolRange,
 };
-pub use v1::{ActivatedV1, ManagerMsgV1, Outgoing};
+pub use v1::{
+    ActivatedV1, AgentMsgV1, AgentStatusV1, ComponentV1, ManagerMsgV1, Outgoing, decode_agent,
+};
 
 /// The protocol version this build speaks, sent in the first message of every connection.
 /// 2: the configuration carries the firewall (`firewall_enabled`, `firewall_rules`), which a

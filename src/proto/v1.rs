@@ -1,9 +1,14 @@
 //! Protocol 1's manager messages, frozen, and the form each peer is sent: a manager serves the
 //! agents deployed before the firewall (protocol 1) beside the current ones, since sites upgrade
-//! the manager first (`schema/wire.md`, Versions). Agents' messages did not change shape, so
-//! `AgentMsg` reads both.
+//! the manager first (`schema/wire.md`, Versions). Agents' messages changed only in `Status`,
+//! whose components said on or off: [`decode_agent`] reads an agent's message in its protocol's
+//! form.
 
-use super::message::{Activated, ManagerMsg, Refusal};
+use super::ProtoError;
+use super::message::{
+    Activated, ActivationRequest, AgentMsg, AgentStatus, Component, Counter, EventBatch, Hello,
+    ManagerMsg, Refusal, SpoolRange,
+};
 use crate::clock::WallMs;
 use crate::policy::{AgentConfigV1, Fingerprint, reads_v1};
 use serde::{Deserialize, Serialize};
@@ -33,6 +38,82 @@ pub enum ManagerMsgV1 {
     },
     Activated(ActivatedV1),
     Refused(Refusal),
+}
+
+/// `AgentMsg` as protocol 1 encodes it: the same variants, with protocol 1's `Status`. Never
+/// change it: `schema/wire/v1/agent-*.hex` pin what protocol-1 agents send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentMsgV1 {
+    Hello(Hello),
+    Activate(ActivationRequest),
+    Status(AgentStatusV1),
+    Events(EventBatch),
+    ConfigApplied {
+        fingerprint: Fingerprint,
+    },
+    ConfigRejected {
+        fingerprint: Fingerprint,
+        reason: String,
+    },
+}
+
+/// `AgentStatus` as protocol 1 encodes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatusV1 {
+    pub wall_clock: WallMs,
+    pub components: Vec<ComponentV1>,
+    pub counters: Vec<Counter>,
+    pub fingerprint: Option<Fingerprint>,
+    pub spool: SpoolRange,
+    pub listen_port: Option<u16>,
+}
+
+/// A component as protocol 1 reports it: on or off, no reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentV1 {
+    pub name: String,
+    pub on: bool,
+}
+
+impl From<AgentMsgV1> for AgentMsg {
+    fn from(message: AgentMsgV1) -> AgentMsg {
+        match message {
+            AgentMsgV1::Hello(hello) => AgentMsg::Hello(hello),
+            AgentMsgV1::Activate(request) => AgentMsg::Activate(request),
+            AgentMsgV1::Status(s) => AgentMsg::Status(AgentStatus {
+                wall_clock: s.wall_clock,
+                components: s
+                    .components
+                    .into_iter()
+                    .map(|c| Component::from_on(c.name, c.on))
+                    .collect(),
+                counters: s.counters,
+                fingerprint: s.fingerprint,
+                spool: s.spool,
+                listen_port: s.listen_port,
+            }),
+            AgentMsgV1::Events(batch) => AgentMsg::Events(batch),
+            AgentMsgV1::ConfigApplied { fingerprint } => AgentMsg::ConfigApplied { fingerprint },
+            AgentMsgV1::ConfigRejected {
+                fingerprint,
+                reason,
+            } => AgentMsg::ConfigRejected {
+                fingerprint,
+                reason,
+            },
+        }
+    }
+}
+
+/// An agent's message in the form of `protocol`, the one its session speaks. Before its first
+/// message the session assumes this build's; `Hello` and `Activate`, the only first messages,
+/// have the same form in every protocol.
+pub fn decode_agent(protocol: u16, body: &[u8]) -> Result<AgentMsg, ProtoError> {
+    if reads_v1(protocol) {
+        super::decode::<AgentMsgV1>(body).map(AgentMsg::from)
+    } else {
+        super::decode(body)
+    }
 }
 
 /// `Activated` as protocol 1 encodes it.
@@ -196,10 +277,11 @@ mod tests {
             let bytes = unhex(&golden(name));
             if let Some(rest) = name.strip_prefix("agent-") {
                 // What a protocol-1 agent sends, the manager reads and would encode the same.
-                let message: AgentMsg = crate::proto::decode(&bytes).unwrap();
+                let message: AgentMsgV1 = crate::proto::decode(&bytes).unwrap();
                 assert_eq!(postcard::to_allocvec(&message).unwrap(), bytes, "{rest}");
-                if let AgentMsg::Hello(Hello { protocol, .. })
-                | AgentMsg::Activate(ActivationRequest { protocol, .. }) = message
+                assert_eq!(decode_agent(1, &bytes).unwrap(), message.clone().into());
+                if let AgentMsgV1::Hello(Hello { protocol, .. })
+                | AgentMsgV1::Activate(ActivationRequest { protocol, .. }) = message
                 {
                     assert_eq!(protocol, 1, "{name}");
                 }

@@ -204,6 +204,24 @@ impl From<AlertV1> for Alert {
     }
 }
 
+/// `AgentState` as schema 10 wrote it: components said only on or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct AgentStateV2 {
+    v1: AgentStateV1,
+    protocol: u16,
+    firewall_withheld: bool,
+}
+
+impl From<AgentStateV2> for AgentState {
+    fn from(a: AgentStateV2) -> AgentState {
+        AgentState {
+            protocol: a.protocol,
+            firewall_withheld: a.firewall_withheld,
+            ..a.v1.into()
+        }
+    }
+}
+
 /// `AgentState` as schemas 2 to 9 wrote it: before the agent's protocol was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct AgentStateV1 {
@@ -244,7 +262,11 @@ impl From<AgentStateV1> for AgentState {
             cipher_suite: a.cipher_suite,
             applied_fingerprint: a.applied_fingerprint,
             config_rejected: a.config_rejected,
-            components: a.components,
+            components: a
+                .components
+                .into_iter()
+                .map(|(name, on)| crate::model::Component::from_on(name, on))
+                .collect(),
             counters: a.counters,
             protocol: 1,
             firewall_withheld: false,

@@ -115,6 +115,10 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
         // V2`). `V1` states are read as protocol 1, which every agent spoke until now; the bump
         // keeps schema-9 binaries from meeting a `V2`.
         9 => Ok(10),
+        // The heartbeat's components gain a state (on, off, error) and a reason
+        // (`AgentStateRecord::V3`); `V2` states are read with on or off and no reason. The bump
+        // keeps schema-10 binaries from meeting a `V3`.
+        10 => Ok(11),
         _ => Err(StoreError::NoMigration { from }),
     }
 }

@@ -6,7 +6,9 @@
 //! tests when it changes without one.
 
 use super::error::StoreError;
-use super::legacy::{AgentStateV1, AlertV1, ComputerV1, ComputerV2, PolicyV1, PolicyV2};
+use super::legacy::{
+    AgentStateV1, AgentStateV2, AlertV1, ComputerV1, ComputerV2, PolicyV1, PolicyV2,
+};
 use crate::model::{AgentState, Alert, Computer, HistoryEntry, Policy, StoredEvent, Token, User};
 use redb::{Key, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -93,7 +95,9 @@ pub(super) enum TokenRecord {
 pub(super) enum AgentStateRecord {
     V1(AgentStateV1),
     /// Schema 10: the agent's protocol, and whether its firewall was withheld.
-    V2(AgentState),
+    V2(AgentStateV2),
+    /// Schema 11: components with a state (on, off, error) and a reason.
+    V3(AgentState),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -198,13 +202,14 @@ impl Record for AgentStateRecord {
     const TABLE: &'static str = "agents";
 
     fn current(model: &AgentState) -> Self {
-        AgentStateRecord::V2(model.clone())
+        AgentStateRecord::V3(model.clone())
     }
 
     fn into_model(self) -> AgentState {
         match self {
             AgentStateRecord::V1(a) => a.into(),
-            AgentStateRecord::V2(a) => a,
+            AgentStateRecord::V2(a) => a.into(),
+            AgentStateRecord::V3(a) => a,
         }
     }
 }
@@ -439,7 +444,7 @@ pub(super) mod tests {
             cipher_suite: Some("TLS13_AES_128_GCM_SHA256".into()),
             applied_fingerprint: Some([0x22; 32]),
             config_rejected: None,
-            components: vec![("spool".into(), true)],
+            components: vec![crate::model::Component::from_on("spool".into(), true)],
             counters: vec![("events-spooled".into(), 3)],
             protocol: 2,
             firewall_withheld: true,
@@ -583,7 +588,13 @@ pub(super) mod tests {
             ..sample_agent_state()
         };
         check_legacy::<AgentStateRecord>("agent-state-v1", agent_state_v1);
-        check_golden::<AgentStateRecord>("agent-state-v2", sample_agent_state());
+        let agent_state_v2 = AgentState {
+            protocol: 2,
+            firewall_withheld: true,
+            ..sample_agent_state()
+        };
+        check_legacy::<AgentStateRecord>("agent-state-v2", agent_state_v2);
+        check_golden::<AgentStateRecord>("agent-state-v3", sample_agent_state());
         check_golden::<EventRecord>("event-v1", sample_event());
         check_legacy::<AlertRecord>("alert-v1", sample_alert());
         check_golden::<AlertRecord>("alert-v2", sample_alert());
@@ -639,6 +650,7 @@ pub(super) mod tests {
             "TokenRecord::V1",
             "AgentStateRecord::V1",
             "AgentStateRecord::V2",
+            "AgentStateRecord::V3",
             "EventRecord::V1",
             "AlertRecord::V1",
             "AlertRecord::V2",

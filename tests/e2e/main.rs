@@ -17,6 +17,7 @@ mod bench;
 mod browser;
 mod console;
 mod direction;
+mod firewall;
 mod hardening;
 mod install;
 mod manager;

@@ -10,7 +10,8 @@ use picket::clock::WallMs;
 use picket::pki::{self, AgentKey};
 use picket::policy::Fingerprint;
 use picket::proto::{
-    ActivationRequest, AgentMsg, AgentStatus, Hello, ManagerMsgV1, Purpose, SpoolRange,
+    ActivationRequest, AgentMsg, AgentMsgV1, AgentStatusV1, ComponentV1, Hello, ManagerMsgV1,
+    Purpose, SpoolRange,
 };
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,15 +61,19 @@ fn heartbeat_v1(m: &Manager, id: &Identity, running: Fingerprint) -> Option<Fing
         "a protocol-1 agent refuses any other: {answer:?}"
     );
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let status = AgentStatus {
+    // Protocol 1's status: its components say only on or off.
+    let status = AgentStatusV1 {
         wall_clock: WallMs(u64::try_from(now.as_millis()).unwrap()),
-        components: Vec::new(),
+        components: vec![ComponentV1 {
+            name: "spool".into(),
+            on: true,
+        }],
         counters: Vec::new(),
         fingerprint: Some(running),
         spool: SpoolRange { first: 1, last: 0 },
         listen_port: None,
     };
-    send(&mut tls, &AgentMsg::Status(status)).unwrap();
+    send(&mut tls, &AgentMsgV1::Status(status)).unwrap();
     let mut pushed = None;
     loop {
         match recv_as(&mut tls).unwrap() {
@@ -122,6 +127,12 @@ fn a_protocol_1_agent_is_served_as_before_and_told_apart_when_the_firewall_is_on
         agent["last_heartbeat_ms"].is_u64().then_some(agent)
     });
     assert_eq!(agent["protocol"], 1, "{agent}");
+    let spool = &agent["components"][0];
+    assert_eq!(
+        (&spool["name"], &spool["state"]),
+        (&"spool".into(), &"on".into()),
+        "{agent}"
+    );
     assert_eq!(agent["config_up_to_date"], true, "{agent}");
     assert_eq!(agent["expected_fingerprint"], old.fingerprint.to_string());
     assert!(agent["firewall_withheld"].is_null(), "{agent}");

@@ -210,7 +210,13 @@ function fillAgent(dl, c) {
     a.config_rejected ? h('span', { class: 'field-note', text: ' rejected: ' + a.config_rejected }) : null));
   fact(dl, 'Last event seq', a.last_event_seq);
   if (Array.isArray(a.components) && a.components.length) {
-    fact(dl, 'Components', h('span', {}, a.components.map((x) => badge('component', x.on ? 'on' : 'off', x.name + (x.on ? ' on' : ' off')))));
+    // state: on, off or error (older managers sent only on); the reason shows on hover.
+    const state = (x) => x.state || (x.on ? 'on' : 'off');
+    fact(dl, 'Components', h('span', {}, a.components.map((x) => {
+      const b = badge('component', state(x), x.name + ' ' + state(x));
+      if (x.reason) b.title = x.reason;
+      return b;
+    })));
   }
   if (a.counters && Object.keys(a.counters).length) fact(dl, 'Counters', eventFields(a.counters));
 }

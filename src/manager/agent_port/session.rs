@@ -159,7 +159,11 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         let wait = session
             .poll_timeout()
             .map_or(port.step_timeout, |d| d.saturating_since(port.clock.now()));
-        match within(&*port.clock, wait, framed::read::<AgentMsg, _>(tls)).await {
+        let read = async {
+            let body = framed::read_body(tls).await?;
+            crate::proto::decode_agent(session.peer(), &body).map_err(FrameError::Proto)
+        };
+        match within(&*port.clock, wait, read).await {
             None => session.handle_timeout(port.clock.now()),
             Some(Ok(message)) => {
                 if matches!(message, AgentMsg::Status(_)) {
@@ -399,6 +403,7 @@ pub(super) async fn record(
             state.last_seq = state.last_seq.max(summary.last_seq);
             if let Some(status) = &summary.status {
                 apply_status(&mut state, status, status_at);
+                judge_drivers(txn, computer, &summary, status, now)?;
             }
             let flips = note_withholding(txn, &mut state, summary.firewall_withheld, now)?;
             changed.store(flips, std::sync::atomic::Ordering::Relaxed);
@@ -434,6 +439,46 @@ pub(super) async fn record(
         port.liveness.send(LivenessEvent::Left(computer));
     }
     port.dialer.send(ended);
+}
+
+/// Raises or clears `driver-offline` from the components the agent reported.
+fn judge_drivers(
+    txn: &mut crate::store::WriteTxn,
+    computer: ComputerId,
+    summary: &SessionSummary,
+    status: &crate::proto::AgentStatus,
+    now: WallMs,
+) -> Result<(), crate::store::StoreError> {
+    use crate::alerts::drivers::{Verdict, judge};
+    use crate::alerts::incident::Notify;
+    // A session that ended before the configuration step knows nothing of the policy.
+    let Some(enforced) = summary.firewall_enforced else {
+        return Ok(());
+    };
+    match judge(enforced, summary.ran_expected, &status.components) {
+        Verdict::Raise(message) => {
+            crate::alerts::record::raise(
+                txn,
+                computer,
+                crate::alerts::AlertKind::DriverOffline,
+                now,
+                Notify::Now,
+                |_| message,
+            )?;
+        }
+        Verdict::Clear => {
+            crate::alerts::record::clear(
+                txn,
+                computer,
+                crate::alerts::AlertKind::DriverOffline,
+                now,
+                "the firewall is on, or its policy no longer enables it",
+                Notify::Now,
+            )?;
+        }
+        Verdict::Keep => {}
+    }
+    Ok(())
 }
 
 /// Records whether the session withheld the firewall, and a history line when that changes
@@ -500,11 +545,7 @@ pub(super) fn apply_status(state: &mut AgentState, status: &crate::proto::AgentS
     state.last_heartbeat = Some(at);
     state.clock_offset_ms = Some(clock_offset(status.wall_clock, at));
     state.listen_port = status.listen_port;
-    state.components = status
-        .components
-        .iter()
-        .map(|c| (c.name.clone(), c.on))
-        .collect();
+    state.components = status.components.clone();
     state.counters = status
         .counters
         .iter()

@@ -104,9 +104,11 @@ pub async fn run(
                             incidents.restore_incident(now, PolicyId(policy), members, is_offline);
                         }
                     }
-                    // Not the monitor's: the clock's are judged per step, and the others are
-                    // about channels.
-                    AlertKind::ClockChanged | AlertKind::NotificationFailed => {}
+                    // Not the monitor's: the clock's are judged per step, the channels' by their
+                    // delivery, the drivers' at each heartbeat from what the agent reports.
+                    AlertKind::ClockChanged
+                    | AlertKind::NotificationFailed
+                    | AlertKind::DriverOffline => {}
                 }
             }
             for notice in held {

@@ -9,7 +9,7 @@ use super::cef::{escape_header, escape_value as cef_value};
 use super::leef::escape_value as leef_value;
 use super::syslog::{FACILITY, header_field};
 use super::{Site, one_line, rfc3339};
-use crate::model::events::{self, CLOCK_CHANGED, CONFIG_REJECTED};
+use crate::model::events::{self, CLOCK_CHANGED, CONFIG_REJECTED, FIREWALL_RESTORED};
 use crate::notify::{EventNotice, SyslogFormat};
 use std::net::IpAddr;
 
@@ -33,13 +33,13 @@ pub enum Level {
     /// The agent's life going as it should: started, stopped, activated, configured.
     Info,
     /// Something an administrator should look at: a configuration the agent could not apply,
-    /// a clock that jumped.
+    /// a clock that jumped, a firewall table someone changed.
     Warning,
 }
 
 /// The level of an event id; an id outside the catalogue is `Info`.
 pub fn level(id: u32) -> Level {
-    if id == CONFIG_REJECTED.id || id == CLOCK_CHANGED.id {
+    if [CONFIG_REJECTED.id, CLOCK_CHANGED.id, FIREWALL_RESTORED.id].contains(&id) {
         Level::Warning
     } else {
         Level::Info

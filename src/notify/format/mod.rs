@@ -49,6 +49,7 @@ pub fn event_id(notice: &Notice) -> u32 {
         AlertKind::ManagerCannotReachAgent => 300,
         AlertKind::NotificationFailed => 400,
         AlertKind::SiteIncident => 500,
+        AlertKind::DriverOffline => 600,
     };
     match notice.change {
         Change::Raised => kind,

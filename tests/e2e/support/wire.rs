@@ -207,7 +207,7 @@ pub fn pinned_handshake(m: &Manager) -> (Tls, SocketAddr) {
     connected
 }
 
-pub fn send(tls: &mut Tls, message: &AgentMsg) -> io::Result<()> {
+pub fn send<T: serde::Serialize>(tls: &mut Tls, message: &T) -> io::Result<()> {
     tls.write_all(&proto::encode(message).unwrap())?;
     tls.flush()
 }
