@@ -4,7 +4,7 @@
 //! says how it stands (`on`, `off` or `error` with a reason) for the heartbeat's components.
 //!
 //! `nft` is run with `std::process::Command`: one short blocking call per change or heartbeat
-//! (milliseconds), which is all the agent needs; the `nftables` crate would add a dependency to
+//! (milliseconds; one that hangs is killed after [`NFT_LIMIT`]), which is all the agent needs; the `nftables` crate would add a dependency to
 //! run the same program with the same JSON. nft's transaction is atomic: a ruleset the kernel
 //! refuses changes nothing, so after a failure the last good table stays in force.
 
@@ -33,7 +33,13 @@ pub enum FirewallError {
     Refused { command: String, stderr: String },
     /// `nft` printed something that is not the JSON asked for.
     Listing { detail: String },
+    /// `nft` did not end within [`NFT_LIMIT`] (a kernel or netlink stuck): it was killed.
+    TimedOut { command: String },
 }
+
+/// The longest an `nft` call may take. It takes milliseconds; the agent's heartbeats wait
+/// behind it, so one that hangs must not hold them for ever.
+pub const NFT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl fmt::Display for FirewallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,6 +54,11 @@ impl fmt::Display for FirewallError {
             FirewallError::Listing { detail } => {
                 write!(f, "nft -j list table inet picket printed no JSON: {detail}")
             }
+            FirewallError::TimedOut { command } => write!(
+                f,
+                "{command} did not end within {} s and was killed",
+                NFT_LIMIT.as_secs()
+            ),
         }
     }
 }
@@ -241,7 +252,17 @@ fn list() -> Result<Value, FirewallError> {
 }
 
 fn run(args: &[&str], input: Option<&str>) -> Result<String, FirewallError> {
-    let command = format!("nft {}", args.join(" "));
+    run_within("nft", args, input, NFT_LIMIT)
+}
+
+/// Runs `program` (always `nft` but in tests), killing it if it has not ended within `limit`.
+fn run_within(
+    program: &str,
+    args: &[&str],
+    input: Option<&str>,
+    limit: std::time::Duration,
+) -> Result<String, FirewallError> {
+    let command = format!("{program} {}", args.join(" "));
     let spawn_error = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => FirewallError::Missing,
         _ => FirewallError::Spawn {
@@ -249,7 +270,7 @@ fn run(args: &[&str], input: Option<&str>) -> Result<String, FirewallError> {
             source,
         },
     };
-    let mut child = Command::new("nft")
+    let mut child = Command::new(program)
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -263,7 +284,24 @@ fn run(args: &[&str], input: Option<&str>) -> Result<String, FirewallError> {
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(text.as_bytes()).map_err(spawn_error)?;
     }
-    let out = child.wait_with_output().map_err(spawn_error)?;
+    // Waited for on a thread of its own, so that a call that hangs can be given up on.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out.map_err(spawn_error)?,
+        Err(_) => {
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            return Err(FirewallError::TimedOut { command });
+        }
+    };
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -278,6 +316,18 @@ fn run(args: &[&str], input: Option<&str>) -> Result<String, FirewallError> {
 mod tests {
     use super::*;
     use crate::firewall::tests::rule;
+
+    #[test]
+    fn a_call_that_hangs_is_killed_and_said() {
+        let limit = std::time::Duration::from_millis(200);
+        match run_within("sleep", &["30"], None, limit) {
+            Err(FirewallError::TimedOut { command }) => assert_eq!(command, "sleep 30"),
+            other => panic!("{other:?}"),
+        }
+        // One that ends in time is read as before.
+        let out = run_within("echo", &["ok"], None, NFT_LIMIT).unwrap();
+        assert_eq!(out.trim(), "ok");
+    }
 
     fn config(enabled: bool) -> AgentConfig {
         let mut config = crate::proto::samples::config();
