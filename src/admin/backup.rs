@@ -11,13 +11,6 @@ use hyper::Method;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 /// The first line of `file`: a passphrase kept out of the command line and the shell history.
 fn passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>, AdminError> {
     let Some(file) = file else {

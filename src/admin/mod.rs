@@ -1,6 +1,15 @@
 //! The admin verbs (`picket policies ...`, `picket computers ...`, `picket token ...`): each is a client of the
 //! running manager's REST API, printing a table or, with `--json`, the API's JSON.
 
+/// `println!` that ignores a closed stdout: `picket computers list | head` must not panic when
+/// `head` stops reading. (Defined before the modules, so each of them can use it.)
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod backup;
 mod client;
 mod error;

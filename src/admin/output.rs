@@ -1,14 +1,5 @@
 //! What the admin verbs print: the API's JSON with `--json`, else aligned tables.
 
-/// `println!` that ignores a closed stdout: `picket computers list | head` must not panic when
-/// `head` stops reading.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 use super::client::ClientOptions;
 use crate::clock::{WallMs, format_utc};
 use crate::model::SettingKey;

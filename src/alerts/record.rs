@@ -417,4 +417,4 @@ pub fn end_with_computer(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

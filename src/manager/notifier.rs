@@ -404,20 +404,13 @@ async fn work_through(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AgentState, Computer, ComputerId};
+    use crate::model::ComputerId;
     use crate::notify::{Change, Window, WindowTarget};
 
     #[test]
     fn an_alert_a_window_kept_quiet_is_notified_when_it_ends_and_the_window_goes_a_month_later() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let (_dir, store) = crate::alerts::record::tests::store_with_computer();
         let mut txn = store.write().unwrap();
-        txn.put_computer(&Computer::test(7, "web1")).unwrap();
-        txn.put_agent_state(&AgentState {
-            computer: ComputerId(7),
-            ..AgentState::default()
-        })
-        .unwrap();
         txn.put_channel(&crate::notify::channel::tests::sample())
             .unwrap();
         txn.put_window(&Window {

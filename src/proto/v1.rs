@@ -229,10 +229,7 @@ mod tests {
     }
 
     fn unhex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
+        crate::secret::from_hex(text).unwrap()
     }
 
     /// The session the golden vectors were sampled from: protocol 1's sample configuration is

@@ -142,7 +142,7 @@ impl Store {
     /// Decodes every record of the tables that hold records, as of one read transaction:
     /// what `picket check` runs after the integrity check of the open. Returns the counts.
     pub fn verify_records(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
-        use super::records::{EventRecord, HistoryRecord, Record, decode};
+        use super::records::{EventRecord, HistoryRecord};
         use super::{EventFeedReads, NotifyReads, Reads};
         let txn = self.read()?;
         let mut counts = vec![
@@ -164,28 +164,29 @@ impl Store {
             txn.delivery(&channel.name)?;
             txn.event_cursor(&channel.name)?;
         }
-        let mut events = 0;
-        for entry in txn.txn.open_table(EVENTS)?.iter()? {
-            let (key, value) = entry?;
-            let (c, seq) = key.value();
-            decode::<EventRecord>(value.value(), EventRecord::TABLE, || {
-                format!("({c}, {seq})")
-            })?;
-            events += 1;
-        }
-        counts.push(("events", events));
-        let mut history = 0;
-        for entry in txn.txn.open_table(HISTORY)?.iter()? {
-            let (key, value) = entry?;
-            let (c, n) = key.value();
-            decode::<HistoryRecord>(value.value(), HistoryRecord::TABLE, || {
-                format!("({c}, {n})")
-            })?;
-            history += 1;
-        }
-        counts.push(("history entries", history));
+        counts.push(("events", decode_all::<EventRecord>(&txn.txn, EVENTS)?));
+        counts.push((
+            "history entries",
+            decode_all::<HistoryRecord>(&txn.txn, HISTORY)?,
+        ));
         Ok(counts)
     }
+}
+
+/// Decodes every record of a table keyed by (computer, n) as `R`; how many there are. Read by
+/// iteration, not loaded: the events table may hold millions.
+fn decode_all<R: super::records::Record>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<'static, (u64, u64), &'static [u8]>,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for entry in txn.open_table(def)?.iter()? {
+        let (key, value) = entry?;
+        let (c, i) = key.value();
+        super::records::decode::<R>(value.value(), R::TABLE, || format!("({c}, {i})"))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

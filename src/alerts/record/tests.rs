@@ -2,7 +2,8 @@ use super::*;
 use crate::model::{AgentState, Computer};
 use crate::store::Store;
 
-fn store_with_computer() -> (tempfile::TempDir, Store) {
+/// A store with computer 7, `web1`, an agent last heard at 5 ms (other modules' tests use it).
+pub(crate) fn store_with_computer() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
     let mut txn = store.write().unwrap();

@@ -87,7 +87,10 @@ pub fn signature(secret: &[u8], timestamp_secs: u64, body: &[u8]) -> String {
 /// constant time, as a receiver should check it. It does not judge the timestamp's age: that
 /// takes a clock, the receiver's.
 pub fn verify_signature(secret: &[u8], timestamp_secs: u64, body: &[u8], header: &str) -> bool {
-    let Some(tag) = header.strip_prefix("sha256=").and_then(unhex) else {
+    let Some(tag) = header
+        .strip_prefix("sha256=")
+        .and_then(crate::secret::from_hex)
+    else {
         return false;
     };
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
@@ -99,20 +102,6 @@ fn signed_bytes(timestamp_secs: u64, body: &[u8]) -> Vec<u8> {
     let mut signed = format!("{timestamp_secs}.").into_bytes();
     signed.extend_from_slice(body);
     signed
-}
-
-/// The bytes of a hex string (either case); `None` if it is not one.
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digit = |b: u8| char::from(b).to_digit(16);
-            u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]
