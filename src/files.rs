@@ -37,7 +37,8 @@ pub struct Tightened {
     pub now: u32,
 }
 
-/// Makes `dir` 0700 and every regular file and folder under it 0600 / 0700, and says which it
+/// Makes `dir` 0700 and every regular file and folder under it 0600 / 0700 (0700 for a file its
+/// owner may run), and says which it
 /// changed so the caller can log them. Symbolic links are left alone (their target may not be
 /// ours to change); a file that cannot be changed is an error naming it.
 pub fn make_private(dir: &Path) -> io::Result<Vec<Tightened>> {
@@ -49,6 +50,10 @@ pub fn make_private(dir: &Path) -> io::Result<Vec<Tightened>> {
 fn tighten(path: &Path, depth: usize, changed: &mut Vec<Tightened>) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     let wanted = if meta.is_dir() {
+        PRIVATE_DIR
+    } else if meta.is_file() && meta.permissions().mode() & 0o100 != 0 {
+        // A program its owner runs (an agent's upgrade, `DATA/upgrade/picket-VERSION`) stays
+        // runnable, by its owner only.
         PRIVATE_DIR
     } else if meta.is_file() {
         PRIVATE_FILE
@@ -118,7 +123,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
         if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
         }
         Ok(())
     })();
@@ -126,6 +131,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes the entries of `dir` (a rename into it) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -148,6 +158,8 @@ mod tests {
         fs::set_permissions(dir.join("pki/ca.key"), fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(dir.join("pki/read-only"), b"r").unwrap();
         fs::set_permissions(dir.join("pki/read-only"), fs::Permissions::from_mode(0o444)).unwrap();
+        fs::write(dir.join("program"), b"#!").unwrap();
+        fs::set_permissions(dir.join("program"), fs::Permissions::from_mode(0o755)).unwrap();
 
         let changed = make_private(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
@@ -155,6 +167,7 @@ mod tests {
         assert_eq!(mode(&dir.join("picket.redb")), 0o600);
         assert_eq!(mode(&dir.join("pki/ca.key")), 0o600);
         assert_eq!(mode(&dir.join("pki/read-only")), 0o400);
+        assert_eq!(mode(&dir.join("program")), 0o700, "its owner still runs it");
         let names: Vec<_> = changed.iter().map(|t| t.path.clone()).collect();
         assert!(names.contains(&dir.join("picket.redb")), "{changed:?}");
         assert!(!names.contains(&dir.join("pki/ca.key")), "{changed:?}");

@@ -13,6 +13,7 @@
 //! - [`errors`]: an error and its causes on one line.
 //! - [`notify`]: notification channels, notices, routing, maintenance windows, the bytes each
 //!   channel sends and the shells that send them.
+//! - [`command`]: a helper program run with a time limit (`nft`, a new binary's `--version`).
 //! - [`secret`], [`password`], [`site`], [`files`]: hashes and random secrets, Argon2id
 //!   passwords, a data dir's file names, atomic permission-aware writes.
 //! - [`pki`]: the private CA, the manager certificate and the rustls configurations.
@@ -26,6 +27,8 @@
 //! - [`store`]: the redb file, its tables, versioned records, migrations and health.
 //! - [`net`]: listeners' shared parts: the budget of unauthenticated connections, the backoff of
 //!   failing sources, the one-line-a-minute summary.
+//! - [`release`]: this binary's version (from a slot tests can rewrite), architecture, version
+//!   order, and its own bytes, which the manager serves to agents.
 //! - [`handles`], [`registry`]: the handles to the manager's tasks, and which certificate belongs
 //!   to which computer.
 //! - [`tasks`]: the manager's executor and task sets that end their tasks when dropped.
@@ -53,6 +56,7 @@ pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod command;
 pub mod errors;
 pub mod files;
 pub mod firewall;
@@ -70,6 +74,7 @@ pub mod policy;
 pub mod process;
 pub mod proto;
 pub mod registry;
+pub mod release;
 pub mod secret;
 pub mod service;
 #[cfg(test)]

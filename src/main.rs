@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     // argh has no version flag of its own; `picket --version` prints `picket VERSION` (a
     // contract: packages and install scripts read it).
     if rest == ["--version"] {
-        println!("picket {}", env!("CARGO_PKG_VERSION"));
+        println!("picket {}", picket::release::version());
         return ExitCode::SUCCESS;
     }
     let cli = match <Picket as argh::FromArgs>::from_args(&[program], rest) {

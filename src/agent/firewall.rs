@@ -15,8 +15,6 @@ use crate::policy::AgentConfig;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::fmt;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// What went wrong running `nft`, naming the command.
 #[derive(Debug)]
@@ -262,54 +260,13 @@ fn run_within(
     input: Option<&str>,
     limit: std::time::Duration,
 ) -> Result<String, FirewallError> {
-    let command = format!("{program} {}", args.join(" "));
-    let spawn_error = |source: std::io::Error| match source.kind() {
-        std::io::ErrorKind::NotFound => FirewallError::Missing,
-        _ => FirewallError::Spawn {
-            command: command.clone(),
-            source,
-        },
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes()).map_err(spawn_error)?;
-    }
-    // Waited for on a thread of its own, so that a call that hangs can be given up on.
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(limit) {
-        Ok(out) => out.map_err(spawn_error)?,
-        Err(_) => {
-            if let Some(pid) = i32::try_from(pid)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            return Err(FirewallError::TimedOut { command });
-        }
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(FirewallError::Refused {
-            command,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
+    use crate::command::CommandError;
+    crate::command::run_within(program.as_ref(), args, input, limit).map_err(|e| match e {
+        CommandError::NotFound => FirewallError::Missing,
+        CommandError::Spawn { command, source } => FirewallError::Spawn { command, source },
+        CommandError::Failed { command, stderr } => FirewallError::Refused { command, stderr },
+        CommandError::TimedOut { command, .. } => FirewallError::TimedOut { command },
+    })
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! `SILENT_INTERVALS` without a session), announces a new listening port at once whatever the
 //! direction, and says goodbye on a clean stop.
 
+use super::Stopped;
 use super::error::AgentError;
-use super::runtime::{Runtime, VERSION};
+use super::runtime::Runtime;
 use super::schedule::{Heartbeats, Next, SILENT_INTERVALS};
 use super::session;
 use crate::model::events;
 use crate::proto::Purpose;
+use crate::release;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +22,8 @@ pub(super) async fn run(
     rt: &Runtime<'_>,
     tls: &Arc<rustls::ClientConfig>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
-    let interval = rt
+) -> Result<Stopped, AgentError> {
+    let mut interval = rt
         .spool
         .config()?
         .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
@@ -36,10 +38,19 @@ pub(super) async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         heard(rt, &mut plan);
+        // An upgrade staged, or a trial given up: the binary to run next takes over now.
+        rt.upgrades
+            .check_trial(rt.clock.now(), interval, rt.spool, rt.clock)?;
+        if let Some(path) = rt.upgrades.restart() {
+            return Ok(Stopped::Restart(path));
+        }
         let dials = rt.direction().agent_dials();
-        let sleep = rt
-            .clock
-            .sleep_until(plan.poll_timeout(dials, rt.announce_pending()));
+        let due = plan.poll_timeout(dials, rt.announce_pending());
+        let trial = rt.upgrades.trial_deadline(interval);
+        let sleep = rt.clock.sleep_until(match (due, trial) {
+            (Some(due), Some(trial)) => Some(due.min(trial)),
+            (due, trial) => due.or(trial),
+        });
         let woke = smol::future::or(
             async {
                 shutdown.as_mut().await;
@@ -60,7 +71,7 @@ pub(super) async fn run(
         match woke {
             Wake::Stop => break,
             Wake::Changed => {
-                let interval = rt
+                interval = rt
                     .spool
                     .config()?
                     .map_or(DEFAULT_INTERVAL, |(c, _)| c.interval);
@@ -86,7 +97,8 @@ pub(super) async fn run(
             }
         }
     }
-    stop(rt, tls).await
+    stop(rt, tls).await?;
+    Ok(Stopped::Shutdown)
 }
 
 /// Sessions the manager dialed count as contact, like the loop's own.
@@ -139,7 +151,7 @@ async fn stop(rt: &Runtime<'_>, tls: &Arc<rustls::ClientConfig>) -> Result<(), A
     rt.spool.append(
         events::AGENT_STOPPED.id,
         rt.clock.wall(),
-        vec![("version".into(), VERSION.into())],
+        vec![("version".into(), release::version().into())],
     )?;
     if !rt.direction().agent_dials() {
         log::info!("manager-initiated: the stop event goes with the manager's next contact");

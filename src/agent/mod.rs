@@ -20,6 +20,8 @@ mod runtime;
 pub(crate) mod schedule;
 mod session;
 mod spool;
+mod upgrade;
+mod upgrade_plan;
 
 pub use error::AgentError;
 pub use schedule::Schedule;
@@ -28,10 +30,11 @@ pub use spool::Spool;
 use crate::clock::Clock;
 use crate::pki::{self, AgentKey};
 use crate::proto::{ActivationRequest, AgentSession, PROTOCOL_VERSION};
+use crate::release;
 use crate::service::notify::{READY, STOPPING};
 use crate::service::{StopSignals, Systemd};
 use identity::Identity;
-use runtime::{Runtime, VERSION};
+use runtime::Runtime;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -54,13 +57,34 @@ pub struct AgentOptions {
 /// Runs until SIGINT or SIGTERM (SIGHUP is logged and ignored), then says goodbye; under
 /// systemd it says when it is ready, that it is alive (`WatchdogSec=`) and when it stops.
 pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
+    // Before anything is opened: a newer binary an upgrade staged runs instead of this one.
+    if let upgrade_plan::Start::Exec(path) = upgrade::at_start(&options.data_dir) {
+        let e = upgrade::exec(&path);
+        log::error!("cannot run {}: {e}; running this binary", path.display());
+    }
     let signals = StopSignals::install().map_err(AgentError::Signals)?;
     let systemd = Systemd::from_env();
     let shutdown = async {
         signals.wait("stopping").await;
         systemd.notify(STOPPING);
     };
-    serve_with(options, clock, shutdown, &systemd)
+    match serve_with(options, clock, shutdown, &systemd)? {
+        Stopped::Shutdown => Ok(()),
+        // The spool and the sockets are closed (close-on-exec): the next binary opens them.
+        Stopped::Restart(path) => {
+            let source = upgrade::exec(&path);
+            Err(AgentError::File { path, source })
+        }
+    }
+}
+
+/// How the agent's loops ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Asked to stop: it said goodbye.
+    Shutdown,
+    /// An upgrade (or its rollback) hands over to this binary, which the process is to exec.
+    Restart(PathBuf),
 }
 
 /// Runs until `shutdown` completes.
@@ -68,7 +92,7 @@ pub fn serve(
     options: AgentOptions,
     clock: &dyn Clock,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
+) -> Result<Stopped, AgentError> {
     serve_with(options, clock, shutdown, &Systemd::default())
 }
 
@@ -77,7 +101,7 @@ fn serve_with(
     clock: &dyn Clock,
     shutdown: impl Future<Output = ()>,
     systemd: &Systemd,
-) -> Result<(), AgentError> {
+) -> Result<Stopped, AgentError> {
     let dir = &options.data_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -110,18 +134,20 @@ fn serve_with(
                 identity.computer,
                 identity.manager
             );
-            return Ok(());
+            return Ok(Stopped::Shutdown);
         }
+        let upgrades = upgrade::Upgrades::open(dir, clock.now());
+        upgrades.report(&spool, clock)?;
         spool.append(
             events::AGENT_STARTED.id,
             clock.wall(),
-            vec![("version".into(), VERSION.into())],
+            vec![("version".into(), release::version().into())],
         )?;
         let client_tls =
             pki::agent_client_config(&identity.ca, identity.cert.clone(), &identity.key)?;
         let server_tls =
             pki::agent_server_config(&identity.ca, identity.cert.clone(), &identity.key)?;
-        let rt = Runtime::new(identity, &spool, clock);
+        let rt = Runtime::new(identity, &spool, clock, upgrades);
         // At start, before the listener binds: the table the last configuration asks for (the
         // agent-port rules follow once the port is known).
         rt.enforce_firewall()?;
@@ -129,14 +155,14 @@ fn serve_with(
         // is polled first so it is bound before the first heartbeat, which then reports its port.
         let listening = async {
             listener::run(&rt, options.listen, dir, server_tls).await;
-            Ok(())
+            Ok(Stopped::Shutdown)
         };
         systemd.notify(READY);
         // On the one thread the heartbeat loop and the listener run on: a keep-alive goes out
         // only while that thread keeps turning, and the loops end with it at shutdown.
         let keep_alive = async {
             systemd.keep_alive(clock, async || Ok(())).await;
-            Ok(())
+            Ok(Stopped::Shutdown)
         };
         let serving = smol::future::or(listening, keep_alive);
         smol::future::or(serving, heartbeat::run(&rt, &client_tls, shutdown)).await
@@ -172,13 +198,13 @@ async fn activate(
     let mut stream = session::connect(manager, tls, clock).await?;
     let request = ActivationRequest {
         protocol: PROTOCOL_VERSION,
-        agent_version: VERSION.into(),
+        agent_version: release::version().into(),
         token: token.clone(),
         hostname: options.hostname.clone(),
         public_key: key.public_key_der(),
     };
     let session = AgentSession::activation(clock.now(), request, session::STEP_TIMEOUT);
-    let ended = session::drive(session, &mut stream, spool, clock, &|_| Ok(())).await?;
+    let ended = session::drive(session, &mut stream, spool, clock, &|_| Ok(()), None).await?;
     let activated = ended
         .activated
         .ok_or_else(|| AgentError::Protocol("the session ended without activation".into()))?;

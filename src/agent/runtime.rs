@@ -8,6 +8,7 @@ use super::firewall::{Firewall, FirewallError};
 use super::identity::Identity;
 use super::session;
 use super::spool::Spool;
+use super::upgrade::Upgrades;
 use crate::clock::{Clock, Instant};
 use crate::model::events;
 use crate::model::{Direction, ListenerRule};
@@ -17,8 +18,6 @@ use crate::proto::{
 };
 use smol::io::{AsyncRead, AsyncWrite};
 use std::cell::{Cell, RefCell};
-
-pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A wake-up that coalesces: many notifications before a wait make one.
 pub(super) struct Wake {
@@ -70,10 +69,17 @@ pub(super) struct Runtime<'a> {
     pub listener_wake: Wake,
     /// The host firewall, as applied from the configuration.
     pub firewall: Firewall,
+    /// Upgrades from the manager: the download, the trial, the binary to run next.
+    pub upgrades: Upgrades,
 }
 
 impl<'a> Runtime<'a> {
-    pub fn new(identity: Identity, spool: &'a Spool, clock: &'a dyn Clock) -> Self {
+    pub fn new(
+        identity: Identity,
+        spool: &'a Spool,
+        clock: &'a dyn Clock,
+        upgrades: Upgrades,
+    ) -> Self {
         Runtime {
             identity,
             spool,
@@ -87,6 +93,7 @@ impl<'a> Runtime<'a> {
             heartbeat_wake: Wake::new(),
             listener_wake: Wake::new(),
             firewall: Firewall::default(),
+            upgrades,
         }
     }
 
@@ -244,6 +251,16 @@ impl<'a> Runtime<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        // Debug builds (the tests') can make one version never reach its manager, as a broken
+        // release would: `tests/e2e/upgrade.rs` checks that an upgrade to it rolls back.
+        #[cfg(debug_assertions)]
+        if std::env::var("PICKET_TEST_OFFLINE_VERSION")
+            .is_ok_and(|v| v == crate::release::version())
+        {
+            return Err(AgentError::Protocol(
+                "PICKET_TEST_OFFLINE_VERSION: this version never reaches its manager".into(),
+            ));
+        }
         let _one_at_a_time = self.session_lock.lock().await;
         let before = self.fingerprint();
         self.watch_clock()?;
@@ -251,7 +268,7 @@ impl<'a> Runtime<'a> {
         self.watch_firewall()?;
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
-            agent_version: VERSION.into(),
+            agent_version: crate::release::version().into(),
             purpose,
         };
         let core = AgentSession::heartbeat(
@@ -260,12 +277,22 @@ impl<'a> Runtime<'a> {
             self.status()?,
             session::STEP_TIMEOUT,
         );
-        let result = session::drive(core, stream, self.spool, self.clock, &|c| {
-            self.enforce_new(c).map_err(|e| e.to_string())
-        })
+        let result = session::drive(
+            core,
+            stream,
+            self.spool,
+            self.clock,
+            &|c| self.enforce_new(c).map_err(|e| e.to_string()),
+            Some(&self.upgrades),
+        )
         .await;
         if result.is_ok() {
             self.heard.set(Some(self.clock.now()));
+        }
+        self.upgrades
+            .session_ended(result.is_ok(), self.spool, self.clock)?;
+        if self.upgrades.restart().is_some() {
+            self.heartbeat_wake.notify();
         }
         if self.fingerprint() != before {
             self.heartbeat_wake.notify();

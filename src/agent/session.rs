@@ -91,6 +91,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     spool: &Spool,
     clock: &dyn Clock,
     enforce: &dyn Fn(&crate::policy::AgentConfig) -> Result<(), String>,
+    upgrades: Option<&super::upgrade::Upgrades>,
 ) -> Result<Ended, AgentError> {
     let mut activated = None;
     let mut new_interval = None;
@@ -127,6 +128,15 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.config_result(clock.now(), result);
                 }
                 AgentOutput::Activated(a) => activated = Some(a),
+                AgentOutput::UpgradeOffered(offer) => {
+                    let fetch = upgrades.is_some_and(|u| u.offered(&offer));
+                    session.upgrade_answer(clock.now(), fetch);
+                }
+                AgentOutput::BinaryChunk(data) => {
+                    if let Some(upgrades) = upgrades {
+                        upgrades.chunk(&data);
+                    }
+                }
                 AgentOutput::Finished(result) => {
                     return match result {
                         Ok(next) => Ok(Ended {

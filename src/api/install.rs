@@ -7,10 +7,10 @@
 
 use super::{ApiError, ApiRequest, ApiResponse, ApiState, Handled};
 use crate::activation;
+use crate::release;
 use crate::store::Reads;
 use hyper::StatusCode;
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 const TEMPLATE: &str = include_str!("../../assets/agent/install.sh");
 
@@ -22,34 +22,18 @@ const UNIT: &str = include_str!("../../assets/systemd/picket-agent.service");
 
 /// `picket-VERSION-ARCH`: the name of the binary this manager serves.
 pub fn binary_name() -> String {
-    format!(
-        "picket-{}-{}",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    )
+    format!("picket-{}-{}", release::version(), release::arch())
 }
 
-/// The running binary's bytes and SHA-256, read once (at the first request that needs them)
-/// from `/proc/self/exe`, which stays this process's file even if a package replaced it.
-fn binary() -> Result<&'static (Vec<u8>, String), ApiError> {
-    static BINARY: OnceLock<Result<(Vec<u8>, String), String>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            std::fs::read("/proc/self/exe")
-                .map(|bytes| {
-                    let sha = crate::secret::hex(&crate::secret::sha256(&bytes));
-                    (bytes, sha)
-                })
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| {
-            log::error!("cannot read this program's own binary to serve it: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the manager cannot read its own binary",
-            )
-        })
+/// The running binary's bytes and SHA-256 (hex), read once.
+fn binary() -> Result<(&'static [u8], String), ApiError> {
+    let own = release::own_binary().map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the manager cannot read its own binary",
+        )
+    })?;
+    Ok((&own.bytes, crate::secret::hex(&own.sha256)))
 }
 
 /// The token in `X-Picket-Token` or `?token=`, if it is live: known, not expired, not used up.
@@ -105,8 +89,8 @@ pub fn script(state: &ApiState, req: &ApiRequest) -> Handled {
         ("@AGENT_ENDPOINT@", state.agent_endpoint.as_str()),
         ("@TOKEN@", token.as_str()),
         ("@BINARY_SHA256@", sha.as_str()),
-        ("@ARCH@", std::env::consts::ARCH),
-        ("@VERSION@", env!("CARGO_PKG_VERSION")),
+        ("@ARCH@", release::arch()),
+        ("@VERSION@", release::version()),
         ("@UNIT@", UNIT),
     ];
     let mut text = TEMPLATE.replace("@BINARY@", &binary_name());
@@ -138,7 +122,7 @@ pub fn download(state: &ApiState, name: &str, req: &ApiRequest) -> Handled {
     live_token(state, req)?;
     let (bytes, _) = binary()?;
     Ok(ApiResponse {
-        raw: Some(("application/octet-stream", Cow::Borrowed(bytes.as_slice()))),
+        raw: Some(("application/octet-stream", Cow::Borrowed(bytes))),
         ..ApiResponse::ok(serde_json::Value::Null)
     })
 }

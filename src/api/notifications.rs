@@ -139,7 +139,7 @@ pub fn test(state: &ApiState, name: &str) -> Handled {
     let notice = Notice::test(state.clock.wall(), &channel.name);
     let site = crate::notify::format::Site {
         manager: state.manager_name.clone(),
-        version: env!("CARGO_PKG_VERSION"),
+        version: crate::release::version(),
     };
     let result = smol::block_on(deliver::deliver(&channel, &notice, &site, &*state.clock));
     match result {

@@ -260,6 +260,9 @@ impl SimAgent {
                         session.config_result(clock.now(), Ok(fingerprint));
                     }
                     AgentOutput::Activated(_) => {}
+                    // Simulated agents run no binary of their own to replace.
+                    AgentOutput::UpgradeOffered(_) => session.upgrade_answer(clock.now(), false),
+                    AgentOutput::BinaryChunk(_) => {}
                     AgentOutput::Finished(Ok(_)) => {
                         let done = start.elapsed();
                         let closed = wait_close(tls, &*shared.clock)

@@ -221,6 +221,7 @@ fn serve_with(
             dialer,
             metrics: metrics.clone(),
             activation_backoff: std::sync::Mutex::default(),
+            downloads: Default::default(),
         });
         if banner {
             print_banner(
@@ -267,7 +268,7 @@ fn serve_with(
             metrics: metrics.clone(),
             site: crate::notify::format::Site {
                 manager: config.hostname.clone(),
-                version: env!("CARGO_PKG_VERSION"),
+                version: crate::release::version(),
             },
         });
         let notifier_task = ex.spawn(notifier::run(notifier, ex.clone()));

@@ -34,19 +34,38 @@ pub const FIREWALL_RESTORED: EventKind = EventKind {
     name: "firewall-restored",
 };
 
+/// Upgrades from the manager (`agent.auto-upgrade`): a new binary staged and about to run, the
+/// new binary online, or the upgrade given up (not the binary offered, does not run here, not
+/// online in time: the agent went back).
+pub const AGENT_UPGRADE_STARTED: EventKind = EventKind {
+    id: 1006,
+    name: "agent-upgrade-started",
+};
+pub const AGENT_UPGRADED: EventKind = EventKind {
+    id: 1007,
+    name: "agent-upgraded",
+};
+pub const AGENT_UPGRADE_FAILED: EventKind = EventKind {
+    id: 1008,
+    name: "agent-upgrade-failed",
+};
+
 /// The reference's agent event 5004: the agent saw its own clock change.
 pub const CLOCK_CHANGED: EventKind = EventKind {
     id: 5004,
     name: "clock-changed",
 };
 
-pub const CATALOGUE: [EventKind; 7] = [
+pub const CATALOGUE: [EventKind; 10] = [
     AGENT_STARTED,
     AGENT_STOPPED,
     CONFIG_APPLIED,
     CONFIG_REJECTED,
     ACTIVATED,
     FIREWALL_RESTORED,
+    AGENT_UPGRADE_STARTED,
+    AGENT_UPGRADED,
+    AGENT_UPGRADE_FAILED,
     CLOCK_CHANGED,
 ];
 

@@ -5,6 +5,7 @@ use super::PROTOCOL_VERSION;
 use super::error::ProtoError;
 use super::message::{
     Activated, ActivationRequest, AgentMsg, AgentStatus, EventBatch, Hello, ManagerMsg,
+    UpgradeOffer,
 };
 use crate::clock::Instant;
 use crate::policy::{AgentConfig, Fingerprint};
@@ -30,6 +31,11 @@ pub enum AgentOutput {
         config: AgentConfig,
         fingerprint: Fingerprint,
     },
+    /// The manager offers a newer binary: decide, then call [`AgentSession::upgrade_answer`].
+    UpgradeOffered(UpgradeOffer),
+    /// The next piece of the binary asked for; the session checks only that the pieces stay
+    /// within the offer's size, the shell checks the whole against its hash.
+    BinaryChunk(Vec<u8>),
     /// Activation succeeded: keep the certificate and configuration.
     Activated(Activated),
     /// The session is over: the next heartbeat is due after the given delay, or it failed.
@@ -59,6 +65,10 @@ pub struct AgentSession {
     /// Highest sequence in the spool when the session began: the manager may acknowledge up to
     /// it without a resend when it stored those events in an earlier session.
     spool_last: u64,
+    /// An offered binary being received: its size and the bytes received so far.
+    fetching: Option<(u64, u64)>,
+    /// The size of the binary last offered, until it is answered.
+    offered: Option<u64>,
     out: VecDeque<AgentOutput>,
 }
 
@@ -97,6 +107,8 @@ impl AgentSession {
             sent_through: 0,
             acked_through: 0,
             spool_last,
+            fetching: None,
+            offered: None,
             out: VecDeque::new(),
         }
     }
@@ -161,6 +173,18 @@ impl AgentSession {
                 reason,
             },
         });
+        self.await_manager(now);
+    }
+
+    /// Whether to fetch the offered binary now: the manager streams it if so, else ends.
+    pub fn upgrade_answer(&mut self, now: Instant, fetch: bool) {
+        if self.step != Step::Shell {
+            return;
+        }
+        if let Some(size) = self.offered.take().filter(|_| fetch) {
+            self.fetching = Some((size, 0));
+        }
+        self.send(AgentMsg::UpgradeAnswer { fetch });
         self.await_manager(now);
     }
 
@@ -232,6 +256,29 @@ impl AgentSession {
                 self.await_shell();
                 Ok(())
             }
+            (Step::Commands, ManagerMsg::Upgrade(offer))
+                if self.fetching.is_none() && self.offered.is_none() =>
+            {
+                self.offered = Some(offer.size);
+                self.out.push_back(AgentOutput::UpgradeOffered(offer));
+                self.await_shell();
+                Ok(())
+            }
+            (Step::Commands, ManagerMsg::BinaryChunk { data }) => {
+                let Some((size, received)) = self.fetching else {
+                    return Err(unexpected("binary-chunk"));
+                };
+                let received = received.saturating_add(data.len() as u64);
+                if received > size {
+                    return Err(ProtoError::Violation(format!(
+                        "{received} bytes of a binary offered with {size}"
+                    )));
+                }
+                self.fetching = Some((size, received));
+                self.out.push_back(AgentOutput::BinaryChunk(data));
+                self.await_manager(now);
+                Ok(())
+            }
             (Step::Commands, ManagerMsg::Done { next_heartbeat_ms }) => {
                 self.finish(Ok(Duration::from_millis(next_heartbeat_ms)));
                 Ok(())
@@ -285,5 +332,7 @@ fn name(message: &ManagerMsg) -> &'static str {
         ManagerMsg::Done { .. } => "done",
         ManagerMsg::Activated(_) => "activated",
         ManagerMsg::Refused(_) => "refused",
+        ManagerMsg::Upgrade(_) => "upgrade",
+        ManagerMsg::BinaryChunk { .. } => "binary-chunk",
     }
 }

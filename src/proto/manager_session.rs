@@ -5,6 +5,7 @@
 use super::error::ProtoError;
 use super::message::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, ManagerMsg, Purpose, Refusal,
+    UpgradeOffer,
 };
 use super::v1::Outgoing;
 use super::{OLDEST_PROTOCOL, PROTOCOL_VERSION};
@@ -26,7 +27,13 @@ pub struct SessionParams {
     pub step_timeout: Duration,
     pub max_batch: u32,
     pub manager_time: WallMs,
+    /// The binary this manager carries, when the computer's `agent.auto-upgrade` is on: offered
+    /// at the end of a heartbeat if it is newer than the version the agent reports.
+    pub upgrade: Option<UpgradeOffer>,
 }
+
+/// The largest piece of a binary in one `BinaryChunk`, well inside a frame.
+pub const BINARY_CHUNK: usize = 256 * 1024;
 
 /// What the shell must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +46,9 @@ pub enum ManagerOutput {
     /// Decide this activation (token, computer, certificate), then call
     /// [`ManagerSession::handle_activation`].
     Activate(ActivationRequest),
+    /// Send the offered binary as `BinaryChunk`s of at most [`BINARY_CHUNK`] bytes, in order,
+    /// then call [`ManagerSession::handle_binary_sent`].
+    SendBinary(UpgradeOffer),
     /// The session is over: record the summary and close the connection.
     Close(SessionSummary),
 }
@@ -64,6 +74,9 @@ pub struct SessionSummary {
     pub ran_expected: bool,
     pub events_stored: u64,
     pub last_seq: u64,
+    /// The version offered to the agent, and whether it asked for the binary.
+    pub upgrade_offered: Option<String>,
+    pub upgrade_fetched: bool,
     pub result: Result<(), ProtoError>,
 }
 
@@ -80,6 +93,10 @@ enum Step {
         count: u64,
     },
     Config,
+    /// An upgrade was offered: waiting for the agent's answer.
+    Upgrade,
+    /// The shell streams the binary.
+    Streaming,
     Activation,
     Closed,
 }
@@ -91,7 +108,8 @@ impl Step {
             Step::Status => "status",
             Step::Events { .. } => "events",
             Step::Config => "configuration result",
-            Step::Commit { .. } | Step::Activation | Step::Closed => "nothing",
+            Step::Upgrade => "upgrade answer",
+            Step::Commit { .. } | Step::Streaming | Step::Activation | Step::Closed => "nothing",
         }
     }
 }
@@ -124,6 +142,8 @@ impl ManagerSession {
                 ran_expected: false,
                 events_stored: 0,
                 last_seq,
+                upgrade_offered: None,
+                upgrade_fetched: false,
                 result: Ok(()),
             },
         }
@@ -172,12 +192,24 @@ impl ManagerSession {
             }
             (Step::Config, AgentMsg::ConfigApplied { fingerprint }) => {
                 self.summary.applied = Some(fingerprint);
-                self.finish();
+                self.finish(now);
                 Ok(())
             }
             (Step::Config, AgentMsg::ConfigRejected { reason, .. }) => {
                 self.summary.config_rejected = Some(reason);
-                self.finish();
+                self.finish(now);
+                Ok(())
+            }
+            (Step::Upgrade, AgentMsg::UpgradeAnswer { fetch }) => {
+                match self.params.upgrade.clone() {
+                    Some(offer) if fetch => {
+                        self.summary.upgrade_fetched = true;
+                        self.step = Step::Streaming;
+                        self.deadline = None;
+                        self.out.push_back(ManagerOutput::SendBinary(offer));
+                    }
+                    _ => self.done(),
+                }
                 Ok(())
             }
             (step, got) => Err(ProtoError::Unexpected {
@@ -214,6 +246,14 @@ impl ManagerSession {
         };
         self.summary.events_stored = self.summary.events_stored.saturating_sub(count);
         self.config_step(now);
+    }
+
+    /// The shell sent the binary (or could not: it said so in the log, and the agent, short of
+    /// the offer's size, keeps what it runs): the session ends.
+    pub fn handle_binary_sent(&mut self) {
+        if self.step == Step::Streaming {
+            self.done();
+        }
     }
 
     /// The shell's decision on an activation request.
@@ -352,7 +392,7 @@ impl ManagerSession {
             self.summary.status.as_ref().and_then(|s| s.fingerprint) == Some(expected);
         let going_away = self.summary.purpose == Some(Purpose::Goodbye);
         if self.summary.applied == Some(expected) || going_away {
-            self.finish();
+            self.finish(now);
         } else {
             // In a protocol-1 agent's form, `send` drops the firewall and fingerprints the rest.
             self.send(ManagerMsg::SetConfig {
@@ -363,7 +403,30 @@ impl ManagerSession {
         }
     }
 
-    fn finish(&mut self) {
+    /// The end of a heartbeat: an upgrade offer if there is one for this agent, else done.
+    fn finish(&mut self, now: Instant) {
+        match self.offer() {
+            Some(offer) => {
+                self.summary.upgrade_offered = Some(offer.version.clone());
+                self.send(ManagerMsg::Upgrade(offer));
+                self.await_agent(now, Step::Upgrade);
+            }
+            None => self.done(),
+        }
+    }
+
+    /// The offer this agent is made: only in a heartbeat (not a goodbye), only to protocol 2
+    /// (protocol 1 has no such message), only of a version newer than the one it reported.
+    fn offer(&self) -> Option<UpgradeOffer> {
+        let offer = self.params.upgrade.as_ref()?;
+        let running = self.summary.agent_version.as_deref()?;
+        let wanted = self.summary.purpose == Some(Purpose::Heartbeat)
+            && self.peer() >= 2
+            && crate::release::is_newer(&offer.version, running);
+        wanted.then(|| offer.clone())
+    }
+
+    fn done(&mut self) {
         let next_heartbeat_ms =
             u64::try_from(self.params.next_heartbeat.as_millis()).unwrap_or(u64::MAX);
         self.send(ManagerMsg::Done { next_heartbeat_ms });
@@ -430,5 +493,6 @@ fn name(message: &AgentMsg) -> &'static str {
         AgentMsg::Events(_) => "events",
         AgentMsg::ConfigApplied { .. } => "config-applied",
         AgentMsg::ConfigRejected { .. } => "config-rejected",
+        AgentMsg::UpgradeAnswer { .. } => "upgrade-answer",
     }
 }

@@ -23,6 +23,10 @@ pub enum AgentMsg {
         fingerprint: Fingerprint,
         reason: String,
     },
+    /// The answer to `Upgrade`: whether the manager is to stream the binary now.
+    UpgradeAnswer {
+        fetch: bool,
+    },
 }
 
 /// Manager to agent. The manager drives every session.
@@ -51,6 +55,24 @@ pub enum ManagerMsg {
     },
     Activated(Activated),
     Refused(Refusal),
+    /// The manager carries a newer agent binary than the agent reported, and the computer's
+    /// `agent.auto-upgrade` is on: the agent answers `UpgradeAnswer`. Sent only to protocol 2.
+    Upgrade(UpgradeOffer),
+    /// The next piece of the offered binary, in order, after the agent asked for it; the
+    /// pieces add up to the offer's size, then `Done` ends the session.
+    BinaryChunk {
+        data: Vec<u8>,
+    },
+}
+
+/// A binary the manager carries, for an agent to upgrade to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeOffer {
+    pub version: String,
+    /// The architecture it runs on (`x86_64`): an agent on another one declines.
+    pub arch: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -209,6 +231,22 @@ pub(crate) mod samples {
         }
     }
 
+    /// The messages protocol 1 never had: they have no vector in `schema/wire/v1/`.
+    pub const PROTOCOL_2_ONLY: [&str; 3] = [
+        "agent-upgrade-answer",
+        "manager-upgrade",
+        "manager-binary-chunk",
+    ];
+
+    pub fn offer() -> UpgradeOffer {
+        UpgradeOffer {
+            version: "0.2.0".into(),
+            arch: "x86_64".into(),
+            size: 4,
+            sha256: [5; 32],
+        }
+    }
+
     /// Every message variant, with the file name of its golden vector.
     pub fn all() -> Vec<(&'static str, Vec<u8>)> {
         let agent = |m: AgentMsg| postcard::to_allocvec(&m).unwrap();
@@ -292,6 +330,17 @@ pub(crate) mod samples {
                 manager(ManagerMsg::Refused(Refusal {
                     reason: "token expired".into(),
                 })),
+            ),
+            (
+                "agent-upgrade-answer",
+                agent(AgentMsg::UpgradeAnswer { fetch: true }),
+            ),
+            ("manager-upgrade", manager(ManagerMsg::Upgrade(offer()))),
+            (
+                "manager-binary-chunk",
+                manager(ManagerMsg::BinaryChunk {
+                    data: vec![0x7f, b'E', b'L', b'F'],
+                }),
             ),
         ]
     }

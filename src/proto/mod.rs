@@ -16,12 +16,14 @@ mod v1;
 pub use agent_session::{AgentOutput, AgentSession};
 pub use error::ProtoError;
 pub use frame::{FrameReader, HEADER_LEN, MAX_FRAME, check_header, decode, encode};
-pub use manager_session::{ManagerOutput, ManagerSession, SessionParams, SessionSummary};
+pub use manager_session::{
+    BINARY_CHUNK, ManagerOutput, ManagerSession, SessionParams, SessionSummary,
+};
 #[cfg(test)]
 pub(crate) use message::samples;
 pub use message::{
     Activated, ActivationRequest, AgentEvent, AgentMsg, AgentStatus, Component, Counter,
-    EventBatch, Hello, ManagerMsg, Purpose, Refusal, SpoolRange,
+    EventBatch, Hello, ManagerMsg, Purpose, Refusal, SpoolRange, UpgradeOffer,
 };
 pub use v1::{
     ActivatedV1, AgentMsgV1, AgentStatusV1, ComponentV1, ManagerMsgV1, Outgoing, decode_agent,

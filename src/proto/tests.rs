@@ -21,6 +21,12 @@ struct World {
     writes: u64,
     /// The manager's store refuses events (a full disk).
     store_full: bool,
+    /// The version the agent reports, the binary the manager offers, whether the agent takes
+    /// it, and what it received.
+    agent_version: String,
+    offer: Option<(UpgradeOffer, Vec<u8>)>,
+    fetch: bool,
+    received: Vec<u8>,
 }
 
 impl World {
@@ -51,6 +57,7 @@ impl World {
             step_timeout: STEP,
             max_batch,
             manager_time: WallMs(0),
+            upgrade: self.offer.as_ref().map(|(offer, _)| offer.clone()),
         }
     }
 
@@ -65,7 +72,7 @@ impl World {
         let mut manager = ManagerSession::new(now, self.params(max_batch));
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
-            agent_version: "test".into(),
+            agent_version: self.agent_version.clone(),
             purpose: Purpose::Heartbeat,
         };
         let mut agent = AgentSession::heartbeat(now, hello, self.status(), STEP);
@@ -104,6 +111,8 @@ impl World {
                         agent.config_result(now, Ok(fingerprint));
                     }
                     AgentOutput::Activated(_) => unreachable!("not an activation"),
+                    AgentOutput::UpgradeOffered(_) => agent.upgrade_answer(now, self.fetch),
+                    AgentOutput::BinaryChunk(data) => self.received.extend(data),
                     AgentOutput::Finished(result) => finished = Some(result),
                 }
             }
@@ -132,6 +141,24 @@ impl World {
                         manager.handle_committed(now);
                     }
                     ManagerOutput::Activate(_) => unreachable!("not an activation"),
+                    ManagerOutput::SendBinary(_) => {
+                        let binary = self.offer.as_ref().map(|(_, b)| b.clone()).unwrap();
+                        // Small pieces, so that a cut can fall between any two.
+                        for piece in binary.chunks(3) {
+                            if break_after == Some(frames) {
+                                manager.handle_closed();
+                                agent.handle_closed();
+                                break;
+                            }
+                            frames += 1;
+                            let m = ManagerMsg::BinaryChunk {
+                                data: piece.to_vec(),
+                            };
+                            let body = encode(&m).unwrap();
+                            agent.handle_message(now, decode(&body[HEADER_LEN..]).unwrap());
+                        }
+                        manager.handle_binary_sent();
+                    }
                     ManagerOutput::Close(s) => summary = Some(s),
                 }
             }
@@ -458,4 +485,135 @@ fn nothing_is_acknowledged_before_the_commit_is_reported() {
             through: 2
         })))
     );
+}
+
+fn upgrade_world(agent_version: &str, fetch: bool) -> World {
+    let binary: Vec<u8> = (0..20u8).collect();
+    World {
+        agent_version: agent_version.into(),
+        offer: Some((
+            UpgradeOffer {
+                version: "0.2.0".into(),
+                arch: "x86_64".into(),
+                size: binary.len() as u64,
+                sha256: crate::secret::sha256(&binary),
+            },
+            binary,
+        )),
+        fetch,
+        ..World::with_events(2)
+    }
+}
+
+#[test]
+fn an_older_agent_is_offered_the_binary_and_receives_all_of_it_after_its_events() {
+    let mut world = upgrade_world("0.1.0", true);
+    let (summary, finished) = world.session(500, None);
+    let summary = summary.unwrap();
+    assert_eq!(summary.result, Ok(()));
+    assert_eq!(summary.upgrade_offered.as_deref(), Some("0.2.0"));
+    assert!(summary.upgrade_fetched);
+    assert_eq!(summary.events_stored, 2, "events first");
+    assert_eq!(finished, Some(Ok(Duration::from_secs(600))));
+    assert_eq!(world.received, world.offer.unwrap().1);
+}
+
+#[test]
+fn an_agent_that_declines_gets_done_and_no_bytes() {
+    let mut world = upgrade_world("0.1.0", false);
+    let (summary, finished) = world.session(500, None);
+    let summary = summary.unwrap();
+    assert_eq!(summary.upgrade_offered.as_deref(), Some("0.2.0"));
+    assert!(!summary.upgrade_fetched);
+    assert!(matches!(finished, Some(Ok(_))));
+    assert!(world.received.is_empty());
+}
+
+#[test]
+fn no_offer_to_an_agent_as_new_or_newer_or_without_a_version() {
+    for version in ["0.2.0", "0.3.0", "test"] {
+        let mut world = upgrade_world(version, true);
+        let (summary, _) = world.session(500, None);
+        let summary = summary.unwrap();
+        assert_eq!(summary.upgrade_offered, None, "{version}");
+        assert!(world.received.is_empty(), "{version}");
+    }
+}
+
+#[test]
+fn an_agent_refuses_more_bytes_than_were_offered() {
+    let now = Instant::from_millis(0);
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        purpose: Purpose::Heartbeat,
+    };
+    let mut agent = AgentSession::heartbeat(now, hello, samples::status(), STEP);
+    agent.handle_message(
+        now,
+        ManagerMsg::GetStatus {
+            protocol: PROTOCOL_VERSION,
+            manager_time: WallMs(0),
+        },
+    );
+    // Chunks without an accepted offer are a violation too.
+    let mut early = AgentSession::heartbeat(
+        now,
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            purpose: Purpose::Heartbeat,
+        },
+        samples::status(),
+        STEP,
+    );
+    early.handle_message(
+        now,
+        ManagerMsg::GetStatus {
+            protocol: PROTOCOL_VERSION,
+            manager_time: WallMs(0),
+        },
+    );
+    early.handle_message(now, ManagerMsg::BinaryChunk { data: vec![1] });
+    let last = std::iter::from_fn(|| early.poll_output()).last();
+    assert!(
+        matches!(
+            last,
+            Some(AgentOutput::Finished(Err(ProtoError::Unexpected { .. })))
+        ),
+        "{last:?}"
+    );
+
+    agent.handle_message(now, ManagerMsg::Upgrade(samples::offer()));
+    let offered = std::iter::from_fn(|| agent.poll_output()).last();
+    assert_eq!(offered, Some(AgentOutput::UpgradeOffered(samples::offer())));
+    agent.upgrade_answer(now, true);
+    agent.handle_message(now, ManagerMsg::BinaryChunk { data: vec![0; 4] });
+    agent.handle_message(now, ManagerMsg::BinaryChunk { data: vec![0; 1] });
+    let outputs: Vec<_> = std::iter::from_fn(|| agent.poll_output()).collect();
+    assert!(
+        matches!(
+            outputs.last(),
+            Some(AgentOutput::Finished(Err(ProtoError::Violation(_))))
+        ),
+        "{outputs:?}"
+    );
+}
+
+proptest! {
+    /// A connection cut anywhere in an upgrade: the agent has at most what was sent, in order,
+    /// and never more than offered; the events are still delivered exactly once.
+    #[test]
+    fn an_upgrade_cut_anywhere_is_a_prefix_of_the_binary(cut in 0usize..16) {
+        let mut world = upgrade_world("0.1.0", true);
+        let binary = world.offer.as_ref().unwrap().1.clone();
+        let (_, finished) = world.session(500, Some(cut));
+        prop_assert!(binary.starts_with(&world.received));
+        if matches!(finished, Some(Ok(_))) {
+            prop_assert_eq!(&world.received, &binary);
+        }
+        let (summary, _) = world.session(500, None);
+        prop_assert_eq!(summary.unwrap().result, Ok(()));
+        prop_assert_eq!(world.writes, 2);
+    }
 }

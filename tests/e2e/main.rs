@@ -26,3 +26,4 @@ mod packages;
 mod protocol_v1;
 mod service;
 mod tokens;
+mod upgrade;

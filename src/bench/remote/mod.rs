@@ -397,6 +397,8 @@ impl Target {
                         session.config_result(clock.now(), Ok(config.fingerprint()));
                     }
                     AgentOutput::Acked { .. } => {}
+                    AgentOutput::UpgradeOffered(_) => session.upgrade_answer(clock.now(), false),
+                    AgentOutput::BinaryChunk(_) => {}
                     AgentOutput::Finished(Ok(_)) => {
                         let a = activated.ok_or("the session ended without activation")?;
                         let cert = CertificateDer::from(a.certificate);

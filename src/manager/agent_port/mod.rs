@@ -44,6 +44,8 @@ pub struct AgentPort {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Sources whose activations keep failing wait before their next one is looked at.
     pub activation_backoff: std::sync::Mutex<crate::net::Backoff>,
+    /// Agents being sent this manager's binary (`upgrade.rs`).
+    pub downloads: upgrade::Downloads,
 }
 
 /// Serves the agent port until the returned future is dropped (which ends every connection).
@@ -264,6 +266,7 @@ async fn heartbeat(port: &Arc<AgentPort>, mut connection: Verified) {
 }
 
 mod session;
+mod upgrade;
 
 #[cfg(test)]
 pub(crate) use session::clock_steps;

@@ -89,6 +89,9 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut session = ManagerSession::new(port.clock.now(), params);
     let mut status_at = WallMs(0);
+    // Time spent sending a binary is the agent's download, not the manager's delay in
+    // recording its heartbeat (`LivenessEvent::Heartbeat::waited`).
+    let mut streaming = Duration::ZERO;
     let mut outgoing = Vec::new();
     loop {
         while let Some(output) = session.poll_output() {
@@ -122,6 +125,32 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                         Err(e) => return Err(SessionError::Store(e)),
                     }
                 }
+                ManagerOutput::SendBinary(offer) => {
+                    match port.downloads.try_start() {
+                        Some(_permit) => {
+                            let step = port.step_timeout;
+                            let began = port.clock.now();
+                            let sent = upgrade::stream(tls, &offer, &*port.clock, step, addr).await;
+                            streaming += port.clock.now().saturating_since(began);
+                            match sent {
+                                Ok(bytes) => log::info!(
+                                    "agent {addr}: sent version {} ({bytes} bytes) for its upgrade",
+                                    offer.version
+                                ),
+                                Err(e) => log::warn!(
+                                    "agent {addr}: sending version {} stopped {e}",
+                                    offer.version
+                                ),
+                            }
+                        }
+                        None => log::info!(
+                            "agent {addr}: {} agents are being sent the binary; this one is \
+                             offered it again at its next heartbeat",
+                            upgrade::MAX_DOWNLOADS
+                        ),
+                    }
+                    session.handle_binary_sent();
+                }
                 ManagerOutput::Activate(request) => {
                     let (shared, ip) = (port.clone(), addr.ip().to_string());
                     let result = smol::unblock(move || activate(&shared, request, &ip)).await;
@@ -141,7 +170,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 ManagerOutput::Close(summary) => {
                     if let Some(computer) = peer.computer {
-                        record(port, computer, peer, status_at, &summary).await;
+                        record(port, computer, peer, status_at, &summary, streaming).await;
                         *recorded = true;
                     }
                     count_session(port, peer, summary.result.is_ok(), started);
@@ -264,11 +293,12 @@ pub(super) fn session_params(
 ) -> Result<SessionParams, SessionError> {
     let txn = port.store.read()?;
     let tree = PolicyTree::new(txn.policies()?);
-    let (expected, last_seq, interval) = match computer {
+    let (expected, last_seq, interval, upgrade) = match computer {
         None => (
             policy::base_config(&tree, &port.endpoints),
             0,
             Duration::ZERO,
+            None,
         ),
         Some(id) => {
             let record = txn.computer(id)?;
@@ -285,7 +315,10 @@ pub(super) fn session_params(
             // between the two leaves the events table ahead, and it is the truth.
             let stored = txn.newest_event_seq(id)?;
             let last_seq = state.last_seq.max(stored.unwrap_or(0));
-            (expected, last_seq, interval)
+            // TODO(autoup): the computer's effective `agent.auto-upgrade`.
+            let auto_upgrade = false;
+            let upgrade = upgrade::offer(auto_upgrade, &state.agent_version);
+            (expected, last_seq, interval, upgrade)
         }
     };
     Ok(SessionParams {
@@ -296,6 +329,7 @@ pub(super) fn session_params(
         step_timeout: port.step_timeout,
         max_batch: port.max_batch,
         manager_time: port.clock.wall(),
+        upgrade,
     })
 }
 
@@ -354,6 +388,7 @@ pub(super) async fn record(
     peer: &Peer,
     status_at: WallMs,
     summary: &SessionSummary,
+    streaming: Duration,
 ) {
     let purpose = summary.purpose;
     let agent_clock = summary.status.as_ref().map(|s| s.wall_clock);
@@ -433,7 +468,11 @@ pub(super) async fn record(
         port.liveness.send(LivenessEvent::Heartbeat {
             computer,
             agent_clock: Some(agent_clock),
-            waited: port.clock.now().saturating_since(peer.since),
+            waited: port
+                .clock
+                .now()
+                .saturating_since(peer.since)
+                .saturating_sub(streaming),
         });
     } else {
         port.liveness.send(LivenessEvent::Left(computer));

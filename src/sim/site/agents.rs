@@ -114,6 +114,12 @@ impl Site {
                     }
                     agent.spool.retain(|e| e.seq > through);
                 }
+                AgentOutput::UpgradeOffered(_) => {
+                    if let Some(a) = session.agent.as_mut() {
+                        a.upgrade_answer(at(now), false);
+                    }
+                }
+                AgentOutput::BinaryChunk(_) => {}
                 AgentOutput::Apply {
                     config,
                     fingerprint,

@@ -90,6 +90,8 @@ impl Site {
             step_timeout: STEP_TIMEOUT,
             max_batch: MAX_BATCH,
             manager_time: WallMs(WALL0 + self.now),
+            // The simulated agents report no version: upgrades are not what this simulates.
+            upgrade: None,
         }
     }
 
@@ -189,7 +191,7 @@ impl Site {
                     }
                     self.decide();
                 }
-                ManagerOutput::Activate(_) => {}
+                ManagerOutput::Activate(_) | ManagerOutput::SendBinary(_) => {}
                 ManagerOutput::Close(summary) => {
                     session.manager = None;
                     let dialed = session.dialed;

@@ -26,6 +26,17 @@ impl Agent {
         Agent::spawn(dir, activation, hostname, env, None)
     }
 
+    /// [`Agent::start_with_env`] running the binary at `bin`.
+    pub fn start_from(
+        bin: &Path,
+        dir: &Path,
+        activation: Option<&Activation>,
+        hostname: &str,
+        env: &[(&str, &Path)],
+    ) -> Agent {
+        Agent::spawn_from(bin, dir, activation, hostname, env, None)
+    }
+
     /// [`Agent::start`] under `umask` (see `support::command`).
     pub fn start_with_umask(
         dir: &Path,
@@ -43,12 +54,23 @@ impl Agent {
         env: &[(&str, &Path)],
         umask: Option<&str>,
     ) -> Agent {
+        Agent::spawn_from(Path::new(super::BIN), dir, activation, hostname, env, umask)
+    }
+
+    fn spawn_from(
+        bin: &Path,
+        dir: &Path,
+        activation: Option<&Activation>,
+        hostname: &str,
+        env: &[(&str, &Path)],
+        umask: Option<&str>,
+    ) -> Agent {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.with_extension("log"))
             .unwrap();
-        let mut cmd = super::command(umask);
+        let mut cmd = super::command_of(bin, umask);
         cmd.args(["agent", "--data-dir"]).arg(dir);
         cmd.args(["--hostname", hostname, "--listen", "127.0.0.1:0"]);
         if let Some(a) = activation {

@@ -34,6 +34,12 @@ impl Manager {
         Manager::spawn(dir, env, None, &[])
     }
 
+    /// [`Manager::start`] running the binary at `bin` (a copy whose version slot was rewritten,
+    /// say), which is then the binary it serves.
+    pub fn start_from(bin: &Path, dir: &Path) -> Manager {
+        Manager::spawn_from(bin, dir, &[], None, &[])
+    }
+
     /// [`Manager::start`] with extra options (`--store-reserve 0`, say).
     pub fn start_with_args(dir: &Path, args: &[&str]) -> Manager {
         Manager::spawn(dir, &[], None, args)
@@ -46,6 +52,16 @@ impl Manager {
     }
 
     fn spawn(dir: &Path, env: &[(&str, &str)], umask: Option<&str>, args: &[&str]) -> Manager {
+        Manager::spawn_from(Path::new(BIN), dir, env, umask, args)
+    }
+
+    fn spawn_from(
+        bin: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        umask: Option<&str>,
+        args: &[&str],
+    ) -> Manager {
         let _ = std::fs::remove_file(dir.join("ports.json"));
         let remembered = dir.with_extension("agent-addr");
         let agent_listen =
@@ -55,7 +71,7 @@ impl Manager {
             .append(true)
             .open(log_path(dir))
             .expect("open manager log");
-        let child = command(umask)
+        let child = command_of(bin, umask)
             .args(["manager", "--data-dir"])
             .arg(dir)
             .args(["--agent-listen", agent_listen.trim()])
@@ -233,11 +249,17 @@ impl Drop for Manager {
 
 /// `picket`, or `picket` run by a shell that set `umask` first.
 pub fn command(umask: Option<&str>) -> Command {
+    command_of(Path::new(BIN), umask)
+}
+
+/// [`command`] for the binary at `bin`.
+pub fn command_of(bin: &Path, umask: Option<&str>) -> Command {
     match umask {
-        None => Command::new(BIN),
+        None => Command::new(bin),
         Some(umask) => {
             let mut cmd = Command::new("sh");
-            cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), BIN]);
+            cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")]);
+            cmd.arg(bin);
             cmd
         }
     }
