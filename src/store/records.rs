@@ -7,7 +7,8 @@
 
 use super::error::StoreError;
 use super::legacy::{
-    AgentStateV1, AgentStateV2, AlertV1, ComputerV1, ComputerV2, PolicyV1, PolicyV2,
+    AgentStateV1, AgentStateV2, AlertV1, ComputerV1, ComputerV2, ComputerV3, PolicyV1, PolicyV2,
+    PolicyV3,
 };
 use crate::model::{AgentState, Alert, Computer, HistoryEntry, Policy, StoredEvent, Token, User};
 use redb::{Key, ReadableTable, TableDefinition};
@@ -74,7 +75,9 @@ pub(super) enum PolicyRecord {
     /// Schema 3: firewall rules.
     V2(PolicyV2),
     /// Schema 9: the `firewall.enabled` setting; rules gain destination IPs and `log`.
-    V3(Policy),
+    V3(PolicyV3),
+    /// Schema 12: the `agent.auto-upgrade` setting.
+    V4(Policy),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -83,7 +86,9 @@ pub(super) enum ComputerRecord {
     /// Schema 3: the address the manager dials.
     V2(ComputerV2),
     /// Schema 9: the `firewall.enabled` setting.
-    V3(Computer),
+    V3(ComputerV3),
+    /// Schema 12: the `agent.auto-upgrade` setting.
+    V4(Computer),
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -138,14 +143,15 @@ impl Record for PolicyRecord {
     const TABLE: &'static str = "policies";
 
     fn current(model: &Policy) -> Self {
-        PolicyRecord::V3(model.clone())
+        PolicyRecord::V4(model.clone())
     }
 
     fn into_model(self) -> Policy {
         match self {
             PolicyRecord::V1(p) => p.into(),
             PolicyRecord::V2(p) => p.into(),
-            PolicyRecord::V3(p) => p,
+            PolicyRecord::V3(p) => p.into(),
+            PolicyRecord::V4(p) => p,
         }
     }
 }
@@ -155,14 +161,15 @@ impl Record for ComputerRecord {
     const TABLE: &'static str = "computers";
 
     fn current(model: &Computer) -> Self {
-        ComputerRecord::V3(model.clone())
+        ComputerRecord::V4(model.clone())
     }
 
     fn into_model(self) -> Computer {
         match self {
             ComputerRecord::V1(c) => c.into(),
             ComputerRecord::V2(c) => c.into(),
-            ComputerRecord::V3(c) => c,
+            ComputerRecord::V3(c) => c.into(),
+            ComputerRecord::V4(c) => c,
         }
     }
 }

@@ -37,14 +37,22 @@ pub(crate) fn sample_policy() -> Policy {
             offline_errors_for_inactive_vms: Setting::Inherited,
             direction: Setting::Set(Direction::AgentInitiated),
             firewall_enabled: Setting::Set(true),
+            agent_auto_upgrade: Setting::Set(true),
         },
     }
 }
 
-/// `sample_policy` as a schema-8 binary stored it: no destination IPs, no `log`, no
-/// firewall setting.
-fn sample_policy_v2() -> Policy {
+/// `sample_policy` as a schema-11 binary stored it: no upgrade setting.
+fn sample_policy_v3() -> Policy {
     let mut p = sample_policy();
+    p.settings.agent_auto_upgrade = Setting::Inherited;
+    p
+}
+
+/// `sample_policy` as a schema-8 binary stored it: no destination IPs, no `log`, no
+/// firewall or upgrade setting.
+fn sample_policy_v2() -> Policy {
+    let mut p = sample_policy_v3();
     p.settings.firewall_enabled = Setting::Inherited;
     for r in &mut p.rules {
         r.destination_ips.clear();
@@ -63,6 +71,7 @@ pub(crate) fn sample_computer() -> Computer {
         settings: Settings {
             offline_errors_for_inactive_vms: Setting::Set(true),
             firewall_enabled: Setting::Set(false),
+            agent_auto_upgrade: Setting::Set(false),
             ..Settings::default()
         },
         status: Status::ActivationRequired,
@@ -217,12 +226,19 @@ where
 
 #[test]
 fn golden_vectors_in_the_schema_still_decode_and_encode_the_same() {
-    let computer_v2 = Computer {
+    let computer_v3 = Computer {
         settings: Settings {
-            firewall_enabled: Setting::Inherited,
+            agent_auto_upgrade: Setting::Inherited,
             ..sample_computer().settings
         },
         ..sample_computer()
+    };
+    let computer_v2 = Computer {
+        settings: Settings {
+            firewall_enabled: Setting::Inherited,
+            ..computer_v3.settings
+        },
+        ..computer_v3.clone()
     };
     check_legacy::<PolicyRecord>(
         "policy-v1",
@@ -240,8 +256,10 @@ fn golden_vectors_in_the_schema_still_decode_and_encode_the_same() {
     );
     check_legacy::<PolicyRecord>("policy-v2", sample_policy_v2());
     check_legacy::<ComputerRecord>("computer-v2", computer_v2);
-    check_golden::<PolicyRecord>("policy-v3", sample_policy());
-    check_golden::<ComputerRecord>("computer-v3", sample_computer());
+    check_legacy::<PolicyRecord>("policy-v3", sample_policy_v3());
+    check_legacy::<ComputerRecord>("computer-v3", computer_v3);
+    check_golden::<PolicyRecord>("policy-v4", sample_policy());
+    check_golden::<ComputerRecord>("computer-v4", sample_computer());
     check_golden::<TokenRecord>("token-v1", sample_token());
     let agent_state_v1 = AgentState {
         protocol: 1,
@@ -305,9 +323,11 @@ fn schema_doc_names_every_table_and_meta_key() {
         "PolicyRecord::V1",
         "PolicyRecord::V2",
         "PolicyRecord::V3",
+        "PolicyRecord::V4",
         "ComputerRecord::V1",
         "ComputerRecord::V2",
         "ComputerRecord::V3",
+        "ComputerRecord::V4",
         "TokenRecord::V1",
         "AgentStateRecord::V1",
         "AgentStateRecord::V2",
@@ -342,7 +362,7 @@ fn trailing_bytes_and_unknown_versions_are_corrupt() {
     let err = decode::<PolicyRecord>(&bytes, "policies", || "2".into()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { table: "policies", ref key } if key == "2"));
 
-    // Variant index 3 would be a V4 this binary does not know.
-    bytes[0] = 3;
+    // Variant index 4 would be a V5 this binary does not know.
+    bytes[0] = 4;
     assert!(decode::<PolicyRecord>(&bytes, "policies", || "2".into()).is_err());
 }
