@@ -19,6 +19,7 @@ export const DEFAULTS = {
   'heartbeat.max-clock-change': { value: '15m', source: 'default' },
   'heartbeat.offline-errors-for-inactive-vms': { value: false, source: 'default' },
   'communication.direction': { value: 'bidirectional', source: 'default' },
+  'agent.auto-upgrade': { value: false, source: 'default' },
 };
 
 // "1h30m" → 5400; NaN for anything else. The API writes durations as 30s, 10m, 2h, 7d.

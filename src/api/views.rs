@@ -173,7 +173,9 @@ fn effective(tree: &PolicyTree, effective: &EffectiveSettings) -> Value {
 fn value(v: SettingValue) -> Value {
     match v {
         SettingValue::MissedBeforeAlert(MissedLimit::Count(n)) => json!(n),
-        SettingValue::OfflineErrorsForInactiveVms(b) | SettingValue::FirewallEnabled(b) => json!(b),
+        SettingValue::OfflineErrorsForInactiveVms(b)
+        | SettingValue::FirewallEnabled(b)
+        | SettingValue::AgentAutoUpgrade(b) => json!(b),
         SettingValue::MissedBeforeAlert(MissedLimit::Unlimited)
         | SettingValue::MaxClockChange(ClockChangeLimit::Unlimited | ClockChangeLimit::Max(_))
         | SettingValue::Interval(_)
@@ -209,4 +211,35 @@ pub fn event(e: &StoredEvent) -> Value {
 /// An alert, with its computer's hostname when it still exists.
 pub fn alert(a: &Alert, hostname: Option<&str>) -> Value {
     crate::notify::format::webhook::alert_json(a, hostname)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_auto_upgrade_is_a_json_boolean_with_its_source() {
+        let mut base = Policy {
+            rules: Vec::new(),
+            id: PolicyId(1),
+            name: "Base Policy".into(),
+            parent: None,
+            settings: Settings::default(),
+        };
+        let tree = PolicyTree::new([base.clone()]);
+        let view = policy(&tree, &base);
+        assert_eq!(view["settings"].get("agent.auto-upgrade"), None);
+        assert_eq!(
+            view["effective"]["agent.auto-upgrade"],
+            json!({"value": false, "source": "default"})
+        );
+        base.settings.set(SettingValue::AgentAutoUpgrade(true));
+        let tree = PolicyTree::new([base.clone()]);
+        let view = policy(&tree, &base);
+        assert_eq!(view["settings"]["agent.auto-upgrade"], json!(true));
+        assert_eq!(
+            view["effective"]["agent.auto-upgrade"],
+            json!({"value": true, "source": "policy:Base Policy"})
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! The heartbeat, communication and firewall settings, each either set or inherited.
+//! The heartbeat, communication, firewall and agent settings, each either set or inherited.
 //!
 //! Keys and ranges are those of DESIGN.md's settings table. A [`SettingValue`] can only be built
 //! by [`SettingValue::parse`] (or from a value already checked), so every stored value is in range.
@@ -85,6 +85,8 @@ pub struct Settings {
     pub direction: Setting<Direction>,
     /// The agent enforces the policy's firewall rules (nftables).
     pub firewall_enabled: Setting<bool>,
+    /// The manager offers its own newer agent binary, and the agent upgrades itself.
+    pub agent_auto_upgrade: Setting<bool>,
 }
 
 /// The name of one setting.
@@ -96,6 +98,7 @@ pub enum SettingKey {
     OfflineErrorsForInactiveVms,
     Direction,
     FirewallEnabled,
+    AgentAutoUpgrade,
 }
 
 /// A value of one setting, in range.
@@ -107,6 +110,7 @@ pub enum SettingValue {
     OfflineErrorsForInactiveVms(bool),
     Direction(Direction),
     FirewallEnabled(bool),
+    AgentAutoUpgrade(bool),
 }
 
 /// Why a setting was refused; `key` is the field to point the administrator at.
@@ -173,16 +177,19 @@ pub mod defaults {
     pub const DIRECTION: Direction = Direction::Bidirectional;
     /// Off, so a site that upgrades changes nothing on its computers until it opts in.
     pub const FIREWALL_ENABLED: bool = false;
+    /// Off for the same reason: no agent replaces its binary until the site says so.
+    pub const AGENT_AUTO_UPGRADE: bool = false;
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 6] = [
+    pub const ALL: [SettingKey; 7] = [
         SettingKey::Interval,
         SettingKey::MissedBeforeAlert,
         SettingKey::MaxClockChange,
         SettingKey::OfflineErrorsForInactiveVms,
         SettingKey::Direction,
         SettingKey::FirewallEnabled,
+        SettingKey::AgentAutoUpgrade,
     ];
 
     pub fn name(self) -> &'static str {
@@ -193,6 +200,7 @@ impl SettingKey {
             SettingKey::OfflineErrorsForInactiveVms => "heartbeat.offline-errors-for-inactive-vms",
             SettingKey::Direction => "communication.direction",
             SettingKey::FirewallEnabled => "firewall.enabled",
+            SettingKey::AgentAutoUpgrade => "agent.auto-upgrade",
         }
     }
 
@@ -218,6 +226,9 @@ impl SettingKey {
             SettingKey::FirewallEnabled => {
                 SettingValue::FirewallEnabled(defaults::FIREWALL_ENABLED)
             }
+            SettingKey::AgentAutoUpgrade => {
+                SettingValue::AgentAutoUpgrade(defaults::AGENT_AUTO_UPGRADE)
+            }
         }
     }
 
@@ -226,9 +237,9 @@ impl SettingKey {
             SettingKey::Interval => "a duration from 1s to 24h, such as 30s, 10m or 2h",
             SettingKey::MissedBeforeAlert => "a whole number from 0 to 1000, or unlimited",
             SettingKey::MaxClockChange => "a duration from 1s to 7d, or unlimited",
-            SettingKey::OfflineErrorsForInactiveVms | SettingKey::FirewallEnabled => {
-                "true or false"
-            }
+            SettingKey::OfflineErrorsForInactiveVms
+            | SettingKey::FirewallEnabled
+            | SettingKey::AgentAutoUpgrade => "true or false",
             SettingKey::Direction => "bidirectional, manager-initiated or agent-initiated",
         }
     }
@@ -274,6 +285,9 @@ impl SettingValue {
             SettingKey::FirewallEnabled => {
                 SettingValue::FirewallEnabled(parse_bool(text).ok_or_else(invalid)?)
             }
+            SettingKey::AgentAutoUpgrade => {
+                SettingValue::AgentAutoUpgrade(parse_bool(text).ok_or_else(invalid)?)
+            }
             SettingKey::Direction => SettingValue::Direction(
                 Direction::ALL
                     .into_iter()
@@ -292,6 +306,7 @@ impl SettingValue {
             SettingValue::OfflineErrorsForInactiveVms(_) => SettingKey::OfflineErrorsForInactiveVms,
             SettingValue::Direction(_) => SettingKey::Direction,
             SettingValue::FirewallEnabled(_) => SettingKey::FirewallEnabled,
+            SettingValue::AgentAutoUpgrade(_) => SettingKey::AgentAutoUpgrade,
         }
     }
 }
@@ -316,9 +331,9 @@ impl fmt::Display for SettingValue {
             SettingValue::MaxClockChange(ClockChangeLimit::Max(d)) => {
                 f.write_str(&format_duration(*d))
             }
-            SettingValue::OfflineErrorsForInactiveVms(b) | SettingValue::FirewallEnabled(b) => {
-                write!(f, "{b}")
-            }
+            SettingValue::OfflineErrorsForInactiveVms(b)
+            | SettingValue::FirewallEnabled(b)
+            | SettingValue::AgentAutoUpgrade(b) => write!(f, "{b}"),
             SettingValue::Direction(d) => f.write_str(d.name()),
         }
     }
@@ -346,6 +361,10 @@ impl Settings {
                 .firewall_enabled
                 .value()
                 .map(SettingValue::FirewallEnabled),
+            SettingKey::AgentAutoUpgrade => self
+                .agent_auto_upgrade
+                .value()
+                .map(SettingValue::AgentAutoUpgrade),
         }
     }
 
@@ -360,6 +379,7 @@ impl Settings {
             }
             SettingValue::Direction(v) => self.direction = Setting::Set(v),
             SettingValue::FirewallEnabled(v) => self.firewall_enabled = Setting::Set(v),
+            SettingValue::AgentAutoUpgrade(v) => self.agent_auto_upgrade = Setting::Set(v),
         }
     }
 
@@ -374,6 +394,7 @@ impl Settings {
             }
             SettingKey::Direction => self.direction = Setting::Inherited,
             SettingKey::FirewallEnabled => self.firewall_enabled = Setting::Inherited,
+            SettingKey::AgentAutoUpgrade => self.agent_auto_upgrade = Setting::Inherited,
         }
     }
 
@@ -462,5 +483,28 @@ mod tests {
             parse("firewall.enabled", "on").unwrap_err().field(),
             "settings.firewall.enabled"
         );
+    }
+
+    #[test]
+    fn agent_auto_upgrade_is_a_boolean_off_by_default() {
+        assert_eq!(
+            parse("agent.auto-upgrade", "true"),
+            Ok(SettingValue::AgentAutoUpgrade(true))
+        );
+        assert_eq!(
+            parse("agent.auto-upgrade", "false"),
+            Ok(SettingValue::AgentAutoUpgrade(false))
+        );
+        let err = parse("agent.auto-upgrade", "on").unwrap_err();
+        assert_eq!(err.field(), "settings.agent.auto-upgrade");
+        assert!(err.to_string().contains("true or false"), "{err}");
+        assert_eq!(
+            SettingKey::AgentAutoUpgrade.default_value(),
+            SettingValue::AgentAutoUpgrade(false)
+        );
+        let mut s = Settings::default();
+        s.set(SettingValue::AgentAutoUpgrade(true));
+        assert_eq!(s.agent_auto_upgrade, Setting::Set(true));
+        assert_eq!(s.firewall_enabled, Setting::Inherited);
     }
 }

@@ -35,6 +35,8 @@ pub struct EffectiveSettings {
     pub offline_errors_for_inactive_vms: Effective<bool>,
     pub direction: Effective<Direction>,
     pub firewall_enabled: Effective<bool>,
+    /// The manager offers its newer agent binary to the computer's agent.
+    pub agent_auto_upgrade: Effective<bool>,
     /// For an appliance whose inheritance says another direction: what was inherited, shown as
     /// overridden so the administrator sees why the policy's value does not apply.
     pub overridden_direction: Option<Effective<Direction>>,
@@ -69,6 +71,10 @@ impl EffectiveSettings {
             SettingKey::FirewallEnabled => (
                 SettingValue::FirewallEnabled(self.firewall_enabled.value),
                 self.firewall_enabled.source,
+            ),
+            SettingKey::AgentAutoUpgrade => (
+                SettingValue::AgentAutoUpgrade(self.agent_auto_upgrade.value),
+                self.agent_auto_upgrade.source,
             ),
         }
     }
@@ -120,6 +126,11 @@ fn resolve(own: Option<&Settings>, tree: &PolicyTree, policy: PolicyId) -> Effec
         ),
         direction: pick(&chain, |s| s.direction, defaults::DIRECTION),
         firewall_enabled: pick(&chain, |s| s.firewall_enabled, defaults::FIREWALL_ENABLED),
+        agent_auto_upgrade: pick(
+            &chain,
+            |s| s.agent_auto_upgrade,
+            defaults::AGENT_AUTO_UPGRADE,
+        ),
         overridden_direction: None,
     }
 }
@@ -204,6 +215,70 @@ mod tests {
         );
     }
 
+    #[test]
+    fn agent_auto_upgrade_is_inherited_and_overridden_per_computer() {
+        let policy = |id: u64, parent: Option<u64>, upgrade: Option<bool>| {
+            let mut settings = Settings::default();
+            if let Some(v) = upgrade {
+                settings.set(SettingValue::AgentAutoUpgrade(v));
+            }
+            Policy {
+                rules: Vec::new(),
+                id: PolicyId(id),
+                name: format!("p{id}"),
+                parent: parent.map(PolicyId),
+                settings,
+            }
+        };
+        // The root turns it on, the child says nothing, the grandchild turns it off again.
+        let tree = PolicyTree::new([
+            policy(1, None, Some(true)),
+            policy(2, Some(1), None),
+            policy(3, Some(2), Some(false)),
+        ]);
+        let upgrade =
+            |e: EffectiveSettings| (e.agent_auto_upgrade.value, e.agent_auto_upgrade.source);
+        assert_eq!(
+            upgrade(resolve_policy(&tree, PolicyId(2))),
+            (true, Source::Policy(PolicyId(1)))
+        );
+        assert_eq!(
+            upgrade(resolve_policy(&tree, PolicyId(3))),
+            (false, Source::Policy(PolicyId(3)))
+        );
+        let mut computer = Computer {
+            policy: PolicyId(2),
+            status: Status::ActivationRequired,
+            ..Computer::test(1, "h")
+        };
+        assert_eq!(
+            upgrade(resolve_computer(&tree, &computer)),
+            (true, Source::Policy(PolicyId(1)))
+        );
+        computer.settings.set(SettingValue::AgentAutoUpgrade(false));
+        assert_eq!(
+            upgrade(resolve_computer(&tree, &computer)),
+            (false, Source::Computer)
+        );
+        computer.policy = PolicyId(3);
+        computer.settings.set(SettingValue::AgentAutoUpgrade(true));
+        assert_eq!(
+            upgrade(resolve_computer(&tree, &computer)),
+            (true, Source::Computer)
+        );
+        // Nothing sets it: off, by default, so a site changes nothing until it opts in.
+        let bare = PolicyTree::new([policy(1, None, None)]);
+        assert_eq!(
+            upgrade(resolve_policy(&bare, PolicyId(1))),
+            (false, Source::Default)
+        );
+        // The firewall is not dragged along.
+        assert_eq!(
+            resolve_policy(&tree, PolicyId(2)).firewall_enabled.source,
+            Source::Default
+        );
+    }
+
     /// The obvious recursive definition the resolver must agree with.
     fn naive(
         policies: &[Policy],
@@ -233,11 +308,12 @@ mod tests {
             any::<bool>().prop_map(SettingValue::OfflineErrorsForInactiveVms),
             prop::sample::select(Direction::ALL.to_vec()).prop_map(SettingValue::Direction),
             any::<bool>().prop_map(SettingValue::FirewallEnabled),
+            any::<bool>().prop_map(SettingValue::AgentAutoUpgrade),
         ]
     }
 
     fn any_settings() -> impl Strategy<Value = Settings> {
-        prop::collection::vec(any_value(), 0..7).prop_map(|values| {
+        prop::collection::vec(any_value(), 0..8).prop_map(|values| {
             let mut s = Settings::default();
             values.into_iter().for_each(|v| s.set(v));
             s

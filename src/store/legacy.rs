@@ -24,13 +24,40 @@ pub(super) struct SettingsV1 {
 impl From<SettingsV1> for Settings {
     /// The firewall setting did not exist: inherited, so the built-in default (off) applies.
     fn from(s: SettingsV1) -> Settings {
-        Settings {
+        Settings::from(SettingsV2 {
             interval: s.interval,
             missed_before_alert: s.missed_before_alert,
             max_clock_change: s.max_clock_change,
             offline_errors_for_inactive_vms: s.offline_errors_for_inactive_vms,
             direction: s.direction,
             firewall_enabled: Setting::Inherited,
+        })
+    }
+}
+
+/// `Settings` as schemas 9 to 11 wrote it: before `agent_auto_upgrade`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SettingsV2 {
+    interval: Setting<Duration>,
+    missed_before_alert: Setting<MissedLimit>,
+    max_clock_change: Setting<ClockChangeLimit>,
+    offline_errors_for_inactive_vms: Setting<bool>,
+    direction: Setting<Direction>,
+    firewall_enabled: Setting<bool>,
+}
+
+impl From<SettingsV2> for Settings {
+    /// The upgrade setting did not exist: inherited, so the built-in default (off) applies and
+    /// no agent of a migrated site is upgraded until the site turns it on.
+    fn from(s: SettingsV2) -> Settings {
+        Settings {
+            interval: s.interval,
+            missed_before_alert: s.missed_before_alert,
+            max_clock_change: s.max_clock_change,
+            offline_errors_for_inactive_vms: s.offline_errors_for_inactive_vms,
+            direction: s.direction,
+            firewall_enabled: s.firewall_enabled,
+            agent_auto_upgrade: Setting::Inherited,
         }
     }
 }
@@ -88,6 +115,17 @@ pub(super) struct PolicyV2 {
     rules: Vec<FirewallRuleV1>,
 }
 
+/// `Policy` as schemas 9 to 11 wrote it: settings without `agent_auto_upgrade`. Its rules are
+/// today's `FirewallRule`; a change to that struct freezes it here too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct PolicyV3 {
+    id: PolicyId,
+    name: String,
+    parent: Option<PolicyId>,
+    settings: SettingsV2,
+    rules: Vec<FirewallRule>,
+}
+
 impl From<PolicyV1> for Policy {
     fn from(p: PolicyV1) -> Policy {
         Policy {
@@ -108,6 +146,18 @@ impl From<PolicyV2> for Policy {
             parent: p.parent,
             settings: p.settings.into(),
             rules: p.rules.into_iter().map(FirewallRule::from).collect(),
+        }
+    }
+}
+
+impl From<PolicyV3> for Policy {
+    fn from(p: PolicyV3) -> Policy {
+        Policy {
+            id: p.id,
+            name: p.name,
+            parent: p.parent,
+            settings: p.settings.into(),
+            rules: p.rules,
         }
     }
 }
@@ -139,6 +189,20 @@ pub(super) struct ComputerV2 {
     address: Option<String>,
 }
 
+/// `Computer` as schemas 9 to 11 wrote it: settings without `agent_auto_upgrade`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ComputerV3 {
+    id: ComputerId,
+    hostname: String,
+    kind: ComputerKind,
+    policy: PolicyId,
+    settings: SettingsV2,
+    status: Status,
+    created: WallMs,
+    vm_power_state: PowerState,
+    address: Option<String>,
+}
+
 impl From<ComputerV1> for Computer {
     fn from(c: ComputerV1) -> Computer {
         Computer::from(ComputerV2 {
@@ -157,6 +221,22 @@ impl From<ComputerV1> for Computer {
 
 impl From<ComputerV2> for Computer {
     fn from(c: ComputerV2) -> Computer {
+        Computer {
+            id: c.id,
+            hostname: c.hostname,
+            kind: c.kind,
+            policy: c.policy,
+            settings: c.settings.into(),
+            status: c.status,
+            created: c.created,
+            vm_power_state: c.vm_power_state,
+            address: c.address,
+        }
+    }
+}
+
+impl From<ComputerV3> for Computer {
+    fn from(c: ComputerV3) -> Computer {
         Computer {
             id: c.id,
             hostname: c.hostname,

@@ -119,6 +119,11 @@ pub(super) fn migrate(txn: &redb::WriteTransaction, from: u32) -> Result<u32, St
         // (`AgentStateRecord::V3`); `V2` states are read with on or off and no reason. The bump
         // keeps schema-10 binaries from meeting a `V3`.
         10 => Ok(11),
+        // Agent upgrades from the manager: settings gain `agent.auto-upgrade` (`PolicyRecord::
+        // V4`, `ComputerRecord::V4`). `V3` records are read with the setting inherited (off
+        // unless a policy turns it on), so nothing is rewritten; the bump keeps schema-11
+        // binaries from meeting a `V4`.
+        11 => Ok(12),
         _ => Err(StoreError::NoMigration { from }),
     }
 }

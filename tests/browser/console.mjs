@@ -316,6 +316,12 @@ try {
   await page.waitForFunction(() => !document.querySelector('.field-error')?.textContent);
   await shot('policy-editor');
 
+  step('the policy turns on agent upgrades, which the Base Policy leaves off');
+  await expectText(page.locator('[data-inherited-text="agent.auto-upgrade"]'), /Inherited \(No from Default\)/);
+  await page.selectOption('select[data-field="agent.auto-upgrade"]', 'true');
+  await page.click('button[data-save="agent-upgrade"]');
+  await page.waitForFunction(() => document.querySelector('[data-section="agent-upgrade"] .saved')?.textContent === 'Saved.');
+
   step('the computer, moved to the sub-policy, shows the interval inherited from it');
   await page.goto(`${url}/computers/${computerId}`);
   await page.selectOption('#move-policy', { label: 'Servers' });
@@ -323,6 +329,9 @@ try {
   const interval = page.locator('tr[data-setting="heartbeat.interval"]');
   await expectText(interval.locator('td.value'), /^\s*5m\s*$/);
   await expectText(interval.locator('td.source'), /Servers/);
+  const upgrade = page.locator('tr[data-setting="agent.auto-upgrade"]');
+  await expectText(upgrade.locator('td.value'), /^\s*true\s*$/);
+  await expectText(upgrade.locator('td.source'), /Servers/);
   await shot('computer');
 
   step('the events page lists the agent\'s events');

@@ -78,6 +78,19 @@ fn an_administrator_uses_the_console_in_a_browser() {
         (&json!("web1"), &json!("Servers"), &json!("offline")),
         "{computers}"
     );
+    // The editor's Agent Upgrade section stored the override on the policy, not elsewhere.
+    let servers = m.cli_json(&["policies", "show", "Servers"]);
+    assert_eq!(
+        servers["settings"]["agent.auto-upgrade"],
+        json!(true),
+        "{servers}"
+    );
+    let base = m.cli_json(&["policies", "show", "Base Policy"]);
+    assert_eq!(
+        base["effective"]["agent.auto-upgrade"],
+        json!({"value": false, "source": "default"}),
+        "{base}"
+    );
 }
 
 /// Every script of the console parses as the ES module the browser loads it as (a syntax error

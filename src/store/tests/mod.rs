@@ -408,6 +408,79 @@ fn a_schema_3_file_gains_the_users_table_and_keeps_its_records() {
     assert_eq!(r.user("admin").unwrap(), None);
 }
 
+/// The raw value stored under `id` in `table`.
+fn raw(r: &ReadTxn, table: TableDefinition<u64, &[u8]>, id: u64) -> Vec<u8> {
+    r.txn
+        .open_table(table)
+        .unwrap()
+        .get(id)
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec()
+}
+
+#[test]
+fn a_schema_11_file_reads_its_policies_and_computers_with_the_upgrade_setting_inherited() {
+    use crate::model::{Setting, SettingValue};
+    use crate::policy::{PolicyTree, Source, resolve_computer};
+    let (_dir, path, store) = temp_store();
+    let mut w = store.write().unwrap();
+    w.put_policy(&base_policy()).unwrap();
+    // The bytes a schema-11 binary wrote (`PolicyRecord::V3`, `ComputerRecord::V3`).
+    let policy_v3 = records::tests::golden("policy-v3");
+    let computer_v3 = records::tests::golden("computer-v3");
+    w.txn
+        .open_table(POLICIES)
+        .unwrap()
+        .insert(2, policy_v3.as_slice())
+        .unwrap();
+    w.txn
+        .open_table(COMPUTERS)
+        .unwrap()
+        .insert(7, computer_v3.as_slice())
+        .unwrap();
+    let store = migrated_from(store, &path, w, 11);
+
+    let r = store.read().unwrap();
+    let policy = r.policy(PolicyId(2)).unwrap().unwrap();
+    let computer = r.computer(ComputerId(7)).unwrap().unwrap();
+    assert_eq!(policy.settings.agent_auto_upgrade, Setting::Inherited);
+    assert_eq!(computer.settings.agent_auto_upgrade, Setting::Inherited);
+    // Everything else reads as it was written.
+    assert_eq!(policy.settings.firewall_enabled, Setting::Set(true));
+    assert_eq!(computer.settings.firewall_enabled, Setting::Set(false));
+    assert_eq!(policy.rules, sample_policy().rules);
+    assert_eq!(computer.address, sample_computer().address);
+    // Nothing was rewritten: a schema-11 binary restored from a backup of the file before the
+    // migration would still read it.
+    assert_eq!(raw(&r, POLICIES, 2), policy_v3);
+    assert_eq!(raw(&r, COMPUTERS, 7), computer_v3);
+    // Inherited all the way up: the default, off.
+    let tree = PolicyTree::new(r.policies().unwrap());
+    let effective = resolve_computer(&tree, &computer).agent_auto_upgrade;
+    assert_eq!(
+        (effective.value, effective.source),
+        (false, Source::Default)
+    );
+    drop(r);
+
+    // Turning it on writes the current version, which reads back with the setting.
+    let mut w = store.write().unwrap();
+    let mut policy = policy;
+    policy.settings.set(SettingValue::AgentAutoUpgrade(true));
+    w.put_policy(&policy).unwrap();
+    w.commit().unwrap();
+    let r = store.read().unwrap();
+    assert_eq!(raw(&r, POLICIES, 2)[0], 3, "written as PolicyRecord::V4");
+    let tree = PolicyTree::new(r.policies().unwrap());
+    let effective = resolve_computer(&tree, &computer).agent_auto_upgrade;
+    assert_eq!(
+        (effective.value, effective.source),
+        (true, Source::Policy(PolicyId(2)))
+    );
+}
+
 #[test]
 fn users_are_found_ignoring_case_and_replaced_by_name() {
     let (_dir, _path, store) = temp_store();
