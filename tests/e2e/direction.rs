@@ -329,6 +329,24 @@ fn a_rule_that_would_shut_the_manager_out_of_a_manager_initiated_computer_is_ref
     let words = String::from_utf8_lossy(&removal.stderr);
     assert!(words.contains("'admin host only'"), "{words}");
 
+    // Editing the wide rule away from the manager is refused likewise; an edit that still
+    // admits it is not, and the rule keeps its id.
+    let edit = |name, source| {
+        let mut args = agent_port_rule("Base Policy", name, source);
+        args[2] = "edit";
+        args.insert(4, &wide_id);
+        m.cli(&args)
+    };
+    let narrowed = edit("loopback", "127.0.0.3");
+    assert_eq!(narrowed.status.code(), Some(1));
+    let words = String::from_utf8_lossy(&narrowed.stderr);
+    assert!(words.contains("'loopback'"), "{words}");
+    let renamed = edit("the manager's host", "127.0.0.1");
+    assert!(renamed.status.success(), "{renamed:?}");
+    let rules = m.cli_json(&["policies", "rules", "list", "Base Policy"]);
+    assert_eq!(rules["rules"][0]["id"].to_string(), wide_id, "{rules}");
+    assert_eq!(rules["rules"][0]["name"], "the manager's host", "{rules}");
+
     // Bidirectional, the agent still heartbeats: the removal is accepted. Going
     // manager-initiated with the narrow rule alone is what would lock the manager out.
     set_base(&m, "communication.direction=bidirectional");
