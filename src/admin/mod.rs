@@ -119,6 +119,11 @@ pub fn computers(verb: ComputersVerb) -> Result<(), AdminError> {
                 output::history(&history);
             }
         }
+        ComputersVerb::Rules(a) => {
+            let path = format!("/api/v1/computers/{}/firewall-rules", a.id);
+            let answer = connect(&a.client())?.call(Method::GET, &path, None)?;
+            output::computer_rules(&a.client(), &answer);
+        }
         ComputersVerb::Add(a) => {
             let body = json!({"hostname": a.hostname, "policy": a.policy, "kind": a.kind,
                 "address": a.address});

@@ -193,6 +193,7 @@ pub struct ComputersArgs {
 pub enum ComputersVerb {
     List(ComputersList),
     Show(ComputersShow),
+    Rules(ComputersRules),
     Add(ComputersAdd),
     Set(ComputersSet),
     Delete(ComputersDelete),
@@ -207,6 +208,14 @@ admin_verb!(
 admin_verb!(
     /// Show a computer with its effective settings and where each comes from.
     ComputersShow, "show" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// List the firewall rules a computer runs, in the order its agent evaluates them, each with the policy it comes from (hidden: the manager's rules for the agent's port; implicit: the drop an allow rule implies).
+    ComputersRules, "rules" {
         /// computer id
         #[argh(positional)]
         pub id: u64,
