@@ -173,8 +173,13 @@ pub fn edit_rule(state: &ApiState, reference: &str, rule: &str, body: &[u8]) -> 
         after.name,
         changed.join(", ")
     );
-    // Blamed on the first field that moved: the one the console shows the refusal beside.
-    let field = changed[0];
+    // Blamed on the first field that moved and can move a packet's fate (a name or the log
+    // cannot): the console shows the refusal beside it.
+    let field = changed
+        .iter()
+        .copied()
+        .find(|f| !matches!(*f, "name" | "log"))
+        .unwrap_or(changed[0]);
     let before_tree = tree.clone();
     tree.upsert(updated.clone());
     lockout::check_policy_change(state, &mut txn, &before_tree, &tree, updated.id, field)?;

@@ -218,13 +218,14 @@ fn an_edit_that_would_cut_the_agent_from_its_manager_is_refused() {
     let id = add(&state, "Servers", to_manager());
     let path = format!("/api/v1/policies/Servers/firewall-rules/{id}");
     let mut web_only = to_manager();
+    web_only["name"] = json!("web only");
     web_only["destination_ports"] = json!(["443"]);
     let (status, answer) = call(&state, Method::PUT, &path, web_only);
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert_eq!(answer["error"]["field"], "destination_ports");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("{id} 'to the manager'")) && message.contains("'web1'"),
+        message.contains(&format!("{id} 'web only'")) && message.contains("'web1'"),
         "{message}"
     );
     assert_eq!(
