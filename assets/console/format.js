@@ -1,4 +1,4 @@
-// How the API's computers, events and alerts read on the page.
+// How the API's computers, events, alerts and firewall rules read on the page.
 
 import { badge, computerLink, h, link } from './dom.js';
 import { timeAgo } from './time.js';
@@ -8,6 +8,12 @@ export const STATUSES = ['online', 'offline', 'unknown', 'stopped', 'vm-stopped'
 export function direction(computer) {
   const eff = computer.effective && computer.effective['communication.direction'];
   return eff ? String(eff.value) : '—';
+}
+
+// A firewall rule's `incoming ip/tcp`: direction, frame type and protocol in one column, as the
+// CLI shows them.
+export function traffic(rule) {
+  return rule.direction + ' ' + rule.frame_type + '/' + rule.protocol;
 }
 
 export function eventName(e) {

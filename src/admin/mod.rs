@@ -63,6 +63,19 @@ pub fn policies(verb: PoliciesVerb) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// The rule `add` and `edit` send, from the flags both take. Values go as written; the manager
+/// parses them and names the field it refuses.
+macro_rules! rule_body {
+    ($a:expr) => {
+        json!({
+            "name": $a.name, "action": $a.action, "priority": $a.priority,
+            "direction": $a.direction, "frame_type": $a.frame_type, "protocol": $a.protocol,
+            "destination_ports": $a.port, "source_ips": $a.source_ip,
+            "source_macs": $a.source_mac, "destination_ips": $a.destination_ip, "log": $a.log,
+        })
+    };
+}
+
 fn firewall_rules(verb: RulesVerb) -> Result<(), AdminError> {
     let path = |policy: &str| format!("/api/v1/policies/{}/firewall-rules", percent_encode(policy));
     match verb {
@@ -71,14 +84,14 @@ fn firewall_rules(verb: RulesVerb) -> Result<(), AdminError> {
             output::rule_list(&a.client(), &answer);
         }
         RulesVerb::Add(a) => {
-            // Values go as written; the manager parses them and names the field it refuses.
-            let body = json!({
-                "name": a.name, "action": a.action, "priority": a.priority,
-                "direction": a.direction, "frame_type": a.frame_type, "protocol": a.protocol,
-                "destination_ports": a.port, "source_ips": a.source_ip,
-                "source_macs": a.source_mac, "destination_ips": a.destination_ip, "log": a.log,
-            });
+            let body = rule_body!(a);
             let answer = connect(&a.client())?.call(Method::POST, &path(&a.policy), Some(&body))?;
+            output::rule_list(&a.client(), &json!({"effective": [answer]}));
+        }
+        RulesVerb::Edit(a) => {
+            let body = rule_body!(a);
+            let rule = format!("{}/{}", path(&a.policy), a.rule);
+            let answer = connect(&a.client())?.call(Method::PUT, &rule, Some(&body))?;
             output::rule_list(&a.client(), &json!({"effective": [answer]}));
         }
         RulesVerb::Remove(a) => {
@@ -105,6 +118,11 @@ pub fn computers(verb: ComputersVerb) -> Result<(), AdminError> {
                 let history = client.call(Method::GET, &format!("{path}/history"), None)?;
                 output::history(&history);
             }
+        }
+        ComputersVerb::Rules(a) => {
+            let path = format!("/api/v1/computers/{}/firewall-rules", a.id);
+            let answer = connect(&a.client())?.call(Method::GET, &path, None)?;
+            output::computer_rules(&a.client(), &answer);
         }
         ComputersVerb::Add(a) => {
             let body = json!({"hostname": a.hostname, "policy": a.policy, "kind": a.kind,

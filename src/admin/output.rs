@@ -60,14 +60,6 @@ pub fn rule_list(options: &ClientOptions, answer: &Value) {
     if print_json(options, answer) {
         return;
     }
-    let joined = |v: &Value| {
-        let items: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
-        if items.is_empty() {
-            "any".to_string()
-        } else {
-            items.join(",")
-        }
-    };
     let rows: Vec<[String; 11]> = items(answer, "effective")
         .map(|r| {
             [
@@ -111,6 +103,88 @@ pub fn rule_list(options: &ClientOptions, answer: &Value) {
         ],
         &rows,
     );
+}
+
+/// A computer's rules as `GET /api/v1/computers/ID/firewall-rules` gives them: in the order its
+/// agent evaluates them, each with where it comes from.
+pub fn computer_rules(options: &ClientOptions, answer: &Value) {
+    if print_json(options, answer) {
+        return;
+    }
+    let state = if answer["firewall_enabled"] == Value::Bool(true) {
+        "on"
+    } else {
+        "off: the host firewall enforces none of these rules"
+    };
+    out!(
+        "Firewall: {state} (firewall.enabled from {})",
+        text(&answer["firewall_enabled_source"])
+    );
+    if let Some(withheld) = answer["firewall_withheld"].as_str() {
+        out!("Withheld: {withheld}");
+    }
+    out!();
+    let rows: Vec<[String; 11]> = items(answer, "rules")
+        .map(|r| {
+            let from = match r["origin"].as_str() {
+                Some("policy") => text(&r["policy"]),
+                Some(origin) => origin.to_string(),
+                None => "-".to_string(),
+            };
+            let ports = match r["source_ports"].as_array() {
+                Some(ports) if !ports.is_empty() => format!("from {}", joined(&r["source_ports"])),
+                _ => joined(&r["destination_ports"]),
+            };
+            let name = match r["skipped"].as_str() {
+                Some(why) => format!("{} (not enforced: {why})", text(&r["name"])),
+                None => text(&r["name"]),
+            };
+            [
+                text(&r["position"]),
+                text(&r["counter"]),
+                name,
+                text(&r["action"]),
+                text(&r["priority"]),
+                format!(
+                    "{} {}/{}",
+                    text(&r["direction"]),
+                    text(&r["frame_type"]),
+                    text(&r["protocol"])
+                ),
+                ports,
+                joined(&r["source_ips"]),
+                joined(&r["source_macs"]),
+                joined(&r["destination_ips"]),
+                from,
+            ]
+        })
+        .collect();
+    table(
+        [
+            "#",
+            "COUNTER",
+            "NAME",
+            "ACTION",
+            "PRI",
+            "TRAFFIC",
+            "PORTS",
+            "SOURCE IPS",
+            "SOURCE MACS",
+            "DEST IPS",
+            "FROM",
+        ],
+        &rows,
+    );
+}
+
+/// A list of ports, addresses or MACs on one line; empty matches anything.
+fn joined(v: &Value) -> String {
+    let items: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
+    if items.is_empty() {
+        "any".to_string()
+    } else {
+        items.join(",")
+    }
 }
 
 /// The answer to send-policy or check-status: what happened, or when it will.

@@ -182,6 +182,30 @@ pub fn history(state: &ApiState, id: &str) -> Handled {
     Ok(ApiResponse::ok(json!({ "history": lines })))
 }
 
+/// `GET /api/v1/computers/{id}/firewall-rules`: the rules the computer runs, in the order its
+/// agent evaluates them, each with the policy it comes from.
+pub fn firewall_rules(state: &ApiState, id: &str) -> Handled {
+    let txn = state.store.read()?;
+    let computer = find(&txn, id)?;
+    let tree = PolicyTree::new(txn.policies()?);
+    let agent = txn.agent_state(computer.id)?;
+    let evaluation =
+        policy::evaluated::evaluate(&tree, &computer, agent.as_ref().and_then(|a| a.listen_port));
+    let endpoints = std::slice::from_ref(&state.agent_endpoint);
+    // A protocol-1 agent is not sent the firewall: its rules are listed, not enforced.
+    let withheld = agent.as_ref().and_then(|a| {
+        policy::expected_config(&tree, &computer, endpoints)
+            .firewall_withheld_from(a.protocol)
+            .then(|| policy::firewall_withheld_reason(a.protocol))
+    });
+    Ok(ApiResponse::ok(views::computer_rules(
+        &tree,
+        &computer,
+        &evaluation,
+        withheld,
+    )))
+}
+
 /// The computer that already has the hostname a change asks for, if any: one index lookup
 /// rather than a read of every computer.
 fn hostname_holder(

@@ -23,6 +23,8 @@ mod notifications;
 mod operations;
 mod policies;
 mod router;
+#[cfg(test)]
+mod rule_tests;
 mod server;
 mod sessions;
 mod throttle;

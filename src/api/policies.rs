@@ -147,16 +147,56 @@ pub fn add_rule(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     Ok(ApiResponse::created(location, added))
 }
 
+/// `PUT .../firewall-rules/{id}`: the rule replaced by the body (as `POST` takes it), keeping its
+/// id and its place. A body equal to the rule changes nothing and writes nothing.
+pub fn edit_rule(state: &ApiState, reference: &str, rule: &str, body: &[u8]) -> Handled {
+    let wanted = input::firewall_rule(input::object(body)?)?;
+    let mut txn = state.store.write()?;
+    let mut tree = tree(&txn)?;
+    let current = find(&tree, reference)?;
+    let id = rule_id(rule)?;
+    let updated = policy::replace_rule(current, id, wanted).map_err(unknown_rule_is_404)?;
+    let (Some(before), Some(after)) = (
+        current.rules.iter().find(|r| r.id == id),
+        updated.rules.iter().find(|r| r.id == id),
+    ) else {
+        return Err(ApiError::not_found(format!("firewall rule '{rule}'")));
+    };
+    let changed = policy::changed_fields(before, after);
+    let edited = views::rule(after);
+    if changed.is_empty() {
+        return Ok(ApiResponse::ok(edited));
+    }
+    let detail = format!(
+        "policy '{}': firewall rule {id} '{}' edited ({})",
+        updated.name,
+        after.name,
+        changed.join(", ")
+    );
+    // Blamed on the first field that moved and can move a packet's fate (a name or the log
+    // cannot): the console shows the refusal beside it.
+    let field = changed
+        .iter()
+        .copied()
+        .find(|f| !matches!(*f, "name" | "log"))
+        .unwrap_or(changed[0]);
+    let before_tree = tree.clone();
+    tree.upsert(updated.clone());
+    lockout::check_policy_change(state, &mut txn, &before_tree, &tree, updated.id, field)?;
+    txn.put_policy(&updated)?;
+    note_under(&mut txn, &tree, updated.id, state.clock.wall(), &detail)?;
+    txn.commit()?;
+    log::info!("{detail}");
+    state.settings_changed();
+    Ok(ApiResponse::ok(edited))
+}
+
 pub fn remove_rule(state: &ApiState, reference: &str, rule: &str) -> Handled {
     let mut txn = state.store.write()?;
     let mut tree = tree(&txn)?;
     let current = find(&tree, reference)?;
-    let id = rule
-        .parse()
-        .map(crate::model::RuleId)
-        .map_err(|_| ApiError::not_found(format!("firewall rule '{rule}'")))?;
-    let updated = policy::remove_rule(current, id)
-        .map_err(|e| ApiError::new(hyper::StatusCode::NOT_FOUND, e.to_string()))?;
+    let id = rule_id(rule)?;
+    let updated = policy::remove_rule(current, id).map_err(unknown_rule_is_404)?;
     let detail = format!("policy '{}': firewall rule {id} removed", updated.name);
     let before = tree.clone();
     tree.upsert(updated.clone());
@@ -195,4 +235,21 @@ fn note_under(
 fn find<'t>(tree: &'t PolicyTree, reference: &str) -> Result<&'t crate::model::Policy, ApiError> {
     tree.find(reference)
         .ok_or_else(|| ApiError::not_found(format!("policy '{reference}'")))
+}
+
+fn rule_id(text: &str) -> Result<crate::model::RuleId, ApiError> {
+    text.parse()
+        .map(crate::model::RuleId)
+        .map_err(|_| ApiError::not_found(format!("firewall rule '{text}'")))
+}
+
+/// A rule the policy does not hold is a path that does not exist; any other refusal keeps its
+/// own status and field.
+fn unknown_rule_is_404(e: policy::PolicyError) -> ApiError {
+    match e {
+        policy::PolicyError::UnknownRule { .. } => {
+            ApiError::new(hyper::StatusCode::NOT_FOUND, e.to_string())
+        }
+        other => other.into(),
+    }
 }

@@ -170,10 +170,13 @@ fn api_v1(
         (["policies", r, "firewall-rules"], &Method::GET) => policies::rules(state, r),
         (["policies", r, "firewall-rules"], &Method::POST) => policies::add_rule(state, r, body),
         (["policies", _, "firewall-rules"], _) => return Err(AllowOnly("GET, POST")),
+        (["policies", r, "firewall-rules", id], &Method::PUT) => {
+            policies::edit_rule(state, r, id, body)
+        }
         (["policies", r, "firewall-rules", id], &Method::DELETE) => {
             policies::remove_rule(state, r, id)
         }
-        (["policies", _, "firewall-rules", _], _) => return Err(AllowOnly("DELETE")),
+        (["policies", _, "firewall-rules", _], _) => return Err(AllowOnly("PUT, DELETE")),
         (["alerts"], &Method::GET) => alerts::list(state, req.query.as_deref()),
         (["alerts"], _) => return Err(AllowOnly("GET")),
         (["alerts", "acknowledge"], &Method::POST) => alerts::bulk(state, caller, body, true),
@@ -220,6 +223,8 @@ fn api_v1(
         (["computers", _], _) => return Err(AllowOnly("GET, PATCH, DELETE")),
         (["computers", id, "history"], &Method::GET) => computers::history(state, id),
         (["computers", _, "history"], _) => return Err(AllowOnly("GET")),
+        (["computers", id, "firewall-rules"], &Method::GET) => computers::firewall_rules(state, id),
+        (["computers", _, "firewall-rules"], _) => return Err(AllowOnly("GET")),
         (["computers", id, "send-policy"], &Method::POST) => {
             operations::run(state, id, Operation::SendPolicy)
         }

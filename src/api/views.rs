@@ -1,12 +1,15 @@
 //! JSON views of policies and computers, with each effective setting and where it came from,
-//! and of activation tokens (never their secret).
+//! a computer's firewall rules in evaluation order, and activation tokens (never their secret).
 
 use crate::activation;
 use crate::clock::WallMs;
+use crate::firewall::order::Origin;
+use crate::model::RuleAction;
 use crate::model::{
     AgentState, Alert, ClockChangeLimit, Computer, FirewallRule, MissedLimit, Policy, PolicyId,
     SettingKey, SettingValue, Settings, StoredEvent, Token,
 };
+use crate::policy::evaluated::Evaluation;
 use crate::policy::{EffectiveSettings, PolicyTree, Source, resolve_computer, resolve_policy};
 use serde_json::{Map, Value, json};
 
@@ -117,6 +120,83 @@ pub fn effective_rules(tree: &PolicyTree, policy: PolicyId) -> Value {
     Value::Array(rules)
 }
 
+/// A computer's rules in evaluation order (`policy::evaluated`): each rule with the policy it
+/// comes from, the hidden agent-port rules (`origin: "hidden"`) and, last in their direction,
+/// the implicit denies of allow rules (`origin: "implicit"`). `counter` is the entry's nft
+/// counter, the `NAME` of the agent's `firewall:NAME:packets`.
+pub fn computer_rules(
+    tree: &PolicyTree,
+    computer: &Computer,
+    evaluation: &Evaluation,
+    withheld: Option<String>,
+) -> Value {
+    let mut rules: Vec<Value> = evaluation
+        .entries
+        .iter()
+        .map(|e| {
+            let entry = &e.entry;
+            let id = match entry.origin {
+                Origin::Rule(id) => Some(id.0),
+                Origin::AgentPort | Origin::AgentPortReply => None,
+            };
+            json!({
+                "origin": if id.is_some() { "policy" } else { "hidden" },
+                "counter": entry.origin.name(),
+                "id": id,
+                "name": entry.name,
+                "action": entry.action.name(),
+                "priority": entry.priority,
+                "direction": entry.direction.name(),
+                "frame_type": entry.frame_type.name(),
+                "protocol": entry.protocol.name(),
+                "source_ports": texts(&entry.source_ports),
+                "destination_ports": texts(&entry.destination_ports),
+                "source_ips": texts(&entry.source_ips),
+                "source_macs": texts(&entry.source_macs),
+                "destination_ips": texts(&entry.destination_ips),
+                "log": entry.log,
+                "policy": e.policy.map(|p| p.name.as_str()),
+                "policy_id": e.policy.map(|p| p.id.0),
+                "skipped": e.skipped,
+            })
+        })
+        .collect();
+    for direction in &evaluation.implicit_deny {
+        let logs = evaluation.entries.iter().any(|e| {
+            e.entry.direction == *direction && e.entry.action == RuleAction::Allow && e.entry.log
+        });
+        rules.push(json!({
+            "origin": "implicit",
+            "counter": crate::firewall::nft::implicit_name(*direction),
+            "id": null,
+            "name": format!("Out of Allowed Policy ({})", direction.name()),
+            "action": "deny",
+            "priority": null,
+            "direction": direction.name(),
+            "frame_type": "any",
+            "protocol": "any",
+            "source_ports": [], "destination_ports": [], "source_ips": [], "source_macs": [],
+            "destination_ips": [],
+            "log": logs,
+            "policy": null,
+            "policy_id": null,
+            "skipped": null,
+        }));
+    }
+    for (position, rule) in rules.iter_mut().enumerate() {
+        rule["position"] = json!(position + 1);
+    }
+    json!({
+        "computer": computer.id.0,
+        "hostname": computer.hostname,
+        "firewall_enabled": evaluation.enabled.value,
+        "firewall_enabled_source": source_name(tree, evaluation.enabled.source),
+        "firewall_withheld": withheld,
+        "agent_port": evaluation.agent_port,
+        "rules": rules,
+    })
+}
+
 pub fn rule(r: &FirewallRule) -> Value {
     let texts = |items: Vec<String>| Value::from(items);
     json!({
@@ -211,6 +291,11 @@ pub fn event(e: &StoredEvent) -> Value {
 /// An alert, with its computer's hostname when it still exists.
 pub fn alert(a: &Alert, hostname: Option<&str>) -> Value {
     crate::notify::format::webhook::alert_json(a, hostname)
+}
+
+/// Each item's text form, as the API writes ports, addresses and MACs.
+fn texts<T: ToString>(items: &[T]) -> Value {
+    Value::from(items.iter().map(ToString::to_string).collect::<Vec<_>>())
 }
 
 #[cfg(test)]

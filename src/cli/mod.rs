@@ -193,6 +193,7 @@ pub struct ComputersArgs {
 pub enum ComputersVerb {
     List(ComputersList),
     Show(ComputersShow),
+    Rules(ComputersRules),
     Add(ComputersAdd),
     Set(ComputersSet),
     Delete(ComputersDelete),
@@ -207,6 +208,14 @@ admin_verb!(
 admin_verb!(
     /// Show a computer with its effective settings and where each comes from.
     ComputersShow, "show" {
+        /// computer id
+        #[argh(positional)]
+        pub id: u64,
+    }
+);
+admin_verb!(
+    /// List the firewall rules a computer runs, in the order its agent evaluates them, each with the policy it comes from (hidden: the manager's rules for the agent's port; implicit: the drop an allow rule implies).
+    ComputersRules, "rules" {
         /// computer id
         #[argh(positional)]
         pub id: u64,
@@ -299,6 +308,7 @@ pub struct RulesArgs {
 pub enum RulesVerb {
     List(RulesList),
     Add(RulesAdd),
+    Edit(RulesEdit),
     Remove(RulesRemove),
 }
 
@@ -316,6 +326,50 @@ admin_verb!(
         /// policy name or id
         #[argh(positional)]
         pub policy: String,
+        /// the rule's name
+        #[argh(option)]
+        pub name: String,
+        /// allow, deny, force-allow, bypass or log-only
+        #[argh(option)]
+        pub action: String,
+        /// priority 0 to 4 (4 highest); default 0
+        #[argh(option)]
+        pub priority: Option<String>,
+        /// incoming or outgoing; default incoming
+        #[argh(option)]
+        pub direction: Option<String>,
+        /// ip, arp or any; default ip
+        #[argh(option)]
+        pub frame_type: Option<String>,
+        /// tcp, udp, icmp or any; default any
+        #[argh(option)]
+        pub protocol: Option<String>,
+        /// destination port or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub port: Vec<String>,
+        /// source IP, CIDR or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub source_ip: Vec<String>,
+        /// source MAC (repeat for more); default any
+        #[argh(option)]
+        pub source_mac: Vec<String>,
+        /// destination IP, CIDR or FROM-TO (repeat for more); default any
+        #[argh(option)]
+        pub destination_ip: Vec<String>,
+        /// log what the rule matches, so the agent reports it as events
+        #[argh(switch)]
+        pub log: bool,
+    }
+);
+admin_verb!(
+    /// Replace a firewall rule of a policy by the rule the flags describe (as add takes them; a flag left out takes add's default). The rule keeps its id and its place.
+    RulesEdit, "edit" {
+        /// policy name or id
+        #[argh(positional)]
+        pub policy: String,
+        /// rule id
+        #[argh(positional)]
+        pub rule: u64,
         /// the rule's name
         #[argh(option)]
         pub name: String,

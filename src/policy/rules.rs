@@ -16,6 +16,39 @@ const MAX_RULE_NAME_LEN: usize = 100;
 
 /// `policy` with `rule` added under `id`.
 pub fn add_rule(policy: &Policy, id: RuleId, rule: FirewallRule) -> Result<Policy, PolicyError> {
+    let rule = checked(rule)?;
+    if policy.rules.len() >= MAX_RULES_PER_POLICY {
+        return Err(PolicyError::TooManyRules {
+            policy: policy.name.clone(),
+        });
+    }
+    let mut next = policy.clone();
+    next.rules.push(FirewallRule { id, ..rule });
+    Ok(next)
+}
+
+/// `policy` with its rule `id` replaced by `rule`, checked as an added one. The rule keeps its
+/// id, so its counters and log lines keep their name, and its place among the policy's rules,
+/// which is its place in the evaluation order among rules of its priority and action.
+pub fn replace_rule(
+    policy: &Policy,
+    id: RuleId,
+    rule: FirewallRule,
+) -> Result<Policy, PolicyError> {
+    let Some(index) = policy.rules.iter().position(|r| r.id == id) else {
+        return Err(PolicyError::UnknownRule {
+            policy: policy.name.clone(),
+            rule: id,
+        });
+    };
+    let rule = checked(rule)?;
+    let mut next = policy.clone();
+    next.rules[index] = FirewallRule { id, ..rule };
+    Ok(next)
+}
+
+/// `rule` with its name trimmed, if every field is acceptable.
+fn checked(rule: FirewallRule) -> Result<FirewallRule, PolicyError> {
     let name = rule.name.trim();
     if name.is_empty()
         || name.len() > MAX_RULE_NAME_LEN
@@ -27,24 +60,17 @@ pub fn add_rule(policy: &Policy, id: RuleId, rule: FirewallRule) -> Result<Polic
         ("destination_ports", rule.destination_ports.len()),
         ("source_ips", rule.source_ips.len()),
         ("source_macs", rule.source_macs.len()),
+        ("destination_ips", rule.destination_ips.len()),
     ] {
         if len > MAX_LIST_LEN {
             return Err(PolicyError::RuleListTooLong { field, len });
         }
     }
     check_expressible(&rule)?;
-    if policy.rules.len() >= MAX_RULES_PER_POLICY {
-        return Err(PolicyError::TooManyRules {
-            policy: policy.name.clone(),
-        });
-    }
-    let mut next = policy.clone();
-    next.rules.push(FirewallRule {
-        id,
+    Ok(FirewallRule {
         name: name.to_string(),
         ..rule
-    });
-    Ok(next)
+    })
 }
 
 /// Refuses the shapes of rule that could never match a packet (`schema/firewall.md`), so an
@@ -101,6 +127,33 @@ pub fn remove_rule(policy: &Policy, id: RuleId) -> Result<Policy, PolicyError> {
         });
     }
     Ok(next)
+}
+
+/// The API fields in which `after` differs from `before`, in the order the API lists them: what
+/// a history line says was edited, and the field a refused edit is blamed on.
+pub fn changed_fields(before: &FirewallRule, after: &FirewallRule) -> Vec<&'static str> {
+    [
+        ("name", before.name != after.name),
+        ("action", before.action != after.action),
+        ("priority", before.priority != after.priority),
+        ("direction", before.direction != after.direction),
+        ("frame_type", before.frame_type != after.frame_type),
+        ("protocol", before.protocol != after.protocol),
+        (
+            "destination_ports",
+            before.destination_ports != after.destination_ports,
+        ),
+        ("source_ips", before.source_ips != after.source_ips),
+        ("source_macs", before.source_macs != after.source_macs),
+        (
+            "destination_ips",
+            before.destination_ips != after.destination_ips,
+        ),
+        ("log", before.log != after.log),
+    ]
+    .into_iter()
+    .filter_map(|(field, changed)| changed.then_some(field))
+    .collect()
 }
 
 /// Every rule that applies under `policy`, from the root down (inherited first), each with the
@@ -220,5 +273,48 @@ mod tests {
         assert!(add_rule(&base, RuleId(13), mixed).is_ok());
         let err = remove_rule(&added, RuleId(8)).unwrap_err();
         assert!(matches!(err, PolicyError::UnknownRule { .. }));
+    }
+
+    #[test]
+    fn an_edited_rule_keeps_its_id_and_place_and_is_checked_as_an_added_one() {
+        let held = policy(
+            1,
+            None,
+            vec![
+                rule(1, RuleAction::Bypass, "10.0.0.0/8"),
+                rule(2, RuleAction::Deny, "10.1.0.0/16"),
+                rule(3, RuleAction::Allow, "10.2.0.0/16"),
+            ],
+        );
+        let mut wanted = rule(0, RuleAction::ForceAllow, "192.0.2.1");
+        wanted.name = "  admin host  ".into();
+        let edited = replace_rule(&held, RuleId(2), wanted).unwrap();
+        let ids: Vec<u64> = edited.rules.iter().map(|r| r.id.0).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(edited.rules[1].name, "admin host");
+        assert_eq!(edited.rules[1].action, RuleAction::ForceAllow);
+        assert_eq!(
+            changed_fields(&held.rules[1], &edited.rules[1]),
+            ["name", "action", "source_ips"]
+        );
+        assert!(changed_fields(&held.rules[0], &held.rules[0]).is_empty());
+
+        let err = replace_rule(&held, RuleId(9), rule(0, RuleAction::Deny, "10.0.0.1"));
+        assert!(matches!(err, Err(PolicyError::UnknownRule { .. })));
+        let mut icmp = rule(0, RuleAction::Deny, "10.0.0.1");
+        icmp.protocol = Protocol::Icmp;
+        let err = replace_rule(&held, RuleId(2), icmp).unwrap_err();
+        assert_eq!(err.field(), "destination_ports");
+        let mut long = rule(0, RuleAction::Deny, "10.0.0.1");
+        long.destination_ips = vec![IpMatch::parse("10.0.0.1").unwrap(); MAX_LIST_LEN + 1];
+        let err = replace_rule(&held, RuleId(2), long).unwrap_err();
+        assert_eq!(err.field(), "destination_ips");
+        // A full policy may still edit its rules: only adding needs room.
+        let full = policy(
+            1,
+            None,
+            vec![rule(1, RuleAction::Deny, "10.0.0.1"); MAX_RULES_PER_POLICY],
+        );
+        assert!(replace_rule(&full, RuleId(1), rule(0, RuleAction::Allow, "10.0.0.1")).is_ok());
     }
 }

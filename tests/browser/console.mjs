@@ -322,6 +322,35 @@ try {
   await page.click('button[data-save="agent-upgrade"]');
   await page.waitForFunction(() => document.querySelector('[data-section="agent-upgrade"] .saved')?.textContent === 'Saved.');
 
+  step('a firewall rule is added to the sub-policy, then edited in place keeping its id');
+  await page.fill('#rule-name', 'ssh');
+  await page.selectOption('#rule-action', 'deny');
+  await page.selectOption('#rule-protocol', 'tcp');
+  await page.fill('#rule-destination-ports', '22');
+  await page.click('#add-rule-button');
+  const ownRule = page.locator('#own-rules tbody tr[data-rule-id]');
+  await expectText(ownRule, /ssh\s*deny/);
+  const ruleId = await ownRule.first().getAttribute('data-rule-id');
+  await ownRule.first().locator('button.edit-rule').click();
+  await expectText(page.locator('#new-rule h3'), new RegExp(`Edit rule ${ruleId} "ssh"`));
+  if (await page.inputValue('#rule-destination-ports') !== '22') throw new Error('the edit form does not hold the rule');
+  // Refused by the manager next to its field; the rule stays as it was.
+  await page.fill('#rule-destination-ports', '70000');
+  await page.click('#add-rule-button');
+  await expectText(page.locator('#rule-destination-ports ~ .field-error'), /.+/);
+  await page.fill('#rule-name', 'ssh from the admin net');
+  await page.selectOption('#rule-action', 'force-allow');
+  await page.fill('#rule-destination-ports', '22');
+  await page.fill('#rule-source-ips', '10.0.0.0/8');
+  await page.click('#add-rule-button');
+  await expectText(page.locator('#new-rule .saved'), /Saved rule "ssh from the admin net"/);
+  const edited = page.locator(`#own-rules tr[data-rule-id="${ruleId}"]`);
+  await expectText(edited, /ssh from the admin net\s*force-allow/);
+  await expectText(edited, /10\.0\.0\.0\/8/);
+  await expectText(page.locator('#new-rule h3'), /^Add a rule$/);
+  if (await ownRule.count() !== 1) throw new Error('the edit added a rule instead of replacing it');
+  await shot('policy-rules');
+
   step('the computer, moved to the sub-policy, shows the interval inherited from it');
   await page.goto(`${url}/computers/${computerId}`);
   await page.selectOption('#move-policy', { label: 'Servers' });
@@ -333,6 +362,14 @@ try {
   await expectText(upgrade.locator('td.value'), /^\s*true\s*$/);
   await expectText(upgrade.locator('td.source'), /Servers/);
   await shot('computer');
+
+  step('the computer lists the rules it runs in evaluation order, from which policy, and that its firewall is off');
+  const runs = page.locator('#computer-rules tbody tr');
+  await expectText(page.locator(`#computer-rules tr[data-counter="rule-${ruleId}"] td.origin`), /^Servers$/);
+  if (await runs.first().getAttribute('data-counter') !== 'agent-port') throw new Error('the hidden agent-port rule is not first');
+  await expectText(runs.first().locator('td.origin'), /hidden/);
+  await expectText(page.locator('#firewall-off'), /firewall is off for this computer \(firewall\.enabled from Default\)/);
+  await page.locator('#computer-firewall').screenshot({ path: join(shots, 'computer-firewall.png') });
 
   step('the events page lists the agent\'s events');
   await page.click('a[data-nav="events"]');

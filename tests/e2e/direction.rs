@@ -329,6 +329,47 @@ fn a_rule_that_would_shut_the_manager_out_of_a_manager_initiated_computer_is_ref
     let words = String::from_utf8_lossy(&removal.stderr);
     assert!(words.contains("'admin host only'"), "{words}");
 
+    // Editing the wide rule away from the manager is refused likewise; an edit that still
+    // admits it is not, and the rule keeps its id.
+    let edit = |name, source| {
+        let mut args = agent_port_rule("Base Policy", name, source);
+        args[2] = "edit";
+        args.insert(4, &wide_id);
+        m.cli(&args)
+    };
+    let narrowed = edit("loopback", "127.0.0.3");
+    assert_eq!(narrowed.status.code(), Some(1));
+    let words = String::from_utf8_lossy(&narrowed.stderr);
+    assert!(words.contains("'loopback'"), "{words}");
+    let renamed = edit("the manager's host", "127.0.0.1");
+    assert!(renamed.status.success(), "{renamed:?}");
+    let rules = m.cli_json(&["policies", "rules", "list", "Base Policy"]);
+    assert_eq!(rules["rules"][0]["id"].to_string(), wide_id, "{rules}");
+    assert_eq!(rules["rules"][0]["name"], "the manager's host", "{rules}");
+
+    // What the computer runs: the rule (any port) replaces the hidden agent-port rule, whose
+    // reply half stays first; the firewall itself is off.
+    let id = computer(&m, "kiosk")["id"].to_string();
+    let runs = m.cli_json(&["computers", "rules", &id]);
+    assert_eq!(runs["rules"][0]["counter"], "agent-port-reply", "{runs}");
+    let own = format!("rule-{wide_id}");
+    let rule = runs["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["counter"] == own.as_str());
+    assert_eq!(
+        rule.map(|r| &r["policy"]),
+        Some(&serde_json::json!("Base Policy")),
+        "{runs}"
+    );
+    let table = m.cli(&["computers", "rules", &id]);
+    let words = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        words.starts_with("Firewall: off") && words.contains(&own),
+        "{words}"
+    );
+
     // Bidirectional, the agent still heartbeats: the removal is accepted. Going
     // manager-initiated with the narrow rule alone is what would lock the manager out.
     set_base(&m, "communication.direction=bidirectional");

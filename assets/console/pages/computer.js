@@ -1,11 +1,12 @@
 // One computer: summary, maintenance, active alerts (acknowledged or not), agent, effective
-// settings, overrides, history and events.
+// settings, the firewall rules it runs (in evaluation order, with their policy), overrides,
+// history and events.
 
 import { state } from '../state.js';
 import { badge, dash, h, link, pageTitle, statusBadge, syncRows, table, yesNo } from '../dom.js';
 import { absTime, formatOffset, timeAbs, timeAgo } from '../time.js';
 import { SETTING_KEYS, sourceLabel } from '../settings.js';
-import { acknowledgement, direction, eventFields, eventName } from '../format.js';
+import { acknowledgement, direction, eventFields, eventName, traffic } from '../format.js';
 import { ApiError, api, loadPolicies } from '../api.js';
 import { clearErrors, failedOrGone, noticeBox, onSubmit, policyOptions, showError } from '../forms.js';
 import { navigate } from '../router.js';
@@ -20,6 +21,9 @@ export function pageComputer(main, match) {
   const summary = h('dl', { class: 'facts', id: 'computer-summary' });
   const agentFacts = h('dl', { class: 'facts', id: 'agent-details' });
   const effective = table('effective-settings', ['Setting', 'Value', 'Source'], '—');
+  const firewallState = h('div', { id: 'computer-firewall-state' });
+  const firewallRules = table('computer-rules', ['#', 'Name', 'From', 'Action', 'Priority', 'Traffic',
+    'Ports', 'Source IPs', 'Source MACs', 'Destination IPs', 'Packets'], 'No firewall rules apply to this computer.');
   const history = table('computer-history', ['At', 'What', 'Detail'], 'No history yet.');
   const events = table('computer-events', ['Received', 'Seq', 'Event', 'Agent time', 'Fields'], 'No events yet.');
   const moveSelect = h('select', { id: 'move-policy', 'data-field': 'policy', 'aria-label': 'Policy' });
@@ -57,6 +61,8 @@ export function pageComputer(main, match) {
       h('section', { class: 'panel' }, h('h2', { text: 'Summary' }), summary),
       h('section', { class: 'panel' }, h('h2', { text: 'Agent' }), agentFacts)),
     h('section', {}, h('h2', { text: 'Effective settings' }), effective.node),
+    h('section', { id: 'computer-firewall' }, h('h2', { text: 'Firewall rules' }), firewallState,
+      h('div', { class: 'table-scroll' }, firewallRules.node)),
     h('section', { class: 'editor' }, h('h2', { class: 'section-kicker', text: 'Overrides for this computer' }),
       h('p', { class: 'muted', text: 'A field left "Inherited" takes its value from the computer\'s policy.' }), editor.node),
     h('section', {}, h('h2', { text: 'History' }), history.node),
@@ -112,11 +118,11 @@ export function pageComputer(main, match) {
   }
 
   async function refresh() {
-    const [c, policies, hist, evs, active, windows] = await Promise.all([
+    const [c, policies, hist, evs, active, windows, rules] = await Promise.all([
       api('GET', '/computers/' + id), loadPolicies(),
       api('GET', '/computers/' + id + '/history'),
       api('GET', '/events?computer=' + encodeURIComponent(id) + '&limit=100'),
-      api('GET', '/alerts'), api('GET', '/maintenance')]);
+      api('GET', '/alerts'), api('GET', '/maintenance'), api('GET', '/computers/' + id + '/firewall-rules')]);
     computer = c;
     h1.firstChild.textContent = c.hostname;
     document.title = c.hostname + ' — Picket';
@@ -132,6 +138,8 @@ export function pageComputer(main, match) {
     fillSummary(summary, c);
     fillAgent(agentFacts, c);
     fillEffective(effective.tbody, c);
+    fillFirewallState(firewallState, rules);
+    fillRules(firewallRules.tbody, rules.rules, c.agent ? c.agent.counters : null);
     if (document.activeElement !== moveSelect) policyOptions(moveSelect, policies, c.policy);
     const policy = policies.find((p) => p.id === c.policy_id);
     editor.update(c, policy ? policy.effective : null, c.kind);
@@ -230,4 +238,48 @@ function fillEffective(tbody, c) {
     h('td', { class: 'source', 'data-source': s.source }, sourceLabel(s.source),
       s.overrides ? h('small', { class: 'field-note', text: ' (the policy says ' + s.overrides.value + ' from ' +
         sourceLabel(s.overrides.source) + (s.overrides.reason ? '; ' + s.overrides.reason : '') + ')' }) : null)));
+}
+
+// Whether the host firewall enforces the list below, and how to read it.
+function fillFirewallState(box, rules) {
+  const from = ' (firewall.enabled from ' + sourceLabel(rules.firewall_enabled_source) + ')';
+  const lines = [];
+  if (!rules.firewall_enabled) {
+    lines.push(h('p', { id: 'firewall-off', class: 'notice notice-warning', role: 'status',
+      text: 'The firewall is off for this computer' + from + ': the host firewall enforces none of these rules. ' +
+        'The agent still lets only the sources of the rules that govern its port connect to it.' }));
+  } else if (rules.firewall_withheld) {
+    lines.push(h('p', { id: 'firewall-off', class: 'notice notice-warning', role: 'status', text: rules.firewall_withheld }));
+  } else {
+    lines.push(h('p', { class: 'muted', text: 'The firewall is on' + from + '.' }));
+  }
+  lines.push(h('p', { class: 'muted', text: 'In the order the agent evaluates them: priority 4 first; within a priority bypass, ' +
+    'log only, force allow, deny, then allow; the first rule that allows or denies a packet decides it.' +
+    (rules.agent_port === null ? ' The agent has not reported a listening port: the hidden rules that open it are not shown.' : '') }));
+  box.replaceChildren(...lines);
+}
+
+// The computer's rules in evaluation order; each says where it comes from, and how many
+// packets it matched since the agent last applied its ruleset (when the firewall is on).
+function fillRules(tbody, rules, counters) {
+  const list = (xs) => (xs && xs.length ? xs.join(', ') : 'any');
+  const packets = (r) => {
+    const n = counters ? counters['firewall:' + r.counter + ':packets'] : undefined;
+    return n === undefined ? '—' : String(n);
+  };
+  const origin = (r) => {
+    if (r.origin === 'policy') return link('/policies/' + r.policy_id, r.policy, { 'data-policy-id': r.policy_id });
+    if (r.origin === 'hidden') return h('span', { class: 'muted', title: 'Added by the manager for the agent\'s port', text: 'hidden (manager)' });
+    return h('span', { class: 'muted', title: 'What no rule of this direction accepted, once it has an allow rule', text: 'implicit (allow rules)' });
+  };
+  syncRows(tbody, rules, (r) => r.counter, (r) => h('tr', { 'data-counter': r.counter, 'data-origin': r.origin },
+    h('td', { class: 'num', text: r.position }),
+    h('td', { class: 'rule-name' }, r.name, r.log ? h('span', { class: 'badge badge-info', text: 'log' }) : null,
+      r.skipped ? h('small', { class: 'field-note', title: r.skipped, text: ' (not enforced: ' + r.skipped + ')' }) : null),
+    h('td', { class: 'origin nowrap' }, origin(r)),
+    h('td', {}, badge('action', r.action)), h('td', { text: r.priority === null ? '—' : r.priority }),
+    h('td', { class: 'nowrap', text: traffic(r) }),
+    h('td', { text: r.source_ports && r.source_ports.length ? 'from ' + r.source_ports.join(', ') : list(r.destination_ports) }),
+    h('td', { text: list(r.source_ips) }), h('td', { text: list(r.source_macs) }),
+    h('td', { text: list(r.destination_ips) }), h('td', { class: 'num', text: packets(r) })));
 }
