@@ -128,6 +128,7 @@ fn an_upgrade_that_does_not_come_online_rolls_back_and_is_not_taken_again() {
     // Version 0.2.0 of this agent never reaches its manager, as a broken release would not.
     let broken = [("PICKET_TEST_OFFLINE_VERSION", Path::new("0.2.0"))];
     let agent = Agent::start_from(Path::new(BIN), &data, Some(&activation(&m)), "up2", &broken);
+    wait_for(LIMIT, || agent_version(&m));
     let history = wait_for(LIMIT, || {
         let events = events(&m);
         (!named(&events, "agent-upgrade-failed").is_empty()).then_some(events)

@@ -315,8 +315,9 @@ pub(super) fn session_params(
             // between the two leaves the events table ahead, and it is the truth.
             let stored = txn.newest_event_seq(id)?;
             let last_seq = state.last_seq.max(stored.unwrap_or(0));
-            // TODO(autoup): the computer's effective `agent.auto-upgrade`.
-            let auto_upgrade = false;
+            let auto_upgrade = policy::resolve_computer(&tree, &record)
+                .agent_auto_upgrade
+                .value;
             let upgrade = upgrade::offer(auto_upgrade, &state.agent_version);
             (expected, last_seq, interval, upgrade)
         }
