@@ -34,19 +34,39 @@ pub const FIREWALL_RESTORED: EventKind = EventKind {
     name: "firewall-restored",
 };
 
+/// A packet a firewall rule logged (`log: true`, log-only, or the implicit deny of an allow rule
+/// that logs), as the agent read it from the rules' NFLOG group.
+pub const FIREWALL_PACKET_LOGGED: EventKind = EventKind {
+    id: 2000,
+    name: "firewall-packet-logged",
+};
+/// How many packet or refusal events one rule's window held back (the agent's rate limit).
+pub const FIREWALL_LOG_SUPPRESSED: EventKind = EventKind {
+    id: 2001,
+    name: "firewall-log-suppressed",
+};
+/// The agent-port rule refused a connection to the agent's listening port.
+pub const AGENT_PORT_REFUSED: EventKind = EventKind {
+    id: 2002,
+    name: "agent-port-refused",
+};
+
 /// The reference's agent event 5004: the agent saw its own clock change.
 pub const CLOCK_CHANGED: EventKind = EventKind {
     id: 5004,
     name: "clock-changed",
 };
 
-pub const CATALOGUE: [EventKind; 7] = [
+pub const CATALOGUE: [EventKind; 10] = [
     AGENT_STARTED,
     AGENT_STOPPED,
     CONFIG_APPLIED,
     CONFIG_REJECTED,
     ACTIVATED,
     FIREWALL_RESTORED,
+    FIREWALL_PACKET_LOGGED,
+    FIREWALL_LOG_SUPPRESSED,
+    AGENT_PORT_REFUSED,
     CLOCK_CHANGED,
 ];
 
