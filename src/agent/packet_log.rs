@@ -75,11 +75,16 @@ impl fmt::Display for PacketLogError {
                     f,
                     "the kernel refused to bind NFLOG group {LOG_GROUP}: {text}"
                 )?;
-                // EPERM or EBUSY: another socket (ulogd, another agent) holds the group.
-                if [1, 16].contains(errno) {
-                    write!(f, " (another program holds the group)")?;
+                // Another socket (ulogd, another agent) holding the group is EPERM (EBUSY on
+                // older kernels); EPERM is also nfnetlink's answer without CAP_NET_ADMIN.
+                match errno {
+                    1 => write!(
+                        f,
+                        " (another program holds the group, or the agent lacks CAP_NET_ADMIN)"
+                    ),
+                    16 => write!(f, " (another program holds the group)"),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             PacketLogError::NoAnswer => write!(
                 f,

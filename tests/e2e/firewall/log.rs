@@ -2,7 +2,9 @@
 //! agent's namespace, packets sent from the client's across the veth pair, and the events they
 //! become at the manager (`schema/events.md` 2000-2002), a flood held to the agent's limit with
 //! a count of the rest. The agent's limiter window is cut to a few seconds through the debug
-//! build's `PICKET_TEST_LOG_WINDOW_MS`, so that a window ends within the test.
+//! build's `PICKET_TEST_LOG_WINDOW_MS`, so that a window ends within the test. And when another
+//! program holds the group, the firewall enforces all the same and its component says why its
+//! packets are not reported.
 
 use super::{
     AGENT_IP, CLIENT_IP, LIMIT, Namespaces, Site, cli, firewall_component, host_has_table,
@@ -246,4 +248,91 @@ fn the_firewall_logs_denied_packets_and_agent_port_refusals_as_events_within_a_l
         host_table_before,
         "the machine's own namespace was not touched"
     );
+}
+
+/// Holds NFLOG group 4118 as ulogd would: binds it, prints the kernel's answer, sleeps.
+const HOLDER: &str = r#"
+import socket, struct, time
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+s.bind((0, 0))
+body = struct.pack("=BBH", 0, 0, socket.htons(4118)) + struct.pack("=HH", 5, 1) + bytes([1, 0, 0, 0])
+s.send(struct.pack("=IHHII", 16 + len(body), 0x0401, 5, 1, 0) + body)
+answer = s.recv(100)
+print("bound" if struct.unpack_from("=i", answer, 16)[0] == 0 else "refused", flush=True)
+time.sleep(60)
+"#;
+
+#[test]
+fn the_firewall_enforces_and_says_so_when_another_program_holds_its_log_group() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipped: {why}; CI runs this test as root with iproute2 and nftables");
+        return;
+    }
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python {
+        eprintln!("skipped: python3 holds the NFLOG group in this test, and it is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ns = Namespaces::create("held");
+    let mut holder = Namespaces::command(&ns.agent, "python3")
+        .args(["-c", HOLDER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    ns.children.push(holder);
+    assert_eq!(first.trim(), "bound", "the holder binds the group first");
+    let site = Site::start(&mut ns, tmp.path(), &[]);
+    let manager = site.manager.clone();
+    let console = site.console.to_string();
+    add_rule(
+        &ns,
+        &manager,
+        &[
+            "--name",
+            "no console",
+            "--action",
+            "deny",
+            "--protocol",
+            "tcp",
+            "--port",
+            &console,
+            "--log",
+        ],
+    );
+    cli(
+        &ns,
+        &manager,
+        &["policies", "set", "Base Policy", "firewall.enabled=true"],
+    );
+    let on = wait_for(LIMIT, || {
+        firewall_component(&ns, &manager, "1").filter(|c| c["state"] == "on")
+    });
+    let reason = wait_for(LIMIT, || {
+        let component = firewall_component(&ns, &manager, "1")?;
+        let reason = component["reason"].as_str()?.to_string();
+        reason.contains("not reported").then_some(reason)
+    });
+    eprintln!("held group: the firewall component says {on} then {reason:?}");
+    assert!(reason.contains("NFLOG group 4118"), "{reason}");
+    assert!(
+        !ns.client_connects(site.console),
+        "the deny rule still drops"
+    );
+    let log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("will not be reported"))
+        .count();
+    assert_eq!(said, 1, "logged once: {log}");
 }
