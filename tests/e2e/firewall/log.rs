@@ -211,6 +211,13 @@ fn the_firewall_logs_denied_packets_and_agent_port_refusals_as_events_within_a_l
         "{reported} events for {windows} windows"
     );
     assert!(suppressed >= FLOOD - PER_WINDOW * (windows as u64 + 1));
+    // Every packet was read: the heartbeat's counters say so, and that none was lost.
+    let counters = wait_for(LIMIT, || {
+        let computer = cli(&ns, &manager, &["computers", "show", "1"]);
+        let counters = computer["agent"]["counters"].clone();
+        (counters["firewall-log-packets"].as_u64()? >= FLOOD).then_some(counters)
+    });
+    assert_eq!(counters["firewall-log-lost"], 0, "{counters}");
 
     // Connections the agent-port rule refuses: events too, under the same limit.
     client_script(
