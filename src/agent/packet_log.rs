@@ -292,23 +292,25 @@ fn packet(rt: &Runtime<'_>, logged: &Logged) {
     let rule = describe(rt, &logged.rule);
     let p = &logged.packet;
     let direction = logged.direction().or(rule.direction.map(|d| d.name()));
+    // In this order: a forwarded event's CEF and LEEF carry its first six fields as fields of
+    // their own (`notify::format::event::MAX_FIELDS`), the rest only in `msg`.
     let mut fields = vec![
         ("rule".to_string(), logged.rule.clone()),
-        ("name".into(), rule.name),
         ("action".into(), rule.action),
-        ("direction".into(), direction.unwrap_or("unknown").into()),
         ("protocol".into(), nflog::protocol_name(p.protocol)),
         ("source".into(), p.source.to_string()),
         ("destination".into(), p.destination.to_string()),
     ];
     if let Some((source, destination)) = p.ports {
-        fields.push(("source_port".into(), source.to_string()));
         fields.push(("destination_port".into(), destination.to_string()));
+        fields.push(("source_port".into(), source.to_string()));
     }
     if let Some((kind, code)) = p.icmp {
         fields.push(("icmp_type".into(), kind.to_string()));
         fields.push(("icmp_code".into(), code.to_string()));
     }
+    fields.push(("direction".into(), direction.unwrap_or("unknown").into()));
+    fields.push(("name".into(), rule.name));
     spool(rt, crate::model::events::FIREWALL_PACKET_LOGGED.id, fields);
 }
 
