@@ -20,7 +20,8 @@
 //! - [`proto`] and [`framed`]: the agent-manager protocol (sans-io session machines) and its
 //!   frames over an async stream.
 //! - [`policy`]: inheritance, validation of the policy tree, the configuration an agent is sent.
-//! - [`firewall`]: the host firewall's rule order and its translation into one nftables ruleset.
+//! - [`firewall`]: the host firewall's rule order, its translation into one nftables ruleset, the
+//!   packets its rules log (nfnetlink_log bytes) and how many become events.
 //! - [`liveness`]: the sans-io heartbeat monitor: deadlines, missed counts, offline decisions.
 //! - [`alerts`]: the alert catalogue, lifecycle and the store transactions that write alerts.
 //! - [`activation`]: token rules and the activation grant.
@@ -36,7 +37,7 @@
 //! - [`metrics`]: the manager's counters and histograms, and their Prometheus text form.
 //! - [`manager`]: the manager process: data dir, listeners, the agent port, dialer, verdicts,
 //!   retention and store tasks, shutdown.
-//! - [`agent`]: the agent process: activation, heartbeat loop, listener, spool.
+//! - [`agent`]: the agent process: activation, heartbeat loop, listener, spool, packet log.
 //! - [`service`]: a long-running process under systemd: readiness and watchdog keep-alives over
 //!   `$NOTIFY_SOCKET`, the signals it answers (SIGHUP is ignored), its log formats (journal
 //!   priorities, JSON).

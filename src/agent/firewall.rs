@@ -135,6 +135,11 @@ impl Firewall {
         self.status.borrow().clone()
     }
 
+    /// Whether a table of the agent's is in force (its last application succeeded).
+    pub fn is_on(&self) -> bool {
+        matches!(*self.applied.borrow(), Applied::On { .. })
+    }
+
     /// The heartbeat's `firewall` component.
     pub fn component(&self) -> crate::model::Component {
         let status = self.status();

@@ -131,6 +131,8 @@ async fn connection(
     if let Verdict::Refuse { rules } = gate::check(&rules, port, peer.ip(), mac) {
         let refused = &rt.counters.listener_refused;
         refused.set(refused.get() + 1);
+        // An event for the manager, under the same limit as the packets the firewall logs.
+        super::packet_log::refused(rt, peer, port, mac, &rules);
         // The first few of a minute with their details, the rest in the summary line.
         if ticket.closed(now(), Closed::Refused) {
             let mac = mac.map_or("unknown".to_string(), |m| m.to_string());

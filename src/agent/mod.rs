@@ -1,7 +1,8 @@
 //! The agent process: activates once with a token, then runs two things side by side: the
 //! heartbeat loop (it dials the manager at the effective interval, with jitter and backoff,
 //! unless the direction is manager-initiated) and the listener (the manager dials it, unless
-//! the direction is agent-initiated). Either way the manager drives the same session, which
+//! the direction is agent-initiated), beside the reader of the packets its firewall logs.
+//! Either way the manager drives the same session, which
 //! delivers spooled events exactly once and applies the configuration. A clean stop says
 //! goodbye.
 //!
@@ -16,6 +17,7 @@ mod heartbeat;
 mod identity;
 mod listener;
 mod neighbours;
+mod packet_log;
 mod runtime;
 pub(crate) mod schedule;
 mod session;
@@ -164,7 +166,12 @@ fn serve_with(
             systemd.keep_alive(clock, async || Ok(())).await;
             Ok(Stopped::Shutdown)
         };
-        let serving = smol::future::or(listening, keep_alive);
+        // The packets the firewall logs, read as they come; it never ends by itself either.
+        let packet_log = async {
+            packet_log::run(&rt).await;
+            Ok(Stopped::Shutdown)
+        };
+        let serving = smol::future::or(smol::future::or(listening, keep_alive), packet_log);
         smol::future::or(serving, heartbeat::run(&rt, &client_tls, shutdown)).await
     })
 }

@@ -6,6 +6,7 @@ use super::clock_watch::ClockWatch;
 use super::error::AgentError;
 use super::firewall::{Firewall, FirewallError};
 use super::identity::Identity;
+use super::packet_log::PacketLog;
 use super::session;
 use super::spool::Spool;
 use super::upgrade::Upgrades;
@@ -71,6 +72,8 @@ pub(super) struct Runtime<'a> {
     pub firewall: Firewall,
     /// Upgrades from the manager: the download, the trial, the binary to run next.
     pub upgrades: Upgrades,
+    /// The packets its rules log and the agent-port refusals, as events (`packet_log.rs`).
+    pub packet_log: PacketLog,
 }
 
 impl<'a> Runtime<'a> {
@@ -94,6 +97,7 @@ impl<'a> Runtime<'a> {
             listener_wake: Wake::new(),
             firewall: Firewall::default(),
             upgrades,
+            packet_log: PacketLog::new(),
         }
     }
 
@@ -140,7 +144,10 @@ impl<'a> Runtime<'a> {
             return Ok(());
         };
         let before = self.firewall.status();
-        if let Err(e) = self.firewall.enforce(&config, self.listen_port.get()) {
+        let enforced = self.firewall.enforce(&config, self.listen_port.get());
+        // The packet log opens once a table is in force, or retries if it could not.
+        self.packet_log.wake.notify();
+        if let Err(e) = enforced {
             log::error!("the firewall: {e}; the last good ruleset stays");
             if self.firewall.status() != before {
                 self.spool.append(
@@ -222,6 +229,8 @@ impl<'a> Runtime<'a> {
             counter("manager-sessions", c.manager_sessions.get()),
             counter("listener-refused", c.listener_refused.get()),
             counter("events-spooled", self.spool.pending()?),
+            counter("firewall-log-packets", self.packet_log.packets.get()),
+            counter("firewall-log-lost", self.packet_log.lost.get()),
         ];
         // The host firewall's per-rule counters (`firewall.md`, Counters and logs).
         for (name, packets, bytes) in self.firewall.counters() {
@@ -232,13 +241,27 @@ impl<'a> Runtime<'a> {
             wall_clock: self.clock.wall(),
             components: vec![
                 Component::from_on("spool".into(), true),
-                self.firewall.component(),
+                self.firewall_component(),
             ],
             counters,
             fingerprint: self.fingerprint(),
             spool: self.spool.range()?,
             listen_port: self.listen_port.get(),
         })
+    }
+
+    /// The firewall's component; while it is on, its reason says when the packets its rules
+    /// log cannot be reported.
+    fn firewall_component(&self) -> Component {
+        let mut component = self.firewall.component();
+        if let (true, Some(problem)) = (self.firewall.is_on(), self.packet_log.problem()) {
+            let problem = format!("logged packets are not reported: {problem}");
+            component.reason = match component.reason.is_empty() {
+                true => problem,
+                false => format!("{}; {problem}", component.reason),
+            };
+        }
+        component
     }
 
     /// One session over an open connection, whoever dialed; the agent speaks first. Wakes the

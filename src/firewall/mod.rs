@@ -6,7 +6,12 @@
 //!   safety check asks it whether an agent keeps a path to its manager).
 //! - [`nft`]: the rules as one `nft -j -f` transaction for the table `inet picket`
 //!   (`schema/firewall.md`).
+//! - [`nflog`]: the netlink bytes of the packets those rules log, and the request that binds the
+//!   agent to their group.
+//! - [`log_limit`]: how many logged packets per rule become events, and the count of the rest.
 
+pub mod log_limit;
+pub mod nflog;
 pub mod nft;
 pub mod order;
 pub mod shape;

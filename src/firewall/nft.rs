@@ -16,6 +16,10 @@ pub const FAMILY: &str = "inet";
 pub const TABLE: &str = "picket";
 /// Every log line the ruleset asks for starts with this, then the counter's name and a space.
 pub const LOG_PREFIX: &str = "picket ";
+/// The NFLOG group the `log` statements send to. The agent reads the group over netlink in its
+/// own network namespace (`agent/packet_log.rs`); the kernel log is not delivered per
+/// namespace, and a group keeps the packets out of the host's syslog.
+pub const LOG_GROUP: u16 = 4118;
 
 /// Longest comment kept on an nft rule (the kernel's limit is 128 bytes).
 const MAX_COMMENT: usize = 100;
@@ -373,7 +377,7 @@ fn established() -> Vec<Value> {
 }
 
 fn log_statement(name: &str) -> Value {
-    json!({"log": {"prefix": format!("{LOG_PREFIX}{name} ")}})
+    json!({"log": {"prefix": format!("{LOG_PREFIX}{name} "), "group": LOG_GROUP}})
 }
 
 fn accept() -> Value {

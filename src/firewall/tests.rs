@@ -117,8 +117,8 @@ fn logged_rules_and_log_only_rules_log_with_their_name() {
     let watch = rule(5, "log-only", 1, "incoming");
     let quiet = rule(6, "deny", 0, "incoming");
     let text = translate(&[deny, watch, quiet], None).json.to_string();
-    assert!(text.contains(r#"{"log":{"prefix":"picket rule-4 "}}"#));
-    assert!(text.contains(r#"{"log":{"prefix":"picket rule-5 "}}"#));
+    assert!(text.contains(r#"{"log":{"group":4118,"prefix":"picket rule-4 "}}"#));
+    assert!(text.contains(r#"{"log":{"group":4118,"prefix":"picket rule-5 "}}"#));
     assert!(!text.contains("picket rule-6 "));
 }
 

@@ -49,6 +49,22 @@ pub const AGENT_UPGRADE_FAILED: EventKind = EventKind {
     id: 1008,
     name: "agent-upgrade-failed",
 };
+/// A packet a firewall rule logged (`log: true`, log-only, or the implicit deny of an allow rule
+/// that logs), as the agent read it from the rules' NFLOG group.
+pub const FIREWALL_PACKET_LOGGED: EventKind = EventKind {
+    id: 2000,
+    name: "firewall-packet-logged",
+};
+/// How many packet or refusal events one rule's window held back (the agent's rate limit).
+pub const FIREWALL_LOG_SUPPRESSED: EventKind = EventKind {
+    id: 2001,
+    name: "firewall-log-suppressed",
+};
+/// The agent-port rule refused a connection to the agent's listening port.
+pub const AGENT_PORT_REFUSED: EventKind = EventKind {
+    id: 2002,
+    name: "agent-port-refused",
+};
 
 /// The reference's agent event 5004: the agent saw its own clock change.
 pub const CLOCK_CHANGED: EventKind = EventKind {
@@ -56,7 +72,7 @@ pub const CLOCK_CHANGED: EventKind = EventKind {
     name: "clock-changed",
 };
 
-pub const CATALOGUE: [EventKind; 10] = [
+pub const CATALOGUE: [EventKind; 13] = [
     AGENT_STARTED,
     AGENT_STOPPED,
     CONFIG_APPLIED,
@@ -66,6 +82,9 @@ pub const CATALOGUE: [EventKind; 10] = [
     AGENT_UPGRADE_STARTED,
     AGENT_UPGRADED,
     AGENT_UPGRADE_FAILED,
+    FIREWALL_PACKET_LOGGED,
+    FIREWALL_LOG_SUPPRESSED,
+    AGENT_PORT_REFUSED,
     CLOCK_CHANGED,
 ];
 

@@ -9,7 +9,10 @@ use super::cef::{escape_header, escape_value as cef_value};
 use super::leef::escape_value as leef_value;
 use super::syslog::{FACILITY, header_field};
 use super::{Site, one_line, rfc3339};
-use crate::model::events::{self, CLOCK_CHANGED, CONFIG_REJECTED, FIREWALL_RESTORED};
+use crate::model::events::{
+    self, AGENT_PORT_REFUSED, AGENT_UPGRADE_FAILED, CLOCK_CHANGED, CONFIG_REJECTED,
+    FIREWALL_RESTORED,
+};
 use crate::notify::{EventNotice, SyslogFormat};
 use std::net::IpAddr;
 
@@ -39,7 +42,17 @@ pub enum Level {
 
 /// The level of an event id; an id outside the catalogue is `Info`.
 pub fn level(id: u32) -> Level {
-    if [CONFIG_REJECTED.id, CLOCK_CHANGED.id, FIREWALL_RESTORED.id].contains(&id) {
+    // A logged packet is the firewall doing its job (info); a stranger knocking on the agent's
+    // own port is worth a look.
+    let warnings = [
+        CONFIG_REJECTED.id,
+        CLOCK_CHANGED.id,
+        FIREWALL_RESTORED.id,
+        AGENT_PORT_REFUSED.id,
+        // An upgrade given up: the computer runs an older version than the site intends.
+        AGENT_UPGRADE_FAILED.id,
+    ];
+    if warnings.contains(&id) {
         Level::Warning
     } else {
         Level::Info

@@ -7,6 +7,8 @@
 //! in the machine's own, and they are deleted at the end (the table goes with them). Needs root,
 //! `ip` (iproute2), `nft` (nftables) and bash; without them it says why and passes.
 
+mod log;
+
 use crate::support::BIN;
 use crate::support::agent::wait_for;
 use serde_json::Value;
@@ -56,11 +58,12 @@ struct Namespaces {
 }
 
 impl Namespaces {
-    fn create() -> Namespaces {
+    /// `tag` tells apart the namespaces of the tests running at once in this process.
+    fn create(tag: &str) -> Namespaces {
         let id = std::process::id();
         let ns = Namespaces {
-            agent: format!("picket-fw-a-{id}"),
-            client: format!("picket-fw-c-{id}"),
+            agent: format!("picket-fw{tag}-a-{id}"),
+            client: format!("picket-fw{tag}-c-{id}"),
             children: Vec::new(),
         };
         let (a, c) = (ns.agent.as_str(), ns.client.as_str());
@@ -204,6 +207,85 @@ fn host_has_table() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A manager and an activated agent in the agent's namespace, with 1 s heartbeats.
+struct Site {
+    manager: PathBuf,
+    console: u16,
+    /// The agent's listening port.
+    listen: u16,
+    manager_addr: String,
+    pin: String,
+}
+
+impl Site {
+    /// Starts both; the agent with `agent_env` besides the namespace's environment.
+    fn start(ns: &mut Namespaces, tmp: &Path, agent_env: &[(&str, &str)]) -> Site {
+        let manager = tmp.join("manager");
+        let manager_args = [
+            "manager",
+            "--data-dir",
+            manager.to_str().unwrap(),
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--console-listen",
+            "0.0.0.0:0",
+            "--hostname",
+            "localhost",
+        ];
+        ns.spawn(&manager_args, &tmp.join("manager.log"), &[]);
+        let console = wait_for(LIMIT, || ports(&manager)?["console"].as_str().map(port_of));
+        let agent_port = port_of(ports(&manager).unwrap()["agent"].as_str().unwrap());
+        cli(
+            ns,
+            &manager,
+            &["policies", "set", "Base Policy", "heartbeat.interval=1s"],
+        );
+        let token = cli(ns, &manager, &["token", "create"]);
+        let command = token["agent_command"].as_str().unwrap().to_string();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let pin = words[words.iter().position(|w| *w == "--ca-sha256").unwrap() + 1];
+        let secret = words
+            .iter()
+            .find_map(|w| w.strip_prefix("PICKET_TOKEN="))
+            .unwrap();
+        let mut site = Site {
+            manager: manager.clone(),
+            console,
+            listen: 0,
+            manager_addr: format!("127.0.0.1:{agent_port}"),
+            pin: pin.to_string(),
+        };
+        let agent = tmp.join("agent");
+        let agent_args = site.agent_args(&agent, secret, "fw-agent");
+        let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
+        ns.spawn(&agent_args, &tmp.join("agent.log"), agent_env);
+        site.listen = wait_for(LIMIT, || ports(&agent)?["listen"].as_str().map(port_of));
+        wait_for(LIMIT, || firewall_component(ns, &manager, "1"));
+        site
+    }
+
+    /// `picket agent ...` for an agent in `dir` activating with `secret`.
+    fn agent_args(&self, dir: &Path, secret: &str, hostname: &str) -> Vec<String> {
+        [
+            "agent",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--manager",
+            &self.manager_addr,
+            "--token",
+            secret,
+            "--ca-sha256",
+            &self.pin,
+            "--listen",
+            "0.0.0.0:0",
+            "--hostname",
+            hostname,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
 #[test]
 fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table() {
     if let Some(why) = missing_tools() {
@@ -212,56 +294,9 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
     }
     let host_table_before = host_has_table();
     let tmp = tempfile::tempdir().unwrap();
-    let manager: PathBuf = tmp.path().join("manager");
-    let agent: PathBuf = tmp.path().join("agent");
-    let mut ns = Namespaces::create();
-
-    let manager_args = [
-        "manager",
-        "--data-dir",
-        manager.to_str().unwrap(),
-        "--agent-listen",
-        "127.0.0.1:0",
-        "--console-listen",
-        "0.0.0.0:0",
-        "--hostname",
-        "localhost",
-    ];
-    ns.spawn(&manager_args, &tmp.path().join("manager.log"), &[]);
-    let console = wait_for(LIMIT, || ports(&manager)?["console"].as_str().map(port_of));
-    let agent_port = port_of(ports(&manager).unwrap()["agent"].as_str().unwrap());
-    cli(
-        &ns,
-        &manager,
-        &["policies", "set", "Base Policy", "heartbeat.interval=1s"],
-    );
-    let token = cli(&ns, &manager, &["token", "create"]);
-    let command = token["agent_command"].as_str().unwrap().to_string();
-    let words: Vec<&str> = command.split_whitespace().collect();
-    let pin = words[words.iter().position(|w| *w == "--ca-sha256").unwrap() + 1];
-    let secret = words
-        .iter()
-        .find_map(|w| w.strip_prefix("PICKET_TOKEN="))
-        .unwrap();
-    let manager_addr = format!("127.0.0.1:{agent_port}");
-    let agent_args = [
-        "agent",
-        "--data-dir",
-        agent.to_str().unwrap(),
-        "--manager",
-        &manager_addr,
-        "--token",
-        secret,
-        "--ca-sha256",
-        pin,
-        "--listen",
-        "0.0.0.0:0",
-        "--hostname",
-        "fw-agent",
-    ];
-    ns.spawn(&agent_args, &tmp.path().join("agent.log"), &[]);
-    let listen = wait_for(LIMIT, || ports(&agent)?["listen"].as_str().map(port_of));
-    wait_for(LIMIT, || firewall_component(&ns, &manager, "1"));
+    let mut ns = Namespaces::create("");
+    let site = Site::start(&mut ns, tmp.path(), &[]);
+    let (manager, console, listen) = (site.manager.clone(), site.console, site.listen);
     // A second agent that cannot find nft: its firewall is in error once the policy enables it.
     let token = cli(&ns, &manager, &["token", "create"]);
     let command = token["agent_command"].as_str().unwrap().to_string();
@@ -271,10 +306,8 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
         .unwrap()
         .to_string();
     let blind = tmp.path().join("blind");
-    let mut blind_args = agent_args;
-    blind_args[2] = blind.to_str().unwrap();
-    blind_args[6] = &secret2;
-    blind_args[12] = "no-nft";
+    let blind_args = site.agent_args(&blind, &secret2, "no-nft");
+    let blind_args: Vec<&str> = blind_args.iter().map(String::as_str).collect();
     let nowhere = [("PATH", "/nonexistent")];
     ns.spawn(&blind_args, &tmp.path().join("blind.log"), &nowhere);
 
