@@ -8,6 +8,7 @@
 //! `ip` (iproute2), `nft` (nftables) and bash; without them it says why and passes.
 
 mod log;
+mod refused;
 
 use crate::support::BIN;
 use crate::support::agent::wait_for;
