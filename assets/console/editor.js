@@ -1,4 +1,4 @@
-// The heartbeat, direction and agent upgrade editor, shared by the policy and the computer page.
+// The heartbeat, direction, firewall and agent upgrade editor, shared by the policy and the computer page.
 // save(body) PATCHes {"settings": body} and returns the updated POLICY or COMPUTER.
 
 import { h, option } from './dom.js';
@@ -16,17 +16,22 @@ export function settingsEditor(save) {
   const directionSection = settingsSection('Settings > General > Communication Direction', 'direction', [
     choiceField('communication.direction', 'Direction of Manager to Agent communication', DIRECTIONS),
   ], save);
+  const firewallSection = settingsSection('Settings > Firewall', 'firewall', [
+    choiceField('firewall.enabled', "Enforce the policy's firewall rules on the computer (nftables)",
+      [['true', 'Yes'], ['false', 'No']]),
+  ], save);
   const upgradeSection = settingsSection('Settings > General > Agent Upgrade', 'agent-upgrade', [
     choiceField('agent.auto-upgrade', "Upgrade the agent to the manager's version when the manager has a newer one",
       [['true', 'Yes'], ['false', 'No']]),
   ], save);
   return {
-    node: h('div', { class: 'settings-editor' }, heartbeat.node, directionSection.node, upgradeSection.node),
+    node: h('div', { class: 'settings-editor' }, heartbeat.node, directionSection.node, firewallSection.node, upgradeSection.node),
     // obj: POLICY or COMPUTER; parentEffective: what the parent (policy) resolves to, used for
     // the "Inherited (...)" text of a field that is overridden here.
     update(obj, parentEffective, kind) {
       heartbeat.update(obj, parentEffective, kind, false);
       directionSection.update(obj, parentEffective, kind, false);
+      firewallSection.update(obj, parentEffective, kind, false);
       upgradeSection.update(obj, parentEffective, kind, false);
     },
   };

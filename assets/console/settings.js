@@ -11,6 +11,8 @@ export const SETTING_KEYS = [
   'heartbeat.max-clock-change',
   'heartbeat.offline-errors-for-inactive-vms',
   'communication.direction',
+  'firewall.enabled',
+  'agent.auto-upgrade',
 ];
 // Built-in defaults (DESIGN.md): what the Base Policy inherits.
 export const DEFAULTS = {
@@ -19,6 +21,7 @@ export const DEFAULTS = {
   'heartbeat.max-clock-change': { value: '15m', source: 'default' },
   'heartbeat.offline-errors-for-inactive-vms': { value: false, source: 'default' },
   'communication.direction': { value: 'bidirectional', source: 'default' },
+  'firewall.enabled': { value: false, source: 'default' },
   'agent.auto-upgrade': { value: false, source: 'default' },
 };
 

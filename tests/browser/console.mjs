@@ -316,6 +316,10 @@ try {
   await page.waitForFunction(() => !document.querySelector('.field-error')?.textContent);
   await shot('policy-editor');
 
+  step('the policy editor has the firewall switch, off and inherited from the default');
+  await expectText(page.locator('[data-inherited-text="firewall.enabled"]'), /Inherited \(No from Default\)/);
+  if (await page.inputValue('select[data-field="firewall.enabled"]') !== 'inherited') throw new Error('firewall.enabled is not inherited');
+
   step('the policy turns on agent upgrades, which the Base Policy leaves off');
   await expectText(page.locator('[data-inherited-text="agent.auto-upgrade"]'), /Inherited \(No from Default\)/);
   await page.selectOption('select[data-field="agent.auto-upgrade"]', 'true');
