@@ -68,8 +68,16 @@ pub struct Version {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum ReleaseRank {
-    Pre(String),
+    Pre(Vec<Identifier>),
     Release,
+}
+
+/// A pre-release's dot-separated part: numbers compare as numbers and before words
+/// (`rc.2` < `rc.10` < `rc.a`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Identifier {
+    Number(u64),
+    Word(String),
 }
 
 impl Version {
@@ -92,10 +100,19 @@ impl Version {
             return None;
         }
         let release = match pre {
-            Some(pre) if pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') => {
-                ReleaseRank::Pre(pre.to_string())
+            Some(pre) => {
+                let mut identifiers = Vec::new();
+                for part in pre.split('.') {
+                    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        return None;
+                    }
+                    identifiers.push(match part.parse() {
+                        Ok(n) if part.bytes().all(|b| b.is_ascii_digit()) => Identifier::Number(n),
+                        _ => Identifier::Word(part.to_string()),
+                    });
+                }
+                ReleaseRank::Pre(identifiers)
             }
-            Some(_) => return None,
             None => ReleaseRank::Release,
         };
         Some(Version { numbers, release })
@@ -155,6 +172,9 @@ mod tests {
         assert!(is_newer("0.10.0", "0.9.9"));
         assert!(is_newer("1.0.0", "1.0.0-rc.1"));
         assert!(is_newer("1.0.0-rc.2", "1.0.0-rc.1"));
+        assert!(is_newer("1.0.0-rc.10", "1.0.0-rc.2"));
+        assert!(is_newer("1.0.0-rc.a", "1.0.0-rc.10"));
+        assert!(is_newer("1.0.0-rc.1.1", "1.0.0-rc.1"));
         assert!(!is_newer("0.1.0", "0.1.0"));
         assert!(!is_newer("0.1.0", "0.2.0"));
     }
@@ -170,6 +190,8 @@ mod tests {
             "1.2.3-",
             "1.2.-3",
             "1.2.3-x y",
+            "1.0.0-..",
+            "1.0.0-a/b",
             "sim",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad:?}");

@@ -35,6 +35,8 @@ pub enum AgentError {
     Protocol(String),
     Timeout(&'static str),
     Signals(std::io::Error),
+    /// An upgrade left the agent no binary it can run on with.
+    Upgrade(String),
 }
 
 impl fmt::Display for AgentError {
@@ -61,6 +63,7 @@ impl fmt::Display for AgentError {
             AgentError::Protocol(detail) => write!(f, "protocol error: {detail}"),
             AgentError::Timeout(what) => write!(f, "timed out: {what}"),
             AgentError::Signals(_) => f.write_str("cannot install the signal handlers"),
+            AgentError::Upgrade(detail) => write!(f, "upgrade: {detail}"),
         }
     }
 }

@@ -41,8 +41,8 @@ pub(super) async fn run(
         // An upgrade staged, or a trial given up: the binary to run next takes over now.
         rt.upgrades
             .check_trial(rt.clock.now(), interval, rt.spool, rt.clock)?;
-        if let Some(path) = rt.upgrades.restart() {
-            return Ok(Stopped::Restart(path));
+        if let Some(start) = rt.upgrades.restart() {
+            return Ok(Stopped::Restart(start));
         }
         let dials = rt.direction().agent_dials();
         let due = plan.poll_timeout(dials, rt.announce_pending());

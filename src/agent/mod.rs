@@ -59,23 +59,27 @@ pub struct AgentOptions {
 /// Runs until SIGINT or SIGTERM (SIGHUP is logged and ignored), then says goodbye; under
 /// systemd it says when it is ready, that it is alive (`WatchdogSec=`) and when it stops.
 pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
-    // Before anything is opened: a newer binary an upgrade staged runs instead of this one.
-    if let upgrade_plan::Start::Exec(path) = upgrade::at_start(&options.data_dir) {
-        let e = upgrade::exec(&path);
-        log::error!("cannot run {}: {e}; running this binary", path.display());
+    // Before anything is opened: a newer binary an upgrade staged runs instead of this one (or
+    // a binary on trial that keeps failing goes back).
+    if let Some((path, e)) = upgrade::exec(&upgrade::at_start(&options.data_dir)) {
+        upgrade::exec_failed(&options.data_dir, &path, &e)?;
     }
-    let signals = StopSignals::install().map_err(AgentError::Signals)?;
     let systemd = Systemd::from_env();
-    let shutdown = async {
-        signals.wait("stopping").await;
-        systemd.notify(STOPPING);
-    };
-    match serve_with(options, clock, shutdown, &systemd)? {
-        Stopped::Shutdown => Ok(()),
-        // The spool and the sockets are closed (close-on-exec): the next binary opens them.
-        Stopped::Restart(path) => {
-            let source = upgrade::exec(&path);
-            Err(AgentError::File { path, source })
+    loop {
+        let signals = StopSignals::install().map_err(AgentError::Signals)?;
+        let shutdown = async {
+            signals.wait("stopping").await;
+            systemd.notify(STOPPING);
+        };
+        match serve_with(options.clone(), clock, shutdown, &systemd)? {
+            Stopped::Shutdown => return Ok(()),
+            // The spool and the sockets are closed (close-on-exec): the next binary opens them.
+            // If it cannot be run, its version is refused and this binary serves again.
+            Stopped::Restart(start) => {
+                if let Some((path, e)) = upgrade::exec(&start) {
+                    upgrade::exec_failed(&options.data_dir, &path, &e)?;
+                }
+            }
         }
     }
 }
@@ -85,8 +89,8 @@ pub fn run(options: AgentOptions, clock: &dyn Clock) -> Result<(), AgentError> {
 pub enum Stopped {
     /// Asked to stop: it said goodbye.
     Shutdown,
-    /// An upgrade (or its rollback) hands over to this binary, which the process is to exec.
-    Restart(PathBuf),
+    /// An upgrade (or its rollback) hands over to another binary, which the process is to exec.
+    Restart(upgrade_plan::Start),
 }
 
 /// Runs until `shutdown` completes.

@@ -313,7 +313,8 @@ impl<'a> Runtime<'a> {
             self.heard.set(Some(self.clock.now()));
         }
         self.upgrades
-            .session_ended(result.is_ok(), self.spool, self.clock)?;
+            .session_ended(result.is_ok(), self.spool, self.clock)
+            .await?;
         if self.upgrades.restart().is_some() {
             self.heartbeat_wake.notify();
         }

@@ -8,10 +8,11 @@
 //! one that is newer; a package that installs a version at least as new wins, and the staged
 //! ones are forgotten.
 //!
-//! A switch is on trial until the new binary completes a session with the manager. It rolls
-//! back to the binary it came from when it is not online within [`trial_length`], or when it
-//! was started [`MAX_TRIAL_STARTS`] times without getting there (it crashes, and systemd
-//! restarts it); a version that failed is not taken again.
+//! A switch is on trial for [`trial_length`] after the new binary starts: it is confirmed when
+//! the binary completed a session with the manager and is still running at the end. It rolls
+//! back to the binary it came from when it was not online by then, or when it was started
+//! [`MAX_TRIAL_STARTS`] times without lasting that long (it crashes, and systemd restarts it);
+//! a version that failed is not taken again.
 
 use crate::clock::Instant;
 use crate::proto::UpgradeOffer;
@@ -36,9 +37,12 @@ pub struct Binary {
     pub path: PathBuf,
     /// Staged in the data dir by an upgrade, rather than installed by a package or script.
     pub staged: bool,
+    /// A staged binary's SHA-256 (hex), checked again before each run; empty for the installed.
+    #[serde(default)]
+    pub sha256: String,
 }
 
-/// A switch not yet confirmed by a session with the manager.
+/// A switch not yet confirmed: the new binary must be online, and stay up for the whole trial.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trial {
     pub from: String,
@@ -52,9 +56,9 @@ pub struct Trial {
 pub enum Outcome {
     /// A new binary is staged and about to run (`agent-upgrade-started`).
     Started { from: String, to: String },
-    /// The new binary completed a session (`agent-upgraded`).
+    /// The new binary was online and stayed up for its trial (`agent-upgraded`).
     Upgraded { from: String, to: String },
-    /// It did not: the agent went back (`agent-upgrade-failed`).
+    /// It did not: the agent went back, or never switched (`agent-upgrade-failed`).
     Failed {
         from: String,
         to: String,
@@ -70,7 +74,7 @@ pub struct UpgradeState {
     /// What ran before `current`, to go back to.
     pub previous: Option<Binary>,
     pub trial: Option<Trial>,
-    /// Versions that failed a trial: not taken again.
+    /// Versions that failed a trial or a check: not taken again.
     pub refused: Vec<String>,
     /// Said in the history when the spool next opens (a start's rollback happens before it).
     pub report: Option<Outcome>,
@@ -81,8 +85,11 @@ pub struct UpgradeState {
 pub enum Start {
     /// Run this binary (the one started).
     Run,
-    /// Hand over to this binary, with the same arguments.
+    /// Hand over to this newer binary, with the same arguments.
     Exec(PathBuf),
+    /// Go back to this binary, which is not to hand over again in this run: the state that
+    /// says so may not have been written (a full disk).
+    Back(PathBuf),
 }
 
 /// Why an offer is declined.
@@ -115,22 +122,31 @@ impl std::fmt::Display for Decline {
     }
 }
 
-/// What a binary started as `own` does with `state`. `exists` says whether a path is there.
+/// What a binary started as `own` does with `state`. `intact` says whether a staged binary is
+/// still there with its hash; `hold` that a rollback started this run (no hand-over).
 pub fn on_start(
     state: &UpgradeState,
     own: &Binary,
-    exists: impl Fn(&Path) -> bool,
+    intact: impl Fn(&Binary) -> bool,
+    hold: bool,
 ) -> (UpgradeState, Start) {
     let mut next = state.clone();
     let Some(current) = &state.current else {
         return (next, Start::Run);
     };
     if current.path != own.path {
-        if release::is_newer(&current.version, &own.version) && exists(&current.path) {
-            return (next, Start::Exec(current.path.clone()));
+        if hold {
+            return (next, Start::Run);
         }
-        // A package installed a version at least as new (or the staged file is gone): the
-        // installed binary is what runs, and the staged ones are forgotten.
+        if release::is_newer(&current.version, &own.version) {
+            if intact(current) {
+                return (next, Start::Exec(current.path.clone()));
+            }
+            let reason = "the staged binary is gone or no longer the one checked".to_string();
+            return (refuse_current(state, own, reason), Start::Run);
+        }
+        // A package installed a version at least as new: it runs, and the staged binaries are
+        // forgotten.
         next.current = None;
         next.previous = None;
         next.trial = None;
@@ -141,10 +157,50 @@ pub fn on_start(
     };
     trial.starts += 1;
     if trial.starts > MAX_TRIAL_STARTS {
-        let reason = format!("started {MAX_TRIAL_STARTS} times without reaching the manager");
+        let reason = format!("started {MAX_TRIAL_STARTS} times without completing its trial");
         return roll_back(state, &reason);
     }
     (next, Start::Run)
+}
+
+/// The staged binary cannot be used (gone, changed, or it would not start): its version is
+/// refused and the binary running as `own` keeps running.
+fn refuse_current(state: &UpgradeState, own: &Binary, reason: String) -> UpgradeState {
+    let mut next = state.clone();
+    let Some(current) = next.current.take() else {
+        return next;
+    };
+    if !next.refused.contains(&current.version) {
+        next.refused.push(current.version.clone());
+    }
+    next.report = Some(Outcome::Failed {
+        from: own.version.clone(),
+        to: current.version,
+        reason,
+    });
+    next.trial = None;
+    // Back to what ran before it, when that was itself staged and is what runs now.
+    next.current = next
+        .previous
+        .take()
+        .filter(|p| p.staged && p.path == own.path);
+    next
+}
+
+/// Running `path` failed with `reason`, as `own`. Returns the state and whether this process
+/// must end rather than run on: it is a binary that was rolled back from, whose way back failed
+/// (under systemd the service then starts the installed binary).
+pub fn exec_failed(
+    state: &UpgradeState,
+    own: &Binary,
+    path: &Path,
+    reason: &str,
+) -> (UpgradeState, bool) {
+    if state.current.as_ref().is_some_and(|c| c.path == path) {
+        let reason = format!("it could not be run: {reason}");
+        return (refuse_current(state, own, reason), false);
+    }
+    (state.clone(), own.staged)
 }
 
 /// Whether to take `offer`, running `own_version`.
@@ -165,6 +221,7 @@ pub fn consider(
     if state.refused.contains(&offered) {
         return Err(Decline::Refused { offered });
     }
+    // Only a version that parses is newer: the offered text becomes a file name.
     if !release::is_newer(&offered, own_version) {
         return Err(Decline::NotNewer { offered });
     }
@@ -193,25 +250,6 @@ pub fn staged(state: &UpgradeState, own: Binary, new: Binary) -> UpgradeState {
     }
 }
 
-/// A session with the manager completed, running as `own`: its trial is over, and said so.
-pub fn confirmed(state: &UpgradeState, own: &Binary) -> Option<(UpgradeState, Outcome)> {
-    if !on_trial(state, own) {
-        return None;
-    }
-    let trial = state.trial.as_ref()?;
-    let outcome = Outcome::Upgraded {
-        from: trial.from.clone(),
-        to: trial.to.clone(),
-    };
-    Some((
-        UpgradeState {
-            trial: None,
-            ..state.clone()
-        },
-        outcome,
-    ))
-}
-
 /// Whether the binary running as `own` is the one on trial (not the one that just staged it,
 /// which runs on until it hands over).
 pub fn on_trial(state: &UpgradeState, own: &Binary) -> bool {
@@ -219,18 +257,43 @@ pub fn on_trial(state: &UpgradeState, own: &Binary) -> bool {
     current && state.trial.as_ref().is_some_and(|t| t.to == own.version)
 }
 
-/// When the trial of a binary started at `start` ends, at `interval` between heartbeats.
+/// The end of the trial of the binary running as `own`, which was `online` (completed a
+/// session) since it started: confirmed, or rolled back.
+pub fn trial_ended(
+    state: &UpgradeState,
+    own: &Binary,
+    online: bool,
+    length: Duration,
+) -> (UpgradeState, Start) {
+    if !on_trial(state, own) {
+        return (state.clone(), Start::Run);
+    }
+    if !online {
+        let reason = format!("not online within {} s of its start", length.as_secs());
+        return roll_back(state, &reason);
+    }
+    let mut next = state.clone();
+    if let Some(trial) = next.trial.take() {
+        next.report = Some(Outcome::Upgraded {
+            from: trial.from,
+            to: trial.to,
+        });
+    }
+    (next, Start::Run)
+}
+
+/// How long the trial of a binary lasts, at `interval` between heartbeats.
 pub fn trial_length(interval: Duration) -> Duration {
     interval.saturating_mul(TRIAL_INTERVALS).max(MIN_TRIAL)
 }
 
-/// Whether a trial started at `start` has run out at `now` without a session.
+/// Whether a trial started at `start` has run out at `now`.
 pub fn trial_over(start: Instant, interval: Duration, now: Instant) -> bool {
     now >= start.saturating_add(trial_length(interval))
 }
 
-/// Back to the binary the trial came from: it runs (`Exec`), the version is refused from now
-/// on, and the history is to say why.
+/// Back to the binary the trial came from (`Start::Back`), the version refused from now on,
+/// and the history to say why.
 pub fn roll_back(state: &UpgradeState, reason: &str) -> (UpgradeState, Start) {
     let mut next = state.clone();
     let Some(trial) = next.trial.take() else {
@@ -249,7 +312,7 @@ pub fn roll_back(state: &UpgradeState, reason: &str) -> (UpgradeState, Start) {
     // installed one, nothing staged runs.
     next.current = back.clone().filter(|b| b.staged);
     match back {
-        Some(binary) => (next, Start::Exec(binary.path)),
+        Some(binary) => (next, Start::Back(binary.path)),
         None => (next, Start::Run),
     }
 }

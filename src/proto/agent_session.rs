@@ -3,6 +3,7 @@
 
 use super::PROTOCOL_VERSION;
 use super::error::ProtoError;
+use super::manager_session::BINARY_CHUNK;
 use super::message::{
     Activated, ActivationRequest, AgentMsg, AgentStatus, EventBatch, Hello, ManagerMsg,
     UpgradeOffer,
@@ -69,6 +70,8 @@ pub struct AgentSession {
     fetching: Option<(u64, u64)>,
     /// The size of the binary last offered, until it is answered.
     offered: Option<u64>,
+    /// An upgrade was offered in this session: one is all a session holds.
+    upgrade_seen: bool,
     out: VecDeque<AgentOutput>,
 }
 
@@ -109,6 +112,7 @@ impl AgentSession {
             spool_last,
             fetching: None,
             offered: None,
+            upgrade_seen: false,
             out: VecDeque::new(),
         }
     }
@@ -199,6 +203,16 @@ impl AgentSession {
         };
         match (self.step, message) {
             (_, ManagerMsg::Refused(refusal)) => Err(ProtoError::Refused(explain(refusal.reason))),
+            // Once the binary is asked for, only its pieces and the end may come.
+            (Step::Commands, other)
+                if self.fetching.is_some()
+                    && !matches!(
+                        other,
+                        ManagerMsg::Done { .. } | ManagerMsg::BinaryChunk { .. }
+                    ) =>
+            {
+                Err(unexpected(name(&other)))
+            }
             (Step::Opening, ManagerMsg::Activated(activated)) if self.activation => {
                 self.out.push_back(AgentOutput::Activated(activated));
                 self.finish(Ok(Duration::ZERO));
@@ -256,9 +270,8 @@ impl AgentSession {
                 self.await_shell();
                 Ok(())
             }
-            (Step::Commands, ManagerMsg::Upgrade(offer))
-                if self.fetching.is_none() && self.offered.is_none() =>
-            {
+            (Step::Commands, ManagerMsg::Upgrade(offer)) if !self.upgrade_seen => {
+                self.upgrade_seen = true;
                 self.offered = Some(offer.size);
                 self.out.push_back(AgentOutput::UpgradeOffered(offer));
                 self.await_shell();
@@ -268,6 +281,12 @@ impl AgentSession {
                 let Some((size, received)) = self.fetching else {
                     return Err(unexpected("binary-chunk"));
                 };
+                if data.len() > BINARY_CHUNK {
+                    return Err(ProtoError::Violation(format!(
+                        "a piece of {} bytes (at most {BINARY_CHUNK})",
+                        data.len()
+                    )));
+                }
                 let received = received.saturating_add(data.len() as u64);
                 if received > size {
                     return Err(ProtoError::Violation(format!(

@@ -158,6 +158,11 @@ impl ManagerSession {
         self.deadline
     }
 
+    /// What the session learned so far (the whole of it once the binary is to be sent).
+    pub fn summary(&self) -> &SessionSummary {
+        &self.summary
+    }
+
     pub fn is_closed(&self) -> bool {
         self.step == Step::Closed
     }

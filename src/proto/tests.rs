@@ -617,3 +617,64 @@ proptest! {
         prop_assert_eq!(world.writes, 2);
     }
 }
+
+/// An agent session in its commands step, after an offer of `samples::offer()` it took.
+fn fetching_agent() -> AgentSession {
+    let now = Instant::from_millis(0);
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        purpose: Purpose::Heartbeat,
+    };
+    let mut agent = AgentSession::heartbeat(now, hello, samples::status(), STEP);
+    agent.handle_message(
+        now,
+        ManagerMsg::GetStatus {
+            protocol: PROTOCOL_VERSION,
+            manager_time: WallMs(0),
+        },
+    );
+    agent.handle_message(now, ManagerMsg::Upgrade(samples::offer()));
+    agent.upgrade_answer(now, true);
+    while agent.poll_output().is_some() {}
+    agent
+}
+
+fn violation(mut agent: AgentSession, message: ManagerMsg) -> Option<AgentOutput> {
+    agent.handle_message(Instant::from_millis(0), message);
+    std::iter::from_fn(|| agent.poll_output()).last()
+}
+
+#[test]
+fn while_the_binary_comes_only_its_pieces_and_the_end_are_taken() {
+    let ended_badly = |out: Option<AgentOutput>| matches!(out, Some(AgentOutput::Finished(Err(_))));
+    assert!(ended_badly(violation(
+        fetching_agent(),
+        ManagerMsg::GetEvents { after: 0, max: 1 }
+    )));
+    assert!(ended_badly(violation(
+        fetching_agent(),
+        ManagerMsg::Upgrade(samples::offer())
+    )));
+    assert!(ended_badly(violation(
+        fetching_agent(),
+        ManagerMsg::BinaryChunk {
+            data: vec![0; BINARY_CHUNK + 1]
+        }
+    )));
+    let fine = violation(
+        fetching_agent(),
+        ManagerMsg::BinaryChunk { data: vec![0; 4] },
+    );
+    assert_eq!(fine, Some(AgentOutput::BinaryChunk(vec![0; 4])));
+    let done = violation(
+        fetching_agent(),
+        ManagerMsg::Done {
+            next_heartbeat_ms: 5,
+        },
+    );
+    assert_eq!(
+        done,
+        Some(AgentOutput::Finished(Ok(Duration::from_millis(5))))
+    );
+}

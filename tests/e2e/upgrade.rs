@@ -127,7 +127,8 @@ fn an_upgrade_that_does_not_come_online_rolls_back_and_is_not_taken_again() {
     let data = tmp.path().join("agent");
     // Version 0.2.0 of this agent never reaches its manager, as a broken release would not.
     let broken = [("PICKET_TEST_OFFLINE_VERSION", Path::new("0.2.0"))];
-    let agent = Agent::start_from(Path::new(BIN), &data, Some(&activation(&m)), "up2", &broken);
+    let mut agent = Agent::start_from(Path::new(BIN), &data, Some(&activation(&m)), "up2", &broken);
+    let pid = agent.child.as_ref().unwrap().id();
     wait_for(LIMIT, || agent_version(&m));
     let history = wait_for(LIMIT, || {
         let events = events(&m);
@@ -146,7 +147,11 @@ fn an_upgrade_that_does_not_come_online_rolls_back_and_is_not_taken_again() {
         "{history:?}"
     );
     assert!(named(&history, "agent-upgraded").is_empty(), "{history:?}");
-    // Back on the binary it came from, which keeps heartbeating and declines 0.2.0 from now on.
+    // Back on the binary it came from, in the same process, which keeps heartbeating and
+    // declines 0.2.0 from now on.
+    assert_eq!(agent.child.as_mut().unwrap().try_wait().unwrap(), None);
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, std::fs::canonicalize(BIN).unwrap());
     assert_eq!(
         agent_version(&m).as_deref(),
         Some(env!("CARGO_PKG_VERSION"))

@@ -89,9 +89,6 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut session = ManagerSession::new(port.clock.now(), params);
     let mut status_at = WallMs(0);
-    // Time spent sending a binary is the agent's download, not the manager's delay in
-    // recording its heartbeat (`LivenessEvent::Heartbeat::waited`).
-    let mut streaming = Duration::ZERO;
     let mut outgoing = Vec::new();
     loop {
         while let Some(output) = session.poll_output() {
@@ -126,12 +123,16 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 ManagerOutput::SendBinary(offer) => {
+                    // The heartbeat is whole by now: recorded before the download, which may
+                    // take minutes on a slow link and is no delay of the manager's.
+                    if let Some(computer) = peer.computer {
+                        record(port, computer, peer, status_at, session.summary()).await;
+                        *recorded = true;
+                    }
                     match port.downloads.try_start() {
                         Some(_permit) => {
                             let step = port.step_timeout;
-                            let began = port.clock.now();
                             let sent = upgrade::stream(tls, &offer, &*port.clock, step, addr).await;
-                            streaming += port.clock.now().saturating_since(began);
                             match sent {
                                 Ok(bytes) => log::info!(
                                     "agent {addr}: sent version {} ({bytes} bytes) for its upgrade",
@@ -169,8 +170,8 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                     session.handle_activation(result.map_err(|r| r.reason_for_agent()));
                 }
                 ManagerOutput::Close(summary) => {
-                    if let Some(computer) = peer.computer {
-                        record(port, computer, peer, status_at, &summary, streaming).await;
+                    if let Some(computer) = peer.computer.filter(|_| !*recorded) {
+                        record(port, computer, peer, status_at, &summary).await;
                         *recorded = true;
                     }
                     count_session(port, peer, summary.result.is_ok(), started);
@@ -389,7 +390,6 @@ pub(super) async fn record(
     peer: &Peer,
     status_at: WallMs,
     summary: &SessionSummary,
-    streaming: Duration,
 ) {
     let purpose = summary.purpose;
     let agent_clock = summary.status.as_ref().map(|s| s.wall_clock);
@@ -469,11 +469,7 @@ pub(super) async fn record(
         port.liveness.send(LivenessEvent::Heartbeat {
             computer,
             agent_clock: Some(agent_clock),
-            waited: port
-                .clock
-                .now()
-                .saturating_since(peer.since)
-                .saturating_sub(streaming),
+            waited: port.clock.now().saturating_since(peer.since),
         });
     } else {
         port.liveness.send(LivenessEvent::Left(computer));

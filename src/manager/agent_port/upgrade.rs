@@ -55,9 +55,32 @@ pub fn offer(auto_upgrade: bool, reported: &str) -> Option<UpgradeOffer> {
     })
 }
 
-/// Sends the offered binary in `BinaryChunk`s, each within `step` (a stalled agent does not
-/// hold a session slot for longer). Returns the bytes sent, or why it stopped.
+/// The slowest an agent may read the binary: 14 MB take under 4 minutes at this rate. An agent
+/// slower than that (or one that keeps asking and reads slowly) does not hold one of the
+/// [`MAX_DOWNLOADS`] places for longer.
+const MIN_RATE: u64 = 64 * 1024;
+
+/// Sends the offered binary in `BinaryChunk`s, each within `step`, the whole within `step` plus
+/// its size at [`MIN_RATE`]. Returns the bytes sent, or why it stopped.
 pub async fn stream<S: AsyncWrite + Unpin>(
+    tls: &mut S,
+    offer: &UpgradeOffer,
+    clock: &dyn Clock,
+    step: Duration,
+    addr: SocketAddr,
+) -> Result<u64, String> {
+    let limit = step.saturating_add(Duration::from_secs(offer.size / MIN_RATE));
+    let sent = crate::clock::within(clock, limit, stream_chunks(tls, offer, clock, step, addr));
+    sent.await.unwrap_or_else(|| {
+        Err(format!(
+            "after {} s: the agent {addr} reads slower than {} KiB/s",
+            limit.as_secs(),
+            MIN_RATE / 1024
+        ))
+    })
+}
+
+async fn stream_chunks<S: AsyncWrite + Unpin>(
     tls: &mut S,
     offer: &UpgradeOffer,
     clock: &dyn Clock,
