@@ -541,40 +541,13 @@ fn no_offer_to_an_agent_as_new_or_newer_or_without_a_version() {
 }
 
 #[test]
-fn an_agent_refuses_more_bytes_than_were_offered() {
-    let now = Instant::from_millis(0);
-    let hello = Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: "0.1.0".into(),
-        purpose: Purpose::Heartbeat,
-    };
-    let mut agent = AgentSession::heartbeat(now, hello, samples::status(), STEP);
-    agent.handle_message(
-        now,
-        ManagerMsg::GetStatus {
-            protocol: PROTOCOL_VERSION,
-            manager_time: WallMs(0),
-        },
-    );
-    // Chunks without an accepted offer are a violation too.
-    let mut early = AgentSession::heartbeat(
-        now,
-        Hello {
-            protocol: PROTOCOL_VERSION,
-            agent_version: "0.1.0".into(),
-            purpose: Purpose::Heartbeat,
-        },
-        samples::status(),
-        STEP,
-    );
+fn an_agent_refuses_more_bytes_than_were_offered_or_pieces_it_did_not_ask_for() {
+    // Pieces without an accepted offer.
+    let mut early = commanding_agent();
     early.handle_message(
-        now,
-        ManagerMsg::GetStatus {
-            protocol: PROTOCOL_VERSION,
-            manager_time: WallMs(0),
-        },
+        Instant::from_millis(0),
+        ManagerMsg::BinaryChunk { data: vec![1] },
     );
-    early.handle_message(now, ManagerMsg::BinaryChunk { data: vec![1] });
     let last = std::iter::from_fn(|| early.poll_output()).last();
     assert!(
         matches!(
@@ -583,11 +556,9 @@ fn an_agent_refuses_more_bytes_than_were_offered() {
         ),
         "{last:?}"
     );
-
-    agent.handle_message(now, ManagerMsg::Upgrade(samples::offer()));
-    let offered = std::iter::from_fn(|| agent.poll_output()).last();
-    assert_eq!(offered, Some(AgentOutput::UpgradeOffered(samples::offer())));
-    agent.upgrade_answer(now, true);
+    // More than the offer's size (4 bytes).
+    let mut agent = fetching_agent();
+    let now = Instant::from_millis(0);
     agent.handle_message(now, ManagerMsg::BinaryChunk { data: vec![0; 4] });
     agent.handle_message(now, ManagerMsg::BinaryChunk { data: vec![0; 1] });
     let outputs: Vec<_> = std::iter::from_fn(|| agent.poll_output()).collect();
@@ -618,8 +589,8 @@ proptest! {
     }
 }
 
-/// An agent session in its commands step, after an offer of `samples::offer()` it took.
-fn fetching_agent() -> AgentSession {
+/// An agent session of a 0.1.0 agent in its commands step.
+fn commanding_agent() -> AgentSession {
     let now = Instant::from_millis(0);
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
@@ -634,7 +605,17 @@ fn fetching_agent() -> AgentSession {
             manager_time: WallMs(0),
         },
     );
+    while agent.poll_output().is_some() {}
+    agent
+}
+
+/// [`commanding_agent`] after an offer of `samples::offer()` it took.
+fn fetching_agent() -> AgentSession {
+    let now = Instant::from_millis(0);
+    let mut agent = commanding_agent();
     agent.handle_message(now, ManagerMsg::Upgrade(samples::offer()));
+    let offered = std::iter::from_fn(|| agent.poll_output()).last();
+    assert_eq!(offered, Some(AgentOutput::UpgradeOffered(samples::offer())));
     agent.upgrade_answer(now, true);
     while agent.poll_output().is_some() {}
     agent

@@ -7,8 +7,8 @@
 //! packets are not reported.
 
 use super::{
-    AGENT_IP, CLIENT_IP, LIMIT, Namespaces, Site, cli, firewall_component, host_has_table,
-    missing_tools,
+    AGENT_IP, CLIENT_IP, LIMIT, Namespaces, Site, add_rule, cli, firewall_component,
+    host_has_table, missing_tools,
 };
 use crate::support::agent::wait_for;
 use serde_json::Value;
@@ -23,15 +23,6 @@ const PER_WINDOW: u64 = 10;
 const FLOOD: u64 = 300;
 const REFUSALS: u64 = 15;
 const FLOOD_PORT: u16 = 9999;
-
-/// Adds a rule to the Base Policy; its name for the log prefix (`rule-ID`).
-fn add_rule(ns: &Namespaces, manager: &Path, args: &[&str]) -> String {
-    let mut all = vec!["policies", "rules", "add", "Base Policy"];
-    all.extend_from_slice(args);
-    let answer = cli(ns, manager, &all);
-    let rule = answer["effective"].get(0).unwrap_or(&answer);
-    format!("rule-{}", rule["id"].as_u64().expect("the new rule's id"))
-}
 
 /// The agent's events at the manager, oldest first.
 fn events(ns: &Namespaces, manager: &Path) -> Vec<Value> {

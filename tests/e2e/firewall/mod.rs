@@ -176,6 +176,15 @@ fn cli(ns: &Namespaces, dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Adds a rule to the Base Policy; its name for the log prefix (`rule-ID`).
+fn add_rule(ns: &Namespaces, manager: &Path, args: &[&str]) -> String {
+    let mut all = vec!["policies", "rules", "add", "Base Policy"];
+    all.extend_from_slice(args);
+    let answer = cli(ns, manager, &all);
+    let rule = answer["effective"].get(0).unwrap_or(&answer);
+    format!("rule-{}", rule["id"].as_u64().expect("the new rule's id"))
+}
+
 fn ports(dir: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("ports.json")).ok()?).ok()
 }
@@ -326,14 +335,10 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
     );
 
     let port = console.to_string();
-    cli(
+    add_rule(
         &ns,
         &manager,
         &[
-            "policies",
-            "rules",
-            "add",
-            "Base Policy",
             "--name",
             "no console",
             "--action",

@@ -5,7 +5,7 @@
 //! with nf_tables takes, so the refusal comes from an `nft` on the agent's PATH that passes every
 //! call to the real one but fails `nft -j -f` while a file exists.
 
-use super::{CLIENT_IP, LIMIT, Namespaces, Site, cli, missing_tools};
+use super::{CLIENT_IP, LIMIT, Namespaces, Site, add_rule, cli, missing_tools};
 use crate::support::agent::wait_for;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -46,14 +46,10 @@ fn a_refused_ruleset_is_rejected_and_reported_and_the_last_good_one_stays() {
     let site = Site::start(&mut ns, tmp.path(), &[("PATH", &path)]);
     let (manager, console) = (site.manager.clone(), site.console);
     let port = console.to_string();
-    cli(
+    add_rule(
         &ns,
         &manager,
         &[
-            "policies",
-            "rules",
-            "add",
-            "Base Policy",
             "--name",
             "no console",
             "--action",
@@ -79,14 +75,10 @@ fn a_refused_ruleset_is_rejected_and_reported_and_the_last_good_one_stays() {
     // Refused: a force-allow from the client would open the console; it must not.
     std::fs::write(&marker, b"").unwrap();
     let source = format!("{CLIENT_IP}/32");
-    cli(
+    add_rule(
         &ns,
         &manager,
         &[
-            "policies",
-            "rules",
-            "add",
-            "Base Policy",
             "--name",
             "console for the client",
             "--action",
