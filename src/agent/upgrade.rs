@@ -402,8 +402,10 @@ impl Upgrades {
         for entry in entries.flatten() {
             let path = entry.path();
             let binary = entry.file_name().to_string_lossy().starts_with("picket-");
-            let kept = std::fs::canonicalize(&path).is_ok_and(|p| keep.contains(&p.as_path()));
-            if binary && !kept && path != self.own.path {
+            // The running binary is kept even when the state lost track of it.
+            let kept = std::fs::canonicalize(&path)
+                .is_ok_and(|p| keep.contains(&p.as_path()) || p == self.own.path);
+            if binary && !kept {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -554,4 +556,56 @@ fn record(spool: &Spool, clock: &dyn Clock, outcome: &Outcome) -> Result<(), Age
     };
     spool.append(kind.id, clock.wall(), fields)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged_in(dir: &Path, version: &str) -> Binary {
+        let path = dir.join(DIR).join(format!("picket-{version}"));
+        std::fs::write(&path, version).unwrap();
+        Binary {
+            version: version.into(),
+            path: std::fs::canonicalize(&path).unwrap(),
+            staged: true,
+            sha256: crate::secret::hex(&crate::secret::sha256(version.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn opening_clears_cut_downloads_and_binaries_nothing_refers_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path();
+        create_dir(&data.join(DIR)).unwrap();
+        let current = staged_in(data, "0.3.0");
+        let previous = staged_in(data, "0.2.0");
+        let stale = staged_in(data, "0.1.0");
+        let part = data.join(DIR).join("picket-0.4.0.part");
+        std::fs::write(&part, b"half").unwrap();
+        let state = UpgradeState {
+            current: Some(current.clone()),
+            previous: Some(previous.clone()),
+            ..UpgradeState::default()
+        };
+        save(data, &state).unwrap();
+        let upgrades = Upgrades::open(data, Instant::from_millis(0));
+        assert!(current.path.exists() && previous.path.exists());
+        assert!(!stale.path.exists(), "not referred to");
+        assert!(!part.exists(), "a download cut short");
+        assert!(state_path(data).exists());
+        assert_eq!(*upgrades.state.borrow(), state);
+        assert!(intact(&current));
+        std::fs::write(&current.path, b"changed").unwrap();
+        assert!(!intact(&current), "a changed binary is not run");
+    }
+
+    #[test]
+    fn a_state_that_is_not_json_runs_the_installed_binary() {
+        let tmp = tempfile::tempdir().unwrap();
+        create_dir(&tmp.path().join(DIR)).unwrap();
+        std::fs::write(state_path(tmp.path()), b"{not json").unwrap();
+        assert_eq!(load(tmp.path()), UpgradeState::default());
+        assert_eq!(at_start(tmp.path()), Start::Run);
+    }
 }
