@@ -76,6 +76,45 @@ macro_rules! rule_body {
     };
 }
 
+/// What `edit` sends: only the flags given, so the rule keeps the rest (`any` empties a list).
+fn edit_body(a: &crate::cli::RulesEdit) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    let words = [
+        ("name", &a.name),
+        ("action", &a.action),
+        ("priority", &a.priority),
+        ("direction", &a.direction),
+        ("frame_type", &a.frame_type),
+        ("protocol", &a.protocol),
+    ];
+    for (field, value) in words {
+        if let Some(value) = value {
+            body.insert(field.into(), json!(value));
+        }
+    }
+    let lists = [
+        ("destination_ports", &a.port),
+        ("source_ips", &a.source_ip),
+        ("source_macs", &a.source_mac),
+        ("destination_ips", &a.destination_ip),
+    ];
+    for (field, values) in lists {
+        match values.as_slice() {
+            [] => {}
+            [any] if any == "any" => {
+                body.insert(field.into(), json!([]));
+            }
+            values => {
+                body.insert(field.into(), json!(values));
+            }
+        }
+    }
+    if a.log || a.no_log {
+        body.insert("log".into(), json!(a.log));
+    }
+    serde_json::Value::Object(body)
+}
+
 fn firewall_rules(verb: RulesVerb) -> Result<(), AdminError> {
     let path = |policy: &str| format!("/api/v1/policies/{}/firewall-rules", percent_encode(policy));
     match verb {
@@ -89,7 +128,7 @@ fn firewall_rules(verb: RulesVerb) -> Result<(), AdminError> {
             output::rule_list(&a.client(), &json!({"effective": [answer]}));
         }
         RulesVerb::Edit(a) => {
-            let body = rule_body!(a);
+            let body = edit_body(&a);
             let rule = format!("{}/{}", path(&a.policy), a.rule);
             let answer = connect(&a.client())?.call(Method::PUT, &rule, Some(&body))?;
             output::rule_list(&a.client(), &json!({"effective": [answer]}));

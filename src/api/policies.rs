@@ -147,14 +147,31 @@ pub fn add_rule(state: &ApiState, reference: &str, body: &[u8]) -> Handled {
     Ok(ApiResponse::created(location, added))
 }
 
-/// `PUT .../firewall-rules/{id}`: the rule replaced by the body (as `POST` takes it), keeping its
-/// id and its place. A body equal to the rule changes nothing and writes nothing.
+/// `PUT .../firewall-rules/{id}`: the rule with the body's fields (as `POST` takes them)
+/// replacing its own, keeping its id and its place. A field left out keeps its value (`null`
+/// takes `POST`'s default, `[]` empties a list), so an edit that names one field cannot widen
+/// the rule by what it forgot to repeat; the merge is in the edit's own store transaction, so a
+/// concurrent edit of another field is not undone. A body equal to the rule writes nothing.
 pub fn edit_rule(state: &ApiState, reference: &str, rule: &str, body: &[u8]) -> Handled {
-    let wanted = input::firewall_rule(input::object(body)?)?;
+    let changes = input::object(body)?;
     let mut txn = state.store.write()?;
     let mut tree = tree(&txn)?;
     let current = find(&tree, reference)?;
     let id = rule_id(rule)?;
+    let stored = current
+        .rules
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("firewall rule '{rule}'")))?;
+    let mut merged = match views::rule(stored) {
+        Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
+    // What the view adds that a rule body does not take.
+    merged.remove("id");
+    merged.remove("governs_agent_port");
+    merged.extend(changes);
+    let wanted = input::firewall_rule(merged)?;
     let updated = policy::replace_rule(current, id, wanted).map_err(unknown_rule_is_404)?;
     let (Some(before), Some(after)) = (
         current.rules.iter().find(|r| r.id == id),

@@ -158,6 +158,43 @@ fn an_edited_rule_keeps_its_id_and_its_place() {
 }
 
 #[test]
+fn an_edit_naming_some_fields_keeps_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = site(dir.path());
+    let narrow = json!({"name": "ssh", "action": "allow", "priority": 3, "protocol": "tcp",
+        "destination_ports": ["22"], "source_ips": ["10.0.0.0/8"], "log": true});
+    let id = add(&state, "Servers", narrow);
+    let path = format!("/api/v1/policies/Servers/firewall-rules/{id}");
+    let (status, edited) = call(&state, Method::PUT, &path, json!({"name": "ssh, admins"}));
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["name"], "ssh, admins");
+    assert_eq!(
+        (
+            &edited["source_ips"],
+            &edited["destination_ports"],
+            &edited["priority"],
+            &edited["log"]
+        ),
+        (
+            &json!(["10.0.0.0/8"]),
+            &json!(["22"]),
+            &json!(3),
+            &json!(true)
+        ),
+        "a rename does not widen the rule: {edited}"
+    );
+    // Emptied on purpose, and a default taken back with null.
+    let body = json!({"source_ips": [], "priority": null});
+    let (status, edited) = call(&state, Method::PUT, &path, body);
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(
+        (&edited["source_ips"], &edited["priority"]),
+        (&json!([]), &json!(0))
+    );
+    assert_eq!(edited["destination_ports"], json!(["22"]));
+}
+
+#[test]
 fn a_bad_edit_is_400_naming_the_field_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = site(dir.path());
@@ -175,7 +212,8 @@ fn a_bad_edit_is_400_naming_the_field_and_changes_nothing() {
         (rule(json!({"priority": 5})), "priority"),
         (rule(json!({"action": "permit"})), "action"),
         (rule(json!({"name": " "})), "name"),
-        (json!({"action": "deny"}), "name"),
+        (json!({"name": null}), "name"),
+        (json!({"id": 7}), "id"),
         (rule(json!({"destination_ports": [0]})), "destination_ports"),
         (rule(json!({"source_ips": ["10.0.0.0/33"]})), "source_ips"),
         (rule(json!({"protocol": "icmp"})), "destination_ports"),

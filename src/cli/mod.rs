@@ -362,7 +362,7 @@ admin_verb!(
     }
 );
 admin_verb!(
-    /// Replace a firewall rule of a policy by the rule the flags describe (as add takes them; a flag left out takes add's default). The rule keeps its id and its place.
+    /// Change a firewall rule of a policy: the flags given replace its values, the others stay. The rule keeps its id and its place.
     RulesEdit, "edit" {
         /// policy name or id
         #[argh(positional)]
@@ -372,37 +372,40 @@ admin_verb!(
         pub rule: u64,
         /// the rule's name
         #[argh(option)]
-        pub name: String,
+        pub name: Option<String>,
         /// allow, deny, force-allow, bypass or log-only
         #[argh(option)]
-        pub action: String,
-        /// priority 0 to 4 (4 highest); default 0
+        pub action: Option<String>,
+        /// priority 0 to 4 (4 highest)
         #[argh(option)]
         pub priority: Option<String>,
-        /// incoming or outgoing; default incoming
+        /// incoming or outgoing
         #[argh(option)]
         pub direction: Option<String>,
-        /// ip, arp or any; default ip
+        /// ip, arp or any
         #[argh(option)]
         pub frame_type: Option<String>,
-        /// tcp, udp, icmp or any; default any
+        /// tcp, udp, icmp or any
         #[argh(option)]
         pub protocol: Option<String>,
-        /// destination port or FROM-TO (repeat for more); default any
+        /// destination port or FROM-TO (repeat for more; `any` for every port)
         #[argh(option)]
         pub port: Vec<String>,
-        /// source IP, CIDR or FROM-TO (repeat for more); default any
+        /// source IP, CIDR or FROM-TO (repeat for more; `any` for every source)
         #[argh(option)]
         pub source_ip: Vec<String>,
-        /// source MAC (repeat for more); default any
+        /// source MAC (repeat for more; `any` for every MAC)
         #[argh(option)]
         pub source_mac: Vec<String>,
-        /// destination IP, CIDR or FROM-TO (repeat for more); default any
+        /// destination IP, CIDR or FROM-TO (repeat for more; `any` for every destination)
         #[argh(option)]
         pub destination_ip: Vec<String>,
         /// log what the rule matches, so the agent reports it as events
         #[argh(switch)]
         pub log: bool,
+        /// stop logging what the rule matches
+        #[argh(switch)]
+        pub no_log: bool,
     }
 );
 admin_verb!(

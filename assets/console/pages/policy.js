@@ -155,12 +155,17 @@ function newRuleForm(policyId, onSaved) {
       h('div', { class: 'field actions' }, h('div', { class: 'form-actions' }, submit, cancel))),
     h('p', { class: 'form-error', role: 'alert' }), done);
   let editing = null;
+  // The rule as the form showed it when editing began: only what the user changed is sent, and
+  // the manager keeps the rest as it is then, so another administrator's edit of another field
+  // in the meantime is not undone.
+  let original = null;
   const split = (input) => input.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const TEXTS = ['name', 'destination_ports', 'source_ips', 'source_macs', 'destination_ips'];
 
   // Back to adding; the selects keep their values, handy for adding several similar rules.
   function reset() {
     editing = null;
+    original = null;
     form.dataset.editing = '';
     title.textContent = 'Add a rule';
     submit.textContent = 'Add rule';
@@ -182,20 +187,34 @@ function newRuleForm(policyId, onSaved) {
     for (const key of ['action', 'priority', 'direction', 'frame_type', 'protocol']) f[key].value = String(rule[key]);
     for (const key of TEXTS.slice(1)) f[key].value = (rule[key] || []).join(', ');
     f.log.checked = rule.log === true;
+    original = read();
     form.scrollIntoView({ block: 'nearest' });
     f.name.focus();
   }
 
-  onSubmit(form, async () => {
-    done.textContent = '';
-    const body = {
+  function read() {
+    return {
       name: f.name.value.trim(), action: f.action.value, priority: Number(f.priority.value),
       direction: f.direction.value, frame_type: f.frame_type.value, protocol: f.protocol.value,
       destination_ports: split(f.destination_ports), source_ips: split(f.source_ips), source_macs: split(f.source_macs),
       destination_ips: split(f.destination_ips), log: f.log.checked,
     };
+  }
+
+  onSubmit(form, async () => {
+    done.textContent = '';
+    const body = read();
     const path = '/policies/' + policyId + '/firewall-rules';
-    const rule = editing === null ? await api('POST', path, body) : await api('PUT', path + '/' + editing, body);
+    let rule;
+    if (editing === null) {
+      rule = await api('POST', path, body);
+    } else {
+      const changes = {};
+      for (const key of Object.keys(body)) {
+        if (JSON.stringify(body[key]) !== JSON.stringify(original[key])) changes[key] = body[key];
+      }
+      rule = await api('PUT', path + '/' + editing, changes);
+    }
     const verb = editing === null ? 'Added' : 'Saved';
     reset();
     done.textContent = verb + ' rule "' + rule.name + '".';
