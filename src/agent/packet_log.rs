@@ -8,14 +8,17 @@
 //! The socket is nonblocking and read through `smol::Async` on the agent's one thread, beside
 //! the heartbeat loop and the listener, rather than by a thread of its own feeding a channel:
 //! a read never blocks (the reactor says when a datagram waits), parsing a datagram is
-//! microseconds, and the limit keeps spool writes to a few a minute per rule, so nothing here
-//! holds the thread for long; a thread would add a channel, a second owner of the limiter and a
-//! shutdown to arrange. A flood is read in batches that yield between them, and what the kernel
+//! microseconds, and the limit keeps spool writes to sixty a minute for all rules together (each
+//! window's counts go in one transaction), so nothing here holds the thread for long; a thread
+//! would add a channel, a second owner of the limiter and a shutdown to arrange. While the spool
+//! holds [`MAX_PENDING`] events (the manager unreachable for long), packets are only counted. A flood is read in batches that yield between them, and what the kernel
 //! could not queue meanwhile is counted (`ENOBUFS`), not waited for.
 //!
-//! Opened once the firewall is on (a host without it keeps the group free for others), retried
-//! at each firewall check while it cannot be opened; why it cannot is logged once and said in
-//! the `firewall` component's reason. The agent runs on without it.
+//! Opened once the firewall is on and closed when it is off (a host without it keeps the group
+//! free for others), retried at each firewall check while it cannot be opened or after a read
+//! failed; why is logged once and said in the `firewall` component's reason. Only the kernel's
+//! messages are read (a sender's netlink port other than 0 is another process). The agent runs
+//! on without it.
 
 use super::runtime::{Runtime, Wake};
 use crate::clock::Instant;
@@ -46,6 +49,9 @@ const BIND_ANSWER: Duration = Duration::from_secs(1);
 const BIND_SEQ: u32 = 1;
 /// The limiter's key for the agent-port rule's refusals.
 const REFUSAL_KEY: &str = "agent-port-refused";
+/// Events waiting in the spool beyond which packets and refusals are counted, not spooled: the
+/// manager has been unreachable for long, and the disk matters more than the tenth thousand.
+pub const MAX_PENDING: u64 = 10_000;
 
 /// Why the socket could not be opened.
 #[derive(Debug)]
@@ -108,6 +114,8 @@ pub(super) struct PacketLog {
     pub packets: Cell<u64>,
     /// Times the kernel said it dropped messages the agent did not read in time.
     pub lost: Cell<u64>,
+    /// Events not spooled because the spool held [`MAX_PENDING`] already.
+    pub dropped: Cell<u64>,
 }
 
 impl PacketLog {
@@ -118,6 +126,7 @@ impl PacketLog {
             wake: Wake::new(),
             packets: Cell::new(0),
             lost: Cell::new(0),
+            dropped: Cell::new(0),
         }
     }
 
@@ -155,8 +164,15 @@ pub(super) async fn run(rt: &Runtime<'_>) {
     let log = &rt.packet_log;
     let mut socket: Option<Async<OwnedFd>> = None;
     let mut buf = vec![0u8; RECV_BUFFER];
+    // A read failed: not opened again before the next wake-up (a firewall check), so that a
+    // socket that keeps failing is not reopened in a loop.
+    let mut failed = false;
     loop {
-        if socket.is_none() && rt.firewall.is_on() {
+        if socket.is_some() && !rt.firewall.is_on() {
+            log::info!("the firewall is off: NFLOG group {LOG_GROUP} released");
+            socket = None;
+        }
+        if socket.is_none() && !failed && rt.firewall.is_on() {
             match open() {
                 Ok(opened) => {
                     log::info!("reading the packets the firewall logs (NFLOG group {LOG_GROUP})");
@@ -179,6 +195,7 @@ pub(super) async fn run(rt: &Runtime<'_>) {
         };
         let woken = async {
             log.wake.wait().await;
+            failed = false;
             None
         };
         let step = smol::future::or(readable, smol::future::or(timer, woken)).await;
@@ -187,6 +204,7 @@ pub(super) async fn run(rt: &Runtime<'_>) {
             if let Err(e) = read {
                 log.set_problem(Some(format!("reading the NFLOG socket failed: {e}")));
                 socket = None;
+                failed = true;
             }
             smol::future::yield_now().await;
         }
@@ -218,7 +236,7 @@ fn open() -> Result<Async<OwnedFd>, PacketLogError> {
     let mut buf = vec![0u8; RECV_BUFFER];
     // The answer comes first, or after a few packets logged since the bind: those are let go.
     for _ in 0..8 {
-        let (n, _) = match rustix::net::recv(&fd, &mut buf[..], RecvFlags::empty()) {
+        let (n, from) = match recv_from(&fd, &mut buf[..], RecvFlags::empty()) {
             Ok(read) => read,
             Err(Errno::AGAIN) => return Err(PacketLogError::NoAnswer),
             Err(source) => {
@@ -228,6 +246,9 @@ fn open() -> Result<Async<OwnedFd>, PacketLogError> {
                 });
             }
         };
+        if !from_kernel(from) {
+            continue;
+        }
         for message in nflog::messages(buf.get(..n).unwrap_or_default()) {
             if let Ok(Message::Ack {
                 seq: BIND_SEQ,
@@ -250,8 +271,11 @@ fn open() -> Result<Async<OwnedFd>, PacketLogError> {
 /// Reads what waits, a batch at most: the reactor says again if more does.
 fn drain(rt: &Runtime<'_>, socket: &Async<OwnedFd>, buf: &mut [u8]) -> std::io::Result<()> {
     for _ in 0..BATCH {
-        match rustix::net::recv(socket.get_ref(), &mut *buf, RecvFlags::DONTWAIT) {
-            Ok((n, _)) => datagram(rt, buf.get(..n).unwrap_or_default()),
+        match recv_from(socket.get_ref(), &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, from)) if from_kernel(from) => datagram(rt, buf.get(..n).unwrap_or_default()),
+            // Another process (root: the kernel takes unicast to this family from no one else)
+            // writing to the agent's socket: not a packet the firewall logged.
+            Ok(_) => log::debug!("the NFLOG socket: a message not from the kernel, dropped"),
             Err(Errno::AGAIN) => return Ok(()),
             Err(Errno::INTR) => {}
             // The kernel dropped messages while the queue was full: counted, read on.
@@ -263,6 +287,24 @@ fn drain(rt: &Runtime<'_>, socket: &Async<OwnedFd>, buf: &mut [u8]) -> std::io::
         }
     }
     Ok(())
+}
+
+/// One datagram and its sender's netlink port, if it said.
+fn recv_from(
+    fd: &OwnedFd,
+    buf: &mut [u8],
+    flags: RecvFlags,
+) -> Result<(usize, Option<u32>), Errno> {
+    let (_, n, from) = rustix::net::recvfrom(fd, &mut *buf, flags)?;
+    let port = from
+        .and_then(|a| SocketAddrNetlink::try_from(a).ok())
+        .map(|a| a.pid());
+    Ok((n.min(buf.len()), port))
+}
+
+/// The kernel's messages come from netlink port 0.
+fn from_kernel(port: Option<u32>) -> bool {
+    port == Some(0)
 }
 
 fn datagram(rt: &Runtime<'_>, bytes: &[u8]) {
@@ -350,7 +392,10 @@ pub(super) fn refused(
     true
 }
 
+/// The counts of the windows that ended, in one spool transaction: a scan across many rules ends
+/// many windows at once.
 fn report_suppressed(rt: &Runtime<'_>) {
+    let mut counts = Vec::new();
     loop {
         let next = rt.packet_log.limiter.borrow_mut().poll_suppressed();
         let Some(Suppressed {
@@ -360,7 +405,7 @@ fn report_suppressed(rt: &Runtime<'_>) {
             end,
         }) = next
         else {
-            return;
+            break;
         };
         let (event, rule) = match key.as_str() {
             REFUSAL_KEY => (crate::model::events::AGENT_PORT_REFUSED.name, "agent-port"),
@@ -378,13 +423,37 @@ fn report_suppressed(rt: &Runtime<'_>) {
                 end.saturating_since(start).as_millis().to_string(),
             ),
         ];
-        spool(rt, crate::model::events::FIREWALL_LOG_SUPPRESSED.id, fields);
+        counts.push((
+            crate::model::events::FIREWALL_LOG_SUPPRESSED.id,
+            rt.clock.wall(),
+            fields,
+        ));
     }
+    spool_all(rt, counts);
 }
 
 fn spool(rt: &Runtime<'_>, id: u32, fields: Vec<(String, String)>) {
-    if let Err(e) = rt.spool.append(id, rt.clock.wall(), fields) {
-        log::error!("cannot write event {id} to the spool: {e}");
+    spool_all(rt, vec![(id, rt.clock.wall(), fields)]);
+}
+
+/// Spools `events` unless the spool is full of undelivered ones already ([`MAX_PENDING`]).
+fn spool_all(rt: &Runtime<'_>, events: Vec<super::spool::NewEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    if rt.spool.pending().is_ok_and(|n| n >= MAX_PENDING) {
+        let dropped = &rt.packet_log.dropped;
+        if dropped.get() == 0 {
+            log::warn!(
+                "the spool holds {MAX_PENDING} undelivered events: logged packets are counted \
+                 (firewall-log-dropped), not spooled, until the manager takes them"
+            );
+        }
+        dropped.set(dropped.get() + events.len() as u64);
+        return;
+    }
+    if let Err(e) = rt.spool.append_all(events) {
+        log::error!("cannot write logged packets to the spool: {e}");
     }
 }
 

@@ -231,6 +231,7 @@ impl<'a> Runtime<'a> {
             counter("events-spooled", self.spool.pending()?),
             counter("firewall-log-packets", self.packet_log.packets.get()),
             counter("firewall-log-lost", self.packet_log.lost.get()),
+            counter("firewall-log-dropped", self.packet_log.dropped.get()),
         ];
         // The host firewall's per-rule counters (`firewall.md`, Counters and logs).
         for (name, packets, bytes) in self.firewall.counters() {

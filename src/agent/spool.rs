@@ -37,6 +37,9 @@ enum ConfigRecord {
     V2(AgentConfig),
 }
 
+/// An event to append: its id, when it happened and its fields.
+pub type NewEvent = (u32, WallMs, Vec<(String, String)>);
+
 #[derive(Debug)]
 pub struct SpoolError(String);
 
@@ -85,27 +88,35 @@ impl Spool {
         time: WallMs,
         fields: Vec<(String, String)>,
     ) -> Result<u64, SpoolError> {
+        self.append_all(vec![(id, time, fields)])
+    }
+
+    /// Appends events durably in one transaction (one disk sync for all of them) and returns
+    /// the last one's sequence number (the next one's less one when there are none).
+    pub fn append_all(&self, events: Vec<NewEvent>) -> Result<u64, SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
-        let seq = {
+        let last = {
             let mut meta = txn.open_table(META).map_err(err)?;
-            let seq = read_u64(&meta, NEXT_SEQ)?.unwrap_or(1);
-            let next = postcard::to_allocvec(&(seq + 1)).map_err(err)?;
+            let first = read_u64(&meta, NEXT_SEQ)?.unwrap_or(1);
+            let mut table = txn.open_table(EVENTS).map_err(err)?;
+            let mut seq = first;
+            for (id, time, fields) in events {
+                let event = AgentEvent {
+                    seq,
+                    id,
+                    time,
+                    fields,
+                };
+                let bytes = postcard::to_allocvec(&EventRecord::V1(event)).map_err(err)?;
+                table.insert(seq, bytes.as_slice()).map_err(err)?;
+                seq += 1;
+            }
+            let next = postcard::to_allocvec(&seq).map_err(err)?;
             meta.insert(NEXT_SEQ, next.as_slice()).map_err(err)?;
-            let event = AgentEvent {
-                seq,
-                id,
-                time,
-                fields,
-            };
-            let bytes = postcard::to_allocvec(&EventRecord::V1(event)).map_err(err)?;
-            txn.open_table(EVENTS)
-                .map_err(err)?
-                .insert(seq, bytes.as_slice())
-                .map_err(err)?;
-            seq
+            seq - 1
         };
         txn.commit().map_err(err)?;
-        Ok(seq)
+        Ok(last)
     }
 
     /// The sequences still in the spool (`first > last` when empty).
@@ -273,6 +284,17 @@ mod tests {
         spool.acknowledge(6).unwrap();
         assert_eq!(spool.pending().unwrap(), 0);
         assert_eq!(spool.range().unwrap(), SpoolRange { first: 1, last: 0 });
+        // Several in one transaction take the next sequences in order.
+        let several = vec![
+            (2001, WallMs(10), Vec::new()),
+            (2001, WallMs(11), Vec::new()),
+        ];
+        assert_eq!(spool.append_all(several).unwrap(), 8);
+        assert_eq!(spool.append_all(Vec::new()).unwrap(), 8, "nothing added");
+        let batch = spool.read(6, 10).unwrap();
+        let seqs: Vec<u64> = batch.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [7, 8]);
+        assert_eq!(spool.append(1000, WallMs(12), Vec::new()).unwrap(), 9);
     }
 
     /// A spool written before its records carried a version (schema 0) is read as it was.

@@ -1,8 +1,11 @@
 //! How many logged packets (and agent-port refusals) become events, sans-io: at most
 //! [`PER_WINDOW`] per key (a rule) in a window of [`WINDOW`] that opens with the key's first
-//! event; the rest of the window is counted, and when it ends a count of what was suppressed goes
+//! event, and at most [`TOTAL_PER_WINDOW`] for all keys together in a window of the same length;
+//! the rest of a key's window is counted, and when it ends a count of what was suppressed goes
 //! out once. A flood of a million packets is then ten events and one count a minute per rule,
-//! so the spool, the session and the manager's store stay the size of what a person reads.
+//! and a scan across two hundred logged rules no more than sixty events a minute (and a count per
+//! rule), so the spool, the agent's one thread, the session and the manager's store stay the
+//! size of what a person reads.
 //!
 //! Time comes in as an argument: `handle` at each occurrence, `poll_timeout` for when a window
 //! with a count ends, `handle_timeout` then, and `poll_suppressed` for the counts to report.
@@ -13,6 +16,8 @@ use std::time::Duration;
 
 /// Events of one key reported in full per window.
 pub const PER_WINDOW: u32 = 10;
+/// Events of all keys together reported in full per window.
+pub const TOTAL_PER_WINDOW: u32 = 60;
 /// The window.
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Keys followed at once; beyond them (only a misbehaving source of keys gets there: the rules
@@ -49,7 +54,10 @@ struct Window {
 #[derive(Debug)]
 pub struct Limiter {
     per_window: u32,
+    total_per_window: u32,
     window: Duration,
+    /// All keys' window: when it opened and how many it reported.
+    total: Option<(Instant, u32)>,
     windows: BTreeMap<String, Window>,
     ready: VecDeque<Suppressed>,
 }
@@ -62,8 +70,15 @@ impl Default for Limiter {
 
 impl Limiter {
     pub fn new(per_window: u32, window: Duration) -> Self {
+        Limiter::with_total(per_window, TOTAL_PER_WINDOW, window)
+    }
+
+    /// A limiter that reports at most `total_per_window` events of all keys per window.
+    pub fn with_total(per_window: u32, total_per_window: u32, window: Duration) -> Self {
         Limiter {
             per_window,
+            total_per_window,
+            total: None,
             window,
             windows: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -92,10 +107,16 @@ impl Limiter {
             reported: 0,
             suppressed: 0,
         });
-        if window.reported < self.per_window {
+        let total = match self.total {
+            Some((start, reported)) if now < start.saturating_add(self.window) => (start, reported),
+            _ => (now, 0),
+        };
+        if window.reported < self.per_window && total.1 < self.total_per_window {
             window.reported += 1;
+            self.total = Some((total.0, total.1 + 1));
             Verdict::Report
         } else {
+            self.total = Some(total);
             window.suppressed = window.suppressed.saturating_add(1);
             Verdict::Suppress
         }
@@ -200,9 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn all_keys_together_report_no_more_than_the_total() {
+        let clock = ManualClock::new(WallMs(0));
+        let mut limiter = Limiter::with_total(10, 25, WINDOW);
+        // A scan across 100 logged rules, a packet each.
+        let reported = (0..100)
+            .filter(|n| limiter.handle(clock.now(), &format!("rule-{n}")) == Verdict::Report)
+            .count();
+        assert_eq!(reported, 25);
+        clock.advance(WINDOW);
+        limiter.handle_timeout(clock.now());
+        let counts: Vec<Suppressed> = std::iter::from_fn(|| limiter.poll_suppressed()).collect();
+        assert_eq!(
+            counts.len(),
+            75,
+            "each rule that lost a packet has its count"
+        );
+        assert!(counts.iter().all(|c| c.count == 1));
+        // The next window reports again.
+        assert_eq!(limiter.handle(clock.now(), "rule-1"), Verdict::Report);
+    }
+
+    #[test]
     fn keys_beyond_the_limit_share_one_window() {
         let now = Instant::from_millis(0);
-        let mut limiter = Limiter::new(1, WINDOW);
+        let mut limiter = Limiter::with_total(1, u32::MAX, WINDOW);
         for n in 0..MAX_KEYS {
             limiter.handle(now, &format!("rule-{n}"));
         }

@@ -8,7 +8,8 @@
 //! nothing is allocated from a length field, and a malformed message is an error for that
 //! message only, never a panic (a proptest feeds it arbitrary bytes).
 
-use super::nft::LOG_PREFIX;
+use super::nft::{LOG_PREFIX, implicit_name};
+use crate::model::TrafficDirection;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -244,10 +245,16 @@ fn rule_of(prefix: &[u8]) -> Result<String, NflogError> {
         .strip_prefix(LOG_PREFIX)
         .ok_or(NflogError::NotOurs)?
         .trim_end_matches(' ');
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() || name.len() > MAX_RULE_NAME || !plain {
+    // Only the names the translation writes: `rule-ID` and the implicit denies. Anything else
+    // (another program's rule with a look-alike prefix) is not ours, and cannot take the key
+    // the agent-port refusals are counted under.
+    let rule = name.strip_prefix("rule-").is_some_and(|id| {
+        !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
+    });
+    let implicit = [TrafficDirection::Incoming, TrafficDirection::Outgoing]
+        .into_iter()
+        .any(|d| name == implicit_name(d));
+    if name.len() > MAX_RULE_NAME || !(rule || implicit) {
         return Err(NflogError::NotOurs);
     }
     Ok(name.to_string())

@@ -170,6 +170,15 @@ fn another_programs_prefix_and_bad_headers_are_errors_of_their_message_only() {
             (NFULA_PAYLOAD, tcp.clone()),
         ],
     );
+    // A look-alike of the key the agent-port refusals are counted under.
+    let look_alike = packet_message(
+        2,
+        1,
+        &[
+            (NFULA_PREFIX, prefix("picket agent-port-refused ")),
+            (NFULA_PAYLOAD, tcp.clone()),
+        ],
+    );
     let no_payload = packet_message(2, 1, &[(NFULA_PREFIX, prefix("picket rule-1 "))]);
     let not_ip = packet_message(
         2,
@@ -195,9 +204,10 @@ fn another_programs_prefix_and_bad_headers_are_errors_of_their_message_only() {
             (NFULA_PAYLOAD, tcp),
         ],
     );
-    let datagram = [theirs, forged, no_payload, not_ip, short, good].concat();
-    let all = messages(&datagram);
-    assert_eq!(all.len(), 6);
+    let datagram = [theirs, forged, look_alike, no_payload, not_ip, short, good].concat();
+    let mut all = messages(&datagram);
+    assert_eq!(all.len(), 7);
+    assert_eq!(all.remove(2), Err(NflogError::NotOurs));
     assert_eq!(all[0], Err(NflogError::NotOurs));
     assert_eq!(all[1], Err(NflogError::NotOurs));
     assert_eq!(all[2], Err(NflogError::NoPayload));
