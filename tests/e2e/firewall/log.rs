@@ -7,8 +7,8 @@
 //! packets are not reported.
 
 use super::{
-    AGENT_IP, CLIENT_IP, LIMIT, Namespaces, Site, add_rule, cli, firewall_component,
-    host_has_table, missing_tools,
+    AGENT_IP, CLIENT_IP, LIMIT, Namespaces, Site, add_rule, cli, deny_console_port,
+    firewall_component, host_has_table, missing_tools,
 };
 use crate::support::agent::wait_for;
 use serde_json::Value;
@@ -292,27 +292,7 @@ fn the_firewall_enforces_and_says_so_when_another_program_holds_its_log_group() 
     assert_eq!(first.trim(), "bound", "the holder binds the group first");
     let site = Site::start(&mut ns, tmp.path(), &[]);
     let manager = site.manager.clone();
-    let console = site.console.to_string();
-    add_rule(
-        &ns,
-        &manager,
-        &[
-            "--name",
-            "no console",
-            "--action",
-            "deny",
-            "--protocol",
-            "tcp",
-            "--port",
-            &console,
-            "--log",
-        ],
-    );
-    cli(
-        &ns,
-        &manager,
-        &["policies", "set", "Base Policy", "firewall.enabled=true"],
-    );
+    deny_console_port(&ns, &manager, site.console, true);
     let on = wait_for(LIMIT, || {
         firewall_component(&ns, &manager, "1").filter(|c| c["state"] == "on")
     });

@@ -185,6 +185,32 @@ fn add_rule(ns: &Namespaces, manager: &Path, args: &[&str]) -> String {
     format!("rule-{}", rule["id"].as_u64().expect("the new rule's id"))
 }
 
+/// A rule `no console` denying TCP to the console's port (with `--log` when `log`), and the
+/// firewall turned on; the rule's name for the log prefix.
+fn deny_console_port(ns: &Namespaces, manager: &Path, console: u16, log: bool) -> String {
+    let port = console.to_string();
+    let mut args = vec![
+        "--name",
+        "no console",
+        "--action",
+        "deny",
+        "--protocol",
+        "tcp",
+        "--port",
+        &port,
+    ];
+    if log {
+        args.push("--log");
+    }
+    let rule = add_rule(ns, manager, &args);
+    cli(
+        ns,
+        manager,
+        &["policies", "set", "Base Policy", "firewall.enabled=true"],
+    );
+    rule
+}
+
 fn ports(dir: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("ports.json")).ok()?).ok()
 }
@@ -334,26 +360,7 @@ fn the_firewall_enforces_a_deny_rule_in_a_namespace_and_restores_a_flushed_table
         "no table before the firewall is enabled"
     );
 
-    let port = console.to_string();
-    add_rule(
-        &ns,
-        &manager,
-        &[
-            "--name",
-            "no console",
-            "--action",
-            "deny",
-            "--protocol",
-            "tcp",
-            "--port",
-            &port,
-        ],
-    );
-    cli(
-        &ns,
-        &manager,
-        &["policies", "set", "Base Policy", "firewall.enabled=true"],
-    );
+    deny_console_port(&ns, &manager, console, false);
     let on = wait_for(LIMIT, || {
         firewall_component(&ns, &manager, "1").filter(|c| c["state"] == "on")
     });

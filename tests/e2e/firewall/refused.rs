@@ -5,7 +5,7 @@
 //! with nf_tables takes, so the refusal comes from an `nft` on the agent's PATH that passes every
 //! call to the real one but fails `nft -j -f` while a file exists.
 
-use super::{CLIENT_IP, LIMIT, Namespaces, Site, add_rule, cli, missing_tools};
+use super::{CLIENT_IP, LIMIT, Namespaces, Site, add_rule, cli, deny_console_port, missing_tools};
 use crate::support::agent::wait_for;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -46,25 +46,7 @@ fn a_refused_ruleset_is_rejected_and_reported_and_the_last_good_one_stays() {
     let site = Site::start(&mut ns, tmp.path(), &[("PATH", &path)]);
     let (manager, console) = (site.manager.clone(), site.console);
     let port = console.to_string();
-    add_rule(
-        &ns,
-        &manager,
-        &[
-            "--name",
-            "no console",
-            "--action",
-            "deny",
-            "--protocol",
-            "tcp",
-            "--port",
-            &port,
-        ],
-    );
-    cli(
-        &ns,
-        &manager,
-        &["policies", "set", "Base Policy", "firewall.enabled=true"],
-    );
+    deny_console_port(&ns, &manager, console, false);
     wait_for(LIMIT, || {
         ns.table()
             .filter(|t| t.to_string().contains("no console"))
