@@ -115,6 +115,47 @@ fn an_agent_older_than_its_manager_upgrades_to_its_binary_and_its_history_says_s
     let log = m.log();
     assert_eq!(log.matches("for its upgrade").count(), 1, "{log}");
     agent.stop();
+
+    // Started again (a reboot, systemd), the installed 0.0.9 hands over to the staged binary
+    // at once, which is no longer on trial.
+    let mut again = Agent::start_from(&old, &data, None, "up1", &[]);
+    let pid = again.child.as_ref().unwrap().id();
+    wait_for(LIMIT, || {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        (exe == std::fs::canonicalize(&staged).unwrap()).then_some(())
+    });
+    assert_eq!(again.child.as_mut().unwrap().try_wait().unwrap(), None);
+    again.wait_until_running(3);
+    let log = m.log();
+    assert_eq!(
+        log.matches("for its upgrade").count(),
+        1,
+        "handed over, not downloaded again: {log}"
+    );
+    again.stop();
+    // A package then installs 0.2.0 where 0.0.9 was: it runs itself, and the staged binaries
+    // are forgotten and removed.
+    let package = build_with_version(tmp.path(), "0.2.0");
+    std::fs::rename(&package, &old).unwrap();
+    let mut packaged = Agent::start_from(&old, &data, None, "up1", &[]);
+    let pid = packaged.child.as_ref().unwrap().id();
+    wait_for(LIMIT, || {
+        (agent_version(&m).as_deref() == Some("0.2.0")).then_some(())
+    });
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        std::fs::canonicalize(&old).unwrap()
+    );
+    assert!(!staged.exists(), "the staged binary is removed");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(data.join("upgrade/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&state["current"], &state["previous"]),
+        (&Value::Null, &Value::Null),
+        "{state}"
+    );
+    assert_eq!(packaged.child.as_mut().unwrap().try_wait().unwrap(), None);
+    packaged.stop();
 }
 
 #[test]
