@@ -129,7 +129,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 AgentOutput::Activated(a) => activated = Some(a),
                 AgentOutput::UpgradeOffered(offer) => {
-                    let fetch = upgrades.is_some_and(|u| u.offered(&offer, clock.now()));
+                    let fetch = upgrades.is_some_and(|u| u.offered(&offer, clock));
                     session.upgrade_answer(clock.now(), fetch);
                 }
                 AgentOutput::BinaryChunk(data) => {

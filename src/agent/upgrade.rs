@@ -254,10 +254,12 @@ impl Upgrades {
         *self.state.borrow_mut() = state;
     }
 
-    /// The manager offers `offer` at `now`: whether to fetch it now (a file to receive it is
-    /// open).
-    pub fn offered(&self, offer: &UpgradeOffer, now: Instant) -> bool {
-        if let Err(why) = plan::consider(&self.state.borrow(), offer, &self.own.version) {
+    /// The manager offers `offer`: whether to fetch it now (a file to receive it is open).
+    pub fn offered(&self, offer: &UpgradeOffer, clock: &dyn Clock) -> bool {
+        let now = clock.now();
+        let considered =
+            plan::consider(&self.state.borrow(), offer, &self.own.version, clock.wall());
+        if let Err(why) = considered {
             log::debug!(
                 "the manager offers version {}: declined: {why}",
                 offer.version
@@ -425,8 +427,13 @@ impl Upgrades {
             return Ok(());
         }
         let length = plan::trial_length(interval);
-        let (state, start) =
-            plan::trial_ended(&self.state.borrow(), &self.own, self.online.get(), length);
+        let (state, start) = plan::trial_ended(
+            &self.state.borrow(),
+            &self.own,
+            self.online.get(),
+            length,
+            clock.wall(),
+        );
         if start == Start::Run {
             log::info!(
                 "upgraded: {} has been online through its trial",

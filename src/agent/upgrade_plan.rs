@@ -14,7 +14,7 @@
 //! [`MAX_TRIAL_STARTS`] times without lasting that long (it crashes, and systemd restarts it);
 //! a version that failed is not taken again.
 
-use crate::clock::Instant;
+use crate::clock::{Instant, WallMs};
 use crate::proto::UpgradeOffer;
 use crate::release;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,11 @@ pub const MAX_BINARY: u64 = 256 * 1024 * 1024;
 pub const MIN_TRIAL: Duration = Duration::from_secs(10);
 /// Heartbeat intervals a new binary has to come online.
 pub const TRIAL_INTERVALS: u32 = 3;
+/// A version whose trial ended offline is taken again after this long: the manager may have
+/// been away (maintenance, a network cut) rather than the binary broken, and a site should not
+/// have to clear every computer's refusal by hand. A binary that is truly broken costs a trial a
+/// day until the administrator turns `agent.auto-upgrade` off; each is in the history.
+pub const RETRY_OFFLINE_TRIAL: Duration = Duration::from_secs(24 * 3600);
 
 /// A binary the agent can run: its version and where it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +79,12 @@ pub struct UpgradeState {
     /// What ran before `current`, to go back to.
     pub previous: Option<Binary>,
     pub trial: Option<Trial>,
-    /// Versions that failed a trial or a check: not taken again.
+    /// Versions that failed a check or crashed through their trial: not taken again.
     pub refused: Vec<String>,
+    /// Versions whose trial ended offline, and the wall-clock time (ms) from which they are
+    /// taken again.
+    #[serde(default)]
+    pub waiting: Vec<(String, u64)>,
     /// Said in the history when the spool next opens (a start's rollback happens before it).
     pub report: Option<Outcome>,
 }
@@ -95,11 +104,24 @@ pub enum Start {
 /// Why an offer is declined.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decline {
-    OtherArch { offered: String },
-    NotNewer { offered: String },
-    Refused { offered: String },
+    OtherArch {
+        offered: String,
+    },
+    NotNewer {
+        offered: String,
+    },
+    Refused {
+        offered: String,
+    },
+    /// Its trial ended offline; it is taken again from this wall-clock time (ms).
+    Waiting {
+        offered: String,
+        until_ms: u64,
+    },
     OnTrial,
-    TooLarge { size: u64 },
+    TooLarge {
+        size: u64,
+    },
 }
 
 impl std::fmt::Display for Decline {
@@ -116,6 +138,11 @@ impl std::fmt::Display for Decline {
             Decline::Refused { offered } => {
                 write!(f, "{offered} failed here before and is not taken again")
             }
+            Decline::Waiting { offered, until_ms } => write!(
+                f,
+                "{offered} was not online through its trial here; taken again from {until_ms} ms \
+                 since the epoch"
+            ),
             Decline::OnTrial => f.write_str("this version is itself on trial"),
             Decline::TooLarge { size } => write!(f, "{size} bytes is too large for an agent"),
         }
@@ -203,11 +230,12 @@ pub fn exec_failed(
     (state.clone(), own.staged)
 }
 
-/// Whether to take `offer`, running `own_version`.
+/// Whether to take `offer`, running `own_version`, at wall-clock time `now`.
 pub fn consider(
     state: &UpgradeState,
     offer: &UpgradeOffer,
     own_version: &str,
+    now: WallMs,
 ) -> Result<(), Decline> {
     let offered = offer.version.clone();
     if offer.arch != release::arch() {
@@ -220,6 +248,14 @@ pub fn consider(
     }
     if state.refused.contains(&offered) {
         return Err(Decline::Refused { offered });
+    }
+    if let Some((_, until_ms)) = state
+        .waiting
+        .iter()
+        .find(|(v, until)| *v == offered && now.0 < *until)
+    {
+        let until_ms = *until_ms;
+        return Err(Decline::Waiting { offered, until_ms });
     }
     // Only a version that parses is newer: the offered text becomes a file name.
     if !release::is_newer(&offered, own_version) {
@@ -246,6 +282,7 @@ pub fn staged(state: &UpgradeState, own: Binary, new: Binary) -> UpgradeState {
         current: Some(new),
         previous: Some(own),
         refused: state.refused.clone(),
+        waiting: state.waiting.clone(),
         report: Some(outcome),
     }
 }
@@ -257,20 +294,27 @@ pub fn on_trial(state: &UpgradeState, own: &Binary) -> bool {
     current && state.trial.as_ref().is_some_and(|t| t.to == own.version)
 }
 
-/// The end of the trial of the binary running as `own`, which was `online` (completed a
-/// session) since it started: confirmed, or rolled back.
+/// The end, at wall-clock time `now`, of the trial of the binary running as `own`, which was
+/// `online` (completed a session) since it started: confirmed, or rolled back and taken again
+/// after [`RETRY_OFFLINE_TRIAL`].
 pub fn trial_ended(
     state: &UpgradeState,
     own: &Binary,
     online: bool,
     length: Duration,
+    now: WallMs,
 ) -> (UpgradeState, Start) {
     if !on_trial(state, own) {
         return (state.clone(), Start::Run);
     }
     if !online {
-        let reason = format!("not online within {} s of its start", length.as_secs());
-        return roll_back(state, &reason);
+        let reason = format!(
+            "not online within {} s of its start; taken again in {} h",
+            length.as_secs(),
+            RETRY_OFFLINE_TRIAL.as_secs() / 3600
+        );
+        let retry = now.0.saturating_add(RETRY_OFFLINE_TRIAL.as_millis() as u64);
+        return roll_back_until(state, &reason, Some(retry));
     }
     let mut next = state.clone();
     if let Some(trial) = next.trial.take() {
@@ -295,12 +339,24 @@ pub fn trial_over(start: Instant, interval: Duration, now: Instant) -> bool {
 /// Back to the binary the trial came from (`Start::Back`), the version refused from now on,
 /// and the history to say why.
 pub fn roll_back(state: &UpgradeState, reason: &str) -> (UpgradeState, Start) {
+    roll_back_until(state, reason, None)
+}
+
+/// [`roll_back`], the version refused for good (`None`) or until the wall-clock time `retry`.
+fn roll_back_until(
+    state: &UpgradeState,
+    reason: &str,
+    retry: Option<u64>,
+) -> (UpgradeState, Start) {
     let mut next = state.clone();
     let Some(trial) = next.trial.take() else {
         return (next, Start::Run);
     };
-    if !next.refused.contains(&trial.to) {
-        next.refused.push(trial.to.clone());
+    next.waiting.retain(|(v, _)| *v != trial.to);
+    match retry {
+        Some(until) => next.waiting.push((trial.to.clone(), until)),
+        None if !next.refused.contains(&trial.to) => next.refused.push(trial.to.clone()),
+        None => {}
     }
     next.report = Some(Outcome::Failed {
         from: trial.from,

@@ -32,6 +32,7 @@ fn intact(_: &Binary) -> bool {
 }
 
 const TRIAL: Duration = Duration::from_secs(10);
+const NOW: WallMs = WallMs(1_000_000);
 
 #[test]
 fn the_installed_binary_hands_over_to_a_newer_staged_one_only() {
@@ -101,12 +102,12 @@ fn a_binary_on_trial_that_keeps_restarting_is_rolled_back_and_refused() {
     let (after, action) = on_start(&next, &installed("0.1.0"), intact, true);
     assert_eq!(action, Start::Run);
     assert_eq!(
-        consider(&after, &offer("0.2.0"), "0.1.0"),
+        consider(&after, &offer("0.2.0"), "0.1.0", NOW),
         Err(Decline::Refused {
             offered: "0.2.0".into()
         })
     );
-    assert_eq!(consider(&after, &offer("0.2.1"), "0.1.0"), Ok(()));
+    assert_eq!(consider(&after, &offer("0.2.1"), "0.1.0", NOW), Ok(()));
 }
 
 #[test]
@@ -126,10 +127,10 @@ fn a_trial_is_confirmed_only_when_the_binary_was_online_and_lasted_it() {
     // The binary that staged it is not on trial and decides nothing.
     assert!(!on_trial(&state, &installed("0.1.0")));
     assert_eq!(
-        trial_ended(&state, &installed("0.1.0"), false, TRIAL),
+        trial_ended(&state, &installed("0.1.0"), false, TRIAL, NOW),
         (state.clone(), Start::Run)
     );
-    let (next, start) = trial_ended(&state, &staged_bin("0.2.0"), true, TRIAL);
+    let (next, start) = trial_ended(&state, &staged_bin("0.2.0"), true, TRIAL, NOW);
     assert_eq!(start, Start::Run);
     assert_eq!(
         next.report,
@@ -141,13 +142,27 @@ fn a_trial_is_confirmed_only_when_the_binary_was_online_and_lasted_it() {
     assert_eq!(next.trial, None);
     assert_eq!(next.current, Some(staged_bin("0.2.0")));
     assert!(!on_trial(&next, &staged_bin("0.2.0")));
-    // Never online: back, with the reason.
-    let (back, start) = trial_ended(&state, &staged_bin("0.2.0"), false, TRIAL);
+    // Never online: back, with the reason, and the version taken again only a day later (the
+    // manager may have been away).
+    let (back, start) = trial_ended(&state, &staged_bin("0.2.0"), false, TRIAL, NOW);
     assert_eq!(start, Start::Back("/usr/bin/picket".into()));
     assert!(
         matches!(&back.report, Some(Outcome::Failed { reason, .. }) if reason.contains("not online within 10 s")),
         "{:?}",
         back.report
+    );
+    assert!(back.refused.is_empty());
+    let day = RETRY_OFFLINE_TRIAL.as_millis() as u64;
+    assert_eq!(back.waiting, [("0.2.0".to_string(), NOW.0 + day)]);
+    let (back, _) = on_start(&back, &installed("0.1.0"), intact, true);
+    let later = |ms: u64| WallMs(NOW.0 + ms);
+    assert!(matches!(
+        consider(&back, &offer("0.2.0"), "0.1.0", later(day - 1)),
+        Err(Decline::Waiting { .. })
+    ));
+    assert_eq!(
+        consider(&back, &offer("0.2.0"), "0.1.0", later(day)),
+        Ok(())
     );
 }
 
@@ -158,7 +173,7 @@ fn a_rollback_to_a_staged_binary_keeps_running_it() {
         installed("0.1.0"),
         staged_bin("0.2.0"),
     );
-    let (first, _) = trial_ended(&first, &staged_bin("0.2.0"), true, TRIAL);
+    let (first, _) = trial_ended(&first, &staged_bin("0.2.0"), true, TRIAL, NOW);
     let second = staged(&first, staged_bin("0.2.0"), staged_bin("0.3.0"));
     let (back, action) = roll_back(&second, "not online");
     assert_eq!(action, Start::Back(staged_bin("0.2.0").path));
@@ -204,13 +219,13 @@ fn a_binary_that_cannot_be_run_is_refused_and_a_failed_way_back_ends_the_process
 #[test]
 fn offers_are_declined_for_the_reasons_named() {
     let none = UpgradeState::default();
-    assert_eq!(consider(&none, &offer("0.2.0"), "0.1.0"), Ok(()));
+    assert_eq!(consider(&none, &offer("0.2.0"), "0.1.0", NOW), Ok(()));
     assert!(matches!(
-        consider(&none, &offer("0.1.0"), "0.1.0"),
+        consider(&none, &offer("0.1.0"), "0.1.0", NOW),
         Err(Decline::NotNewer { .. })
     ));
     assert!(matches!(
-        consider(&none, &offer("9.9.9/../../x"), "0.1.0"),
+        consider(&none, &offer("9.9.9/../../x"), "0.1.0", NOW),
         Err(Decline::NotNewer { .. })
     ));
     let other = UpgradeOffer {
@@ -218,7 +233,7 @@ fn offers_are_declined_for_the_reasons_named() {
         ..offer("0.2.0")
     };
     assert!(matches!(
-        consider(&none, &other, "0.1.0"),
+        consider(&none, &other, "0.1.0", NOW),
         Err(Decline::OtherArch { .. })
     ));
     let huge = UpgradeOffer {
@@ -226,14 +241,14 @@ fn offers_are_declined_for_the_reasons_named() {
         ..offer("0.2.0")
     };
     assert_eq!(
-        consider(&none, &huge, "0.1.0"),
+        consider(&none, &huge, "0.1.0", NOW),
         Err(Decline::TooLarge {
             size: MAX_BINARY + 1
         })
     );
     let trial = staged(&none, installed("0.1.0"), staged_bin("0.2.0"));
     assert_eq!(
-        consider(&trial, &offer("0.3.0"), "0.2.0"),
+        consider(&trial, &offer("0.3.0"), "0.2.0", NOW),
         Err(Decline::OnTrial)
     );
 }
