@@ -39,7 +39,6 @@ use identity::Identity;
 use runtime::Runtime;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 /// How the agent was asked to run (`picket agent ...`).
@@ -109,14 +108,10 @@ fn serve_with(
     systemd: &Systemd,
 ) -> Result<Stopped, AgentError> {
     let dir = &options.data_dir;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| AgentError::File {
-            path: dir.clone(),
-            source,
-        })?;
+    crate::files::create_private_dir(dir).map_err(|source| AgentError::File {
+        path: dir.clone(),
+        source,
+    })?;
     let spool = Spool::open(&dir.join("spool.redb"))?;
     // The spool holds every event not yet delivered, the dir the agent's key.
     crate::files::make_private_logged(dir);

@@ -9,6 +9,7 @@ use super::spool::Spool;
 use super::upgrade_plan::{self as plan, Binary, Outcome, Start, UpgradeState};
 use crate::clock::{Clock, Instant};
 use crate::command::CommandError;
+use crate::files::create_private_dir;
 use crate::model::events;
 use crate::proto::UpgradeOffer;
 use crate::release;
@@ -67,21 +68,12 @@ fn save(data_dir: &Path, state: &UpgradeState) -> Result<(), AgentError> {
         path: dir.clone(),
         source,
     };
-    create_dir(&dir).map_err(file)?;
+    create_private_dir(&dir).map_err(file)?;
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| AgentError::BadFile {
         path: state_path(data_dir),
         problem: e.to_string(),
     })?;
     crate::files::write_atomic(&state_path(data_dir), &bytes, 0o600).map_err(file)
-}
-
-/// The staging directory, private as the rest of the data dir.
-fn create_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(crate::files::PRIVATE_DIR)
-        .create(dir)
 }
 
 /// This process's binary: its version, and where it is (`/proc/self/exe`, resolved). A binary
@@ -270,7 +262,7 @@ impl Upgrades {
             return false;
         }
         let dir = self.data_dir.join(DIR);
-        if let Err(e) = create_dir(&dir) {
+        if let Err(e) = create_private_dir(&dir) {
             log::error!("cannot make {}: {e}; not upgrading", dir.display());
             return false;
         }
@@ -584,7 +576,7 @@ mod tests {
     fn opening_clears_cut_downloads_and_binaries_nothing_refers_to() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path();
-        create_dir(&data.join(DIR)).unwrap();
+        create_private_dir(&data.join(DIR)).unwrap();
         let current = staged_in(data, "0.3.0");
         let previous = staged_in(data, "0.2.0");
         let stale = staged_in(data, "0.1.0");
@@ -610,7 +602,7 @@ mod tests {
     #[test]
     fn a_state_that_is_not_json_runs_the_installed_binary() {
         let tmp = tempfile::tempdir().unwrap();
-        create_dir(&tmp.path().join(DIR)).unwrap();
+        create_private_dir(&tmp.path().join(DIR)).unwrap();
         std::fs::write(state_path(tmp.path()), b"{not json").unwrap();
         assert_eq!(load(tmp.path()), UpgradeState::default());
         assert_eq!(at_start(tmp.path()), Start::Run);

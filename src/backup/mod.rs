@@ -116,15 +116,9 @@ fn io_err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> BackupEr
 /// A new snapshot's path in `data_dir` (its directory made, 0700).
 pub fn snapshot_path(data_dir: &Path, now: WallMs) -> Result<PathBuf, BackupError> {
     let dir = data_dir.join(SNAPSHOT_DIR);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(crate::files::PRIVATE_DIR)
-        .create(&dir)
-        .map_err(io_err(&dir, "create"))?;
+    crate::files::create_private_dir(&dir).map_err(io_err(&dir, "create"))?;
     Ok(dir.join(format!("picket-{}.redb", now.0)))
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// Deletes the snapshots left in `data_dir` by a backup that never finished (run at the
 /// manager's start, when none can be in progress).
@@ -323,13 +317,8 @@ fn restore_into(
     payload: &mut impl Read,
     new_dir: &Path,
 ) -> Result<Restored, BackupError> {
-    let private_dir = |dir: &Path| {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(crate::files::PRIVATE_DIR)
-            .create(dir)
-            .map_err(io_err(dir, "create"))
-    };
+    let private_dir =
+        |dir: &Path| crate::files::create_private_dir(dir).map_err(io_err(dir, "create"));
     private_dir(new_dir)?;
     private_dir(&new_dir.join(PKI_DIR))?;
     for entry in &header.files {

@@ -12,7 +12,6 @@ use crate::store::{Reads, Store};
 use std::fs;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// Creates the data dir if it is missing (mode 0700: it holds keys) and checks that it is a
@@ -26,10 +25,7 @@ pub fn prepare(dir: &Path) -> Result<(), ManagerError> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(problem("exists but is not a directory", None)),
         Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
+        Err(e) if e.kind() == ErrorKind::NotFound => crate::files::create_private_dir(dir)
             .map_err(|e| problem("cannot be created", Some(e)))?,
         Err(e) => return Err(problem("cannot be read", Some(e))),
     }

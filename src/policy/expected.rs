@@ -2,7 +2,9 @@
 //! that govern its listener, its firewall rules when the firewall is on, and where it reaches
 //! the manager; and whether an agent runs it.
 
-use super::{AgentConfig, PolicyTree, effective_rules, resolve_computer, resolve_policy};
+use super::{
+    AgentConfig, EffectiveSettings, PolicyTree, effective_rules, resolve_computer, resolve_policy,
+};
 use crate::model::FirewallRule;
 use crate::model::{AgentState, Computer, PolicyId};
 
@@ -12,8 +14,19 @@ pub fn expected_config(
     computer: &Computer,
     endpoints: &[String],
 ) -> AgentConfig {
+    expected_with_settings(tree, computer, endpoints).0
+}
+
+/// [`expected_config`] and the settings it was made from, resolved once: a heartbeat needs both
+/// (`agent.auto-upgrade` is not sent to the agent).
+pub fn expected_with_settings(
+    tree: &PolicyTree,
+    computer: &Computer,
+    endpoints: &[String],
+) -> (AgentConfig, EffectiveSettings) {
     let effective = resolve_computer(tree, computer);
-    AgentConfig::new(&effective, rules(tree, computer.policy), endpoints.to_vec())
+    let config = AgentConfig::new(&effective, rules(tree, computer.policy), endpoints.to_vec());
+    (config, effective)
 }
 
 /// The Base Policy's configuration: what an agent that is not a computer yet (an activation)

@@ -24,7 +24,7 @@ pub use edit::{
     create_computer, create_policy, update_policy,
 };
 pub use error::PolicyError;
-pub use expected::{base_config, expected_config, runs};
+pub use expected::{base_config, expected_config, expected_with_settings, runs};
 pub use fingerprint::{AgentConfig, Fingerprint};
 pub use resolve::{Effective, EffectiveSettings, Source, resolve_computer, resolve_policy};
 pub use rules::{

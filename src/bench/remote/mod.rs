@@ -396,9 +396,8 @@ impl Target {
                     AgentOutput::Apply { config, .. } => {
                         session.config_result(clock.now(), Ok(config.fingerprint()));
                     }
-                    AgentOutput::Acked { .. } => {}
+                    AgentOutput::Acked { .. } | AgentOutput::BinaryChunk(_) => {}
                     AgentOutput::UpgradeOffered(_) => session.upgrade_answer(clock.now(), false),
-                    AgentOutput::BinaryChunk(_) => {}
                     AgentOutput::Finished(Ok(_)) => {
                         let a = activated.ok_or("the session ended without activation")?;
                         let cert = CertificateDer::from(a.certificate);

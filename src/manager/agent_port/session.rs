@@ -309,17 +309,15 @@ pub(super) fn session_params(
                 port.registry.remove_computer(id);
                 return Err(SessionError::Deleted(id));
             };
-            let expected = policy::expected_config(&tree, &record, &port.endpoints);
+            let (expected, effective) =
+                policy::expected_with_settings(&tree, &record, &port.endpoints);
             let interval = expected.interval;
             // Events are committed without touching the agent's state (one page write less per
             // heartbeat); the state learns their sequence when the session is recorded. A crash
             // between the two leaves the events table ahead, and it is the truth.
             let stored = txn.newest_event_seq(id)?;
             let last_seq = state.last_seq.max(stored.unwrap_or(0));
-            let auto_upgrade = policy::resolve_computer(&tree, &record)
-                .agent_auto_upgrade
-                .value;
-            let upgrade = upgrade::offer(auto_upgrade, &state.agent_version);
+            let upgrade = upgrade::offer(effective.agent_auto_upgrade.value, &state.agent_version);
             (expected, last_seq, interval, upgrade)
         }
     };
